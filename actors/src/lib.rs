@@ -1,0 +1,25 @@
+//! StateSet Voice actor tree, store and domain logic.
+//!
+//! This crate owns everything that is not HTTP: the supervision tree (ractor),
+//! every actor and its messages, the store (sqlx over SQLite and PostgreSQL behind
+//! one enum), secrets at rest, and the domain types shared by the service.
+//!
+//! ```text
+//! RootSupervisor                       restarts singletons (meltdown limit), escalates beyond it
+//! └── TenantActor                      tenant config, API-key cache, per-tenant rate limits
+//! ```
+//!
+//! **Architecture invariant:** this crate does not depend on warp or on anything
+//! HTTP-server; tests drive it by message.
+
+#![forbid(unsafe_code)]
+
+pub mod crypto;
+pub mod ids;
+pub mod meter;
+pub mod store;
+pub mod supervisor;
+pub mod tenant;
+pub mod time;
+
+pub use supervisor::{Actors, RootConfig, SupervisorStatus};

@@ -1,0 +1,164 @@
+//! Tenants: create, read, list, update (with audit rows in the same transaction).
+
+use super::audit::insert_audit;
+use super::{NewAudit, Page, RuntimeConfig, Store, StoreError, Tenant, TenantStatus, TwilioCredentials, as_i64, on_pool};
+use crate::ids::TenantId;
+
+#[derive(sqlx::FromRow)]
+pub(super) struct TenantRow {
+    id: String,
+    name: String,
+    status: String,
+    max_concurrent_calls: i64,
+    webhook_url: Option<String>,
+    runtime_config: Option<String>,
+    twilio_account_sid: Option<String>,
+    twilio_auth_token_enc: Option<Vec<u8>>,
+    twilio_auth_token_hint: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+pub(super) const TENANT_COLUMNS: &str = "id, name, status, max_concurrent_calls, webhook_url, runtime_config, \
+     twilio_account_sid, twilio_auth_token_enc, twilio_auth_token_hint, created_at, updated_at";
+
+impl TryFrom<TenantRow> for Tenant {
+    type Error = StoreError;
+
+    fn try_from(row: TenantRow) -> Result<Self, StoreError> {
+        let status = TenantStatus::parse(&row.status).ok_or(StoreError::Corrupt("tenants.status"))?;
+        let runtime_config = match row.runtime_config {
+            Some(json) => serde_json::from_str::<RuntimeConfig>(&json)
+                .map_err(|_| StoreError::Corrupt("tenants.runtime_config"))?,
+            None => RuntimeConfig::default(),
+        };
+        let twilio = match (row.twilio_account_sid, row.twilio_auth_token_enc) {
+            (Some(account_sid), Some(auth_token_sealed)) => Some(TwilioCredentials {
+                account_sid,
+                auth_token_sealed,
+                auth_token_hint: row.twilio_auth_token_hint.unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        Ok(Tenant {
+            id: TenantId::from_stored(row.id),
+            name: row.name,
+            status,
+            max_concurrent_calls: row.max_concurrent_calls,
+            webhook_url: row.webhook_url,
+            runtime_config,
+            twilio,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+fn runtime_config_json(cfg: &RuntimeConfig) -> Option<String> {
+    (cfg != &RuntimeConfig::default()).then(|| serde_json::to_string(cfg).unwrap_or_default())
+}
+
+impl Store {
+    /// Inserts a tenant and its audit row.
+    pub async fn insert_tenant(&self, tenant: &Tenant, audit: &NewAudit) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO tenants (id, name, status, max_concurrent_calls, webhook_url, runtime_config, \
+                 twilio_account_sid, twilio_auth_token_enc, twilio_auth_token_hint, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(tenant.id.as_str())
+            .bind(&tenant.name)
+            .bind(tenant.status.as_str())
+            .bind(tenant.max_concurrent_calls)
+            .bind(&tenant.webhook_url)
+            .bind(runtime_config_json(&tenant.runtime_config))
+            .bind(tenant.twilio.as_ref().map(|t| t.account_sid.clone()))
+            .bind(tenant.twilio.as_ref().map(|t| t.auth_token_sealed.clone()))
+            .bind(tenant.twilio.as_ref().map(|t| t.auth_token_hint.clone()))
+            .bind(tenant.created_at)
+            .bind(tenant.updated_at)
+            .execute(&mut *tx)
+            .await?;
+            insert_audit!(&mut *tx, audit)?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Writes every field of `tenant` (matched by id) and its audit row.
+    /// Returns `Conflict` when the Twilio account SID belongs to another tenant.
+    pub async fn update_tenant(&self, tenant: &Tenant, audit: &NewAudit) -> Result<(), StoreError> {
+        let result: Result<(), StoreError> = on_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "UPDATE tenants SET name = $2, status = $3, max_concurrent_calls = $4, webhook_url = $5, \
+                 runtime_config = $6, twilio_account_sid = $7, twilio_auth_token_enc = $8, \
+                 twilio_auth_token_hint = $9, updated_at = $10 WHERE id = $1",
+            )
+            .bind(tenant.id.as_str())
+            .bind(&tenant.name)
+            .bind(tenant.status.as_str())
+            .bind(tenant.max_concurrent_calls)
+            .bind(&tenant.webhook_url)
+            .bind(runtime_config_json(&tenant.runtime_config))
+            .bind(tenant.twilio.as_ref().map(|t| t.account_sid.clone()))
+            .bind(tenant.twilio.as_ref().map(|t| t.auth_token_sealed.clone()))
+            .bind(tenant.twilio.as_ref().map(|t| t.auth_token_hint.clone()))
+            .bind(tenant.updated_at)
+            .execute(&mut *tx)
+            .await?;
+            insert_audit!(&mut *tx, audit)?;
+            tx.commit().await?;
+            Ok(())
+        }.await);
+        match result {
+            Err(e) if e.is_unique_violation() => Err(StoreError::Conflict("twilio_account_sid")),
+            other => other,
+        }
+    }
+
+    /// Reads one tenant.
+    pub async fn get_tenant(&self, id: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        let row: Option<TenantRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1")))
+                .bind(id.as_str())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(Tenant::try_from).transpose()
+    }
+
+    /// Finds the tenant owning a Twilio account.
+    pub async fn tenant_by_twilio_account(&self, account_sid: &str) -> Result<Option<Tenant>, StoreError> {
+        let row: Option<TenantRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {TENANT_COLUMNS} FROM tenants WHERE twilio_account_sid = $1"
+            )))
+            .bind(account_sid)
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(Tenant::try_from).transpose()
+    }
+
+    /// Lists tenants, oldest first.
+    pub async fn list_tenants(&self, limit: u32, offset: u32) -> Result<Page<Tenant>, StoreError> {
+        let (rows, total): (Vec<TenantRow>, i64) = on_pool!(self, pool => {
+            let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {TENANT_COLUMNS} FROM tenants ORDER BY created_at, id LIMIT $1 OFFSET $2"
+            )))
+            .bind(as_i64(limit))
+            .bind(as_i64(offset))
+            .fetch_all(pool)
+            .await?;
+            let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tenants").fetch_one(pool).await?;
+            (rows, total)
+        });
+        Ok(Page {
+            items: rows.into_iter().map(Tenant::try_from).collect::<Result<_, _>>()?,
+            total,
+        })
+    }
+}

@@ -1,0 +1,379 @@
+//! The root of the supervision tree.
+//!
+//! `RootSupervisor` spawns the singleton actors from child specs it keeps (ractor restarts
+//! mean re-creating the actor, and `Arguments` are not `Clone`), restarts any singleton that
+//! fails or terminates, counts restarts and failures, and melts down when a child needs more
+//! than `max_restarts` restarts within `restart_window`: it then stops restarting that child
+//! and reports itself unhealthy, which turns `/health/ready` and `/health/live` to 503 so the
+//! process gets replaced.
+//!
+//! Handlers never hold an `ActorRef` that could go stale: they go through a
+//! [`SingletonRef`], which the root updates on every restart.
+//!
+//! Messages: [`RootMsg::Status`]. Supervised by: nobody (it is the root).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tokio::sync::watch;
+
+use crate::crypto::SecretBox;
+use crate::meter::{self, HandleTimer, kind};
+use crate::store::Store;
+use crate::tenant::{TenantActor, TenantArgs, TenantMsg, TenantRateLimiter};
+
+/// A handle on a restartable singleton: always the current incarnation.
+pub struct SingletonRef<M: ractor::Message> {
+    current: Arc<watch::Sender<Option<ActorRef<M>>>>,
+}
+
+impl<M: ractor::Message> Clone for SingletonRef<M> {
+    fn clone(&self) -> Self {
+        Self {
+            current: Arc::clone(&self.current),
+        }
+    }
+}
+
+impl<M: ractor::Message> SingletonRef<M> {
+    fn new() -> Self {
+        Self {
+            current: Arc::new(watch::channel(None).0),
+        }
+    }
+
+    /// The live actor, or `None` while it is down (melted down or not yet started).
+    pub fn get(&self) -> Option<ActorRef<M>> {
+        self.current.borrow().clone()
+    }
+
+    /// A receiver that changes on every (re)start; lets tests await a restart.
+    pub fn subscribe(&self) -> watch::Receiver<Option<ActorRef<M>>> {
+        self.current.subscribe()
+    }
+
+    fn set(&self, actor: Option<ActorRef<M>>) {
+        self.current.send_replace(actor);
+    }
+}
+
+/// What the root needs to build (and rebuild) its children.
+#[derive(Clone)]
+pub struct RootConfig {
+    /// The database.
+    pub store: Store,
+    /// Encryption of tenant secrets at rest.
+    pub secret_box: SecretBox,
+    /// Per-tenant request limit, shared across tenant-actor restarts.
+    pub tenant_rate_limiter: Arc<TenantRateLimiter>,
+    /// How long an authenticated key stays cached (bounds staleness across nodes).
+    pub key_cache_ttl: Duration,
+    /// Restarts of one child tolerated within `restart_window` before meltdown.
+    pub max_restarts: u32,
+    /// The meltdown window.
+    pub restart_window: Duration,
+}
+
+/// Health of the supervision tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SupervisorStatus {
+    /// False after a meltdown.
+    pub healthy: bool,
+    /// Why the root melted down.
+    pub meltdown: Option<String>,
+    /// One entry per singleton.
+    pub children: Vec<ChildStatus>,
+}
+
+/// Supervision counters of one singleton.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildStatus {
+    /// Actor kind (`tenant`, …).
+    pub kind: &'static str,
+    /// Whether an incarnation is running.
+    pub alive: bool,
+    /// Restarts performed so far.
+    pub restarts: u32,
+    /// Failures (panics or errors) seen so far.
+    pub failures: u32,
+    /// Unexpected terminations (kills, stops) seen so far.
+    pub terminations: u32,
+    /// Description of the last failure or termination.
+    pub last_failure: Option<String>,
+}
+
+/// Messages of the root supervisor.
+pub enum RootMsg {
+    /// Reports the tree's health.
+    Status(RpcReplyPort<SupervisorStatus>),
+}
+
+/// The handles the HTTP layer and tests use to reach the tree.
+#[derive(Clone)]
+pub struct Actors {
+    /// The root supervisor.
+    pub root: ActorRef<RootMsg>,
+    /// The tenant actor (current incarnation).
+    pub tenant: SingletonRef<TenantMsg>,
+    /// Changes whenever the tree's health changes (e.g. meltdown).
+    pub health: watch::Receiver<bool>,
+}
+
+/// The root supervisor behaviour.
+pub struct RootSupervisor;
+
+/// Arguments of the root: configuration and the handles it fills in.
+pub struct RootArgs {
+    config: RootConfig,
+    tenant: SingletonRef<TenantMsg>,
+    health: watch::Sender<bool>,
+}
+
+/// Which singleton a child spec builds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ChildKind {
+    Tenant,
+}
+
+impl ChildKind {
+    fn name(self) -> &'static str {
+        match self {
+            ChildKind::Tenant => kind::TENANT,
+        }
+    }
+}
+
+/// Everything needed to rebuild one child, plus its counters.
+struct ChildSpec {
+    kind: ChildKind,
+    cell: Option<ActorCell>,
+    restarts: u32,
+    failures: u32,
+    terminations: u32,
+    recent: VecDeque<Instant>,
+    last_failure: Option<String>,
+}
+
+/// State of the root.
+pub struct RootState {
+    /// Rebuild recipes and counters, one per singleton.
+    children: Vec<ChildSpec>,
+    config: RootConfig,
+    tenant: SingletonRef<TenantMsg>,
+    health: watch::Sender<bool>,
+    /// Why the root melted down, once it has.
+    meltdown: Option<String>,
+}
+
+impl RootSupervisor {
+    /// Spawns the tree and returns its handles.
+    pub async fn start(config: RootConfig) -> Result<Actors, ractor::SpawnErr> {
+        let tenant = SingletonRef::new();
+        let (health_tx, health_rx) = watch::channel(true);
+        let args = RootArgs {
+            config,
+            tenant: tenant.clone(),
+            health: health_tx,
+        };
+        let (root, _join) = Actor::spawn(None, RootSupervisor, args).await?;
+        Ok(Actors {
+            root,
+            tenant,
+            health: health_rx,
+        })
+    }
+
+    async fn spawn_child(
+        myself: &ActorRef<RootMsg>,
+        state: &RootState,
+        kind: ChildKind,
+    ) -> Result<ActorCell, ActorProcessingErr> {
+        match kind {
+            ChildKind::Tenant => {
+                let args = TenantArgs {
+                    store: state.config.store.clone(),
+                    secret_box: state.config.secret_box.clone(),
+                    rate_limiter: Arc::clone(&state.config.tenant_rate_limiter),
+                    key_cache_ttl: state.config.key_cache_ttl,
+                };
+                let (actor, _join) =
+                    Actor::spawn_linked(None, TenantActor, args, myself.get_cell()).await?;
+                let cell = actor.get_cell();
+                state.tenant.set(Some(actor));
+                Ok(cell)
+            }
+        }
+    }
+
+    fn clear_handle(state: &RootState, kind: ChildKind) {
+        match kind {
+            ChildKind::Tenant => state.tenant.set(None),
+        }
+    }
+
+    async fn child_ended(
+        &self,
+        myself: &ActorRef<RootMsg>,
+        state: &mut RootState,
+        cell: &ActorCell,
+        failed: bool,
+        why: String,
+    ) -> Result<(), ActorProcessingErr> {
+        let Some(idx) = state
+            .children
+            .iter()
+            .position(|c| c.cell.as_ref().map(|c| c.get_id()) == Some(cell.get_id()))
+        else {
+            return Ok(());
+        };
+        let kind = state.children[idx].kind;
+        Self::clear_handle(state, kind);
+        let window = state.config.restart_window;
+        let max = state.config.max_restarts as usize;
+        let now = Instant::now();
+        let spec = &mut state.children[idx];
+        spec.cell = None;
+        if failed {
+            spec.failures += 1;
+            meter::actor_failed(kind.name());
+        } else {
+            spec.terminations += 1;
+            meter::actor_terminated(kind.name());
+        }
+        spec.last_failure = Some(why.clone());
+        spec.recent.push_back(now);
+        while spec
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
+            spec.recent.pop_front();
+        }
+        tracing::warn!(actor = kind.name(), failed, reason = %why, "singleton actor ended");
+        if spec.recent.len() > max {
+            let reason = format!(
+                "{} ended {} times within {:?}; last: {why}",
+                kind.name(),
+                spec.recent.len(),
+                window
+            );
+            tracing::error!(actor = kind.name(), reason = %reason, "supervisor meltdown: giving up restarts");
+            metrics::gauge!("supervisor_meltdown").set(1.0);
+            state.meltdown = Some(reason);
+            state.health.send_replace(false);
+            return Ok(());
+        }
+        let cell = Self::spawn_child(myself, state, kind).await?;
+        let spec = &mut state.children[idx];
+        spec.cell = Some(cell);
+        spec.restarts += 1;
+        meter::actor_restarted(kind.name());
+        tracing::info!(actor = kind.name(), restarts = spec.restarts, "singleton actor restarted");
+        Ok(())
+    }
+}
+
+impl Actor for RootSupervisor {
+    type Msg = RootMsg;
+    type State = RootState;
+    type Arguments = RootArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: RootArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        metrics::gauge!("supervisor_meltdown").set(0.0);
+        let mut state = RootState {
+            children: Vec::new(),
+            config: args.config,
+            tenant: args.tenant,
+            health: args.health,
+            meltdown: None,
+        };
+        for kind in [ChildKind::Tenant] {
+            let cell = Self::spawn_child(&myself, &state, kind).await?;
+            state.children.push(ChildSpec {
+                kind,
+                cell: Some(cell),
+                restarts: 0,
+                failures: 0,
+                terminations: 0,
+                recent: VecDeque::new(),
+                last_failure: None,
+            });
+        }
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            RootMsg::Status(reply) => {
+                let _timer = HandleTimer::start(kind::ROOT, "status");
+                let status = SupervisorStatus {
+                    healthy: state.meltdown.is_none(),
+                    meltdown: state.meltdown.clone(),
+                    children: state
+                        .children
+                        .iter()
+                        .map(|c| ChildStatus {
+                            kind: c.kind.name(),
+                            alive: c.cell.is_some(),
+                            restarts: c.restarts,
+                            failures: c.failures,
+                            terminations: c.terminations,
+                            last_failure: c.last_failure.clone(),
+                        })
+                        .collect(),
+                };
+                if !reply.is_closed() {
+                    let _ = reply.send(status);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                self.child_ended(&myself, state, &cell, true, format!("failed: {err}"))
+                    .await
+            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                let why = reason.unwrap_or_else(|| String::from("terminated"));
+                self.child_ended(&myself, state, &cell, false, why).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn post_stop(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        // Children stopped gracefully here would be reported back to us as terminations;
+        // forget them first so nothing is restarted during shutdown.
+        for spec in &mut state.children {
+            spec.cell = None;
+        }
+        state.tenant.set(None);
+        myself
+            .stop_children_and_wait(Some(String::from("shutdown")), Some(Duration::from_secs(5)))
+            .await;
+        Ok(())
+    }
+}

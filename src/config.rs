@@ -1,0 +1,412 @@
+//! Configuration from environment variables and an optional TOML file.
+//!
+//! Every setting has an environment variable (upper case, e.g. `BIND_ADDR`) and the same
+//! key in lower case in the TOML file given with `--config`; the environment wins.
+//! Invalid configuration is a [`ConfigError`] naming the setting, and `main` exits with
+//! code 64 (`EX_USAGE`). Secrets are held in [`Secret`], whose `Debug`/`Display` are
+//! redacted, so they never reach a log line.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use url::Url;
+
+/// A secret value: never printed, compared in constant time.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The secret itself; call sites are few and greppable.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Constant-time comparison with a presented value.
+    pub fn matches(&self, presented: &str) -> bool {
+        actors::crypto::ct_eq(self.0.as_bytes(), presented.as_bytes())
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A configuration problem: which setting and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {setting}: {problem}")]
+pub struct ConfigError {
+    /// The environment variable (or TOML key, in lower case) at fault.
+    pub setting: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(setting: &str, problem: impl Into<String>) -> Self {
+        Self {
+            setting: setting.to_owned(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// The service configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the HTTP server listens (`BIND_ADDR`, default `127.0.0.1:5050`).
+    pub bind_addr: SocketAddr,
+    /// `DATABASE_URL`: `sqlite://…` or `postgres://…` (default `sqlite://data/stateset-voice.db`).
+    pub database_url: Secret,
+    /// `DATABASE_MAX_CONNECTIONS` (default 10).
+    pub database_max_connections: u32,
+    /// `ADMIN_API_KEY`: enables the admin API (at least 16 characters). Absent → admin paths 404.
+    pub admin_api_key: Option<Secret>,
+    /// `PUBLIC_BASE_URL`: the URL Twilio reaches this service at (default `http://{bind_addr}`).
+    pub public_base_url: Url,
+    /// `MASTER_KEY`: key for tenant secrets at rest (at least 32 characters).
+    /// Absent with SQLite → a key file beside the database is created; required with PostgreSQL.
+    pub master_key: Option<Secret>,
+    /// `STREAM_TOKEN_SECRET`: signs media-stream tokens (derived from the master key if absent).
+    pub stream_token_secret: Option<Secret>,
+    /// `STREAM_TOKEN_SECRET_PREVIOUS`: still accepted during a rotation.
+    pub stream_token_secret_previous: Option<Secret>,
+    /// `RATE_LIMIT_PER_IP_PER_MINUTE` (default 60): unauthenticated routes and failed authentication.
+    pub rate_limit_per_ip_per_minute: NonZeroU32,
+    /// `RATE_LIMIT_PER_TENANT_PER_MINUTE` (default 1000): tenant-key routes.
+    pub rate_limit_per_tenant_per_minute: NonZeroU32,
+    /// `CLIENT_IP_HEADER`: header carrying the client address set by a trusted proxy (e.g. `x-forwarded-for`).
+    pub client_ip_header: Option<String>,
+    /// `LOG_FORMAT`: `text` (default) or `json`.
+    pub log_format: LogFormat,
+    /// `LOG_LEVEL`: a tracing filter directive (default `info`).
+    pub log_level: String,
+    /// `SHUTDOWN_GRACE_SECONDS` (default 30): how long live requests and calls may drain.
+    pub shutdown_grace: Duration,
+    /// `MAX_BODY_BYTES` (default 65536): largest accepted request body.
+    pub max_body_bytes: u64,
+    /// `ACTOR_CALL_TIMEOUT_MS` (default 5000): how long a handler waits for an actor.
+    pub actor_call_timeout: Duration,
+    /// `KEY_CACHE_TTL_SECONDS` (default 30): lifetime of a cached API-key lookup.
+    pub key_cache_ttl: Duration,
+    /// `SUPERVISOR_MAX_RESTARTS` (default 5): restarts of one singleton tolerated per window.
+    pub supervisor_max_restarts: u32,
+    /// `SUPERVISOR_RESTART_WINDOW_SECONDS` (default 60): the meltdown window.
+    pub supervisor_restart_window: Duration,
+}
+
+/// Every setting the service reads, for the file loader and the README.
+pub const SETTINGS: &[&str] = &[
+    "BIND_ADDR",
+    "DATABASE_URL",
+    "DATABASE_MAX_CONNECTIONS",
+    "ADMIN_API_KEY",
+    "PUBLIC_BASE_URL",
+    "MASTER_KEY",
+    "STREAM_TOKEN_SECRET",
+    "STREAM_TOKEN_SECRET_PREVIOUS",
+    "RATE_LIMIT_PER_IP_PER_MINUTE",
+    "RATE_LIMIT_PER_TENANT_PER_MINUTE",
+    "CLIENT_IP_HEADER",
+    "LOG_FORMAT",
+    "LOG_LEVEL",
+    "SHUTDOWN_GRACE_SECONDS",
+    "MAX_BODY_BYTES",
+    "ACTOR_CALL_TIMEOUT_MS",
+    "KEY_CACHE_TTL_SECONDS",
+    "SUPERVISOR_MAX_RESTARTS",
+    "SUPERVISOR_RESTART_WINDOW_SECONDS",
+];
+
+/// The raw setting values, before validation.
+#[derive(Debug, Default, Clone)]
+pub struct RawSettings(HashMap<&'static str, String>);
+
+impl RawSettings {
+    /// Reads the TOML file (if any), then overlays the environment as given by `env`.
+    pub fn gather(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut values = HashMap::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::new("--config", format!("cannot read {}: {e}", path.display())))?;
+            let table: toml::Table = text
+                .parse()
+                .map_err(|e| ConfigError::new("--config", format!("{} is not valid TOML: {e}", path.display())))?;
+            for (key, value) in table {
+                let name = SETTINGS
+                    .iter()
+                    .find(|s| s.eq_ignore_ascii_case(&key))
+                    .ok_or_else(|| ConfigError::new(&key, "unknown setting in the configuration file"))?;
+                let text = match value {
+                    toml::Value::String(s) => s,
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Boolean(b) => b.to_string(),
+                    toml::Value::Float(f) => f.to_string(),
+                    _ => return Err(ConfigError::new(&key, "must be a string, number or boolean")),
+                };
+                values.insert(*name, text);
+            }
+        }
+        for name in SETTINGS {
+            if let Some(v) = env(name) {
+                values.insert(*name, v);
+            }
+        }
+        Ok(Self(values))
+    }
+
+    /// Sets one value (used by tests and the sandbox).
+    pub fn set(&mut self, name: &'static str, value: impl Into<String>) {
+        self.0.insert(name, value.into());
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|s| s.trim()).filter(|s| !s.is_empty())
+    }
+
+    fn parse_num<T: std::str::FromStr>(&self, name: &str, default: T, what: &str) -> Result<T, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| ConfigError::new(name, format!("`{v}` is not {what}"))),
+        }
+    }
+
+    fn positive(&self, name: &str, default: u32) -> Result<NonZeroU32, ConfigError> {
+        let v: u32 = self.parse_num(name, default, "a positive integer")?;
+        NonZeroU32::new(v).ok_or_else(|| ConfigError::new(name, "must be greater than zero"))
+    }
+
+    fn secret(&self, name: &str, min_len: usize) -> Result<Option<Secret>, ConfigError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) if v.chars().count() < min_len => Err(ConfigError::new(
+                name,
+                format!("must be at least {min_len} characters long"),
+            )),
+            Some(v) => Ok(Some(Secret::new(v))),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the process environment (and `file`) and validates it.
+    pub fn from_env(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::parse(&RawSettings::gather(file, |k| std::env::var(k).ok())?)
+    }
+
+    /// Validates raw settings.
+    pub fn parse(raw: &RawSettings) -> Result<Self, ConfigError> {
+        let bind_addr: SocketAddr = match raw.get("BIND_ADDR") {
+            None => SocketAddr::from(([127, 0, 0, 1], 5050)),
+            Some(v) => v.parse().map_err(|_| {
+                ConfigError::new("BIND_ADDR", format!("`{v}` is not a socket address such as 127.0.0.1:5050"))
+            })?,
+        };
+        let database_url = raw
+            .get("DATABASE_URL")
+            .unwrap_or("sqlite://data/stateset-voice.db")
+            .to_owned();
+        let is_postgres = database_url.starts_with("postgres://") || database_url.starts_with("postgresql://");
+        if !database_url.starts_with("sqlite:") && !is_postgres {
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                "must start with sqlite:// or postgres:// (the backend is chosen by the scheme)",
+            ));
+        }
+        let public_base_url = match raw.get("PUBLIC_BASE_URL") {
+            None => Url::parse(&format!("http://{bind_addr}")).map_err(|e| ConfigError::new("BIND_ADDR", e.to_string()))?,
+            Some(v) => {
+                let url = Url::parse(v).map_err(|e| ConfigError::new("PUBLIC_BASE_URL", format!("`{v}` is not a URL: {e}")))?;
+                if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                    return Err(ConfigError::new("PUBLIC_BASE_URL", "must be an absolute http:// or https:// URL"));
+                }
+                if url.query().is_some() || url.fragment().is_some() {
+                    return Err(ConfigError::new("PUBLIC_BASE_URL", "must not carry a query or fragment"));
+                }
+                url
+            }
+        };
+        let master_key = raw.secret("MASTER_KEY", 32)?;
+        if is_postgres && master_key.is_none() {
+            return Err(ConfigError::new(
+                "MASTER_KEY",
+                "is required with a PostgreSQL database (tenant secrets are encrypted with it)",
+            ));
+        }
+        let log_format = match raw.get("LOG_FORMAT").unwrap_or("text") {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(ConfigError::new("LOG_FORMAT", format!("`{other}` is not `text` or `json`"))),
+        };
+        let log_level = raw.get("LOG_LEVEL").unwrap_or("info").to_owned();
+        if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
+            return Err(ConfigError::new("LOG_LEVEL", format!("`{log_level}` is not a valid filter directive")));
+        }
+        let client_ip_header = match raw.get("CLIENT_IP_HEADER") {
+            None => None,
+            Some(h) => Some(
+                http::HeaderName::from_bytes(h.as_bytes())
+                    .map_err(|_| ConfigError::new("CLIENT_IP_HEADER", format!("`{h}` is not a header name")))?
+                    .as_str()
+                    .to_owned(),
+            ),
+        };
+        let max_body_bytes: u64 = raw.parse_num("MAX_BODY_BYTES", 65_536, "a number of bytes")?;
+        if !(1024..=10 * 1024 * 1024).contains(&max_body_bytes) {
+            return Err(ConfigError::new("MAX_BODY_BYTES", "must be between 1024 and 10485760"));
+        }
+        let db_max: u32 = raw.parse_num("DATABASE_MAX_CONNECTIONS", 10, "a positive integer")?;
+        if db_max == 0 {
+            return Err(ConfigError::new("DATABASE_MAX_CONNECTIONS", "must be greater than zero"));
+        }
+        Ok(Config {
+            bind_addr,
+            database_url: Secret::new(database_url),
+            database_max_connections: db_max,
+            admin_api_key: raw.secret("ADMIN_API_KEY", 16)?,
+            public_base_url,
+            master_key,
+            stream_token_secret: raw.secret("STREAM_TOKEN_SECRET", 32)?,
+            stream_token_secret_previous: raw.secret("STREAM_TOKEN_SECRET_PREVIOUS", 32)?,
+            rate_limit_per_ip_per_minute: raw.positive("RATE_LIMIT_PER_IP_PER_MINUTE", 60)?,
+            rate_limit_per_tenant_per_minute: raw.positive("RATE_LIMIT_PER_TENANT_PER_MINUTE", 1000)?,
+            client_ip_header,
+            log_format,
+            log_level,
+            shutdown_grace: Duration::from_secs(raw.parse_num("SHUTDOWN_GRACE_SECONDS", 30, "a number of seconds")?),
+            max_body_bytes,
+            actor_call_timeout: Duration::from_millis(u64::from(
+                raw.positive("ACTOR_CALL_TIMEOUT_MS", 5000)?.get(),
+            )),
+            key_cache_ttl: Duration::from_secs(raw.parse_num("KEY_CACHE_TTL_SECONDS", 30, "a number of seconds")?),
+            supervisor_max_restarts: raw.parse_num("SUPERVISOR_MAX_RESTARTS", 5, "a non-negative integer")?,
+            supervisor_restart_window: Duration::from_secs(u64::from(
+                raw.positive("SUPERVISOR_RESTART_WINDOW_SECONDS", 60)?.get(),
+            )),
+        })
+    }
+
+    /// The database URL with any password removed, for logs.
+    pub fn database_display(&self) -> String {
+        let url = self.database_url.expose();
+        match Url::parse(url) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("****"));
+                u.to_string()
+            }
+            _ => url.to_owned(),
+        }
+    }
+
+    /// Path of the SQLite database file, if the backend is a SQLite file.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let url = self.database_url.expose();
+        let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next().unwrap_or_default();
+        (!path.is_empty() && !path.starts_with(":memory:")).then(|| PathBuf::from(path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[(&'static str, &str)]) -> Result<Config, ConfigError> {
+        let mut raw = RawSettings::default();
+        for (k, v) in pairs {
+            raw.set(k, *v);
+        }
+        Config::parse(&raw)
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let c = parse(&[]).expect("defaults");
+        assert_eq!(c.bind_addr.to_string(), "127.0.0.1:5050");
+        assert_eq!(c.public_base_url.as_str(), "http://127.0.0.1:5050/");
+        assert!(c.admin_api_key.is_none());
+        assert_eq!(c.sqlite_path(), Some(PathBuf::from("data/stateset-voice.db")));
+        assert_eq!(c.rate_limit_per_ip_per_minute.get(), 60);
+        assert_eq!(c.rate_limit_per_tenant_per_minute.get(), 1000);
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        for (pairs, setting) in [
+            (vec![("BIND_ADDR", "nope")], "BIND_ADDR"),
+            (vec![("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
+            (vec![("DATABASE_URL", "postgres://localhost/db")], "MASTER_KEY"),
+            (vec![("ADMIN_API_KEY", "short")], "ADMIN_API_KEY"),
+            (vec![("MASTER_KEY", "short")], "MASTER_KEY"),
+            (vec![("PUBLIC_BASE_URL", "ftp://x")], "PUBLIC_BASE_URL"),
+            (vec![("LOG_FORMAT", "xml")], "LOG_FORMAT"),
+            (vec![("RATE_LIMIT_PER_IP_PER_MINUTE", "0")], "RATE_LIMIT_PER_IP_PER_MINUTE"),
+            (vec![("RATE_LIMIT_PER_TENANT_PER_MINUTE", "lots")], "RATE_LIMIT_PER_TENANT_PER_MINUTE"),
+            (vec![("MAX_BODY_BYTES", "10")], "MAX_BODY_BYTES"),
+        ] {
+            let err = parse(&pairs).expect_err("must fail");
+            assert_eq!(err.setting, setting, "{err}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let c = parse(&[
+            ("ADMIN_API_KEY", "admin-key-0123456789"),
+            ("DATABASE_URL", "postgres://u:hunter2hunter2@db/x"),
+            ("MASTER_KEY", "0123456789abcdef0123456789abcdef"),
+        ])
+        .expect("valid");
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("admin-key-0123456789"));
+        assert!(!dbg.contains("hunter2"));
+        assert!(!dbg.contains("0123456789abcdef0123456789abcdef"));
+        assert!(!c.database_display().contains("hunter2"));
+        assert!(c.admin_api_key.as_ref().is_some_and(|k| k.matches("admin-key-0123456789")));
+    }
+
+    #[test]
+    fn file_values_are_overridden_by_the_environment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "bind_addr = \"127.0.0.1:7000\"\nrate_limit_per_ip_per_minute = 5\n").expect("write");
+        let raw = RawSettings::gather(Some(&path), |k| (k == "BIND_ADDR").then(|| "127.0.0.1:7001".to_owned()))
+            .expect("gather");
+        let c = Config::parse(&raw).expect("parse");
+        assert_eq!(c.bind_addr.port(), 7001);
+        assert_eq!(c.rate_limit_per_ip_per_minute.get(), 5);
+        std::fs::write(&path, "no_such_setting = 1\n").expect("write");
+        let err = RawSettings::gather(Some(&path), |_| None).expect_err("unknown key");
+        assert_eq!(err.setting, "no_such_setting");
+    }
+}

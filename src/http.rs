@@ -1,0 +1,160 @@
+//! The thin warp layer: one file per API surface, shared filters, the error shape, and
+//! the server loop. Handlers parse, authenticate, send one message to an actor and map the
+//! reply; they hold no state and no business logic.
+//!
+//! Every mounted route is declared once in [`routes::ROUTES`]; its filter labels the request
+//! with the route template (for metrics) through [`filters::at`], and a test checks the
+//! table against the OpenAPI document.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use actors::Actors;
+use actors::store::Store;
+use dashmap::DashMap;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use metrics_exporter_prometheus::PrometheusHandle;
+use warp::{Filter, Reply};
+
+use crate::config::Config;
+
+pub mod admin;
+pub mod context;
+pub mod docs;
+pub mod error;
+pub mod filters;
+pub mod ops;
+pub mod routes;
+pub mod runtime;
+pub mod server;
+
+pub use error::ApiError;
+
+/// Shared state handed to handlers (cheap to clone).
+#[derive(Clone)]
+pub struct AppState(Arc<AppInner>);
+
+/// What handlers can reach.
+pub struct AppInner {
+    /// Validated configuration.
+    pub config: Config,
+    /// The store, for readiness checks only (handlers go through actors).
+    pub store: Store,
+    /// The actor tree.
+    pub actors: Actors,
+    /// Set when shutdown starts: readiness answers 503.
+    pub draining: AtomicBool,
+    /// Per-client-IP limits of unauthenticated routes and failed authentication.
+    pub ip_guard: IpGuard,
+    /// Prometheus registry.
+    pub metrics: PrometheusHandle,
+    /// Process start, for uptime.
+    pub started: Instant,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Builds the state.
+    pub fn new(config: Config, store: Store, actors: Actors, metrics: PrometheusHandle) -> Self {
+        let ip_guard = IpGuard::new(config.rate_limit_per_ip_per_minute);
+        Self(Arc::new(AppInner {
+            config,
+            store,
+            actors,
+            draining: AtomicBool::new(false),
+            ip_guard,
+            metrics,
+            started: Instant::now(),
+        }))
+    }
+
+    /// Whether shutdown has started.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Starts draining (readiness turns 503).
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// How long handlers wait for an actor, in milliseconds.
+    pub fn actor_timeout_ms(&self) -> u64 {
+        u64::try_from(self.config.actor_call_timeout.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// Per-IP limiting: a GCRA limiter for routes without credentials, and a block list fed by
+/// failed authentication, checked *before* a credential is verified so guessing is throttled.
+pub struct IpGuard {
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    blocked: DashMap<IpAddr, Instant>,
+}
+
+impl IpGuard {
+    fn new(per_minute: std::num::NonZeroU32) -> Self {
+        Self {
+            limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
+            blocked: DashMap::new(),
+        }
+    }
+
+    /// Counts one request of `ip` on a route without credentials.
+    pub fn check(&self, ip: IpAddr) -> Result<(), ApiError> {
+        self.check_blocked(ip)?;
+        self.limiter.check_key(&ip).map_err(|not_until| {
+            metrics::counter!("rate_limited_total", "limit" => "ip").increment(1);
+            ApiError::RateLimited {
+                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+            }
+        })
+    }
+
+    /// Refuses an address that failed authentication too often, until its block ends.
+    pub fn check_blocked(&self, ip: IpAddr) -> Result<(), ApiError> {
+        let now = Instant::now();
+        if let Some(until) = self.blocked.get(&ip).map(|u| *u) {
+            if until > now {
+                metrics::counter!("rate_limited_total", "limit" => "auth_failures").increment(1);
+                return Err(ApiError::RateLimited {
+                    retry_after: until - now,
+                });
+            }
+            self.blocked.remove(&ip);
+        }
+        Ok(())
+    }
+
+    /// Records a failed authentication; past the limit the address is blocked for a while.
+    pub fn record_failure(&self, ip: IpAddr) {
+        if let Err(not_until) = self.limiter.check_key(&ip) {
+            let wait = not_until
+                .wait_time_from(DefaultClock::default().now())
+                .max(Duration::from_secs(1));
+            self.blocked.insert(ip, Instant::now() + wait);
+        }
+    }
+}
+
+/// Every route of the service, with the rejection handler on top.
+pub fn routes(state: AppState) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
+    ops::routes(state.clone())
+        .or(docs::routes(state.clone()))
+        .unify()
+        .or(runtime::routes(state.clone()))
+        .unify()
+        .or(admin::routes(state))
+        .unify()
+        .recover(error::handle_rejection)
+        .unify()
+        .map(Reply::into_response)
+}

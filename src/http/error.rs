@@ -1,0 +1,248 @@
+//! The one error shape of the API, `{"error":{"code","message","request_id"}}` (plus
+//! `field` when one input field is at fault), the status mapping, and the conversion of
+//! warp rejections into it.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use actors::tenant::{AuthError, TenantError};
+use serde::Serialize;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Rejection, Reply};
+
+use super::context;
+
+/// Every error the API answers with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request cannot be read (bad JSON, wrong type, unknown field, bad query).
+    #[error("{message}")]
+    BadRequest {
+        /// Machine-readable code.
+        code: &'static str,
+        /// Human-readable message.
+        message: String,
+        /// The input field at fault.
+        field: Option<String>,
+    },
+    /// 422: well-formed but invalid (the field named).
+    #[error("{field}: {message}")]
+    Validation {
+        /// The field at fault.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// 401: missing or invalid credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: authenticated but not allowed.
+    #[error("{message}")]
+    Forbidden {
+        /// Machine-readable code.
+        code: &'static str,
+        /// Human-readable message.
+        message: String,
+    },
+    /// 404: no such object (named).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// 404: no such route.
+    #[error("no such route")]
+    RouteNotFound,
+    /// 405.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 409.
+    #[error("{0}")]
+    Conflict(String),
+    /// 411: a body without `Content-Length`.
+    #[error("a Content-Length header is required")]
+    LengthRequired,
+    /// 413.
+    #[error("request body is too large")]
+    PayloadTooLarge,
+    /// 415.
+    #[error("content type must be application/json")]
+    UnsupportedMediaType,
+    /// 429 with `Retry-After`.
+    #[error("rate limit exceeded")]
+    RateLimited {
+        /// How long to wait.
+        retry_after: Duration,
+    },
+    /// 503: draining, or an actor did not answer in time.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: logged with its cause, not shown.
+    #[error("internal error")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    request_id: Option<String>,
+}
+
+impl ApiError {
+    /// A 422 for `field`.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Validation {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Status code.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::LengthRequired => StatusCode::LENGTH_REQUIRED,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. } | ApiError::Forbidden { code, .. } => code,
+            ApiError::Validation { .. } => "validation_failed",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::RouteNotFound => "route_not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::LengthRequired => "length_required",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            ApiError::BadRequest { field, .. } => field.as_deref(),
+            ApiError::Validation { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+impl Reply for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(error = %cause, "internal error");
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+                field: self.field(),
+                request_id: context::request_id(),
+            },
+        };
+        let mut resp = warp::reply::with_status(warp::reply::json(&body), status).into_response();
+        if let ApiError::RateLimited { retry_after } = &self {
+            let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            if let Ok(v) = warp::http::HeaderValue::from_str(&secs.max(1).to_string()) {
+                resp.headers_mut().insert(warp::http::header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+impl<M> From<ractor::RactorErr<M>> for ApiError {
+    fn from(err: ractor::RactorErr<M>) -> Self {
+        match err {
+            ractor::RactorErr::Timeout => ApiError::Unavailable("the service is busy; retry shortly".into()),
+            _ => ApiError::Unavailable("a service component is restarting; retry shortly".into()),
+        }
+    }
+}
+
+impl From<TenantError> for ApiError {
+    fn from(err: TenantError) -> Self {
+        match err {
+            TenantError::NotFound(what) => ApiError::NotFound(what.to_owned()),
+            TenantError::Conflict(what) => ApiError::Conflict(format!("{what} is already in use")),
+            TenantError::Store(e) => ApiError::Internal(format!("store: {e:?}")),
+            TenantError::Crypto(e) => ApiError::Internal(format!("crypto: {e}")),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::InvalidKey => ApiError::Unauthorized("invalid or revoked api key".into()),
+            AuthError::Suspended => ApiError::Forbidden {
+                code: "tenant_suspended",
+                message: "the tenant is suspended".into(),
+            },
+            AuthError::RateLimited { retry_after } => ApiError::RateLimited { retry_after },
+            AuthError::Store(e) => ApiError::Internal(format!("store: {e:?}")),
+        }
+    }
+}
+
+/// Turns the rejections left after routing into the error shape.
+pub async fn handle_rejection(rejection: Rejection) -> Result<Response, Infallible> {
+    let err = if rejection.is_not_found() {
+        ApiError::RouteNotFound
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        ApiError::PayloadTooLarge
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        ApiError::LengthRequired
+    } else if rejection.find::<warp::reject::UnsupportedMediaType>().is_some()
+        || rejection.find::<super::filters::UnsupportedContentType>().is_some()
+    {
+        ApiError::UnsupportedMediaType
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::MethodNotAllowed
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
+        ApiError::BadRequest {
+            code: "invalid_header",
+            message: e.to_string(),
+            field: None,
+        }
+    } else if let Some(e) = rejection.find::<warp::reject::MissingHeader>() {
+        ApiError::BadRequest {
+            code: "missing_header",
+            message: e.to_string(),
+            field: None,
+        }
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
+        ApiError::BadRequest {
+            code: "invalid_query",
+            message: e.to_string(),
+            field: None,
+        }
+    } else {
+        ApiError::Internal(format!("unhandled rejection: {rejection:?}"))
+    };
+    Ok(err.into_response())
+}

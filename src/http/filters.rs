@@ -1,0 +1,233 @@
+//! Shared filters and request helpers: state injection, route labelling, the caller's
+//! credentials and address, bounded JSON bodies, typed query strings, and authentication.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr};
+
+use actors::store::Scope;
+use actors::tenant::{AuditMeta, AuthContext, TenantMsg};
+use bytes::Bytes;
+use ractor::call_t;
+use serde::de::DeserializeOwned;
+use warp::{Filter, Rejection};
+
+use super::context;
+use super::routes::RouteSpec;
+use super::server::ClientIp;
+use super::{ApiError, AppState};
+
+/// Injects the shared state.
+pub fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
+    warp::any().map(move || state.clone())
+}
+
+/// Labels the request with `spec`'s template; place it right after the path and method.
+pub fn at(spec: &'static RouteSpec) -> impl Filter<Extract = (), Error = Infallible> + Clone {
+    warp::any()
+        .map(move || context::set_route(spec.path))
+        .untuple_one()
+}
+
+/// Credentials and address of the caller, read but not yet verified.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Client address.
+    pub ip: IpAddr,
+    /// `Authorization` header.
+    pub authorization: Option<String>,
+    /// `x-admin-key` header.
+    pub admin_key: Option<String>,
+}
+
+/// Extracts the [`Caller`].
+pub fn caller() -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
+    warp::ext::optional::<ClientIp>()
+        .and(warp::header::optional::<String>("authorization"))
+        .and(warp::header::optional::<String>("x-admin-key"))
+        .map(|ip: Option<ClientIp>, authorization, admin_key| Caller {
+            ip: ip.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0),
+            authorization,
+            admin_key,
+        })
+}
+
+/// A JSON body of at most `limit` bytes (413 beyond, 415 for another content type).
+pub fn json_body(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+    warp::body::content_length_limit(limit)
+        .and(warp::header::optional::<String>("content-type"))
+        .and(warp::body::bytes())
+        .and_then(|content_type: Option<String>, body: Bytes| async move {
+            match content_type {
+                Some(ct) if !ct.to_ascii_lowercase().starts_with("application/json") => {
+                    Err(warp::reject::custom(UnsupportedContentType))
+                }
+                _ => Ok(body),
+            }
+        })
+}
+
+/// Rejection for a body that is not JSON.
+#[derive(Debug)]
+pub struct UnsupportedContentType;
+impl warp::reject::Reject for UnsupportedContentType {}
+
+/// The raw query string (empty when absent).
+pub fn raw_query() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
+    warp::query::raw()
+        .or(warp::any().map(String::new))
+        .unify()
+}
+
+fn field_of(path: &serde_path_to_error::Path) -> Option<String> {
+    let p = path.to_string();
+    (p != "." && !p.is_empty()).then_some(p)
+}
+
+/// Parses a JSON body into `T`, naming the field at fault on error (400).
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::BadRequest {
+            code: "invalid_body",
+            message: "a JSON body is required".into(),
+            field: None,
+        });
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let field = field_of(err.path());
+        let inner = err.into_inner();
+        let unknown = inner.to_string();
+        // serde names an unknown field in its message, not in the path.
+        let field = field.or_else(|| {
+            unknown
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.split('`').next())
+                .map(str::to_owned)
+        });
+        let code = if inner.is_syntax() || inner.is_eof() {
+            "invalid_json"
+        } else {
+            "invalid_body"
+        };
+        ApiError::BadRequest {
+            code,
+            message: inner.to_string(),
+            field,
+        }
+    })
+}
+
+/// Parses a query string into `T`, naming the parameter at fault on error (400).
+pub fn parse_query<T: DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
+    let de = serde_urlencoded::Deserializer::new(form_urlencoded_parse(raw));
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let field = field_of(err.path());
+        let message = err.into_inner().to_string();
+        let field = field.or_else(|| {
+            message
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.split('`').next())
+                .map(str::to_owned)
+        });
+        ApiError::BadRequest {
+            code: "invalid_query",
+            message,
+            field,
+        }
+    })
+}
+
+fn form_urlencoded_parse(raw: &str) -> url::form_urlencoded::Parse<'_> {
+    url::form_urlencoded::parse(raw.as_bytes())
+}
+
+/// Paging parameters shared by list endpoints.
+#[derive(Debug, Clone, Copy)]
+pub struct Paging {
+    /// Page size (1–200, default 50).
+    pub limit: u32,
+    /// Rows skipped.
+    pub offset: u32,
+}
+
+impl Paging {
+    /// Validates `limit`/`offset`.
+    pub fn new(limit: Option<u32>, offset: Option<u32>) -> Result<Self, ApiError> {
+        let limit = limit.unwrap_or(50);
+        if !(1..=200).contains(&limit) {
+            return Err(ApiError::BadRequest {
+                code: "invalid_query",
+                message: "limit must be between 1 and 200".into(),
+                field: Some("limit".into()),
+            });
+        }
+        Ok(Self {
+            limit,
+            offset: offset.unwrap_or(0),
+        })
+    }
+}
+
+impl AppState {
+    /// The tenant actor, or 503 while it is down.
+    pub fn tenant_actor(&self) -> Result<ractor::ActorRef<TenantMsg>, ApiError> {
+        self.actors
+            .tenant
+            .get()
+            .ok_or_else(|| ApiError::Unavailable("tenant service is restarting; retry shortly".into()))
+    }
+
+    /// Verifies the admin key. Without a configured key every admin path is a 404.
+    pub fn admin(&self, caller: &Caller) -> Result<AuditMeta, ApiError> {
+        let Some(expected) = &self.config.admin_api_key else {
+            return Err(ApiError::RouteNotFound);
+        };
+        self.ip_guard.check_blocked(caller.ip)?;
+        match &caller.admin_key {
+            Some(presented) if expected.matches(presented) => Ok(AuditMeta {
+                actor: String::from("admin"),
+                request_id: context::request_id(),
+            }),
+            _ => {
+                self.ip_guard.record_failure(caller.ip);
+                Err(ApiError::Unauthorized("a valid x-admin-key header is required".into()))
+            }
+        }
+    }
+
+    /// Authenticates a tenant key and checks `scope` (when given).
+    pub async fn tenant(&self, caller: &Caller, scope: Option<Scope>) -> Result<AuthContext, ApiError> {
+        self.ip_guard.check_blocked(caller.ip)?;
+        let secret = caller
+            .authorization
+            .as_deref()
+            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .map(str::trim);
+        let Some(secret) = secret else {
+            self.ip_guard.record_failure(caller.ip);
+            return Err(ApiError::Unauthorized(
+                "an Authorization: Bearer <api key> header is required".into(),
+            ));
+        };
+        let tenant = self.tenant_actor()?;
+        let result = call_t!(tenant, TenantMsg::Authenticate, self.actor_timeout_ms(), secret.to_owned())?;
+        let auth = match result {
+            Ok(auth) => auth,
+            Err(err) => {
+                if matches!(err, actors::tenant::AuthError::InvalidKey) {
+                    self.ip_guard.record_failure(caller.ip);
+                }
+                return Err(err.into());
+            }
+        };
+        if let Some(scope) = scope
+            && !auth.has(scope)
+        {
+            return Err(ApiError::Forbidden {
+                code: "insufficient_scope",
+                message: format!("this api key lacks the `{}` scope", scope.as_str()),
+            });
+        }
+        Ok(auth)
+    }
+}

@@ -1,0 +1,42 @@
+//! The route table: every path the server mounts, once.
+
+/// One mounted route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Path template as in the OpenAPI document (`{tenant_id}` for parameters).
+    pub path: &'static str,
+}
+
+macro_rules! routes {
+    ($($name:ident = $method:literal $path:literal;)*) => {
+        $(
+            #[doc = concat!("`", $method, " ", $path, "`")]
+            pub const $name: RouteSpec = RouteSpec { method: $method, path: $path };
+        )*
+        /// All routes.
+        pub const ROUTES: &[RouteSpec] = &[$($name),*];
+    };
+}
+
+routes! {
+    HEALTH_LIVE = "GET" "/health/live";
+    HEALTH_READY = "GET" "/health/ready";
+    METRICS = "GET" "/metrics";
+    DOCS_PUBLIC = "GET" "/api-docs/public.json";
+    DOCS_ADMIN = "GET" "/api-docs/admin.json";
+    DOCS_FULL = "GET" "/api-docs/openapi.json";
+    ME = "GET" "/api/v1/me";
+    ADMIN_TENANTS_LIST = "GET" "/api/v1/admin/tenants";
+    ADMIN_TENANTS_CREATE = "POST" "/api/v1/admin/tenants";
+    ADMIN_TENANT_GET = "GET" "/api/v1/admin/tenants/{tenant_id}";
+    ADMIN_TENANT_PATCH = "PATCH" "/api/v1/admin/tenants/{tenant_id}";
+    ADMIN_TENANT_RUNTIME_CONFIG = "PUT" "/api/v1/admin/tenants/{tenant_id}/runtime-config";
+    ADMIN_TENANT_TWILIO = "PUT" "/api/v1/admin/tenants/{tenant_id}/twilio-credentials";
+    ADMIN_API_KEYS_LIST = "GET" "/api/v1/admin/tenants/{tenant_id}/api-keys";
+    ADMIN_API_KEYS_CREATE = "POST" "/api/v1/admin/tenants/{tenant_id}/api-keys";
+    ADMIN_API_KEY_REVOKE = "DELETE" "/api/v1/admin/tenants/{tenant_id}/api-keys/{key_id}";
+    ADMIN_AUDIT_LOG = "GET" "/api/v1/admin/audit-log";
+    ADMIN_DIAGNOSTICS_ACTORS = "GET" "/api/v1/admin/diagnostics/actors";
+}

@@ -1,0 +1,11 @@
+//! StateSet Voice service: configuration, start-up and shutdown, telemetry, the thin warp
+//! HTTP layer and the OpenAPI documents. Business logic lives in the `actors` crate.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod http;
+pub mod openapi;
+pub mod shutdown;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,130 @@
+//! OpenAPI 3.1 documents generated with utoipa from the handler annotations.
+//!
+//! Three scoped documents: public (runtime, webhooks, ops, docs), admin, and full (both).
+
+use serde::Serialize;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use crate::http::{admin, ops, runtime};
+
+/// The error shape of every endpoint.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorResponse {
+    /// The error.
+    pub error: ErrorObject,
+}
+
+/// Error detail.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorObject {
+    /// Machine-readable code (e.g. `validation_failed`, `unauthorized`, `rate_limited`).
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+    /// The input field at fault, on 400/422.
+    pub field: Option<String>,
+    /// The request id (also in the `x-request-id` header).
+    pub request_id: String,
+}
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-admin-key"))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "StateSet Voice API", description = "Runtime API for AI phone agents: calls, records and Twilio webhooks."),
+    paths(ops::live, ops::ready, ops::metrics, runtime::me),
+    components(schemas(ErrorResponse, ErrorObject)),
+    modifiers(&SecuritySchemes),
+    tags((name = "runtime", description = "Tenant API (Bearer key)"), (name = "ops", description = "Health and metrics"))
+)]
+struct PublicApi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "StateSet Voice Admin API", description = "Tenants, keys, credentials, governance and diagnostics (x-admin-key)."),
+    paths(
+        admin::list_tenants, admin::create_tenant, admin::get_tenant, admin::patch_tenant,
+        admin::put_runtime_config, admin::put_twilio_credentials,
+        admin::list_api_keys, admin::create_api_key, admin::revoke_api_key,
+        admin::audit_log, admin::actor_diagnostics,
+    ),
+    components(schemas(ErrorResponse, ErrorObject)),
+    modifiers(&SecuritySchemes),
+    tags((name = "admin", description = "Platform administration (x-admin-key)"))
+)]
+struct AdminApi;
+
+/// Which document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Document {
+    /// Runtime, webhooks, ops.
+    Public,
+    /// Admin.
+    Admin,
+    /// Everything.
+    Full,
+}
+
+const DOC_PATHS: [(&str, &str); 3] = [
+    ("/api-docs/public.json", "The public OpenAPI document"),
+    ("/api-docs/admin.json", "The admin OpenAPI document"),
+    ("/api-docs/openapi.json", "The full OpenAPI document"),
+];
+
+/// Adds the document endpoints themselves (plain JSON, no schema) to a document.
+fn with_doc_paths(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
+    use utoipa::openapi::{ContentBuilder, ResponseBuilder};
+    for (path, summary) in DOC_PATHS {
+        let op = OperationBuilder::new()
+            .summary(Some(summary))
+            .tag("ops")
+            .response(
+                "200",
+                ResponseBuilder::new()
+                    .description("OpenAPI 3.1 document")
+                    .content("application/json", ContentBuilder::new().build())
+                    .build(),
+            )
+            .build();
+        doc.paths.paths.insert(path.to_owned(), PathItem::new(HttpMethod::Get, op));
+    }
+    doc
+}
+
+/// Builds a document.
+pub fn document(which: Document) -> utoipa::openapi::OpenApi {
+    let version = env!("CARGO_PKG_VERSION");
+    let mut doc = match which {
+        Document::Public => with_doc_paths(PublicApi::openapi()),
+        Document::Admin => AdminApi::openapi(),
+        Document::Full => {
+            let mut full = with_doc_paths(PublicApi::openapi());
+            full.merge(AdminApi::openapi());
+            full.info.title = "StateSet Voice API (full)".to_owned();
+            full
+        }
+    };
+    doc.info.version = version.to_owned();
+    doc
+}
+
+/// The document as pretty JSON.
+pub fn document_json(which: Document) -> String {
+    document(which).to_pretty_json().unwrap_or_else(|_| String::from("{}"))
+}

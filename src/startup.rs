@@ -1,0 +1,167 @@
+//! Building and running the application: store, migrations, actor tree, HTTP server, and
+//! the shutdown protocol (readiness 503 → connections drained within the grace period →
+//! actor tree stopped → pool closed).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use actors::crypto::{SecretBox, hex};
+use actors::store::Store;
+use actors::supervisor::{RootConfig, RootSupervisor};
+use actors::tenant::tenant_rate_limiter;
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, Secret};
+use crate::http::{self as api, AppState, server};
+use crate::telemetry;
+
+/// A built application: bound, migrated, actors running, not yet serving.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    state: AppState,
+}
+
+/// Connects to the database and applies migrations.
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let store = Store::connect(config.database_url.expose(), config.database_max_connections)
+        .await
+        .with_context(|| format!("cannot open the database {}", config.database_display()))?;
+    store
+        .migrate()
+        .await
+        .with_context(|| format!("cannot migrate the database {}", config.database_display()))?;
+    Ok(store)
+}
+
+/// The master key: configured, or (SQLite file only) kept in `master.key` beside the database.
+fn master_key(config: &Config) -> anyhow::Result<Secret> {
+    if let Some(key) = &config.master_key {
+        return Ok(key.clone());
+    }
+    let Some(db_path) = config.sqlite_path() else {
+        tracing::warn!("MASTER_KEY is not set and the database is in memory: using a throwaway key");
+        let bytes: [u8; 32] = rand_bytes();
+        return Ok(Secret::new(hex(&bytes)));
+    };
+    let dir = db_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let key_path = dir.join("master.key");
+    match std::fs::read_to_string(&key_path) {
+        Ok(text) if text.trim().len() >= 32 => {
+            tracing::warn!(path = %key_path.display(), "MASTER_KEY is not set: using the key file beside the database");
+            Ok(Secret::new(text.trim()))
+        }
+        Ok(_) => anyhow::bail!("{} is not a valid master key file (set MASTER_KEY)", key_path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            let key = hex(&rand_bytes::<32>());
+            write_private(&key_path, &key).with_context(|| format!("cannot write {}", key_path.display()))?;
+            tracing::warn!(path = %key_path.display(), "MASTER_KEY is not set: created a key file beside the database; back it up with the database");
+            Ok(Secret::new(key))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", key_path.display())),
+    }
+}
+
+fn rand_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    for chunk in out.chunks_mut(16) {
+        let r: [u8; 16] = uuid::Uuid::new_v4().into_bytes();
+        chunk.copy_from_slice(&r[..chunk.len()]);
+    }
+    out
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(contents.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    std::fs::write(path, contents)
+}
+
+impl Application {
+    /// Opens the store, starts the actor tree and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let metrics = telemetry::metrics_handle();
+        let store = open_store(&config).await?;
+        let secret_box = SecretBox::from_master_key(master_key(&config)?.expose().as_bytes());
+        let actors = RootSupervisor::start(RootConfig {
+            store: store.clone(),
+            secret_box,
+            tenant_rate_limiter: Arc::new(tenant_rate_limiter(config.rate_limit_per_tenant_per_minute)),
+            key_cache_ttl: config.key_cache_ttl,
+            max_restarts: config.supervisor_max_restarts,
+            restart_window: config.supervisor_restart_window,
+        })
+        .await
+        .context("cannot start the actor tree")?;
+        let listener = TcpListener::bind(config.bind_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.bind_addr))?;
+        let local_addr = listener.local_addr()?;
+        tracing::info!(
+            listen = %local_addr,
+            database = %config.database_display(),
+            backend = store.backend(),
+            admin_api = config.admin_api_key.is_some(),
+            "stateset-voice ready"
+        );
+        let state = AppState::new(config, store, actors, metrics);
+        Ok(Self {
+            listener,
+            local_addr,
+            state,
+        })
+    }
+
+    /// The bound address (port 0 resolved).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The shared state (tests reach the actor tree through it).
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then runs the shutdown protocol.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+        let state = self.state;
+        let grace = state.config.shutdown_grace;
+        let svc = warp::service(api::routes(state.clone()));
+        let drain_state = state.clone();
+        let shutdown = async move {
+            shutdown.await;
+            drain_state.start_draining();
+            tracing::info!(grace_seconds = grace.as_secs(), "shutdown requested: draining");
+        };
+        let header = state
+            .config
+            .client_ip_header
+            .as_deref()
+            .and_then(|h| h.parse::<http::HeaderName>().ok());
+        let graceful = server::serve(self.listener, svc, header, shutdown, grace).await;
+        state
+            .actors
+            .root
+            .stop_and_wait(Some(String::from("shutdown")), Some(grace))
+            .await
+            .ok();
+        state.store.close().await;
+        if graceful {
+            tracing::info!("shutdown complete");
+        } else {
+            tracing::warn!("shutdown grace period elapsed with connections still open");
+        }
+        Ok(())
+    }
+}
