@@ -155,22 +155,33 @@ impl RawSettings {
     ) -> Result<Self, ConfigError> {
         let mut values = HashMap::new();
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| ConfigError::new("--config", format!("cannot read {}: {e}", path.display())))?;
-            let table: toml::Table = text
-                .parse()
-                .map_err(|e| ConfigError::new("--config", format!("{} is not valid TOML: {e}", path.display())))?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new("--config", format!("cannot read {}: {e}", path.display()))
+            })?;
+            let table: toml::Table = text.parse().map_err(|e| {
+                ConfigError::new(
+                    "--config",
+                    format!("{} is not valid TOML: {e}", path.display()),
+                )
+            })?;
             for (key, value) in table {
                 let name = SETTINGS
                     .iter()
                     .find(|s| s.eq_ignore_ascii_case(&key))
-                    .ok_or_else(|| ConfigError::new(&key, "unknown setting in the configuration file"))?;
+                    .ok_or_else(|| {
+                        ConfigError::new(&key, "unknown setting in the configuration file")
+                    })?;
                 let text = match value {
                     toml::Value::String(s) => s,
                     toml::Value::Integer(i) => i.to_string(),
                     toml::Value::Boolean(b) => b.to_string(),
                     toml::Value::Float(f) => f.to_string(),
-                    _ => return Err(ConfigError::new(&key, "must be a string, number or boolean")),
+                    _ => {
+                        return Err(ConfigError::new(
+                            &key,
+                            "must be a string, number or boolean",
+                        ));
+                    }
                 };
                 values.insert(*name, text);
             }
@@ -192,7 +203,12 @@ impl RawSettings {
         self.0.get(name).map(|s| s.trim()).filter(|s| !s.is_empty())
     }
 
-    fn parse_num<T: std::str::FromStr>(&self, name: &str, default: T, what: &str) -> Result<T, ConfigError> {
+    fn parse_num<T: std::str::FromStr>(
+        &self,
+        name: &str,
+        default: T,
+        what: &str,
+    ) -> Result<T, ConfigError> {
         match self.get(name) {
             None => Ok(default),
             Some(v) => v
@@ -229,14 +245,18 @@ impl Config {
         let bind_addr: SocketAddr = match raw.get("BIND_ADDR") {
             None => SocketAddr::from(([127, 0, 0, 1], 5050)),
             Some(v) => v.parse().map_err(|_| {
-                ConfigError::new("BIND_ADDR", format!("`{v}` is not a socket address such as 127.0.0.1:5050"))
+                ConfigError::new(
+                    "BIND_ADDR",
+                    format!("`{v}` is not a socket address such as 127.0.0.1:5050"),
+                )
             })?,
         };
         let database_url = raw
             .get("DATABASE_URL")
             .unwrap_or("sqlite://data/stateset-voice.db")
             .to_owned();
-        let is_postgres = database_url.starts_with("postgres://") || database_url.starts_with("postgresql://");
+        let is_postgres =
+            database_url.starts_with("postgres://") || database_url.starts_with("postgresql://");
         if !database_url.starts_with("sqlite:") && !is_postgres {
             return Err(ConfigError::new(
                 "DATABASE_URL",
@@ -244,14 +264,23 @@ impl Config {
             ));
         }
         let public_base_url = match raw.get("PUBLIC_BASE_URL") {
-            None => Url::parse(&format!("http://{bind_addr}")).map_err(|e| ConfigError::new("BIND_ADDR", e.to_string()))?,
+            None => Url::parse(&format!("http://{bind_addr}"))
+                .map_err(|e| ConfigError::new("BIND_ADDR", e.to_string()))?,
             Some(v) => {
-                let url = Url::parse(v).map_err(|e| ConfigError::new("PUBLIC_BASE_URL", format!("`{v}` is not a URL: {e}")))?;
+                let url = Url::parse(v).map_err(|e| {
+                    ConfigError::new("PUBLIC_BASE_URL", format!("`{v}` is not a URL: {e}"))
+                })?;
                 if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-                    return Err(ConfigError::new("PUBLIC_BASE_URL", "must be an absolute http:// or https:// URL"));
+                    return Err(ConfigError::new(
+                        "PUBLIC_BASE_URL",
+                        "must be an absolute http:// or https:// URL",
+                    ));
                 }
                 if url.query().is_some() || url.fragment().is_some() {
-                    return Err(ConfigError::new("PUBLIC_BASE_URL", "must not carry a query or fragment"));
+                    return Err(ConfigError::new(
+                        "PUBLIC_BASE_URL",
+                        "must not carry a query or fragment",
+                    ));
                 }
                 url
             }
@@ -266,28 +295,44 @@ impl Config {
         let log_format = match raw.get("LOG_FORMAT").unwrap_or("text") {
             "text" => LogFormat::Text,
             "json" => LogFormat::Json,
-            other => return Err(ConfigError::new("LOG_FORMAT", format!("`{other}` is not `text` or `json`"))),
+            other => {
+                return Err(ConfigError::new(
+                    "LOG_FORMAT",
+                    format!("`{other}` is not `text` or `json`"),
+                ));
+            }
         };
         let log_level = raw.get("LOG_LEVEL").unwrap_or("info").to_owned();
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
-            return Err(ConfigError::new("LOG_LEVEL", format!("`{log_level}` is not a valid filter directive")));
+            return Err(ConfigError::new(
+                "LOG_LEVEL",
+                format!("`{log_level}` is not a valid filter directive"),
+            ));
         }
         let client_ip_header = match raw.get("CLIENT_IP_HEADER") {
             None => None,
             Some(h) => Some(
                 http::HeaderName::from_bytes(h.as_bytes())
-                    .map_err(|_| ConfigError::new("CLIENT_IP_HEADER", format!("`{h}` is not a header name")))?
+                    .map_err(|_| {
+                        ConfigError::new("CLIENT_IP_HEADER", format!("`{h}` is not a header name"))
+                    })?
                     .as_str()
                     .to_owned(),
             ),
         };
         let max_body_bytes: u64 = raw.parse_num("MAX_BODY_BYTES", 65_536, "a number of bytes")?;
         if !(1024..=10 * 1024 * 1024).contains(&max_body_bytes) {
-            return Err(ConfigError::new("MAX_BODY_BYTES", "must be between 1024 and 10485760"));
+            return Err(ConfigError::new(
+                "MAX_BODY_BYTES",
+                "must be between 1024 and 10485760",
+            ));
         }
         let db_max: u32 = raw.parse_num("DATABASE_MAX_CONNECTIONS", 10, "a positive integer")?;
         if db_max == 0 {
-            return Err(ConfigError::new("DATABASE_MAX_CONNECTIONS", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "DATABASE_MAX_CONNECTIONS",
+                "must be greater than zero",
+            ));
         }
         Ok(Config {
             bind_addr,
@@ -299,17 +344,30 @@ impl Config {
             stream_token_secret: raw.secret("STREAM_TOKEN_SECRET", 32)?,
             stream_token_secret_previous: raw.secret("STREAM_TOKEN_SECRET_PREVIOUS", 32)?,
             rate_limit_per_ip_per_minute: raw.positive("RATE_LIMIT_PER_IP_PER_MINUTE", 60)?,
-            rate_limit_per_tenant_per_minute: raw.positive("RATE_LIMIT_PER_TENANT_PER_MINUTE", 1000)?,
+            rate_limit_per_tenant_per_minute: raw
+                .positive("RATE_LIMIT_PER_TENANT_PER_MINUTE", 1000)?,
             client_ip_header,
             log_format,
             log_level,
-            shutdown_grace: Duration::from_secs(raw.parse_num("SHUTDOWN_GRACE_SECONDS", 30, "a number of seconds")?),
+            shutdown_grace: Duration::from_secs(raw.parse_num(
+                "SHUTDOWN_GRACE_SECONDS",
+                30,
+                "a number of seconds",
+            )?),
             max_body_bytes,
             actor_call_timeout: Duration::from_millis(u64::from(
                 raw.positive("ACTOR_CALL_TIMEOUT_MS", 5000)?.get(),
             )),
-            key_cache_ttl: Duration::from_secs(raw.parse_num("KEY_CACHE_TTL_SECONDS", 30, "a number of seconds")?),
-            supervisor_max_restarts: raw.parse_num("SUPERVISOR_MAX_RESTARTS", 5, "a non-negative integer")?,
+            key_cache_ttl: Duration::from_secs(raw.parse_num(
+                "KEY_CACHE_TTL_SECONDS",
+                30,
+                "a number of seconds",
+            )?),
+            supervisor_max_restarts: raw.parse_num(
+                "SUPERVISOR_MAX_RESTARTS",
+                5,
+                "a non-negative integer",
+            )?,
             supervisor_restart_window: Duration::from_secs(u64::from(
                 raw.positive("SUPERVISOR_RESTART_WINDOW_SECONDS", 60)?.get(),
             )),
@@ -331,7 +389,9 @@ impl Config {
     /// Path of the SQLite database file, if the backend is a SQLite file.
     pub fn sqlite_path(&self) -> Option<PathBuf> {
         let url = self.database_url.expose();
-        let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))?;
         let path = rest.split('?').next().unwrap_or_default();
         (!path.is_empty() && !path.starts_with(":memory:")).then(|| PathBuf::from(path))
     }
@@ -355,7 +415,10 @@ mod tests {
         assert_eq!(c.bind_addr.to_string(), "127.0.0.1:5050");
         assert_eq!(c.public_base_url.as_str(), "http://127.0.0.1:5050/");
         assert!(c.admin_api_key.is_none());
-        assert_eq!(c.sqlite_path(), Some(PathBuf::from("data/stateset-voice.db")));
+        assert_eq!(
+            c.sqlite_path(),
+            Some(PathBuf::from("data/stateset-voice.db"))
+        );
         assert_eq!(c.rate_limit_per_ip_per_minute.get(), 60);
         assert_eq!(c.rate_limit_per_tenant_per_minute.get(), 1000);
     }
@@ -365,13 +428,22 @@ mod tests {
         for (pairs, setting) in [
             (vec![("BIND_ADDR", "nope")], "BIND_ADDR"),
             (vec![("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
-            (vec![("DATABASE_URL", "postgres://localhost/db")], "MASTER_KEY"),
+            (
+                vec![("DATABASE_URL", "postgres://localhost/db")],
+                "MASTER_KEY",
+            ),
             (vec![("ADMIN_API_KEY", "short")], "ADMIN_API_KEY"),
             (vec![("MASTER_KEY", "short")], "MASTER_KEY"),
             (vec![("PUBLIC_BASE_URL", "ftp://x")], "PUBLIC_BASE_URL"),
             (vec![("LOG_FORMAT", "xml")], "LOG_FORMAT"),
-            (vec![("RATE_LIMIT_PER_IP_PER_MINUTE", "0")], "RATE_LIMIT_PER_IP_PER_MINUTE"),
-            (vec![("RATE_LIMIT_PER_TENANT_PER_MINUTE", "lots")], "RATE_LIMIT_PER_TENANT_PER_MINUTE"),
+            (
+                vec![("RATE_LIMIT_PER_IP_PER_MINUTE", "0")],
+                "RATE_LIMIT_PER_IP_PER_MINUTE",
+            ),
+            (
+                vec![("RATE_LIMIT_PER_TENANT_PER_MINUTE", "lots")],
+                "RATE_LIMIT_PER_TENANT_PER_MINUTE",
+            ),
             (vec![("MAX_BODY_BYTES", "10")], "MAX_BODY_BYTES"),
         ] {
             let err = parse(&pairs).expect_err("must fail");
@@ -392,16 +464,26 @@ mod tests {
         assert!(!dbg.contains("hunter2"));
         assert!(!dbg.contains("0123456789abcdef0123456789abcdef"));
         assert!(!c.database_display().contains("hunter2"));
-        assert!(c.admin_api_key.as_ref().is_some_and(|k| k.matches("admin-key-0123456789")));
+        assert!(
+            c.admin_api_key
+                .as_ref()
+                .is_some_and(|k| k.matches("admin-key-0123456789"))
+        );
     }
 
     #[test]
     fn file_values_are_overridden_by_the_environment() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("c.toml");
-        std::fs::write(&path, "bind_addr = \"127.0.0.1:7000\"\nrate_limit_per_ip_per_minute = 5\n").expect("write");
-        let raw = RawSettings::gather(Some(&path), |k| (k == "BIND_ADDR").then(|| "127.0.0.1:7001".to_owned()))
-            .expect("gather");
+        std::fs::write(
+            &path,
+            "bind_addr = \"127.0.0.1:7000\"\nrate_limit_per_ip_per_minute = 5\n",
+        )
+        .expect("write");
+        let raw = RawSettings::gather(Some(&path), |k| {
+            (k == "BIND_ADDR").then(|| "127.0.0.1:7001".to_owned())
+        })
+        .expect("gather");
         let c = Config::parse(&raw).expect("parse");
         assert_eq!(c.bind_addr.port(), 7001);
         assert_eq!(c.rate_limit_per_ip_per_minute.get(), 5);

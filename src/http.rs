@@ -146,7 +146,9 @@ impl IpGuard {
 }
 
 /// Every route of the service, with the rejection handler on top.
-pub fn routes(state: AppState) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
+pub fn routes(
+    state: AppState,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
     ops::routes(state.clone())
         .or(docs::routes(state.clone()))
         .unify()

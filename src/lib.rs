@@ -9,3 +9,4 @@ pub mod openapi;
 pub mod shutdown;
 pub mod startup;
 pub mod telemetry;
+pub mod twilio;

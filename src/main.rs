@@ -13,7 +13,11 @@ use stateset_voice::{shutdown, telemetry};
 const EX_USAGE: u8 = 64;
 
 #[derive(Parser)]
-#[command(name = "stateset-voice", version, about = "Production runtime and API for AI phone agents")]
+#[command(
+    name = "stateset-voice",
+    version,
+    about = "Production runtime and API for AI phone agents"
+)]
 struct Cli {
     /// A TOML file with settings (environment variables override it).
     #[arg(long, global = true)]
@@ -66,7 +70,10 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     telemetry::init_logging(config.log_format, &config.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(error) => {
             eprintln!("stateset-voice: cannot start the async runtime: {error}");
@@ -91,7 +98,10 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "stateset-voice stopped with an error");
+            tracing::error!(
+                error = format!("{error:#}"),
+                "stateset-voice stopped with an error"
+            );
             eprintln!("stateset-voice: {error:#}");
             ExitCode::FAILURE
         }

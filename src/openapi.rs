@@ -87,10 +87,13 @@ const DOC_PATHS: [(&str, &str); 3] = [
 ];
 
 /// Adds the document endpoints themselves (plain JSON, no schema) to a document.
-fn with_doc_paths(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+fn with_doc_paths(mut doc: utoipa::openapi::OpenApi, which: Document) -> utoipa::openapi::OpenApi {
     use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
     use utoipa::openapi::{ContentBuilder, ResponseBuilder};
     for (path, summary) in DOC_PATHS {
+        if which == Document::Public && path != "/api-docs/public.json" {
+            continue;
+        }
         let op = OperationBuilder::new()
             .summary(Some(summary))
             .tag("ops")
@@ -102,7 +105,9 @@ fn with_doc_paths(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi
                     .build(),
             )
             .build();
-        doc.paths.paths.insert(path.to_owned(), PathItem::new(HttpMethod::Get, op));
+        doc.paths
+            .paths
+            .insert(path.to_owned(), PathItem::new(HttpMethod::Get, op));
     }
     doc
 }
@@ -111,10 +116,10 @@ fn with_doc_paths(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi
 pub fn document(which: Document) -> utoipa::openapi::OpenApi {
     let version = env!("CARGO_PKG_VERSION");
     let mut doc = match which {
-        Document::Public => with_doc_paths(PublicApi::openapi()),
+        Document::Public => with_doc_paths(PublicApi::openapi(), which),
         Document::Admin => AdminApi::openapi(),
         Document::Full => {
-            let mut full = with_doc_paths(PublicApi::openapi());
+            let mut full = with_doc_paths(PublicApi::openapi(), which);
             full.merge(AdminApi::openapi());
             full.info.title = "StateSet Voice API (full)".to_owned();
             full
@@ -126,5 +131,7 @@ pub fn document(which: Document) -> utoipa::openapi::OpenApi {
 
 /// The document as pretty JSON.
 pub fn document_json(which: Document) -> String {
-    document(which).to_pretty_json().unwrap_or_else(|_| String::from("{}"))
+    document(which)
+        .to_pretty_json()
+        .unwrap_or_else(|_| String::from("{}"))
 }

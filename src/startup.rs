@@ -27,9 +27,12 @@ pub struct Application {
 
 /// Connects to the database and applies migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let store = Store::connect(config.database_url.expose(), config.database_max_connections)
-        .await
-        .with_context(|| format!("cannot open the database {}", config.database_display()))?;
+    let store = Store::connect(
+        config.database_url.expose(),
+        config.database_max_connections,
+    )
+    .await
+    .with_context(|| format!("cannot open the database {}", config.database_display()))?;
     store
         .migrate()
         .await
@@ -43,22 +46,32 @@ fn master_key(config: &Config) -> anyhow::Result<Secret> {
         return Ok(key.clone());
     }
     let Some(db_path) = config.sqlite_path() else {
-        tracing::warn!("MASTER_KEY is not set and the database is in memory: using a throwaway key");
+        tracing::warn!(
+            "MASTER_KEY is not set and the database is in memory: using a throwaway key"
+        );
         let bytes: [u8; 32] = rand_bytes();
         return Ok(Secret::new(hex(&bytes)));
     };
-    let dir = db_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = db_path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let key_path = dir.join("master.key");
     match std::fs::read_to_string(&key_path) {
         Ok(text) if text.trim().len() >= 32 => {
             tracing::warn!(path = %key_path.display(), "MASTER_KEY is not set: using the key file beside the database");
             Ok(Secret::new(text.trim()))
         }
-        Ok(_) => anyhow::bail!("{} is not a valid master key file (set MASTER_KEY)", key_path.display()),
+        Ok(_) => anyhow::bail!(
+            "{} is not a valid master key file (set MASTER_KEY)",
+            key_path.display()
+        ),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
             let key = hex(&rand_bytes::<32>());
-            write_private(&key_path, &key).with_context(|| format!("cannot write {}", key_path.display()))?;
+            write_private(&key_path, &key)
+                .with_context(|| format!("cannot write {}", key_path.display()))?;
             tracing::warn!(path = %key_path.display(), "MASTER_KEY is not set: created a key file beside the database; back it up with the database");
             Ok(Secret::new(key))
         }
@@ -79,7 +92,11 @@ fn rand_bytes<const N: usize>() -> [u8; N] {
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(contents.as_bytes())
 }
 
@@ -88,16 +105,25 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     std::fs::write(path, contents)
 }
 
+/// Installs the process-wide TLS crypto provider (ring) used by outbound HTTPS and wss
+/// clients. Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl Application {
     /// Opens the store, starts the actor tree and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        install_crypto_provider();
         let metrics = telemetry::metrics_handle();
         let store = open_store(&config).await?;
         let secret_box = SecretBox::from_master_key(master_key(&config)?.expose().as_bytes());
         let actors = RootSupervisor::start(RootConfig {
             store: store.clone(),
             secret_box,
-            tenant_rate_limiter: Arc::new(tenant_rate_limiter(config.rate_limit_per_tenant_per_minute)),
+            tenant_rate_limiter: Arc::new(tenant_rate_limiter(
+                config.rate_limit_per_tenant_per_minute,
+            )),
             key_cache_ttl: config.key_cache_ttl,
             max_restarts: config.supervisor_max_restarts,
             restart_window: config.supervisor_restart_window,
@@ -134,7 +160,10 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then runs the shutdown protocol.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
         let state = self.state;
         let grace = state.config.shutdown_grace;
         let svc = warp::service(api::routes(state.clone()));
@@ -142,7 +171,10 @@ impl Application {
         let shutdown = async move {
             shutdown.await;
             drain_state.start_draining();
-            tracing::info!(grace_seconds = grace.as_secs(), "shutdown requested: draining");
+            tracing::info!(
+                grace_seconds = grace.as_secs(),
+                "shutdown requested: draining"
+            );
         };
         let header = state
             .config

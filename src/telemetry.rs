@@ -39,13 +39,19 @@ pub fn metrics_handle() -> PrometheusHandle {
 }
 
 fn describe_http() {
-    metrics::describe_counter!("http_requests_total", "HTTP requests, by route template, method and status");
+    metrics::describe_counter!(
+        "http_requests_total",
+        "HTTP requests, by route template, method and status"
+    );
     metrics::describe_histogram!(
         "http_request_duration_seconds",
         metrics::Unit::Seconds,
         "HTTP request latency, by route template and method"
     );
-    metrics::describe_counter!("rate_limited_total", "Requests refused by a rate limit, by limit kind");
+    metrics::describe_counter!(
+        "rate_limited_total",
+        "Requests refused by a rate limit, by limit kind"
+    );
 }
 
 /// Installs the tracing subscriber writing to standard output.

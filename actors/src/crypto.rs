@@ -190,12 +190,23 @@ mod tests {
     #[test]
     fn seal_open_round_trip_and_aad_binding() {
         let sb = SecretBox::from_master_key(b"master key for tests");
-        let sealed = sb.seal("auth-token-1234", "tenant:ten_a/twilio").expect("seal");
+        let sealed = sb
+            .seal("auth-token-1234", "tenant:ten_a/twilio")
+            .expect("seal");
         assert!(!sealed.windows(4).any(|w| w == b"1234"));
-        assert_eq!(sb.open(&sealed, "tenant:ten_a/twilio").expect("open"), "auth-token-1234");
-        assert!(matches!(sb.open(&sealed, "tenant:ten_b/twilio"), Err(CryptoError::Open)));
+        assert_eq!(
+            sb.open(&sealed, "tenant:ten_a/twilio").expect("open"),
+            "auth-token-1234"
+        );
+        assert!(matches!(
+            sb.open(&sealed, "tenant:ten_b/twilio"),
+            Err(CryptoError::Open)
+        ));
         let other = SecretBox::from_master_key(b"another key");
-        assert!(matches!(other.open(&sealed, "tenant:ten_a/twilio"), Err(CryptoError::Open)));
+        assert!(matches!(
+            other.open(&sealed, "tenant:ten_a/twilio"),
+            Err(CryptoError::Open)
+        ));
         let mut tampered = sealed.clone();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;

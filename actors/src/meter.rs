@@ -56,14 +56,29 @@ pub fn actor_restarted(actor: &'static str) {
 
 /// Registers descriptions of the actor metrics (call once at start-up).
 pub fn describe() {
-    metrics::describe_counter!("actor_messages_total", "Messages handled, by actor kind and message");
+    metrics::describe_counter!(
+        "actor_messages_total",
+        "Messages handled, by actor kind and message"
+    );
     metrics::describe_histogram!(
         "actor_handle_seconds",
         metrics::Unit::Seconds,
         "Handler duration, by actor kind and message"
     );
-    metrics::describe_counter!("actor_failures_total", "Actor failures (panic or error), by actor kind");
-    metrics::describe_counter!("actor_terminations_total", "Unexpected actor terminations, by actor kind");
-    metrics::describe_counter!("actor_restarts_total", "Restarts performed by the root supervisor, by actor kind");
-    metrics::describe_gauge!("supervisor_meltdown", "1 when the root supervisor gave up restarting a child");
+    metrics::describe_counter!(
+        "actor_failures_total",
+        "Actor failures (panic or error), by actor kind"
+    );
+    metrics::describe_counter!(
+        "actor_terminations_total",
+        "Unexpected actor terminations, by actor kind"
+    );
+    metrics::describe_counter!(
+        "actor_restarts_total",
+        "Restarts performed by the root supervisor, by actor kind"
+    );
+    metrics::describe_gauge!(
+        "supervisor_meltdown",
+        "1 when the root supervisor gave up restarting a child"
+    );
 }

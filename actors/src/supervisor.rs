@@ -270,7 +270,11 @@ impl RootSupervisor {
         spec.cell = Some(cell);
         spec.restarts += 1;
         meter::actor_restarted(kind.name());
-        tracing::info!(actor = kind.name(), restarts = spec.restarts, "singleton actor restarted");
+        tracing::info!(
+            actor = kind.name(),
+            restarts = spec.restarts,
+            "singleton actor restarted"
+        );
         Ok(())
     }
 }

@@ -22,8 +22,8 @@ use crate::crypto::{self, SecretBox};
 use crate::ids::{ApiKeyId, TenantId};
 use crate::meter::{HandleTimer, kind};
 use crate::store::{
-    ApiKey, AuditEntry, AuditFilter, NewAudit, Page, RuntimeConfig, Scope, Store, StoreError, Tenant,
-    TenantStatus, TwilioCredentials,
+    ApiKey, AuditEntry, AuditFilter, NewAudit, Page, RuntimeConfig, Scope, Store, StoreError,
+    Tenant, TenantStatus, TwilioCredentials,
 };
 use crate::time::now_ms;
 

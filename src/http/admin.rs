@@ -6,7 +6,8 @@ use actors::ids::{ApiKeyId, TenantId};
 use actors::store::{ApiKey, AuditEntry, AuditFilter, RuntimeConfig, Scope, Tenant, TenantStatus};
 use actors::supervisor::RootMsg;
 use actors::tenant::{
-    CreatedApiKey, NewApiKey, NewTenant, RuntimeConfigUpdate, TenantMsg, TenantPatch, TwilioCredentialsInput,
+    CreatedApiKey, NewApiKey, NewTenant, RuntimeConfigUpdate, TenantMsg, TenantPatch,
+    TwilioCredentialsInput,
 };
 use actors::time::rfc3339;
 use bytes::Bytes;
@@ -18,7 +19,9 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use super::filters::{Caller, Paging, at, caller, json_body, parse_json, parse_query, raw_query, with_state};
+use super::filters::{
+    Caller, Paging, at, caller, json_body, parse_json, parse_query, raw_query, with_state,
+};
 use super::routes::*;
 use super::{ApiError, AppState};
 use crate::openapi::ErrorResponse;
@@ -405,10 +408,16 @@ pub struct ActorDiagnostics {
 fn check_name(field: &str, v: &str, max: usize) -> Result<String, ApiError> {
     let v = v.trim();
     if v.is_empty() || v.chars().count() > max {
-        return Err(ApiError::invalid(field, format!("must be 1 to {max} characters")));
+        return Err(ApiError::invalid(
+            field,
+            format!("must be 1 to {max} characters"),
+        ));
     }
     if v.chars().any(char::is_control) {
-        return Err(ApiError::invalid(field, "must not contain control characters"));
+        return Err(ApiError::invalid(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(v.to_owned())
 }
@@ -422,9 +431,13 @@ fn check_limit(field: &str, v: i64) -> Result<i64, ApiError> {
 
 /// Validates an http(s) URL a tenant gives us.
 pub fn check_url(field: &str, v: &str) -> Result<String, ApiError> {
-    let url = url::Url::parse(v).map_err(|_| ApiError::invalid(field, "must be an absolute URL"))?;
+    let url =
+        url::Url::parse(v).map_err(|_| ApiError::invalid(field, "must be an absolute URL"))?;
     if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
-        return Err(ApiError::invalid(field, "must be an http:// or https:// URL"));
+        return Err(ApiError::invalid(
+            field,
+            "must be an http:// or https:// URL",
+        ));
     }
     if v.len() > 2048 {
         return Err(ApiError::invalid(field, "must be at most 2048 characters"));
@@ -438,11 +451,15 @@ fn check_token(field: &str, v: Option<String>) -> Result<Option<String>, ApiErro
         Some(v) => {
             let ok = !v.is_empty()
                 && v.len() <= 200
-                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-/".contains(&b));
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._:-/".contains(&b));
             if ok {
                 Ok(Some(v))
             } else {
-                Err(ApiError::invalid(field, "must be 1 to 200 of letters, digits and . _ : - /"))
+                Err(ApiError::invalid(
+                    field,
+                    "must be 1 to 200 of letters, digits and . _ : - /",
+                ))
             }
         }
     }
@@ -462,11 +479,21 @@ fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
 #[utoipa::path(get, path = "/api/v1/admin/tenants", tag = "admin", params(ListParams),
     security(("admin_key" = [])),
     responses((status = 200, body = TenantList), (status = 401, body = ErrorResponse)))]
-pub async fn list_tenants(state: AppState, caller: Caller, query: String) -> Result<Response, ApiError> {
+pub async fn list_tenants(
+    state: AppState,
+    caller: Caller,
+    query: String,
+) -> Result<Response, ApiError> {
     state.admin(&caller)?;
     let params: ListParams = parse_query(&query)?;
     let paging = Paging::new(params.limit, params.offset)?;
-    let page = call_t!(state.tenant_actor()?, TenantMsg::List, state.actor_timeout_ms(), paging.limit, paging.offset)??;
+    let page = call_t!(
+        state.tenant_actor()?,
+        TenantMsg::List,
+        state.actor_timeout_ms(),
+        paging.limit,
+        paging.offset
+    )??;
     Ok(json(
         StatusCode::OK,
         &TenantList {
@@ -483,15 +510,32 @@ pub async fn list_tenants(state: AppState, caller: Caller, query: String) -> Res
     security(("admin_key" = [])),
     responses((status = 201, body = TenantView), (status = 400, body = ErrorResponse),
               (status = 401, body = ErrorResponse), (status = 422, body = ErrorResponse)))]
-pub async fn create_tenant(state: AppState, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
+pub async fn create_tenant(
+    state: AppState,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let meta = state.admin(&caller)?;
     let req: CreateTenantRequest = parse_json(&body)?;
     let input = NewTenant {
         name: check_name("name", &req.name, 200)?,
-        max_concurrent_calls: check_limit("max_concurrent_calls", req.max_concurrent_calls.unwrap_or(10))?,
-        webhook_url: req.webhook_url.as_deref().map(|u| check_url("webhook_url", u)).transpose()?,
+        max_concurrent_calls: check_limit(
+            "max_concurrent_calls",
+            req.max_concurrent_calls.unwrap_or(10),
+        )?,
+        webhook_url: req
+            .webhook_url
+            .as_deref()
+            .map(|u| check_url("webhook_url", u))
+            .transpose()?,
     };
-    let tenant = call_t!(state.tenant_actor()?, TenantMsg::Create, state.actor_timeout_ms(), input, meta)??;
+    let tenant = call_t!(
+        state.tenant_actor()?,
+        TenantMsg::Create,
+        state.actor_timeout_ms(),
+        input,
+        meta
+    )??;
     Ok(json(StatusCode::CREATED, &TenantView::from(tenant)))
 }
 
@@ -503,7 +547,12 @@ pub async fn create_tenant(state: AppState, caller: Caller, body: Bytes) -> Resu
 pub async fn get_tenant(id: String, state: AppState, caller: Caller) -> Result<Response, ApiError> {
     state.admin(&caller)?;
     let id = tenant_id(&id)?;
-    let tenant = call_t!(state.tenant_actor()?, TenantMsg::Get, state.actor_timeout_ms(), id)??;
+    let tenant = call_t!(
+        state.tenant_actor()?,
+        TenantMsg::Get,
+        state.actor_timeout_ms(),
+        id
+    )??;
     Ok(json(StatusCode::OK, &TenantView::from(tenant)))
 }
 
@@ -513,21 +562,40 @@ pub async fn get_tenant(id: String, state: AppState, caller: Caller) -> Result<R
     security(("admin_key" = [])),
     responses((status = 200, body = TenantView), (status = 400, body = ErrorResponse),
               (status = 404, body = ErrorResponse), (status = 422, body = ErrorResponse)))]
-pub async fn patch_tenant(id: String, state: AppState, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
+pub async fn patch_tenant(
+    id: String,
+    state: AppState,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let meta = state.admin(&caller)?;
     let id = tenant_id(&id)?;
     let req: PatchTenantRequest = parse_json(&body)?;
     let patch = TenantPatch {
-        name: req.name.as_deref().map(|n| check_name("name", n, 200)).transpose()?,
+        name: req
+            .name
+            .as_deref()
+            .map(|n| check_name("name", n, 200))
+            .transpose()?,
         status: req.status.map(TenantStatus::from),
-        max_concurrent_calls: req.max_concurrent_calls.map(|v| check_limit("max_concurrent_calls", v)).transpose()?,
+        max_concurrent_calls: req
+            .max_concurrent_calls
+            .map(|v| check_limit("max_concurrent_calls", v))
+            .transpose()?,
         webhook_url: match req.webhook_url {
             None => None,
             Some(None) => Some(None),
             Some(Some(u)) => Some(Some(check_url("webhook_url", &u)?)),
         },
     };
-    let tenant = call_t!(state.tenant_actor()?, TenantMsg::Update, state.actor_timeout_ms(), id, patch, meta)??;
+    let tenant = call_t!(
+        state.tenant_actor()?,
+        TenantMsg::Update,
+        state.actor_timeout_ms(),
+        id,
+        patch,
+        meta
+    )??;
     Ok(json(StatusCode::OK, &TenantView::from(tenant)))
 }
 
@@ -538,7 +606,12 @@ pub async fn patch_tenant(id: String, state: AppState, caller: Caller, body: Byt
     security(("admin_key" = [])),
     responses((status = 200, body = TenantView), (status = 400, body = ErrorResponse),
               (status = 404, body = ErrorResponse), (status = 422, body = ErrorResponse)))]
-pub async fn put_runtime_config(id: String, state: AppState, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
+pub async fn put_runtime_config(
+    id: String,
+    state: AppState,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let meta = state.admin(&caller)?;
     let id = tenant_id(&id)?;
     let req: RuntimeConfigRequest = parse_json(&body)?;
@@ -548,9 +621,20 @@ pub async fn put_runtime_config(id: String, state: AppState, caller: Caller, bod
             voice: check_token("voice", req.voice)?,
             system_prompt_key: check_token("system_prompt_key", req.system_prompt_key)?,
         },
-        webhook_url: req.webhook_url.as_deref().map(|u| check_url("webhook_url", u)).transpose()?,
+        webhook_url: req
+            .webhook_url
+            .as_deref()
+            .map(|u| check_url("webhook_url", u))
+            .transpose()?,
     };
-    let tenant = call_t!(state.tenant_actor()?, TenantMsg::SetRuntimeConfig, state.actor_timeout_ms(), id, update, meta)??;
+    let tenant = call_t!(
+        state.tenant_actor()?,
+        TenantMsg::SetRuntimeConfig,
+        state.actor_timeout_ms(),
+        id,
+        update,
+        meta
+    )??;
     Ok(json(StatusCode::OK, &TenantView::from(tenant)))
 }
 
@@ -562,7 +646,12 @@ pub async fn put_runtime_config(id: String, state: AppState, caller: Caller, bod
     responses((status = 200, body = TenantView), (status = 404, body = ErrorResponse),
               (status = 409, body = ErrorResponse, description = "account SID used by another tenant"),
               (status = 422, body = ErrorResponse)))]
-pub async fn put_twilio_credentials(id: String, state: AppState, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
+pub async fn put_twilio_credentials(
+    id: String,
+    state: AppState,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let meta = state.admin(&caller)?;
     let id = tenant_id(&id)?;
     let req: TwilioCredentialsRequest = parse_json(&body)?;
@@ -570,17 +659,31 @@ pub async fn put_twilio_credentials(id: String, state: AppState, caller: Caller,
         && req.account_sid.starts_with("AC")
         && req.account_sid[2..].bytes().all(|b| b.is_ascii_hexdigit());
     if !sid_ok {
-        return Err(ApiError::invalid("account_sid", "must be AC followed by 32 hex digits"));
+        return Err(ApiError::invalid(
+            "account_sid",
+            "must be AC followed by 32 hex digits",
+        ));
     }
-    let token_ok = (16..=128).contains(&req.auth_token.len()) && req.auth_token.bytes().all(|b| b.is_ascii_graphic());
+    let token_ok = (16..=128).contains(&req.auth_token.len())
+        && req.auth_token.bytes().all(|b| b.is_ascii_graphic());
     if !token_ok {
-        return Err(ApiError::invalid("auth_token", "must be 16 to 128 printable characters"));
+        return Err(ApiError::invalid(
+            "auth_token",
+            "must be 16 to 128 printable characters",
+        ));
     }
     let input = TwilioCredentialsInput {
         account_sid: req.account_sid,
         auth_token: req.auth_token,
     };
-    let tenant = call_t!(state.tenant_actor()?, TenantMsg::SetTwilioCredentials, state.actor_timeout_ms(), id, input, meta)??;
+    let tenant = call_t!(
+        state.tenant_actor()?,
+        TenantMsg::SetTwilioCredentials,
+        state.actor_timeout_ms(),
+        id,
+        input,
+        meta
+    )??;
     Ok(json(StatusCode::OK, &TenantView::from(tenant)))
 }
 
@@ -589,10 +692,19 @@ pub async fn put_twilio_credentials(id: String, state: AppState, caller: Caller,
     params(("tenant_id" = String, Path, description = "Tenant id")),
     security(("admin_key" = [])),
     responses((status = 200, body = ApiKeyList), (status = 404, body = ErrorResponse)))]
-pub async fn list_api_keys(id: String, state: AppState, caller: Caller) -> Result<Response, ApiError> {
+pub async fn list_api_keys(
+    id: String,
+    state: AppState,
+    caller: Caller,
+) -> Result<Response, ApiError> {
     state.admin(&caller)?;
     let id = tenant_id(&id)?;
-    let keys = call_t!(state.tenant_actor()?, TenantMsg::ListApiKeys, state.actor_timeout_ms(), id)??;
+    let keys = call_t!(
+        state.tenant_actor()?,
+        TenantMsg::ListApiKeys,
+        state.actor_timeout_ms(),
+        id
+    )??;
     Ok(json(
         StatusCode::OK,
         &ApiKeyList {
@@ -608,7 +720,12 @@ pub async fn list_api_keys(id: String, state: AppState, caller: Caller) -> Resul
     security(("admin_key" = [])),
     responses((status = 201, body = CreatedApiKeyView), (status = 404, body = ErrorResponse),
               (status = 422, body = ErrorResponse)))]
-pub async fn create_api_key(id: String, state: AppState, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
+pub async fn create_api_key(
+    id: String,
+    state: AppState,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let meta = state.admin(&caller)?;
     let id = tenant_id(&id)?;
     let req: CreateApiKeyRequest = parse_json(&body)?;
@@ -617,7 +734,10 @@ pub async fn create_api_key(id: String, state: AppState, caller: Caller, body: B
     scopes.sort();
     scopes.dedup();
     if scopes.is_empty() {
-        return Err(ApiError::invalid("scopes", "at least one of runtime, read, operator is required"));
+        return Err(ApiError::invalid(
+            "scopes",
+            "at least one of runtime, read, operator is required",
+        ));
     }
     let CreatedApiKey { key, secret } = call_t!(
         state.tenant_actor()?,
@@ -641,11 +761,23 @@ pub async fn create_api_key(id: String, state: AppState, caller: Caller, body: B
     params(("tenant_id" = String, Path, description = "Tenant id"), ("key_id" = String, Path, description = "Key id")),
     security(("admin_key" = [])),
     responses((status = 200, body = ApiKeyView), (status = 404, body = ErrorResponse)))]
-pub async fn revoke_api_key(id: String, key: String, state: AppState, caller: Caller) -> Result<Response, ApiError> {
+pub async fn revoke_api_key(
+    id: String,
+    key: String,
+    state: AppState,
+    caller: Caller,
+) -> Result<Response, ApiError> {
     let meta = state.admin(&caller)?;
     let id = tenant_id(&id)?;
     let key = ApiKeyId::parse(&key).ok_or_else(|| ApiError::NotFound("api key".into()))?;
-    let key = call_t!(state.tenant_actor()?, TenantMsg::RevokeApiKey, state.actor_timeout_ms(), id, key, meta)??;
+    let key = call_t!(
+        state.tenant_actor()?,
+        TenantMsg::RevokeApiKey,
+        state.actor_timeout_ms(),
+        id,
+        key,
+        meta
+    )??;
     Ok(json(StatusCode::OK, &ApiKeyView::from(key)))
 }
 
@@ -653,7 +785,11 @@ pub async fn revoke_api_key(id: String, key: String, state: AppState, caller: Ca
 #[utoipa::path(get, path = "/api/v1/admin/audit-log", tag = "admin", params(AuditParams),
     security(("admin_key" = [])),
     responses((status = 200, body = AuditLogList), (status = 400, body = ErrorResponse)))]
-pub async fn audit_log(state: AppState, caller: Caller, query: String) -> Result<Response, ApiError> {
+pub async fn audit_log(
+    state: AppState,
+    caller: Caller,
+    query: String,
+) -> Result<Response, ApiError> {
     state.admin(&caller)?;
     let params: AuditParams = parse_query(&query)?;
     let paging = Paging::new(params.limit, params.offset)?;
@@ -671,7 +807,12 @@ pub async fn audit_log(state: AppState, caller: Caller, query: String) -> Result
         limit: paging.limit,
         offset: paging.offset,
     };
-    let page = call_t!(state.tenant_actor()?, TenantMsg::ListAudit, state.actor_timeout_ms(), filter)??;
+    let page = call_t!(
+        state.tenant_actor()?,
+        TenantMsg::ListAudit,
+        state.actor_timeout_ms(),
+        filter
+    )??;
     Ok(json(
         StatusCode::OK,
         &AuditLogList {
@@ -726,32 +867,111 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let tenant = warp::path!("api" / "v1" / "admin" / "tenants" / String);
     let keys = warp::path!("api" / "v1" / "admin" / "tenants" / String / "api-keys");
 
-    let list = tenants.and(warp::get()).and(at(&ADMIN_TENANTS_LIST)).and(s()).and(caller()).and(raw_query()).then(list_tenants).map(respond);
-    let create = tenants.and(warp::post()).and(at(&ADMIN_TENANTS_CREATE)).and(s()).and(caller()).and(json_body(limit)).then(create_tenant).map(respond);
-    let get = tenant.and(warp::get()).and(at(&ADMIN_TENANT_GET)).and(s()).and(caller()).then(get_tenant).map(respond);
-    let patch = tenant.and(warp::patch()).and(at(&ADMIN_TENANT_PATCH)).and(s()).and(caller()).and(json_body(limit)).then(patch_tenant).map(respond);
-    let runtime_config = warp::path!("api" / "v1" / "admin" / "tenants" / String / "runtime-config")
-        .and(warp::put()).and(at(&ADMIN_TENANT_RUNTIME_CONFIG)).and(s()).and(caller()).and(json_body(limit)).then(put_runtime_config).map(respond);
+    let list = tenants
+        .and(warp::get())
+        .and(at(&ADMIN_TENANTS_LIST))
+        .and(s())
+        .and(caller())
+        .and(raw_query())
+        .then(list_tenants)
+        .map(respond);
+    let create = tenants
+        .and(warp::post())
+        .and(at(&ADMIN_TENANTS_CREATE))
+        .and(s())
+        .and(caller())
+        .and(json_body(limit))
+        .then(create_tenant)
+        .map(respond);
+    let get = tenant
+        .and(warp::get())
+        .and(at(&ADMIN_TENANT_GET))
+        .and(s())
+        .and(caller())
+        .then(get_tenant)
+        .map(respond);
+    let patch = tenant
+        .and(warp::patch())
+        .and(at(&ADMIN_TENANT_PATCH))
+        .and(s())
+        .and(caller())
+        .and(json_body(limit))
+        .then(patch_tenant)
+        .map(respond);
+    let runtime_config =
+        warp::path!("api" / "v1" / "admin" / "tenants" / String / "runtime-config")
+            .and(warp::put())
+            .and(at(&ADMIN_TENANT_RUNTIME_CONFIG))
+            .and(s())
+            .and(caller())
+            .and(json_body(limit))
+            .then(put_runtime_config)
+            .map(respond);
     let twilio = warp::path!("api" / "v1" / "admin" / "tenants" / String / "twilio-credentials")
-        .and(warp::put()).and(at(&ADMIN_TENANT_TWILIO)).and(s()).and(caller()).and(json_body(limit)).then(put_twilio_credentials).map(respond);
-    let list_keys = keys.and(warp::get()).and(at(&ADMIN_API_KEYS_LIST)).and(s()).and(caller()).then(list_api_keys).map(respond);
-    let create_key = keys.and(warp::post()).and(at(&ADMIN_API_KEYS_CREATE)).and(s()).and(caller()).and(json_body(limit)).then(create_api_key).map(respond);
+        .and(warp::put())
+        .and(at(&ADMIN_TENANT_TWILIO))
+        .and(s())
+        .and(caller())
+        .and(json_body(limit))
+        .then(put_twilio_credentials)
+        .map(respond);
+    let list_keys = keys
+        .and(warp::get())
+        .and(at(&ADMIN_API_KEYS_LIST))
+        .and(s())
+        .and(caller())
+        .then(list_api_keys)
+        .map(respond);
+    let create_key = keys
+        .and(warp::post())
+        .and(at(&ADMIN_API_KEYS_CREATE))
+        .and(s())
+        .and(caller())
+        .and(json_body(limit))
+        .then(create_api_key)
+        .map(respond);
     let revoke_key = warp::path!("api" / "v1" / "admin" / "tenants" / String / "api-keys" / String)
-        .and(warp::delete()).and(at(&ADMIN_API_KEY_REVOKE)).and(s()).and(caller()).then(revoke_api_key).map(respond);
+        .and(warp::delete())
+        .and(at(&ADMIN_API_KEY_REVOKE))
+        .and(s())
+        .and(caller())
+        .then(revoke_api_key)
+        .map(respond);
     let audit = warp::path!("api" / "v1" / "admin" / "audit-log")
-        .and(warp::get()).and(at(&ADMIN_AUDIT_LOG)).and(s()).and(caller()).and(raw_query()).then(audit_log).map(respond);
+        .and(warp::get())
+        .and(at(&ADMIN_AUDIT_LOG))
+        .and(s())
+        .and(caller())
+        .and(raw_query())
+        .then(audit_log)
+        .map(respond);
     let diagnostics = warp::path!("api" / "v1" / "admin" / "diagnostics" / "actors")
-        .and(warp::get()).and(at(&ADMIN_DIAGNOSTICS_ACTORS)).and(s()).and(caller()).then(actor_diagnostics).map(respond);
+        .and(warp::get())
+        .and(at(&ADMIN_DIAGNOSTICS_ACTORS))
+        .and(s())
+        .and(caller())
+        .then(actor_diagnostics)
+        .map(respond);
 
-    list.or(create).unify()
-        .or(get).unify()
-        .or(patch).unify()
-        .or(runtime_config).unify()
-        .or(twilio).unify()
-        .or(list_keys).unify()
-        .or(create_key).unify()
-        .or(revoke_key).unify()
-        .or(audit).unify()
-        .or(diagnostics).unify()
+    list.or(create)
+        .unify()
+        .or(get)
+        .unify()
+        .or(patch)
+        .unify()
+        .or(runtime_config)
+        .unify()
+        .or(twilio)
+        .unify()
+        .or(list_keys)
+        .unify()
+        .or(create_key)
+        .unify()
+        .or(revoke_key)
+        .unify()
+        .or(audit)
+        .unify()
+        .or(diagnostics)
+        .unify()
         .boxed()
 }

@@ -66,7 +66,8 @@ pub fn request_id_from(header: Option<&str>) -> String {
         Some(h)
             if !h.is_empty()
                 && h.len() <= 64
-                && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
         {
             h.to_owned()
         }

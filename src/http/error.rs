@@ -168,7 +168,8 @@ impl Reply for ApiError {
         if let ApiError::RateLimited { retry_after } = &self {
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             if let Ok(v) = warp::http::HeaderValue::from_str(&secs.max(1).to_string()) {
-                resp.headers_mut().insert(warp::http::header::RETRY_AFTER, v);
+                resp.headers_mut()
+                    .insert(warp::http::header::RETRY_AFTER, v);
             }
         }
         resp
@@ -178,7 +179,9 @@ impl Reply for ApiError {
 impl<M> From<ractor::RactorErr<M>> for ApiError {
     fn from(err: ractor::RactorErr<M>) -> Self {
         match err {
-            ractor::RactorErr::Timeout => ApiError::Unavailable("the service is busy; retry shortly".into()),
+            ractor::RactorErr::Timeout => {
+                ApiError::Unavailable("the service is busy; retry shortly".into())
+            }
             _ => ApiError::Unavailable("a service component is restarting; retry shortly".into()),
         }
     }
@@ -213,16 +216,28 @@ impl From<AuthError> for ApiError {
 pub async fn handle_rejection(rejection: Rejection) -> Result<Response, Infallible> {
     let err = if rejection.is_not_found() {
         ApiError::RouteNotFound
-    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some()
+        || rejection.find::<super::filters::BodyTooLarge>().is_some()
+    {
         ApiError::PayloadTooLarge
     } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
         ApiError::LengthRequired
-    } else if rejection.find::<warp::reject::UnsupportedMediaType>().is_some()
-        || rejection.find::<super::filters::UnsupportedContentType>().is_some()
+    } else if rejection
+        .find::<warp::reject::UnsupportedMediaType>()
+        .is_some()
+        || rejection
+            .find::<super::filters::UnsupportedContentType>()
+            .is_some()
     {
         ApiError::UnsupportedMediaType
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         ApiError::MethodNotAllowed
+    } else if rejection.find::<super::filters::BodyUnreadable>().is_some() {
+        ApiError::BadRequest {
+            code: "invalid_body",
+            message: "the request body could not be read".into(),
+            field: None,
+        }
     } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
         ApiError::BadRequest {
             code: "invalid_header",

@@ -17,7 +17,9 @@ use super::server::ClientIp;
 use super::{ApiError, AppState};
 
 /// Injects the shared state.
-pub fn with_state(state: AppState) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
+pub fn with_state(
+    state: AppState,
+) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
     warp::any().map(move || state.clone())
 }
 
@@ -52,18 +54,47 @@ pub fn caller() -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
 }
 
 /// A JSON body of at most `limit` bytes (413 beyond, 415 for another content type).
+/// The body is read incrementally, so a chunked body without `Content-Length` is bounded too.
 pub fn json_body(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
-    warp::body::content_length_limit(limit)
-        .and(warp::header::optional::<String>("content-type"))
-        .and(warp::body::bytes())
-        .and_then(|content_type: Option<String>, body: Bytes| async move {
-            match content_type {
-                Some(ct) if !ct.to_ascii_lowercase().starts_with("application/json") => {
-                    Err(warp::reject::custom(UnsupportedContentType))
+    warp::header::optional::<String>("content-type")
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::body::stream())
+        .and_then(
+            move |content_type: Option<String>, length: Option<u64>, body| async move {
+                if let Some(ct) = content_type
+                    && !ct.to_ascii_lowercase().starts_with("application/json")
+                {
+                    return Err(warp::reject::custom(UnsupportedContentType));
                 }
-                _ => Ok(body),
-            }
-        })
+                if length.is_some_and(|l| l > limit) {
+                    return Err(warp::reject::custom(BodyTooLarge));
+                }
+                read_bounded(body, limit).await
+            },
+        )
+}
+
+async fn read_bounded<S, B>(body: S, limit: u64) -> Result<Bytes, Rejection>
+where
+    S: futures::Stream<Item = Result<B, warp::Error>>,
+    B: warp::Buf,
+{
+    use futures::StreamExt as _;
+    let mut body = std::pin::pin!(body);
+    let mut out = bytes::BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|_| warp::reject::custom(BodyUnreadable))?;
+        if (out.len() + chunk.remaining()) as u64 > limit {
+            return Err(warp::reject::custom(BodyTooLarge));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            out.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(out.freeze())
 }
 
 /// Rejection for a body that is not JSON.
@@ -71,11 +102,19 @@ pub fn json_body(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejectio
 pub struct UnsupportedContentType;
 impl warp::reject::Reject for UnsupportedContentType {}
 
+/// Rejection for a body over the configured limit.
+#[derive(Debug)]
+pub struct BodyTooLarge;
+impl warp::reject::Reject for BodyTooLarge {}
+
+/// Rejection for a body that could not be read (connection error).
+#[derive(Debug)]
+pub struct BodyUnreadable;
+impl warp::reject::Reject for BodyUnreadable {}
+
 /// The raw query string (empty when absent).
 pub fn raw_query() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
-    warp::query::raw()
-        .or(warp::any().map(String::new))
-        .unify()
+    warp::query::raw().or(warp::any().map(String::new)).unify()
 }
 
 fn field_of(path: &serde_path_to_error::Path) -> Option<String> {
@@ -171,10 +210,9 @@ impl Paging {
 impl AppState {
     /// The tenant actor, or 503 while it is down.
     pub fn tenant_actor(&self) -> Result<ractor::ActorRef<TenantMsg>, ApiError> {
-        self.actors
-            .tenant
-            .get()
-            .ok_or_else(|| ApiError::Unavailable("tenant service is restarting; retry shortly".into()))
+        self.actors.tenant.get().ok_or_else(|| {
+            ApiError::Unavailable("tenant service is restarting; retry shortly".into())
+        })
     }
 
     /// Verifies the admin key. Without a configured key every admin path is a 404.
@@ -190,18 +228,27 @@ impl AppState {
             }),
             _ => {
                 self.ip_guard.record_failure(caller.ip);
-                Err(ApiError::Unauthorized("a valid x-admin-key header is required".into()))
+                Err(ApiError::Unauthorized(
+                    "a valid x-admin-key header is required".into(),
+                ))
             }
         }
     }
 
     /// Authenticates a tenant key and checks `scope` (when given).
-    pub async fn tenant(&self, caller: &Caller, scope: Option<Scope>) -> Result<AuthContext, ApiError> {
+    pub async fn tenant(
+        &self,
+        caller: &Caller,
+        scope: Option<Scope>,
+    ) -> Result<AuthContext, ApiError> {
         self.ip_guard.check_blocked(caller.ip)?;
         let secret = caller
             .authorization
             .as_deref()
-            .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
             .map(str::trim);
         let Some(secret) = secret else {
             self.ip_guard.record_failure(caller.ip);
@@ -210,7 +257,12 @@ impl AppState {
             ));
         };
         let tenant = self.tenant_actor()?;
-        let result = call_t!(tenant, TenantMsg::Authenticate, self.actor_timeout_ms(), secret.to_owned())?;
+        let result = call_t!(
+            tenant,
+            TenantMsg::Authenticate,
+            self.actor_timeout_ms(),
+            secret.to_owned()
+        )?;
         let auth = match result {
             Ok(auth) => auth,
             Err(err) => {

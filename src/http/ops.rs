@@ -27,7 +27,11 @@ pub struct HealthReport {
 
 fn report(checks: BTreeMap<String, String>) -> Response {
     let ok = checks.values().all(|v| v == "ok");
-    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = HealthReport {
         status: if ok { "ok" } else { "unavailable" }.to_owned(),
         checks,
@@ -55,7 +59,12 @@ pub async fn ready(state: AppState) -> Response {
     let mut checks = BTreeMap::new();
     checks.insert(
         "draining".to_owned(),
-        if state.is_draining() { "shutting down" } else { "ok" }.to_owned(),
+        if state.is_draining() {
+            "shutting down"
+        } else {
+            "ok"
+        }
+        .to_owned(),
     );
     let db = match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
         Ok(Ok(())) => "ok".to_owned(),
@@ -85,8 +94,16 @@ pub async fn metrics(state: AppState, caller: Caller) -> Result<Response, ApiErr
 /// The ops routes.
 pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let s = move || with_state(state.clone());
-    let live = warp::path!("health" / "live").and(warp::get()).and(at(&HEALTH_LIVE)).and(s()).then(live);
-    let ready = warp::path!("health" / "ready").and(warp::get()).and(at(&HEALTH_READY)).and(s()).then(ready);
+    let live = warp::path!("health" / "live")
+        .and(warp::get())
+        .and(at(&HEALTH_LIVE))
+        .and(s())
+        .then(live);
+    let ready = warp::path!("health" / "ready")
+        .and(warp::get())
+        .and(at(&HEALTH_READY))
+        .and(s())
+        .then(ready);
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(at(&METRICS))

@@ -62,7 +62,10 @@ fn method_label(m: &http::Method) -> &'static str {
 
 impl<S, B> Service<Request<Incoming>> for AppService<S>
 where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
 {
@@ -75,15 +78,18 @@ where
     }
 
     fn call(&mut self, mut req: Request<Incoming>) -> Self::Future {
-        let id = context::request_id_from(req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()));
+        let id =
+            context::request_id_from(req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()));
         let ip = client_ip(&req, self.peer, self.client_ip_header.as_ref());
         req.extensions_mut().insert(ClientIp(ip));
         let method = method_label(req.method());
         let mut inner = self.inner.clone();
         Box::pin(async move {
             let started = Instant::now();
-            let (result, route) =
-                context::scoped(RequestScope::new(id.clone()), async move { inner.call(req).await }).await;
+            let (result, route) = context::scoped(RequestScope::new(id.clone()), async move {
+                inner.call(req).await
+            })
+            .await;
             let mut resp = match result {
                 Ok(resp) => resp,
                 Err(never) => match never {},
@@ -120,7 +126,10 @@ pub async fn serve<S, B>(
     grace: Duration,
 ) -> bool
 where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Clone + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     B: hyper::body::Body + Send + 'static,
     B::Data: Send,
@@ -162,5 +171,7 @@ where
         }
     }
     drop(listener);
-    tokio::time::timeout(grace, graceful.shutdown()).await.is_ok()
+    tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_ok()
 }

@@ -17,7 +17,8 @@ struct ApiKeyRow {
     revoked_at: Option<i64>,
 }
 
-const KEY_COLUMNS: &str = "id, tenant_id, name, prefix, scopes, created_at, last_used_at, revoked_at";
+const KEY_COLUMNS: &str =
+    "id, tenant_id, name, prefix, scopes, created_at, last_used_at, revoked_at";
 
 impl TryFrom<ApiKeyRow> for ApiKey {
     type Error = StoreError;
@@ -49,7 +50,12 @@ pub struct KeyLookup {
 
 impl Store {
     /// Inserts an API key (hash only) and its audit row.
-    pub async fn insert_api_key(&self, key: &ApiKey, key_hash: &str, audit: &NewAudit) -> Result<(), StoreError> {
+    pub async fn insert_api_key(
+        &self,
+        key: &ApiKey,
+        key_hash: &str,
+        audit: &NewAudit,
+    ) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(
@@ -85,7 +91,11 @@ impl Store {
     }
 
     /// Reads one key of a tenant.
-    pub async fn get_api_key(&self, tenant: &TenantId, id: &ApiKeyId) -> Result<Option<ApiKey>, StoreError> {
+    pub async fn get_api_key(
+        &self,
+        tenant: &TenantId,
+        id: &ApiKeyId,
+    ) -> Result<Option<ApiKey>, StoreError> {
         let row: Option<ApiKeyRow> = on_pool!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 AND id = $2"
@@ -152,7 +162,11 @@ impl Store {
             .map(Tenant::try_from)
             .transpose()?
             .ok_or(StoreError::Corrupt("api_keys.tenant_id"))?;
-        Ok(Some(KeyLookup { key, key_hash, tenant }))
+        Ok(Some(KeyLookup {
+            key,
+            key_hash,
+            tenant,
+        }))
     }
 
     /// Records a successful authentication.

@@ -108,7 +108,11 @@ impl Scope {
 
     /// Joins scopes for storage (`runtime,read`).
     pub fn join(scopes: &[Scope]) -> String {
-        scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+        scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Splits the stored form.

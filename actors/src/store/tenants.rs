@@ -1,7 +1,10 @@
 //! Tenants: create, read, list, update (with audit rows in the same transaction).
 
 use super::audit::insert_audit;
-use super::{NewAudit, Page, RuntimeConfig, Store, StoreError, Tenant, TenantStatus, TwilioCredentials, as_i64, on_pool};
+use super::{
+    NewAudit, Page, RuntimeConfig, Store, StoreError, Tenant, TenantStatus, TwilioCredentials,
+    as_i64, on_pool,
+};
 use crate::ids::TenantId;
 
 #[derive(sqlx::FromRow)]
@@ -26,7 +29,8 @@ impl TryFrom<TenantRow> for Tenant {
     type Error = StoreError;
 
     fn try_from(row: TenantRow) -> Result<Self, StoreError> {
-        let status = TenantStatus::parse(&row.status).ok_or(StoreError::Corrupt("tenants.status"))?;
+        let status =
+            TenantStatus::parse(&row.status).ok_or(StoreError::Corrupt("tenants.status"))?;
         let runtime_config = match row.runtime_config {
             Some(json) => serde_json::from_str::<RuntimeConfig>(&json)
                 .map_err(|_| StoreError::Corrupt("tenants.runtime_config"))?,
@@ -131,7 +135,10 @@ impl Store {
     }
 
     /// Finds the tenant owning a Twilio account.
-    pub async fn tenant_by_twilio_account(&self, account_sid: &str) -> Result<Option<Tenant>, StoreError> {
+    pub async fn tenant_by_twilio_account(
+        &self,
+        account_sid: &str,
+    ) -> Result<Option<Tenant>, StoreError> {
         let row: Option<TenantRow> = on_pool!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {TENANT_COLUMNS} FROM tenants WHERE twilio_account_sid = $1"
@@ -157,7 +164,10 @@ impl Store {
             (rows, total)
         });
         Ok(Page {
-            items: rows.into_iter().map(Tenant::try_from).collect::<Result<_, _>>()?,
+            items: rows
+                .into_iter()
+                .map(Tenant::try_from)
+                .collect::<Result<_, _>>()?,
             total,
         })
     }

@@ -1,0 +1,3 @@
+//! Twilio edge: webhook signature verification.
+
+pub mod signature;

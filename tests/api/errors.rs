@@ -1,0 +1,199 @@
+//! Bad input: clear 400/413/415/422 errors with the field named, and nothing written.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{Backend, backend_tests, expect_error, spawn_app};
+
+backend_tests!(
+    malformed_json_is_a_400_and_writes_nothing,
+    wrong_types_and_unknown_fields_name_the_field,
+    validation_errors_are_422_with_the_field,
+    oversized_bodies_are_refused,
+    wrong_content_type_and_unknown_routes,
+);
+
+async fn malformed_json_is_a_400_and_writes_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let before = app.audit_total().await;
+    for body in ["{", "not json", "{\"name\": \"x\"", "{\"name\": }"] {
+        let resp = app
+            .admin(Method::POST, "/api/v1/admin/tenants")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("post");
+        expect_error(resp, 400, "invalid_json").await;
+    }
+    let resp = app
+        .admin(Method::POST, "/api/v1/admin/tenants")
+        .header("content-type", "application/json")
+        .body("")
+        .send()
+        .await
+        .expect("post");
+    expect_error(resp, 400, "invalid_body").await;
+    let list: serde_json::Value = app
+        .admin(Method::GET, "/api/v1/admin/tenants")
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["total"], 0);
+    assert_eq!(app.audit_total().await, before);
+    app.stop().await;
+}
+
+async fn wrong_types_and_unknown_fields_name_the_field(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let cases = [
+        (json!({"name": 42}), "name"),
+        (
+            json!({"name": "x", "max_concurrent_calls": "ten"}),
+            "max_concurrent_calls",
+        ),
+        (json!({"name": "x", "colour": "red"}), "colour"),
+        (json!({}), ""),
+    ];
+    for (body, field) in cases {
+        let resp = app
+            .admin(Method::POST, "/api/v1/admin/tenants")
+            .json(&body)
+            .send()
+            .await
+            .expect("post");
+        let err = expect_error(resp, 400, "invalid_body").await;
+        if field.is_empty() {
+            assert!(
+                err["message"].as_str().expect("message").contains("name"),
+                "{err}"
+            );
+        } else {
+            assert_eq!(err["field"], field, "{err}");
+        }
+    }
+    let id = app.create_tenant("Acme").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let resp = app
+        .admin(Method::PATCH, &format!("/api/v1/admin/tenants/{id}"))
+        .json(&json!({"status": "paused"}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(
+        expect_error(resp, 400, "invalid_body").await["field"],
+        "status"
+    );
+    let list: serde_json::Value = app
+        .admin(Method::GET, "/api/v1/admin/tenants")
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["total"], 1);
+    app.stop().await;
+}
+
+async fn validation_errors_are_422_with_the_field(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let before = app.audit_total().await;
+    for (body, field) in [
+        (json!({"name": "   "}), "name"),
+        (json!({"name": "x".repeat(201)}), "name"),
+        (
+            json!({"name": "x", "max_concurrent_calls": 0}),
+            "max_concurrent_calls",
+        ),
+        (
+            json!({"name": "x", "max_concurrent_calls": 10001}),
+            "max_concurrent_calls",
+        ),
+        (
+            json!({"name": "x", "webhook_url": "not a url"}),
+            "webhook_url",
+        ),
+        (
+            json!({"name": "x", "webhook_url": "ftp://example.com/x"}),
+            "webhook_url",
+        ),
+    ] {
+        let resp = app
+            .admin(Method::POST, "/api/v1/admin/tenants")
+            .json(&body)
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(
+            expect_error(resp, 422, "validation_failed").await["field"],
+            field
+        );
+    }
+    assert_eq!(app.audit_total().await, before);
+    app.stop().await;
+}
+
+async fn oversized_bodies_are_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let huge = json!({"name": "x".repeat(70_000)});
+    let resp = app
+        .admin(Method::POST, "/api/v1/admin/tenants")
+        .json(&huge)
+        .send()
+        .await
+        .expect("post");
+    expect_error(resp, 413, "payload_too_large").await;
+    assert_eq!(app.audit_total().await, 0);
+    app.stop().await;
+}
+
+async fn wrong_content_type_and_unknown_routes(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let resp = app
+        .admin(Method::POST, "/api/v1/admin/tenants")
+        .header("content-type", "text/plain")
+        .body("{\"name\":\"x\"}")
+        .send()
+        .await
+        .expect("post");
+    expect_error(resp, 415, "unsupported_media_type").await;
+    let resp = app
+        .client
+        .get(app.url("/no/such/route"))
+        .send()
+        .await
+        .expect("get");
+    expect_error(resp, 404, "route_not_found").await;
+    let resp = app
+        .client
+        .delete(app.url("/health/live"))
+        .send()
+        .await
+        .expect("delete");
+    let status = resp.status().as_u16();
+    assert!(status == 405 || status == 404, "status {status}");
+    // A client-supplied request id is echoed back; a hostile one is replaced.
+    let resp = app
+        .client
+        .get(app.url("/health/live"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.headers()["x-request-id"], "abc-123");
+    let resp = app
+        .client
+        .get(app.url("/health/live"))
+        .header("x-request-id", "<script>")
+        .send()
+        .await
+        .expect("get");
+    assert_ne!(resp.headers()["x-request-id"], "<script>");
+    app.stop().await;
+}

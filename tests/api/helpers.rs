@@ -1,0 +1,254 @@
+//! `spawn_app()`: the real application on `127.0.0.1:0` against a fresh database (a SQLite
+//! file in a temporary folder, or a new PostgreSQL database), with logs captured so tests
+//! can assert that no secret is ever logged.
+
+use std::sync::OnceLock;
+
+use serde_json::{Value, json};
+use stateset_voice::config::{Config, LogFormat, RawSettings};
+use stateset_voice::http::AppState;
+use stateset_voice::startup::Application;
+use stateset_voice::telemetry::{self, CapturedLogs};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef";
+pub const MASTER_KEY: &str = "test-master-key-0123456789abcdef0123456789";
+
+/// Which database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Expands each listed `async fn name(backend: Backend)` into one test per backend.
+/// The PostgreSQL variant needs `TEST_POSTGRES_URL`; without it, it fails under CI and is
+/// reported as skipped elsewhere.
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if $crate::helpers::postgres_available() {
+                        super::$name($crate::helpers::Backend::Postgres).await
+                    }
+                }
+            )*
+        }
+    };
+}
+pub(crate) use backend_tests;
+
+/// Whether PostgreSQL tests can run; panics under CI when they cannot.
+pub fn postgres_available() -> bool {
+    if std::env::var("TEST_POSTGRES_URL").is_ok_and(|v| !v.is_empty()) {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "TEST_POSTGRES_URL is not set: PostgreSQL tests must run in CI"
+    );
+    eprintln!("skipping the PostgreSQL variant: TEST_POSTGRES_URL is not set");
+    false
+}
+
+/// Captured logs of the whole test process.
+pub fn logs() -> &'static CapturedLogs {
+    static LOGS: OnceLock<CapturedLogs> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = CapturedLogs::new(std::env::var("TEST_LOG").is_ok());
+        telemetry::init_logging_with(
+            LogFormat::Text,
+            "info,stateset_voice=debug,actors=debug",
+            logs.clone(),
+        );
+        logs
+    })
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// A fresh PostgreSQL database on the server of `TEST_POSTGRES_URL`.
+async fn fresh_postgres() -> String {
+    let base = std::env::var("TEST_POSTGRES_URL").expect("TEST_POSTGRES_URL");
+    let name = format!("sv_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&base)
+        .await
+        .expect("connect to TEST_POSTGRES_URL");
+    sqlx::Executor::execute(
+        &mut admin,
+        sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+    )
+    .await
+    .expect("create test database");
+    let mut url = url::Url::parse(&base).expect("TEST_POSTGRES_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    url.to_string()
+}
+
+/// Spawns the app with default test settings.
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Spawns the app, letting the test adjust settings first.
+pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut RawSettings)) -> TestApp {
+    logs();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let database_url = match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("test.db").display()),
+        Backend::Postgres => fresh_postgres().await,
+    };
+    let mut raw = RawSettings::default();
+    raw.set("BIND_ADDR", "127.0.0.1:0");
+    raw.set("DATABASE_URL", database_url);
+    raw.set("DATABASE_MAX_CONNECTIONS", "5");
+    raw.set("ADMIN_API_KEY", ADMIN_KEY);
+    raw.set("MASTER_KEY", MASTER_KEY);
+    raw.set("RATE_LIMIT_PER_IP_PER_MINUTE", "100000");
+    raw.set("RATE_LIMIT_PER_TENANT_PER_MINUTE", "100000");
+    raw.set("SHUTDOWN_GRACE_SECONDS", "5");
+    adjust(&mut raw);
+    let config = Config::parse(&raw).expect("valid test configuration");
+    let app = Application::build(config)
+        .await
+        .expect("application builds");
+    let base = format!("http://{}", app.local_addr());
+    let state = app.state();
+    let (tx, rx) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        state,
+        shutdown: Some(tx),
+        server: Some(server),
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// An admin request.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .header("x-admin-key", ADMIN_KEY)
+    }
+
+    /// A tenant-key request.
+    pub fn tenant(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path)).bearer_auth(key)
+    }
+
+    /// Creates a tenant and returns its JSON.
+    pub async fn create_tenant(&self, name: &str) -> Value {
+        let resp = self
+            .admin(reqwest::Method::POST, "/api/v1/admin/tenants")
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 201, "create tenant");
+        resp.json().await.expect("json")
+    }
+
+    /// Creates a key for `tenant_id` with `scopes`; returns (key JSON, secret).
+    pub async fn create_key(&self, tenant_id: &str, scopes: &[&str]) -> (Value, String) {
+        let resp = self
+            .admin(
+                reqwest::Method::POST,
+                &format!("/api/v1/admin/tenants/{tenant_id}/api-keys"),
+            )
+            .json(&json!({ "name": "test key", "scopes": scopes }))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 201, "create key");
+        let body: Value = resp.json().await.expect("json");
+        let secret = body["secret"].as_str().expect("secret").to_owned();
+        (body, secret)
+    }
+
+    /// A tenant with one key of every scope: (tenant id, secret).
+    pub async fn tenant_with_key(&self, name: &str) -> (String, String) {
+        let tenant = self.create_tenant(name).await;
+        let id = tenant["id"].as_str().expect("id").to_owned();
+        let (_, secret) = self.create_key(&id, &["runtime", "read", "operator"]).await;
+        (id, secret)
+    }
+
+    /// Number of audit rows.
+    pub async fn audit_total(&self) -> i64 {
+        let body: Value = self
+            .admin(reqwest::Method::GET, "/api/v1/admin/audit-log")
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json");
+        body["total"].as_i64().expect("total")
+    }
+
+    /// Stops the server and waits for the shutdown protocol to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("clean shutdown");
+        }
+    }
+}
+
+/// Asserts the error shape and returns the error object.
+pub async fn expect_error(resp: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(resp.status().as_u16(), status, "status");
+    let request_id = resp
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .expect("x-request-id header");
+    let body: Value = resp.json().await.expect("error body is JSON");
+    let err = body["error"].clone();
+    assert_eq!(err["code"], code, "error code in {body}");
+    assert!(
+        err["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "message in {body}"
+    );
+    assert_eq!(
+        err["request_id"],
+        request_id.as_str(),
+        "request id in body matches header"
+    );
+    err
+}

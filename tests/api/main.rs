@@ -1,0 +1,11 @@
+//! Black-box tests over real HTTP: the server on `127.0.0.1:0`, a fresh database per test,
+//! every test run against SQLite and (with `TEST_POSTGRES_URL`) PostgreSQL.
+
+mod helpers;
+
+mod admin;
+mod auth;
+mod cli;
+mod errors;
+mod limits;
+mod ops;

@@ -1,0 +1,310 @@
+//! Health, readiness, metrics, OpenAPI documents, supervision (restart and meltdown) and
+//! graceful shutdown.
+
+use std::collections::BTreeSet;
+
+use reqwest::Method;
+use serde_json::Value;
+use stateset_voice::http::routes::ROUTES;
+use stateset_voice::openapi::{Document, document};
+
+use crate::helpers::{Backend, backend_tests, expect_error, spawn_app, spawn_app_with};
+
+backend_tests!(
+    health_and_readiness,
+    metrics_expose_http_and_actor_series,
+    openapi_documents_cover_every_mounted_route,
+    killed_singleton_is_restarted_and_counted,
+    meltdown_turns_health_to_503,
+    shutdown_drains_and_stops,
+);
+
+async fn health_and_readiness(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let live: Value = app
+        .client
+        .get(app.url("/health/live"))
+        .send()
+        .await
+        .expect("live")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(live["status"], "ok");
+    let resp = app
+        .client
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(resp.status(), 200);
+    let ready: Value = resp.json().await.expect("json");
+    assert_eq!(ready["checks"]["database"], "ok");
+    assert_eq!(ready["checks"]["supervisor"], "ok");
+    assert_eq!(ready["checks"]["draining"], "ok");
+    app.state.start_draining();
+    let resp = app
+        .client
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(resp.status(), 503);
+    let ready: Value = resp.json().await.expect("json");
+    assert_eq!(ready["checks"]["draining"], "shutting down");
+    app.stop().await;
+}
+
+async fn metrics_expose_http_and_actor_series(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, secret) = app.tenant_with_key("Acme").await;
+    app.tenant(Method::GET, "/api/v1/me", &secret)
+        .send()
+        .await
+        .expect("me");
+    let resp = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/plain")
+    );
+    let text = resp.text().await.expect("text");
+    assert!(
+        text.contains("http_requests_total{route=\"/api/v1/me\",method=\"GET\",status=\"200\"}"),
+        "{text}"
+    );
+    assert!(text.contains("http_request_duration_seconds_bucket{route=\"/api/v1/admin/tenants\""));
+    assert!(text.contains("actor_messages_total{actor=\"tenant\",msg=\"authenticate\"}"));
+    assert!(text.contains("actor_handle_seconds_bucket{actor=\"tenant\",msg=\"create\""));
+    // Labels are route templates, never raw ids.
+    assert!(!text.contains("ten_"), "no tenant id in any label");
+    assert!(!text.contains(&secret));
+    app.stop().await;
+}
+
+async fn openapi_documents_cover_every_mounted_route(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let full: Value = app
+        .client
+        .get(app.url("/api-docs/openapi.json"))
+        .send()
+        .await
+        .expect("doc")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        full["openapi"]
+            .as_str()
+            .expect("version")
+            .starts_with("3.1")
+    );
+    let documented: BTreeSet<(String, String)> = full["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .expect("item")
+                .keys()
+                .filter(|m| ["get", "post", "put", "patch", "delete"].contains(&m.as_str()))
+                .map(|m| (m.to_uppercase(), path.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mounted: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|r| (r.method.to_owned(), r.path.to_owned()))
+        .collect();
+    assert_eq!(
+        documented, mounted,
+        "the full document lists exactly the mounted routes"
+    );
+
+    // Every route in the table is really mounted: a request never gets `route_not_found`.
+    for route in ROUTES {
+        let path = route
+            .path
+            .replace("{tenant_id}", "ten_missing")
+            .replace("{key_id}", "key_missing");
+        let method = Method::from_bytes(route.method.as_bytes()).expect("method");
+        let resp = app
+            .admin(method, &path)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .expect("request");
+        if resp.status() == 404 {
+            let body: Value = resp.json().await.expect("json");
+            assert_ne!(
+                body["error"]["code"], "route_not_found",
+                "{} {} is not mounted",
+                route.method, route.path
+            );
+        }
+    }
+
+    let public: Value = app
+        .client
+        .get(app.url("/api-docs/public.json"))
+        .send()
+        .await
+        .expect("doc")
+        .json()
+        .await
+        .expect("json");
+    let public_paths: Vec<&String> = public["paths"].as_object().expect("paths").keys().collect();
+    assert!(!public_paths.is_empty());
+    assert!(
+        public_paths.iter().all(|p| !p.contains("/admin")),
+        "{public_paths:?}"
+    );
+    let admin: Value = app
+        .client
+        .get(app.url("/api-docs/admin.json"))
+        .send()
+        .await
+        .expect("doc")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        admin["paths"]
+            .as_object()
+            .expect("paths")
+            .keys()
+            .all(|p| p.starts_with("/api/v1/admin/"))
+    );
+    assert_eq!(
+        serde_json::to_value(document(Document::Full)).expect("json"),
+        full
+    );
+    app.stop().await;
+}
+
+async fn killed_singleton_is_restarted_and_counted(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (_, secret) = app.tenant_with_key("Acme").await;
+    let mut changes = app.state.actors.tenant.subscribe();
+    let first = app.state.actors.tenant.get().expect("tenant actor");
+    first.kill();
+    let second = loop {
+        changes.changed().await.expect("root alive");
+        if let Some(actor) = changes.borrow_and_update().clone() {
+            break actor;
+        }
+    };
+    assert_ne!(first.get_id(), second.get_id());
+    // The restarted actor serves requests (its cache starts empty).
+    assert_eq!(
+        app.tenant(Method::GET, "/api/v1/me", &secret)
+            .send()
+            .await
+            .expect("me")
+            .status(),
+        200
+    );
+    let diag: Value = app
+        .admin(Method::GET, "/api/v1/admin/diagnostics/actors")
+        .send()
+        .await
+        .expect("diag")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(diag["healthy"], true);
+    let tenant = &diag["children"][0];
+    assert_eq!(tenant["kind"], "tenant");
+    assert_eq!(tenant["alive"], true);
+    assert_eq!(tenant["restarts"], 1);
+    assert_eq!(tenant["terminations"], 1);
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("actor_restarts_total{actor=\"tenant\"}"));
+    app.stop().await;
+}
+
+async fn meltdown_turns_health_to_503(backend: Backend) {
+    let app = spawn_app_with(backend, |raw| {
+        raw.set("SUPERVISOR_MAX_RESTARTS", "2");
+        raw.set("SUPERVISOR_RESTART_WINDOW_SECONDS", "600");
+    })
+    .await;
+    let mut health = app.state.actors.health.clone();
+    let mut changes = app.state.actors.tenant.subscribe();
+    for round in 0..3 {
+        let actor = app.state.actors.tenant.get().expect("tenant actor");
+        actor.kill();
+        if round < 2 {
+            // Below the limit: wait for the next incarnation.
+            loop {
+                changes.changed().await.expect("root alive");
+                let current = changes.borrow_and_update().clone();
+                if current.is_some_and(|a| a.get_id() != actor.get_id()) {
+                    break;
+                }
+            }
+        }
+    }
+    while *health.borrow_and_update() {
+        health.changed().await.expect("root alive");
+    }
+    let resp = app
+        .client
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(resp.status(), 503);
+    let ready: Value = resp.json().await.expect("json");
+    assert!(
+        ready["checks"]["supervisor"]
+            .as_str()
+            .expect("check")
+            .starts_with("meltdown")
+    );
+    let resp = app
+        .client
+        .get(app.url("/health/live"))
+        .send()
+        .await
+        .expect("live");
+    assert_eq!(resp.status(), 503);
+    // With the tenant actor gone, tenant work answers 503, not a hang or a 500.
+    let resp = app
+        .admin(Method::GET, "/api/v1/admin/tenants")
+        .send()
+        .await
+        .expect("list");
+    expect_error(resp, 503, "unavailable").await;
+    app.stop().await;
+}
+
+async fn shutdown_drains_and_stops(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let url = app.url("/health/live");
+    let client = app.client.clone();
+    assert_eq!(client.get(&url).send().await.expect("live").status(), 200);
+    let root = app.state.actors.root.clone();
+    app.stop().await;
+    assert!(
+        client.get(&url).send().await.is_err(),
+        "listener closed after shutdown"
+    );
+    assert_eq!(root.get_status(), ractor::ActorStatus::Stopped);
+}
