@@ -1,3 +1,4 @@
-//! Twilio edge: webhook signature verification.
+//! Twilio edge: webhook signatures and TwiML (and, next, the REST client).
 
 pub mod signature;
+pub mod twiml;
