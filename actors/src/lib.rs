@@ -16,6 +16,7 @@
 
 pub mod crypto;
 pub mod ids;
+pub mod media;
 pub mod meter;
 pub mod store;
 pub mod supervisor;
