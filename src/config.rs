@@ -118,6 +118,17 @@ pub struct Config {
     pub supervisor_max_restarts: u32,
     /// `SUPERVISOR_RESTART_WINDOW_SECONDS` (default 60): the meltdown window.
     pub supervisor_restart_window: Duration,
+    /// `TWILIO_API_BASE_URL` (default `https://api.twilio.com`): the carrier's REST API.
+    pub twilio_api_base_url: Url,
+    /// `TWILIO_TIMEOUT_MS` (default 10000): a carrier request's deadline.
+    pub twilio_timeout: Duration,
+    /// `STREAM_TOKEN_TTL_SECONDS` (default 300): a stream token's lifetime (covers ringing).
+    pub stream_token_ttl: Duration,
+    /// `RATE_LIMIT_WEBHOOKS_PER_TENANT_PER_MINUTE` (default 6000): verified Twilio webhooks per tenant.
+    pub rate_limit_webhooks_per_tenant_per_minute: NonZeroU32,
+    /// `CALL_LIVE_WINDOW_SECONDS` (default 14400): unfinished calls older than this stop
+    /// counting against concurrency limits (a lost final status callback cannot hold a slot).
+    pub call_live_window: Duration,
 }
 
 /// Every setting the service reads, for the file loader and the README.
@@ -141,6 +152,11 @@ pub const SETTINGS: &[&str] = &[
     "KEY_CACHE_TTL_SECONDS",
     "SUPERVISOR_MAX_RESTARTS",
     "SUPERVISOR_RESTART_WINDOW_SECONDS",
+    "TWILIO_API_BASE_URL",
+    "TWILIO_TIMEOUT_MS",
+    "STREAM_TOKEN_TTL_SECONDS",
+    "RATE_LIMIT_WEBHOOKS_PER_TENANT_PER_MINUTE",
+    "CALL_LIVE_WINDOW_SECONDS",
 ];
 
 /// The raw setting values, before validation.
@@ -334,7 +350,25 @@ impl Config {
                 "must be greater than zero",
             ));
         }
+        let twilio_api_base_url = {
+            let v = raw.get("TWILIO_API_BASE_URL").unwrap_or("https://api.twilio.com");
+            let url = Url::parse(v)
+                .map_err(|e| ConfigError::new("TWILIO_API_BASE_URL", format!("`{v}` is not a URL: {e}")))?;
+            if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+                return Err(ConfigError::new("TWILIO_API_BASE_URL", "must be an absolute http:// or https:// URL"));
+            }
+            url
+        };
+        let stream_token_ttl: u64 = raw.parse_num("STREAM_TOKEN_TTL_SECONDS", 300, "a number of seconds")?;
+        if !(10..=3600).contains(&stream_token_ttl) {
+            return Err(ConfigError::new("STREAM_TOKEN_TTL_SECONDS", "must be between 10 and 3600"));
+        }
         Ok(Config {
+            twilio_api_base_url,
+            twilio_timeout: Duration::from_millis(u64::from(raw.positive("TWILIO_TIMEOUT_MS", 10_000)?.get())),
+            stream_token_ttl: Duration::from_secs(stream_token_ttl),
+            rate_limit_webhooks_per_tenant_per_minute: raw.positive("RATE_LIMIT_WEBHOOKS_PER_TENANT_PER_MINUTE", 6000)?,
+            call_live_window: Duration::from_secs(u64::from(raw.positive("CALL_LIVE_WINDOW_SECONDS", 14_400)?.get())),
             bind_addr,
             database_url: Secret::new(database_url),
             database_max_connections: db_max,

@@ -6,7 +6,8 @@ use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::http::{admin, ops, runtime};
+use crate::http::admin::phone_routes;
+use crate::http::{admin, calls, media, ops, runtime, webhooks};
 
 /// The error shape of every endpoint.
 #[derive(Debug, Serialize, ToSchema)]
@@ -47,10 +48,19 @@ impl Modify for SecuritySchemes {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "StateSet Voice API", description = "Runtime API for AI phone agents: calls, records and Twilio webhooks."),
-    paths(ops::live, ops::ready, ops::metrics, runtime::me),
+    paths(
+        ops::live, ops::ready, ops::metrics, runtime::me,
+        calls::make_call, calls::list_call_logs, calls::get_call_log, calls::hangup, calls::transfer,
+        webhooks::incoming_call, webhooks::stream_ended, webhooks::call_status, webhooks::stream_status,
+        webhooks::amd_status, media::media_stream_doc,
+    ),
     components(schemas(ErrorResponse, ErrorObject)),
     modifiers(&SecuritySchemes),
-    tags((name = "runtime", description = "Tenant API (Bearer key)"), (name = "ops", description = "Health and metrics"))
+    tags(
+        (name = "runtime", description = "Tenant API (Bearer key)"),
+        (name = "webhooks", description = "Twilio callbacks (X-Twilio-Signature) and the media websocket (stream token)"),
+        (name = "ops", description = "Health and metrics")
+    )
 )]
 struct PublicApi;
 
@@ -62,6 +72,9 @@ struct PublicApi;
         admin::put_runtime_config, admin::put_twilio_credentials,
         admin::list_api_keys, admin::create_api_key, admin::revoke_api_key,
         admin::audit_log, admin::actor_diagnostics,
+        phone_routes::list_routes, phone_routes::create_route, phone_routes::get_route,
+        phone_routes::patch_route, phone_routes::delete_route,
+        phone_routes::routing_diagnostics, phone_routes::auth_transport,
     ),
     components(schemas(ErrorResponse, ErrorObject)),
     modifiers(&SecuritySchemes),

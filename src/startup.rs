@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use actors::crypto::{SecretBox, hex};
+use actors::crypto::{SecretBox, derive_key, hex};
+use actors::router::PublicUrls;
+use actors::stream_token::StreamTokenKeys;
 use actors::store::Store;
 use actors::supervisor::{RootConfig, RootSupervisor};
 use actors::tenant::tenant_rate_limiter;
@@ -17,6 +19,9 @@ use tokio::net::TcpListener;
 use crate::config::{Config, Secret};
 use crate::http::{self as api, AppState, server};
 use crate::telemetry;
+use crate::twilio::carrier::TwilioCarrier;
+use crate::twilio::rest::TwilioClient;
+use crate::twilio::signature;
 
 /// A built application: bound, migrated, actors running, not yet serving.
 pub struct Application {
@@ -79,6 +84,29 @@ fn master_key(config: &Config) -> anyhow::Result<Secret> {
     }
 }
 
+/// Stream-token keys: the configured secrets, or one derived from the master key.
+fn stream_token_keys(config: &Config, master: &Secret) -> StreamTokenKeys {
+    let current = match &config.stream_token_secret {
+        Some(s) => s.expose().as_bytes().to_vec(),
+        None => derive_key(master.expose().as_bytes(), b"stateset-voice/stream-token/v1").to_vec(),
+    };
+    let previous = config
+        .stream_token_secret_previous
+        .as_ref()
+        .map(|s| s.expose().as_bytes().to_vec());
+    StreamTokenKeys::new(&current, previous.as_deref())
+}
+
+/// This service's URLs as Twilio reaches them.
+pub fn public_urls(base: &url::Url) -> PublicUrls {
+    let http_base = signature::build_url(base, "/");
+    let ws_base = signature::build_ws_url(base, "/");
+    PublicUrls {
+        http_base: http_base.trim_end_matches('/').to_owned(),
+        ws_base: ws_base.trim_end_matches('/').to_owned(),
+    }
+}
+
 fn rand_bytes<const N: usize>() -> [u8; N] {
     let mut out = [0u8; N];
     for chunk in out.chunks_mut(16) {
@@ -117,8 +145,18 @@ impl Application {
         install_crypto_provider();
         let metrics = telemetry::metrics_handle();
         let store = open_store(&config).await?;
-        let secret_box = SecretBox::from_master_key(master_key(&config)?.expose().as_bytes());
+        let master = master_key(&config)?;
+        let secret_box = SecretBox::from_master_key(master.expose().as_bytes());
+        let stream_keys = stream_token_keys(&config, &master);
+        let client = TwilioClient::new(config.twilio_api_base_url.clone(), config.twilio_timeout)
+            .map_err(|e| anyhow::anyhow!("cannot build the Twilio client: {e}"))?;
         let actors = RootSupervisor::start(RootConfig {
+            carrier: Arc::new(TwilioCarrier::new(client)),
+            stream_keys,
+            urls: public_urls(&config.public_base_url),
+            stream_token_ttl: config.stream_token_ttl,
+            live_window: config.call_live_window,
+            actor_timeout: config.actor_call_timeout,
             store: store.clone(),
             secret_box,
             tenant_rate_limiter: Arc::new(tenant_rate_limiter(

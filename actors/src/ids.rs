@@ -69,6 +69,11 @@ id_type!(
     "key_"
 );
 id_type!(
+    /// A phone route (number → tenant, agent, fallback).
+    RouteId,
+    "rte_"
+);
+id_type!(
     /// A call in the call log (ours, distinct from Twilio's `CallSid`).
     CallId,
     "call_"

@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! RootSupervisor                       restarts singletons (meltdown limit), escalates beyond it
+//! ├── RouterActor                      phone routes, admission, stream tokens, call control
 //! └── TenantActor                      tenant config, API-key cache, per-tenant rate limits
 //! ```
 //!
@@ -14,11 +15,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod carrier;
 pub mod crypto;
 pub mod ids;
 pub mod media;
 pub mod meter;
+pub mod router;
 pub mod store;
+pub mod stream_token;
 pub mod supervisor;
 pub mod tenant;
 pub mod time;

@@ -11,6 +11,8 @@ pub mod kind {
     pub const ROOT: &str = "root";
     /// The tenant actor.
     pub const TENANT: &str = "tenant";
+    /// The router actor.
+    pub const ROUTER: &str = "router";
 }
 
 /// Times one handled message of an actor kind.

@@ -19,10 +19,14 @@ use sqlx::sqlite::{
 
 mod api_keys;
 mod audit;
+mod calls;
+mod idempotency;
 mod models;
+mod phone_routes;
 mod tenants;
 
 pub use api_keys::KeyLookup;
+pub use calls::StatusUpdate;
 pub use models::*;
 
 /// Migrations for SQLite, embedded at build time.

@@ -19,7 +19,10 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::watch;
 
+use crate::carrier::Carrier;
 use crate::crypto::SecretBox;
+use crate::router::{PublicUrls, RouterActor, RouterArgs, RouterMsg};
+use crate::stream_token::StreamTokenKeys;
 use crate::meter::{self, HandleTimer, kind};
 use crate::store::Store;
 use crate::tenant::{TenantActor, TenantArgs, TenantMsg, TenantRateLimiter};
@@ -74,6 +77,18 @@ pub struct RootConfig {
     pub max_restarts: u32,
     /// The meltdown window.
     pub restart_window: Duration,
+    /// The telephone network.
+    pub carrier: Arc<dyn Carrier>,
+    /// Stream-token secrets.
+    pub stream_keys: StreamTokenKeys,
+    /// This service's public URLs.
+    pub urls: PublicUrls,
+    /// Stream-token lifetime.
+    pub stream_token_ttl: Duration,
+    /// Window in which unfinished calls count as live.
+    pub live_window: Duration,
+    /// How long one actor waits for another.
+    pub actor_timeout: Duration,
 }
 
 /// Health of the supervision tree.
@@ -117,6 +132,8 @@ pub struct Actors {
     pub root: ActorRef<RootMsg>,
     /// The tenant actor (current incarnation).
     pub tenant: SingletonRef<TenantMsg>,
+    /// The router actor (current incarnation).
+    pub router: SingletonRef<RouterMsg>,
     /// Changes whenever the tree's health changes (e.g. meltdown).
     pub health: watch::Receiver<bool>,
 }
@@ -128,6 +145,7 @@ pub struct RootSupervisor;
 pub struct RootArgs {
     config: RootConfig,
     tenant: SingletonRef<TenantMsg>,
+    router: SingletonRef<RouterMsg>,
     health: watch::Sender<bool>,
 }
 
@@ -135,12 +153,17 @@ pub struct RootArgs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ChildKind {
     Tenant,
+    Router,
 }
 
 impl ChildKind {
+    /// Start order: the router reaches the tenant actor.
+    const ALL: [ChildKind; 2] = [ChildKind::Tenant, ChildKind::Router];
+
     fn name(self) -> &'static str {
         match self {
             ChildKind::Tenant => kind::TENANT,
+            ChildKind::Router => kind::ROUTER,
         }
     }
 }
@@ -162,6 +185,7 @@ pub struct RootState {
     children: Vec<ChildSpec>,
     config: RootConfig,
     tenant: SingletonRef<TenantMsg>,
+    router: SingletonRef<RouterMsg>,
     health: watch::Sender<bool>,
     /// Why the root melted down, once it has.
     meltdown: Option<String>,
@@ -171,16 +195,19 @@ impl RootSupervisor {
     /// Spawns the tree and returns its handles.
     pub async fn start(config: RootConfig) -> Result<Actors, ractor::SpawnErr> {
         let tenant = SingletonRef::new();
+        let router = SingletonRef::new();
         let (health_tx, health_rx) = watch::channel(true);
         let args = RootArgs {
             config,
             tenant: tenant.clone(),
+            router: router.clone(),
             health: health_tx,
         };
         let (root, _join) = Actor::spawn(None, RootSupervisor, args).await?;
         Ok(Actors {
             root,
             tenant,
+            router,
             health: health_rx,
         })
     }
@@ -204,12 +231,31 @@ impl RootSupervisor {
                 state.tenant.set(Some(actor));
                 Ok(cell)
             }
+            ChildKind::Router => {
+                let c = &state.config;
+                let args = RouterArgs {
+                    store: c.store.clone(),
+                    carrier: Arc::clone(&c.carrier),
+                    keys: c.stream_keys.clone(),
+                    urls: c.urls.clone(),
+                    tenant: state.tenant.clone(),
+                    token_ttl: c.stream_token_ttl,
+                    live_window: c.live_window,
+                    tenant_timeout: c.actor_timeout,
+                };
+                let (actor, _join) =
+                    Actor::spawn_linked(None, RouterActor, args, myself.get_cell()).await?;
+                let cell = actor.get_cell();
+                state.router.set(Some(actor));
+                Ok(cell)
+            }
         }
     }
 
     fn clear_handle(state: &RootState, kind: ChildKind) {
         match kind {
             ChildKind::Tenant => state.tenant.set(None),
+            ChildKind::Router => state.router.set(None),
         }
     }
 
@@ -294,10 +340,11 @@ impl Actor for RootSupervisor {
             children: Vec::new(),
             config: args.config,
             tenant: args.tenant,
+            router: args.router,
             health: args.health,
             meltdown: None,
         };
-        for kind in [ChildKind::Tenant] {
+        for kind in ChildKind::ALL {
             let cell = Self::spawn_child(&myself, &state, kind).await?;
             state.children.push(ChildSpec {
                 kind,
@@ -375,6 +422,7 @@ impl Actor for RootSupervisor {
             spec.cell = None;
         }
         state.tenant.set(None);
+        state.router.set(None);
         myself
             .stop_children_and_wait(Some(String::from("shutdown")), Some(Duration::from_secs(5)))
             .await;

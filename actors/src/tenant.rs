@@ -18,6 +18,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::json;
 
+use crate::carrier::CarrierAuth;
 use crate::crypto::{self, SecretBox};
 use crate::ids::{ApiKeyId, TenantId};
 use crate::meter::{HandleTimer, kind};
@@ -154,6 +155,19 @@ impl std::fmt::Debug for TwilioCredentialsInput {
     }
 }
 
+/// A tenant's Twilio account, with its auth token opened (for signature checks and REST).
+#[derive(Debug, Clone)]
+pub struct TwilioAccount {
+    /// The tenant owning the account.
+    pub tenant_id: TenantId,
+    /// Its status.
+    pub tenant_status: TenantStatus,
+    /// Its concurrency limit.
+    pub max_concurrent_calls: i64,
+    /// SID and auth token (redacted in `Debug`).
+    pub auth: CarrierAuth,
+}
+
 /// A key to create.
 #[derive(Debug, Clone)]
 pub struct NewApiKey {
@@ -197,6 +211,10 @@ pub enum TenantMsg {
     RevokeApiKey(TenantId, ApiKeyId, AuditMeta, Reply<ApiKey>),
     /// Lists the audit log.
     ListAudit(AuditFilter, Reply<Page<AuditEntry>>),
+    /// The Twilio account with this `AccountSid`, if a tenant owns it.
+    TwilioByAccount(String, Reply<Option<TwilioAccount>>),
+    /// The Twilio account of a tenant, if configured.
+    TwilioByTenant(TenantId, Reply<Option<TwilioAccount>>),
 }
 
 impl TenantMsg {
@@ -214,6 +232,8 @@ impl TenantMsg {
             TenantMsg::ListApiKeys(..) => "list_api_keys",
             TenantMsg::RevokeApiKey(..) => "revoke_api_key",
             TenantMsg::ListAudit(..) => "list_audit",
+            TenantMsg::TwilioByAccount(..) => "twilio_by_account",
+            TenantMsg::TwilioByTenant(..) => "twilio_by_tenant",
         }
     }
 }
@@ -256,7 +276,12 @@ pub struct TenantState {
     ttl: Duration,
     /// Hash of a presented secret → what it authenticates as. Only live keys are cached.
     cache: HashMap<String, CachedKey>,
+    /// Account SID → opened account (or `None`: no tenant owns it), with load time.
+    accounts: HashMap<String, (Option<TwilioAccount>, Instant)>,
 }
+
+/// Most unknown account SIDs remembered (a bound on memory under a flood of forgeries).
+const MAX_CACHED_ACCOUNTS: usize = 10_000;
 
 fn reply<T>(port: RpcReplyPort<T>, value: T) {
     if !port.is_closed() {
@@ -361,7 +386,8 @@ impl TenantState {
         })
     }
 
-    /// Refreshes cached copies of a tenant's name and status after a change.
+    /// Refreshes cached copies of a tenant's name and status after a change, and forgets
+    /// its cached Twilio account.
     fn refresh_cached_tenant(&mut self, tenant: &Tenant) {
         for entry in self.cache.values_mut() {
             if entry.tenant_id == tenant.id {
@@ -369,6 +395,65 @@ impl TenantState {
                 entry.tenant_status = tenant.status;
             }
         }
+        self.accounts
+            .retain(|_, (acct, _)| acct.as_ref().is_none_or(|a| a.tenant_id != tenant.id));
+        if let Some(tw) = &tenant.twilio {
+            self.accounts.remove(&tw.account_sid);
+        }
+    }
+
+    fn open_account(&self, tenant: &Tenant) -> Result<Option<TwilioAccount>, TenantError> {
+        let Some(tw) = &tenant.twilio else {
+            return Ok(None);
+        };
+        let token = self
+            .secret_box
+            .open(&tw.auth_token_sealed, &twilio_token_aad(&tenant.id))?;
+        Ok(Some(TwilioAccount {
+            tenant_id: tenant.id.clone(),
+            tenant_status: tenant.status,
+            max_concurrent_calls: tenant.max_concurrent_calls,
+            auth: CarrierAuth {
+                account_sid: tw.account_sid.clone(),
+                auth_token: token,
+            },
+        }))
+    }
+
+    async fn twilio_by_account(&mut self, account_sid: &str) -> Result<Option<TwilioAccount>, TenantError> {
+        if let Some((acct, at)) = self.accounts.get(account_sid)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(acct.clone());
+        }
+        let acct = match self.store.tenant_by_twilio_account(account_sid).await? {
+            Some(tenant) => self.open_account(&tenant)?,
+            None => None,
+        };
+        if self.accounts.len() >= MAX_CACHED_ACCOUNTS {
+            self.accounts.clear();
+        }
+        self.accounts
+            .insert(account_sid.to_owned(), (acct.clone(), Instant::now()));
+        Ok(acct)
+    }
+
+    async fn twilio_by_tenant(&mut self, tenant_id: &TenantId) -> Result<Option<TwilioAccount>, TenantError> {
+        let cached = self.accounts.values().find_map(|(acct, at)| {
+            acct.as_ref()
+                .filter(|a| &a.tenant_id == tenant_id && at.elapsed() < self.ttl)
+                .cloned()
+        });
+        if let Some(acct) = cached {
+            return Ok(Some(acct));
+        }
+        let tenant = self.load(tenant_id).await?;
+        let acct = self.open_account(&tenant)?;
+        if let Some(a) = &acct {
+            self.accounts
+                .insert(a.auth.account_sid.clone(), (acct.clone(), Instant::now()));
+        }
+        Ok(acct)
     }
 
     async fn load(&self, id: &TenantId) -> Result<Tenant, TenantError> {
@@ -527,6 +612,7 @@ impl Actor for TenantActor {
             rate_limiter: args.rate_limiter,
             ttl: args.key_cache_ttl,
             cache: HashMap::new(),
+            accounts: HashMap::new(),
         })
     }
 
@@ -627,6 +713,14 @@ impl Actor for TenantActor {
             }
             TenantMsg::RevokeApiKey(tenant, key_id, meta, port) => {
                 let result = state.revoke_api_key(tenant, key_id, meta).await;
+                reply(port, result);
+            }
+            TenantMsg::TwilioByAccount(sid, port) => {
+                let result = state.twilio_by_account(&sid).await;
+                reply(port, result);
+            }
+            TenantMsg::TwilioByTenant(tenant, port) => {
+                let result = state.twilio_by_tenant(&tenant).await;
                 reply(port, result);
             }
             TenantMsg::ListAudit(filter, port) => {

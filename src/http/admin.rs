@@ -26,6 +26,8 @@ use super::routes::*;
 use super::{ApiError, AppState};
 use crate::openapi::ErrorResponse;
 
+pub mod phone_routes;
+
 // === DTOs ===
 
 /// Tenant status.
@@ -179,7 +181,7 @@ pub struct CreateTenantRequest {
     pub webhook_url: Option<String>,
 }
 
-fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+pub(crate) fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
@@ -405,7 +407,7 @@ pub struct ActorDiagnostics {
 
 // === validation ===
 
-fn check_name(field: &str, v: &str, max: usize) -> Result<String, ApiError> {
+pub(crate) fn check_name(field: &str, v: &str, max: usize) -> Result<String, ApiError> {
     let v = v.trim();
     if v.is_empty() || v.chars().count() > max {
         return Err(ApiError::invalid(
@@ -469,7 +471,7 @@ fn tenant_id(raw: &str) -> Result<TenantId, ApiError> {
     TenantId::parse(raw).ok_or_else(|| ApiError::NotFound("tenant".into()))
 }
 
-fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
+pub(crate) fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
     warp::reply::with_status(warp::reply::json(body), status).into_response()
 }
 
@@ -953,6 +955,25 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .then(actor_diagnostics)
         .map(respond);
 
+    let routes = warp::path!("api" / "v1" / "admin" / "phone-routes");
+    let route = warp::path!("api" / "v1" / "admin" / "phone-routes" / String);
+    let routes_list = routes.and(warp::get()).and(at(&ADMIN_PHONE_ROUTES_LIST)).and(s()).and(caller()).and(raw_query()).then(phone_routes::list_routes).map(respond);
+    let routes_create = routes.and(warp::post()).and(at(&ADMIN_PHONE_ROUTES_CREATE)).and(s()).and(caller()).and(json_body(limit)).then(phone_routes::create_route).map(respond);
+    let route_get = route.and(warp::get()).and(at(&ADMIN_PHONE_ROUTE_GET)).and(s()).and(caller()).then(phone_routes::get_route).map(respond);
+    let route_patch = route.and(warp::patch()).and(at(&ADMIN_PHONE_ROUTE_PATCH)).and(s()).and(caller()).and(json_body(limit)).then(phone_routes::patch_route).map(respond);
+    let route_delete = route.and(warp::delete()).and(at(&ADMIN_PHONE_ROUTE_DELETE)).and(s()).and(caller()).then(phone_routes::delete_route).map(respond);
+    let routing = warp::path!("api" / "v1" / "admin" / "diagnostics" / "routing")
+        .and(warp::get()).and(at(&ADMIN_DIAGNOSTICS_ROUTING)).and(s()).and(caller()).then(phone_routes::routing_diagnostics).map(respond);
+    let alerts = warp::path!("api" / "v1" / "admin" / "alerts" / "auth-transport")
+        .and(warp::get()).and(at(&ADMIN_ALERTS_AUTH_TRANSPORT)).and(s()).and(caller()).then(phone_routes::auth_transport).map(respond);
+    let telephony = routes_list.or(routes_create).unify()
+        .or(route_get).unify()
+        .or(route_patch).unify()
+        .or(route_delete).unify()
+        .or(routing).unify()
+        .or(alerts).unify()
+        .boxed();
+
     list.or(create)
         .unify()
         .or(get)
@@ -972,6 +993,8 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .or(audit)
         .unify()
         .or(diagnostics)
+        .unify()
+        .or(telephony)
         .unify()
         .boxed()
 }

@@ -72,6 +72,19 @@ pub enum ApiError {
         /// How long to wait.
         retry_after: Duration,
     },
+    /// 429 for a concurrency limit (with `Retry-After`).
+    #[error("{0}")]
+    ConcurrencyLimit(String),
+    /// Any other status with its own code (carrier failures, refusals).
+    #[error("{message}")]
+    Status {
+        /// HTTP status.
+        status: StatusCode,
+        /// Machine-readable code.
+        code: &'static str,
+        /// Human-readable message.
+        message: String,
+    },
     /// 503: draining, or an actor did not answer in time.
     #[error("{0}")]
     Unavailable(String),
@@ -116,7 +129,8 @@ impl ApiError {
             ApiError::LengthRequired => StatusCode::LENGTH_REQUIRED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::ConcurrencyLimit(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Status { status, .. } => *status,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -125,7 +139,8 @@ impl ApiError {
     /// Machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::BadRequest { code, .. } | ApiError::Forbidden { code, .. } => code,
+            ApiError::BadRequest { code, .. } | ApiError::Forbidden { code, .. } | ApiError::Status { code, .. } => code,
+            ApiError::ConcurrencyLimit(_) => "concurrency_limit",
             ApiError::Validation { .. } => "validation_failed",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::NotFound(_) => "not_found",
@@ -150,12 +165,9 @@ impl ApiError {
     }
 }
 
-impl Reply for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        if let ApiError::Internal(cause) = &self {
-            tracing::error!(error = %cause, "internal error");
-        }
+impl ApiError {
+    /// The JSON body of this error (as sent, with the current request id).
+    pub fn body(&self) -> serde_json::Value {
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code(),
@@ -164,15 +176,70 @@ impl Reply for ApiError {
                 request_id: context::request_id(),
             },
         };
-        let mut resp = warp::reply::with_status(warp::reply::json(&body), status).into_response();
-        if let ApiError::RateLimited { retry_after } = &self {
+        serde_json::to_value(body).unwrap_or_default()
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            ApiError::RateLimited { retry_after } => Some(*retry_after),
+            ApiError::ConcurrencyLimit(_) => Some(Duration::from_secs(5)),
+            _ => None,
+        }
+    }
+}
+
+impl Reply for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(error = %cause, "internal error");
+        }
+        let mut resp = warp::reply::with_status(warp::reply::json(&self.body()), status).into_response();
+        if let Some(retry_after) = self.retry_after() {
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             if let Ok(v) = warp::http::HeaderValue::from_str(&secs.max(1).to_string()) {
-                resp.headers_mut()
-                    .insert(warp::http::header::RETRY_AFTER, v);
+                resp.headers_mut().insert(warp::http::header::RETRY_AFTER, v);
             }
         }
         resp
+    }
+}
+
+impl From<actors::router::RouterError> for ApiError {
+    fn from(err: actors::router::RouterError) -> Self {
+        use actors::router::RouterError as R;
+        match err {
+            R::NotFound(what) => ApiError::NotFound(what.to_owned()),
+            R::Conflict(m) => ApiError::Conflict(m),
+            R::Invalid(field, message) => ApiError::invalid(field, message),
+            R::AtLimit(which) => ApiError::ConcurrencyLimit(format!("the {which} is at its concurrency limit of live calls")),
+            R::Refused(code, message) => ApiError::Status {
+                status: if code == "draining" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::FORBIDDEN },
+                code,
+                message,
+            },
+            R::NoCredentials => ApiError::Status {
+                status: StatusCode::CONFLICT,
+                code: "twilio_credentials_missing",
+                message: "the tenant has no Twilio credentials".into(),
+            },
+            R::Carrier { error, call_id } => {
+                let status = StatusCode::from_u16(error.suggested_status).unwrap_or(StatusCode::BAD_GATEWAY);
+                let code = if error.timeout { "carrier_timeout" } else { "carrier_error" };
+                let call = call_id.map(|c| format!(" (call {c} recorded as failed)")).unwrap_or_default();
+                ApiError::Status {
+                    status,
+                    code,
+                    message: format!("the carrier refused the request: {}{call}", error.message),
+                }
+            }
+            R::Token(e) => ApiError::Forbidden {
+                code: "invalid_stream_token",
+                message: e.to_string(),
+            },
+            R::Store(e) => ApiError::Internal(format!("store: {e:?}")),
+            R::Tenant(m) => ApiError::Unavailable(format!("tenant service unavailable: {m}")),
+        }
     }
 }
 

@@ -97,6 +97,18 @@ where
     Ok(out.freeze())
 }
 
+/// A form body (Twilio webhooks) of at most `limit` bytes.
+pub fn form_body(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .and_then(move |length: Option<u64>, body| async move {
+            if length.is_some_and(|l| l > limit) {
+                return Err(warp::reject::custom(BodyTooLarge));
+            }
+            read_bounded(body, limit).await
+        })
+}
+
 /// Rejection for a body that is not JSON.
 #[derive(Debug)]
 pub struct UnsupportedContentType;

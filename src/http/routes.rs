@@ -39,4 +39,22 @@ routes! {
     ADMIN_API_KEY_REVOKE = "DELETE" "/api/v1/admin/tenants/{tenant_id}/api-keys/{key_id}";
     ADMIN_AUDIT_LOG = "GET" "/api/v1/admin/audit-log";
     ADMIN_DIAGNOSTICS_ACTORS = "GET" "/api/v1/admin/diagnostics/actors";
+    ADMIN_DIAGNOSTICS_ROUTING = "GET" "/api/v1/admin/diagnostics/routing";
+    ADMIN_ALERTS_AUTH_TRANSPORT = "GET" "/api/v1/admin/alerts/auth-transport";
+    ADMIN_PHONE_ROUTES_LIST = "GET" "/api/v1/admin/phone-routes";
+    ADMIN_PHONE_ROUTES_CREATE = "POST" "/api/v1/admin/phone-routes";
+    ADMIN_PHONE_ROUTE_GET = "GET" "/api/v1/admin/phone-routes/{route_id}";
+    ADMIN_PHONE_ROUTE_PATCH = "PATCH" "/api/v1/admin/phone-routes/{route_id}";
+    ADMIN_PHONE_ROUTE_DELETE = "DELETE" "/api/v1/admin/phone-routes/{route_id}";
+    INCOMING_CALL = "POST" "/api/v1/incoming-call";
+    STREAM_ENDED = "POST" "/api/v1/stream-ended";
+    CALL_STATUS = "POST" "/api/v1/call-status";
+    STREAM_STATUS = "POST" "/api/v1/stream-status";
+    AMD_STATUS = "POST" "/api/v1/amd-status";
+    MEDIA_STREAM = "GET" "/media-stream";
+    MAKE_CALL = "POST" "/api/v1/make-call";
+    CALL_LOGS_LIST = "GET" "/api/v1/call-logs";
+    CALL_LOG_GET = "GET" "/api/v1/call-logs/{id}";
+    CALL_HANGUP = "POST" "/api/v1/calls/{call_sid}/hangup";
+    CALL_TRANSFER = "POST" "/api/v1/calls/{call_sid}/transfer";
 }

@@ -255,6 +255,87 @@ impl Dial {
     }
 }
 
+/// `<Connect action><Stream url statusCallback><Parameter…/></Stream></Connect>` for `s`.
+pub fn connect(s: &actors::carrier::StreamInstructions) -> Verb {
+    Verb::Connect(Connect {
+        action: Some(s.action_url.clone()),
+        method: Some(String::from("POST")),
+        nouns: vec![ConnectNoun::Stream(Stream {
+            url: s.stream_url.clone(),
+            name: None,
+            status_callback: Some(s.status_callback_url.clone()),
+            status_callback_method: Some(String::from("POST")),
+            parameters: s
+                .parameters
+                .iter()
+                .map(|(name, value)| {
+                    StreamChild::Parameter(Parameter {
+                        name: name.clone(),
+                        value: value.clone(),
+                    })
+                })
+                .collect(),
+        })],
+    })
+}
+
+/// A `<Dial>` of `numbers` (simultaneous ring).
+pub fn dial(numbers: &[String], caller_id: Option<&str>, timeout_secs: Option<u32>, action: Option<&str>) -> Verb {
+    Verb::Dial(Dial {
+        action: action.map(str::to_owned),
+        method: action.map(|_| String::from("POST")),
+        timeout: timeout_secs,
+        caller_id: caller_id.map(str::to_owned),
+        answer_on_bridge: Some(true),
+        targets: numbers
+            .iter()
+            .map(|n| DialTarget::Number(Number { number: n.clone() }))
+            .collect(),
+    })
+}
+
+/// The verbs of a human fallback: the message, then the fallback number or a hangup.
+pub fn fallback(f: &actors::router::Fallback) -> Vec<Verb> {
+    let mut verbs = vec![Say::text(f.message.clone())];
+    match &f.number {
+        Some(number) => verbs.push(dial(std::slice::from_ref(number), None, None, None)),
+        None => verbs.push(Verb::Hangup(Empty {})),
+    }
+    verbs
+}
+
+/// A document that only hangs up.
+pub fn hangup() -> Response {
+    Response::new(vec![Verb::Hangup(Empty {})])
+}
+
+/// The TwiML of a change to a live call.
+pub fn for_change(change: &actors::carrier::CallChange) -> Response {
+    use actors::carrier::CallChange;
+    match change {
+        CallChange::Hangup => hangup(),
+        CallChange::Dial {
+            announcement,
+            numbers,
+            caller_id,
+            timeout_secs,
+            action_url,
+        } => {
+            let mut verbs = Vec::new();
+            if let Some(a) = announcement {
+                verbs.push(Say::text(a.clone()));
+            }
+            verbs.push(dial(numbers, caller_id.as_deref(), *timeout_secs, action_url.as_deref()));
+            Response::new(verbs)
+        }
+        CallChange::Fallback { message, number } => Response::new(fallback(&actors::router::Fallback {
+            message: message.clone(),
+            number: number.clone(),
+        })),
+        CallChange::Stream(s) => Response::new(vec![connect(s)]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -204,3 +204,306 @@ pub struct AuditFilter {
     /// Rows to skip.
     pub offset: u32,
 }
+
+/// Which calls a phone route takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteDirection {
+    /// Calls to the number.
+    Inbound,
+    /// Calls placed from the number.
+    Outbound,
+    /// Both.
+    Both,
+}
+
+impl RouteDirection {
+    /// Stored and wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteDirection::Inbound => "inbound",
+            RouteDirection::Outbound => "outbound",
+            RouteDirection::Both => "both",
+        }
+    }
+
+    /// Parses the stored and wire form.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "inbound" => Some(RouteDirection::Inbound),
+            "outbound" => Some(RouteDirection::Outbound),
+            "both" => Some(RouteDirection::Both),
+            _ => None,
+        }
+    }
+
+    /// Whether the route takes calls of `direction`.
+    pub fn allows(self, direction: CallDirection) -> bool {
+        matches!(
+            (self, direction),
+            (RouteDirection::Both, _)
+                | (RouteDirection::Inbound, CallDirection::Inbound)
+                | (RouteDirection::Outbound, CallDirection::Outbound)
+        )
+    }
+}
+
+/// Whether a route takes customer traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteStatus {
+    /// Only callers on the test list are connected to the agent.
+    Staged,
+    /// Everyone.
+    Live,
+}
+
+impl RouteStatus {
+    /// Stored and wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RouteStatus::Staged => "staged",
+            RouteStatus::Live => "live",
+        }
+    }
+
+    /// Parses the stored and wire form.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "staged" => Some(RouteStatus::Staged),
+            "live" => Some(RouteStatus::Live),
+            _ => None,
+        }
+    }
+}
+
+/// What an inbound caller gets when the tenant or route is at its concurrency limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverLimit {
+    /// The route's fallback (message, then the fallback number if any).
+    Fallback,
+    /// `<Reject reason="busy"/>`.
+    Busy,
+}
+
+impl OverLimit {
+    /// Stored and wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OverLimit::Fallback => "fallback",
+            OverLimit::Busy => "busy",
+        }
+    }
+
+    /// Parses the stored and wire form.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "fallback" => Some(OverLimit::Fallback),
+            "busy" => Some(OverLimit::Busy),
+            _ => None,
+        }
+    }
+}
+
+/// A phone route: one E.164 number of one tenant, its agent and its human fallback.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhoneRoute {
+    /// Identifier.
+    pub id: crate::ids::RouteId,
+    /// Owning tenant.
+    pub tenant_id: TenantId,
+    /// E.164 number (unique across all routes).
+    pub number: String,
+    /// Agent answering on this number.
+    pub agent_key: String,
+    /// Inbound, outbound or both.
+    pub direction: RouteDirection,
+    /// Staged or live.
+    pub status: RouteStatus,
+    /// Number the caller is transferred to when the AI cannot take or keep the call.
+    pub fallback_number: Option<String>,
+    /// Said before the fallback dial (or before hanging up when there is no number).
+    pub fallback_message: Option<String>,
+    /// Behaviour at the concurrency limit.
+    pub over_limit: OverLimit,
+    /// Simultaneous live calls on this route.
+    pub max_concurrent_calls: i64,
+    /// Callers connected to the agent while the route is staged.
+    pub test_callers: Vec<String>,
+    /// Creation (Unix ms).
+    pub created_at: i64,
+    /// Last change (Unix ms).
+    pub updated_at: i64,
+}
+
+/// Direction of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallDirection {
+    /// A caller dialled one of the tenant's numbers.
+    Inbound,
+    /// The tenant placed the call.
+    Outbound,
+}
+
+impl CallDirection {
+    /// Stored and wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallDirection::Inbound => "inbound",
+            CallDirection::Outbound => "outbound",
+        }
+    }
+
+    /// Parses the stored and wire form.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "inbound" => Some(CallDirection::Inbound),
+            "outbound" => Some(CallDirection::Outbound),
+            _ => None,
+        }
+    }
+}
+
+/// Carrier call statuses that mean the call is (or may still become) live.
+pub const LIVE_STATUSES: [&str; 4] = ["queued", "initiated", "ringing", "in-progress"];
+
+/// Carrier call statuses that end a call.
+pub const TERMINAL_STATUSES: [&str; 5] = ["completed", "busy", "failed", "no-answer", "canceled"];
+
+/// Whether a carrier status ends the call.
+pub fn is_terminal_status(status: &str) -> bool {
+    TERMINAL_STATUSES.contains(&status)
+}
+
+/// A call-log row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallRecord {
+    /// Our id.
+    pub id: crate::ids::CallId,
+    /// Owning tenant.
+    pub tenant_id: TenantId,
+    /// Twilio's `CallSid`, once known.
+    pub call_sid: Option<String>,
+    /// Twilio account the call runs on.
+    pub account_sid: Option<String>,
+    /// Route used.
+    pub route_id: Option<crate::ids::RouteId>,
+    /// Inbound or outbound.
+    pub direction: CallDirection,
+    /// Caller.
+    pub from_number: String,
+    /// Callee.
+    pub to_number: String,
+    /// Carrier status (`queued`, `ringing`, `in-progress`, `completed`, …).
+    pub status: String,
+    /// Sequence number of the status callback that set `status`.
+    pub status_sequence: Option<i64>,
+    /// Agent key.
+    pub agent_key: Option<String>,
+    /// Agent version, when pinned or chosen.
+    pub agent_version_id: Option<String>,
+    /// Why the call (or its AI leg) ended.
+    pub end_reason: Option<String>,
+    /// Answering-machine detection result.
+    pub answered_by: Option<String>,
+    /// Duration from the final status callback.
+    pub duration_seconds: Option<i64>,
+    /// Caller-supplied metadata (JSON).
+    pub metadata: Option<serde_json::Value>,
+    /// Media stream `MZ…`.
+    pub stream_sid: Option<String>,
+    /// `started`, `stopped`, `error`.
+    pub stream_status: Option<String>,
+    /// What the caller hears when the AI leg ends: `hangup`, `fallback`, `resume`.
+    pub after_stream: Option<String>,
+    /// Greeting requested for this call.
+    pub greeting: Option<String>,
+    /// Tenant's organisation reference.
+    pub org_id: Option<String>,
+    /// AMD mode requested.
+    pub machine_detection: Option<String>,
+    /// Carrier error code, when the carrier refused or failed.
+    pub error_code: Option<String>,
+    /// Carrier error message.
+    pub error_message: Option<String>,
+    /// Creation (Unix ms).
+    pub created_at: i64,
+    /// Last change (Unix ms).
+    pub updated_at: i64,
+    /// Answered (Unix ms).
+    pub started_at: Option<i64>,
+    /// Ended (Unix ms).
+    pub ended_at: Option<i64>,
+}
+
+/// A stored status callback.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusEvent {
+    /// `SequenceNumber`.
+    pub sequence_number: i64,
+    /// `CallStatus`.
+    pub status: String,
+    /// When received (Unix ms).
+    pub at: i64,
+    /// The callback's parameters (JSON object).
+    pub params: serde_json::Value,
+}
+
+/// One entry of a call's timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallEvent {
+    /// Sequence.
+    pub id: i64,
+    /// When (Unix ms).
+    pub at: i64,
+    /// Kind (`admission`, `carrier`, `stream`, `control`, `amd`, …).
+    pub kind: String,
+    /// Details (JSON).
+    pub detail: serde_json::Value,
+}
+
+/// Filter of the call-log listing (always scoped to one tenant).
+#[derive(Debug, Clone)]
+pub struct CallFilter {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only this direction.
+    pub direction: Option<CallDirection>,
+    /// Created at or after (Unix ms).
+    pub from_ms: Option<i64>,
+    /// Created before (Unix ms).
+    pub to_ms: Option<i64>,
+    /// Page size.
+    pub limit: u32,
+    /// Rows skipped.
+    pub offset: u32,
+}
+
+/// Result of an admission attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// The call was recorded.
+    Admitted,
+    /// The tenant is at its concurrency limit (nothing written).
+    TenantAtLimit,
+    /// The route is at its concurrency limit (nothing written).
+    RouteAtLimit,
+}
+
+/// Result of starting an idempotent request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyBegin {
+    /// First use of the key: go ahead, then complete it.
+    Started,
+    /// Same key, same body, finished: replay this response.
+    Replay {
+        /// HTTP status.
+        status: u16,
+        /// Body.
+        body: String,
+    },
+    /// Same key, still running.
+    InProgress,
+    /// Same key, different body.
+    Mismatch,
+}

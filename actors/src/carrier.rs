@@ -1,0 +1,138 @@
+//! The carrier boundary: what the actor tree asks of the telephone network (place a call,
+//! change a live call, send an SMS), without knowing HTTP or TwiML. The service implements
+//! [`Carrier`] over the Twilio REST API (and the carrier simulator speaks the same API).
+
+use futures::future::BoxFuture;
+
+/// Credentials of one Twilio account.
+#[derive(Clone)]
+pub struct CarrierAuth {
+    /// `AC…`.
+    pub account_sid: String,
+    /// Auth token (never printed).
+    pub auth_token: String,
+}
+
+impl std::fmt::Debug for CarrierAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CarrierAuth")
+            .field("account_sid", &self.account_sid)
+            .field("auth_token", &"[redacted]")
+            .finish()
+    }
+}
+
+/// A bidirectional media stream to open on a call (rendered as `<Connect><Stream>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInstructions {
+    /// `wss://…/media-stream`.
+    pub stream_url: String,
+    /// `<Connect action>`: asked what to do when the stream ends.
+    pub action_url: String,
+    /// `<Stream statusCallback>`.
+    pub status_callback_url: String,
+    /// `<Parameter>`s (the stream token).
+    pub parameters: Vec<(String, String)>,
+}
+
+/// Answering-machine detection on an outbound call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineDetection {
+    /// `Enable` or `DetectMessageEnd`.
+    pub mode: String,
+    /// Where the asynchronous result is posted.
+    pub callback_url: String,
+}
+
+/// An outbound call to place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaceCall {
+    /// Callee (E.164).
+    pub to: String,
+    /// Caller id (one of the tenant's numbers).
+    pub from: String,
+    /// What runs when the callee answers.
+    pub stream: StreamInstructions,
+    /// Status callbacks (all four events).
+    pub status_callback_url: String,
+    /// AMD, when requested.
+    pub machine_detection: Option<MachineDetection>,
+}
+
+/// The carrier's answer to a placed call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedCall {
+    /// `CA…`.
+    pub call_sid: String,
+    /// Initial status (`queued`).
+    pub status: String,
+}
+
+/// A change to a live call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallChange {
+    /// End the call now.
+    Hangup,
+    /// Say `announcement` (if any), then ring `numbers` simultaneously.
+    Dial {
+        /// Said before dialling.
+        announcement: Option<String>,
+        /// Numbers to ring.
+        numbers: Vec<String>,
+        /// Caller id shown.
+        caller_id: Option<String>,
+        /// Ring timeout.
+        timeout_secs: Option<u32>,
+        /// Asked with the dial result, when set.
+        action_url: Option<String>,
+    },
+    /// Say a message, then the route's fallback number or a hangup.
+    Fallback {
+        /// Said first.
+        message: String,
+        /// Number dialled after it, if any.
+        number: Option<String>,
+    },
+    /// Open a fresh media stream (resume with the AI).
+    Stream(StreamInstructions),
+}
+
+/// A carrier failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("carrier error {code:?}: {message}")]
+pub struct CarrierError {
+    /// HTTP status our API should answer with (400 for the caller's bad input, 502 for a
+    /// carrier fault, 503 when throttled, 504 on timeout).
+    pub suggested_status: u16,
+    /// Carrier error code (e.g. Twilio 21211), when the carrier answered.
+    pub code: Option<i64>,
+    /// Safe message (no secrets).
+    pub message: String,
+    /// True when the carrier reports the call already ended.
+    pub already_ended: bool,
+    /// True when no answer came in time.
+    pub timeout: bool,
+}
+
+/// The telephone network.
+pub trait Carrier: Send + Sync + 'static {
+    /// Places an outbound call.
+    fn place_call<'a>(&'a self, auth: &'a CarrierAuth, call: &'a PlaceCall) -> BoxFuture<'a, Result<PlacedCall, CarrierError>>;
+
+    /// Changes a live call.
+    fn update_call<'a>(
+        &'a self,
+        auth: &'a CarrierAuth,
+        call_sid: &'a str,
+        change: &'a CallChange,
+    ) -> BoxFuture<'a, Result<(), CarrierError>>;
+
+    /// Sends an SMS; returns the message id.
+    fn send_sms<'a>(
+        &'a self,
+        auth: &'a CarrierAuth,
+        to: &'a str,
+        from: &'a str,
+        body: &'a str,
+    ) -> BoxFuture<'a, Result<String, CarrierError>>;
+}

@@ -1,0 +1,549 @@
+//! The call log: admission (an atomic count-and-insert against the tenant's and the route's
+//! concurrency limits), carrier updates, status callbacks (stored once per sequence number;
+//! the status only ever advanced by a higher one), stream state, the call timeline, and the
+//! single-use stream-token nonces.
+
+use super::{
+    Admission, CallDirection, CallEvent, CallFilter, CallRecord, Page, StatusEvent,
+    Store, StoreError, as_i64, is_terminal_status, on_pool,
+};
+use crate::ids::{CallId, RouteId, TenantId};
+use crate::time::now_ms;
+
+#[derive(sqlx::FromRow)]
+struct CallRow {
+    id: String,
+    tenant_id: String,
+    call_sid: Option<String>,
+    account_sid: Option<String>,
+    route_id: Option<String>,
+    direction: String,
+    from_number: String,
+    to_number: String,
+    status: String,
+    status_sequence: Option<i64>,
+    agent_key: Option<String>,
+    agent_version_id: Option<String>,
+    end_reason: Option<String>,
+    answered_by: Option<String>,
+    duration_seconds: Option<i64>,
+    metadata: Option<String>,
+    stream_sid: Option<String>,
+    stream_status: Option<String>,
+    after_stream: Option<String>,
+    greeting: Option<String>,
+    org_id: Option<String>,
+    machine_detection: Option<String>,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    started_at: Option<i64>,
+    ended_at: Option<i64>,
+}
+
+const CALL_COLUMNS: &str = "id, tenant_id, call_sid, account_sid, route_id, direction, from_number, to_number, \
+     status, status_sequence, agent_key, agent_version_id, end_reason, answered_by, duration_seconds, metadata, \
+     stream_sid, stream_status, after_stream, greeting, org_id, machine_detection, error_code, error_message, \
+     created_at, updated_at, started_at, ended_at";
+
+/// SQL list of live statuses, for `IN (…)`.
+const LIVE_SQL: &str = "('queued', 'initiated', 'ringing', 'in-progress')";
+
+impl TryFrom<CallRow> for CallRecord {
+    type Error = StoreError;
+
+    fn try_from(r: CallRow) -> Result<Self, StoreError> {
+        Ok(CallRecord {
+            id: CallId::from_stored(r.id),
+            tenant_id: TenantId::from_stored(r.tenant_id),
+            call_sid: r.call_sid,
+            account_sid: r.account_sid,
+            route_id: r.route_id.map(RouteId::from_stored),
+            direction: CallDirection::parse(&r.direction)
+                .ok_or(StoreError::Corrupt("calls.direction"))?,
+            from_number: r.from_number,
+            to_number: r.to_number,
+            status: r.status,
+            status_sequence: r.status_sequence,
+            agent_key: r.agent_key,
+            agent_version_id: r.agent_version_id,
+            end_reason: r.end_reason,
+            answered_by: r.answered_by,
+            duration_seconds: r.duration_seconds,
+            metadata: r.metadata.and_then(|m| serde_json::from_str(&m).ok()),
+            stream_sid: r.stream_sid,
+            stream_status: r.stream_status,
+            after_stream: r.after_stream,
+            greeting: r.greeting,
+            org_id: r.org_id,
+            machine_detection: r.machine_detection,
+            error_code: r.error_code,
+            error_message: r.error_message,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            started_at: r.started_at,
+            ended_at: r.ended_at,
+        })
+    }
+}
+
+/// A status callback to apply.
+#[derive(Debug, Clone)]
+pub struct StatusUpdate {
+    /// The call.
+    pub call_id: CallId,
+    /// `CallSid`.
+    pub call_sid: String,
+    /// `SequenceNumber`.
+    pub sequence_number: i64,
+    /// `CallStatus`.
+    pub status: String,
+    /// When the event fired (callback `Timestamp`, Unix ms).
+    pub at: i64,
+    /// `CallDuration`, on the final event.
+    pub duration_seconds: Option<i64>,
+    /// `AnsweredBy`, with AMD.
+    pub answered_by: Option<String>,
+    /// All parameters, stored with the event.
+    pub params: serde_json::Value,
+}
+
+impl Store {
+    /// Records `call` if the tenant (`tenant_limit`) and its route (`route_limit`) are under
+    /// their limits of live calls created since `live_since`. Count and insert are atomic.
+    pub async fn admit_call(
+        &self,
+        call: &CallRecord,
+        tenant_limit: i64,
+        route_limit: Option<i64>,
+        live_since: i64,
+    ) -> Result<Admission, StoreError> {
+        let sql = format!(
+            "INSERT INTO calls (id, tenant_id, call_sid, account_sid, route_id, direction, from_number, to_number, \
+             status, agent_key, agent_version_id, metadata, greeting, org_id, machine_detection, created_at, updated_at) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 WHERE \
+             (SELECT COUNT(*) FROM calls WHERE tenant_id = $2 AND status IN {LIVE_SQL} AND ended_at IS NULL AND created_at >= $18) < $19 \
+             AND ($5 IS NULL OR (SELECT COUNT(*) FROM calls WHERE route_id = $5 AND status IN {LIVE_SQL} AND ended_at IS NULL AND created_at >= $18) < $20)"
+        );
+        macro_rules! insert {
+            ($exec:expr) => {
+                sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                    .bind(call.id.as_str())
+                    .bind(call.tenant_id.as_str())
+                    .bind(&call.call_sid)
+                    .bind(&call.account_sid)
+                    .bind(call.route_id.as_ref().map(|r| r.as_str().to_owned()))
+                    .bind(call.direction.as_str())
+                    .bind(&call.from_number)
+                    .bind(&call.to_number)
+                    .bind(&call.status)
+                    .bind(&call.agent_key)
+                    .bind(&call.agent_version_id)
+                    .bind(call.metadata.as_ref().map(|m| m.to_string()))
+                    .bind(&call.greeting)
+                    .bind(&call.org_id)
+                    .bind(&call.machine_detection)
+                    .bind(call.created_at)
+                    .bind(call.updated_at)
+                    .bind(live_since)
+                    .bind(tenant_limit)
+                    .bind(route_limit.unwrap_or(i64::MAX))
+                    .execute($exec)
+                    .await?
+                    .rows_affected()
+            };
+        }
+        let inserted = match self {
+            // One statement: SQLite runs it under its single writer lock.
+            Store::Sqlite(pool) => insert!(pool),
+            // PostgreSQL: serialise admissions of one tenant with a transaction-scoped lock.
+            Store::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind(call.tenant_id.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                let n = insert!(&mut *tx);
+                tx.commit().await?;
+                n
+            }
+        };
+        if inserted == 1 {
+            return Ok(Admission::Admitted);
+        }
+        let tenant_live = self
+            .count_live_calls(&call.tenant_id, None, live_since)
+            .await?;
+        Ok(if tenant_live >= tenant_limit {
+            Admission::TenantAtLimit
+        } else {
+            Admission::RouteAtLimit
+        })
+    }
+
+    /// Live calls of a tenant (or of one of its routes) created since `live_since`.
+    pub async fn count_live_calls(
+        &self,
+        tenant: &TenantId,
+        route: Option<&RouteId>,
+        live_since: i64,
+    ) -> Result<i64, StoreError> {
+        let route = route.map(|r| r.as_str().to_owned());
+        let sql = format!(
+            "SELECT COUNT(*) FROM calls WHERE tenant_id = $1 AND ($2 IS NULL OR route_id = $2) \
+             AND status IN {LIVE_SQL} AND ended_at IS NULL AND created_at >= $3"
+        );
+        let n: i64 = on_pool!(self, pool => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(tenant.as_str())
+                .bind(&route)
+                .bind(live_since)
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(n)
+    }
+
+    /// Reads a call of a tenant.
+    pub async fn get_call(
+        &self,
+        tenant: &TenantId,
+        id: &CallId,
+    ) -> Result<Option<CallRecord>, StoreError> {
+        let row: Option<CallRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {CALL_COLUMNS} FROM calls WHERE tenant_id = $1 AND id = $2")))
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(CallRecord::try_from).transpose()
+    }
+
+    /// Reads a call by id, whatever its tenant (for carrier callbacks, which are
+    /// authenticated by the account's signature and then checked against the call's account).
+    pub async fn get_call_by_id(&self, id: &CallId) -> Result<Option<CallRecord>, StoreError> {
+        let row: Option<CallRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {CALL_COLUMNS} FROM calls WHERE id = $1")))
+                .bind(id.as_str())
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(CallRecord::try_from).transpose()
+    }
+
+    /// Finds a call by Twilio `CallSid`.
+    pub async fn call_by_sid(&self, call_sid: &str) -> Result<Option<CallRecord>, StoreError> {
+        let row: Option<CallRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {CALL_COLUMNS} FROM calls WHERE call_sid = $1")))
+                .bind(call_sid)
+                .fetch_optional(pool)
+                .await?
+        });
+        row.map(CallRecord::try_from).transpose()
+    }
+
+    /// Lists a tenant's calls, newest first.
+    pub async fn list_calls(&self, f: &CallFilter) -> Result<Page<CallRecord>, StoreError> {
+        let where_sql = "tenant_id = $1 AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR direction = $3) \
+             AND ($4 IS NULL OR created_at >= $4) AND ($5 IS NULL OR created_at < $5)";
+        let direction = f.direction.map(|d| d.as_str().to_owned());
+        let (rows, total): (Vec<CallRow>, i64) = on_pool!(self, pool => {
+            let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {CALL_COLUMNS} FROM calls WHERE {where_sql} ORDER BY created_at DESC, id DESC LIMIT $6 OFFSET $7"
+            )))
+            .bind(f.tenant_id.as_str())
+            .bind(&f.status)
+            .bind(&direction)
+            .bind(f.from_ms)
+            .bind(f.to_ms)
+            .bind(as_i64(f.limit))
+            .bind(as_i64(f.offset))
+            .fetch_all(pool)
+            .await?;
+            let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM calls WHERE {where_sql}")))
+                .bind(f.tenant_id.as_str())
+                .bind(&f.status)
+                .bind(&direction)
+                .bind(f.from_ms)
+                .bind(f.to_ms)
+                .fetch_one(pool)
+                .await?;
+            (rows, total)
+        });
+        Ok(Page {
+            items: rows
+                .into_iter()
+                .map(CallRecord::try_from)
+                .collect::<Result<_, _>>()?,
+            total,
+        })
+    }
+
+    /// Stores the carrier's `CallSid` (and its reported status, unless a callback already
+    /// set one).
+    pub async fn set_call_sid(
+        &self,
+        id: &CallId,
+        call_sid: &str,
+        status: &str,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE calls SET call_sid = $2, status = CASE WHEN status_sequence IS NULL THEN $3 ELSE status END, \
+                 updated_at = $4 WHERE id = $1",
+            )
+            .bind(id.as_str())
+            .bind(call_sid)
+            .bind(status)
+            .bind(now_ms())
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Marks a call failed before the carrier reported anything (carrier refused, timed
+    /// out or was unreachable).
+    pub async fn fail_call(
+        &self,
+        id: &CallId,
+        code: &str,
+        message: &str,
+        end_reason: &str,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE calls SET status = CASE WHEN status_sequence IS NULL THEN 'failed' ELSE status END, \
+                 error_code = $2, error_message = $3, end_reason = COALESCE(end_reason, $4), \
+                 ended_at = CASE WHEN status_sequence IS NULL THEN COALESCE(ended_at, $5) ELSE ended_at END, \
+                 updated_at = $5 WHERE id = $1",
+            )
+            .bind(id.as_str())
+            .bind(code)
+            .bind(message)
+            .bind(end_reason)
+            .bind(now)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Applies a status callback: stored once per (CallSid, SequenceNumber); the call's
+    /// status moves only to a higher sequence number; timestamps, duration and AMD result
+    /// are filled in whatever the order. Returns false for a duplicate delivery.
+    pub async fn record_status(&self, u: &StatusUpdate) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let terminal = is_terminal_status(&u.status);
+        let answered = u.status == "in-progress";
+        let inserted = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let res = sqlx::query(
+                "INSERT INTO call_status_events (call_sid, sequence_number, call_id, status, at, params) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (call_sid, sequence_number) DO NOTHING",
+            )
+            .bind(&u.call_sid)
+            .bind(u.sequence_number)
+            .bind(u.call_id.as_str())
+            .bind(&u.status)
+            .bind(u.at)
+            .bind(u.params.to_string())
+            .execute(&mut *tx)
+            .await?;
+            let inserted = res.rows_affected() == 1;
+            if inserted {
+                sqlx::query(
+                    "UPDATE calls SET status = $2, status_sequence = $3, updated_at = $4 \
+                     WHERE id = $1 AND (status_sequence IS NULL OR status_sequence < $3)",
+                )
+                .bind(u.call_id.as_str())
+                .bind(&u.status)
+                .bind(u.sequence_number)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE calls SET call_sid = COALESCE(call_sid, $2), \
+                     started_at = CASE WHEN $3 THEN COALESCE(started_at, $5) ELSE started_at END, \
+                     ended_at = CASE WHEN $4 THEN COALESCE(ended_at, $5) ELSE ended_at END, \
+                     duration_seconds = COALESCE($6, duration_seconds), answered_by = COALESCE($7, answered_by), \
+                     updated_at = $8 WHERE id = $1",
+                )
+                .bind(u.call_id.as_str())
+                .bind(&u.call_sid)
+                .bind(answered)
+                .bind(terminal)
+                .bind(u.at)
+                .bind(u.duration_seconds)
+                .bind(&u.answered_by)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            inserted
+        });
+        Ok(inserted)
+    }
+
+    /// The status callbacks of a call, by sequence number.
+    pub async fn status_events(&self, call: &CallId) -> Result<Vec<StatusEvent>, StoreError> {
+        let rows: Vec<(i64, String, i64, String)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT sequence_number, status, at, params FROM call_status_events WHERE call_id = $1 ORDER BY sequence_number")
+                .bind(call.as_str())
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(sequence_number, status, at, params)| StatusEvent {
+                sequence_number,
+                status,
+                at,
+                params: serde_json::from_str(&params).unwrap_or(serde_json::Value::Null),
+            })
+            .collect())
+    }
+
+    /// Records the media stream's state (`started`, `stopped`, `error`).
+    pub async fn set_stream_state(
+        &self,
+        id: &CallId,
+        stream_sid: Option<&str>,
+        state: &str,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE calls SET stream_sid = COALESCE($2, stream_sid), stream_status = $3, updated_at = $4 WHERE id = $1")
+                .bind(id.as_str())
+                .bind(stream_sid)
+                .bind(state)
+                .bind(now_ms())
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Sets what the caller hears when the AI leg ends (`hangup`, `fallback`, `resume`, …).
+    pub async fn set_after_stream(
+        &self,
+        id: &CallId,
+        after: Option<&str>,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE calls SET after_stream = $2, updated_at = $3 WHERE id = $1")
+                .bind(id.as_str())
+                .bind(after)
+                .bind(now_ms())
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Records why the call (or its AI leg) ended, keeping the first reason.
+    pub async fn set_end_reason(&self, id: &CallId, reason: &str) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE calls SET end_reason = COALESCE(end_reason, $2), updated_at = $3 WHERE id = $1")
+                .bind(id.as_str())
+                .bind(reason)
+                .bind(now_ms())
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Records the answering-machine detection result.
+    pub async fn set_answered_by(&self, id: &CallId, answered_by: &str) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE calls SET answered_by = $2, updated_at = $3 WHERE id = $1")
+                .bind(id.as_str())
+                .bind(answered_by)
+                .bind(now_ms())
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Appends to a call's timeline.
+    pub async fn add_call_event(
+        &self,
+        id: &CallId,
+        kind: &str,
+        detail: &serde_json::Value,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("INSERT INTO call_events (call_id, at, kind, detail) VALUES ($1, $2, $3, $4)")
+                .bind(id.as_str())
+                .bind(now_ms())
+                .bind(kind)
+                .bind(detail.to_string())
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// A call's timeline, oldest first.
+    pub async fn call_events(&self, id: &CallId) -> Result<Vec<CallEvent>, StoreError> {
+        let rows: Vec<(i64, i64, String, String)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT id, at, kind, detail FROM call_events WHERE call_id = $1 ORDER BY id")
+                .bind(id.as_str())
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(id, at, kind, detail)| CallEvent {
+                id,
+                at,
+                kind,
+                detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::Null),
+            })
+            .collect())
+    }
+
+    /// Consumes a stream-token nonce; false when it was already used.
+    pub async fn consume_nonce(
+        &self,
+        nonce: &str,
+        call: &CallId,
+        expires_at: i64,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let inserted = on_pool!(self, pool => {
+            sqlx::query("DELETE FROM stream_token_nonces WHERE expires_at < $1")
+                .bind(now)
+                .execute(pool)
+                .await?;
+            sqlx::query("INSERT INTO stream_token_nonces (nonce, call_id, expires_at) VALUES ($1, $2, $3) ON CONFLICT (nonce) DO NOTHING")
+                .bind(nonce)
+                .bind(call.as_str())
+                .bind(expires_at)
+                .execute(pool)
+                .await?
+                .rows_affected()
+                == 1
+        });
+        Ok(inserted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::LIVE_STATUSES;
+
+    #[test]
+    fn live_sql_matches_the_live_status_list() {
+        for s in LIVE_STATUSES {
+            assert!(LIVE_SQL.contains(&format!("'{s}'")));
+        }
+        assert_eq!(LIVE_SQL.matches('\'').count(), LIVE_STATUSES.len() * 2);
+    }
+}

@@ -1,0 +1,111 @@
+//! Idempotency keys with Stripe semantics, per tenant: the first request with a key runs and
+//! its response is stored; the same key with the same body replays it; with another body it
+//! is refused; while the first is still running a duplicate is refused as a conflict. Keys
+//! expire after their TTL; a request that never completed is abandoned after a minute.
+
+use super::{IdempotencyBegin, Store, StoreError, on_pool};
+use crate::ids::TenantId;
+use crate::time::now_ms;
+
+/// An in-progress key older than this is treated as abandoned (its request died).
+const ABANDONED_AFTER_MS: i64 = 60_000;
+
+impl Store {
+    /// Claims `key` for a request whose body hashes to `request_hash`.
+    pub async fn idempotency_begin(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        request_hash: &str,
+        ttl_ms: i64,
+    ) -> Result<IdempotencyBegin, StoreError> {
+        let now = now_ms();
+        on_pool!(self, pool => {
+            // Expired keys and abandoned claims free the key.
+            sqlx::query(
+                "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND \
+                 (expires_at < $3 OR (state = 'in_progress' AND created_at < $4))",
+            )
+            .bind(tenant.as_str())
+            .bind(key)
+            .bind(now)
+            .bind(now - ABANDONED_AFTER_MS)
+            .execute(pool)
+            .await?;
+            let inserted = sqlx::query(
+                "INSERT INTO idempotency_keys (tenant_id, key, request_hash, state, created_at, expires_at) \
+                 VALUES ($1, $2, $3, 'in_progress', $4, $5) ON CONFLICT (tenant_id, key) DO NOTHING",
+            )
+            .bind(tenant.as_str())
+            .bind(key)
+            .bind(request_hash)
+            .bind(now)
+            .bind(now + ttl_ms)
+            .execute(pool)
+            .await?
+            .rows_affected()
+                == 1;
+            if inserted {
+                return Ok(IdempotencyBegin::Started);
+            }
+            let row: Option<(String, String, Option<i64>, Option<String>)> = sqlx::query_as(
+                "SELECT request_hash, state, response_status, response_body FROM idempotency_keys \
+                 WHERE tenant_id = $1 AND key = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(key)
+            .fetch_optional(pool)
+            .await?;
+            Ok(match row {
+                // Deleted between our insert and select: treat as running; the client retries.
+                None => IdempotencyBegin::InProgress,
+                Some((hash, _, _, _)) if hash != request_hash => IdempotencyBegin::Mismatch,
+                Some((_, state, Some(status), Some(body))) if state == "completed" => IdempotencyBegin::Replay {
+                    status: u16::try_from(status).unwrap_or(500),
+                    body,
+                },
+                Some(_) => IdempotencyBegin::InProgress,
+            })
+        })
+    }
+
+    /// Stores the response of the request that holds `key`.
+    pub async fn idempotency_complete(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        status: u16,
+        body: &str,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE idempotency_keys SET state = 'completed', response_status = $3, response_body = $4 \
+                 WHERE tenant_id = $1 AND key = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(key)
+            .bind(i64::from(status))
+            .bind(body)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Releases `key` without a stored response (the request did not start its work), so a
+    /// retry runs again.
+    pub async fn idempotency_release(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND state = 'in_progress'")
+                .bind(tenant.as_str())
+                .bind(key)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+}

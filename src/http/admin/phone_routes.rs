@@ -1,0 +1,515 @@
+//! Admin API for phone routes (`/api/v1/admin/phone-routes`), routing diagnostics and the
+//! auth-transport alerts.
+
+use actors::ids::{RouteId, TenantId};
+use actors::router::{NewRoute, RoutePatch, RouterMsg};
+use actors::store::{OverLimit, PhoneRoute, RouteDirection, RouteStatus};
+use actors::time::rfc3339;
+use bytes::Bytes;
+use ractor::call_t;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+use super::{check_name, double_option, json};
+use crate::http::calls::check_e164;
+use crate::http::filters::{Caller, Paging, parse_json, parse_query};
+use crate::http::{ApiError, AppState};
+use crate::openapi::ErrorResponse;
+
+/// Route direction.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteDirectionDto {
+    /// Calls to the number.
+    Inbound,
+    /// Calls from the number.
+    Outbound,
+    /// Both.
+    Both,
+}
+
+/// Route status.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteStatusDto {
+    /// Only test callers reach the agent.
+    Staged,
+    /// Everyone reaches the agent.
+    Live,
+}
+
+/// Behaviour at the concurrency limit.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OverLimitDto {
+    /// The route's fallback (message, then the fallback number).
+    Fallback,
+    /// `<Reject reason="busy"/>`.
+    Busy,
+}
+
+macro_rules! map_enum {
+    ($dto:ident <=> $domain:ident { $($v:ident),* }) => {
+        impl From<$dto> for $domain {
+            fn from(v: $dto) -> Self {
+                match v { $($dto::$v => $domain::$v),* }
+            }
+        }
+        impl From<$domain> for $dto {
+            fn from(v: $domain) -> Self {
+                match v { $($domain::$v => $dto::$v),* }
+            }
+        }
+    };
+}
+map_enum!(RouteDirectionDto <=> RouteDirection { Inbound, Outbound, Both });
+map_enum!(RouteStatusDto <=> RouteStatus { Staged, Live });
+map_enum!(OverLimitDto <=> OverLimit { Fallback, Busy });
+
+/// A phone route.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PhoneRouteView {
+    /// Identifier (`rte_…`).
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// E.164 number.
+    pub number: String,
+    /// Agent answering.
+    pub agent_key: String,
+    /// Direction.
+    pub direction: RouteDirectionDto,
+    /// Status.
+    pub status: RouteStatusDto,
+    /// Human fallback number.
+    pub fallback_number: Option<String>,
+    /// Said before the fallback.
+    pub fallback_message: Option<String>,
+    /// At the concurrency limit.
+    pub over_limit: OverLimitDto,
+    /// Simultaneous live calls on this route.
+    pub max_concurrent_calls: i64,
+    /// Callers connected while staged.
+    pub test_callers: Vec<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+impl From<PhoneRoute> for PhoneRouteView {
+    fn from(r: PhoneRoute) -> Self {
+        PhoneRouteView {
+            id: r.id.into_string(),
+            tenant_id: r.tenant_id.into_string(),
+            number: r.number,
+            agent_key: r.agent_key,
+            direction: r.direction.into(),
+            status: r.status.into(),
+            fallback_number: r.fallback_number,
+            fallback_message: r.fallback_message,
+            over_limit: r.over_limit.into(),
+            max_concurrent_calls: r.max_concurrent_calls,
+            test_callers: r.test_callers,
+            created_at: rfc3339(r.created_at),
+            updated_at: rfc3339(r.updated_at),
+        }
+    }
+}
+
+/// A page of phone routes.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PhoneRouteList {
+    /// Routes.
+    pub data: Vec<PhoneRouteView>,
+    /// Page size.
+    pub limit: u32,
+    /// Rows skipped.
+    pub offset: u32,
+    /// Total.
+    pub total: i64,
+}
+
+/// Body of `POST /api/v1/admin/phone-routes`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePhoneRouteRequest {
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// E.164 number (one route per number).
+    pub number: String,
+    /// Agent answering on it.
+    pub agent_key: String,
+    /// Default `inbound`.
+    pub direction: Option<RouteDirectionDto>,
+    /// Default `staged`.
+    pub status: Option<RouteStatusDto>,
+    /// Human fallback number (E.164).
+    pub fallback_number: Option<String>,
+    /// Said before the fallback dial (or before hanging up).
+    pub fallback_message: Option<String>,
+    /// Default `fallback`.
+    pub over_limit: Option<OverLimitDto>,
+    /// Default 10 (1–10000).
+    pub max_concurrent_calls: Option<i64>,
+    /// Callers (E.164) connected to the agent while staged.
+    pub test_callers: Option<Vec<String>>,
+}
+
+/// Body of `PATCH /api/v1/admin/phone-routes/{route_id}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchPhoneRouteRequest {
+    /// New number.
+    pub number: Option<String>,
+    /// New agent.
+    pub agent_key: Option<String>,
+    /// New direction.
+    pub direction: Option<RouteDirectionDto>,
+    /// New status.
+    pub status: Option<RouteStatusDto>,
+    /// New fallback number; `null` clears it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub fallback_number: Option<Option<String>>,
+    /// New fallback message; `null` clears it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub fallback_message: Option<Option<String>>,
+    /// New over-limit behaviour.
+    pub over_limit: Option<OverLimitDto>,
+    /// New limit.
+    pub max_concurrent_calls: Option<i64>,
+    /// New test callers.
+    pub test_callers: Option<Vec<String>>,
+}
+
+/// Filters of the route listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PhoneRouteParams {
+    /// Only this tenant's routes.
+    pub tenant_id: Option<String>,
+    /// Page size (1–200, default 50).
+    pub limit: Option<u32>,
+    /// Rows to skip.
+    pub offset: Option<u32>,
+}
+
+fn check_limit(v: i64) -> Result<i64, ApiError> {
+    if (1..=10_000).contains(&v) {
+        Ok(v)
+    } else {
+        Err(ApiError::invalid("max_concurrent_calls", "must be between 1 and 10000"))
+    }
+}
+
+fn check_message(v: &str) -> Result<String, ApiError> {
+    check_name("fallback_message", v, 500)
+}
+
+fn check_callers(v: Vec<String>) -> Result<Vec<String>, ApiError> {
+    if v.len() > 100 {
+        return Err(ApiError::invalid("test_callers", "at most 100 numbers"));
+    }
+    v.iter()
+        .enumerate()
+        .map(|(i, n)| check_e164(&format!("test_callers[{i}]"), n))
+        .collect()
+}
+
+fn route_id(raw: &str) -> Result<RouteId, ApiError> {
+    RouteId::parse(raw).ok_or_else(|| ApiError::NotFound("phone route".into()))
+}
+
+/// Lists phone routes.
+#[utoipa::path(get, path = "/api/v1/admin/phone-routes", tag = "admin", params(PhoneRouteParams),
+    security(("admin_key" = [])),
+    responses((status = 200, body = PhoneRouteList), (status = 400, body = ErrorResponse)))]
+pub async fn list_routes(state: AppState, caller: Caller, query: String) -> Result<Response, ApiError> {
+    state.admin(&caller)?;
+    let p: PhoneRouteParams = parse_query(&query)?;
+    let paging = Paging::new(p.limit, p.offset)?;
+    let tenant = p
+        .tenant_id
+        .map(|t| {
+            TenantId::parse(&t).ok_or_else(|| ApiError::BadRequest {
+                code: "invalid_query",
+                message: "tenant_id is not a tenant id".into(),
+                field: Some("tenant_id".into()),
+            })
+        })
+        .transpose()?;
+    let page = call_t!(state.router_actor()?, RouterMsg::ListRoutes, state.actor_timeout_ms(), tenant, paging.limit, paging.offset)??;
+    Ok(json(
+        StatusCode::OK,
+        &PhoneRouteList {
+            data: page.items.into_iter().map(PhoneRouteView::from).collect(),
+            limit: paging.limit,
+            offset: paging.offset,
+            total: page.total,
+        },
+    ))
+}
+
+/// Creates a phone route (409 when the number already has one).
+#[utoipa::path(post, path = "/api/v1/admin/phone-routes", tag = "admin", request_body = CreatePhoneRouteRequest,
+    security(("admin_key" = [])),
+    responses((status = 201, body = PhoneRouteView), (status = 404, body = ErrorResponse),
+              (status = 409, body = ErrorResponse), (status = 422, body = ErrorResponse)))]
+pub async fn create_route(state: AppState, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
+    let meta = state.admin(&caller)?;
+    let r: CreatePhoneRouteRequest = parse_json(&body)?;
+    let new = NewRoute {
+        tenant_id: TenantId::parse(&r.tenant_id).ok_or_else(|| ApiError::invalid("tenant_id", "is not a tenant id"))?,
+        number: check_e164("number", &r.number)?,
+        agent_key: check_name("agent_key", &r.agent_key, 100)?,
+        direction: r.direction.unwrap_or(RouteDirectionDto::Inbound).into(),
+        status: r.status.unwrap_or(RouteStatusDto::Staged).into(),
+        fallback_number: r.fallback_number.as_deref().map(|n| check_e164("fallback_number", n)).transpose()?,
+        fallback_message: r.fallback_message.as_deref().map(check_message).transpose()?,
+        over_limit: r.over_limit.unwrap_or(OverLimitDto::Fallback).into(),
+        max_concurrent_calls: check_limit(r.max_concurrent_calls.unwrap_or(10))?,
+        test_callers: check_callers(r.test_callers.unwrap_or_default())?,
+    };
+    let route = call_t!(state.router_actor()?, RouterMsg::CreateRoute, state.actor_timeout_ms(), new, meta)??;
+    Ok(json(StatusCode::CREATED, &PhoneRouteView::from(route)))
+}
+
+/// Reads a phone route.
+#[utoipa::path(get, path = "/api/v1/admin/phone-routes/{route_id}", tag = "admin",
+    params(("route_id" = String, Path, description = "Route id")),
+    security(("admin_key" = [])),
+    responses((status = 200, body = PhoneRouteView), (status = 404, body = ErrorResponse)))]
+pub async fn get_route(id: String, state: AppState, caller: Caller) -> Result<Response, ApiError> {
+    state.admin(&caller)?;
+    let id = route_id(&id)?;
+    let route = call_t!(state.router_actor()?, RouterMsg::GetRoute, state.actor_timeout_ms(), id)??;
+    Ok(json(StatusCode::OK, &PhoneRouteView::from(route)))
+}
+
+/// Changes a phone route (a number change that collides answers 409).
+#[utoipa::path(patch, path = "/api/v1/admin/phone-routes/{route_id}", tag = "admin", request_body = PatchPhoneRouteRequest,
+    params(("route_id" = String, Path, description = "Route id")),
+    security(("admin_key" = [])),
+    responses((status = 200, body = PhoneRouteView), (status = 404, body = ErrorResponse),
+              (status = 409, body = ErrorResponse), (status = 422, body = ErrorResponse)))]
+pub async fn patch_route(id: String, state: AppState, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
+    let meta = state.admin(&caller)?;
+    let id = route_id(&id)?;
+    let r: PatchPhoneRouteRequest = parse_json(&body)?;
+    let patch = RoutePatch {
+        number: r.number.as_deref().map(|n| check_e164("number", n)).transpose()?,
+        agent_key: r.agent_key.as_deref().map(|a| check_name("agent_key", a, 100)).transpose()?,
+        direction: r.direction.map(Into::into),
+        status: r.status.map(Into::into),
+        fallback_number: match r.fallback_number {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(n)) => Some(Some(check_e164("fallback_number", &n)?)),
+        },
+        fallback_message: match r.fallback_message {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(m)) => Some(Some(check_message(&m)?)),
+        },
+        over_limit: r.over_limit.map(Into::into),
+        max_concurrent_calls: r.max_concurrent_calls.map(check_limit).transpose()?,
+        test_callers: r.test_callers.map(check_callers).transpose()?,
+    };
+    let route = call_t!(state.router_actor()?, RouterMsg::UpdateRoute, state.actor_timeout_ms(), id, patch, meta)??;
+    Ok(json(StatusCode::OK, &PhoneRouteView::from(route)))
+}
+
+/// Deletes a phone route (calls to the number are then unrouted).
+#[utoipa::path(delete, path = "/api/v1/admin/phone-routes/{route_id}", tag = "admin",
+    params(("route_id" = String, Path, description = "Route id")),
+    security(("admin_key" = [])),
+    responses((status = 200, body = PhoneRouteView), (status = 404, body = ErrorResponse)))]
+pub async fn delete_route(id: String, state: AppState, caller: Caller) -> Result<Response, ApiError> {
+    let meta = state.admin(&caller)?;
+    let id = route_id(&id)?;
+    let route = call_t!(state.router_actor()?, RouterMsg::DeleteRoute, state.actor_timeout_ms(), id, meta)??;
+    Ok(json(StatusCode::OK, &PhoneRouteView::from(route)))
+}
+
+/// One recent inbound call that did not reach an agent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoutingDiagnosticView {
+    /// RFC 3339.
+    pub at: String,
+    /// Signing account.
+    pub account_sid: String,
+    /// `CallSid`.
+    pub call_sid: String,
+    /// Caller.
+    pub from: String,
+    /// Number called.
+    pub to: String,
+    /// `unrouted`, `route_staged`, `tenant_suspended`, `tenant_at_limit`, `route_at_limit`, `draining`.
+    pub reason: String,
+}
+
+/// Recent inbound calls on this node that did not reach an agent (newest first).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoutingDiagnostics {
+    /// Entries.
+    pub data: Vec<RoutingDiagnosticView>,
+}
+
+/// Why recent inbound calls did not reach an agent.
+#[utoipa::path(get, path = "/api/v1/admin/diagnostics/routing", tag = "admin",
+    security(("admin_key" = [])),
+    responses((status = 200, body = RoutingDiagnostics)))]
+pub async fn routing_diagnostics(state: AppState, caller: Caller) -> Result<Response, ApiError> {
+    state.admin(&caller)?;
+    let recent = call_t!(state.router_actor()?, RouterMsg::RecentRouting, state.actor_timeout_ms())?;
+    Ok(json(
+        StatusCode::OK,
+        &RoutingDiagnostics {
+            data: recent
+                .into_iter()
+                .map(|d| RoutingDiagnosticView {
+                    at: rfc3339(d.at),
+                    account_sid: d.account_sid,
+                    call_sid: d.call_sid,
+                    from: d.from,
+                    to: d.to,
+                    reason: d.reason.to_owned(),
+                })
+                .collect(),
+        },
+    ))
+}
+
+/// One alert.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthTransportAlert {
+    /// `critical`, `warning` or `info`.
+    pub severity: String,
+    /// `signature_failures`, `stream_token_rejections`, `stream_token_secret`.
+    pub kind: String,
+    /// Route template (signature failures).
+    pub route: Option<String>,
+    /// Claimed account (signature failures).
+    pub account_sid: Option<String>,
+    /// Reason (token rejections).
+    pub reason: Option<String>,
+    /// Occurrences in the window.
+    pub count: usize,
+    /// What to do.
+    pub suggested_action: String,
+}
+
+/// Stream-token secret configuration.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamTokenConfigView {
+    /// `configured` or `derived_from_master_key`.
+    pub secret_source: String,
+    /// A previous secret is still accepted.
+    pub rotation_in_progress: bool,
+    /// Token lifetime.
+    pub ttl_seconds: u64,
+}
+
+/// Authentication health of the Twilio transport on this node.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthTransportReport {
+    /// Look-back window.
+    pub window_seconds: u64,
+    /// Alerts, most severe first.
+    pub alerts: Vec<AuthTransportAlert>,
+    /// Stream-token secret configuration.
+    pub stream_token: StreamTokenConfigView,
+}
+
+/// Recent signature failures and stream-token rejections, with severity and suggested action.
+#[utoipa::path(get, path = "/api/v1/admin/alerts/auth-transport", tag = "admin",
+    security(("admin_key" = [])),
+    responses((status = 200, body = AuthTransportReport)))]
+pub async fn auth_transport(state: AppState, caller: Caller) -> Result<Response, ApiError> {
+    state.admin(&caller)?;
+    let (sigs, tokens) = state.auth_log.counts();
+    let mut alerts = Vec::new();
+    for s in sigs {
+        let severity = if s.count >= 10 { "critical" } else { "warning" };
+        alerts.push(AuthTransportAlert {
+            severity: severity.into(),
+            kind: "signature_failures".into(),
+            route: Some(s.route.to_owned()),
+            account_sid: s.account_sid.clone(),
+            reason: None,
+            count: s.count,
+            suggested_action: match &s.account_sid {
+                Some(_) => "check that PUBLIC_BASE_URL matches the webhook URL configured in Twilio exactly \
+                            (scheme, host, port, path) and that the tenant's stored auth token is current; \
+                            repeated failures from unknown sources may be forgery attempts"
+                    .into(),
+                None => "requests without a known AccountSid: likely probes or forgeries; block the source \
+                         at the edge if they persist"
+                    .into(),
+            },
+        });
+    }
+    for t in tokens {
+        let (severity, action) = match t.reason {
+            "reused" | "forged" => ("critical", "stream tokens are being replayed or forged: investigate the source; rotate STREAM_TOKEN_SECRET if a secret may have leaked"),
+            "expired" => ("warning", "streams start after their token expired: raise STREAM_TOKEN_TTL_SECONDS above the longest ring time"),
+            _ => ("warning", "media streams arrive without a token: check that the TwiML reaching Twilio carries the <Parameter name=\"token\">"),
+        };
+        alerts.push(AuthTransportAlert {
+            severity: severity.into(),
+            kind: "stream_token_rejections".into(),
+            route: Some("/media-stream".into()),
+            account_sid: None,
+            reason: Some(t.reason.to_owned()),
+            count: t.count,
+            suggested_action: action.into(),
+        });
+    }
+    let configured = state.config.stream_token_secret.is_some();
+    let rotating = state.config.stream_token_secret_previous.is_some();
+    if !configured {
+        alerts.push(AuthTransportAlert {
+            severity: "info".into(),
+            kind: "stream_token_secret".into(),
+            route: None,
+            account_sid: None,
+            reason: Some("derived_from_master_key".into()),
+            count: 0,
+            suggested_action: "set STREAM_TOKEN_SECRET explicitly so it can be rotated without touching MASTER_KEY".into(),
+        });
+    }
+    if rotating {
+        alerts.push(AuthTransportAlert {
+            severity: "info".into(),
+            kind: "stream_token_secret".into(),
+            route: None,
+            account_sid: None,
+            reason: Some("rotation_in_progress".into()),
+            count: 0,
+            suggested_action: "remove STREAM_TOKEN_SECRET_PREVIOUS once every node runs the new secret and one token lifetime has passed".into(),
+        });
+    }
+    let rank = |s: &str| match s {
+        "critical" => 0,
+        "warning" => 1,
+        _ => 2,
+    };
+    alerts.sort_by_key(|a| rank(&a.severity));
+    Ok(json(
+        StatusCode::OK,
+        &AuthTransportReport {
+            window_seconds: crate::http::alerts::ALERT_WINDOW.as_secs(),
+            alerts,
+            stream_token: StreamTokenConfigView {
+                secret_source: if configured { "configured" } else { "derived_from_master_key" }.into(),
+                rotation_in_progress: rotating,
+                ttl_seconds: state.config.stream_token_ttl.as_secs(),
+            },
+        },
+    ))
+}

@@ -1,0 +1,576 @@
+//! Runtime call API (tenant key): `make-call` (with `Idempotency-Key`), call logs, and live
+//! call control (hangup, transfer), which goes through the carrier so it works from any node.
+
+use std::time::Duration;
+
+use actors::ids::TenantId;
+use actors::router::{CallDetail, ControlAction, OutboundRequest, RouterMsg};
+use actors::store::{CallDirection, CallFilter, CallRecord, IdempotencyBegin, Scope};
+use actors::time::{parse_rfc3339, rfc3339};
+use bytes::Bytes;
+use ractor::call_t;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+use super::filters::{Caller, Paging, at, caller, json_body, parse_json, parse_query, raw_query, with_state};
+use super::routes::{CALL_HANGUP, CALL_LOG_GET, CALL_LOGS_LIST, CALL_TRANSFER, MAKE_CALL};
+use super::{ApiError, AppState};
+use crate::openapi::ErrorResponse;
+
+/// How long an idempotency key is kept.
+const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Whether `s` is an E.164 number (`+` then 2–15 digits, no leading zero).
+pub fn is_e164(s: &str) -> bool {
+    let Some(digits) = s.strip_prefix('+') else {
+        return false;
+    };
+    (2..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
+}
+
+/// Validates an E.164 field.
+pub fn check_e164(field: &str, v: &str) -> Result<String, ApiError> {
+    if is_e164(v) {
+        Ok(v.to_owned())
+    } else {
+        Err(ApiError::invalid(field, "must be an E.164 phone number such as +14155550100"))
+    }
+}
+
+// === DTOs ===
+
+/// Answering-machine detection mode.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MachineDetectionDto {
+    /// Result as soon as the callee type is known.
+    Enable,
+    /// Wait for the end of a voicemail greeting.
+    DetectMessageEnd,
+}
+
+/// Body of `POST /api/v1/make-call`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MakeCallRequest {
+    /// Callee, E.164.
+    pub to: String,
+    /// Caller id, E.164: one of the tenant's outbound numbers (default: its outbound route).
+    pub from: Option<String>,
+    /// Agent key (default: the route's).
+    pub agent_key: Option<String>,
+    /// Pin an agent version.
+    pub agent_version_id: Option<String>,
+    /// First sentence the agent says.
+    pub greeting: Option<String>,
+    /// Your organisation reference.
+    pub org_id: Option<String>,
+    /// Free-form metadata (a JSON object, at most 8 KiB).
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    /// Answering-machine detection.
+    pub machine_detection: Option<MachineDetectionDto>,
+}
+
+/// Reply of `POST /api/v1/make-call`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MakeCallResponse {
+    /// Always true on 201.
+    pub ok: bool,
+    /// Our call id.
+    pub call_id: String,
+    /// Twilio `CallSid`.
+    pub call_sid: Option<String>,
+    /// Carrier status (`queued`).
+    pub status: String,
+    /// Callee.
+    pub to: String,
+    /// Caller id used.
+    pub from: String,
+}
+
+/// A call-log entry.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallLogView {
+    /// Our id.
+    pub id: String,
+    /// Twilio `CallSid`.
+    pub call_sid: Option<String>,
+    /// `inbound` or `outbound`.
+    pub direction: String,
+    /// Caller.
+    pub from: String,
+    /// Callee.
+    pub to: String,
+    /// Carrier status (`queued`, `ringing`, `in-progress`, `completed`, `busy`, `failed`, `no-answer`,
+    /// `canceled`), or `refused` when admission refused an inbound call.
+    pub status: String,
+    /// Route id.
+    pub route_id: Option<String>,
+    /// Agent key.
+    pub agent_key: Option<String>,
+    /// Agent version.
+    pub agent_version_id: Option<String>,
+    /// Why the call (or its AI leg) ended.
+    pub end_reason: Option<String>,
+    /// AMD result.
+    pub answered_by: Option<String>,
+    /// Duration in seconds (final status callback).
+    pub duration_seconds: Option<i64>,
+    /// Media stream state.
+    pub stream_status: Option<String>,
+    /// Carrier error code.
+    pub error_code: Option<String>,
+    /// Carrier error message.
+    pub error_message: Option<String>,
+    /// Greeting requested.
+    pub greeting: Option<String>,
+    /// Organisation reference.
+    pub org_id: Option<String>,
+    /// Metadata.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339, answered.
+    pub started_at: Option<String>,
+    /// RFC 3339, ended.
+    pub ended_at: Option<String>,
+}
+
+impl From<CallRecord> for CallLogView {
+    fn from(c: CallRecord) -> Self {
+        CallLogView {
+            id: c.id.into_string(),
+            call_sid: c.call_sid,
+            direction: c.direction.as_str().to_owned(),
+            from: c.from_number,
+            to: c.to_number,
+            status: c.status,
+            route_id: c.route_id.map(|r| r.into_string()),
+            agent_key: c.agent_key,
+            agent_version_id: c.agent_version_id,
+            end_reason: c.end_reason,
+            answered_by: c.answered_by,
+            duration_seconds: c.duration_seconds,
+            stream_status: c.stream_status,
+            error_code: c.error_code,
+            error_message: c.error_message,
+            greeting: c.greeting,
+            org_id: c.org_id,
+            metadata: c.metadata,
+            created_at: rfc3339(c.created_at),
+            started_at: c.started_at.map(rfc3339),
+            ended_at: c.ended_at.map(rfc3339),
+        }
+    }
+}
+
+/// A status callback as recorded.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusEventView {
+    /// `SequenceNumber`.
+    pub sequence_number: i64,
+    /// `CallStatus`.
+    pub status: String,
+    /// RFC 3339.
+    pub at: String,
+    /// All parameters of the callback.
+    #[schema(value_type = Object)]
+    pub params: serde_json::Value,
+}
+
+/// A timeline entry.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallEventView {
+    /// RFC 3339.
+    pub at: String,
+    /// `admission`, `carrier`, `stream`, `control`, `amd`, …
+    pub kind: String,
+    /// Details.
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+/// A call with its status history and timeline.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallLogDetail {
+    /// The call.
+    #[serde(flatten)]
+    pub call: CallLogView,
+    /// Status callbacks, by sequence number.
+    pub status_events: Vec<StatusEventView>,
+    /// Everything else that happened, in order.
+    pub events: Vec<CallEventView>,
+}
+
+impl From<CallDetail> for CallLogDetail {
+    fn from(d: CallDetail) -> Self {
+        CallLogDetail {
+            call: d.call.into(),
+            status_events: d
+                .status_events
+                .into_iter()
+                .map(|e| StatusEventView {
+                    sequence_number: e.sequence_number,
+                    status: e.status,
+                    at: rfc3339(e.at),
+                    params: e.params,
+                })
+                .collect(),
+            events: d
+                .events
+                .into_iter()
+                .map(|e| CallEventView {
+                    at: rfc3339(e.at),
+                    kind: e.kind,
+                    detail: e.detail,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A page of call logs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallLogList {
+    /// Calls, newest first.
+    pub data: Vec<CallLogView>,
+    /// Page size.
+    pub limit: u32,
+    /// Rows skipped.
+    pub offset: u32,
+    /// Total matching.
+    pub total: i64,
+}
+
+/// Filters of the call-log listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CallLogParams {
+    /// Only this status.
+    pub status: Option<String>,
+    /// `inbound` or `outbound`.
+    pub direction: Option<String>,
+    /// Created at or after (RFC 3339).
+    pub from: Option<String>,
+    /// Created before (RFC 3339).
+    pub to: Option<String>,
+    /// Page size (1–200, default 50).
+    pub limit: Option<u32>,
+    /// Rows to skip.
+    pub offset: Option<u32>,
+}
+
+/// Body of `POST /api/v1/calls/{call_sid}/transfer`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransferRequest {
+    /// Number to transfer to (E.164).
+    pub to: String,
+    /// Said to the caller before dialling.
+    pub announcement: Option<String>,
+}
+
+// === idempotency ===
+
+/// JSON with object keys sorted, so equal bodies hash equal whatever their key order.
+fn canonical(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let inner: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", serde_json::Value::String(k.clone()), canonical(&map[k])))
+                .collect();
+            format!("{{{}}}", inner.join(","))
+        }
+        serde_json::Value::Array(items) => format!("[{}]", items.iter().map(canonical).collect::<Vec<_>>().join(",")),
+        other => other.to_string(),
+    }
+}
+
+fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    warp::reply::with_status(warp::reply::json(body), status).into_response()
+}
+
+/// Runs `work` once per (tenant, `Idempotency-Key`), Stripe style: the stored response is
+/// replayed for the same body, a different body is refused (422), a concurrent duplicate
+/// is refused (409). Without a key, `work` just runs.
+async fn idempotent<F>(state: &AppState, tenant: &TenantId, key: Option<String>, body: &serde_json::Value, work: F) -> Response
+where
+    F: Future<Output = Result<(StatusCode, serde_json::Value), ApiError>>,
+{
+    let outcome = |r: Result<(StatusCode, serde_json::Value), ApiError>| match r {
+        Ok((status, body)) => (status, body),
+        Err(e) => (e.status(), e.body()),
+    };
+    let Some(key) = key else {
+        let (status, body) = outcome(work.await);
+        return json_response(status, &body);
+    };
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return ApiError::BadRequest {
+            code: "invalid_header",
+            message: "Idempotency-Key must be 1 to 255 printable characters".into(),
+            field: Some("Idempotency-Key".into()),
+        }
+        .into_response();
+    }
+    let hash = actors::crypto::sha256_hex(canonical(body).as_bytes());
+    let ttl_ms = i64::try_from(IDEMPOTENCY_TTL.as_millis()).unwrap_or(i64::MAX);
+    match state.store.idempotency_begin(tenant, &key, &hash, ttl_ms).await {
+        Err(e) => ApiError::Internal(format!("idempotency: {e:?}")).into_response(),
+        Ok(IdempotencyBegin::InProgress) => ApiError::Status {
+            status: StatusCode::CONFLICT,
+            code: "idempotency_in_progress",
+            message: "a request with this Idempotency-Key is still in progress".into(),
+        }
+        .into_response(),
+        Ok(IdempotencyBegin::Mismatch) => ApiError::Status {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "idempotency_key_reused",
+            message: "this Idempotency-Key was used with a different request body".into(),
+        }
+        .into_response(),
+        Ok(IdempotencyBegin::Replay { status, body }) => {
+            let body: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let mut resp = json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), &body);
+            resp.headers_mut()
+                .insert("idempotent-replayed", warp::http::HeaderValue::from_static("true"));
+            resp
+        }
+        Ok(IdempotencyBegin::Started) => {
+            let (status, body) = outcome(work.await);
+            // A 503 means nothing was attempted (draining, actor restarting): let a retry run.
+            let stored = if status == StatusCode::SERVICE_UNAVAILABLE {
+                state.store.idempotency_release(tenant, &key).await
+            } else {
+                state.store.idempotency_complete(tenant, &key, status.as_u16(), &body.to_string()).await
+            };
+            if let Err(error) = stored {
+                tracing::error!(error = ?error, "could not store the idempotent response");
+            }
+            json_response(status, &body)
+        }
+    }
+}
+
+// === handlers ===
+
+fn text_field(field: &'static str, v: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
+    match v {
+        Some(s) if s.chars().count() > max => Err(ApiError::invalid(field, format!("must be at most {max} characters"))),
+        Some(s) if s.trim().is_empty() => Err(ApiError::invalid(field, "must not be empty")),
+        other => Ok(other),
+    }
+}
+
+/// Places an outbound call through the carrier; the agent talks once the callee answers.
+#[utoipa::path(post, path = "/api/v1/make-call", tag = "runtime", request_body = MakeCallRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for 24 h")),
+    security(("bearer" = [])),
+    responses((status = 201, body = MakeCallResponse), (status = 400, body = ErrorResponse),
+              (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
+              (status = 409, body = ErrorResponse, description = "idempotent request in progress, or no credentials"),
+              (status = 422, body = ErrorResponse), (status = 429, body = ErrorResponse, description = "rate or concurrency limit"),
+              (status = 502, body = ErrorResponse, description = "carrier error (call recorded as failed)"),
+              (status = 504, body = ErrorResponse, description = "carrier timeout (call recorded as failed)")))]
+pub async fn make_call(state: AppState, caller: Caller, key: Option<String>, body: Bytes) -> Result<Response, ApiError> {
+    let auth = state.tenant(&caller, Some(Scope::Runtime)).await?;
+    let req: MakeCallRequest = parse_json(&body)?;
+    let raw: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let to = check_e164("to", &req.to)?;
+    let from = req.from.as_deref().map(|f| check_e164("from", f)).transpose()?;
+    if let Some(m) = &req.metadata
+        && (!m.is_object() || m.to_string().len() > 8192)
+    {
+        return Err(ApiError::invalid("metadata", "must be a JSON object of at most 8 KiB"));
+    }
+    let outbound = OutboundRequest {
+        tenant_id: auth.tenant_id.clone(),
+        to,
+        from,
+        agent_key: text_field("agent_key", req.agent_key, 100)?,
+        agent_version_id: text_field("agent_version_id", req.agent_version_id, 100)?,
+        greeting: text_field("greeting", req.greeting, 1000)?,
+        org_id: text_field("org_id", req.org_id, 200)?,
+        metadata: req.metadata,
+        machine_detection: req.machine_detection.map(|m| match m {
+            MachineDetectionDto::Enable => String::from("Enable"),
+            MachineDetectionDto::DetectMessageEnd => String::from("DetectMessageEnd"),
+        }),
+        draining: state.is_draining(),
+    };
+    let work = async {
+        let call = call_t!(state.router_actor()?, RouterMsg::Outbound, state.actor_timeout_ms(), outbound)??;
+        let reply = MakeCallResponse {
+            ok: true,
+            call_id: call.id.into_string(),
+            call_sid: call.call_sid,
+            status: call.status,
+            to: call.to_number,
+            from: call.from_number,
+        };
+        Ok((StatusCode::CREATED, serde_json::to_value(reply).unwrap_or_default()))
+    };
+    Ok(idempotent(&state, &auth.tenant_id, key, &raw, work).await)
+}
+
+/// Lists the tenant's calls, newest first.
+#[utoipa::path(get, path = "/api/v1/call-logs", tag = "runtime", params(CallLogParams),
+    security(("bearer" = [])),
+    responses((status = 200, body = CallLogList), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse)))]
+pub async fn list_call_logs(state: AppState, caller: Caller, query: String) -> Result<Response, ApiError> {
+    let auth = state.tenant(&caller, Some(Scope::Read)).await?;
+    let p: CallLogParams = parse_query(&query)?;
+    let paging = Paging::new(p.limit, p.offset)?;
+    let time = |field: &str, v: Option<String>| -> Result<Option<i64>, ApiError> {
+        v.map(|t| {
+            parse_rfc3339(&t).ok_or_else(|| ApiError::BadRequest {
+                code: "invalid_query",
+                message: format!("{field} must be an RFC 3339 time"),
+                field: Some(field.to_owned()),
+            })
+        })
+        .transpose()
+    };
+    let direction = match p.direction.as_deref() {
+        None => None,
+        Some(d) => Some(CallDirection::parse(d).ok_or_else(|| ApiError::BadRequest {
+            code: "invalid_query",
+            message: "direction must be inbound or outbound".into(),
+            field: Some("direction".into()),
+        })?),
+    };
+    let filter = CallFilter {
+        tenant_id: auth.tenant_id,
+        status: p.status,
+        direction,
+        from_ms: time("from", p.from)?,
+        to_ms: time("to", p.to)?,
+        limit: paging.limit,
+        offset: paging.offset,
+    };
+    let page = call_t!(state.router_actor()?, RouterMsg::ListCalls, state.actor_timeout_ms(), filter)??;
+    Ok(warp::reply::json(&CallLogList {
+        data: page.items.into_iter().map(CallLogView::from).collect(),
+        limit: paging.limit,
+        offset: paging.offset,
+        total: page.total,
+    })
+    .into_response())
+}
+
+/// One call (by call id or `CallSid`) with its status-event history and timeline.
+#[utoipa::path(get, path = "/api/v1/call-logs/{id}", tag = "runtime",
+    params(("id" = String, Path, description = "Call id (`call_…`) or Twilio CallSid")),
+    security(("bearer" = [])),
+    responses((status = 200, body = CallLogDetail), (status = 404, body = ErrorResponse)))]
+pub async fn get_call_log(id: String, state: AppState, caller: Caller) -> Result<Response, ApiError> {
+    let auth = state.tenant(&caller, Some(Scope::Read)).await?;
+    let detail = call_t!(state.router_actor()?, RouterMsg::GetCall, state.actor_timeout_ms(), auth.tenant_id, id)??;
+    Ok(warp::reply::json(&CallLogDetail::from(detail)).into_response())
+}
+
+async fn control_scope(state: &AppState, caller: &Caller) -> Result<TenantId, ApiError> {
+    let auth = state.tenant(caller, None).await?;
+    if auth.has(Scope::Operator) || auth.has(Scope::Runtime) {
+        Ok(auth.tenant_id)
+    } else {
+        Err(ApiError::Forbidden {
+            code: "insufficient_scope",
+            message: "this api key needs the `operator` or `runtime` scope".into(),
+        })
+    }
+}
+
+/// Hangs up a live call (idempotent: an ended call is a success).
+#[utoipa::path(post, path = "/api/v1/calls/{call_sid}/hangup", tag = "runtime",
+    params(("call_sid" = String, Path, description = "Twilio CallSid (or our call id)")),
+    security(("bearer" = [])),
+    responses((status = 200, body = CallLogView), (status = 404, body = ErrorResponse), (status = 502, body = ErrorResponse)))]
+pub async fn hangup(sid: String, state: AppState, caller: Caller) -> Result<Response, ApiError> {
+    let tenant = control_scope(&state, &caller).await?;
+    let call = call_t!(state.router_actor()?, RouterMsg::Control, state.actor_timeout_ms(), tenant, sid, ControlAction::Hangup)??;
+    Ok(warp::reply::json(&CallLogView::from(call)).into_response())
+}
+
+/// Transfers a live call to a number (`<Dial>` through a carrier call update).
+#[utoipa::path(post, path = "/api/v1/calls/{call_sid}/transfer", tag = "runtime", request_body = TransferRequest,
+    params(("call_sid" = String, Path, description = "Twilio CallSid (or our call id)")),
+    security(("bearer" = [])),
+    responses((status = 200, body = CallLogView), (status = 404, body = ErrorResponse),
+              (status = 409, body = ErrorResponse, description = "the call has ended"),
+              (status = 422, body = ErrorResponse), (status = 502, body = ErrorResponse)))]
+pub async fn transfer(sid: String, state: AppState, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
+    let tenant = control_scope(&state, &caller).await?;
+    let req: TransferRequest = parse_json(&body)?;
+    let action = ControlAction::Transfer {
+        numbers: vec![check_e164("to", &req.to)?],
+        announcement: text_field("announcement", req.announcement, 500)?,
+    };
+    let call = call_t!(state.router_actor()?, RouterMsg::Control, state.actor_timeout_ms(), tenant, sid, action)??;
+    Ok(warp::reply::json(&CallLogView::from(call)).into_response())
+}
+
+/// The call routes.
+pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
+    let limit = state.config.max_body_bytes;
+    let s = move || with_state(state.clone());
+    let respond = |r: Result<Response, ApiError>| r.into_response();
+    let make = warp::path!("api" / "v1" / "make-call")
+        .and(warp::post())
+        .and(at(&MAKE_CALL))
+        .and(s())
+        .and(caller())
+        .and(warp::header::optional::<String>("idempotency-key"))
+        .and(json_body(limit))
+        .then(make_call)
+        .map(respond);
+    let list = warp::path!("api" / "v1" / "call-logs")
+        .and(warp::get())
+        .and(at(&CALL_LOGS_LIST))
+        .and(s())
+        .and(caller())
+        .and(raw_query())
+        .then(list_call_logs)
+        .map(respond);
+    let get = warp::path!("api" / "v1" / "call-logs" / String)
+        .and(warp::get())
+        .and(at(&CALL_LOG_GET))
+        .and(s())
+        .and(caller())
+        .then(get_call_log)
+        .map(respond);
+    let hangup = warp::path!("api" / "v1" / "calls" / String / "hangup")
+        .and(warp::post())
+        .and(at(&CALL_HANGUP))
+        .and(s())
+        .and(caller())
+        .then(hangup)
+        .map(respond);
+    let transfer = warp::path!("api" / "v1" / "calls" / String / "transfer")
+        .and(warp::post())
+        .and(at(&CALL_TRANSFER))
+        .and(s())
+        .and(caller())
+        .and(json_body(limit))
+        .then(transfer)
+        .map(respond);
+    make.or(list)
+        .unify()
+        .or(get)
+        .unify()
+        .or(hangup)
+        .unify()
+        .or(transfer)
+        .unify()
+        .boxed()
+}

@@ -1,0 +1,154 @@
+//! `GET /media-stream`: Twilio's bidirectional media websocket.
+//!
+//! The upgrade is accepted, then the socket must send `start` within a deadline. The stream
+//! token in `start.customParameters.token` is the gate (verified and consumed by the
+//! router: missing, expired, forged or reused tokens close the socket); the upgrade's
+//! `X-Twilio-Signature`, when present, is verified too once `start` names the account. A
+//! valid stream is held until the call ends and its end is recorded.
+
+use std::time::Duration;
+
+use actors::media::{StartMeta, TwilioInbound};
+use actors::router::{RouterError, RouterMsg, StreamStart};
+use futures::{SinkExt, StreamExt};
+use ractor::{call_t, cast};
+use warp::filters::BoxedFilter;
+use warp::path::FullPath;
+use warp::reply::Response;
+use warp::ws::{Message, WebSocket, Ws};
+use warp::{Filter, Reply};
+
+use super::AppState;
+use super::filters::{at, with_state};
+use super::routes::MEDIA_STREAM;
+use crate::twilio::signature;
+
+/// How long a new socket has to send `start`.
+const START_DEADLINE: Duration = Duration::from_secs(10);
+/// Largest accepted frame (a 20 ms frame is ~350 bytes; Twilio never sends large ones).
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// Twilio media websocket (bidirectional `<Connect><Stream>`).
+#[utoipa::path(get, path = "/media-stream", tag = "webhooks",
+    params(("x-twilio-signature" = Option<String>, Header, description = "Signature over the wss:// URL")),
+    responses((status = 101, description = "Switching protocols; Twilio Media Streams messages follow"),
+              (status = 400, body = crate::openapi::ErrorResponse, description = "not a websocket upgrade")))]
+pub fn media_stream_doc() {}
+
+async fn reject(mut socket: futures::stream::SplitSink<WebSocket, Message>, reason: &'static str) {
+    tracing::warn!(reason, "media stream refused");
+    let _ = socket.send(Message::close_with(1008u16, reason)).await;
+    let _ = socket.close().await;
+}
+
+/// Reads until `start` (returns its stream SID and metadata) or the end of the socket.
+async fn wait_start(rx: &mut futures::stream::SplitStream<WebSocket>) -> Option<(String, StartMeta)> {
+    while let Some(Ok(msg)) = rx.next().await {
+        let Ok(text) = msg.to_str() else {
+            if msg.is_close() {
+                return None;
+            }
+            continue;
+        };
+        match TwilioInbound::parse(text) {
+            Ok(TwilioInbound::Start { stream_sid, start, .. }) => return Some((stream_sid, start)),
+            Ok(TwilioInbound::Stop { .. }) => return None,
+            Ok(other) => metrics::counter!("media_events_before_start_total", "event" => other.name()).increment(1),
+            Err(_) => metrics::counter!("media_bad_frames_total", "leg" => "twilio").increment(1),
+        }
+    }
+    None
+}
+
+async fn run(socket: WebSocket, state: AppState, upgrade_signature: Option<String>, path: String) {
+    let (tx, mut rx) = socket.split();
+    let (stream_sid, start) = match tokio::time::timeout(START_DEADLINE, wait_start(&mut rx)).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return reject(tx, "no_start").await,
+        Err(_) => return reject(tx, "start_timeout").await,
+    };
+    let account = match state.twilio_account(&start.account_sid).await {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            state.auth_log.signature_failure(MEDIA_STREAM.path, Some(&start.account_sid));
+            return reject(tx, "unknown_account").await;
+        }
+        Err(_) => return reject(tx, "unavailable").await,
+    };
+    if let Some(sig) = upgrade_signature {
+        let url = signature::build_ws_url(&state.config.public_base_url, &path);
+        if signature::verify_get(&account.auth.auth_token, &url, Some(&sig)).is_err() {
+            state.auth_log.signature_failure(MEDIA_STREAM.path, Some(&start.account_sid));
+            return reject(tx, "invalid_signature").await;
+        }
+    }
+    let Some(token) = start.custom_parameters.get("token").cloned() else {
+        state.auth_log.token_rejection("missing");
+        return reject(tx, "token_missing").await;
+    };
+    let Ok(router) = state.router_actor() else {
+        return reject(tx, "unavailable").await;
+    };
+    let request = StreamStart {
+        tenant_id: account.tenant_id.clone(),
+        call_sid: start.call_sid.clone(),
+        stream_sid: stream_sid.clone(),
+        token,
+    };
+    let call = match call_t!(router, RouterMsg::StreamStarted, state.actor_timeout_ms(), request) {
+        Ok(Ok(call)) => call,
+        Ok(Err(RouterError::Token(e))) => {
+            state.auth_log.token_rejection(e.label());
+            return reject(tx, e.label()).await;
+        }
+        Ok(Err(_)) | Err(_) => return reject(tx, "unavailable").await,
+    };
+    tracing::info!(call_id = %call.id, stream_sid = %stream_sid, "media stream started");
+    let reason = hold(&mut rx).await;
+    drop(tx);
+    if let Ok(router) = state.router_actor() {
+        let _ = cast!(router, RouterMsg::StreamClosed(call.id.clone(), reason.to_owned()));
+    }
+    tracing::info!(call_id = %call.id, reason, "media stream ended");
+}
+
+/// Reads the stream until `stop` or the socket closes.
+async fn hold(rx: &mut futures::stream::SplitStream<WebSocket>) -> &'static str {
+    while let Some(frame) = rx.next().await {
+        let Ok(msg) = frame else {
+            return "socket_error";
+        };
+        if msg.is_close() {
+            return "socket_closed";
+        }
+        let Ok(text) = msg.to_str() else { continue };
+        match TwilioInbound::parse(text) {
+            Ok(TwilioInbound::Stop { .. }) => return "stop",
+            Ok(TwilioInbound::Media { .. }) => {
+                metrics::counter!("media_frames_total", "leg" => "twilio", "direction" => "inbound").increment(1);
+            }
+            Ok(_) => {}
+            Err(_) => metrics::counter!("media_bad_frames_total", "leg" => "twilio").increment(1),
+        }
+    }
+    "socket_closed"
+}
+
+/// The media-stream route.
+pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
+    warp::path!("media-stream")
+        .and(warp::get())
+        .and(at(&MEDIA_STREAM))
+        .and(with_state(state))
+        .and(warp::header::optional::<String>("x-twilio-signature"))
+        .and(warp::path::full())
+        .and(warp::ws())
+        .map(|state: AppState, sig: Option<String>, path: FullPath, ws: Ws| {
+            let path = path.as_str().to_owned();
+            ws.max_message_size(MAX_FRAME_BYTES)
+                .max_frame_size(MAX_FRAME_BYTES)
+                .on_upgrade(move |socket| run(socket, state, sig, path))
+                .into_response()
+        })
+        .boxed()
+}

@@ -1,0 +1,319 @@
+//! Twilio webhooks: `incoming-call`, `stream-ended` (the `<Connect action>`), `call-status`,
+//! `stream-status`, `amd-status`. Every one is verified with the auth token of the account
+//! in `AccountSid` (over the URL rebuilt from `PUBLIC_BASE_URL` plus the path and raw query
+//! as received) before any field is trusted or any tenant is routed; a failure answers 403,
+//! writes nothing, and is counted for `/api/v1/admin/alerts/auth-transport`.
+
+use std::collections::BTreeMap;
+
+use actors::ids::{CallId, TenantId};
+use actors::router::{AfterStream, CallbackTarget, InboundDecision, InboundRequest, RouterMsg, StreamCallback, UNROUTED_MESSAGE};
+use actors::store::StatusUpdate;
+use actors::tenant::{TenantMsg, TwilioAccount};
+use bytes::Bytes;
+use governor::clock::{Clock, DefaultClock};
+use ractor::call_t;
+use warp::filters::BoxedFilter;
+use warp::http::StatusCode;
+use warp::path::FullPath;
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+use super::filters::{at, form_body, raw_query, with_state};
+use super::routes::{AMD_STATUS, CALL_STATUS, INCOMING_CALL, STREAM_ENDED, STREAM_STATUS};
+use super::{ApiError, AppState};
+use crate::openapi::ErrorResponse;
+use crate::twilio::{signature, twiml};
+
+/// A Twilio webhook as received.
+#[derive(Debug, Clone)]
+pub struct TwilioRequest {
+    /// Path and raw query, exactly as received.
+    pub path_and_query: String,
+    /// Decoded query parameters.
+    pub query: Vec<(String, String)>,
+    /// Decoded form parameters (all of them: the signature covers every one).
+    pub params: Vec<(String, String)>,
+    /// `X-Twilio-Signature`.
+    pub signature: Option<String>,
+}
+
+impl TwilioRequest {
+    /// First value of a form parameter.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// A required form parameter (400 naming it when absent).
+    pub fn required(&self, name: &str) -> Result<&str, ApiError> {
+        self.param(name).filter(|v| !v.is_empty()).ok_or_else(|| ApiError::BadRequest {
+            code: "invalid_body",
+            message: format!("{name} is required"),
+            field: Some(name.to_owned()),
+        })
+    }
+
+    /// Our `call_id` from the callback URL, when present.
+    pub fn call_id(&self) -> Option<CallId> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == "call_id")
+            .and_then(|(_, v)| CallId::parse(v))
+    }
+
+    /// Parameters as a JSON object (stored with status events).
+    pub fn params_json(&self) -> serde_json::Value {
+        let map: BTreeMap<&str, &str> = self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        serde_json::to_value(map).unwrap_or_default()
+    }
+
+    fn target(&self, tenant: TenantId) -> Result<CallbackTarget, ApiError> {
+        Ok(CallbackTarget {
+            tenant_id: tenant,
+            call_id: self.call_id(),
+            call_sid: self.required("CallSid")?.to_owned(),
+        })
+    }
+}
+
+/// Extracts a [`TwilioRequest`].
+pub fn twilio_request(limit: u64) -> impl Filter<Extract = (TwilioRequest,), Error = warp::Rejection> + Clone {
+    warp::path::full()
+        .and(raw_query())
+        .and(warp::header::optional::<String>("x-twilio-signature"))
+        .and(form_body(limit))
+        .map(|path: FullPath, query: String, signature: Option<String>, body: Bytes| {
+            let path_and_query = if query.is_empty() {
+                path.as_str().to_owned()
+            } else {
+                format!("{}?{query}", path.as_str())
+            };
+            TwilioRequest {
+                path_and_query,
+                query: url::form_urlencoded::parse(query.as_bytes()).into_owned().collect(),
+                params: url::form_urlencoded::parse(&body).into_owned().collect(),
+                signature,
+            }
+        })
+}
+
+impl AppState {
+    /// The Twilio account owning `account_sid`, if any.
+    pub async fn twilio_account(&self, account_sid: &str) -> Result<Option<TwilioAccount>, ApiError> {
+        Ok(call_t!(self.tenant_actor()?, TenantMsg::TwilioByAccount, self.actor_timeout_ms(), account_sid.to_owned())??)
+    }
+
+    /// Verifies a webhook's signature with its account's auth token, then applies the
+    /// tenant's webhook rate limit. Nothing about the request is trusted before this.
+    pub async fn verify_twilio(&self, req: &TwilioRequest, route: &'static str) -> Result<TwilioAccount, ApiError> {
+        let claimed = req.param("AccountSid");
+        let account = match claimed {
+            Some(sid) if !sid.is_empty() => self.twilio_account(sid).await?,
+            _ => None,
+        };
+        let url = signature::build_url(&self.config.public_base_url, &req.path_and_query);
+        let verified = account.filter(|a| {
+            signature::verify_form(&a.auth.auth_token, &url, &req.params, req.signature.as_deref()).is_ok()
+        });
+        let Some(account) = verified else {
+            self.auth_log.signature_failure(route, claimed);
+            tracing::warn!(route, "twilio webhook refused: signature did not verify");
+            return Err(ApiError::Forbidden {
+                code: "invalid_signature",
+                message: "the X-Twilio-Signature does not verify".into(),
+            });
+        };
+        if let Err(not_until) = self.webhook_limiter.check_key(&account.tenant_id) {
+            metrics::counter!("rate_limited_total", "limit" => "webhooks").increment(1);
+            return Err(ApiError::RateLimited {
+                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+            });
+        }
+        Ok(account)
+    }
+
+    /// The router actor, or 503 while it is down.
+    pub fn router_actor(&self) -> Result<ractor::ActorRef<RouterMsg>, ApiError> {
+        self.actors
+            .router
+            .get()
+            .ok_or_else(|| ApiError::Unavailable("call routing is restarting; retry shortly".into()))
+    }
+}
+
+fn xml(doc: &twiml::Response) -> Response {
+    warp::reply::with_header(doc.render(), "content-type", "text/xml; charset=utf-8").into_response()
+}
+
+fn no_content() -> Response {
+    warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response()
+}
+
+/// Twilio's voice webhook for an inbound call: route, admit, record, and answer TwiML.
+#[utoipa::path(post, path = "/api/v1/incoming-call", tag = "webhooks",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+                 description = "Twilio voice webhook parameters (CallSid, AccountSid, From, To, …)"),
+    params(("X-Twilio-Signature" = String, Header, description = "Twilio request signature")),
+    responses((status = 200, description = "TwiML", content_type = "text/xml"),
+              (status = 403, body = ErrorResponse, description = "signature does not verify")))]
+pub async fn incoming_call(state: AppState, req: TwilioRequest) -> Result<Response, ApiError> {
+    let account = state.verify_twilio(&req, INCOMING_CALL.path).await?;
+    let inbound = InboundRequest {
+        account,
+        call_sid: req.required("CallSid")?.to_owned(),
+        from: req.param("From").unwrap_or("anonymous").to_owned(),
+        to: req.required("To")?.to_owned(),
+        draining: state.is_draining(),
+    };
+    let decision = call_t!(state.router_actor()?, RouterMsg::Inbound, state.actor_timeout_ms(), inbound)??;
+    let doc = match decision {
+        InboundDecision::Connect { stream, fallback, .. } => {
+            let mut verbs = vec![twiml::connect(&stream)];
+            verbs.extend(twiml::fallback(&fallback));
+            twiml::Response::new(verbs)
+        }
+        InboundDecision::Unrouted => twiml::Response::new(vec![
+            twiml::Say::text(UNROUTED_MESSAGE),
+            twiml::Verb::Hangup(twiml::Empty {}),
+        ]),
+        InboundDecision::Fallback { fallback, .. } => twiml::Response::new(twiml::fallback(&fallback)),
+        InboundDecision::Busy { .. } => twiml::Response::new(vec![twiml::Verb::Reject(twiml::Reject {
+            reason: Some(String::from("busy")),
+        })]),
+    };
+    Ok(xml(&doc))
+}
+
+/// The `<Connect action>`: what the caller hears once the AI leg ended.
+#[utoipa::path(post, path = "/api/v1/stream-ended", tag = "webhooks",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    params(("call_id" = Option<String>, Query, description = "Our call id (set in the action URL)")),
+    responses((status = 200, description = "TwiML: hangup, fallback dial, or a fresh stream", content_type = "text/xml"),
+              (status = 403, body = ErrorResponse)))]
+pub async fn stream_ended(state: AppState, req: TwilioRequest) -> Result<Response, ApiError> {
+    let account = state.verify_twilio(&req, STREAM_ENDED.path).await?;
+    let target = req.target(account.tenant_id)?;
+    let next = call_t!(state.router_actor()?, RouterMsg::StreamEnded, state.actor_timeout_ms(), target)??;
+    let doc = match next {
+        AfterStream::Hangup => twiml::hangup(),
+        AfterStream::Fallback(f) => twiml::Response::new(twiml::fallback(&f)),
+        AfterStream::Resume(stream) => twiml::Response::new(vec![twiml::connect(&stream)]),
+    };
+    Ok(xml(&doc))
+}
+
+fn parse_rfc2822_ms(ts: Option<&str>) -> Option<i64> {
+    ts.and_then(|t| chrono::DateTime::parse_from_rfc2822(t).ok())
+        .map(|t| t.timestamp_millis())
+}
+
+/// Call status callbacks: each event stored once; the status advances only with a higher
+/// `SequenceNumber`.
+#[utoipa::path(post, path = "/api/v1/call-status", tag = "webhooks",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    params(("call_id" = Option<String>, Query, description = "Our call id (set in the callback URL)")),
+    responses((status = 204, description = "Recorded (or a duplicate)"), (status = 400, body = ErrorResponse),
+              (status = 403, body = ErrorResponse)))]
+pub async fn call_status(state: AppState, req: TwilioRequest) -> Result<Response, ApiError> {
+    let account = state.verify_twilio(&req, CALL_STATUS.path).await?;
+    let target = req.target(account.tenant_id)?;
+    let sequence_number: i64 = req.required("SequenceNumber")?.parse().map_err(|_| ApiError::BadRequest {
+        code: "invalid_body",
+        message: "SequenceNumber must be an integer".into(),
+        field: Some("SequenceNumber".into()),
+    })?;
+    let update = StatusUpdate {
+        call_id: target.call_id.clone().unwrap_or_else(CallId::generate),
+        call_sid: target.call_sid.clone(),
+        sequence_number,
+        status: req.required("CallStatus")?.to_owned(),
+        at: parse_rfc2822_ms(req.param("Timestamp")).unwrap_or_else(actors::time::now_ms),
+        duration_seconds: req.param("CallDuration").and_then(|d| d.parse().ok()),
+        answered_by: req.param("AnsweredBy").map(str::to_owned),
+        params: req.params_json(),
+    };
+    call_t!(state.router_actor()?, RouterMsg::CallStatus, state.actor_timeout_ms(), target, update)??;
+    Ok(no_content())
+}
+
+/// `<Stream statusCallback>`: stream started, stopped or failed.
+#[utoipa::path(post, path = "/api/v1/stream-status", tag = "webhooks",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    params(("call_id" = Option<String>, Query, description = "Our call id")),
+    responses((status = 204, description = "Recorded"), (status = 403, body = ErrorResponse)))]
+pub async fn stream_status(state: AppState, req: TwilioRequest) -> Result<Response, ApiError> {
+    let account = state.verify_twilio(&req, STREAM_STATUS.path).await?;
+    let cb = StreamCallback {
+        target: req.target(account.tenant_id)?,
+        stream_sid: req.param("StreamSid").map(str::to_owned),
+        event: req.required("StreamEvent")?.to_owned(),
+        error: req.param("StreamError").map(str::to_owned),
+    };
+    call_t!(state.router_actor()?, RouterMsg::StreamStatus, state.actor_timeout_ms(), cb)??;
+    Ok(no_content())
+}
+
+/// Asynchronous answering-machine detection result.
+#[utoipa::path(post, path = "/api/v1/amd-status", tag = "webhooks",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    params(("call_id" = Option<String>, Query, description = "Our call id")),
+    responses((status = 204, description = "Recorded"), (status = 403, body = ErrorResponse)))]
+pub async fn amd_status(state: AppState, req: TwilioRequest) -> Result<Response, ApiError> {
+    let account = state.verify_twilio(&req, AMD_STATUS.path).await?;
+    let target = req.target(account.tenant_id)?;
+    let answered_by = req.required("AnsweredBy")?.to_owned();
+    call_t!(state.router_actor()?, RouterMsg::AmdStatus, state.actor_timeout_ms(), target, answered_by)??;
+    Ok(no_content())
+}
+
+/// The webhook routes.
+pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
+    let limit = state.config.max_body_bytes;
+    let s = move || with_state(state.clone());
+    let respond = |r: Result<Response, ApiError>| r.into_response();
+    let incoming = warp::path!("api" / "v1" / "incoming-call")
+        .and(warp::post())
+        .and(at(&INCOMING_CALL))
+        .and(s())
+        .and(twilio_request(limit))
+        .then(incoming_call)
+        .map(respond);
+    let ended = warp::path!("api" / "v1" / "stream-ended")
+        .and(warp::post())
+        .and(at(&STREAM_ENDED))
+        .and(s())
+        .and(twilio_request(limit))
+        .then(stream_ended)
+        .map(respond);
+    let status = warp::path!("api" / "v1" / "call-status")
+        .and(warp::post())
+        .and(at(&CALL_STATUS))
+        .and(s())
+        .and(twilio_request(limit))
+        .then(call_status)
+        .map(respond);
+    let stream = warp::path!("api" / "v1" / "stream-status")
+        .and(warp::post())
+        .and(at(&STREAM_STATUS))
+        .and(s())
+        .and(twilio_request(limit))
+        .then(stream_status)
+        .map(respond);
+    let amd = warp::path!("api" / "v1" / "amd-status")
+        .and(warp::post())
+        .and(at(&AMD_STATUS))
+        .and(s())
+        .and(twilio_request(limit))
+        .then(amd_status)
+        .map(respond);
+    incoming
+        .or(ended)
+        .unify()
+        .or(status)
+        .unify()
+        .or(stream)
+        .unify()
+        .or(amd)
+        .unify()
+        .boxed()
+}
