@@ -87,8 +87,11 @@ pub struct Config {
     pub database_max_connections: u32,
     /// `ADMIN_API_KEY`: enables the admin API (at least 16 characters). Absent → admin paths 404.
     pub admin_api_key: Option<Secret>,
-    /// `PUBLIC_BASE_URL`: the URL Twilio reaches this service at (default `http://{bind_addr}`).
+    /// `PUBLIC_BASE_URL`: the URL Twilio reaches this service at (default `http://{bind_addr}`,
+    /// with the port actually bound when `BIND_ADDR` asks for port 0).
     pub public_base_url: Url,
+    /// Whether `PUBLIC_BASE_URL` was set (otherwise it follows the bound address).
+    pub public_base_url_explicit: bool,
     /// `MASTER_KEY`: key for tenant secrets at rest (at least 32 characters).
     /// Absent with SQLite → a key file beside the database is created; required with PostgreSQL.
     pub master_key: Option<Secret>,
@@ -351,24 +354,40 @@ impl Config {
             ));
         }
         let twilio_api_base_url = {
-            let v = raw.get("TWILIO_API_BASE_URL").unwrap_or("https://api.twilio.com");
-            let url = Url::parse(v)
-                .map_err(|e| ConfigError::new("TWILIO_API_BASE_URL", format!("`{v}` is not a URL: {e}")))?;
+            let v = raw
+                .get("TWILIO_API_BASE_URL")
+                .unwrap_or("https://api.twilio.com");
+            let url = Url::parse(v).map_err(|e| {
+                ConfigError::new("TWILIO_API_BASE_URL", format!("`{v}` is not a URL: {e}"))
+            })?;
             if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-                return Err(ConfigError::new("TWILIO_API_BASE_URL", "must be an absolute http:// or https:// URL"));
+                return Err(ConfigError::new(
+                    "TWILIO_API_BASE_URL",
+                    "must be an absolute http:// or https:// URL",
+                ));
             }
             url
         };
-        let stream_token_ttl: u64 = raw.parse_num("STREAM_TOKEN_TTL_SECONDS", 300, "a number of seconds")?;
+        let stream_token_ttl: u64 =
+            raw.parse_num("STREAM_TOKEN_TTL_SECONDS", 300, "a number of seconds")?;
         if !(10..=3600).contains(&stream_token_ttl) {
-            return Err(ConfigError::new("STREAM_TOKEN_TTL_SECONDS", "must be between 10 and 3600"));
+            return Err(ConfigError::new(
+                "STREAM_TOKEN_TTL_SECONDS",
+                "must be between 10 and 3600",
+            ));
         }
         Ok(Config {
+            public_base_url_explicit: raw.get("PUBLIC_BASE_URL").is_some(),
             twilio_api_base_url,
-            twilio_timeout: Duration::from_millis(u64::from(raw.positive("TWILIO_TIMEOUT_MS", 10_000)?.get())),
+            twilio_timeout: Duration::from_millis(u64::from(
+                raw.positive("TWILIO_TIMEOUT_MS", 10_000)?.get(),
+            )),
             stream_token_ttl: Duration::from_secs(stream_token_ttl),
-            rate_limit_webhooks_per_tenant_per_minute: raw.positive("RATE_LIMIT_WEBHOOKS_PER_TENANT_PER_MINUTE", 6000)?,
-            call_live_window: Duration::from_secs(u64::from(raw.positive("CALL_LIVE_WINDOW_SECONDS", 14_400)?.get())),
+            rate_limit_webhooks_per_tenant_per_minute: raw
+                .positive("RATE_LIMIT_WEBHOOKS_PER_TENANT_PER_MINUTE", 6000)?,
+            call_live_window: Duration::from_secs(u64::from(
+                raw.positive("CALL_LIVE_WINDOW_SECONDS", 14_400)?.get(),
+            )),
             bind_addr,
             database_url: Secret::new(database_url),
             database_max_connections: db_max,

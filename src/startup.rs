@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use actors::crypto::{SecretBox, derive_key, hex};
 use actors::router::PublicUrls;
-use actors::stream_token::StreamTokenKeys;
 use actors::store::Store;
+use actors::stream_token::StreamTokenKeys;
 use actors::supervisor::{RootConfig, RootSupervisor};
 use actors::tenant::tenant_rate_limiter;
 use anyhow::Context as _;
@@ -88,7 +88,11 @@ fn master_key(config: &Config) -> anyhow::Result<Secret> {
 fn stream_token_keys(config: &Config, master: &Secret) -> StreamTokenKeys {
     let current = match &config.stream_token_secret {
         Some(s) => s.expose().as_bytes().to_vec(),
-        None => derive_key(master.expose().as_bytes(), b"stateset-voice/stream-token/v1").to_vec(),
+        None => derive_key(
+            master.expose().as_bytes(),
+            b"stateset-voice/stream-token/v1",
+        )
+        .to_vec(),
     };
     let previous = config
         .stream_token_secret_previous
@@ -141,8 +145,15 @@ pub fn install_crypto_provider() {
 
 impl Application {
     /// Opens the store, starts the actor tree and binds the listener.
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+    pub async fn build(mut config: Config) -> anyhow::Result<Self> {
         install_crypto_provider();
+        let listener = TcpListener::bind(config.bind_addr)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.bind_addr))?;
+        let local_addr = listener.local_addr()?;
+        if !config.public_base_url_explicit {
+            config.public_base_url = url::Url::parse(&format!("http://{local_addr}"))?;
+        }
         let metrics = telemetry::metrics_handle();
         let store = open_store(&config).await?;
         let master = master_key(&config)?;
@@ -168,15 +179,12 @@ impl Application {
         })
         .await
         .context("cannot start the actor tree")?;
-        let listener = TcpListener::bind(config.bind_addr)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.bind_addr))?;
-        let local_addr = listener.local_addr()?;
         tracing::info!(
             listen = %local_addr,
             database = %config.database_display(),
             backend = store.backend(),
             admin_api = config.admin_api_key.is_some(),
+            public_base_url = %config.public_base_url,
             "stateset-voice ready"
         );
         let state = AppState::new(config, store, actors, metrics);

@@ -117,7 +117,11 @@ pub struct CarrierError {
 /// The telephone network.
 pub trait Carrier: Send + Sync + 'static {
     /// Places an outbound call.
-    fn place_call<'a>(&'a self, auth: &'a CarrierAuth, call: &'a PlaceCall) -> BoxFuture<'a, Result<PlacedCall, CarrierError>>;
+    fn place_call<'a>(
+        &'a self,
+        auth: &'a CarrierAuth,
+        call: &'a PlaceCall,
+    ) -> BoxFuture<'a, Result<PlacedCall, CarrierError>>;
 
     /// Changes a live call.
     fn update_call<'a>(

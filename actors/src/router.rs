@@ -17,12 +17,15 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, call_t};
 use serde_json::json;
 
-use crate::carrier::{CallChange, Carrier, CarrierAuth, CarrierError, MachineDetection, PlaceCall, StreamInstructions};
+use crate::carrier::{
+    CallChange, Carrier, CarrierAuth, CarrierError, MachineDetection, PlaceCall, StreamInstructions,
+};
 use crate::ids::{CallId, RouteId, TenantId};
 use crate::meter::{HandleTimer, kind};
 use crate::store::{
-    Admission, CallDirection, CallEvent, CallFilter, CallRecord, NewAudit, OverLimit, Page, PhoneRoute, RouteDirection,
-    RouteStatus, StatusEvent, StatusUpdate, Store, StoreError, TenantStatus, is_terminal_status,
+    Admission, CallDirection, CallEvent, CallFilter, CallRecord, NewAudit, OverLimit, Page,
+    PhoneRoute, RouteDirection, RouteStatus, StatusEvent, StatusUpdate, Store, StoreError,
+    TenantStatus, is_terminal_status,
 };
 use crate::stream_token::{StreamClaims, StreamTokenKeys, TokenError, new_nonce};
 use crate::supervisor::SingletonRef;
@@ -373,8 +376,8 @@ pub enum RouterMsg {
     Outbound(OutboundRequest, Reply<CallRecord>),
     /// Verifies a stream token (consuming it) and records the stream as started.
     StreamStarted(StreamStart, Reply<CallRecord>),
-    /// The media websocket of a call closed.
-    StreamClosed(CallId, String),
+    /// The media websocket of a call closed (call id, reason); replies once recorded.
+    StreamClosed(CallId, String, RpcReplyPort<()>),
     /// A call status callback.
     CallStatus(CallbackTarget, StatusUpdate, Reply<bool>),
     /// A stream status callback.
@@ -527,7 +530,12 @@ impl Ctx {
     }
 
     /// Finds the call a callback or control request is about, scoped to `tenant`.
-    async fn find_call(&self, tenant: &TenantId, id: Option<&CallId>, sid: Option<&str>) -> Result<Option<CallRecord>, RouterError> {
+    async fn find_call(
+        &self,
+        tenant: &TenantId,
+        id: Option<&CallId>,
+        sid: Option<&str>,
+    ) -> Result<Option<CallRecord>, RouterError> {
         let call = match (id, sid) {
             (Some(id), _) => self.store().get_call(tenant, id).await?,
             (None, Some(sid)) => self.store().call_by_sid(sid).await?,
@@ -536,7 +544,13 @@ impl Ctx {
         Ok(call.filter(|c| &c.tenant_id == tenant))
     }
 
-    fn new_call(&self, tenant: &TenantId, direction: CallDirection, from: &str, to: &str) -> CallRecord {
+    fn new_call(
+        &self,
+        tenant: &TenantId,
+        direction: CallDirection,
+        from: &str,
+        to: &str,
+    ) -> CallRecord {
         let now = now_ms();
         CallRecord {
             id: CallId::generate(),
@@ -572,33 +586,65 @@ impl Ctx {
 
     async fn outbound(&self, req: OutboundRequest) -> Result<CallRecord, RouterError> {
         if req.draining {
-            return Err(RouterError::Refused("draining", "the service is shutting down; retry on another node".into()));
+            return Err(RouterError::Refused(
+                "draining",
+                "the service is shutting down; retry on another node".into(),
+            ));
         }
         let account = self.twilio(&req.tenant_id).await?;
         if account.tenant_status != TenantStatus::Active {
-            return Err(RouterError::Refused("tenant_suspended", "the tenant is suspended".into()));
+            return Err(RouterError::Refused(
+                "tenant_suspended",
+                "the tenant is suspended".into(),
+            ));
         }
         let route = match &req.from {
             Some(from) => self
                 .store()
                 .route_by_number(from)
                 .await?
-                .filter(|r| r.tenant_id == req.tenant_id && r.direction.allows(CallDirection::Outbound))
-                .ok_or_else(|| RouterError::Invalid("from", "is not one of this tenant's outbound numbers".into()))?,
-            None => self.store().outbound_route(&req.tenant_id).await?.ok_or_else(|| {
-                RouterError::Invalid("from", "the tenant has no outbound phone route; create one or pass from".into())
-            })?,
+                .filter(|r| {
+                    r.tenant_id == req.tenant_id && r.direction.allows(CallDirection::Outbound)
+                })
+                .ok_or_else(|| {
+                    RouterError::Invalid(
+                        "from",
+                        "is not one of this tenant's outbound numbers".into(),
+                    )
+                })?,
+            None => self
+                .store()
+                .outbound_route(&req.tenant_id)
+                .await?
+                .ok_or_else(|| {
+                    RouterError::Invalid(
+                        "from",
+                        "the tenant has no outbound phone route; create one or pass from".into(),
+                    )
+                })?,
         };
         if route.status == RouteStatus::Staged && !route.test_callers.contains(&req.to) {
             return Err(RouterError::Refused(
                 "route_staged",
-                format!("route {} is staged: only its test callers can be called", route.number),
+                format!(
+                    "route {} is staged: only its test callers can be called",
+                    route.number
+                ),
             ));
         }
-        let mut call = self.new_call(&req.tenant_id, CallDirection::Outbound, &route.number, &req.to);
+        let mut call = self.new_call(
+            &req.tenant_id,
+            CallDirection::Outbound,
+            &route.number,
+            &req.to,
+        );
         call.account_sid = Some(account.auth.account_sid.clone());
         call.route_id = Some(route.id.clone());
-        call.agent_key = Some(req.agent_key.clone().unwrap_or_else(|| route.agent_key.clone()));
+        call.agent_key = Some(
+            req.agent_key
+                .clone()
+                .unwrap_or_else(|| route.agent_key.clone()),
+        );
         call.agent_version_id = req.agent_version_id.clone();
         call.greeting = req.greeting.clone();
         call.org_id = req.org_id.clone();
@@ -606,7 +652,12 @@ impl Ctx {
         call.machine_detection = req.machine_detection.clone();
         match self
             .store()
-            .admit_call(&call, account.max_concurrent_calls, Some(route.max_concurrent_calls), self.live_since())
+            .admit_call(
+                &call,
+                account.max_concurrent_calls,
+                Some(route.max_concurrent_calls),
+                self.live_since(),
+            )
             .await?
         {
             Admission::Admitted => {}
@@ -619,22 +670,35 @@ impl Ctx {
             from: call.from_number.clone(),
             stream: self.args.urls.stream(&call.id, token),
             status_callback_url: self.args.urls.call_status(&call.id),
-            machine_detection: call.machine_detection.as_ref().map(|mode| MachineDetection {
-                mode: mode.clone(),
-                callback_url: self.args.urls.amd_status(&call.id),
-            }),
+            machine_detection: call
+                .machine_detection
+                .as_ref()
+                .map(|mode| MachineDetection {
+                    mode: mode.clone(),
+                    callback_url: self.args.urls.amd_status(&call.id),
+                }),
         };
         match self.args.carrier.place_call(&account.auth, &place).await {
             Ok(placed) => {
-                self.store().set_call_sid(&call.id, &placed.call_sid, &placed.status).await?;
+                self.store()
+                    .set_call_sid(&call.id, &placed.call_sid, &placed.status)
+                    .await?;
                 self.event(&call.id, "carrier", json!({"action": "create", "call_sid": placed.call_sid, "status": placed.status}))
                     .await;
                 Ok(self.store().get_call_by_id(&call.id).await?.unwrap_or(call))
             }
             Err(error) => {
-                let code = error.code.map_or_else(|| String::from("none"), |c| c.to_string());
-                let reason = if error.timeout { "carrier_timeout" } else { "carrier_error" };
-                self.store().fail_call(&call.id, &code, &error.message, reason).await?;
+                let code = error
+                    .code
+                    .map_or_else(|| String::from("none"), |c| c.to_string());
+                let reason = if error.timeout {
+                    "carrier_timeout"
+                } else {
+                    "carrier_error"
+                };
+                self.store()
+                    .fail_call(&call.id, &code, &error.message, reason)
+                    .await?;
                 self.event(&call.id, "carrier", json!({"action": "create", "error_code": error.code, "error": error.message, "timeout": error.timeout}))
                     .await;
                 Err(RouterError::Carrier {
@@ -645,7 +709,12 @@ impl Ctx {
         }
     }
 
-    async fn control(&self, tenant: TenantId, id: String, action: ControlAction) -> Result<CallRecord, RouterError> {
+    async fn control(
+        &self,
+        tenant: TenantId,
+        id: String,
+        action: ControlAction,
+    ) -> Result<CallRecord, RouterError> {
         let call = self.lookup(&tenant, &id).await?;
         let ended = is_terminal_status(&call.status) || call.ended_at.is_some();
         let (change, label) = match &action {
@@ -654,7 +723,10 @@ impl Ctx {
             ControlAction::Transfer { .. } if ended => {
                 return Err(RouterError::Conflict("the call has ended".into()));
             }
-            ControlAction::Transfer { numbers, announcement } => (
+            ControlAction::Transfer {
+                numbers,
+                announcement,
+            } => (
                 CallChange::Dial {
                     announcement: announcement.clone(),
                     numbers: numbers.clone(),
@@ -670,17 +742,30 @@ impl Ctx {
             ),
         };
         let Some(call_sid) = call.call_sid.clone() else {
-            return Err(RouterError::Conflict("the carrier has not accepted this call yet".into()));
+            return Err(RouterError::Conflict(
+                "the carrier has not accepted this call yet".into(),
+            ));
         };
         let account = self.twilio(&tenant).await?;
         let auth: &CarrierAuth = &account.auth;
-        match self.args.carrier.update_call(auth, &call_sid, &change).await {
+        match self
+            .args
+            .carrier
+            .update_call(auth, &call_sid, &change)
+            .await
+        {
             Ok(()) => {}
             Err(e) if e.already_ended && matches!(action, ControlAction::Hangup) => {}
-            Err(e) if e.already_ended => return Err(RouterError::Conflict("the call has ended".into())),
+            Err(e) if e.already_ended => {
+                return Err(RouterError::Conflict("the call has ended".into()));
+            }
             Err(error) => {
-                self.event(&call.id, "control", json!({"action": label, "error_code": error.code, "error": error.message}))
-                    .await;
+                self.event(
+                    &call.id,
+                    "control",
+                    json!({"action": label, "error_code": error.code, "error": error.message}),
+                )
+                .await;
                 return Err(RouterError::Carrier {
                     error,
                     call_id: Some(call.id),
@@ -693,7 +778,9 @@ impl Ctx {
         };
         self.event(&call.id, "control", detail).await;
         if matches!(action, ControlAction::Hangup) {
-            self.store().set_end_reason(&call.id, "hangup_requested").await?;
+            self.store()
+                .set_end_reason(&call.id, "hangup_requested")
+                .await?;
         }
         Ok(self.store().get_call_by_id(&call.id).await?.unwrap_or(call))
     }
@@ -701,7 +788,11 @@ impl Ctx {
     async fn lookup(&self, tenant: &TenantId, id: &str) -> Result<CallRecord, RouterError> {
         let found = match CallId::parse(id) {
             Some(call_id) => self.store().get_call(tenant, &call_id).await?,
-            None => self.store().call_by_sid(id).await?.filter(|c| &c.tenant_id == tenant),
+            None => self
+                .store()
+                .call_by_sid(id)
+                .await?
+                .filter(|c| &c.tenant_id == tenant),
         };
         found.ok_or(RouterError::NotFound("call"))
     }
@@ -729,7 +820,8 @@ impl RouterState {
         if self.routes.len() > 10_000 {
             self.routes.clear();
         }
-        self.routes.insert(number.to_owned(), (route.clone(), Instant::now()));
+        self.routes
+            .insert(number.to_owned(), (route.clone(), Instant::now()));
         Ok(route)
     }
 
@@ -754,10 +846,9 @@ impl RouterState {
     }
 
     async fn inbound(&mut self, req: InboundRequest) -> Result<InboundDecision, RouterError> {
-        let route = self
-            .route_for(&req.to)
-            .await?
-            .filter(|r| r.tenant_id == req.account.tenant_id && r.direction.allows(CallDirection::Inbound));
+        let route = self.route_for(&req.to).await?.filter(|r| {
+            r.tenant_id == req.account.tenant_id && r.direction.allows(CallDirection::Inbound)
+        });
         let Some(route) = route else {
             self.diagnose(&req, "unrouted");
             return Ok(InboundDecision::Unrouted);
@@ -774,9 +865,9 @@ impl RouterState {
                 fallback: Fallback::of(Some(&route)),
             });
         }
-        let mut call = self
-            .ctx
-            .new_call(&route.tenant_id, CallDirection::Inbound, &req.from, &req.to);
+        let mut call =
+            self.ctx
+                .new_call(&route.tenant_id, CallDirection::Inbound, &req.from, &req.to);
         call.call_sid = Some(req.call_sid.clone());
         call.account_sid = Some(req.account.auth.account_sid.clone());
         call.route_id = Some(route.id.clone());
@@ -796,7 +887,12 @@ impl RouterState {
             None => match self
                 .ctx
                 .store()
-                .admit_call(&call, req.account.max_concurrent_calls, Some(route.max_concurrent_calls), self.ctx.live_since())
+                .admit_call(
+                    &call,
+                    req.account.max_concurrent_calls,
+                    Some(route.max_concurrent_calls),
+                    self.ctx.live_since(),
+                )
                 .await?
             {
                 Admission::Admitted => None,
@@ -807,14 +903,22 @@ impl RouterState {
         let fallback = Fallback::of(Some(&route));
         if let Some(reason) = refusal {
             self.diagnose(&req, reason);
-            let busy = matches!(reason, "tenant_at_limit" | "route_at_limit") && route.over_limit == OverLimit::Busy;
+            let busy = matches!(reason, "tenant_at_limit" | "route_at_limit")
+                && route.over_limit == OverLimit::Busy;
             call.status = String::from(if busy { "busy" } else { "refused" });
             call.end_reason = Some(reason.to_owned());
             // Recorded outside the limits, as a finished call, so the log shows the refusal.
-            self.ctx.store().admit_call(&call, i64::MAX, None, 0).await?;
+            self.ctx
+                .store()
+                .admit_call(&call, i64::MAX, None, 0)
+                .await?;
             self.ctx.store().set_end_reason(&call.id, reason).await?;
             self.ctx
-                .event(&call.id, "admission", json!({"admitted": false, "reason": reason, "busy": busy}))
+                .event(
+                    &call.id,
+                    "admission",
+                    json!({"admitted": false, "reason": reason, "busy": busy}),
+                )
                 .await;
             return Ok(if busy {
                 InboundDecision::Busy { reason }
@@ -823,7 +927,11 @@ impl RouterState {
             });
         }
         self.ctx
-            .event(&call.id, "admission", json!({"admitted": true, "route": route.id.as_str()}))
+            .event(
+                &call.id,
+                "admission",
+                json!({"admitted": true, "route": route.id.as_str()}),
+            )
             .await;
         let token = self.ctx.mint(&call);
         let stream = self.ctx.args.urls.stream(&call.id, token);
@@ -849,7 +957,11 @@ impl RouterState {
             .get_call(&s.tenant_id, &call_id)
             .await?
             .ok_or(TokenError::Forged)?;
-        if call.call_sid.as_deref().is_some_and(|sid| sid != s.call_sid) {
+        if call
+            .call_sid
+            .as_deref()
+            .is_some_and(|sid| sid != s.call_sid)
+        {
             return Err(TokenError::Forged.into());
         }
         if !self
@@ -861,22 +973,38 @@ impl RouterState {
             return Err(TokenError::Reused.into());
         }
         if call.call_sid.is_none() {
-            self.ctx.store().set_call_sid(&call.id, &s.call_sid, &call.status).await?;
+            self.ctx
+                .store()
+                .set_call_sid(&call.id, &s.call_sid, &call.status)
+                .await?;
         }
         self.ctx
             .store()
             .set_stream_state(&call.id, Some(&s.stream_sid), "started")
             .await?;
         self.ctx
-            .event(&call.id, "stream", json!({"event": "websocket-started", "stream_sid": s.stream_sid}))
+            .event(
+                &call.id,
+                "stream",
+                json!({"event": "websocket-started", "stream_sid": s.stream_sid}),
+            )
             .await;
-        Ok(self.ctx.store().get_call_by_id(&call.id).await?.unwrap_or(call))
+        Ok(self
+            .ctx
+            .store()
+            .get_call_by_id(&call.id)
+            .await?
+            .unwrap_or(call))
     }
 
     async fn stream_ended(&mut self, target: CallbackTarget) -> Result<AfterStream, RouterError> {
         let Some(call) = self
             .ctx
-            .find_call(&target.tenant_id, target.call_id.as_ref(), Some(&target.call_sid))
+            .find_call(
+                &target.tenant_id,
+                target.call_id.as_ref(),
+                Some(&target.call_sid),
+            )
             .await?
         else {
             return Ok(AfterStream::Hangup);
@@ -905,15 +1033,26 @@ impl RouterState {
         };
         self.ctx.store().set_after_stream(&call.id, None).await?;
         if label == "fallback" {
-            self.ctx.store().set_end_reason(&call.id, "fallback").await?;
+            self.ctx
+                .store()
+                .set_end_reason(&call.id, "fallback")
+                .await?;
         }
         self.ctx
-            .event(&call.id, "stream", json!({"event": "connect-action", "decision": label}))
+            .event(
+                &call.id,
+                "stream",
+                json!({"event": "connect-action", "decision": label}),
+            )
             .await;
         Ok(decision)
     }
 
-    async fn create_route(&mut self, new: NewRoute, meta: AuditMeta) -> Result<PhoneRoute, RouterError> {
+    async fn create_route(
+        &mut self,
+        new: NewRoute,
+        meta: AuditMeta,
+    ) -> Result<PhoneRoute, RouterError> {
         if self.ctx.store().get_tenant(&new.tenant_id).await?.is_none() {
             return Err(RouterError::NotFound("tenant"));
         }
@@ -943,12 +1082,21 @@ impl RouterState {
             after: Some(route_audit_json(&route)),
             request_id: meta.request_id,
         };
-        self.ctx.store().insert_route(&route, &audit).await.map_err(conflict)?;
+        self.ctx
+            .store()
+            .insert_route(&route, &audit)
+            .await
+            .map_err(conflict)?;
         self.forget(&route);
         Ok(route)
     }
 
-    async fn update_route(&mut self, id: RouteId, p: RoutePatch, meta: AuditMeta) -> Result<PhoneRoute, RouterError> {
+    async fn update_route(
+        &mut self,
+        id: RouteId,
+        p: RoutePatch,
+        meta: AuditMeta,
+    ) -> Result<PhoneRoute, RouterError> {
         let before = self
             .ctx
             .store()
@@ -994,13 +1142,21 @@ impl RouterState {
             after: Some(route_audit_json(&after)),
             request_id: meta.request_id,
         };
-        self.ctx.store().update_route(&after, &audit).await.map_err(conflict)?;
+        self.ctx
+            .store()
+            .update_route(&after, &audit)
+            .await
+            .map_err(conflict)?;
         self.forget(&before);
         self.forget(&after);
         Ok(after)
     }
 
-    async fn delete_route(&mut self, id: RouteId, meta: AuditMeta) -> Result<PhoneRoute, RouterError> {
+    async fn delete_route(
+        &mut self,
+        id: RouteId,
+        meta: AuditMeta,
+    ) -> Result<PhoneRoute, RouterError> {
         let route = self
             .ctx
             .store()
@@ -1050,7 +1206,11 @@ impl Actor for RouterActor {
     type State = RouterState;
     type Arguments = RouterArgs;
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: RouterArgs) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: RouterArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
         Ok(RouterState {
             ctx: Ctx { args },
             routes: HashMap::new(),
@@ -1058,7 +1218,12 @@ impl Actor for RouterActor {
         })
     }
 
-    async fn handle(&self, _myself: ActorRef<Self::Msg>, message: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         let _timer = HandleTimer::start(kind::ROUTER, message.name());
         match message {
             RouterMsg::CreateRoute(new, meta, port) => {
@@ -1076,12 +1241,20 @@ impl Actor for RouterActor {
             RouterMsg::GetRoute(id, port) => {
                 let ctx = state.ctx.clone();
                 spawn_reply(port, async move {
-                    ctx.store().get_route(&id).await?.ok_or(RouterError::NotFound("phone route"))
+                    ctx.store()
+                        .get_route(&id)
+                        .await?
+                        .ok_or(RouterError::NotFound("phone route"))
                 });
             }
             RouterMsg::ListRoutes(tenant, limit, offset, port) => {
                 let ctx = state.ctx.clone();
-                spawn_reply(port, async move { Ok(ctx.store().list_routes(tenant.as_ref(), limit, offset).await?) });
+                spawn_reply(port, async move {
+                    Ok(ctx
+                        .store()
+                        .list_routes(tenant.as_ref(), limit, offset)
+                        .await?)
+                });
             }
             RouterMsg::Inbound(req, port) => {
                 let r = state.inbound(req).await;
@@ -1094,34 +1267,62 @@ impl Actor for RouterActor {
             RouterMsg::StreamStarted(start, port) => {
                 let r = state.stream_started(start).await;
                 if let Err(RouterError::Token(e)) = &r {
-                    metrics::counter!("stream_token_rejections_total", "reason" => e.label()).increment(1);
+                    metrics::counter!("stream_token_rejections_total", "reason" => e.label())
+                        .increment(1);
                 }
                 reply(port, r);
             }
-            RouterMsg::StreamClosed(call_id, reason) => {
-                if let Err(error) = state.ctx.store().set_stream_state(&call_id, None, "stopped").await {
+            RouterMsg::StreamClosed(call_id, reason, port) => {
+                if let Err(error) = state
+                    .ctx
+                    .store()
+                    .set_stream_state(&call_id, None, "stopped")
+                    .await
+                {
                     tracing::warn!(call_id = %call_id, error = %error, "could not record stream stop");
                 }
                 state
                     .ctx
-                    .event(&call_id, "stream", json!({"event": "websocket-closed", "reason": reason}))
+                    .event(
+                        &call_id,
+                        "stream",
+                        json!({"event": "websocket-closed", "reason": reason}),
+                    )
                     .await;
+                reply(port, ());
             }
             RouterMsg::CallStatus(target, update, port) => {
                 let ctx = state.ctx.clone();
                 spawn_reply(port, async move {
-                    let Some(call) = ctx.find_call(&target.tenant_id, target.call_id.as_ref(), Some(&target.call_sid)).await? else {
+                    let Some(call) = ctx
+                        .find_call(
+                            &target.tenant_id,
+                            target.call_id.as_ref(),
+                            Some(&target.call_sid),
+                        )
+                        .await?
+                    else {
                         metrics::counter!("call_status_unmatched_total").increment(1);
                         return Ok(false);
                     };
-                    let update = StatusUpdate { call_id: call.id, ..update };
+                    let update = StatusUpdate {
+                        call_id: call.id,
+                        ..update
+                    };
                     Ok(ctx.store().record_status(&update).await?)
                 });
             }
             RouterMsg::StreamStatus(cb, port) => {
                 let ctx = state.ctx.clone();
                 spawn_reply(port, async move {
-                    if let Some(call) = ctx.find_call(&cb.target.tenant_id, cb.target.call_id.as_ref(), Some(&cb.target.call_sid)).await? {
+                    if let Some(call) = ctx
+                        .find_call(
+                            &cb.target.tenant_id,
+                            cb.target.call_id.as_ref(),
+                            Some(&cb.target.call_sid),
+                        )
+                        .await?
+                    {
                         let st = match cb.event.as_str() {
                             "stream-started" => Some("started"),
                             "stream-stopped" => Some("stopped"),
@@ -1132,7 +1333,9 @@ impl Actor for RouterActor {
                         if let Some(st) = st
                             && !(st != "error" && call.stream_status.as_deref() == Some("error"))
                         {
-                            ctx.store().set_stream_state(&call.id, cb.stream_sid.as_deref(), st).await?;
+                            ctx.store()
+                                .set_stream_state(&call.id, cb.stream_sid.as_deref(), st)
+                                .await?;
                         }
                         ctx.event(&call.id, "stream", json!({"event": cb.event, "stream_sid": cb.stream_sid, "error": cb.error}))
                             .await;
@@ -1143,9 +1346,17 @@ impl Actor for RouterActor {
             RouterMsg::AmdStatus(target, answered_by, port) => {
                 let ctx = state.ctx.clone();
                 spawn_reply(port, async move {
-                    if let Some(call) = ctx.find_call(&target.tenant_id, target.call_id.as_ref(), Some(&target.call_sid)).await? {
+                    if let Some(call) = ctx
+                        .find_call(
+                            &target.tenant_id,
+                            target.call_id.as_ref(),
+                            Some(&target.call_sid),
+                        )
+                        .await?
+                    {
                         ctx.store().set_answered_by(&call.id, &answered_by).await?;
-                        ctx.event(&call.id, "amd", json!({"answered_by": answered_by})).await;
+                        ctx.event(&call.id, "amd", json!({"answered_by": answered_by}))
+                            .await;
                     }
                     Ok(())
                 });
@@ -1164,7 +1375,10 @@ impl Actor for RouterActor {
             }
             RouterMsg::ListCalls(filter, port) => {
                 let ctx = state.ctx.clone();
-                spawn_reply(port, async move { Ok(ctx.store().list_calls(&filter).await?) });
+                spawn_reply(
+                    port,
+                    async move { Ok(ctx.store().list_calls(&filter).await?) },
+                );
             }
             RouterMsg::RecentRouting(port) => {
                 reply(port, state.diagnostics.iter().rev().cloned().collect());

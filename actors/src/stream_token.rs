@@ -106,7 +106,8 @@ impl StreamTokenKeys {
     /// Mints a token for `claims` with the current secret.
     pub fn mint(&self, claims: &StreamClaims) -> String {
         let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap_or_default());
-        let sig = URL_SAFE_NO_PAD.encode(mac(&self.current, body.as_bytes()).finalize().into_bytes());
+        let sig =
+            URL_SAFE_NO_PAD.encode(mac(&self.current, body.as_bytes()).finalize().into_bytes());
         format!("{body}.{sig}")
     }
 
@@ -116,14 +117,18 @@ impl StreamTokenKeys {
             return Err(TokenError::Missing);
         }
         let (body, sig) = token.split_once('.').ok_or(TokenError::Forged)?;
-        let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| TokenError::Forged)?;
+        let sig = URL_SAFE_NO_PAD
+            .decode(sig)
+            .map_err(|_| TokenError::Forged)?;
         let valid = std::iter::once(&self.current)
             .chain(self.previous.as_ref())
             .any(|key| mac(key, body.as_bytes()).verify_slice(&sig).is_ok());
         if !valid {
             return Err(TokenError::Forged);
         }
-        let json = URL_SAFE_NO_PAD.decode(body).map_err(|_| TokenError::Forged)?;
+        let json = URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| TokenError::Forged)?;
         let claims: StreamClaims = serde_json::from_slice(&json).map_err(|_| TokenError::Forged)?;
         if claims.v != 1 {
             return Err(TokenError::Forged);
@@ -170,11 +175,17 @@ mod tests {
         let (body, sig) = token.split_once('.').expect("dot");
         let mut tampered_body = body.to_owned();
         tampered_body.replace_range(0..1, if body.starts_with('A') { "B" } else { "A" });
-        assert_eq!(keys.verify(&format!("{tampered_body}.{sig}"), 0), Err(TokenError::Forged));
+        assert_eq!(
+            keys.verify(&format!("{tampered_body}.{sig}"), 0),
+            Err(TokenError::Forged)
+        );
         let other = StreamTokenKeys::new(b"another-secret-0123456789abcdef012", None);
         assert_eq!(other.verify(&token, 0), Err(TokenError::Forged));
         // Rotation: the new current secret still accepts tokens of the old one.
-        let rotated = StreamTokenKeys::new(b"next-secret-0123456789abcdef0123456", Some(b"current-secret-0123456789abcdef0123"));
+        let rotated = StreamTokenKeys::new(
+            b"next-secret-0123456789abcdef0123456",
+            Some(b"current-secret-0123456789abcdef0123"),
+        );
         assert!(rotated.rotating());
         assert_eq!(rotated.verify(&token, 0), Ok(c));
         let fresh = rotated.mint(&claims(1_000));

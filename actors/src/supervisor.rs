@@ -21,10 +21,10 @@ use tokio::sync::watch;
 
 use crate::carrier::Carrier;
 use crate::crypto::SecretBox;
-use crate::router::{PublicUrls, RouterActor, RouterArgs, RouterMsg};
-use crate::stream_token::StreamTokenKeys;
 use crate::meter::{self, HandleTimer, kind};
+use crate::router::{PublicUrls, RouterActor, RouterArgs, RouterMsg};
 use crate::store::Store;
+use crate::stream_token::StreamTokenKeys;
 use crate::tenant::{TenantActor, TenantArgs, TenantMsg, TenantRateLimiter};
 
 /// A handle on a restartable singleton: always the current incarnation.

@@ -420,7 +420,10 @@ impl TenantState {
         }))
     }
 
-    async fn twilio_by_account(&mut self, account_sid: &str) -> Result<Option<TwilioAccount>, TenantError> {
+    async fn twilio_by_account(
+        &mut self,
+        account_sid: &str,
+    ) -> Result<Option<TwilioAccount>, TenantError> {
         if let Some((acct, at)) = self.accounts.get(account_sid)
             && at.elapsed() < self.ttl
         {
@@ -438,7 +441,10 @@ impl TenantState {
         Ok(acct)
     }
 
-    async fn twilio_by_tenant(&mut self, tenant_id: &TenantId) -> Result<Option<TwilioAccount>, TenantError> {
+    async fn twilio_by_tenant(
+        &mut self,
+        tenant_id: &TenantId,
+    ) -> Result<Option<TwilioAccount>, TenantError> {
         let cached = self.accounts.values().find_map(|(acct, at)| {
             acct.as_ref()
                 .filter(|a| &a.tenant_id == tenant_id && at.elapsed() < self.ttl)

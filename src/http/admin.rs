@@ -957,21 +957,71 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
 
     let routes = warp::path!("api" / "v1" / "admin" / "phone-routes");
     let route = warp::path!("api" / "v1" / "admin" / "phone-routes" / String);
-    let routes_list = routes.and(warp::get()).and(at(&ADMIN_PHONE_ROUTES_LIST)).and(s()).and(caller()).and(raw_query()).then(phone_routes::list_routes).map(respond);
-    let routes_create = routes.and(warp::post()).and(at(&ADMIN_PHONE_ROUTES_CREATE)).and(s()).and(caller()).and(json_body(limit)).then(phone_routes::create_route).map(respond);
-    let route_get = route.and(warp::get()).and(at(&ADMIN_PHONE_ROUTE_GET)).and(s()).and(caller()).then(phone_routes::get_route).map(respond);
-    let route_patch = route.and(warp::patch()).and(at(&ADMIN_PHONE_ROUTE_PATCH)).and(s()).and(caller()).and(json_body(limit)).then(phone_routes::patch_route).map(respond);
-    let route_delete = route.and(warp::delete()).and(at(&ADMIN_PHONE_ROUTE_DELETE)).and(s()).and(caller()).then(phone_routes::delete_route).map(respond);
+    let routes_list = routes
+        .and(warp::get())
+        .and(at(&ADMIN_PHONE_ROUTES_LIST))
+        .and(s())
+        .and(caller())
+        .and(raw_query())
+        .then(phone_routes::list_routes)
+        .map(respond);
+    let routes_create = routes
+        .and(warp::post())
+        .and(at(&ADMIN_PHONE_ROUTES_CREATE))
+        .and(s())
+        .and(caller())
+        .and(json_body(limit))
+        .then(phone_routes::create_route)
+        .map(respond);
+    let route_get = route
+        .and(warp::get())
+        .and(at(&ADMIN_PHONE_ROUTE_GET))
+        .and(s())
+        .and(caller())
+        .then(phone_routes::get_route)
+        .map(respond);
+    let route_patch = route
+        .and(warp::patch())
+        .and(at(&ADMIN_PHONE_ROUTE_PATCH))
+        .and(s())
+        .and(caller())
+        .and(json_body(limit))
+        .then(phone_routes::patch_route)
+        .map(respond);
+    let route_delete = route
+        .and(warp::delete())
+        .and(at(&ADMIN_PHONE_ROUTE_DELETE))
+        .and(s())
+        .and(caller())
+        .then(phone_routes::delete_route)
+        .map(respond);
     let routing = warp::path!("api" / "v1" / "admin" / "diagnostics" / "routing")
-        .and(warp::get()).and(at(&ADMIN_DIAGNOSTICS_ROUTING)).and(s()).and(caller()).then(phone_routes::routing_diagnostics).map(respond);
+        .and(warp::get())
+        .and(at(&ADMIN_DIAGNOSTICS_ROUTING))
+        .and(s())
+        .and(caller())
+        .then(phone_routes::routing_diagnostics)
+        .map(respond);
     let alerts = warp::path!("api" / "v1" / "admin" / "alerts" / "auth-transport")
-        .and(warp::get()).and(at(&ADMIN_ALERTS_AUTH_TRANSPORT)).and(s()).and(caller()).then(phone_routes::auth_transport).map(respond);
-    let telephony = routes_list.or(routes_create).unify()
-        .or(route_get).unify()
-        .or(route_patch).unify()
-        .or(route_delete).unify()
-        .or(routing).unify()
-        .or(alerts).unify()
+        .and(warp::get())
+        .and(at(&ADMIN_ALERTS_AUTH_TRANSPORT))
+        .and(s())
+        .and(caller())
+        .then(phone_routes::auth_transport)
+        .map(respond);
+    let telephony = routes_list
+        .or(routes_create)
+        .unify()
+        .or(route_get)
+        .unify()
+        .or(route_patch)
+        .unify()
+        .or(route_delete)
+        .unify()
+        .or(routing)
+        .unify()
+        .or(alerts)
+        .unify()
         .boxed();
 
     list.or(create)

@@ -19,8 +19,13 @@ struct Failure {
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum FailureKind {
-    Signature { route: &'static str, account_sid: Option<String> },
-    StreamToken { reason: &'static str },
+    Signature {
+        route: &'static str,
+        account_sid: Option<String>,
+    },
+    StreamToken {
+        reason: &'static str,
+    },
 }
 
 /// Recent authentication failures on the Twilio transport.
@@ -66,7 +71,11 @@ impl AuthTransportLog {
         metrics::counter!("twilio_signature_failures_total", "route" => route).increment(1);
         // An account SID is only echoed back when it looks like one (the value is unverified).
         let account_sid = account_sid
-            .filter(|a| a.len() == 34 && a.starts_with("AC") && a[2..].bytes().all(|b| b.is_ascii_hexdigit()))
+            .filter(|a| {
+                a.len() == 34
+                    && a.starts_with("AC")
+                    && a[2..].bytes().all(|b| b.is_ascii_hexdigit())
+            })
             .map(str::to_owned);
         self.push(FailureKind::Signature { route, account_sid });
     }
@@ -81,14 +90,19 @@ impl AuthTransportLog {
     pub fn counts(&self) -> (Vec<SignatureFailureCount>, Vec<TokenRejectionCount>) {
         let now = Instant::now();
         let mut q = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        while q.front().is_some_and(|f| now.duration_since(f.at) > ALERT_WINDOW) {
+        while q
+            .front()
+            .is_some_and(|f| now.duration_since(f.at) > ALERT_WINDOW)
+        {
             q.pop_front();
         }
         let mut sig: BTreeMap<(&'static str, Option<String>), usize> = BTreeMap::new();
         let mut tok: BTreeMap<&'static str, usize> = BTreeMap::new();
         for f in q.iter() {
             match &f.kind {
-                FailureKind::Signature { route, account_sid } => *sig.entry((route, account_sid.clone())).or_default() += 1,
+                FailureKind::Signature { route, account_sid } => {
+                    *sig.entry((route, account_sid.clone())).or_default() += 1
+                }
                 FailureKind::StreamToken { reason } => *tok.entry(reason).or_default() += 1,
             }
         }

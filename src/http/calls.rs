@@ -16,7 +16,9 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-use super::filters::{Caller, Paging, at, caller, json_body, parse_json, parse_query, raw_query, with_state};
+use super::filters::{
+    Caller, Paging, at, caller, json_body, parse_json, parse_query, raw_query, with_state,
+};
 use super::routes::{CALL_HANGUP, CALL_LOG_GET, CALL_LOGS_LIST, CALL_TRANSFER, MAKE_CALL};
 use super::{ApiError, AppState};
 use crate::openapi::ErrorResponse;
@@ -29,7 +31,9 @@ pub fn is_e164(s: &str) -> bool {
     let Some(digits) = s.strip_prefix('+') else {
         return false;
     };
-    (2..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0')
+    (2..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
 }
 
 /// Validates an E.164 field.
@@ -37,7 +41,10 @@ pub fn check_e164(field: &str, v: &str) -> Result<String, ApiError> {
     if is_e164(v) {
         Ok(v.to_owned())
     } else {
-        Err(ApiError::invalid(field, "must be an E.164 phone number such as +14155550100"))
+        Err(ApiError::invalid(
+            field,
+            "must be an E.164 phone number such as +14155550100",
+        ))
     }
 }
 
@@ -287,11 +294,20 @@ fn canonical(v: &serde_json::Value) -> String {
             keys.sort();
             let inner: Vec<String> = keys
                 .into_iter()
-                .map(|k| format!("{}:{}", serde_json::Value::String(k.clone()), canonical(&map[k])))
+                .map(|k| {
+                    format!(
+                        "{}:{}",
+                        serde_json::Value::String(k.clone()),
+                        canonical(&map[k])
+                    )
+                })
                 .collect();
             format!("{{{}}}", inner.join(","))
         }
-        serde_json::Value::Array(items) => format!("[{}]", items.iter().map(canonical).collect::<Vec<_>>().join(",")),
+        serde_json::Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
         other => other.to_string(),
     }
 }
@@ -303,7 +319,13 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
 /// Runs `work` once per (tenant, `Idempotency-Key`), Stripe style: the stored response is
 /// replayed for the same body, a different body is refused (422), a concurrent duplicate
 /// is refused (409). Without a key, `work` just runs.
-async fn idempotent<F>(state: &AppState, tenant: &TenantId, key: Option<String>, body: &serde_json::Value, work: F) -> Response
+async fn idempotent<F>(
+    state: &AppState,
+    tenant: &TenantId,
+    key: Option<String>,
+    body: &serde_json::Value,
+    work: F,
+) -> Response
 where
     F: Future<Output = Result<(StatusCode, serde_json::Value), ApiError>>,
 {
@@ -325,7 +347,11 @@ where
     }
     let hash = actors::crypto::sha256_hex(canonical(body).as_bytes());
     let ttl_ms = i64::try_from(IDEMPOTENCY_TTL.as_millis()).unwrap_or(i64::MAX);
-    match state.store.idempotency_begin(tenant, &key, &hash, ttl_ms).await {
+    match state
+        .store
+        .idempotency_begin(tenant, &key, &hash, ttl_ms)
+        .await
+    {
         Err(e) => ApiError::Internal(format!("idempotency: {e:?}")).into_response(),
         Ok(IdempotencyBegin::InProgress) => ApiError::Status {
             status: StatusCode::CONFLICT,
@@ -341,9 +367,14 @@ where
         .into_response(),
         Ok(IdempotencyBegin::Replay { status, body }) => {
             let body: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            let mut resp = json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), &body);
-            resp.headers_mut()
-                .insert("idempotent-replayed", warp::http::HeaderValue::from_static("true"));
+            let mut resp = json_response(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                &body,
+            );
+            resp.headers_mut().insert(
+                "idempotent-replayed",
+                warp::http::HeaderValue::from_static("true"),
+            );
             resp
         }
         Ok(IdempotencyBegin::Started) => {
@@ -352,7 +383,10 @@ where
             let stored = if status == StatusCode::SERVICE_UNAVAILABLE {
                 state.store.idempotency_release(tenant, &key).await
             } else {
-                state.store.idempotency_complete(tenant, &key, status.as_u16(), &body.to_string()).await
+                state
+                    .store
+                    .idempotency_complete(tenant, &key, status.as_u16(), &body.to_string())
+                    .await
             };
             if let Err(error) = stored {
                 tracing::error!(error = ?error, "could not store the idempotent response");
@@ -364,9 +398,16 @@ where
 
 // === handlers ===
 
-fn text_field(field: &'static str, v: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
+fn text_field(
+    field: &'static str,
+    v: Option<String>,
+    max: usize,
+) -> Result<Option<String>, ApiError> {
     match v {
-        Some(s) if s.chars().count() > max => Err(ApiError::invalid(field, format!("must be at most {max} characters"))),
+        Some(s) if s.chars().count() > max => Err(ApiError::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        )),
         Some(s) if s.trim().is_empty() => Err(ApiError::invalid(field, "must not be empty")),
         other => Ok(other),
     }
@@ -382,16 +423,28 @@ fn text_field(field: &'static str, v: Option<String>, max: usize) -> Result<Opti
               (status = 422, body = ErrorResponse), (status = 429, body = ErrorResponse, description = "rate or concurrency limit"),
               (status = 502, body = ErrorResponse, description = "carrier error (call recorded as failed)"),
               (status = 504, body = ErrorResponse, description = "carrier timeout (call recorded as failed)")))]
-pub async fn make_call(state: AppState, caller: Caller, key: Option<String>, body: Bytes) -> Result<Response, ApiError> {
+pub async fn make_call(
+    state: AppState,
+    caller: Caller,
+    key: Option<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let auth = state.tenant(&caller, Some(Scope::Runtime)).await?;
     let req: MakeCallRequest = parse_json(&body)?;
     let raw: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let to = check_e164("to", &req.to)?;
-    let from = req.from.as_deref().map(|f| check_e164("from", f)).transpose()?;
+    let from = req
+        .from
+        .as_deref()
+        .map(|f| check_e164("from", f))
+        .transpose()?;
     if let Some(m) = &req.metadata
         && (!m.is_object() || m.to_string().len() > 8192)
     {
-        return Err(ApiError::invalid("metadata", "must be a JSON object of at most 8 KiB"));
+        return Err(ApiError::invalid(
+            "metadata",
+            "must be a JSON object of at most 8 KiB",
+        ));
     }
     let outbound = OutboundRequest {
         tenant_id: auth.tenant_id.clone(),
@@ -409,7 +462,12 @@ pub async fn make_call(state: AppState, caller: Caller, key: Option<String>, bod
         draining: state.is_draining(),
     };
     let work = async {
-        let call = call_t!(state.router_actor()?, RouterMsg::Outbound, state.actor_timeout_ms(), outbound)??;
+        let call = call_t!(
+            state.router_actor()?,
+            RouterMsg::Outbound,
+            state.actor_timeout_ms(),
+            outbound
+        )??;
         let reply = MakeCallResponse {
             ok: true,
             call_id: call.id.into_string(),
@@ -418,7 +476,10 @@ pub async fn make_call(state: AppState, caller: Caller, key: Option<String>, bod
             to: call.to_number,
             from: call.from_number,
         };
-        Ok((StatusCode::CREATED, serde_json::to_value(reply).unwrap_or_default()))
+        Ok((
+            StatusCode::CREATED,
+            serde_json::to_value(reply).unwrap_or_default(),
+        ))
     };
     Ok(idempotent(&state, &auth.tenant_id, key, &raw, work).await)
 }
@@ -427,7 +488,11 @@ pub async fn make_call(state: AppState, caller: Caller, key: Option<String>, bod
 #[utoipa::path(get, path = "/api/v1/call-logs", tag = "runtime", params(CallLogParams),
     security(("bearer" = [])),
     responses((status = 200, body = CallLogList), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse)))]
-pub async fn list_call_logs(state: AppState, caller: Caller, query: String) -> Result<Response, ApiError> {
+pub async fn list_call_logs(
+    state: AppState,
+    caller: Caller,
+    query: String,
+) -> Result<Response, ApiError> {
     let auth = state.tenant(&caller, Some(Scope::Read)).await?;
     let p: CallLogParams = parse_query(&query)?;
     let paging = Paging::new(p.limit, p.offset)?;
@@ -458,7 +523,12 @@ pub async fn list_call_logs(state: AppState, caller: Caller, query: String) -> R
         limit: paging.limit,
         offset: paging.offset,
     };
-    let page = call_t!(state.router_actor()?, RouterMsg::ListCalls, state.actor_timeout_ms(), filter)??;
+    let page = call_t!(
+        state.router_actor()?,
+        RouterMsg::ListCalls,
+        state.actor_timeout_ms(),
+        filter
+    )??;
     Ok(warp::reply::json(&CallLogList {
         data: page.items.into_iter().map(CallLogView::from).collect(),
         limit: paging.limit,
@@ -473,9 +543,19 @@ pub async fn list_call_logs(state: AppState, caller: Caller, query: String) -> R
     params(("id" = String, Path, description = "Call id (`call_…`) or Twilio CallSid")),
     security(("bearer" = [])),
     responses((status = 200, body = CallLogDetail), (status = 404, body = ErrorResponse)))]
-pub async fn get_call_log(id: String, state: AppState, caller: Caller) -> Result<Response, ApiError> {
+pub async fn get_call_log(
+    id: String,
+    state: AppState,
+    caller: Caller,
+) -> Result<Response, ApiError> {
     let auth = state.tenant(&caller, Some(Scope::Read)).await?;
-    let detail = call_t!(state.router_actor()?, RouterMsg::GetCall, state.actor_timeout_ms(), auth.tenant_id, id)??;
+    let detail = call_t!(
+        state.router_actor()?,
+        RouterMsg::GetCall,
+        state.actor_timeout_ms(),
+        auth.tenant_id,
+        id
+    )??;
     Ok(warp::reply::json(&CallLogDetail::from(detail)).into_response())
 }
 
@@ -498,7 +578,14 @@ async fn control_scope(state: &AppState, caller: &Caller) -> Result<TenantId, Ap
     responses((status = 200, body = CallLogView), (status = 404, body = ErrorResponse), (status = 502, body = ErrorResponse)))]
 pub async fn hangup(sid: String, state: AppState, caller: Caller) -> Result<Response, ApiError> {
     let tenant = control_scope(&state, &caller).await?;
-    let call = call_t!(state.router_actor()?, RouterMsg::Control, state.actor_timeout_ms(), tenant, sid, ControlAction::Hangup)??;
+    let call = call_t!(
+        state.router_actor()?,
+        RouterMsg::Control,
+        state.actor_timeout_ms(),
+        tenant,
+        sid,
+        ControlAction::Hangup
+    )??;
     Ok(warp::reply::json(&CallLogView::from(call)).into_response())
 }
 
@@ -509,14 +596,26 @@ pub async fn hangup(sid: String, state: AppState, caller: Caller) -> Result<Resp
     responses((status = 200, body = CallLogView), (status = 404, body = ErrorResponse),
               (status = 409, body = ErrorResponse, description = "the call has ended"),
               (status = 422, body = ErrorResponse), (status = 502, body = ErrorResponse)))]
-pub async fn transfer(sid: String, state: AppState, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
+pub async fn transfer(
+    sid: String,
+    state: AppState,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let tenant = control_scope(&state, &caller).await?;
     let req: TransferRequest = parse_json(&body)?;
     let action = ControlAction::Transfer {
         numbers: vec![check_e164("to", &req.to)?],
         announcement: text_field("announcement", req.announcement, 500)?,
     };
-    let call = call_t!(state.router_actor()?, RouterMsg::Control, state.actor_timeout_ms(), tenant, sid, action)??;
+    let call = call_t!(
+        state.router_actor()?,
+        RouterMsg::Control,
+        state.actor_timeout_ms(),
+        tenant,
+        sid,
+        action
+    )??;
     Ok(warp::reply::json(&CallLogView::from(call)).into_response())
 }
 

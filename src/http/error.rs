@@ -129,7 +129,9 @@ impl ApiError {
             ApiError::LengthRequired => StatusCode::LENGTH_REQUIRED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::RateLimited { .. } | ApiError::ConcurrencyLimit(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::ConcurrencyLimit(_) => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Status { status, .. } => *status,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -139,7 +141,9 @@ impl ApiError {
     /// Machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::BadRequest { code, .. } | ApiError::Forbidden { code, .. } | ApiError::Status { code, .. } => code,
+            ApiError::BadRequest { code, .. }
+            | ApiError::Forbidden { code, .. }
+            | ApiError::Status { code, .. } => code,
             ApiError::ConcurrencyLimit(_) => "concurrency_limit",
             ApiError::Validation { .. } => "validation_failed",
             ApiError::Unauthorized(_) => "unauthorized",
@@ -194,11 +198,13 @@ impl Reply for ApiError {
         if let ApiError::Internal(cause) = &self {
             tracing::error!(error = %cause, "internal error");
         }
-        let mut resp = warp::reply::with_status(warp::reply::json(&self.body()), status).into_response();
+        let mut resp =
+            warp::reply::with_status(warp::reply::json(&self.body()), status).into_response();
         if let Some(retry_after) = self.retry_after() {
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             if let Ok(v) = warp::http::HeaderValue::from_str(&secs.max(1).to_string()) {
-                resp.headers_mut().insert(warp::http::header::RETRY_AFTER, v);
+                resp.headers_mut()
+                    .insert(warp::http::header::RETRY_AFTER, v);
             }
         }
         resp
@@ -212,9 +218,15 @@ impl From<actors::router::RouterError> for ApiError {
             R::NotFound(what) => ApiError::NotFound(what.to_owned()),
             R::Conflict(m) => ApiError::Conflict(m),
             R::Invalid(field, message) => ApiError::invalid(field, message),
-            R::AtLimit(which) => ApiError::ConcurrencyLimit(format!("the {which} is at its concurrency limit of live calls")),
+            R::AtLimit(which) => ApiError::ConcurrencyLimit(format!(
+                "the {which} is at its concurrency limit of live calls"
+            )),
             R::Refused(code, message) => ApiError::Status {
-                status: if code == "draining" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::FORBIDDEN },
+                status: if code == "draining" {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::FORBIDDEN
+                },
                 code,
                 message,
             },
@@ -224,9 +236,16 @@ impl From<actors::router::RouterError> for ApiError {
                 message: "the tenant has no Twilio credentials".into(),
             },
             R::Carrier { error, call_id } => {
-                let status = StatusCode::from_u16(error.suggested_status).unwrap_or(StatusCode::BAD_GATEWAY);
-                let code = if error.timeout { "carrier_timeout" } else { "carrier_error" };
-                let call = call_id.map(|c| format!(" (call {c} recorded as failed)")).unwrap_or_default();
+                let status =
+                    StatusCode::from_u16(error.suggested_status).unwrap_or(StatusCode::BAD_GATEWAY);
+                let code = if error.timeout {
+                    "carrier_timeout"
+                } else {
+                    "carrier_error"
+                };
+                let call = call_id
+                    .map(|c| format!(" (call {c} recorded as failed)"))
+                    .unwrap_or_default();
                 ApiError::Status {
                     status,
                     code,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use actors::media::{StartMeta, TwilioInbound};
 use actors::router::{RouterError, RouterMsg, StreamStart};
 use futures::{SinkExt, StreamExt};
-use ractor::{call_t, cast};
+use ractor::call_t;
 use warp::filters::BoxedFilter;
 use warp::path::FullPath;
 use warp::reply::Response;
@@ -42,7 +42,9 @@ async fn reject(mut socket: futures::stream::SplitSink<WebSocket, Message>, reas
 }
 
 /// Reads until `start` (returns its stream SID and metadata) or the end of the socket.
-async fn wait_start(rx: &mut futures::stream::SplitStream<WebSocket>) -> Option<(String, StartMeta)> {
+async fn wait_start(
+    rx: &mut futures::stream::SplitStream<WebSocket>,
+) -> Option<(String, StartMeta)> {
     while let Some(Ok(msg)) = rx.next().await {
         let Ok(text) = msg.to_str() else {
             if msg.is_close() {
@@ -51,9 +53,14 @@ async fn wait_start(rx: &mut futures::stream::SplitStream<WebSocket>) -> Option<
             continue;
         };
         match TwilioInbound::parse(text) {
-            Ok(TwilioInbound::Start { stream_sid, start, .. }) => return Some((stream_sid, start)),
+            Ok(TwilioInbound::Start {
+                stream_sid, start, ..
+            }) => return Some((stream_sid, start)),
             Ok(TwilioInbound::Stop { .. }) => return None,
-            Ok(other) => metrics::counter!("media_events_before_start_total", "event" => other.name()).increment(1),
+            Ok(other) => {
+                metrics::counter!("media_events_before_start_total", "event" => other.name())
+                    .increment(1)
+            }
             Err(_) => metrics::counter!("media_bad_frames_total", "leg" => "twilio").increment(1),
         }
     }
@@ -62,7 +69,8 @@ async fn wait_start(rx: &mut futures::stream::SplitStream<WebSocket>) -> Option<
 
 async fn run(socket: WebSocket, state: AppState, upgrade_signature: Option<String>, path: String) {
     let (tx, mut rx) = socket.split();
-    let (stream_sid, start) = match tokio::time::timeout(START_DEADLINE, wait_start(&mut rx)).await {
+    let (stream_sid, start) = match tokio::time::timeout(START_DEADLINE, wait_start(&mut rx)).await
+    {
         Ok(Some(s)) => s,
         Ok(None) => return reject(tx, "no_start").await,
         Err(_) => return reject(tx, "start_timeout").await,
@@ -70,7 +78,9 @@ async fn run(socket: WebSocket, state: AppState, upgrade_signature: Option<Strin
     let account = match state.twilio_account(&start.account_sid).await {
         Ok(Some(a)) => a,
         Ok(None) => {
-            state.auth_log.signature_failure(MEDIA_STREAM.path, Some(&start.account_sid));
+            state
+                .auth_log
+                .signature_failure(MEDIA_STREAM.path, Some(&start.account_sid));
             return reject(tx, "unknown_account").await;
         }
         Err(_) => return reject(tx, "unavailable").await,
@@ -78,7 +88,9 @@ async fn run(socket: WebSocket, state: AppState, upgrade_signature: Option<Strin
     if let Some(sig) = upgrade_signature {
         let url = signature::build_ws_url(&state.config.public_base_url, &path);
         if signature::verify_get(&account.auth.auth_token, &url, Some(&sig)).is_err() {
-            state.auth_log.signature_failure(MEDIA_STREAM.path, Some(&start.account_sid));
+            state
+                .auth_log
+                .signature_failure(MEDIA_STREAM.path, Some(&start.account_sid));
             return reject(tx, "invalid_signature").await;
         }
     }
@@ -95,7 +107,12 @@ async fn run(socket: WebSocket, state: AppState, upgrade_signature: Option<Strin
         stream_sid: stream_sid.clone(),
         token,
     };
-    let call = match call_t!(router, RouterMsg::StreamStarted, state.actor_timeout_ms(), request) {
+    let call = match call_t!(
+        router,
+        RouterMsg::StreamStarted,
+        state.actor_timeout_ms(),
+        request
+    ) {
         Ok(Ok(call)) => call,
         Ok(Err(RouterError::Token(e))) => {
             state.auth_log.token_rejection(e.label());
@@ -105,10 +122,21 @@ async fn run(socket: WebSocket, state: AppState, upgrade_signature: Option<Strin
     };
     tracing::info!(call_id = %call.id, stream_sid = %stream_sid, "media stream started");
     let reason = hold(&mut rx).await;
-    drop(tx);
     if let Ok(router) = state.router_actor() {
-        let _ = cast!(router, RouterMsg::StreamClosed(call.id.clone(), reason.to_owned()));
+        let recorded = call_t!(
+            router,
+            RouterMsg::StreamClosed,
+            state.actor_timeout_ms(),
+            call.id.clone(),
+            reason.to_owned()
+        );
+        if recorded.is_err() {
+            tracing::warn!(call_id = %call.id, "stream end not recorded: router unavailable");
+        }
     }
+    let mut tx = tx;
+    let _ = tx.send(Message::close_with(1000u16, reason)).await;
+    let _ = tx.close().await;
     tracing::info!(call_id = %call.id, reason, "media stream ended");
 }
 
@@ -143,12 +171,14 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(warp::header::optional::<String>("x-twilio-signature"))
         .and(warp::path::full())
         .and(warp::ws())
-        .map(|state: AppState, sig: Option<String>, path: FullPath, ws: Ws| {
-            let path = path.as_str().to_owned();
-            ws.max_message_size(MAX_FRAME_BYTES)
-                .max_frame_size(MAX_FRAME_BYTES)
-                .on_upgrade(move |socket| run(socket, state, sig, path))
-                .into_response()
-        })
+        .map(
+            |state: AppState, sig: Option<String>, path: FullPath, ws: Ws| {
+                let path = path.as_str().to_owned();
+                ws.max_message_size(MAX_FRAME_BYTES)
+                    .max_frame_size(MAX_FRAME_BYTES)
+                    .on_upgrade(move |socket| run(socket, state, sig, path))
+                    .into_response()
+            },
+        )
         .boxed()
 }

@@ -7,7 +7,10 @@
 use std::collections::BTreeMap;
 
 use actors::ids::{CallId, TenantId};
-use actors::router::{AfterStream, CallbackTarget, InboundDecision, InboundRequest, RouterMsg, StreamCallback, UNROUTED_MESSAGE};
+use actors::router::{
+    AfterStream, CallbackTarget, InboundDecision, InboundRequest, RouterMsg, StreamCallback,
+    UNROUTED_MESSAGE,
+};
 use actors::store::StatusUpdate;
 use actors::tenant::{TenantMsg, TwilioAccount};
 use bytes::Bytes;
@@ -41,16 +44,21 @@ pub struct TwilioRequest {
 impl TwilioRequest {
     /// First value of a form parameter.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// A required form parameter (400 naming it when absent).
     pub fn required(&self, name: &str) -> Result<&str, ApiError> {
-        self.param(name).filter(|v| !v.is_empty()).ok_or_else(|| ApiError::BadRequest {
-            code: "invalid_body",
-            message: format!("{name} is required"),
-            field: Some(name.to_owned()),
-        })
+        self.param(name)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| ApiError::BadRequest {
+                code: "invalid_body",
+                message: format!("{name} is required"),
+                field: Some(name.to_owned()),
+            })
     }
 
     /// Our `call_id` from the callback URL, when present.
@@ -63,7 +71,11 @@ impl TwilioRequest {
 
     /// Parameters as a JSON object (stored with status events).
     pub fn params_json(&self) -> serde_json::Value {
-        let map: BTreeMap<&str, &str> = self.params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let map: BTreeMap<&str, &str> = self
+            .params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         serde_json::to_value(map).unwrap_or_default()
     }
 
@@ -77,35 +89,53 @@ impl TwilioRequest {
 }
 
 /// Extracts a [`TwilioRequest`].
-pub fn twilio_request(limit: u64) -> impl Filter<Extract = (TwilioRequest,), Error = warp::Rejection> + Clone {
+pub fn twilio_request(
+    limit: u64,
+) -> impl Filter<Extract = (TwilioRequest,), Error = warp::Rejection> + Clone {
     warp::path::full()
         .and(raw_query())
         .and(warp::header::optional::<String>("x-twilio-signature"))
         .and(form_body(limit))
-        .map(|path: FullPath, query: String, signature: Option<String>, body: Bytes| {
-            let path_and_query = if query.is_empty() {
-                path.as_str().to_owned()
-            } else {
-                format!("{}?{query}", path.as_str())
-            };
-            TwilioRequest {
-                path_and_query,
-                query: url::form_urlencoded::parse(query.as_bytes()).into_owned().collect(),
-                params: url::form_urlencoded::parse(&body).into_owned().collect(),
-                signature,
-            }
-        })
+        .map(
+            |path: FullPath, query: String, signature: Option<String>, body: Bytes| {
+                let path_and_query = if query.is_empty() {
+                    path.as_str().to_owned()
+                } else {
+                    format!("{}?{query}", path.as_str())
+                };
+                TwilioRequest {
+                    path_and_query,
+                    query: url::form_urlencoded::parse(query.as_bytes())
+                        .into_owned()
+                        .collect(),
+                    params: url::form_urlencoded::parse(&body).into_owned().collect(),
+                    signature,
+                }
+            },
+        )
 }
 
 impl AppState {
     /// The Twilio account owning `account_sid`, if any.
-    pub async fn twilio_account(&self, account_sid: &str) -> Result<Option<TwilioAccount>, ApiError> {
-        Ok(call_t!(self.tenant_actor()?, TenantMsg::TwilioByAccount, self.actor_timeout_ms(), account_sid.to_owned())??)
+    pub async fn twilio_account(
+        &self,
+        account_sid: &str,
+    ) -> Result<Option<TwilioAccount>, ApiError> {
+        Ok(call_t!(
+            self.tenant_actor()?,
+            TenantMsg::TwilioByAccount,
+            self.actor_timeout_ms(),
+            account_sid.to_owned()
+        )??)
     }
 
     /// Verifies a webhook's signature with its account's auth token, then applies the
     /// tenant's webhook rate limit. Nothing about the request is trusted before this.
-    pub async fn verify_twilio(&self, req: &TwilioRequest, route: &'static str) -> Result<TwilioAccount, ApiError> {
+    pub async fn verify_twilio(
+        &self,
+        req: &TwilioRequest,
+        route: &'static str,
+    ) -> Result<TwilioAccount, ApiError> {
         let claimed = req.param("AccountSid");
         let account = match claimed {
             Some(sid) if !sid.is_empty() => self.twilio_account(sid).await?,
@@ -113,7 +143,13 @@ impl AppState {
         };
         let url = signature::build_url(&self.config.public_base_url, &req.path_and_query);
         let verified = account.filter(|a| {
-            signature::verify_form(&a.auth.auth_token, &url, &req.params, req.signature.as_deref()).is_ok()
+            signature::verify_form(
+                &a.auth.auth_token,
+                &url,
+                &req.params,
+                req.signature.as_deref(),
+            )
+            .is_ok()
         });
         let Some(account) = verified else {
             self.auth_log.signature_failure(route, claimed);
@@ -134,15 +170,15 @@ impl AppState {
 
     /// The router actor, or 503 while it is down.
     pub fn router_actor(&self) -> Result<ractor::ActorRef<RouterMsg>, ApiError> {
-        self.actors
-            .router
-            .get()
-            .ok_or_else(|| ApiError::Unavailable("call routing is restarting; retry shortly".into()))
+        self.actors.router.get().ok_or_else(|| {
+            ApiError::Unavailable("call routing is restarting; retry shortly".into())
+        })
     }
 }
 
 fn xml(doc: &twiml::Response) -> Response {
-    warp::reply::with_header(doc.render(), "content-type", "text/xml; charset=utf-8").into_response()
+    warp::reply::with_header(doc.render(), "content-type", "text/xml; charset=utf-8")
+        .into_response()
 }
 
 fn no_content() -> Response {
@@ -165,9 +201,16 @@ pub async fn incoming_call(state: AppState, req: TwilioRequest) -> Result<Respon
         to: req.required("To")?.to_owned(),
         draining: state.is_draining(),
     };
-    let decision = call_t!(state.router_actor()?, RouterMsg::Inbound, state.actor_timeout_ms(), inbound)??;
+    let decision = call_t!(
+        state.router_actor()?,
+        RouterMsg::Inbound,
+        state.actor_timeout_ms(),
+        inbound
+    )??;
     let doc = match decision {
-        InboundDecision::Connect { stream, fallback, .. } => {
+        InboundDecision::Connect {
+            stream, fallback, ..
+        } => {
             let mut verbs = vec![twiml::connect(&stream)];
             verbs.extend(twiml::fallback(&fallback));
             twiml::Response::new(verbs)
@@ -176,10 +219,14 @@ pub async fn incoming_call(state: AppState, req: TwilioRequest) -> Result<Respon
             twiml::Say::text(UNROUTED_MESSAGE),
             twiml::Verb::Hangup(twiml::Empty {}),
         ]),
-        InboundDecision::Fallback { fallback, .. } => twiml::Response::new(twiml::fallback(&fallback)),
-        InboundDecision::Busy { .. } => twiml::Response::new(vec![twiml::Verb::Reject(twiml::Reject {
-            reason: Some(String::from("busy")),
-        })]),
+        InboundDecision::Fallback { fallback, .. } => {
+            twiml::Response::new(twiml::fallback(&fallback))
+        }
+        InboundDecision::Busy { .. } => {
+            twiml::Response::new(vec![twiml::Verb::Reject(twiml::Reject {
+                reason: Some(String::from("busy")),
+            })])
+        }
     };
     Ok(xml(&doc))
 }
@@ -193,7 +240,12 @@ pub async fn incoming_call(state: AppState, req: TwilioRequest) -> Result<Respon
 pub async fn stream_ended(state: AppState, req: TwilioRequest) -> Result<Response, ApiError> {
     let account = state.verify_twilio(&req, STREAM_ENDED.path).await?;
     let target = req.target(account.tenant_id)?;
-    let next = call_t!(state.router_actor()?, RouterMsg::StreamEnded, state.actor_timeout_ms(), target)??;
+    let next = call_t!(
+        state.router_actor()?,
+        RouterMsg::StreamEnded,
+        state.actor_timeout_ms(),
+        target
+    )??;
     let doc = match next {
         AfterStream::Hangup => twiml::hangup(),
         AfterStream::Fallback(f) => twiml::Response::new(twiml::fallback(&f)),
@@ -217,11 +269,14 @@ fn parse_rfc2822_ms(ts: Option<&str>) -> Option<i64> {
 pub async fn call_status(state: AppState, req: TwilioRequest) -> Result<Response, ApiError> {
     let account = state.verify_twilio(&req, CALL_STATUS.path).await?;
     let target = req.target(account.tenant_id)?;
-    let sequence_number: i64 = req.required("SequenceNumber")?.parse().map_err(|_| ApiError::BadRequest {
-        code: "invalid_body",
-        message: "SequenceNumber must be an integer".into(),
-        field: Some("SequenceNumber".into()),
-    })?;
+    let sequence_number: i64 =
+        req.required("SequenceNumber")?
+            .parse()
+            .map_err(|_| ApiError::BadRequest {
+                code: "invalid_body",
+                message: "SequenceNumber must be an integer".into(),
+                field: Some("SequenceNumber".into()),
+            })?;
     let update = StatusUpdate {
         call_id: target.call_id.clone().unwrap_or_else(CallId::generate),
         call_sid: target.call_sid.clone(),
@@ -232,7 +287,13 @@ pub async fn call_status(state: AppState, req: TwilioRequest) -> Result<Response
         answered_by: req.param("AnsweredBy").map(str::to_owned),
         params: req.params_json(),
     };
-    call_t!(state.router_actor()?, RouterMsg::CallStatus, state.actor_timeout_ms(), target, update)??;
+    call_t!(
+        state.router_actor()?,
+        RouterMsg::CallStatus,
+        state.actor_timeout_ms(),
+        target,
+        update
+    )??;
     Ok(no_content())
 }
 
@@ -249,7 +310,12 @@ pub async fn stream_status(state: AppState, req: TwilioRequest) -> Result<Respon
         event: req.required("StreamEvent")?.to_owned(),
         error: req.param("StreamError").map(str::to_owned),
     };
-    call_t!(state.router_actor()?, RouterMsg::StreamStatus, state.actor_timeout_ms(), cb)??;
+    call_t!(
+        state.router_actor()?,
+        RouterMsg::StreamStatus,
+        state.actor_timeout_ms(),
+        cb
+    )??;
     Ok(no_content())
 }
 
@@ -262,7 +328,13 @@ pub async fn amd_status(state: AppState, req: TwilioRequest) -> Result<Response,
     let account = state.verify_twilio(&req, AMD_STATUS.path).await?;
     let target = req.target(account.tenant_id)?;
     let answered_by = req.required("AnsweredBy")?.to_owned();
-    call_t!(state.router_actor()?, RouterMsg::AmdStatus, state.actor_timeout_ms(), target, answered_by)??;
+    call_t!(
+        state.router_actor()?,
+        RouterMsg::AmdStatus,
+        state.actor_timeout_ms(),
+        target,
+        answered_by
+    )??;
     Ok(no_content())
 }
 

@@ -4,7 +4,9 @@
 use actors::carrier::{CallChange, Carrier, CarrierAuth, CarrierError, PlaceCall, PlacedCall};
 use futures::future::BoxFuture;
 
-use super::rest::{self, AmdMode, CallEvent, CallUpdate, CreateCall, TwilioAuth, TwilioClient, TwilioError};
+use super::rest::{
+    self, AmdMode, CallEvent, CallUpdate, CreateCall, TwilioAuth, TwilioClient, TwilioError,
+};
 use super::twiml;
 
 /// The production carrier (and, pointed at the simulator, the test one).
@@ -39,7 +41,11 @@ pub fn carrier_error(e: TwilioError) -> CarrierError {
 }
 
 impl Carrier for TwilioCarrier {
-    fn place_call<'a>(&'a self, a: &'a CarrierAuth, call: &'a PlaceCall) -> BoxFuture<'a, Result<PlacedCall, CarrierError>> {
+    fn place_call<'a>(
+        &'a self,
+        a: &'a CarrierAuth,
+        call: &'a PlaceCall,
+    ) -> BoxFuture<'a, Result<PlacedCall, CarrierError>> {
         Box::pin(async move {
             let mut req = CreateCall::new(
                 call.to.clone(),
@@ -53,15 +59,22 @@ impl Carrier for TwilioCarrier {
                 CallEvent::Answered,
                 CallEvent::Completed,
             ];
-            req.machine_detection = call.machine_detection.as_ref().map(|m| rest::MachineDetection {
-                mode: if m.mode == "DetectMessageEnd" {
-                    AmdMode::DetectMessageEnd
-                } else {
-                    AmdMode::Enable
-                },
-                async_callback: Some(m.callback_url.clone()),
-            });
-            let created = self.client.create_call(&auth(a), &req).await.map_err(carrier_error)?;
+            req.machine_detection =
+                call.machine_detection
+                    .as_ref()
+                    .map(|m| rest::MachineDetection {
+                        mode: if m.mode == "DetectMessageEnd" {
+                            AmdMode::DetectMessageEnd
+                        } else {
+                            AmdMode::Enable
+                        },
+                        async_callback: Some(m.callback_url.clone()),
+                    });
+            let created = self
+                .client
+                .create_call(&auth(a), &req)
+                .await
+                .map_err(carrier_error)?;
             Ok(PlacedCall {
                 call_sid: created.sid,
                 status: created.status,
@@ -69,7 +82,12 @@ impl Carrier for TwilioCarrier {
         })
     }
 
-    fn update_call<'a>(&'a self, a: &'a CarrierAuth, call_sid: &'a str, change: &'a CallChange) -> BoxFuture<'a, Result<(), CarrierError>> {
+    fn update_call<'a>(
+        &'a self,
+        a: &'a CarrierAuth,
+        call_sid: &'a str,
+        change: &'a CallChange,
+    ) -> BoxFuture<'a, Result<(), CarrierError>> {
         Box::pin(async move {
             let update = match change {
                 CallChange::Hangup => CallUpdate::Complete,
@@ -83,7 +101,13 @@ impl Carrier for TwilioCarrier {
         })
     }
 
-    fn send_sms<'a>(&'a self, a: &'a CarrierAuth, to: &'a str, from: &'a str, body: &'a str) -> BoxFuture<'a, Result<String, CarrierError>> {
+    fn send_sms<'a>(
+        &'a self,
+        a: &'a CarrierAuth,
+        to: &'a str,
+        from: &'a str,
+        body: &'a str,
+    ) -> BoxFuture<'a, Result<String, CarrierError>> {
         Box::pin(async move {
             self.client
                 .send_message(&auth(a), to, from, body)

@@ -280,7 +280,12 @@ pub fn connect(s: &actors::carrier::StreamInstructions) -> Verb {
 }
 
 /// A `<Dial>` of `numbers` (simultaneous ring).
-pub fn dial(numbers: &[String], caller_id: Option<&str>, timeout_secs: Option<u32>, action: Option<&str>) -> Verb {
+pub fn dial(
+    numbers: &[String],
+    caller_id: Option<&str>,
+    timeout_secs: Option<u32>,
+    action: Option<&str>,
+) -> Verb {
     Verb::Dial(Dial {
         action: action.map(str::to_owned),
         method: action.map(|_| String::from("POST")),
@@ -325,13 +330,20 @@ pub fn for_change(change: &actors::carrier::CallChange) -> Response {
             if let Some(a) = announcement {
                 verbs.push(Say::text(a.clone()));
             }
-            verbs.push(dial(numbers, caller_id.as_deref(), *timeout_secs, action_url.as_deref()));
+            verbs.push(dial(
+                numbers,
+                caller_id.as_deref(),
+                *timeout_secs,
+                action_url.as_deref(),
+            ));
             Response::new(verbs)
         }
-        CallChange::Fallback { message, number } => Response::new(fallback(&actors::router::Fallback {
-            message: message.clone(),
-            number: number.clone(),
-        })),
+        CallChange::Fallback { message, number } => {
+            Response::new(fallback(&actors::router::Fallback {
+                message: message.clone(),
+                number: number.clone(),
+            }))
+        }
         CallChange::Stream(s) => Response::new(vec![connect(s)]),
     }
 }

@@ -252,3 +252,133 @@ pub async fn expect_error(resp: reqwest::Response, status: u16, code: &str) -> V
     );
     err
 }
+
+/// A random Twilio-shaped SID (`AC…`, `CA…`).
+pub fn sid(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A tenant wired for telephony: Twilio credentials, a phone route, a key.
+#[derive(Debug, Clone)]
+pub struct Tele {
+    pub tenant_id: String,
+    pub key: String,
+    pub account_sid: String,
+    pub auth_token: String,
+    pub route_id: String,
+}
+
+impl TestApp {
+    /// Creates a tenant with Twilio credentials, a key and a route for `number`; `route`
+    /// fields override the route defaults (live, both directions, fallback +15550009999).
+    pub async fn telephony_tenant(&self, name: &str, number: &str, route: Value) -> Tele {
+        let (tenant_id, key) = self.tenant_with_key(name).await;
+        let account_sid = sid("AC");
+        let auth_token = format!("tok{}", uuid::Uuid::new_v4().simple());
+        let resp = self
+            .admin(
+                reqwest::Method::PUT,
+                &format!("/api/v1/admin/tenants/{tenant_id}/twilio-credentials"),
+            )
+            .json(&json!({"account_sid": account_sid, "auth_token": auth_token}))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 200, "twilio credentials");
+        let mut body = json!({
+            "tenant_id": tenant_id,
+            "number": number,
+            "agent_key": "support",
+            "direction": "both",
+            "status": "live",
+            "fallback_number": "+15550009999",
+            "fallback_message": "Connecting you to our team.",
+        });
+        if let (Some(b), Some(extra)) = (body.as_object_mut(), route.as_object()) {
+            for (k, v) in extra {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let resp = self
+            .admin(reqwest::Method::POST, "/api/v1/admin/phone-routes")
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 201, "phone route");
+        let route: Value = resp.json().await.expect("json");
+        Tele {
+            tenant_id,
+            key,
+            account_sid,
+            auth_token,
+            route_id: route["id"].as_str().expect("id").to_owned(),
+        }
+    }
+
+    /// POSTs a form signed like Twilio does, over this app's public URL + `path_and_query`.
+    pub async fn twilio_post(
+        &self,
+        path_and_query: &str,
+        params: &[(&str, &str)],
+        auth_token: &str,
+    ) -> reqwest::Response {
+        let owned: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let url = self.url(path_and_query);
+        let signature =
+            stateset_voice::twilio::signature::compute_signature(auth_token, &url, &owned);
+        self.client
+            .post(&url)
+            .header("x-twilio-signature", signature)
+            .form(&owned)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Places a signed inbound call and returns (CallSid, TwiML).
+    pub async fn inbound(&self, t: &Tele, from: &str, to: &str) -> (String, String) {
+        let call_sid = sid("CA");
+        let resp = self
+            .twilio_post(
+                "/api/v1/incoming-call",
+                &[
+                    ("AccountSid", &t.account_sid),
+                    ("CallSid", &call_sid),
+                    ("From", from),
+                    ("To", to),
+                    ("CallStatus", "ringing"),
+                    ("Direction", "inbound"),
+                    ("ApiVersion", "2010-04-01"),
+                ],
+                &t.auth_token,
+            )
+            .await;
+        assert_eq!(resp.status(), 200, "incoming-call");
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .expect("ascii")
+                .starts_with("text/xml")
+        );
+        (call_sid, resp.text().await.expect("twiml"))
+    }
+
+    /// A call log (by id or sid) as the tenant sees it.
+    pub async fn call_log(&self, key: &str, id: &str) -> Value {
+        let resp = self
+            .tenant(
+                reqwest::Method::GET,
+                &format!("/api/v1/call-logs/{id}"),
+                key,
+            )
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 200, "call log {id}");
+        resp.json().await.expect("json")
+    }
+}

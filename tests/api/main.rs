@@ -9,3 +9,4 @@ mod cli;
 mod errors;
 mod limits;
 mod ops;
+mod telephony;

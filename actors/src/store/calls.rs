@@ -4,8 +4,8 @@
 //! single-use stream-token nonces.
 
 use super::{
-    Admission, CallDirection, CallEvent, CallFilter, CallRecord, Page, StatusEvent,
-    Store, StoreError, as_i64, is_terminal_status, on_pool,
+    Admission, CallDirection, CallEvent, CallFilter, CallRecord, Page, StatusEvent, Store,
+    StoreError, as_i64, is_terminal_status, on_pool,
 };
 use crate::ids::{CallId, RouteId, TenantId};
 use crate::time::now_ms;

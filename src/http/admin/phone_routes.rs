@@ -203,7 +203,10 @@ fn check_limit(v: i64) -> Result<i64, ApiError> {
     if (1..=10_000).contains(&v) {
         Ok(v)
     } else {
-        Err(ApiError::invalid("max_concurrent_calls", "must be between 1 and 10000"))
+        Err(ApiError::invalid(
+            "max_concurrent_calls",
+            "must be between 1 and 10000",
+        ))
     }
 }
 
@@ -229,7 +232,11 @@ fn route_id(raw: &str) -> Result<RouteId, ApiError> {
 #[utoipa::path(get, path = "/api/v1/admin/phone-routes", tag = "admin", params(PhoneRouteParams),
     security(("admin_key" = [])),
     responses((status = 200, body = PhoneRouteList), (status = 400, body = ErrorResponse)))]
-pub async fn list_routes(state: AppState, caller: Caller, query: String) -> Result<Response, ApiError> {
+pub async fn list_routes(
+    state: AppState,
+    caller: Caller,
+    query: String,
+) -> Result<Response, ApiError> {
     state.admin(&caller)?;
     let p: PhoneRouteParams = parse_query(&query)?;
     let paging = Paging::new(p.limit, p.offset)?;
@@ -243,7 +250,14 @@ pub async fn list_routes(state: AppState, caller: Caller, query: String) -> Resu
             })
         })
         .transpose()?;
-    let page = call_t!(state.router_actor()?, RouterMsg::ListRoutes, state.actor_timeout_ms(), tenant, paging.limit, paging.offset)??;
+    let page = call_t!(
+        state.router_actor()?,
+        RouterMsg::ListRoutes,
+        state.actor_timeout_ms(),
+        tenant,
+        paging.limit,
+        paging.offset
+    )??;
     Ok(json(
         StatusCode::OK,
         &PhoneRouteList {
@@ -260,22 +274,41 @@ pub async fn list_routes(state: AppState, caller: Caller, query: String) -> Resu
     security(("admin_key" = [])),
     responses((status = 201, body = PhoneRouteView), (status = 404, body = ErrorResponse),
               (status = 409, body = ErrorResponse), (status = 422, body = ErrorResponse)))]
-pub async fn create_route(state: AppState, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
+pub async fn create_route(
+    state: AppState,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let meta = state.admin(&caller)?;
     let r: CreatePhoneRouteRequest = parse_json(&body)?;
     let new = NewRoute {
-        tenant_id: TenantId::parse(&r.tenant_id).ok_or_else(|| ApiError::invalid("tenant_id", "is not a tenant id"))?,
+        tenant_id: TenantId::parse(&r.tenant_id)
+            .ok_or_else(|| ApiError::invalid("tenant_id", "is not a tenant id"))?,
         number: check_e164("number", &r.number)?,
         agent_key: check_name("agent_key", &r.agent_key, 100)?,
         direction: r.direction.unwrap_or(RouteDirectionDto::Inbound).into(),
         status: r.status.unwrap_or(RouteStatusDto::Staged).into(),
-        fallback_number: r.fallback_number.as_deref().map(|n| check_e164("fallback_number", n)).transpose()?,
-        fallback_message: r.fallback_message.as_deref().map(check_message).transpose()?,
+        fallback_number: r
+            .fallback_number
+            .as_deref()
+            .map(|n| check_e164("fallback_number", n))
+            .transpose()?,
+        fallback_message: r
+            .fallback_message
+            .as_deref()
+            .map(check_message)
+            .transpose()?,
         over_limit: r.over_limit.unwrap_or(OverLimitDto::Fallback).into(),
         max_concurrent_calls: check_limit(r.max_concurrent_calls.unwrap_or(10))?,
         test_callers: check_callers(r.test_callers.unwrap_or_default())?,
     };
-    let route = call_t!(state.router_actor()?, RouterMsg::CreateRoute, state.actor_timeout_ms(), new, meta)??;
+    let route = call_t!(
+        state.router_actor()?,
+        RouterMsg::CreateRoute,
+        state.actor_timeout_ms(),
+        new,
+        meta
+    )??;
     Ok(json(StatusCode::CREATED, &PhoneRouteView::from(route)))
 }
 
@@ -287,7 +320,12 @@ pub async fn create_route(state: AppState, caller: Caller, body: Bytes) -> Resul
 pub async fn get_route(id: String, state: AppState, caller: Caller) -> Result<Response, ApiError> {
     state.admin(&caller)?;
     let id = route_id(&id)?;
-    let route = call_t!(state.router_actor()?, RouterMsg::GetRoute, state.actor_timeout_ms(), id)??;
+    let route = call_t!(
+        state.router_actor()?,
+        RouterMsg::GetRoute,
+        state.actor_timeout_ms(),
+        id
+    )??;
     Ok(json(StatusCode::OK, &PhoneRouteView::from(route)))
 }
 
@@ -297,13 +335,26 @@ pub async fn get_route(id: String, state: AppState, caller: Caller) -> Result<Re
     security(("admin_key" = [])),
     responses((status = 200, body = PhoneRouteView), (status = 404, body = ErrorResponse),
               (status = 409, body = ErrorResponse), (status = 422, body = ErrorResponse)))]
-pub async fn patch_route(id: String, state: AppState, caller: Caller, body: Bytes) -> Result<Response, ApiError> {
+pub async fn patch_route(
+    id: String,
+    state: AppState,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let meta = state.admin(&caller)?;
     let id = route_id(&id)?;
     let r: PatchPhoneRouteRequest = parse_json(&body)?;
     let patch = RoutePatch {
-        number: r.number.as_deref().map(|n| check_e164("number", n)).transpose()?,
-        agent_key: r.agent_key.as_deref().map(|a| check_name("agent_key", a, 100)).transpose()?,
+        number: r
+            .number
+            .as_deref()
+            .map(|n| check_e164("number", n))
+            .transpose()?,
+        agent_key: r
+            .agent_key
+            .as_deref()
+            .map(|a| check_name("agent_key", a, 100))
+            .transpose()?,
         direction: r.direction.map(Into::into),
         status: r.status.map(Into::into),
         fallback_number: match r.fallback_number {
@@ -320,7 +371,14 @@ pub async fn patch_route(id: String, state: AppState, caller: Caller, body: Byte
         max_concurrent_calls: r.max_concurrent_calls.map(check_limit).transpose()?,
         test_callers: r.test_callers.map(check_callers).transpose()?,
     };
-    let route = call_t!(state.router_actor()?, RouterMsg::UpdateRoute, state.actor_timeout_ms(), id, patch, meta)??;
+    let route = call_t!(
+        state.router_actor()?,
+        RouterMsg::UpdateRoute,
+        state.actor_timeout_ms(),
+        id,
+        patch,
+        meta
+    )??;
     Ok(json(StatusCode::OK, &PhoneRouteView::from(route)))
 }
 
@@ -329,10 +387,20 @@ pub async fn patch_route(id: String, state: AppState, caller: Caller, body: Byte
     params(("route_id" = String, Path, description = "Route id")),
     security(("admin_key" = [])),
     responses((status = 200, body = PhoneRouteView), (status = 404, body = ErrorResponse)))]
-pub async fn delete_route(id: String, state: AppState, caller: Caller) -> Result<Response, ApiError> {
+pub async fn delete_route(
+    id: String,
+    state: AppState,
+    caller: Caller,
+) -> Result<Response, ApiError> {
     let meta = state.admin(&caller)?;
     let id = route_id(&id)?;
-    let route = call_t!(state.router_actor()?, RouterMsg::DeleteRoute, state.actor_timeout_ms(), id, meta)??;
+    let route = call_t!(
+        state.router_actor()?,
+        RouterMsg::DeleteRoute,
+        state.actor_timeout_ms(),
+        id,
+        meta
+    )??;
     Ok(json(StatusCode::OK, &PhoneRouteView::from(route)))
 }
 
@@ -366,7 +434,11 @@ pub struct RoutingDiagnostics {
     responses((status = 200, body = RoutingDiagnostics)))]
 pub async fn routing_diagnostics(state: AppState, caller: Caller) -> Result<Response, ApiError> {
     state.admin(&caller)?;
-    let recent = call_t!(state.router_actor()?, RouterMsg::RecentRouting, state.actor_timeout_ms())?;
+    let recent = call_t!(
+        state.router_actor()?,
+        RouterMsg::RecentRouting,
+        state.actor_timeout_ms()
+    )?;
     Ok(json(
         StatusCode::OK,
         &RoutingDiagnostics {
@@ -456,9 +528,18 @@ pub async fn auth_transport(state: AppState, caller: Caller) -> Result<Response,
     }
     for t in tokens {
         let (severity, action) = match t.reason {
-            "reused" | "forged" => ("critical", "stream tokens are being replayed or forged: investigate the source; rotate STREAM_TOKEN_SECRET if a secret may have leaked"),
-            "expired" => ("warning", "streams start after their token expired: raise STREAM_TOKEN_TTL_SECONDS above the longest ring time"),
-            _ => ("warning", "media streams arrive without a token: check that the TwiML reaching Twilio carries the <Parameter name=\"token\">"),
+            "reused" | "forged" => (
+                "critical",
+                "stream tokens are being replayed or forged: investigate the source; rotate STREAM_TOKEN_SECRET if a secret may have leaked",
+            ),
+            "expired" => (
+                "warning",
+                "streams start after their token expired: raise STREAM_TOKEN_TTL_SECONDS above the longest ring time",
+            ),
+            _ => (
+                "warning",
+                "media streams arrive without a token: check that the TwiML reaching Twilio carries the <Parameter name=\"token\">",
+            ),
         };
         alerts.push(AuthTransportAlert {
             severity: severity.into(),
@@ -506,7 +587,12 @@ pub async fn auth_transport(state: AppState, caller: Caller) -> Result<Response,
             window_seconds: crate::http::alerts::ALERT_WINDOW.as_secs(),
             alerts,
             stream_token: StreamTokenConfigView {
-                secret_source: if configured { "configured" } else { "derived_from_master_key" }.into(),
+                secret_source: if configured {
+                    "configured"
+                } else {
+                    "derived_from_master_key"
+                }
+                .into(),
                 rotation_in_progress: rotating,
                 ttl_seconds: state.config.stream_token_ttl.as_secs(),
             },
