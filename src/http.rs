@@ -22,14 +22,18 @@ use warp::{Filter, Reply};
 use crate::config::Config;
 
 pub mod admin;
+pub mod alerts;
+pub mod calls;
 pub mod context;
 pub mod docs;
 pub mod error;
 pub mod filters;
+pub mod media;
 pub mod ops;
 pub mod routes;
 pub mod runtime;
 pub mod server;
+pub mod webhooks;
 
 pub use error::ApiError;
 
@@ -51,6 +55,10 @@ pub struct AppInner {
     pub ip_guard: IpGuard,
     /// Prometheus registry.
     pub metrics: PrometheusHandle,
+    /// Recent signature failures and stream-token rejections.
+    pub auth_log: alerts::AuthTransportLog,
+    /// Verified Twilio webhooks per tenant.
+    pub webhook_limiter: DefaultKeyedRateLimiter<actors::ids::TenantId>,
     /// Process start, for uptime.
     pub started: Instant,
 }
@@ -66,7 +74,12 @@ impl AppState {
     /// Builds the state.
     pub fn new(config: Config, store: Store, actors: Actors, metrics: PrometheusHandle) -> Self {
         let ip_guard = IpGuard::new(config.rate_limit_per_ip_per_minute);
+        let webhook_limiter = RateLimiter::keyed(Quota::per_minute(
+            config.rate_limit_webhooks_per_tenant_per_minute,
+        ));
         Self(Arc::new(AppInner {
+            auth_log: alerts::AuthTransportLog::default(),
+            webhook_limiter,
             config,
             store,
             actors,
@@ -153,6 +166,12 @@ pub fn routes(
         .or(docs::routes(state.clone()))
         .unify()
         .or(runtime::routes(state.clone()))
+        .unify()
+        .or(webhooks::routes(state.clone()))
+        .unify()
+        .or(media::routes(state.clone()))
+        .unify()
+        .or(calls::routes(state.clone()))
         .unify()
         .or(admin::routes(state))
         .unify()

@@ -1,4 +1,6 @@
-//! Twilio edge: webhook signatures and TwiML (and, next, the REST client).
+//! Twilio edge: webhook signatures, TwiML and the REST client.
 
+pub mod carrier;
+pub mod rest;
 pub mod signature;
 pub mod twiml;

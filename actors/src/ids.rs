@@ -74,6 +74,21 @@ id_type!(
     "rte_"
 );
 id_type!(
+    /// An agent (a tenant's named phone persona).
+    AgentId,
+    "agt_"
+);
+id_type!(
+    /// A version of an agent (immutable once approved).
+    AgentVersionId,
+    "agv_"
+);
+id_type!(
+    /// A voice session (one AI conversation on a call).
+    SessionId,
+    "vs_"
+);
+id_type!(
     /// A call in the call log (ours, distinct from Twilio's `CallSid`).
     CallId,
     "call_"

@@ -17,16 +17,19 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+mod agents;
 mod api_keys;
 mod audit;
 mod calls;
 mod idempotency;
 mod models;
 mod phone_routes;
+mod sessions;
 mod tenants;
 
 pub use api_keys::KeyLookup;
 pub use calls::StatusUpdate;
+pub use sessions::Usage;
 pub use models::*;
 
 /// Migrations for SQLite, embedded at build time.

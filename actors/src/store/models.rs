@@ -507,3 +507,206 @@ pub enum IdempotencyBegin {
     /// Same key, different body.
     Mismatch,
 }
+
+/// An agent: a tenant's phone persona, addressed by key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agent {
+    /// Identifier.
+    pub id: crate::ids::AgentId,
+    /// Owning tenant.
+    pub tenant_id: TenantId,
+    /// Key used by routes and `make-call` (unique per tenant).
+    pub key: String,
+    /// Display name.
+    pub name: String,
+    /// Creation (Unix ms).
+    pub created_at: i64,
+    /// Last change (Unix ms).
+    pub updated_at: i64,
+}
+
+/// Lifecycle of an agent version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionStatus {
+    /// Editable.
+    Draft,
+    /// Immutable; eligible for calls.
+    Approved,
+    /// No longer used.
+    Retired,
+}
+
+impl VersionStatus {
+    /// Stored and wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VersionStatus::Draft => "draft",
+            VersionStatus::Approved => "approved",
+            VersionStatus::Retired => "retired",
+        }
+    }
+
+    /// Parses the stored and wire form.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "draft" => Some(VersionStatus::Draft),
+            "approved" => Some(VersionStatus::Approved),
+            "retired" => Some(VersionStatus::Retired),
+            _ => None,
+        }
+    }
+}
+
+/// How the model detects the end of the caller's turn.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TurnDetection {
+    /// Energy-based voice activity detection.
+    ServerVad {
+        /// Activation threshold (0–1).
+        threshold: f64,
+        /// Audio kept before speech starts.
+        prefix_padding_ms: u32,
+        /// Silence that ends a turn.
+        silence_duration_ms: u32,
+    },
+    /// Model-based end-of-turn detection.
+    SemanticVad {
+        /// `low`, `medium`, `high` or `auto`.
+        eagerness: String,
+    },
+}
+
+impl Default for TurnDetection {
+    fn default() -> Self {
+        TurnDetection::ServerVad {
+            threshold: 0.5,
+            prefix_padding_ms: 300,
+            silence_duration_ms: 500,
+        }
+    }
+}
+
+/// A version of an agent: everything a call needs to run it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentVersion {
+    /// Identifier.
+    pub id: crate::ids::AgentVersionId,
+    /// The agent.
+    pub agent_id: crate::ids::AgentId,
+    /// Its key (joined from the agent).
+    pub agent_key: String,
+    /// Owning tenant.
+    pub tenant_id: TenantId,
+    /// 1, 2, … per agent.
+    pub version: i64,
+    /// Draft, approved or retired.
+    pub status: VersionStatus,
+    /// Realtime model.
+    pub model: String,
+    /// Voice.
+    pub voice: String,
+    /// System instructions.
+    pub instructions: String,
+    /// First sentence the agent says (a call may override it).
+    pub greeting: Option<String>,
+    /// Input transcription model.
+    pub transcription_model: Option<String>,
+    /// Input language (ISO-639-1).
+    pub transcription_language: Option<String>,
+    /// Turn detection.
+    pub turn_detection: TurnDetection,
+    /// Longest call before the agent wraps up.
+    pub max_call_seconds: i64,
+    /// Caller silence before the agent ends the call.
+    pub idle_timeout_seconds: i64,
+    /// Creation (Unix ms).
+    pub created_at: i64,
+    /// Approval (Unix ms).
+    pub approved_at: Option<i64>,
+    /// Retirement (Unix ms).
+    pub retired_at: Option<i64>,
+}
+
+/// A voice session record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VoiceSession {
+    /// Identifier.
+    pub id: crate::ids::SessionId,
+    /// Owning tenant.
+    pub tenant_id: TenantId,
+    /// The call.
+    pub call_id: crate::ids::CallId,
+    /// Agent key.
+    pub agent_key: Option<String>,
+    /// Agent version.
+    pub agent_version_id: Option<String>,
+    /// Model.
+    pub model: String,
+    /// Voice.
+    pub voice: String,
+    /// Media stream.
+    pub stream_sid: Option<String>,
+    /// `active`, `completed`, `failed`.
+    pub status: String,
+    /// Why it ended.
+    pub end_reason: Option<String>,
+    /// First audio from the model after the session started (ms).
+    pub first_audio_ms: Option<i64>,
+    /// Input tokens (sum of `response.done` usage).
+    pub input_tokens: i64,
+    /// Output tokens.
+    pub output_tokens: i64,
+    /// Total tokens.
+    pub total_tokens: i64,
+    /// AI socket reconnects.
+    pub reconnects: i64,
+    /// Summary of the conversation.
+    pub summary: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Start (Unix ms).
+    pub started_at: i64,
+    /// End (Unix ms).
+    pub ended_at: Option<i64>,
+}
+
+/// One turn of a transcript.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranscriptTurn {
+    /// Order within the session.
+    pub id: i64,
+    /// `user`, `assistant` or `system`.
+    pub role: String,
+    /// Realtime item id.
+    pub item_id: Option<String>,
+    /// What was said (for an interrupted assistant turn: what the model generated).
+    pub text: String,
+    /// Offset from the session start (ms).
+    pub start_ms: Option<i64>,
+    /// Offset from the session start (ms).
+    pub end_ms: Option<i64>,
+    /// The caller barged in.
+    pub interrupted: bool,
+    /// The part the caller heard, when interrupted.
+    pub heard_text: Option<String>,
+    /// When written (Unix ms).
+    pub created_at: i64,
+}
+
+/// Filter of the voice-session listing (always one tenant).
+#[derive(Debug, Clone)]
+pub struct SessionFilter {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// Only this status.
+    pub status: Option<String>,
+    /// Only this agent.
+    pub agent_key: Option<String>,
+    /// Only this stream.
+    pub stream_id: Option<String>,
+    /// Page size.
+    pub limit: u32,
+    /// Rows skipped.
+    pub offset: u32,
+}

@@ -1,0 +1,263 @@
+//! Voice sessions and transcript turns, written incrementally while a call runs so that a
+//! crash mid-call leaves the record up to that point.
+
+use super::{Page, SessionFilter, Store, StoreError, TranscriptTurn, VoiceSession, as_i64, on_pool};
+use crate::ids::{CallId, SessionId, TenantId};
+use crate::time::now_ms;
+
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    id: String,
+    tenant_id: String,
+    call_id: String,
+    agent_key: Option<String>,
+    agent_version_id: Option<String>,
+    model: String,
+    voice: String,
+    stream_sid: Option<String>,
+    status: String,
+    end_reason: Option<String>,
+    first_audio_ms: Option<i64>,
+    input_tokens: i64,
+    output_tokens: i64,
+    total_tokens: i64,
+    reconnects: i64,
+    summary: Option<String>,
+    tags: String,
+    started_at: i64,
+    ended_at: Option<i64>,
+}
+
+const SESSION_COLUMNS: &str = "id, tenant_id, call_id, agent_key, agent_version_id, model, voice, stream_sid, status, \
+     end_reason, first_audio_ms, input_tokens, output_tokens, total_tokens, reconnects, summary, tags, started_at, ended_at";
+
+impl From<SessionRow> for VoiceSession {
+    fn from(r: SessionRow) -> Self {
+        VoiceSession {
+            id: SessionId::from_stored(r.id),
+            tenant_id: TenantId::from_stored(r.tenant_id),
+            call_id: CallId::from_stored(r.call_id),
+            agent_key: r.agent_key,
+            agent_version_id: r.agent_version_id,
+            model: r.model,
+            voice: r.voice,
+            stream_sid: r.stream_sid,
+            status: r.status,
+            end_reason: r.end_reason,
+            first_audio_ms: r.first_audio_ms,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            total_tokens: r.total_tokens,
+            reconnects: r.reconnects,
+            summary: r.summary,
+            tags: serde_json::from_str(&r.tags).unwrap_or_default(),
+            started_at: r.started_at,
+            ended_at: r.ended_at,
+        }
+    }
+}
+
+/// Token usage of one response.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Input tokens.
+    pub input: i64,
+    /// Output tokens.
+    pub output: i64,
+    /// Total tokens.
+    pub total: i64,
+}
+
+impl Store {
+    /// Records a session as it starts.
+    pub async fn insert_session(&self, s: &VoiceSession) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO voice_sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+            )))
+            .bind(s.id.as_str())
+            .bind(s.tenant_id.as_str())
+            .bind(s.call_id.as_str())
+            .bind(&s.agent_key)
+            .bind(&s.agent_version_id)
+            .bind(&s.model)
+            .bind(&s.voice)
+            .bind(&s.stream_sid)
+            .bind(&s.status)
+            .bind(&s.end_reason)
+            .bind(s.first_audio_ms)
+            .bind(s.input_tokens)
+            .bind(s.output_tokens)
+            .bind(s.total_tokens)
+            .bind(s.reconnects)
+            .bind(&s.summary)
+            .bind(serde_json::to_string(&s.tags).unwrap_or_else(|_| "[]".into()))
+            .bind(s.started_at)
+            .bind(s.ended_at)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Adds a response's usage to the session's totals.
+    pub async fn add_session_usage(&self, id: &SessionId, u: Usage) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE voice_sessions SET input_tokens = input_tokens + $2, output_tokens = output_tokens + $3, \
+                 total_tokens = total_tokens + $4 WHERE id = $1",
+            )
+            .bind(id.as_str())
+            .bind(u.input)
+            .bind(u.output)
+            .bind(u.total)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Records the first-audio latency (once).
+    pub async fn set_session_first_audio(&self, id: &SessionId, ms: i64) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE voice_sessions SET first_audio_ms = COALESCE(first_audio_ms, $2) WHERE id = $1")
+                .bind(id.as_str())
+                .bind(ms)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Counts an AI reconnect.
+    pub async fn count_session_reconnect(&self, id: &SessionId) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE voice_sessions SET reconnects = reconnects + 1 WHERE id = $1")
+                .bind(id.as_str())
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Closes a session (`completed` or `failed`) with its reason and summary.
+    pub async fn finish_session(&self, id: &SessionId, status: &str, reason: &str, summary: Option<&str>) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE voice_sessions SET status = $2, end_reason = COALESCE(end_reason, $3), summary = COALESCE($4, summary), \
+                 ended_at = COALESCE(ended_at, $5) WHERE id = $1",
+            )
+            .bind(id.as_str())
+            .bind(status)
+            .bind(reason)
+            .bind(summary)
+            .bind(now_ms())
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Appends a transcript turn.
+    pub async fn add_turn(&self, session: &SessionId, t: &TranscriptTurn) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO transcript_turns (session_id, role, item_id, text, start_ms, end_ms, interrupted, heard_text, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(session.as_str())
+            .bind(&t.role)
+            .bind(&t.item_id)
+            .bind(&t.text)
+            .bind(t.start_ms)
+            .bind(t.end_ms)
+            .bind(t.interrupted)
+            .bind(&t.heard_text)
+            .bind(t.created_at)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// A session's transcript, in order.
+    pub async fn turns(&self, session: &SessionId) -> Result<Vec<TranscriptTurn>, StoreError> {
+        type Row = (i64, String, Option<String>, String, Option<i64>, Option<i64>, bool, Option<String>, i64);
+        let rows: Vec<Row> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT id, role, item_id, text, start_ms, end_ms, interrupted, heard_text, created_at FROM transcript_turns \
+                 WHERE session_id = $1 ORDER BY id",
+            )
+            .bind(session.as_str())
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(id, role, item_id, text, start_ms, end_ms, interrupted, heard_text, created_at)| TranscriptTurn {
+                id,
+                role,
+                item_id,
+                text,
+                start_ms,
+                end_ms,
+                interrupted,
+                heard_text,
+                created_at,
+            })
+            .collect())
+    }
+
+    /// Reads a tenant's session.
+    pub async fn get_session(&self, tenant: &TenantId, id: &SessionId) -> Result<Option<VoiceSession>, StoreError> {
+        let row: Option<SessionRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {SESSION_COLUMNS} FROM voice_sessions WHERE tenant_id = $1 AND id = $2")))
+                .bind(tenant.as_str())
+                .bind(id.as_str())
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.map(VoiceSession::from))
+    }
+
+    /// The sessions of a call, oldest first.
+    pub async fn sessions_of_call(&self, call: &CallId) -> Result<Vec<VoiceSession>, StoreError> {
+        let rows: Vec<SessionRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {SESSION_COLUMNS} FROM voice_sessions WHERE call_id = $1 ORDER BY started_at, id")))
+                .bind(call.as_str())
+                .fetch_all(pool)
+                .await?
+        });
+        Ok(rows.into_iter().map(VoiceSession::from).collect())
+    }
+
+    /// Lists a tenant's sessions, newest first.
+    pub async fn list_sessions(&self, f: &SessionFilter) -> Result<Page<VoiceSession>, StoreError> {
+        let where_sql = "tenant_id = $1 AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR agent_key = $3) AND ($4 IS NULL OR stream_sid = $4)";
+        let (rows, total): (Vec<SessionRow>, i64) = on_pool!(self, pool => {
+            let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {SESSION_COLUMNS} FROM voice_sessions WHERE {where_sql} ORDER BY started_at DESC, id DESC LIMIT $5 OFFSET $6"
+            )))
+            .bind(f.tenant_id.as_str())
+            .bind(&f.status)
+            .bind(&f.agent_key)
+            .bind(&f.stream_id)
+            .bind(as_i64(f.limit))
+            .bind(as_i64(f.offset))
+            .fetch_all(pool)
+            .await?;
+            let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM voice_sessions WHERE {where_sql}")))
+                .bind(f.tenant_id.as_str())
+                .bind(&f.status)
+                .bind(&f.agent_key)
+                .bind(&f.stream_id)
+                .fetch_one(pool)
+                .await?;
+            (rows, total)
+        });
+        Ok(Page {
+            items: rows.into_iter().map(VoiceSession::from).collect(),
+            total,
+        })
+    }
+}
