@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::http::admin::phone_routes;
+use crate::http::admin::{agents, phone_routes};
 use crate::http::{admin, calls, media, ops, runtime, webhooks};
 
 /// The error shape of every endpoint.
@@ -75,6 +75,9 @@ struct PublicApi;
         phone_routes::list_routes, phone_routes::create_route, phone_routes::get_route,
         phone_routes::patch_route, phone_routes::delete_route,
         phone_routes::routing_diagnostics, phone_routes::auth_transport,
+        agents::list_agents, agents::create_agent, agents::get_agent, agents::list_versions,
+        agents::create_version, agents::get_version, agents::put_version, agents::approve_version,
+        agents::retire_version,
     ),
     components(schemas(ErrorResponse, ErrorObject)),
     modifiers(&SecuritySchemes),

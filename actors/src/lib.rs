@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! RootSupervisor                       restarts singletons (meltdown limit), escalates beyond it
+//! ├── RolloutActor                     agents, versions, version choice for a call
 //! ├── RouterActor                      phone routes, admission, stream tokens, call control
 //! └── TenantActor                      tenant config, API-key cache, per-tenant rate limits
 //! ```
@@ -20,6 +21,8 @@ pub mod crypto;
 pub mod ids;
 pub mod media;
 pub mod meter;
+pub mod realtime;
+pub mod rollout;
 pub mod router;
 pub mod store;
 pub mod stream_token;

@@ -13,6 +13,8 @@ pub mod kind {
     pub const TENANT: &str = "tenant";
     /// The router actor.
     pub const ROUTER: &str = "router";
+    /// The rollout actor.
+    pub const ROLLOUT: &str = "rollout";
 }
 
 /// Times one handled message of an actor kind.

@@ -20,8 +20,9 @@ use serde_json::json;
 use crate::carrier::{
     CallChange, Carrier, CarrierAuth, CarrierError, MachineDetection, PlaceCall, StreamInstructions,
 };
-use crate::ids::{CallId, RouteId, TenantId};
+use crate::ids::{AgentVersionId, CallId, RouteId, TenantId};
 use crate::meter::{HandleTimer, kind};
+use crate::rollout::{RolloutError, RolloutMsg};
 use crate::store::{
     Admission, CallDirection, CallEvent, CallFilter, CallRecord, NewAudit, OverLimit, Page,
     PhoneRoute, RouteDirection, RouteStatus, StatusEvent, StatusUpdate, Store, StoreError,
@@ -437,6 +438,8 @@ pub struct RouterArgs {
     pub urls: PublicUrls,
     /// The tenant actor (for Twilio credentials).
     pub tenant: SingletonRef<TenantMsg>,
+    /// The rollout actor (for the agent version of a call).
+    pub rollout: SingletonRef<RolloutMsg>,
     /// Stream-token lifetime.
     pub token_ttl: Duration,
     /// Calls older than this no longer count as live (a lost final callback cannot hold a
@@ -521,6 +524,34 @@ impl Ctx {
         let acct = call_t!(actor, TenantMsg::TwilioByTenant, ms, tenant.clone())
             .map_err(|e| RouterError::Tenant(e.to_string()))??;
         acct.ok_or(RouterError::NoCredentials)
+    }
+
+    /// The agent version a call runs (`Ok(None)` when the agent has none to run).
+    async fn resolve(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        pinned: Option<AgentVersionId>,
+    ) -> Result<Result<crate::store::AgentVersion, String>, RouterError> {
+        let actor = self
+            .args
+            .rollout
+            .get()
+            .ok_or_else(|| RouterError::Tenant("rollout restarting".into()))?;
+        let ms = u64::try_from(self.args.tenant_timeout.as_millis()).unwrap_or(5000);
+        match call_t!(
+            actor,
+            RolloutMsg::Resolve,
+            ms,
+            tenant.clone(),
+            key.to_owned(),
+            pinned
+        ) {
+            Ok(Ok(v)) => Ok(Ok(v)),
+            Ok(Err(RolloutError::NoVersion(why))) => Ok(Err(why)),
+            Ok(Err(e)) => Err(RouterError::Tenant(e.to_string())),
+            Err(e) => Err(RouterError::Tenant(e.to_string())),
+        }
     }
 
     async fn event(&self, call: &CallId, kind: &str, detail: serde_json::Value) {
@@ -873,12 +904,21 @@ impl RouterState {
         call.route_id = Some(route.id.clone());
         call.agent_key = Some(route.agent_key.clone());
         call.status = String::from("ringing");
+        let version = self
+            .ctx
+            .resolve(&route.tenant_id, &route.agent_key, None)
+            .await?;
+        if let Ok(v) = &version {
+            call.agent_version_id = Some(v.id.to_string());
+        }
         let refusal = if req.draining {
             Some("draining")
         } else if req.account.tenant_status != TenantStatus::Active {
             Some("tenant_suspended")
         } else if route.status == RouteStatus::Staged && !route.test_callers.contains(&req.from) {
             Some("route_staged")
+        } else if version.is_err() {
+            Some("no_agent_version")
         } else {
             None
         };

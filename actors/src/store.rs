@@ -29,8 +29,8 @@ mod tenants;
 
 pub use api_keys::KeyLookup;
 pub use calls::StatusUpdate;
-pub use sessions::Usage;
 pub use models::*;
+pub use sessions::Usage;
 
 /// Migrations for SQLite, embedded at build time.
 pub static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");

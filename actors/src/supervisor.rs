@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use crate::carrier::Carrier;
 use crate::crypto::SecretBox;
 use crate::meter::{self, HandleTimer, kind};
+use crate::rollout::{RolloutActor, RolloutMsg};
 use crate::router::{PublicUrls, RouterActor, RouterArgs, RouterMsg};
 use crate::store::Store;
 use crate::stream_token::StreamTokenKeys;
@@ -134,6 +135,8 @@ pub struct Actors {
     pub tenant: SingletonRef<TenantMsg>,
     /// The router actor (current incarnation).
     pub router: SingletonRef<RouterMsg>,
+    /// The rollout actor (current incarnation).
+    pub rollout: SingletonRef<RolloutMsg>,
     /// Changes whenever the tree's health changes (e.g. meltdown).
     pub health: watch::Receiver<bool>,
 }
@@ -146,6 +149,7 @@ pub struct RootArgs {
     config: RootConfig,
     tenant: SingletonRef<TenantMsg>,
     router: SingletonRef<RouterMsg>,
+    rollout: SingletonRef<RolloutMsg>,
     health: watch::Sender<bool>,
 }
 
@@ -153,17 +157,19 @@ pub struct RootArgs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ChildKind {
     Tenant,
+    Rollout,
     Router,
 }
 
 impl ChildKind {
     /// Start order: the router reaches the tenant actor.
-    const ALL: [ChildKind; 2] = [ChildKind::Tenant, ChildKind::Router];
+    const ALL: [ChildKind; 3] = [ChildKind::Tenant, ChildKind::Rollout, ChildKind::Router];
 
     fn name(self) -> &'static str {
         match self {
             ChildKind::Tenant => kind::TENANT,
             ChildKind::Router => kind::ROUTER,
+            ChildKind::Rollout => kind::ROLLOUT,
         }
     }
 }
@@ -186,6 +192,7 @@ pub struct RootState {
     config: RootConfig,
     tenant: SingletonRef<TenantMsg>,
     router: SingletonRef<RouterMsg>,
+    rollout: SingletonRef<RolloutMsg>,
     health: watch::Sender<bool>,
     /// Why the root melted down, once it has.
     meltdown: Option<String>,
@@ -196,11 +203,13 @@ impl RootSupervisor {
     pub async fn start(config: RootConfig) -> Result<Actors, ractor::SpawnErr> {
         let tenant = SingletonRef::new();
         let router = SingletonRef::new();
+        let rollout = SingletonRef::new();
         let (health_tx, health_rx) = watch::channel(true);
         let args = RootArgs {
             config,
             tenant: tenant.clone(),
             router: router.clone(),
+            rollout: rollout.clone(),
             health: health_tx,
         };
         let (root, _join) = Actor::spawn(None, RootSupervisor, args).await?;
@@ -208,6 +217,7 @@ impl RootSupervisor {
             root,
             tenant,
             router,
+            rollout,
             health: health_rx,
         })
     }
@@ -231,6 +241,18 @@ impl RootSupervisor {
                 state.tenant.set(Some(actor));
                 Ok(cell)
             }
+            ChildKind::Rollout => {
+                let (actor, _join) = Actor::spawn_linked(
+                    None,
+                    RolloutActor,
+                    state.config.store.clone(),
+                    myself.get_cell(),
+                )
+                .await?;
+                let cell = actor.get_cell();
+                state.rollout.set(Some(actor));
+                Ok(cell)
+            }
             ChildKind::Router => {
                 let c = &state.config;
                 let args = RouterArgs {
@@ -239,6 +261,7 @@ impl RootSupervisor {
                     keys: c.stream_keys.clone(),
                     urls: c.urls.clone(),
                     tenant: state.tenant.clone(),
+                    rollout: state.rollout.clone(),
                     token_ttl: c.stream_token_ttl,
                     live_window: c.live_window,
                     tenant_timeout: c.actor_timeout,
@@ -256,6 +279,7 @@ impl RootSupervisor {
         match kind {
             ChildKind::Tenant => state.tenant.set(None),
             ChildKind::Router => state.router.set(None),
+            ChildKind::Rollout => state.rollout.set(None),
         }
     }
 
@@ -341,6 +365,7 @@ impl Actor for RootSupervisor {
             config: args.config,
             tenant: args.tenant,
             router: args.router,
+            rollout: args.rollout,
             health: args.health,
             meltdown: None,
         };
@@ -423,6 +448,7 @@ impl Actor for RootSupervisor {
         }
         state.tenant.set(None);
         state.router.set(None);
+        state.rollout.set(None);
         myself
             .stop_children_and_wait(Some(String::from("shutdown")), Some(Duration::from_secs(5)))
             .await;

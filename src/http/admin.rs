@@ -26,6 +26,7 @@ use super::routes::*;
 use super::{ApiError, AppState};
 use crate::openapi::ErrorResponse;
 
+pub mod agents;
 pub mod phone_routes;
 
 // === DTOs ===
@@ -1009,6 +1010,96 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(caller())
         .then(phone_routes::auth_transport)
         .map(respond);
+    let agents_p = warp::path!("api" / "v1" / "admin" / "agents");
+    let agent_p = warp::path!("api" / "v1" / "admin" / "agents" / String);
+    let versions_p = warp::path!("api" / "v1" / "admin" / "agents" / String / "versions");
+    let version_p = warp::path!("api" / "v1" / "admin" / "agent-versions" / String);
+    let agents_list = agents_p
+        .and(warp::get())
+        .and(at(&ADMIN_AGENTS_LIST))
+        .and(s())
+        .and(caller())
+        .and(raw_query())
+        .then(agents::list_agents)
+        .map(respond);
+    let agents_create = agents_p
+        .and(warp::post())
+        .and(at(&ADMIN_AGENTS_CREATE))
+        .and(s())
+        .and(caller())
+        .and(json_body(limit))
+        .then(agents::create_agent)
+        .map(respond);
+    let agent_get = agent_p
+        .and(warp::get())
+        .and(at(&ADMIN_AGENT_GET))
+        .and(s())
+        .and(caller())
+        .then(agents::get_agent)
+        .map(respond);
+    let versions_list = versions_p
+        .and(warp::get())
+        .and(at(&ADMIN_AGENT_VERSIONS_LIST))
+        .and(s())
+        .and(caller())
+        .then(agents::list_versions)
+        .map(respond);
+    let versions_create = versions_p
+        .and(warp::post())
+        .and(at(&ADMIN_AGENT_VERSIONS_CREATE))
+        .and(s())
+        .and(caller())
+        .and(json_body(limit))
+        .then(agents::create_version)
+        .map(respond);
+    let version_get = version_p
+        .and(warp::get())
+        .and(at(&ADMIN_AGENT_VERSION_GET))
+        .and(s())
+        .and(caller())
+        .then(agents::get_version)
+        .map(respond);
+    let version_put = version_p
+        .and(warp::put())
+        .and(at(&ADMIN_AGENT_VERSION_PUT))
+        .and(s())
+        .and(caller())
+        .and(json_body(limit))
+        .then(agents::put_version)
+        .map(respond);
+    let version_approve =
+        warp::path!("api" / "v1" / "admin" / "agent-versions" / String / "approve")
+            .and(warp::post())
+            .and(at(&ADMIN_AGENT_VERSION_APPROVE))
+            .and(s())
+            .and(caller())
+            .then(agents::approve_version)
+            .map(respond);
+    let version_retire = warp::path!("api" / "v1" / "admin" / "agent-versions" / String / "retire")
+        .and(warp::post())
+        .and(at(&ADMIN_AGENT_VERSION_RETIRE))
+        .and(s())
+        .and(caller())
+        .then(agents::retire_version)
+        .map(respond);
+    let agent_routes = agents_list
+        .or(agents_create)
+        .unify()
+        .or(agent_get)
+        .unify()
+        .or(versions_list)
+        .unify()
+        .or(versions_create)
+        .unify()
+        .or(version_get)
+        .unify()
+        .or(version_put)
+        .unify()
+        .or(version_approve)
+        .unify()
+        .or(version_retire)
+        .unify()
+        .boxed();
     let telephony = routes_list
         .or(routes_create)
         .unify()
@@ -1045,6 +1136,8 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .or(diagnostics)
         .unify()
         .or(telephony)
+        .unify()
+        .or(agent_routes)
         .unify()
         .boxed()
 }

@@ -46,6 +46,15 @@ routes! {
     ADMIN_PHONE_ROUTE_GET = "GET" "/api/v1/admin/phone-routes/{route_id}";
     ADMIN_PHONE_ROUTE_PATCH = "PATCH" "/api/v1/admin/phone-routes/{route_id}";
     ADMIN_PHONE_ROUTE_DELETE = "DELETE" "/api/v1/admin/phone-routes/{route_id}";
+    ADMIN_AGENTS_LIST = "GET" "/api/v1/admin/agents";
+    ADMIN_AGENTS_CREATE = "POST" "/api/v1/admin/agents";
+    ADMIN_AGENT_GET = "GET" "/api/v1/admin/agents/{agent_id}";
+    ADMIN_AGENT_VERSIONS_LIST = "GET" "/api/v1/admin/agents/{agent_id}/versions";
+    ADMIN_AGENT_VERSIONS_CREATE = "POST" "/api/v1/admin/agents/{agent_id}/versions";
+    ADMIN_AGENT_VERSION_GET = "GET" "/api/v1/admin/agent-versions/{version_id}";
+    ADMIN_AGENT_VERSION_PUT = "PUT" "/api/v1/admin/agent-versions/{version_id}";
+    ADMIN_AGENT_VERSION_APPROVE = "POST" "/api/v1/admin/agent-versions/{version_id}/approve";
+    ADMIN_AGENT_VERSION_RETIRE = "POST" "/api/v1/admin/agent-versions/{version_id}/retire";
     INCOMING_CALL = "POST" "/api/v1/incoming-call";
     STREAM_ENDED = "POST" "/api/v1/stream-ended";
     CALL_STATUS = "POST" "/api/v1/call-status";

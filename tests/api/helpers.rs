@@ -269,10 +269,51 @@ pub struct Tele {
 }
 
 impl TestApp {
-    /// Creates a tenant with Twilio credentials, a key and a route for `number`; `route`
+    /// Creates agent `key` for a tenant with one approved version; returns (agent id, version id).
+    pub async fn approved_agent(&self, tenant_id: &str, key: &str) -> (String, String) {
+        let resp = self
+            .admin(reqwest::Method::POST, "/api/v1/admin/agents")
+            .json(&json!({"tenant_id": tenant_id, "key": key, "name": format!("{key} agent")}))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 201, "create agent");
+        let agent: Value = resp.json().await.expect("json");
+        let agent_id = agent["id"].as_str().expect("id").to_owned();
+        let resp = self
+            .admin(
+                reqwest::Method::POST,
+                &format!("/api/v1/admin/agents/{agent_id}/versions"),
+            )
+            .json(&json!({
+                "instructions": "You are a helpful phone agent.",
+                "greeting": "Hello, thanks for calling.",
+                "transcription": {"model": "gpt-4o-mini-transcribe", "language": "en"},
+            }))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 201, "create version");
+        let version: Value = resp.json().await.expect("json");
+        let version_id = version["id"].as_str().expect("id").to_owned();
+        let resp = self
+            .admin(
+                reqwest::Method::POST,
+                &format!("/api/v1/admin/agent-versions/{version_id}/approve"),
+            )
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 200, "approve");
+        (agent_id, version_id)
+    }
+
+    /// Creates a tenant with Twilio credentials, a key, an approved agent `support` and a
+    /// route for `number`; `route`
     /// fields override the route defaults (live, both directions, fallback +15550009999).
     pub async fn telephony_tenant(&self, name: &str, number: &str, route: Value) -> Tele {
         let (tenant_id, key) = self.tenant_with_key(name).await;
+        self.approved_agent(&tenant_id, "support").await;
         let account_sid = sid("AC");
         let auth_token = format!("tok{}", uuid::Uuid::new_v4().simple());
         let resp = self

@@ -524,7 +524,7 @@ async fn over_limit_calls_get_busy_or_the_fallback(backend: Backend) {
     .await
     .expect("patch");
     app.admin(Method::POST, "/api/v1/admin/phone-routes")
-        .json(&json!({"tenant_id": t.tenant_id, "number": "+14155550101", "agent_key": "x", "status": "live"}))
+        .json(&json!({"tenant_id": t.tenant_id, "number": "+14155550101", "agent_key": "support", "status": "live"}))
         .send()
         .await
         .expect("post");

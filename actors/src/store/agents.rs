@@ -3,7 +3,9 @@
 //! the `status = 'draft'` guard in the update itself.
 
 use super::audit::insert_audit;
-use super::{Agent, AgentVersion, NewAudit, Store, StoreError, TurnDetection, VersionStatus, on_pool};
+use super::{
+    Agent, AgentVersion, NewAudit, Store, StoreError, TurnDetection, VersionStatus, on_pool,
+};
 use crate::ids::{AgentId, AgentVersionId, TenantId};
 
 #[derive(sqlx::FromRow)]
@@ -65,7 +67,8 @@ impl TryFrom<VersionRow> for AgentVersion {
             agent_key: r.agent_key,
             tenant_id: TenantId::from_stored(r.tenant_id),
             version: r.version,
-            status: VersionStatus::parse(&r.status).ok_or(StoreError::Corrupt("agent_versions.status"))?,
+            status: VersionStatus::parse(&r.status)
+                .ok_or(StoreError::Corrupt("agent_versions.status"))?,
             model: r.model,
             voice: r.voice,
             instructions: r.instructions,
@@ -101,7 +104,13 @@ impl Store {
             tx.commit().await?;
             Ok(())
         }.await);
-        r.map_err(|e| if e.is_unique_violation() { StoreError::Conflict("key") } else { e })
+        r.map_err(|e| {
+            if e.is_unique_violation() {
+                StoreError::Conflict("key")
+            } else {
+                e
+            }
+        })
     }
 
     /// Reads an agent.
@@ -116,7 +125,11 @@ impl Store {
     }
 
     /// Finds a tenant's agent by key.
-    pub async fn agent_by_key(&self, tenant: &TenantId, key: &str) -> Result<Option<Agent>, StoreError> {
+    pub async fn agent_by_key(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+    ) -> Result<Option<Agent>, StoreError> {
         let row: Option<AgentRow> = on_pool!(self, pool => {
             sqlx::query_as("SELECT id, tenant_id, key, name, created_at, updated_at FROM agents WHERE tenant_id = $1 AND key = $2")
                 .bind(tenant.as_str())
@@ -143,7 +156,11 @@ impl Store {
     }
 
     /// Inserts a draft version numbered after the agent's last one; returns its number.
-    pub async fn insert_version(&self, v: &AgentVersion, audit: &NewAudit) -> Result<i64, StoreError> {
+    pub async fn insert_version(
+        &self,
+        v: &AgentVersion,
+        audit: &NewAudit,
+    ) -> Result<i64, StoreError> {
         let td = serde_json::to_string(&v.turn_detection).unwrap_or_else(|_| String::from("{}"));
         let number = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -180,7 +197,11 @@ impl Store {
     }
 
     /// Rewrites a draft version; false when it is no longer a draft (nothing written).
-    pub async fn update_draft_version(&self, v: &AgentVersion, audit: &NewAudit) -> Result<bool, StoreError> {
+    pub async fn update_draft_version(
+        &self,
+        v: &AgentVersion,
+        audit: &NewAudit,
+    ) -> Result<bool, StoreError> {
         let td = serde_json::to_string(&v.turn_detection).unwrap_or_else(|_| String::from("{}"));
         let changed = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
@@ -222,8 +243,12 @@ impl Store {
         audit: &NewAudit,
     ) -> Result<bool, StoreError> {
         let sql = match to {
-            VersionStatus::Approved => "UPDATE agent_versions SET status = $3, approved_at = $4 WHERE id = $1 AND status = $2",
-            VersionStatus::Retired => "UPDATE agent_versions SET status = $3, retired_at = $4 WHERE id = $1 AND status = $2",
+            VersionStatus::Approved => {
+                "UPDATE agent_versions SET status = $3, approved_at = $4 WHERE id = $1 AND status = $2"
+            }
+            VersionStatus::Retired => {
+                "UPDATE agent_versions SET status = $3, retired_at = $4 WHERE id = $1 AND status = $2"
+            }
             VersionStatus::Draft => return Ok(false),
         };
         let changed = on_pool!(self, pool => {
@@ -246,7 +271,10 @@ impl Store {
     }
 
     /// Reads a version.
-    pub async fn get_version(&self, id: &AgentVersionId) -> Result<Option<AgentVersion>, StoreError> {
+    pub async fn get_version(
+        &self,
+        id: &AgentVersionId,
+    ) -> Result<Option<AgentVersion>, StoreError> {
         let row: Option<VersionRow> = on_pool!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(format!("{VERSION_SELECT} WHERE v.id = $1")))
                 .bind(id.as_str())
@@ -268,7 +296,11 @@ impl Store {
     }
 
     /// The newest approved version of a tenant's agent.
-    pub async fn current_version(&self, tenant: &TenantId, agent_key: &str) -> Result<Option<AgentVersion>, StoreError> {
+    pub async fn current_version(
+        &self,
+        tenant: &TenantId,
+        agent_key: &str,
+    ) -> Result<Option<AgentVersion>, StoreError> {
         let row: Option<VersionRow> = on_pool!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "{VERSION_SELECT} WHERE a.tenant_id = $1 AND a.key = $2 AND v.status = 'approved' ORDER BY v.version DESC LIMIT 1"

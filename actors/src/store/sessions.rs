@@ -1,7 +1,9 @@
 //! Voice sessions and transcript turns, written incrementally while a call runs so that a
 //! crash mid-call leaves the record up to that point.
 
-use super::{Page, SessionFilter, Store, StoreError, TranscriptTurn, VoiceSession, as_i64, on_pool};
+use super::{
+    Page, SessionFilter, Store, StoreError, TranscriptTurn, VoiceSession, as_i64, on_pool,
+};
 use crate::ids::{CallId, SessionId, TenantId};
 use crate::time::now_ms;
 
@@ -141,7 +143,13 @@ impl Store {
     }
 
     /// Closes a session (`completed` or `failed`) with its reason and summary.
-    pub async fn finish_session(&self, id: &SessionId, status: &str, reason: &str, summary: Option<&str>) -> Result<(), StoreError> {
+    pub async fn finish_session(
+        &self,
+        id: &SessionId,
+        status: &str,
+        reason: &str,
+        summary: Option<&str>,
+    ) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             sqlx::query(
                 "UPDATE voice_sessions SET status = $2, end_reason = COALESCE(end_reason, $3), summary = COALESCE($4, summary), \
@@ -159,7 +167,11 @@ impl Store {
     }
 
     /// Appends a transcript turn.
-    pub async fn add_turn(&self, session: &SessionId, t: &TranscriptTurn) -> Result<(), StoreError> {
+    pub async fn add_turn(
+        &self,
+        session: &SessionId,
+        t: &TranscriptTurn,
+    ) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             sqlx::query(
                 "INSERT INTO transcript_turns (session_id, role, item_id, text, start_ms, end_ms, interrupted, heard_text, created_at) \
@@ -182,7 +194,17 @@ impl Store {
 
     /// A session's transcript, in order.
     pub async fn turns(&self, session: &SessionId) -> Result<Vec<TranscriptTurn>, StoreError> {
-        type Row = (i64, String, Option<String>, String, Option<i64>, Option<i64>, bool, Option<String>, i64);
+        type Row = (
+            i64,
+            String,
+            Option<String>,
+            String,
+            Option<i64>,
+            Option<i64>,
+            bool,
+            Option<String>,
+            i64,
+        );
         let rows: Vec<Row> = on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT id, role, item_id, text, start_ms, end_ms, interrupted, heard_text, created_at FROM transcript_turns \
@@ -194,22 +216,38 @@ impl Store {
         });
         Ok(rows
             .into_iter()
-            .map(|(id, role, item_id, text, start_ms, end_ms, interrupted, heard_text, created_at)| TranscriptTurn {
-                id,
-                role,
-                item_id,
-                text,
-                start_ms,
-                end_ms,
-                interrupted,
-                heard_text,
-                created_at,
-            })
+            .map(
+                |(
+                    id,
+                    role,
+                    item_id,
+                    text,
+                    start_ms,
+                    end_ms,
+                    interrupted,
+                    heard_text,
+                    created_at,
+                )| TranscriptTurn {
+                    id,
+                    role,
+                    item_id,
+                    text,
+                    start_ms,
+                    end_ms,
+                    interrupted,
+                    heard_text,
+                    created_at,
+                },
+            )
             .collect())
     }
 
     /// Reads a tenant's session.
-    pub async fn get_session(&self, tenant: &TenantId, id: &SessionId) -> Result<Option<VoiceSession>, StoreError> {
+    pub async fn get_session(
+        &self,
+        tenant: &TenantId,
+        id: &SessionId,
+    ) -> Result<Option<VoiceSession>, StoreError> {
         let row: Option<SessionRow> = on_pool!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {SESSION_COLUMNS} FROM voice_sessions WHERE tenant_id = $1 AND id = $2")))
                 .bind(tenant.as_str())

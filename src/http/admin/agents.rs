@@ -1,0 +1,557 @@
+//! Admin API for agents and agent versions (`/api/v1/admin/agents…`,
+//! `/api/v1/admin/agent-versions/…`): drafts are editable, approval freezes a version,
+//! retirement takes it out of use.
+
+use actors::ids::{AgentId, AgentVersionId, TenantId};
+use actors::rollout::{NewAgent, RolloutError, RolloutMsg, VersionSpec};
+use actors::store::{Agent, AgentVersion, TurnDetection, VersionStatus};
+use actors::time::rfc3339;
+use bytes::Bytes;
+use ractor::call_t;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use warp::http::StatusCode;
+use warp::reply::Response;
+
+use super::{check_name, json};
+use crate::http::filters::{Caller, parse_json, parse_query};
+use crate::http::{ApiError, AppState};
+use crate::openapi::ErrorResponse;
+
+impl From<RolloutError> for ApiError {
+    fn from(e: RolloutError) -> Self {
+        match e {
+            RolloutError::NotFound(what) => ApiError::NotFound(what.to_owned()),
+            RolloutError::Conflict(m) => ApiError::Conflict(m),
+            RolloutError::NoVersion(m) => ApiError::invalid("agent_version_id", m),
+            RolloutError::Store(e) => ApiError::Internal(format!("store: {e:?}")),
+        }
+    }
+}
+
+impl AppState {
+    /// The rollout actor, or 503 while it is down.
+    pub fn rollout_actor(&self) -> Result<ractor::ActorRef<RolloutMsg>, ApiError> {
+        self.actors.rollout.get().ok_or_else(|| {
+            ApiError::Unavailable("agent service is restarting; retry shortly".into())
+        })
+    }
+}
+
+/// An agent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentView {
+    /// Identifier (`agt_…`).
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Key used by routes and `make-call`.
+    pub key: String,
+    /// Display name.
+    pub name: String,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+impl From<Agent> for AgentView {
+    fn from(a: Agent) -> Self {
+        AgentView {
+            id: a.id.into_string(),
+            tenant_id: a.tenant_id.into_string(),
+            key: a.key,
+            name: a.name,
+            created_at: rfc3339(a.created_at),
+        }
+    }
+}
+
+/// Agents.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentList {
+    /// Agents, oldest first.
+    pub data: Vec<AgentView>,
+}
+
+/// Body of `POST /api/v1/admin/agents`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAgentRequest {
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// Key (letters, digits, `-`, `_`; unique per tenant).
+    pub key: String,
+    /// Display name.
+    pub name: String,
+}
+
+/// Filter of the agent listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AgentParams {
+    /// Only this tenant's agents.
+    pub tenant_id: Option<String>,
+}
+
+/// Input transcription settings.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TranscriptionDto {
+    /// e.g. `gpt-4o-mini-transcribe`.
+    pub model: String,
+    /// ISO-639-1, e.g. `en`.
+    pub language: Option<String>,
+}
+
+/// Turn detection settings.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TurnDetectionDto {
+    /// Energy-based VAD.
+    ServerVad {
+        /// 0–1 (default 0.5).
+        threshold: Option<f64>,
+        /// Default 300.
+        prefix_padding_ms: Option<u32>,
+        /// Default 500.
+        silence_duration_ms: Option<u32>,
+    },
+    /// Model-based end of turn.
+    SemanticVad {
+        /// `low`, `medium`, `high`, `auto` (default `auto`).
+        eagerness: Option<String>,
+    },
+}
+
+/// Content of an agent version.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VersionRequest {
+    /// Realtime model (default `gpt-realtime`).
+    pub model: Option<String>,
+    /// Voice (default `marin`).
+    pub voice: Option<String>,
+    /// System instructions (1–20000 characters).
+    pub instructions: String,
+    /// First sentence the agent says.
+    pub greeting: Option<String>,
+    /// Input transcription (default `gpt-4o-mini-transcribe`).
+    pub transcription: Option<TranscriptionDto>,
+    /// Turn detection (default server VAD).
+    pub turn_detection: Option<TurnDetectionDto>,
+    /// Longest call in seconds (30–14400, default 1800).
+    pub max_call_seconds: Option<i64>,
+    /// Caller silence before the agent ends the call, in seconds (5–600, default 30).
+    pub idle_timeout_seconds: Option<i64>,
+}
+
+/// An agent version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionView {
+    /// Identifier (`agv_…`).
+    pub id: String,
+    /// Agent.
+    pub agent_id: String,
+    /// Agent key.
+    pub agent_key: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// 1, 2, …
+    pub version: i64,
+    /// `draft`, `approved`, `retired`.
+    pub status: String,
+    /// Model.
+    pub model: String,
+    /// Voice.
+    pub voice: String,
+    /// Instructions.
+    pub instructions: String,
+    /// Greeting.
+    pub greeting: Option<String>,
+    /// Transcription.
+    pub transcription: Option<TranscriptionDto>,
+    /// Turn detection.
+    #[schema(value_type = Object)]
+    pub turn_detection: serde_json::Value,
+    /// Longest call.
+    pub max_call_seconds: i64,
+    /// Caller silence limit.
+    pub idle_timeout_seconds: i64,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub approved_at: Option<String>,
+    /// RFC 3339.
+    pub retired_at: Option<String>,
+}
+
+impl From<AgentVersion> for VersionView {
+    fn from(v: AgentVersion) -> Self {
+        VersionView {
+            id: v.id.into_string(),
+            agent_id: v.agent_id.into_string(),
+            agent_key: v.agent_key,
+            tenant_id: v.tenant_id.into_string(),
+            version: v.version,
+            status: v.status.as_str().to_owned(),
+            model: v.model,
+            voice: v.voice,
+            instructions: v.instructions,
+            greeting: v.greeting,
+            transcription: v.transcription_model.map(|model| TranscriptionDto {
+                model,
+                language: v.transcription_language,
+            }),
+            turn_detection: serde_json::to_value(&v.turn_detection).unwrap_or_default(),
+            max_call_seconds: v.max_call_seconds,
+            idle_timeout_seconds: v.idle_timeout_seconds,
+            created_at: rfc3339(v.created_at),
+            approved_at: v.approved_at.map(rfc3339),
+            retired_at: v.retired_at.map(rfc3339),
+        }
+    }
+}
+
+/// Versions of an agent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionList {
+    /// Newest first.
+    pub data: Vec<VersionView>,
+}
+
+fn token(field: &str, v: &str) -> Result<String, ApiError> {
+    let ok = !v.is_empty()
+        && v.len() <= 100
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if ok {
+        Ok(v.to_owned())
+    } else {
+        Err(ApiError::invalid(
+            field,
+            "must be 1 to 100 of letters, digits and . _ -",
+        ))
+    }
+}
+
+fn spec(r: VersionRequest) -> Result<VersionSpec, ApiError> {
+    let instructions = r.instructions.trim().to_owned();
+    if instructions.is_empty() || instructions.chars().count() > 20_000 {
+        return Err(ApiError::invalid(
+            "instructions",
+            "must be 1 to 20000 characters",
+        ));
+    }
+    let turn_detection = match r.turn_detection {
+        None => TurnDetection::default(),
+        Some(TurnDetectionDto::ServerVad {
+            threshold,
+            prefix_padding_ms,
+            silence_duration_ms,
+        }) => {
+            let threshold = threshold.unwrap_or(0.5);
+            if !(0.0..=1.0).contains(&threshold) {
+                return Err(ApiError::invalid(
+                    "turn_detection.threshold",
+                    "must be between 0 and 1",
+                ));
+            }
+            let silence = silence_duration_ms.unwrap_or(500);
+            if !(100..=5000).contains(&silence) {
+                return Err(ApiError::invalid(
+                    "turn_detection.silence_duration_ms",
+                    "must be between 100 and 5000",
+                ));
+            }
+            TurnDetection::ServerVad {
+                threshold,
+                prefix_padding_ms: prefix_padding_ms.unwrap_or(300).min(2000),
+                silence_duration_ms: silence,
+            }
+        }
+        Some(TurnDetectionDto::SemanticVad { eagerness }) => {
+            let eagerness = eagerness.unwrap_or_else(|| "auto".into());
+            if !["low", "medium", "high", "auto"].contains(&eagerness.as_str()) {
+                return Err(ApiError::invalid(
+                    "turn_detection.eagerness",
+                    "must be low, medium, high or auto",
+                ));
+            }
+            TurnDetection::SemanticVad { eagerness }
+        }
+    };
+    let max_call_seconds = r.max_call_seconds.unwrap_or(1800);
+    if !(30..=14_400).contains(&max_call_seconds) {
+        return Err(ApiError::invalid(
+            "max_call_seconds",
+            "must be between 30 and 14400",
+        ));
+    }
+    let idle_timeout_seconds = r.idle_timeout_seconds.unwrap_or(30);
+    if !(5..=600).contains(&idle_timeout_seconds) {
+        return Err(ApiError::invalid(
+            "idle_timeout_seconds",
+            "must be between 5 and 600",
+        ));
+    }
+    let transcription = r.transcription.unwrap_or(TranscriptionDto {
+        model: "gpt-4o-mini-transcribe".into(),
+        language: None,
+    });
+    Ok(VersionSpec {
+        model: token("model", r.model.as_deref().unwrap_or("gpt-realtime"))?,
+        voice: token("voice", r.voice.as_deref().unwrap_or("marin"))?,
+        instructions,
+        greeting: r
+            .greeting
+            .as_deref()
+            .map(|g| check_name("greeting", g, 1000))
+            .transpose()?,
+        transcription_model: Some(token("transcription.model", &transcription.model)?),
+        transcription_language: transcription
+            .language
+            .as_deref()
+            .map(|l| token("transcription.language", l))
+            .transpose()?,
+        turn_detection,
+        max_call_seconds,
+        idle_timeout_seconds,
+    })
+}
+
+fn agent_id(raw: &str) -> Result<AgentId, ApiError> {
+    AgentId::parse(raw).ok_or_else(|| ApiError::NotFound("agent".into()))
+}
+
+fn version_id(raw: &str) -> Result<AgentVersionId, ApiError> {
+    AgentVersionId::parse(raw).ok_or_else(|| ApiError::NotFound("agent version".into()))
+}
+
+/// Lists agents.
+#[utoipa::path(get, path = "/api/v1/admin/agents", tag = "admin", params(AgentParams),
+    security(("admin_key" = [])), responses((status = 200, body = AgentList), (status = 400, body = ErrorResponse)))]
+pub async fn list_agents(
+    state: AppState,
+    caller: Caller,
+    query: String,
+) -> Result<Response, ApiError> {
+    state.admin(&caller)?;
+    let p: AgentParams = parse_query(&query)?;
+    let tenant = p
+        .tenant_id
+        .map(|t| {
+            TenantId::parse(&t).ok_or_else(|| ApiError::BadRequest {
+                code: "invalid_query",
+                message: "tenant_id is not a tenant id".into(),
+                field: Some("tenant_id".into()),
+            })
+        })
+        .transpose()?;
+    let agents = call_t!(
+        state.rollout_actor()?,
+        RolloutMsg::ListAgents,
+        state.actor_timeout_ms(),
+        tenant
+    )??;
+    Ok(json(
+        StatusCode::OK,
+        &AgentList {
+            data: agents.into_iter().map(AgentView::from).collect(),
+        },
+    ))
+}
+
+/// Creates an agent.
+#[utoipa::path(post, path = "/api/v1/admin/agents", tag = "admin", request_body = CreateAgentRequest,
+    security(("admin_key" = [])),
+    responses((status = 201, body = AgentView), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse), (status = 422, body = ErrorResponse)))]
+pub async fn create_agent(
+    state: AppState,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let meta = state.admin(&caller)?;
+    let r: CreateAgentRequest = parse_json(&body)?;
+    let new = NewAgent {
+        tenant_id: TenantId::parse(&r.tenant_id)
+            .ok_or_else(|| ApiError::invalid("tenant_id", "is not a tenant id"))?,
+        key: token("key", &r.key)?,
+        name: check_name("name", &r.name, 200)?,
+    };
+    let agent = call_t!(
+        state.rollout_actor()?,
+        RolloutMsg::CreateAgent,
+        state.actor_timeout_ms(),
+        new,
+        meta
+    )??;
+    Ok(json(StatusCode::CREATED, &AgentView::from(agent)))
+}
+
+/// Reads an agent.
+#[utoipa::path(get, path = "/api/v1/admin/agents/{agent_id}", tag = "admin",
+    params(("agent_id" = String, Path, description = "Agent id")), security(("admin_key" = [])),
+    responses((status = 200, body = AgentView), (status = 404, body = ErrorResponse)))]
+pub async fn get_agent(id: String, state: AppState, caller: Caller) -> Result<Response, ApiError> {
+    state.admin(&caller)?;
+    let id = agent_id(&id)?;
+    let agent = call_t!(
+        state.rollout_actor()?,
+        RolloutMsg::GetAgent,
+        state.actor_timeout_ms(),
+        id
+    )??;
+    Ok(json(StatusCode::OK, &AgentView::from(agent)))
+}
+
+/// Lists an agent's versions.
+#[utoipa::path(get, path = "/api/v1/admin/agents/{agent_id}/versions", tag = "admin",
+    params(("agent_id" = String, Path, description = "Agent id")), security(("admin_key" = [])),
+    responses((status = 200, body = VersionList), (status = 404, body = ErrorResponse)))]
+pub async fn list_versions(
+    id: String,
+    state: AppState,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    state.admin(&caller)?;
+    let id = agent_id(&id)?;
+    let actor = state.rollout_actor()?;
+    call_t!(
+        actor,
+        RolloutMsg::GetAgent,
+        state.actor_timeout_ms(),
+        id.clone()
+    )??;
+    let versions = call_t!(
+        actor,
+        RolloutMsg::ListVersions,
+        state.actor_timeout_ms(),
+        id
+    )??;
+    Ok(json(
+        StatusCode::OK,
+        &VersionList {
+            data: versions.into_iter().map(VersionView::from).collect(),
+        },
+    ))
+}
+
+/// Creates a draft version of an agent.
+#[utoipa::path(post, path = "/api/v1/admin/agents/{agent_id}/versions", tag = "admin", request_body = VersionRequest,
+    params(("agent_id" = String, Path, description = "Agent id")), security(("admin_key" = [])),
+    responses((status = 201, body = VersionView), (status = 404, body = ErrorResponse), (status = 422, body = ErrorResponse)))]
+pub async fn create_version(
+    id: String,
+    state: AppState,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let meta = state.admin(&caller)?;
+    let id = agent_id(&id)?;
+    let spec = spec(parse_json(&body)?)?;
+    let v = call_t!(
+        state.rollout_actor()?,
+        RolloutMsg::CreateVersion,
+        state.actor_timeout_ms(),
+        id,
+        spec,
+        meta
+    )??;
+    Ok(json(StatusCode::CREATED, &VersionView::from(v)))
+}
+
+/// Reads a version.
+#[utoipa::path(get, path = "/api/v1/admin/agent-versions/{version_id}", tag = "admin",
+    params(("version_id" = String, Path, description = "Version id")), security(("admin_key" = [])),
+    responses((status = 200, body = VersionView), (status = 404, body = ErrorResponse)))]
+pub async fn get_version(
+    id: String,
+    state: AppState,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    state.admin(&caller)?;
+    let id = version_id(&id)?;
+    let v = call_t!(
+        state.rollout_actor()?,
+        RolloutMsg::GetVersion,
+        state.actor_timeout_ms(),
+        id
+    )??;
+    Ok(json(StatusCode::OK, &VersionView::from(v)))
+}
+
+/// Replaces a draft version's content (409 once approved: make a new version instead).
+#[utoipa::path(put, path = "/api/v1/admin/agent-versions/{version_id}", tag = "admin", request_body = VersionRequest,
+    params(("version_id" = String, Path, description = "Version id")), security(("admin_key" = [])),
+    responses((status = 200, body = VersionView), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse), (status = 422, body = ErrorResponse)))]
+pub async fn put_version(
+    id: String,
+    state: AppState,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let meta = state.admin(&caller)?;
+    let id = version_id(&id)?;
+    let spec = spec(parse_json(&body)?)?;
+    let v = call_t!(
+        state.rollout_actor()?,
+        RolloutMsg::UpdateVersion,
+        state.actor_timeout_ms(),
+        id,
+        spec,
+        meta
+    )??;
+    Ok(json(StatusCode::OK, &VersionView::from(v)))
+}
+
+async fn transition(
+    id: String,
+    state: AppState,
+    caller: Caller,
+    to: VersionStatus,
+) -> Result<Response, ApiError> {
+    let meta = state.admin(&caller)?;
+    let id = version_id(&id)?;
+    let actor = state.rollout_actor()?;
+    let v = match to {
+        VersionStatus::Approved => call_t!(
+            actor,
+            RolloutMsg::Approve,
+            state.actor_timeout_ms(),
+            id,
+            meta
+        )??,
+        _ => call_t!(
+            actor,
+            RolloutMsg::Retire,
+            state.actor_timeout_ms(),
+            id,
+            meta
+        )??,
+    };
+    Ok(json(StatusCode::OK, &VersionView::from(v)))
+}
+
+/// Approves a draft: it becomes immutable and the agent's current version.
+#[utoipa::path(post, path = "/api/v1/admin/agent-versions/{version_id}/approve", tag = "admin",
+    params(("version_id" = String, Path, description = "Version id")), security(("admin_key" = [])),
+    responses((status = 200, body = VersionView), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
+pub async fn approve_version(
+    id: String,
+    state: AppState,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    transition(id, state, caller, VersionStatus::Approved).await
+}
+
+/// Retires a version: no new call runs it.
+#[utoipa::path(post, path = "/api/v1/admin/agent-versions/{version_id}/retire", tag = "admin",
+    params(("version_id" = String, Path, description = "Version id")), security(("admin_key" = [])),
+    responses((status = 200, body = VersionView), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
+pub async fn retire_version(
+    id: String,
+    state: AppState,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    transition(id, state, caller, VersionStatus::Retired).await
+}
