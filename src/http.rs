@@ -33,6 +33,7 @@ pub mod ops;
 pub mod routes;
 pub mod runtime;
 pub mod server;
+pub mod sessions;
 pub mod webhooks;
 
 pub use error::ApiError;
@@ -172,6 +173,8 @@ pub fn routes(
         .or(media::routes(state.clone()))
         .unify()
         .or(calls::routes(state.clone()))
+        .unify()
+        .or(sessions::routes(state.clone()))
         .unify()
         .or(admin::routes(state))
         .unify()

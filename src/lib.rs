@@ -7,6 +7,7 @@ pub mod config;
 pub mod http;
 pub mod openapi;
 pub mod shutdown;
+pub mod sim;
 pub mod startup;
 pub mod telemetry;
 pub mod twilio;

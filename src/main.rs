@@ -1,11 +1,14 @@
 //! `stateset-voice`: the command line.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use stateset_voice::config::Config;
 use stateset_voice::openapi::{Document, document_json};
+use stateset_voice::sim::cli::{self as sim_cli, AccountArg, CallOptions};
 use stateset_voice::startup::{Application, open_store};
 use stateset_voice::{shutdown, telemetry};
 
@@ -38,6 +41,48 @@ enum Command {
         #[arg(value_enum)]
         which: Which,
     },
+    /// Run a simulator of an outside service (needs no configuration).
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SimCommand {
+    /// A Twilio stand-in (REST API, signed webhooks, media streams) until Ctrl-C.
+    Carrier {
+        /// Address of its REST API.
+        #[arg(long, default_value = "127.0.0.1:5060")]
+        bind: SocketAddr,
+        /// An account as ACCOUNT_SID:AUTH_TOKEN (repeatable).
+        #[arg(long = "account", required = true)]
+        accounts: Vec<AccountArg>,
+    },
+    /// Place one scripted inbound call at a running server and print what happened.
+    Call {
+        /// Base URL of the server.
+        #[arg(long, default_value = "http://127.0.0.1:5050")]
+        server: String,
+        /// Called number (one of the server's routes).
+        #[arg(long)]
+        to: String,
+        /// Caller.
+        #[arg(long, default_value = "+15555550100")]
+        from: String,
+        /// Account SID the server knows for the number.
+        #[arg(long)]
+        account_sid: String,
+        /// That account's auth token (signs the webhooks).
+        #[arg(long)]
+        auth_token: String,
+        /// Seconds the caller speaks.
+        #[arg(long, default_value_t = 2.0)]
+        speak_seconds: f64,
+        /// Seconds after the stream starts when the caller hangs up.
+        #[arg(long, default_value_t = 10.0)]
+        hangup_after: f64,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -54,8 +99,69 @@ fn load_config(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
     })
 }
 
+/// `sim …`: no configuration, its own runtime, text logs.
+fn run_sim(command: SimCommand) -> ExitCode {
+    let quiet = matches!(command, SimCommand::Call { .. });
+    telemetry::init_logging(
+        stateset_voice::config::LogFormat::Text,
+        if quiet { "warn" } else { "info" },
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("stateset-voice: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match command {
+            SimCommand::Carrier { bind, accounts } => {
+                sim_cli::run_carrier(bind, accounts, shutdown::signal()).await?;
+                Ok(true)
+            }
+            SimCommand::Call {
+                server,
+                to,
+                from,
+                account_sid,
+                auth_token,
+                speak_seconds,
+                hangup_after,
+            } => {
+                let seconds = |s: f64| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or_default();
+                let call = sim_cli::run_call(CallOptions {
+                    server,
+                    to,
+                    from,
+                    account_sid,
+                    auth_token,
+                    speak: seconds(speak_seconds),
+                    hangup_after: seconds(hangup_after),
+                })
+                .await?;
+                print!("{}", sim_cli::summary(&call));
+                Ok::<_, anyhow::Error>(sim_cli::succeeded(&call))
+            }
+        }
+    });
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("stateset-voice: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Sim { command } = cli.command {
+        return run_sim(command);
+    }
     if let Command::Openapi { which } = cli.command {
         let doc = match which {
             Which::Public => Document::Public,
@@ -92,7 +198,7 @@ fn main() -> ExitCode {
                 store.close().await;
                 Ok(())
             }
-            Command::Openapi { .. } => Ok(()),
+            Command::Openapi { .. } | Command::Sim { .. } => Ok(()),
         }
     });
     match result {

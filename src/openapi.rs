@@ -7,7 +7,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::http::admin::{agents, phone_routes};
-use crate::http::{admin, calls, media, ops, runtime, webhooks};
+use crate::http::{admin, calls, media, ops, runtime, sessions, webhooks};
 
 /// The error shape of every endpoint.
 #[derive(Debug, Serialize, ToSchema)]
@@ -51,6 +51,7 @@ impl Modify for SecuritySchemes {
     paths(
         ops::live, ops::ready, ops::metrics, runtime::me,
         calls::make_call, calls::list_call_logs, calls::get_call_log, calls::hangup, calls::transfer,
+        sessions::list_sessions, sessions::get_session, sessions::active_sessions, sessions::active_stream,
         webhooks::incoming_call, webhooks::stream_ended, webhooks::call_status, webhooks::stream_status,
         webhooks::amd_status, media::media_stream_doc,
     ),
@@ -77,7 +78,7 @@ struct PublicApi;
         phone_routes::routing_diagnostics, phone_routes::auth_transport,
         agents::list_agents, agents::create_agent, agents::get_agent, agents::list_versions,
         agents::create_version, agents::get_version, agents::put_version, agents::approve_version,
-        agents::retire_version,
+        agents::retire_version, sessions::admin_active_sessions,
     ),
     components(schemas(ErrorResponse, ErrorObject)),
     modifiers(&SecuritySchemes),

@@ -168,6 +168,7 @@ impl Application {
             stream_token_ttl: config.stream_token_ttl,
             live_window: config.call_live_window,
             actor_timeout: config.actor_call_timeout,
+            active: Arc::default(),
             store: store.clone(),
             secret_box,
             tenant_rate_limiter: Arc::new(tenant_rate_limiter(

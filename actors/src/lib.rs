@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod active;
 pub mod carrier;
 pub mod crypto;
 pub mod ids;

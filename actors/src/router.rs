@@ -20,13 +20,13 @@ use serde_json::json;
 use crate::carrier::{
     CallChange, Carrier, CarrierAuth, CarrierError, MachineDetection, PlaceCall, StreamInstructions,
 };
-use crate::ids::{AgentVersionId, CallId, RouteId, TenantId};
+use crate::ids::{AgentVersionId, CallId, RouteId, SessionId, TenantId};
 use crate::meter::{HandleTimer, kind};
 use crate::rollout::{RolloutError, RolloutMsg};
 use crate::store::{
     Admission, CallDirection, CallEvent, CallFilter, CallRecord, NewAudit, OverLimit, Page,
-    PhoneRoute, RouteDirection, RouteStatus, StatusEvent, StatusUpdate, Store, StoreError,
-    TenantStatus, is_terminal_status,
+    PhoneRoute, RouteDirection, RouteStatus, SessionFilter, StatusEvent, StatusUpdate, Store,
+    StoreError, TenantStatus, TranscriptTurn, VoiceSession, is_terminal_status,
 };
 use crate::stream_token::{StreamClaims, StreamTokenKeys, TokenError, new_nonce};
 use crate::supervisor::SingletonRef;
@@ -395,6 +395,19 @@ pub enum RouterMsg {
     ListCalls(CallFilter, Reply<Page<CallRecord>>),
     /// Recent unrouted and refused inbound calls.
     RecentRouting(RpcReplyPort<Vec<RoutingDiagnostic>>),
+    /// A tenant's voice sessions.
+    ListSessions(SessionFilter, Reply<Page<VoiceSession>>),
+    /// A tenant's voice session with its transcript.
+    GetSession(TenantId, SessionId, Reply<SessionDetail>),
+}
+
+/// A voice session with its transcript.
+#[derive(Debug, Clone)]
+pub struct SessionDetail {
+    /// The session.
+    pub session: VoiceSession,
+    /// Its transcript, in order.
+    pub turns: Vec<TranscriptTurn>,
 }
 
 impl RouterMsg {
@@ -418,6 +431,8 @@ impl RouterMsg {
             RouterMsg::GetCall(..) => "get_call",
             RouterMsg::ListCalls(..) => "list_calls",
             RouterMsg::RecentRouting(..) => "recent_routing",
+            RouterMsg::ListSessions(..) => "list_sessions",
+            RouterMsg::GetSession(..) => "get_session",
         }
     }
 }
@@ -663,6 +678,25 @@ impl Ctx {
                 ),
             ));
         }
+        let agent_key = req
+            .agent_key
+            .clone()
+            .unwrap_or_else(|| route.agent_key.clone());
+        let pinned = match &req.agent_version_id {
+            Some(v) => Some(AgentVersionId::parse(v).ok_or_else(|| {
+                RouterError::Invalid("agent_version_id", "is not an agent version id".into())
+            })?),
+            None => None,
+        };
+        let field = if pinned.is_some() {
+            "agent_version_id"
+        } else {
+            "agent_key"
+        };
+        let version = self
+            .resolve(&req.tenant_id, &agent_key, pinned)
+            .await?
+            .map_err(|why| RouterError::Invalid(field, why))?;
         let mut call = self.new_call(
             &req.tenant_id,
             CallDirection::Outbound,
@@ -671,12 +705,8 @@ impl Ctx {
         );
         call.account_sid = Some(account.auth.account_sid.clone());
         call.route_id = Some(route.id.clone());
-        call.agent_key = Some(
-            req.agent_key
-                .clone()
-                .unwrap_or_else(|| route.agent_key.clone()),
-        );
-        call.agent_version_id = req.agent_version_id.clone();
+        call.agent_key = Some(agent_key);
+        call.agent_version_id = Some(version.id.to_string());
         call.greeting = req.greeting.clone();
         call.org_id = req.org_id.clone();
         call.metadata = req.metadata.clone();
@@ -954,6 +984,10 @@ impl RouterState {
                 .await?;
             self.ctx.store().set_end_reason(&call.id, reason).await?;
             self.ctx
+                .store()
+                .attach_status_events(&call.id, &req.call_sid, &req.account.auth.account_sid)
+                .await?;
+            self.ctx
                 .event(
                     &call.id,
                     "admission",
@@ -966,6 +1000,10 @@ impl RouterState {
                 InboundDecision::Fallback { fallback, reason }
             });
         }
+        self.ctx
+            .store()
+            .attach_status_events(&call.id, &req.call_sid, &req.account.auth.account_sid)
+            .await?;
         self.ctx
             .event(
                 &call.id,
@@ -1334,19 +1372,30 @@ impl Actor for RouterActor {
             RouterMsg::CallStatus(target, update, port) => {
                 let ctx = state.ctx.clone();
                 spawn_reply(port, async move {
-                    let Some(call) = ctx
+                    let found = ctx
                         .find_call(
                             &target.tenant_id,
                             target.call_id.as_ref(),
                             Some(&target.call_sid),
                         )
-                        .await?
-                    else {
-                        metrics::counter!("call_status_unmatched_total").increment(1);
-                        return Ok(false);
+                        .await?;
+                    let Some(call) = found else {
+                        // Not recorded yet: keep it unattached, unless it names a call of ours
+                        // that belongs to someone else.
+                        if target.call_id.is_some()
+                            || ctx.store().call_by_sid(&target.call_sid).await?.is_some()
+                        {
+                            metrics::counter!("call_status_unmatched_total").increment(1);
+                            return Ok(false);
+                        }
+                        let orphan = StatusUpdate {
+                            call_id: None,
+                            ..update
+                        };
+                        return Ok(ctx.store().record_status(&orphan).await?);
                     };
                     let update = StatusUpdate {
-                        call_id: call.id,
+                        call_id: Some(call.id),
                         ..update
                     };
                     Ok(ctx.store().record_status(&update).await?)
@@ -1422,6 +1471,24 @@ impl Actor for RouterActor {
             }
             RouterMsg::RecentRouting(port) => {
                 reply(port, state.diagnostics.iter().rev().cloned().collect());
+            }
+            RouterMsg::ListSessions(filter, port) => {
+                let ctx = state.ctx.clone();
+                spawn_reply(port, async move {
+                    Ok(ctx.store().list_sessions(&filter).await?)
+                });
+            }
+            RouterMsg::GetSession(tenant, id, port) => {
+                let ctx = state.ctx.clone();
+                spawn_reply(port, async move {
+                    let session = ctx
+                        .store()
+                        .get_session(&tenant, &id)
+                        .await?
+                        .ok_or(RouterError::NotFound("voice session"))?;
+                    let turns = ctx.store().turns(&session.id).await?;
+                    Ok(SessionDetail { session, turns })
+                });
             }
         }
         Ok(())

@@ -90,6 +90,8 @@ pub struct RootConfig {
     pub live_window: Duration,
     /// How long one actor waits for another.
     pub actor_timeout: Duration,
+    /// Live calls of this node.
+    pub active: Arc<crate::active::ActiveRegistry>,
 }
 
 /// Health of the supervision tree.
@@ -139,6 +141,8 @@ pub struct Actors {
     pub rollout: SingletonRef<RolloutMsg>,
     /// Changes whenever the tree's health changes (e.g. meltdown).
     pub health: watch::Receiver<bool>,
+    /// Live calls of this node.
+    pub active: Arc<crate::active::ActiveRegistry>,
 }
 
 /// The root supervisor behaviour.
@@ -205,6 +209,7 @@ impl RootSupervisor {
         let router = SingletonRef::new();
         let rollout = SingletonRef::new();
         let (health_tx, health_rx) = watch::channel(true);
+        let active = Arc::clone(&config.active);
         let args = RootArgs {
             config,
             tenant: tenant.clone(),
@@ -219,6 +224,7 @@ impl RootSupervisor {
             router,
             rollout,
             health: health_rx,
+            active,
         })
     }
 

@@ -29,10 +29,13 @@ ALTER TABLE calls ADD COLUMN error_code TEXT;
 ALTER TABLE calls ADD COLUMN error_message TEXT;
 CREATE INDEX calls_route_status ON calls (route_id, status);
 
+-- call_id is NULL while a callback arrives before its call is recorded (an inbound
+-- call's first events can overtake the voice webhook); it is attached when the call is.
 CREATE TABLE call_status_events (
     call_sid        TEXT NOT NULL,
     sequence_number BIGINT NOT NULL,
-    call_id         TEXT NOT NULL REFERENCES calls (id),
+    call_id         TEXT REFERENCES calls (id),
+    account_sid     TEXT NOT NULL,
     status          TEXT NOT NULL,
     at              BIGINT NOT NULL,
     params          TEXT NOT NULL,

@@ -62,6 +62,11 @@ routes! {
     AMD_STATUS = "POST" "/api/v1/amd-status";
     MEDIA_STREAM = "GET" "/media-stream";
     MAKE_CALL = "POST" "/api/v1/make-call";
+    VOICE_SESSIONS_LIST = "GET" "/api/v1/voice-sessions";
+    VOICE_SESSION_GET = "GET" "/api/v1/voice-sessions/{id}";
+    ACTIVE_SESSIONS = "GET" "/api/v1/active-sessions";
+    ACTIVE_SESSIONS_STREAM = "GET" "/api/v1/active-sessions/stream";
+    ADMIN_ACTIVE_SESSIONS = "GET" "/api/v1/admin/active-sessions";
     CALL_LOGS_LIST = "GET" "/api/v1/call-logs";
     CALL_LOG_GET = "GET" "/api/v1/call-logs/{id}";
     CALL_HANGUP = "POST" "/api/v1/calls/{call_sid}/hangup";

@@ -268,7 +268,7 @@ fn parse_rfc2822_ms(ts: Option<&str>) -> Option<i64> {
               (status = 403, body = ErrorResponse)))]
 pub async fn call_status(state: AppState, req: TwilioRequest) -> Result<Response, ApiError> {
     let account = state.verify_twilio(&req, CALL_STATUS.path).await?;
-    let target = req.target(account.tenant_id)?;
+    let target = req.target(account.tenant_id.clone())?;
     let sequence_number: i64 =
         req.required("SequenceNumber")?
             .parse()
@@ -278,7 +278,8 @@ pub async fn call_status(state: AppState, req: TwilioRequest) -> Result<Response
                 field: Some("SequenceNumber".into()),
             })?;
     let update = StatusUpdate {
-        call_id: target.call_id.clone().unwrap_or_else(CallId::generate),
+        call_id: target.call_id.clone(),
+        account_sid: account.auth.account_sid.clone(),
         call_sid: target.call_sid.clone(),
         sequence_number,
         status: req.required("CallStatus")?.to_owned(),

@@ -31,6 +31,9 @@ use super::server_event::ServerEvent;
 
 type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// How long [`RealtimeReceiver::recv`] keeps polling after a close frame to answer it.
+const CLOSE_DRAIN: Duration = Duration::from_millis(500);
+
 /// Where to connect. `Debug` redacts the API key.
 #[derive(Clone)]
 pub struct RealtimeEndpoint {
@@ -411,6 +414,10 @@ impl RealtimeReceiver {
                         },
                     });
                     self.done = true;
+                    // Poll on briefly so tungstenite flushes its reply to the close frame
+                    // and sees the end of the stream.
+                    let drain = async { while let Some(Ok(_)) = self.stream.next().await {} };
+                    let _ = tokio::time::timeout(CLOSE_DRAIN, drain).await;
                     return None;
                 }
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,

@@ -91,8 +91,10 @@ impl TryFrom<CallRow> for CallRecord {
 /// A status callback to apply.
 #[derive(Debug, Clone)]
 pub struct StatusUpdate {
-    /// The call.
-    pub call_id: CallId,
+    /// The call, when it is already recorded (otherwise the event waits to be attached).
+    pub call_id: Option<CallId>,
+    /// The account that signed the callback.
+    pub account_sid: String,
     /// `CallSid`.
     pub call_sid: String,
     /// `SequenceNumber`.
@@ -107,6 +109,44 @@ pub struct StatusUpdate {
     pub answered_by: Option<String>,
     /// All parameters, stored with the event.
     pub params: serde_json::Value,
+}
+
+/// Applies one status event to its call inside a transaction (`$exec` is `&mut *tx`).
+macro_rules! apply_status {
+    ($exec:expr, $call_id:expr, $u:expr) => {{
+        let u: &StatusUpdate = $u;
+        let call_id: &CallId = $call_id;
+        let now = now_ms();
+        let terminal = is_terminal_status(&u.status);
+        let answered = u.status == "in-progress";
+        sqlx::query(
+            "UPDATE calls SET status = $2, status_sequence = $3, updated_at = $4 \
+             WHERE id = $1 AND (status_sequence IS NULL OR status_sequence < $3)",
+        )
+        .bind(call_id.as_str())
+        .bind(&u.status)
+        .bind(u.sequence_number)
+        .bind(now)
+        .execute($exec)
+        .await?;
+        sqlx::query(
+            "UPDATE calls SET call_sid = COALESCE(call_sid, $2), \
+             started_at = CASE WHEN $3 THEN COALESCE(started_at, $5) ELSE started_at END, \
+             ended_at = CASE WHEN $4 THEN COALESCE(ended_at, $5) ELSE ended_at END, \
+             duration_seconds = COALESCE($6, duration_seconds), answered_by = COALESCE($7, answered_by), \
+             updated_at = $8 WHERE id = $1",
+        )
+        .bind(call_id.as_str())
+        .bind(&u.call_sid)
+        .bind(answered)
+        .bind(terminal)
+        .bind(u.at)
+        .bind(u.duration_seconds)
+        .bind(&u.answered_by)
+        .bind(now)
+        .execute($exec)
+        .await?;
+    }};
 }
 
 impl Store {
@@ -334,59 +374,77 @@ impl Store {
 
     /// Applies a status callback: stored once per (CallSid, SequenceNumber); the call's
     /// status moves only to a higher sequence number; timestamps, duration and AMD result
-    /// are filled in whatever the order. Returns false for a duplicate delivery.
+    /// are filled in whatever the order. A callback for a call not recorded yet is stored
+    /// unattached (see [`Store::attach_status_events`]). Returns false for a duplicate.
     pub async fn record_status(&self, u: &StatusUpdate) -> Result<bool, StoreError> {
-        let now = now_ms();
-        let terminal = is_terminal_status(&u.status);
-        let answered = u.status == "in-progress";
         let inserted = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let res = sqlx::query(
-                "INSERT INTO call_status_events (call_sid, sequence_number, call_id, status, at, params) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (call_sid, sequence_number) DO NOTHING",
+                "INSERT INTO call_status_events (call_sid, sequence_number, call_id, account_sid, status, at, params) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (call_sid, sequence_number) DO NOTHING",
             )
             .bind(&u.call_sid)
             .bind(u.sequence_number)
-            .bind(u.call_id.as_str())
+            .bind(u.call_id.as_ref().map(|c| c.as_str().to_owned()))
+            .bind(&u.account_sid)
             .bind(&u.status)
             .bind(u.at)
             .bind(u.params.to_string())
             .execute(&mut *tx)
             .await?;
             let inserted = res.rows_affected() == 1;
-            if inserted {
-                sqlx::query(
-                    "UPDATE calls SET status = $2, status_sequence = $3, updated_at = $4 \
-                     WHERE id = $1 AND (status_sequence IS NULL OR status_sequence < $3)",
-                )
-                .bind(u.call_id.as_str())
-                .bind(&u.status)
-                .bind(u.sequence_number)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "UPDATE calls SET call_sid = COALESCE(call_sid, $2), \
-                     started_at = CASE WHEN $3 THEN COALESCE(started_at, $5) ELSE started_at END, \
-                     ended_at = CASE WHEN $4 THEN COALESCE(ended_at, $5) ELSE ended_at END, \
-                     duration_seconds = COALESCE($6, duration_seconds), answered_by = COALESCE($7, answered_by), \
-                     updated_at = $8 WHERE id = $1",
-                )
-                .bind(u.call_id.as_str())
-                .bind(&u.call_sid)
-                .bind(answered)
-                .bind(terminal)
-                .bind(u.at)
-                .bind(u.duration_seconds)
-                .bind(&u.answered_by)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            if inserted && let Some(call_id) = &u.call_id {
+                apply_status!(&mut *tx, call_id, u);
             }
             tx.commit().await?;
             inserted
         });
         Ok(inserted)
+    }
+
+    /// Attaches status callbacks that arrived before their call was recorded (same
+    /// `CallSid`, same account) and applies them.
+    pub async fn attach_status_events(
+        &self,
+        call_id: &CallId,
+        call_sid: &str,
+        account_sid: &str,
+    ) -> Result<usize, StoreError> {
+        let orphans: Vec<(i64, String, i64, String)> = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let rows: Vec<(i64, String, i64, String)> = sqlx::query_as(
+                "SELECT sequence_number, status, at, params FROM call_status_events \
+                 WHERE call_sid = $1 AND account_sid = $2 AND call_id IS NULL ORDER BY sequence_number",
+            )
+            .bind(call_sid)
+            .bind(account_sid)
+            .fetch_all(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE call_status_events SET call_id = $1 WHERE call_sid = $2 AND account_sid = $3 AND call_id IS NULL")
+                .bind(call_id.as_str())
+                .bind(call_sid)
+                .bind(account_sid)
+                .execute(&mut *tx)
+                .await?;
+            for (sequence_number, status, at, params) in &rows {
+                let params: serde_json::Value = serde_json::from_str(params).unwrap_or_default();
+                let u = StatusUpdate {
+                    call_id: Some(call_id.clone()),
+                    account_sid: account_sid.to_owned(),
+                    call_sid: call_sid.to_owned(),
+                    sequence_number: *sequence_number,
+                    status: status.clone(),
+                    at: *at,
+                    duration_seconds: params.get("CallDuration").and_then(|d| d.as_str()).and_then(|d| d.parse().ok()),
+                    answered_by: params.get("AnsweredBy").and_then(|a| a.as_str()).map(str::to_owned),
+                    params,
+                };
+                apply_status!(&mut *tx, call_id, &u);
+            }
+            tx.commit().await?;
+            rows
+        });
+        Ok(orphans.len())
     }
 
     /// The status callbacks of a call, by sequence number.

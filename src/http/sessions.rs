@@ -1,0 +1,442 @@
+//! Voice sessions (records) and active sessions (live calls): `GET /api/v1/voice-sessions`,
+//! `GET /api/v1/voice-sessions/{id}`, `GET /api/v1/active-sessions`, the Server-Sent Events
+//! stream `GET /api/v1/active-sessions/stream`, and the admin view across tenants.
+
+use std::convert::Infallible;
+
+use actors::active::{ActiveCall, ActiveEvent};
+use actors::ids::{SessionId, TenantId};
+use actors::router::{RouterMsg, SessionDetail};
+use actors::store::{Scope, SessionFilter, TranscriptTurn, VoiceSession};
+use actors::time::rfc3339;
+use futures::StreamExt;
+use ractor::call_t;
+use serde::{Deserialize, Serialize};
+use tokio_stream::wrappers::BroadcastStream;
+use utoipa::{IntoParams, ToSchema};
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+use super::filters::{Caller, Paging, at, caller, parse_query, raw_query, with_state};
+use super::routes::{
+    ACTIVE_SESSIONS, ACTIVE_SESSIONS_STREAM, ADMIN_ACTIVE_SESSIONS, VOICE_SESSION_GET,
+    VOICE_SESSIONS_LIST,
+};
+use super::{ApiError, AppState};
+use crate::openapi::ErrorResponse;
+
+/// A voice session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VoiceSessionView {
+    /// Identifier (`vs_…`).
+    pub id: String,
+    /// The call.
+    pub call_id: String,
+    /// Agent key.
+    pub agent_key: Option<String>,
+    /// Agent version.
+    pub agent_version_id: Option<String>,
+    /// Model.
+    pub model: String,
+    /// Voice.
+    pub voice: String,
+    /// Media stream.
+    pub stream_id: Option<String>,
+    /// `active`, `completed`, `failed`.
+    pub status: String,
+    /// Why it ended.
+    pub end_reason: Option<String>,
+    /// First audio from the model (ms after the session started).
+    pub first_audio_ms: Option<i64>,
+    /// Token usage.
+    pub usage: UsageView,
+    /// AI reconnects.
+    pub reconnects: i64,
+    /// Summary.
+    pub summary: Option<String>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// RFC 3339.
+    pub started_at: String,
+    /// RFC 3339.
+    pub ended_at: Option<String>,
+}
+
+/// Token usage of a session.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageView {
+    /// Input tokens.
+    pub input_tokens: i64,
+    /// Output tokens.
+    pub output_tokens: i64,
+    /// Total tokens.
+    pub total_tokens: i64,
+}
+
+impl From<VoiceSession> for VoiceSessionView {
+    fn from(s: VoiceSession) -> Self {
+        VoiceSessionView {
+            id: s.id.into_string(),
+            call_id: s.call_id.into_string(),
+            agent_key: s.agent_key,
+            agent_version_id: s.agent_version_id,
+            model: s.model,
+            voice: s.voice,
+            stream_id: s.stream_sid,
+            status: s.status,
+            end_reason: s.end_reason,
+            first_audio_ms: s.first_audio_ms,
+            usage: UsageView {
+                input_tokens: s.input_tokens,
+                output_tokens: s.output_tokens,
+                total_tokens: s.total_tokens,
+            },
+            reconnects: s.reconnects,
+            summary: s.summary,
+            tags: s.tags,
+            started_at: rfc3339(s.started_at),
+            ended_at: s.ended_at.map(rfc3339),
+        }
+    }
+}
+
+/// One transcript turn.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TurnView {
+    /// `user`, `assistant`, `system`.
+    pub role: String,
+    /// What was said.
+    pub text: String,
+    /// Offset from the session start (ms).
+    pub start_ms: Option<i64>,
+    /// Offset from the session start (ms).
+    pub end_ms: Option<i64>,
+    /// The caller barged in on this turn.
+    pub interrupted: bool,
+    /// The part the caller heard before barging in.
+    pub heard_text: Option<String>,
+}
+
+impl From<TranscriptTurn> for TurnView {
+    fn from(t: TranscriptTurn) -> Self {
+        TurnView {
+            role: t.role,
+            text: t.text,
+            start_ms: t.start_ms,
+            end_ms: t.end_ms,
+            interrupted: t.interrupted,
+            heard_text: t.heard_text,
+        }
+    }
+}
+
+/// A voice session with its transcript.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VoiceSessionDetail {
+    /// The session.
+    #[serde(flatten)]
+    pub session: VoiceSessionView,
+    /// Transcript, in order.
+    pub transcript: Vec<TurnView>,
+    /// Tool invocations, in order.
+    #[schema(value_type = Vec<Object>)]
+    pub function_calls: Vec<serde_json::Value>,
+}
+
+impl From<SessionDetail> for VoiceSessionDetail {
+    fn from(d: SessionDetail) -> Self {
+        VoiceSessionDetail {
+            session: d.session.into(),
+            transcript: d.turns.into_iter().map(TurnView::from).collect(),
+            function_calls: Vec::new(),
+        }
+    }
+}
+
+/// A page of voice sessions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VoiceSessionList {
+    /// Sessions, newest first.
+    pub data: Vec<VoiceSessionView>,
+    /// Page size.
+    pub limit: u32,
+    /// Rows skipped.
+    pub offset: u32,
+    /// Total matching.
+    pub total: i64,
+}
+
+/// Filters of the voice-session listing.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct VoiceSessionParams {
+    /// `active`, `completed`, `failed`.
+    pub status: Option<String>,
+    /// Agent key.
+    pub agent_key: Option<String>,
+    /// Media stream id (`MZ…`).
+    pub stream_id: Option<String>,
+    /// Page size (1–200, default 50).
+    pub limit: Option<u32>,
+    /// Rows to skip.
+    pub offset: Option<u32>,
+}
+
+/// A live call.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActiveSessionView {
+    /// Our call id.
+    pub call_id: String,
+    /// Twilio `CallSid`.
+    pub call_sid: String,
+    /// Tenant.
+    pub tenant_id: String,
+    /// `inbound` or `outbound`.
+    pub direction: String,
+    /// Caller.
+    pub from: String,
+    /// Callee.
+    pub to: String,
+    /// Agent key.
+    pub agent_key: Option<String>,
+    /// Agent version.
+    pub agent_version_id: Option<String>,
+    /// RFC 3339.
+    pub started_at: String,
+    /// `greeting`, `listening`, `speaking`, `tool`, `handoff`.
+    pub state: String,
+    /// Last transcript line.
+    pub last_transcript: Option<TranscriptLine>,
+    /// Latency figures (ms).
+    pub latency: LatencyView,
+}
+
+/// A transcript line.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TranscriptLine {
+    /// `user` or `assistant`.
+    pub role: String,
+    /// Text.
+    pub text: String,
+}
+
+/// Live latency figures.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LatencyView {
+    /// First audio of the session (ms).
+    pub first_audio_ms: Option<i64>,
+    /// Last response: end of the caller's speech → first audio (ms).
+    pub last_response_ms: Option<i64>,
+}
+
+impl From<ActiveCall> for ActiveSessionView {
+    fn from(c: ActiveCall) -> Self {
+        ActiveSessionView {
+            call_id: c.call_id.into_string(),
+            call_sid: c.call_sid,
+            tenant_id: c.tenant_id.into_string(),
+            direction: c.direction.to_owned(),
+            from: c.from,
+            to: c.to,
+            agent_key: c.agent_key,
+            agent_version_id: c.agent_version_id,
+            started_at: rfc3339(c.started_at),
+            state: c.phase.as_str().to_owned(),
+            last_transcript: c
+                .last_line
+                .map(|(role, text)| TranscriptLine { role, text }),
+            latency: LatencyView {
+                first_audio_ms: c.first_audio_ms,
+                last_response_ms: c.last_response_ms,
+            },
+        }
+    }
+}
+
+/// Live calls.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActiveSessionList {
+    /// Oldest first.
+    pub data: Vec<ActiveSessionView>,
+}
+
+/// Lists the tenant's voice sessions.
+#[utoipa::path(get, path = "/api/v1/voice-sessions", tag = "runtime", params(VoiceSessionParams),
+    security(("bearer" = [])),
+    responses((status = 200, body = VoiceSessionList), (status = 400, body = ErrorResponse)))]
+pub async fn list_sessions(
+    state: AppState,
+    caller: Caller,
+    query: String,
+) -> Result<Response, ApiError> {
+    let auth = state.tenant(&caller, Some(Scope::Read)).await?;
+    let p: VoiceSessionParams = parse_query(&query)?;
+    let paging = Paging::new(p.limit, p.offset)?;
+    let filter = SessionFilter {
+        tenant_id: auth.tenant_id,
+        status: p.status,
+        agent_key: p.agent_key,
+        stream_id: p.stream_id,
+        limit: paging.limit,
+        offset: paging.offset,
+    };
+    let page = call_t!(
+        state.router_actor()?,
+        RouterMsg::ListSessions,
+        state.actor_timeout_ms(),
+        filter
+    )??;
+    Ok(warp::reply::json(&VoiceSessionList {
+        data: page.items.into_iter().map(VoiceSessionView::from).collect(),
+        limit: paging.limit,
+        offset: paging.offset,
+        total: page.total,
+    })
+    .into_response())
+}
+
+/// A voice session with its transcript (in order), function calls, summary and tags.
+#[utoipa::path(get, path = "/api/v1/voice-sessions/{id}", tag = "runtime",
+    params(("id" = String, Path, description = "Voice session id")), security(("bearer" = [])),
+    responses((status = 200, body = VoiceSessionDetail), (status = 404, body = ErrorResponse)))]
+pub async fn get_session(
+    id: String,
+    state: AppState,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    let auth = state.tenant(&caller, Some(Scope::Read)).await?;
+    let id = SessionId::parse(&id).ok_or_else(|| ApiError::NotFound("voice session".into()))?;
+    let detail = call_t!(
+        state.router_actor()?,
+        RouterMsg::GetSession,
+        state.actor_timeout_ms(),
+        auth.tenant_id,
+        id
+    )??;
+    Ok(warp::reply::json(&VoiceSessionDetail::from(detail)).into_response())
+}
+
+fn active_list(state: &AppState, tenant: Option<&TenantId>) -> Response {
+    let data = state
+        .actors
+        .active
+        .list(tenant)
+        .into_iter()
+        .map(ActiveSessionView::from)
+        .collect();
+    warp::reply::json(&ActiveSessionList { data }).into_response()
+}
+
+/// The tenant's live calls on this node.
+#[utoipa::path(get, path = "/api/v1/active-sessions", tag = "runtime", security(("bearer" = [])),
+    responses((status = 200, body = ActiveSessionList), (status = 401, body = ErrorResponse)))]
+pub async fn active_sessions(state: AppState, caller: Caller) -> Result<Response, ApiError> {
+    let auth = state.tenant(&caller, Some(Scope::Read)).await?;
+    Ok(active_list(&state, Some(&auth.tenant_id)))
+}
+
+/// Live calls of every tenant (admin).
+#[utoipa::path(get, path = "/api/v1/admin/active-sessions", tag = "admin", security(("admin_key" = [])),
+    responses((status = 200, body = ActiveSessionList), (status = 401, body = ErrorResponse)))]
+pub async fn admin_active_sessions(state: AppState, caller: Caller) -> Result<Response, ApiError> {
+    state.admin(&caller)?;
+    Ok(active_list(&state, None))
+}
+
+fn sse_event(event: ActiveEvent) -> warp::sse::Event {
+    let (name, data) = match event {
+        ActiveEvent::Started(c) => ("started", serde_json::to_value(ActiveSessionView::from(c))),
+        ActiveEvent::Updated(c) => ("updated", serde_json::to_value(ActiveSessionView::from(c))),
+        ActiveEvent::Ended {
+            call_id, reason, ..
+        } => (
+            "ended",
+            Ok(serde_json::json!({"call_id": call_id.as_str(), "reason": reason})),
+        ),
+    };
+    warp::sse::Event::default()
+        .event(name)
+        .data(data.map(|d| d.to_string()).unwrap_or_default())
+}
+
+/// Server-Sent Events of the tenant's live calls: `started`, `updated`, `ended`.
+#[utoipa::path(get, path = "/api/v1/active-sessions/stream", tag = "runtime", security(("bearer" = [])),
+    responses((status = 200, description = "text/event-stream of started / updated / ended events", content_type = "text/event-stream"),
+              (status = 401, body = ErrorResponse)))]
+pub async fn active_stream(state: AppState, caller: Caller) -> Result<Response, ApiError> {
+    let auth = state.tenant(&caller, Some(Scope::Read)).await?;
+    let tenant = auth.tenant_id;
+    // Subscribe before the snapshot so nothing between the two is missed.
+    let rx = state.actors.active.subscribe();
+    let snapshot: Vec<ActiveEvent> = state
+        .actors
+        .active
+        .list(Some(&tenant))
+        .into_iter()
+        .map(ActiveEvent::Started)
+        .collect();
+    let live = BroadcastStream::new(rx).filter_map(move |e| {
+        let keep = match e {
+            Ok(e) if e.tenant_id() == &tenant => Some(e),
+            _ => None,
+        };
+        async move { keep }
+    });
+    let events = futures::stream::iter(snapshot)
+        .chain(live)
+        .map(|e| Ok::<_, Infallible>(sse_event(e)));
+    Ok(warp::sse::reply(warp::sse::keep_alive().stream(events)).into_response())
+}
+
+/// The session routes.
+pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
+    let s = move || with_state(state.clone());
+    let respond = |r: Result<Response, ApiError>| r.into_response();
+    let list = warp::path!("api" / "v1" / "voice-sessions")
+        .and(warp::get())
+        .and(at(&VOICE_SESSIONS_LIST))
+        .and(s())
+        .and(caller())
+        .and(raw_query())
+        .then(list_sessions)
+        .map(respond);
+    let get = warp::path!("api" / "v1" / "voice-sessions" / String)
+        .and(warp::get())
+        .and(at(&VOICE_SESSION_GET))
+        .and(s())
+        .and(caller())
+        .then(get_session)
+        .map(respond);
+    let active = warp::path!("api" / "v1" / "active-sessions")
+        .and(warp::get())
+        .and(at(&ACTIVE_SESSIONS))
+        .and(s())
+        .and(caller())
+        .then(active_sessions)
+        .map(respond);
+    let stream = warp::path!("api" / "v1" / "active-sessions" / "stream")
+        .and(warp::get())
+        .and(at(&ACTIVE_SESSIONS_STREAM))
+        .and(s())
+        .and(caller())
+        .then(active_stream)
+        .map(respond);
+    let admin = warp::path!("api" / "v1" / "admin" / "active-sessions")
+        .and(warp::get())
+        .and(at(&ADMIN_ACTIVE_SESSIONS))
+        .and(s())
+        .and(caller())
+        .then(admin_active_sessions)
+        .map(respond);
+    list.or(get)
+        .unify()
+        .or(active)
+        .unify()
+        .or(stream)
+        .unify()
+        .or(admin)
+        .unify()
+        .boxed()
+}

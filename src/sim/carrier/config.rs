@@ -1,0 +1,129 @@
+//! Carrier configuration: accounts, timings, and the simulated behaviour of the numbers the
+//! carrier calls (callees of outbound calls, operators reached by `<Dial>`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::caller::CallerScript;
+
+/// How the simulator starts.
+#[derive(Debug, Clone)]
+pub struct CarrierConfig {
+    /// Where the REST API listens (`127.0.0.1:0` by default: a free loopback port).
+    pub bind: SocketAddr,
+    /// Accounts as `(account SID, auth token)`.
+    pub accounts: Vec<(String, String)>,
+    /// Speaking time of `<Say>` per character (default 10 ms).
+    pub speech_ms_per_char: u64,
+    /// How long an outbound callee rings before answering or signalling busy (default 100 ms).
+    pub ring_time: Duration,
+    /// How long answering-machine detection takes (`MachineDetectionDuration`, default 250 ms).
+    pub amd_duration: Duration,
+    /// Timeout of every webhook request (default 15 s, as Twilio).
+    pub webhook_timeout: Duration,
+    /// Timeout of the media websocket handshake (default 10 s).
+    pub ws_connect_timeout: Duration,
+    /// Behaviour of outbound callees without a specific setting (default: answer).
+    pub default_callee: CalleeBehaviour,
+    /// Behaviour of `<Dial>`ed numbers without a specific setting.
+    pub default_operator: OperatorBehaviour,
+}
+
+impl Default for CarrierConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            accounts: Vec::new(),
+            speech_ms_per_char: 10,
+            ring_time: Duration::from_millis(100),
+            amd_duration: Duration::from_millis(250),
+            webhook_timeout: Duration::from_secs(15),
+            ws_connect_timeout: Duration::from_secs(10),
+            default_callee: CalleeBehaviour::Answer,
+            default_operator: OperatorBehaviour::default(),
+        }
+    }
+}
+
+impl CarrierConfig {
+    /// The default configuration with one account.
+    pub fn with_account(account_sid: impl Into<String>, auth_token: impl Into<String>) -> Self {
+        Self {
+            accounts: vec![(account_sid.into(), auth_token.into())],
+            ..Self::default()
+        }
+    }
+}
+
+/// What the party at the other end of an outbound (`Calls.json`) call does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CalleeBehaviour {
+    /// Answers after the ring time; the call's TwiML runs.
+    #[default]
+    Answer,
+    /// Busy after the ring time: final status `busy`, no TwiML.
+    Busy,
+    /// Rings until the call's `Timeout` (default 60 s): final status `no-answer`, no TwiML.
+    NoAnswer,
+    /// Cannot be reached: final status `failed` at once, no TwiML.
+    Failed,
+}
+
+/// What a number reached by `<Dial>` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorBehaviour {
+    /// Answers after `answer_after` (unless the `<Dial timeout>` is shorter) and talks for
+    /// `talk`, then hangs up: `DialCallStatus=completed`.
+    Answer {
+        /// Ringing time before answering.
+        answer_after: Duration,
+        /// Bridged conversation time.
+        talk: Duration,
+    },
+    /// Busy after the carrier's ring time.
+    Busy,
+    /// Never answers: `no-answer` when the `<Dial timeout>` (default 30 s) expires.
+    NoAnswer,
+    /// Unreachable: `failed` at once.
+    Failed,
+}
+
+impl Default for OperatorBehaviour {
+    fn default() -> Self {
+        Self::Answer {
+            answer_after: Duration::from_millis(200),
+            talk: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The error a faulty REST request answers with (Twilio error JSON, PROTOCOLS §3.7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultSpec {
+    /// HTTP status.
+    pub status: u16,
+    /// Twilio error code.
+    pub code: u32,
+    /// Message.
+    pub message: String,
+}
+
+/// One queued fault for the next REST request.
+#[derive(Debug, Clone)]
+pub(crate) enum Fault {
+    /// Answer with this error.
+    Fail(FaultSpec),
+    /// Answer only after this delay.
+    Delay(Duration),
+}
+
+/// The mutable settings behind the handle's setters.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Settings {
+    pub accounts: HashMap<String, String>,
+    pub callees: HashMap<String, CalleeBehaviour>,
+    pub operators: HashMap<String, OperatorBehaviour>,
+    pub answered_by: HashMap<String, String>,
+    pub callee_scripts: HashMap<String, CallerScript>,
+}
