@@ -83,6 +83,18 @@ enum SimCommand {
         #[arg(long, default_value_t = 10.0)]
         hangup_after: f64,
     },
+    /// An OpenAI Realtime API (GA) stand-in on a websocket until Ctrl-C.
+    Realtime {
+        /// Address to listen on (the URL is ws://BIND/v1/realtime).
+        #[arg(long, default_value = "127.0.0.1:5070")]
+        bind: SocketAddr,
+        /// An accepted API key (repeatable).
+        #[arg(long = "api-key", required = true)]
+        api_keys: Vec<String>,
+        /// A JSON script of user turns and replies (see `sim::realtime::RealtimeScript`).
+        #[arg(long)]
+        script: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -144,6 +156,20 @@ fn run_sim(command: SimCommand) -> ExitCode {
                 .await?;
                 print!("{}", sim_cli::summary(&call));
                 Ok::<_, anyhow::Error>(sim_cli::succeeded(&call))
+            }
+            SimCommand::Realtime {
+                bind,
+                api_keys,
+                script,
+            } => {
+                stateset_voice::sim::realtime::run_standalone(
+                    bind,
+                    api_keys,
+                    script.as_deref(),
+                    shutdown::signal(),
+                )
+                .await?;
+                Ok(true)
             }
         }
     });

@@ -48,6 +48,8 @@ pub mod server_event;
 pub mod session;
 
 #[cfg(test)]
+mod connection_tests;
+#[cfg(test)]
 mod tests;
 
 pub use client_event::{ClientEvent, ContentPart, ConversationItem, Role, append_json};

@@ -32,6 +32,7 @@ mod effective;
 mod response;
 mod server;
 mod session;
+mod standalone;
 mod state;
 mod vad;
 
@@ -45,6 +46,7 @@ use std::time::{Duration, Instant};
 use tokio::task::AbortHandle;
 
 pub use config::{DropAfter, RealtimeScript, RealtimeSimConfig, ScriptReply, ScriptTurn};
+pub use standalone::{run_standalone, summary};
 pub use state::{
     ErrorRecord, HandshakeRecord, ResponseRecord, SessionEnd, SessionSnapshot, ToolCallRecord,
     TruncateRecord,

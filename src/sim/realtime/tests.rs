@@ -520,7 +520,8 @@ async fn speech_during_a_response_cancels_it_and_no_delta_of_it_follows() {
     ]);
     let sim = start(RealtimeSimConfig {
         ms_per_char: 50,
-        speed: 4.0,
+        // Real-time pacing: the 3.5 s answer is still playing when the caller barges in.
+        speed: 1.0,
         ..config().with_script(script)
     })
     .await;
@@ -984,7 +985,7 @@ async fn dropped_sessions_end_without_a_close_frame() {
 
     // After a duration, mid-response.
     sim.set_response_latency(Duration::from_secs(30));
-    sim.drop_next_session_after(Duration::from_millis(200));
+    sim.drop_next_session_after(Duration::from_millis(500));
     let (mut client, _) = Client::ready(&sim).await;
     client.send(ClientEvent::response_create()).await;
     let events = client.until_kind("response.content_part.added").await;
