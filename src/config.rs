@@ -129,6 +129,12 @@ pub struct Config {
     pub stream_token_ttl: Duration,
     /// `RATE_LIMIT_WEBHOOKS_PER_TENANT_PER_MINUTE` (default 6000): verified Twilio webhooks per tenant.
     pub rate_limit_webhooks_per_tenant_per_minute: NonZeroU32,
+    /// `OPENAI_REALTIME_URL` (default `wss://api.openai.com/v1/realtime`): the realtime model.
+    pub openai_realtime_url: Url,
+    /// `OPENAI_API_KEY`: the realtime model's key (a call without one gets the fallback).
+    pub openai_api_key: Option<Secret>,
+    /// `CHAOS_HOOKS` (default false): lets tests inject call-actor failures. Never in production.
+    pub chaos_hooks: bool,
     /// `CALL_LIVE_WINDOW_SECONDS` (default 14400): unfinished calls older than this stop
     /// counting against concurrency limits (a lost final status callback cannot hold a slot).
     pub call_live_window: Duration,
@@ -160,6 +166,9 @@ pub const SETTINGS: &[&str] = &[
     "STREAM_TOKEN_TTL_SECONDS",
     "RATE_LIMIT_WEBHOOKS_PER_TENANT_PER_MINUTE",
     "CALL_LIVE_WINDOW_SECONDS",
+    "OPENAI_REALTIME_URL",
+    "OPENAI_API_KEY",
+    "CHAOS_HOOKS",
 ];
 
 /// The raw setting values, before validation.
@@ -376,7 +385,35 @@ impl Config {
                 "must be between 10 and 3600",
             ));
         }
+        let openai_realtime_url = {
+            let v = raw
+                .get("OPENAI_REALTIME_URL")
+                .unwrap_or("wss://api.openai.com/v1/realtime");
+            let url = Url::parse(v).map_err(|e| {
+                ConfigError::new("OPENAI_REALTIME_URL", format!("`{v}` is not a URL: {e}"))
+            })?;
+            if !matches!(url.scheme(), "ws" | "wss") || url.host_str().is_none() {
+                return Err(ConfigError::new(
+                    "OPENAI_REALTIME_URL",
+                    "must be an absolute ws:// or wss:// URL",
+                ));
+            }
+            url
+        };
+        let chaos_hooks = match raw.get("CHAOS_HOOKS").unwrap_or("false") {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            other => {
+                return Err(ConfigError::new(
+                    "CHAOS_HOOKS",
+                    format!("`{other}` is not true or false"),
+                ));
+            }
+        };
         Ok(Config {
+            openai_realtime_url,
+            openai_api_key: raw.secret("OPENAI_API_KEY", 1)?,
+            chaos_hooks,
             public_base_url_explicit: raw.get("PUBLIC_BASE_URL").is_some(),
             twilio_api_base_url,
             twilio_timeout: Duration::from_millis(u64::from(

@@ -6,7 +6,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
+use actors::active::ActiveRegistry;
+use actors::call::{AiConfig, CallDeps};
 use actors::crypto::{SecretBox, derive_key, hex};
 use actors::router::PublicUrls;
 use actors::store::Store;
@@ -81,6 +84,22 @@ fn master_key(config: &Config) -> anyhow::Result<Secret> {
             Ok(Secret::new(key))
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", key_path.display())),
+    }
+}
+
+/// Waits until no call is live on this node, or `grace` passes.
+async fn drain_calls(state: &AppState, grace: Duration) {
+    let mut changes = state.actors.active.subscribe();
+    let deadline = tokio::time::Instant::now() + grace;
+    while !state.actors.active.is_empty() {
+        match tokio::time::timeout_at(deadline, changes.recv()).await {
+            Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
+            _ => break,
+        }
+    }
+    let left = state.actors.active.len();
+    if left > 0 {
+        tracing::warn!(live_calls = left, "grace period over with calls still live");
     }
 }
 
@@ -161,6 +180,7 @@ impl Application {
         let stream_keys = stream_token_keys(&config, &master);
         let client = TwilioClient::new(config.twilio_api_base_url.clone(), config.twilio_timeout)
             .map_err(|e| anyhow::anyhow!("cannot build the Twilio client: {e}"))?;
+        let active: Arc<ActiveRegistry> = Arc::default();
         let actors = RootSupervisor::start(RootConfig {
             carrier: Arc::new(TwilioCarrier::new(client)),
             stream_keys,
@@ -168,7 +188,27 @@ impl Application {
             stream_token_ttl: config.stream_token_ttl,
             live_window: config.call_live_window,
             actor_timeout: config.actor_call_timeout,
-            active: Arc::default(),
+            active: Arc::clone(&active),
+            calls: CallDeps {
+                store: store.clone(),
+                ai: AiConfig {
+                    url: config
+                        .openai_realtime_url
+                        .as_str()
+                        .trim_end_matches('/')
+                        .to_owned(),
+                    api_key: config
+                        .openai_api_key
+                        .as_ref()
+                        .map(|k| k.expose().to_owned())
+                        .unwrap_or_default(),
+                    connect_timeout: Duration::from_secs(10),
+                },
+                active: Arc::clone(&active),
+                chaos: config.chaos_hooks,
+                twilio_queue: 512,
+                twilio_write_timeout: Duration::from_secs(5),
+            },
             store: store.clone(),
             secret_box,
             tenant_rate_limiter: Arc::new(tenant_rate_limiter(
@@ -220,8 +260,10 @@ impl Application {
             drain_state.start_draining();
             tracing::info!(
                 grace_seconds = grace.as_secs(),
+                live_calls = drain_state.actors.active.len(),
                 "shutdown requested: draining"
             );
+            drain_calls(&drain_state, grace).await;
         };
         let header = state
             .config

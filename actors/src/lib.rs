@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod active;
+pub mod call;
 pub mod carrier;
 pub mod crypto;
 pub mod ids;

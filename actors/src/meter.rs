@@ -15,6 +15,10 @@ pub mod kind {
     pub const ROUTER: &str = "router";
     /// The rollout actor.
     pub const ROLLOUT: &str = "rollout";
+    /// Call actors.
+    pub const CALL: &str = "call";
+    /// The call supervisor.
+    pub const CALL_SUPERVISOR: &str = "call_supervisor";
 }
 
 /// Times one handled message of an actor kind.

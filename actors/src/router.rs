@@ -377,8 +377,6 @@ pub enum RouterMsg {
     Outbound(OutboundRequest, Reply<CallRecord>),
     /// Verifies a stream token (consuming it) and records the stream as started.
     StreamStarted(StreamStart, Reply<CallRecord>),
-    /// The media websocket of a call closed (call id, reason); replies once recorded.
-    StreamClosed(CallId, String, RpcReplyPort<()>),
     /// A call status callback.
     CallStatus(CallbackTarget, StatusUpdate, Reply<bool>),
     /// A stream status callback.
@@ -422,7 +420,6 @@ impl RouterMsg {
             RouterMsg::Inbound(..) => "inbound",
             RouterMsg::Outbound(..) => "outbound",
             RouterMsg::StreamStarted(..) => "stream_started",
-            RouterMsg::StreamClosed(..) => "stream_closed",
             RouterMsg::CallStatus(..) => "call_status",
             RouterMsg::StreamStatus(..) => "stream_status",
             RouterMsg::AmdStatus(..) => "amd_status",
@@ -1349,25 +1346,6 @@ impl Actor for RouterActor {
                         .increment(1);
                 }
                 reply(port, r);
-            }
-            RouterMsg::StreamClosed(call_id, reason, port) => {
-                if let Err(error) = state
-                    .ctx
-                    .store()
-                    .set_stream_state(&call_id, None, "stopped")
-                    .await
-                {
-                    tracing::warn!(call_id = %call_id, error = %error, "could not record stream stop");
-                }
-                state
-                    .ctx
-                    .event(
-                        &call_id,
-                        "stream",
-                        json!({"event": "websocket-closed", "reason": reason}),
-                    )
-                    .await;
-                reply(port, ());
             }
             RouterMsg::CallStatus(target, update, port) => {
                 let ctx = state.ctx.clone();

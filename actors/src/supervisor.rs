@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::watch;
 
+use crate::call::CallDeps;
+use crate::call::supervisor::{CallSupervisor, CallSupervisorMsg};
 use crate::carrier::Carrier;
 use crate::crypto::SecretBox;
 use crate::meter::{self, HandleTimer, kind};
@@ -92,6 +94,8 @@ pub struct RootConfig {
     pub actor_timeout: Duration,
     /// Live calls of this node.
     pub active: Arc<crate::active::ActiveRegistry>,
+    /// What call actors need (the AI endpoint, limits, chaos hooks).
+    pub calls: CallDeps,
 }
 
 /// Health of the supervision tree.
@@ -139,6 +143,8 @@ pub struct Actors {
     pub router: SingletonRef<RouterMsg>,
     /// The rollout actor (current incarnation).
     pub rollout: SingletonRef<RolloutMsg>,
+    /// The call supervisor (current incarnation).
+    pub calls: SingletonRef<CallSupervisorMsg>,
     /// Changes whenever the tree's health changes (e.g. meltdown).
     pub health: watch::Receiver<bool>,
     /// Live calls of this node.
@@ -154,6 +160,7 @@ pub struct RootArgs {
     tenant: SingletonRef<TenantMsg>,
     router: SingletonRef<RouterMsg>,
     rollout: SingletonRef<RolloutMsg>,
+    calls: SingletonRef<CallSupervisorMsg>,
     health: watch::Sender<bool>,
 }
 
@@ -163,17 +170,24 @@ enum ChildKind {
     Tenant,
     Rollout,
     Router,
+    Calls,
 }
 
 impl ChildKind {
     /// Start order: the router reaches the tenant actor.
-    const ALL: [ChildKind; 3] = [ChildKind::Tenant, ChildKind::Rollout, ChildKind::Router];
+    const ALL: [ChildKind; 4] = [
+        ChildKind::Tenant,
+        ChildKind::Rollout,
+        ChildKind::Router,
+        ChildKind::Calls,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             ChildKind::Tenant => kind::TENANT,
             ChildKind::Router => kind::ROUTER,
             ChildKind::Rollout => kind::ROLLOUT,
+            ChildKind::Calls => kind::CALL_SUPERVISOR,
         }
     }
 }
@@ -197,6 +211,7 @@ pub struct RootState {
     tenant: SingletonRef<TenantMsg>,
     router: SingletonRef<RouterMsg>,
     rollout: SingletonRef<RolloutMsg>,
+    calls: SingletonRef<CallSupervisorMsg>,
     health: watch::Sender<bool>,
     /// Why the root melted down, once it has.
     meltdown: Option<String>,
@@ -208,6 +223,7 @@ impl RootSupervisor {
         let tenant = SingletonRef::new();
         let router = SingletonRef::new();
         let rollout = SingletonRef::new();
+        let calls = SingletonRef::new();
         let (health_tx, health_rx) = watch::channel(true);
         let active = Arc::clone(&config.active);
         let args = RootArgs {
@@ -215,6 +231,7 @@ impl RootSupervisor {
             tenant: tenant.clone(),
             router: router.clone(),
             rollout: rollout.clone(),
+            calls: calls.clone(),
             health: health_tx,
         };
         let (root, _join) = Actor::spawn(None, RootSupervisor, args).await?;
@@ -223,6 +240,7 @@ impl RootSupervisor {
             tenant,
             router,
             rollout,
+            calls,
             health: health_rx,
             active,
         })
@@ -245,6 +263,18 @@ impl RootSupervisor {
                     Actor::spawn_linked(None, TenantActor, args, myself.get_cell()).await?;
                 let cell = actor.get_cell();
                 state.tenant.set(Some(actor));
+                Ok(cell)
+            }
+            ChildKind::Calls => {
+                let (actor, _join) = Actor::spawn_linked(
+                    None,
+                    CallSupervisor,
+                    state.config.calls.clone(),
+                    myself.get_cell(),
+                )
+                .await?;
+                let cell = actor.get_cell();
+                state.calls.set(Some(actor));
                 Ok(cell)
             }
             ChildKind::Rollout => {
@@ -286,6 +316,7 @@ impl RootSupervisor {
             ChildKind::Tenant => state.tenant.set(None),
             ChildKind::Router => state.router.set(None),
             ChildKind::Rollout => state.rollout.set(None),
+            ChildKind::Calls => state.calls.set(None),
         }
     }
 
@@ -372,6 +403,7 @@ impl Actor for RootSupervisor {
             tenant: args.tenant,
             router: args.router,
             rollout: args.rollout,
+            calls: args.calls,
             health: args.health,
             meltdown: None,
         };
@@ -455,6 +487,7 @@ impl Actor for RootSupervisor {
         state.tenant.set(None);
         state.router.set(None);
         state.rollout.set(None);
+        state.calls.set(None);
         myself
             .stop_children_and_wait(Some(String::from("shutdown")), Some(Duration::from_secs(5)))
             .await;

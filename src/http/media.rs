@@ -4,12 +4,16 @@
 //! token in `start.customParameters.token` is the gate (verified and consumed by the
 //! router: missing, expired, forged or reused tokens close the socket); the upgrade's
 //! `X-Twilio-Signature`, when present, is verified too once `start` names the account. A
-//! valid stream is held until the call ends and its end is recorded.
+//! valid stream is handed to the `CallSupervisor`, which spawns the call's actor; from then
+//! on the socket belongs to that actor.
 
 use std::time::Duration;
 
+use actors::call::supervisor::CallSupervisorMsg;
+use actors::call::{CallStart, TwilioFrame, TwilioIncoming, TwilioOut, TwilioOutgoing};
 use actors::media::{StartMeta, TwilioInbound};
 use actors::router::{RouterError, RouterMsg, StreamStart};
+use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use ractor::call_t;
 use warp::filters::BoxedFilter;
@@ -121,45 +125,59 @@ async fn run(socket: WebSocket, state: AppState, upgrade_signature: Option<Strin
         Ok(Err(_)) | Err(_) => return reject(tx, "unavailable").await,
     };
     tracing::info!(call_id = %call.id, stream_sid = %stream_sid, "media stream started");
-    let reason = hold(&mut rx).await;
-    if let Ok(router) = state.router_actor() {
-        let recorded = call_t!(
-            router,
-            RouterMsg::StreamClosed,
+    let call_id = call.id.clone();
+    let start = CallStart {
+        call,
+        stream_sid,
+        incoming: incoming(rx),
+        outgoing: outgoing(tx),
+    };
+    let started = match state.actors.calls.get() {
+        Some(supervisor) => call_t!(
+            supervisor,
+            CallSupervisorMsg::Start,
             state.actor_timeout_ms(),
-            call.id.clone(),
-            reason.to_owned()
-        );
-        if recorded.is_err() {
-            tracing::warn!(call_id = %call.id, "stream end not recorded: router unavailable");
+            Box::new(start)
+        ),
+        None => {
+            tracing::error!(call_id = %call_id, "call supervisor is down: the socket closes and the caller gets the fallback");
+            return;
+        }
+    };
+    match started {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::error!(call_id = %call_id, error = %error, "call actor did not start")
+        }
+        Err(error) => {
+            tracing::error!(call_id = %call_id, error = %error, "call supervisor did not answer")
         }
     }
-    let mut tx = tx;
-    let _ = tx.send(Message::close_with(1000u16, reason)).await;
-    let _ = tx.close().await;
-    tracing::info!(call_id = %call.id, reason, "media stream ended");
 }
 
-/// Reads the stream until `stop` or the socket closes.
-async fn hold(rx: &mut futures::stream::SplitStream<WebSocket>) -> &'static str {
-    while let Some(frame) = rx.next().await {
-        let Ok(msg) = frame else {
-            return "socket_error";
-        };
-        if msg.is_close() {
-            return "socket_closed";
+/// Twilio's frames as the call actor reads them (pings and binary frames skipped).
+fn incoming(rx: SplitStream<WebSocket>) -> TwilioIncoming {
+    rx.filter_map(|frame| async move {
+        match frame {
+            Ok(msg) if msg.is_close() => Some(TwilioFrame::Closed(String::from("socket_closed"))),
+            Ok(msg) => msg.to_str().ok().map(|t| TwilioFrame::Text(t.to_owned())),
+            Err(_) => Some(TwilioFrame::Closed(String::from("socket_error"))),
         }
-        let Ok(text) = msg.to_str() else { continue };
-        match TwilioInbound::parse(text) {
-            Ok(TwilioInbound::Stop { .. }) => return "stop",
-            Ok(TwilioInbound::Media { .. }) => {
-                metrics::counter!("media_frames_total", "leg" => "twilio", "direction" => "inbound").increment(1);
-            }
-            Ok(_) => {}
-            Err(_) => metrics::counter!("media_bad_frames_total", "leg" => "twilio").increment(1),
-        }
-    }
-    "socket_closed"
+    })
+    .boxed()
+}
+
+/// The call actor's writes as websocket messages.
+fn outgoing(tx: SplitSink<WebSocket, Message>) -> TwilioOutgoing {
+    Box::pin(
+        tx.with(|out: TwilioOut| async move {
+            Ok::<_, warp::Error>(match out {
+                TwilioOut::Text(text) => Message::text(text),
+                TwilioOut::Close { code, reason } => Message::close_with(code, reason),
+            })
+        })
+        .sink_map_err(|e| e.to_string()),
+    )
 }
 
 /// The media-stream route.

@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef";
+pub const REALTIME_KEY: &str = "sk-sim-test";
 pub const MASTER_KEY: &str = "test-master-key-0123456789abcdef0123456789";
 
 /// Which database a test runs against.
@@ -78,6 +79,8 @@ pub fn logs() -> &'static CapturedLogs {
 
 pub struct TestApp {
     pub base: String,
+    /// The realtime model simulator this app talks to.
+    pub realtime: stateset_voice::sim::realtime::RealtimeSimHandle,
     pub client: reqwest::Client,
     pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
@@ -116,7 +119,15 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut RawSettin
         Backend::Sqlite => format!("sqlite://{}", dir.path().join("test.db").display()),
         Backend::Postgres => fresh_postgres().await,
     };
+    let realtime = stateset_voice::sim::realtime::RealtimeSim::start(
+        stateset_voice::sim::realtime::RealtimeSimConfig::with_api_key(REALTIME_KEY),
+    )
+    .await
+    .expect("realtime simulator");
     let mut raw = RawSettings::default();
+    raw.set("OPENAI_REALTIME_URL", realtime.url());
+    raw.set("OPENAI_API_KEY", REALTIME_KEY);
+    raw.set("CHAOS_HOOKS", "true");
     raw.set("BIND_ADDR", "127.0.0.1:0");
     raw.set("DATABASE_URL", database_url);
     raw.set("DATABASE_MAX_CONNECTIONS", "5");
@@ -138,6 +149,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut RawSettin
     }));
     TestApp {
         base,
+        realtime,
         client: reqwest::Client::new(),
         state,
         shutdown: Some(tx),

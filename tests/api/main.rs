@@ -6,6 +6,7 @@ mod helpers;
 mod admin;
 mod agents;
 mod auth;
+mod calls;
 mod carrier;
 mod cli;
 mod errors;

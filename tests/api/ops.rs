@@ -83,8 +83,17 @@ async fn metrics_expose_http_and_actor_series(backend: Backend) {
     assert!(text.contains("http_request_duration_seconds_bucket{route=\"/api/v1/admin/tenants\""));
     assert!(text.contains("actor_messages_total{actor=\"tenant\",msg=\"authenticate\"}"));
     assert!(text.contains("actor_handle_seconds_bucket{actor=\"tenant\",msg=\"create\""));
-    // Labels are route templates, never raw ids.
-    assert!(!text.contains("ten_"), "no tenant id in any label");
+    // Labels are route templates and bounded values, never per-call or per-key ids (a tenant
+    // label exists only on `calls_active{tenant}`).
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("calls_active"))
+    {
+        assert!(
+            !line.contains("ten_") && !line.contains("\"call_") && !line.contains("key_"),
+            "unbounded label: {line}"
+        );
+    }
     assert!(!text.contains(&secret));
     app.stop().await;
 }

@@ -777,18 +777,23 @@ async fn media_stream_accepts_a_valid_token_once(backend: Backend) {
     ))
     .await
     .expect("send");
-    assert_eq!(close_frame(&mut ws).await, (1000, "stop".to_owned()));
+    assert_eq!(
+        close_frame(&mut ws).await,
+        (1000, "caller_hangup".to_owned())
+    );
     let log = app.call_log(&t.key, &call_sid).await;
     assert_eq!(log["stream_status"], "stopped");
-    let kinds: Vec<&str> = log["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .filter_map(|e| e["detail"]["event"].as_str())
-        .collect();
+    assert_eq!(log["end_reason"], "caller_hangup");
+    let events: Vec<&Value> = log["events"].as_array().expect("events").iter().collect();
     assert!(
-        kinds.contains(&"websocket-started") && kinds.contains(&"websocket-closed"),
-        "{kinds:?}"
+        events
+            .iter()
+            .any(|e| e["detail"]["event"] == "websocket-started"),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| e["kind"] == "call.completed"),
+        "{events:?}"
     );
 
     // The same token again: single use.
@@ -868,7 +873,10 @@ async fn media_stream_refuses_bad_tokens_and_signatures(backend: Backend) {
     ))
     .await
     .expect("send");
-    assert_eq!(close_frame(&mut ws).await, (1000, "stop".to_owned()));
+    assert_eq!(
+        close_frame(&mut ws).await,
+        (1000, "caller_hangup".to_owned())
+    );
     let alerts: Value = app
         .admin(Method::GET, "/api/v1/admin/alerts/auth-transport")
         .send()
@@ -921,7 +929,10 @@ async fn stream_token_secret_rotation_keeps_calls(backend: Backend) {
     ))
     .await
     .expect("send");
-    assert_eq!(close_frame(&mut ws).await, (1000, "stop".to_owned()));
+    assert_eq!(
+        close_frame(&mut ws).await,
+        (1000, "caller_hangup".to_owned())
+    );
     let alerts: Value = app
         .admin(Method::GET, "/api/v1/admin/alerts/auth-transport")
         .send()

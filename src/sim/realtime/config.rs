@@ -25,6 +25,10 @@ pub struct RealtimeSimConfig {
     /// From `response.created` to the first delta (default 200 ms); see
     /// [`RealtimeSimHandle::set_response_latency`](super::RealtimeSimHandle::set_response_latency).
     pub first_audio_latency: Duration,
+    /// From `response.function_call_arguments.done` to the closing events and
+    /// `response.done` of a tool-call response (default 20 ms), so a client that sends
+    /// `response.create` before `response.done` gets the real service's conflict error.
+    pub tool_done_delay: Duration,
     /// Stamp every 20 ms of output audio with a frame tag (`sim::audio::tag_frame`) whose
     /// id is at least [`OUTPUT_TAG_BASE`](super::OUTPUT_TAG_BASE); the send instant of each
     /// tag is kept for latency measurements.
@@ -46,6 +50,7 @@ impl Default for RealtimeSimConfig {
             delta_ms: 100,
             speed: 5.0,
             first_audio_latency: Duration::from_millis(200),
+            tool_done_delay: Duration::from_millis(20),
             tag_audio: false,
             record_events: false,
             session_ttl: Duration::from_secs(30 * 60),

@@ -60,7 +60,19 @@ pub(crate) enum Body {
         pieces: Vec<String>,
         next: usize,
         then: String,
+        /// `function_call_arguments.done` was sent; the response closes after a delay.
+        args_done: bool,
     },
+}
+
+/// What one step did.
+enum Step {
+    /// More to send after the interval.
+    Continue,
+    /// Send the closing events now.
+    Finished,
+    /// Close after this delay.
+    Wait(Duration),
 }
 
 /// The response being generated.
@@ -216,6 +228,7 @@ impl Session {
                     pieces,
                     next: 0,
                     then,
+                    args_done: false,
                 };
                 (item, body, name, 0, "function_call")
             }
@@ -292,14 +305,20 @@ impl Session {
             return;
         };
         while active.next_at <= now {
-            let finished = self.step_once(&mut active);
-            if finished {
-                self.finish(active);
-                if self.queued_auto && self.active.is_none() {
-                    self.queued_auto = false;
-                    self.start_response(None, Value::Null, now);
+            match self.step_once(&mut active) {
+                Step::Finished => {
+                    self.finish(active);
+                    if self.queued_auto && self.active.is_none() {
+                        self.queued_auto = false;
+                        self.start_response(None, Value::Null, now);
+                    }
+                    return;
                 }
-                return;
+                Step::Wait(delay) => {
+                    active.next_at = now + delay;
+                    break;
+                }
+                Step::Continue => {}
             }
             active.next_at += active.interval;
             if active.interval.is_zero() {
@@ -309,8 +328,8 @@ impl Session {
         self.active = Some(active);
     }
 
-    /// Sends one delta; true when nothing is left to send.
-    fn step_once(&mut self, active: &mut Active) -> bool {
+    /// Sends one delta (or, after the last argument delta, `arguments.done`).
+    fn step_once(&mut self, active: &mut Active) -> Step {
         let (id, item_id) = (active.id.clone(), active.item_id.clone());
         match &mut active.body {
             Body::Speech {
@@ -321,7 +340,7 @@ impl Session {
                 ..
             } => {
                 let Some(chunk) = chunks.get(*next) else {
-                    return true;
+                    return Step::Finished;
                 };
                 *next += 1;
                 let last = *next >= chunks.len();
@@ -363,14 +382,20 @@ impl Session {
                         r.said = said_now;
                     }
                 });
-                last
+                if last { Step::Finished } else { Step::Continue }
             }
             Body::Tool {
+                name,
                 call_id,
+                arguments,
                 pieces,
                 next,
-                ..
+                then,
+                args_done,
             } => {
+                if *args_done {
+                    return Step::Finished;
+                }
                 if let Some(piece) = pieces.get(*next) {
                     let event = json!({
                         "type": "response.function_call_arguments.delta",
@@ -378,12 +403,27 @@ impl Session {
                         "call_id": call_id, "delta": piece,
                     });
                     *next += 1;
-                    let last = *next >= pieces.len();
                     self.emit(event);
-                    last
-                } else {
-                    true
+                    return Step::Continue;
                 }
+                // The client may answer the call from here on, but `response.done`
+                // trails (as on the real service): a `response.create` sent before it is
+                // refused with `conversation_already_has_active_response`.
+                *args_done = true;
+                self.emit(json!({
+                    "type": "response.function_call_arguments.done",
+                    "response_id": id, "item_id": item_id, "output_index": 0,
+                    "call_id": call_id, "name": name, "arguments": arguments,
+                }));
+                let record = ToolCallRecord {
+                    call_id: call_id.clone(),
+                    name: name.clone(),
+                    arguments: arguments.clone(),
+                    output: None,
+                };
+                self.snap(|s| s.tool_calls.push(record));
+                self.awaiting_tool = Some((call_id.clone(), then.clone()));
+                Step::Wait(self.shared.config.tool_done_delay)
             }
         }
     }
@@ -470,27 +510,10 @@ impl Session {
                 name,
                 call_id,
                 arguments,
-                then,
+                args_done,
                 ..
             } => {
-                let args = if reason.is_some() {
-                    String::new()
-                } else {
-                    self.emit(json!({
-                        "type": "response.function_call_arguments.done",
-                        "response_id": id, "item_id": item_id, "output_index": 0,
-                        "call_id": call_id, "name": name, "arguments": arguments,
-                    }));
-                    let record = ToolCallRecord {
-                        call_id: call_id.clone(),
-                        name: name.clone(),
-                        arguments: arguments.clone(),
-                        output: None,
-                    };
-                    self.snap(|s| s.tool_calls.push(record));
-                    self.awaiting_tool = Some((call_id.clone(), then));
-                    arguments
-                };
+                let args = if args_done { arguments } else { String::new() };
                 let item = json!({
                     "id": item_id, "object": "realtime.item", "type": "function_call",
                     "status": item_status, "call_id": call_id, "name": name, "arguments": args,

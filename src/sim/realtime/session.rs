@@ -17,6 +17,9 @@ use super::response::{Active, Plan};
 use super::state::{ErrorRecord, MAX_EVENT_LOG, SessionSnapshot, SharedRef};
 use super::vad::{BYTES_PER_MS, Vad, VadEvent};
 
+/// The hot-path client event.
+const APPEND: &str = "input_audio_buffer.append";
+
 /// Close code for a refused beta-shaped session.
 pub(crate) const BETA_CLOSE_CODE: u16 = 4000;
 /// Message of the `beta_api_shape_disabled` error.
@@ -82,7 +85,21 @@ pub(crate) struct Session {
     pub queued_auto: bool,
     pub responses: u64,
     pub tokens_used: u64,
+    /// Appends not yet in the snapshot (the hot path updates it about once a second).
+    batched: PendingAppends,
 }
+
+/// `input_audio_buffer.append`s counted locally, folded into the snapshot by the next
+/// [`Session::snap`] or once [`PENDING_APPENDS`] have accumulated.
+#[derive(Debug, Default)]
+struct PendingAppends {
+    events: u64,
+    audio_bytes: u64,
+    raw: Vec<Value>,
+}
+
+/// Appends (20 ms each from a Twilio bridge) batched before a snapshot update.
+const PENDING_APPENDS: u64 = 50;
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -131,6 +148,7 @@ impl Session {
             queued_auto: false,
             responses: 0,
             tokens_used: 0,
+            batched: PendingAppends::default(),
         };
         if beta_header {
             session.refuse_beta(None);
@@ -146,9 +164,23 @@ impl Session {
         (session, control)
     }
 
-    /// Changes this session's snapshot.
-    pub fn snap(&self, f: impl FnOnce(&mut SessionSnapshot)) {
-        self.shared.update(self.index, f);
+    /// Changes this session's snapshot (folding in the batched appends first).
+    pub fn snap(&mut self, f: impl FnOnce(&mut SessionSnapshot)) {
+        let batched = std::mem::take(&mut self.batched);
+        self.shared.update(self.index, |s| {
+            if batched.events > 0 {
+                s.client_event_count += batched.events;
+                s.audio_bytes_received += batched.audio_bytes;
+                let room = MAX_EVENT_LOG.saturating_sub(s.client_events.len());
+                let n = usize::try_from(batched.events)
+                    .unwrap_or(usize::MAX)
+                    .min(room);
+                s.client_events
+                    .extend(std::iter::repeat_n(APPEND.to_owned(), n));
+                s.client_events_raw.extend(batched.raw);
+            }
+            f(s);
+        });
     }
 
     /// Queues a server event (adds its `event_id`).
@@ -211,6 +243,19 @@ impl Session {
         };
         let kind = value.get("type").and_then(Value::as_str).map(str::to_owned);
         let record = self.shared.config.record_events.then(|| value.clone());
+        if kind.as_deref() == Some(APPEND) {
+            self.batched.events += 1;
+            self.batched.raw.extend(record);
+            let event_id = value
+                .get("event_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            self.on_append(&value, event_id, now);
+            if self.batched.events >= PENDING_APPENDS {
+                self.snap(|_| {});
+            }
+            return;
+        }
         self.snap(|s| {
             s.client_event_count += 1;
             if let Some(k) = &kind
@@ -236,7 +281,6 @@ impl Session {
             return;
         };
         match kind.as_str() {
-            "input_audio_buffer.append" => self.on_append(&value, event_id, now),
             "session.update" => self.on_session_update(&value, event_id),
             "input_audio_buffer.commit" => self.on_commit(event_id),
             "input_audio_buffer.clear" => self.on_clear(),
@@ -312,7 +356,7 @@ impl Session {
         };
         let n = bytes.len() as u64;
         self.uncommitted_bytes += n;
-        self.snap(|s| s.audio_bytes_received += n);
+        self.batched.audio_bytes += n;
         let mut events = Vec::new();
         let settings = self.eff.vad;
         self.vad.push(&bytes, settings.as_ref(), &mut events);

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Context as _;
 
@@ -57,7 +58,15 @@ pub async fn run_standalone(
     let mut sessions = sim.shared.subscribe();
     let watcher = tokio::spawn(async move {
         let mut logged = HashSet::new();
-        while sessions.changed().await.is_ok() {
+        // At most four looks a second: snapshots change with every delta under load.
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            match sessions.has_changed() {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(_) => break,
+            }
             let ended: Vec<String> = sessions
                 .borrow_and_update()
                 .iter()

@@ -120,11 +120,12 @@ pub struct SessionSnapshot {
     pub config: Value,
     /// `session.update`s accepted.
     pub updates: u32,
-    /// Client event types in arrival order (the first [`MAX_EVENT_LOG`]).
+    /// Client event types in arrival order (the first [`MAX_EVENT_LOG`]). Appends are
+    /// batched: they show up with the session's next other change, or every 50 appends.
     pub client_events: Vec<String>,
-    /// Client frames received (all of them).
+    /// Client frames received (all of them; appends batched as above).
     pub client_event_count: u64,
-    /// Decoded bytes of `input_audio_buffer.append`.
+    /// Decoded bytes of `input_audio_buffer.append` (batched as above).
     pub audio_bytes_received: u64,
     /// `input_audio_buffer.speech_started` sent.
     pub speech_started: u32,

@@ -1137,3 +1137,52 @@ async fn scripts_parse_from_json() {
     assert_eq!(bare.default_reply, "How can I help you?");
     assert!(RealtimeScript::from_json(r#"{"turns":[{"user":1}]}"#).is_err());
 }
+
+#[tokio::test]
+async fn a_response_create_before_the_tool_response_is_done_conflicts() {
+    let script = RealtimeScript::new(vec![ScriptTurn::call_tool(
+        "transfer me",
+        "transfer_to_human",
+        json!({"reason": "asked"}),
+        "Transferring you now.",
+    )]);
+    let sim = start(RealtimeSimConfig {
+        tool_done_delay: Duration::from_secs(30),
+        ..config().with_script(script)
+    })
+    .await;
+    let (mut client, _) = Client::ready(&sim).await;
+    client.send(ClientEvent::user_text("transfer me")).await;
+    client.send(ClientEvent::response_create()).await;
+    let events = client
+        .until_kind("response.function_call_arguments.done")
+        .await;
+    let Some(ServerEvent::FunctionCallArgumentsDone(call)) = events.last() else {
+        panic!()
+    };
+    // Too early: the tool response has not sent response.done yet.
+    client
+        .send(ClientEvent::function_output(
+            &call.call_id,
+            r#"{"status":"transferring"}"#,
+        ))
+        .await;
+    client.send(ClientEvent::response_create()).await;
+    let events = client.until_kind("error").await;
+    assert_eq!(
+        error_code(events.last().expect("error")),
+        Some("conversation_already_has_active_response")
+    );
+    client.send(ClientEvent::response_cancel()).await;
+    let events = client.until_kind("response.done").await;
+    let done = response_done(&events);
+    assert_eq!(done.response.status, ResponseStatus::Cancelled);
+    assert_eq!(
+        done.response.output[0].arguments(),
+        Some(r#"{"reason":"asked"}"#)
+    );
+    client.send(ClientEvent::response_create()).await;
+    let events = client.until_kind("response.done").await;
+    assert_eq!(transcript(&events), "Transferring you now.");
+    validate_recorded(&sim, |_| false);
+}

@@ -1,0 +1,237 @@
+//! Live calls end to end: the carrier simulator's caller, the media stream, the call actor,
+//! and the realtime simulator as the model. Transcripts, records, barge-in accounting, and
+//! a call actor crashing while others go on.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use stateset_voice::sim::carrier::{
+    CallEvent, CallStatus, CallerScript, CarrierConfig, CarrierSim, CarrierSimHandle, InboundCall,
+};
+use stateset_voice::sim::realtime::{RealtimeScript, ScriptTurn};
+
+use crate::helpers::{Backend, Tele, TestApp, backend_tests, spawn_app_with};
+
+backend_tests!(
+    full_inbound_conversation_is_recorded,
+    a_crashed_call_actor_leaves_other_calls_untouched
+);
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn setup(backend: Backend) -> (TestApp, CarrierSimHandle, Tele) {
+    let sim = CarrierSim::start(CarrierConfig::default())
+        .await
+        .expect("carrier sim");
+    let base = sim.base_url();
+    let app = spawn_app_with(backend, move |raw| raw.set("TWILIO_API_BASE_URL", base)).await;
+    let t = app
+        .telephony_tenant("Acme", "+14155550100", json!({"max_concurrent_calls": 50}))
+        .await;
+    sim.add_account(t.account_sid.clone(), t.auth_token.clone());
+    (app, sim, t)
+}
+
+fn call(
+    app: &TestApp,
+    sim: &CarrierSimHandle,
+    t: &Tele,
+    from: &str,
+    script: CallerScript,
+) -> String {
+    sim.place_inbound_call(InboundCall {
+        account_sid: t.account_sid.clone(),
+        from: from.into(),
+        to: "+14155550100".into(),
+        voice_url: app.url("/api/v1/incoming-call"),
+        status_callback: Some(app.url("/api/v1/call-status")),
+        status_callback_events: vec![],
+        script,
+    })
+    .expect("place call")
+}
+
+async fn session_of(app: &TestApp, t: &Tele, call_sid: &str) -> Value {
+    let log = app.call_log(&t.key, call_sid).await;
+    let call_id = log["id"].as_str().expect("id").to_owned();
+    let list: Value = app
+        .tenant(reqwest::Method::GET, "/api/v1/voice-sessions", &t.key)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let id = list["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .find(|s| s["call_id"] == call_id.as_str())
+        .and_then(|s| s["id"].as_str())
+        .expect("a voice session for the call")
+        .to_owned();
+    app.tenant(
+        reqwest::Method::GET,
+        &format!("/api/v1/voice-sessions/{id}"),
+        &t.key,
+    )
+    .send()
+    .await
+    .expect("get")
+    .json()
+    .await
+    .expect("json")
+}
+
+async fn full_inbound_conversation_is_recorded(backend: Backend) {
+    let (app, sim, t) = setup(backend).await;
+    app.realtime
+        .set_script(RealtimeScript::new(vec![ScriptTurn::say(
+            "I need help with my order",
+            "Sure, what is your order number?",
+        )]));
+    let script = CallerScript::default()
+        .silence(Duration::from_millis(1500))
+        .speak(Duration::from_millis(800), "I need help with my order")
+        .silence(Duration::from_millis(2500))
+        .hang_up();
+    let sid = call(&app, &sim, &t, "+15551230000", script);
+    let ended = tokio::time::timeout(WAIT, sim.wait_ended(&sid))
+        .await
+        .expect("call ends");
+    assert_eq!(ended.status, CallStatus::Completed);
+    assert!(
+        ended.media.media_received > 0,
+        "the caller heard the agent: {:?}",
+        ended.media
+    );
+    assert!(ended.media.marks_echoed > 0);
+    let session = session_of(&app, &t, &sid).await;
+    assert_eq!(session["status"], "completed");
+    assert_eq!(session["end_reason"], "caller_hangup");
+    assert!(session["first_audio_ms"].as_i64().is_some());
+    assert!(session["usage"]["total_tokens"].as_i64().expect("tokens") > 0);
+    let turns: Vec<(String, String)> = session["transcript"]
+        .as_array()
+        .expect("transcript")
+        .iter()
+        .map(|t| {
+            (
+                t["role"].as_str().expect("role").to_owned(),
+                t["text"].as_str().expect("text").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        turns,
+        vec![
+            (
+                "assistant".to_owned(),
+                "Hello, thanks for calling.".to_owned()
+            ),
+            ("user".to_owned(), "I need help with my order".to_owned()),
+            (
+                "assistant".to_owned(),
+                "Sure, what is your order number?".to_owned()
+            ),
+        ],
+        "{session}"
+    );
+    let log = app.call_log(&t.key, &sid).await;
+    assert_eq!(log["end_reason"], "caller_hangup");
+    assert_eq!(log["stream_status"], "stopped");
+    app.stop().await;
+}
+
+async fn a_crashed_call_actor_leaves_other_calls_untouched(backend: Backend) {
+    let (app, sim, t) = setup(backend).await;
+    let mut live = app.state.actors.active.subscribe();
+    let victim = call(
+        &app,
+        &sim,
+        &t,
+        "+15551230001",
+        CallerScript::default().silence(Duration::from_secs(20)),
+    );
+    let survivor = call(
+        &app,
+        &sim,
+        &t,
+        "+15551230002",
+        CallerScript::default()
+            .silence(Duration::from_secs(3))
+            .hang_up(),
+    );
+    // Wait until the victim's call actor is live (it registers as call:{CallSid}).
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match live.recv().await {
+                Ok(actors::active::ActiveEvent::Started(c)) if c.call_sid == victim => break,
+                Ok(_) => continue,
+                Err(e) => panic!("active feed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("victim live");
+    let actor =
+        ractor::registry::where_is(format!("call:{victim}")).expect("registered call actor");
+    ractor::ActorRef::<actors::call::CallMsg>::from(actor)
+        .cast(actors::call::CallMsg::Crash)
+        .expect("cast");
+    // The crashed call goes to the route's fallback (the human number), through the carrier.
+    let victim_call = tokio::time::timeout(
+        WAIT,
+        sim.wait_for(&victim, |c| {
+            c.events
+                .iter()
+                .any(|e| matches!(e, CallEvent::Dialed { .. }))
+        }),
+    )
+    .await
+    .expect("fallback dialed");
+    let dialed = victim_call.events.iter().find_map(|e| match e {
+        CallEvent::Dialed { numbers, .. } => Some(numbers.clone()),
+        _ => None,
+    });
+    assert_eq!(dialed, Some(vec!["+15550009999".to_owned()]));
+    assert!(
+        victim_call
+            .said
+            .contains(&"Connecting you to our team.".to_owned())
+    );
+    let survivor_call = tokio::time::timeout(WAIT, sim.wait_ended(&survivor))
+        .await
+        .expect("survivor ends");
+    assert_eq!(survivor_call.status, CallStatus::Completed);
+    let log = app.call_log(&t.key, &victim).await;
+    assert!(
+        log["end_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("fail")),
+        "{log}"
+    );
+    assert!(
+        log["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .any(|e| e["detail"]["event"] == "call_actor_failed"),
+        "{log}"
+    );
+    let session = session_of(&app, &t, &victim).await;
+    assert_eq!(session["status"], "failed");
+    let ok = session_of(&app, &t, &survivor).await;
+    assert_eq!(ok["status"], "completed");
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("actor_failures_total{actor=\"call\"}"));
+    app.stop().await;
+}
