@@ -222,6 +222,11 @@ impl RawSettings {
         Ok(Self(values))
     }
 
+    /// Whether a setting has a (non-empty) value.
+    pub fn is_set(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
     /// Sets one value (used by tests and the sandbox).
     pub fn set(&mut self, name: &'static str, value: impl Into<String>) {
         self.0.insert(name, value.into());

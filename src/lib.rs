@@ -6,6 +6,7 @@
 pub mod config;
 pub mod http;
 pub mod openapi;
+pub mod sandbox;
 pub mod shutdown;
 pub mod sim;
 pub mod startup;

@@ -32,7 +32,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (SQLite file database and 127.0.0.1:5050 by default).
-    Serve,
+    Serve {
+        /// Also run simulated Twilio and OpenAI in-process, with a demo tenant, agent,
+        /// route and keys: a complete local setup with no accounts.
+        #[arg(long)]
+        sandbox: bool,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Print an OpenAPI document.
@@ -183,6 +188,55 @@ fn run_sim(command: SimCommand) -> ExitCode {
     }
 }
 
+/// `serve --sandbox`: simulators first (their URLs go into the settings), then the server,
+/// then the demo data and the banner.
+fn run_sandbox(file: Option<&std::path::Path>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("stateset-voice: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let mut raw =
+            match stateset_voice::config::RawSettings::gather(file, |k| std::env::var(k).ok()) {
+                Ok(raw) => raw,
+                Err(err) => return Ok(Err(err)),
+            };
+        let sandbox = stateset_voice::sandbox::start(&mut raw).await?;
+        let config = match Config::parse(&raw) {
+            Ok(c) => c,
+            Err(err) => return Ok(Err(err)),
+        };
+        telemetry::init_logging(config.log_format, &config.log_level);
+        let app = Application::build(config.clone()).await?;
+        let base = format!("http://{}", app.local_addr());
+        let seeded = stateset_voice::sandbox::seed(&app.state()).await?;
+        println!(
+            "{}",
+            stateset_voice::sandbox::banner(&config, &seeded, &base)
+        );
+        let outcome = app.run_until_stopped(shutdown::signal()).await;
+        drop(sandbox);
+        outcome.map(Ok)
+    });
+    match result {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(config_error)) => {
+            eprintln!("stateset-voice: {config_error}");
+            ExitCode::from(EX_USAGE)
+        }
+        Err(error) => {
+            eprintln!("stateset-voice: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Sim { command } = cli.command {
@@ -196,6 +250,9 @@ fn main() -> ExitCode {
         };
         println!("{}", document_json(doc));
         return ExitCode::SUCCESS;
+    }
+    if let Command::Serve { sandbox: true } = cli.command {
+        return run_sandbox(cli.config.as_deref());
     }
     let config = match load_config(cli.config.as_deref()) {
         Ok(c) => c,
@@ -214,7 +271,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve => {
+            Command::Serve { .. } => {
                 let app = Application::build(config).await?;
                 app.run_until_stopped(shutdown::signal()).await
             }

@@ -12,4 +12,5 @@ mod cli;
 mod errors;
 mod limits;
 mod ops;
+mod sandbox;
 mod telephony;

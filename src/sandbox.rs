@@ -1,0 +1,267 @@
+//! `serve --sandbox`: the whole product on one machine with no accounts.
+//!
+//! The carrier simulator and the realtime-model simulator run in-process on loopback; the
+//! server is pointed at them; a demo tenant (with Twilio credentials the simulated carrier
+//! knows), an approved demo agent, a live phone route and a fresh tenant key are created
+//! (idempotently: restarts reuse the tenant, agent and route). The banner prints the admin
+//! key, the tenant key and a `curl` for `make-call` whose call runs to completion: the
+//! simulated callee answers and talks with the simulated model, and the transcript is then
+//! readable in `voice-sessions`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use actors::rollout::{NewAgent, RolloutMsg, VersionSpec};
+use actors::router::{NewRoute, RouterMsg};
+use actors::store::{OverLimit, RouteDirection, RouteStatus, Scope, TurnDetection, VersionStatus};
+use actors::tenant::{AuditMeta, NewApiKey, NewTenant, TenantMsg, TwilioCredentialsInput};
+use anyhow::Context as _;
+use ractor::call_t;
+
+use crate::config::{Config, RawSettings};
+use crate::http::AppState;
+use crate::sim::carrier::{CallerScript, CarrierConfig, CarrierSim, CarrierSimHandle};
+use crate::sim::realtime::{
+    RealtimeScript, RealtimeSim, RealtimeSimConfig, RealtimeSimHandle, ScriptTurn,
+};
+
+/// The demo tenant's (simulated) Twilio account.
+pub const ACCOUNT_SID: &str = "AC5a4d00c5a4d00c5a4d00c5a4d00c5a4d";
+/// Its auth token (known to the simulated carrier only).
+pub const AUTH_TOKEN: &str = "sandbox-auth-token-0123456789abcdef";
+/// The demo phone number (inbound and outbound).
+pub const NUMBER: &str = "+15005550006";
+/// The number `make-call` reaches: a simulated person who talks with the agent.
+pub const CALLEE: &str = "+15005550010";
+/// The realtime simulator's API key.
+pub const REALTIME_KEY: &str = "sk-sandbox";
+const TENANT_NAME: &str = "Sandbox Demo";
+const AGENT_KEY: &str = "demo";
+
+/// The simulators of a sandbox (dropping it stops them).
+pub struct Sandbox {
+    /// Twilio stand-in.
+    pub carrier: CarrierSimHandle,
+    /// OpenAI Realtime stand-in.
+    pub realtime: RealtimeSimHandle,
+}
+
+/// What the sandbox created.
+pub struct Seeded {
+    /// The demo tenant.
+    pub tenant_id: String,
+    /// A fresh tenant key (runtime, read, operator).
+    pub api_key: String,
+}
+
+fn demo_caller() -> CallerScript {
+    CallerScript::default()
+        .silence(Duration::from_millis(3500))
+        .speak(Duration::from_millis(1200), "What are your opening hours?")
+        .silence(Duration::from_millis(5000))
+        .speak(Duration::from_millis(800), "Great, thanks. Bye!")
+        .silence(Duration::from_millis(3500))
+        .hang_up()
+}
+
+/// Starts the simulators and points the settings at them (explicit settings win).
+pub async fn start(raw: &mut RawSettings) -> anyhow::Result<Sandbox> {
+    let realtime = RealtimeSim::start(RealtimeSimConfig::with_api_key(REALTIME_KEY).with_script(RealtimeScript::new(vec![
+        ScriptTurn::say(
+            "What are your opening hours?",
+            "We're open from nine to five, Monday to Friday. Is there anything else I can help with?",
+        ),
+        ScriptTurn::say("Great, thanks. Bye!", "You're welcome. Goodbye!"),
+    ])))
+    .await
+    .context("cannot start the realtime simulator")?;
+    let carrier = CarrierSim::start(CarrierConfig::with_account(ACCOUNT_SID, AUTH_TOKEN))
+        .await
+        .context("cannot start the carrier simulator")?;
+    carrier.set_callee_script(CALLEE, demo_caller());
+    // The simulators' addresses always win; the database and admin key only when unset.
+    raw.set("TWILIO_API_BASE_URL", carrier.base_url());
+    raw.set("OPENAI_REALTIME_URL", realtime.url());
+    raw.set("OPENAI_API_KEY", REALTIME_KEY);
+    if !raw.is_set("DATABASE_URL") {
+        raw.set("DATABASE_URL", "sqlite://data/sandbox.db");
+    }
+    if !raw.is_set("ADMIN_API_KEY") {
+        raw.set(
+            "ADMIN_API_KEY",
+            sandbox_admin_key(Path::new("data/sandbox-admin.key"))?,
+        );
+    }
+    Ok(Sandbox { carrier, realtime })
+}
+
+/// The sandbox admin key, kept in a file so it survives restarts.
+fn sandbox_admin_key(path: &Path) -> anyhow::Result<String> {
+    if let Ok(key) = std::fs::read_to_string(path)
+        && key.trim().len() >= 16
+    {
+        return Ok(key.trim().to_owned());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let key = format!("sandbox-admin-{}", uuid::Uuid::new_v4().simple());
+    std::fs::write(path, &key).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(key)
+}
+
+fn meta() -> AuditMeta {
+    AuditMeta {
+        actor: String::from("sandbox"),
+        request_id: None,
+    }
+}
+
+/// Creates (or finds) the demo tenant, agent and route, and a fresh key.
+pub async fn seed(state: &AppState) -> anyhow::Result<Seeded> {
+    let ms = state.actor_timeout_ms();
+    let tenants = state.tenant_actor().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let existing = call_t!(tenants, TenantMsg::List, ms, 200, 0)??
+        .items
+        .into_iter()
+        .find(|t| t.name == TENANT_NAME);
+    let tenant = match existing {
+        Some(t) => t,
+        None => call_t!(
+            tenants,
+            TenantMsg::Create,
+            ms,
+            NewTenant {
+                name: TENANT_NAME.to_owned(),
+                max_concurrent_calls: 20,
+                webhook_url: None,
+            },
+            meta()
+        )??,
+    };
+    if tenant.twilio.as_ref().map(|t| t.account_sid.as_str()) != Some(ACCOUNT_SID) {
+        call_t!(
+            tenants,
+            TenantMsg::SetTwilioCredentials,
+            ms,
+            tenant.id.clone(),
+            TwilioCredentialsInput {
+                account_sid: ACCOUNT_SID.to_owned(),
+                auth_token: AUTH_TOKEN.to_owned(),
+            },
+            meta()
+        )??;
+    }
+    let rollout = state.rollout_actor().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let agents = call_t!(rollout, RolloutMsg::ListAgents, ms, Some(tenant.id.clone()))??;
+    let agent = match agents.into_iter().find(|a| a.key == AGENT_KEY) {
+        Some(a) => a,
+        None => call_t!(
+            rollout,
+            RolloutMsg::CreateAgent,
+            ms,
+            NewAgent {
+                tenant_id: tenant.id.clone(),
+                key: AGENT_KEY.to_owned(),
+                name: String::from("Demo receptionist"),
+            },
+            meta()
+        )??,
+    };
+    let versions = call_t!(rollout, RolloutMsg::ListVersions, ms, agent.id.clone())??;
+    if !versions.iter().any(|v| v.status == VersionStatus::Approved) {
+        let spec = VersionSpec {
+            model: String::from("gpt-realtime"),
+            voice: String::from("marin"),
+            instructions: String::from(
+                "You are the friendly receptionist of Acme Dental. Answer briefly. Opening hours: 9 to 5, Monday to Friday.",
+            ),
+            greeting: Some(String::from(
+                "Hi! This is the StateSet Voice sandbox agent. How can I help?",
+            )),
+            transcription_model: Some(String::from("gpt-4o-mini-transcribe")),
+            transcription_language: Some(String::from("en")),
+            turn_detection: TurnDetection::default(),
+            max_call_seconds: 600,
+            idle_timeout_seconds: 30,
+        };
+        let v = call_t!(
+            rollout,
+            RolloutMsg::CreateVersion,
+            ms,
+            agent.id.clone(),
+            spec,
+            meta()
+        )??;
+        call_t!(rollout, RolloutMsg::Approve, ms, v.id, meta())??;
+    }
+    let router = state.router_actor().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let routes = call_t!(
+        router,
+        RouterMsg::ListRoutes,
+        ms,
+        Some(tenant.id.clone()),
+        200,
+        0
+    )??;
+    if !routes.items.iter().any(|r| r.number == NUMBER) {
+        call_t!(
+            router,
+            RouterMsg::CreateRoute,
+            ms,
+            NewRoute {
+                tenant_id: tenant.id.clone(),
+                number: NUMBER.to_owned(),
+                agent_key: AGENT_KEY.to_owned(),
+                direction: RouteDirection::Both,
+                status: RouteStatus::Live,
+                fallback_number: Some(String::from("+15005550099")),
+                fallback_message: Some(String::from("Let me connect you to a colleague.")),
+                over_limit: OverLimit::Fallback,
+                max_concurrent_calls: 20,
+                test_callers: Vec::new(),
+            },
+            meta()
+        )??;
+    }
+    let key = call_t!(
+        tenants,
+        TenantMsg::CreateApiKey,
+        ms,
+        tenant.id.clone(),
+        NewApiKey {
+            name: String::from("sandbox"),
+            scopes: vec![Scope::Runtime, Scope::Read, Scope::Operator],
+        },
+        meta()
+    )??;
+    Ok(Seeded {
+        tenant_id: tenant.id.to_string(),
+        api_key: key.secret,
+    })
+}
+
+/// The banner printed at start.
+pub fn banner(config: &Config, seeded: &Seeded, base: &str) -> String {
+    let admin = config
+        .admin_api_key
+        .as_ref()
+        .map_or("(unset)", |k| k.expose());
+    format!(
+        "\nStateSet Voice sandbox is running at {base}\n\
+         (carrier and realtime model simulated in-process; nothing leaves this machine)\n\n\
+         admin key  (x-admin-key):          {admin}\n\
+         tenant key (Authorization: Bearer): {key}\n\
+         demo tenant: {tenant}, number {NUMBER}\n\n\
+         Place a call (the simulated callee answers and talks with the agent for ~20 s):\n\n\
+         curl -s -X POST {base}/api/v1/make-call \\\n  \
+         -H 'authorization: Bearer {key}' -H 'content-type: application/json' \\\n  \
+         -d '{{\"to\":\"{CALLEE}\"}}'\n\n\
+         Then read the transcript:\n\n\
+         curl -s {base}/api/v1/voice-sessions -H 'authorization: Bearer {key}'\n\
+         curl -s {base}/api/v1/voice-sessions/<id> -H 'authorization: Bearer {key}'\n\n\
+         Watch live calls: curl -N {base}/api/v1/active-sessions/stream -H 'authorization: Bearer {key}'\n",
+        key = seeded.api_key,
+        tenant = seeded.tenant_id,
+    )
+}
