@@ -70,7 +70,7 @@ struct PublicApi;
     info(title = "StateSet Voice Admin API", description = "Tenants, keys, credentials, governance and diagnostics (x-admin-key)."),
     paths(
         admin::list_tenants, admin::create_tenant, admin::get_tenant, admin::patch_tenant,
-        admin::put_runtime_config, admin::put_twilio_credentials,
+        admin::put_runtime_config, admin::put_twilio_credentials, admin::put_openai_key, admin::delete_openai_key,
         admin::list_api_keys, admin::create_api_key, admin::revoke_api_key,
         admin::audit_log, admin::actor_diagnostics,
         phone_routes::list_routes, phone_routes::create_route, phone_routes::get_route,

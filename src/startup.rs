@@ -208,6 +208,7 @@ impl Application {
                 chaos: config.chaos_hooks,
                 twilio_queue: 512,
                 twilio_write_timeout: Duration::from_secs(5),
+                tenant: None,
             },
             store: store.clone(),
             secret_box,

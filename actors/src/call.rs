@@ -100,6 +100,8 @@ pub struct CallDeps {
     pub twilio_queue: usize,
     /// How long a write to Twilio may take before the peer counts as stalled.
     pub twilio_write_timeout: Duration,
+    /// The tenant actor, for a tenant's own realtime-model key (set by the root supervisor).
+    pub tenant: Option<crate::supervisor::SingletonRef<crate::tenant::TenantMsg>>,
 }
 
 /// A verified stream handed to the call supervisor.
@@ -294,7 +296,7 @@ impl CallState {
             .to_owned();
         let endpoint = RealtimeEndpoint {
             url: self.deps.ai.url.clone(),
-            api_key: self.deps.ai.api_key.clone(),
+            api_key: self.api_key().await,
             model,
         };
         let (tx, rx) = tokio::time::timeout(
@@ -333,6 +335,30 @@ impl CallState {
         self.guard.readers.push(task);
         self.ai_tx.send_replace(Some(tx));
         Ok(())
+    }
+
+    /// The tenant's own realtime-model key when it has one, else the global key.
+    async fn api_key(&self) -> String {
+        let actor = self.deps.tenant.as_ref().and_then(|t| t.get());
+        if let Some(actor) = actor {
+            let own = ractor::call_t!(
+                actor,
+                crate::tenant::TenantMsg::OpenAiKey,
+                2000,
+                self.call.tenant_id.clone()
+            );
+            match own {
+                Ok(Ok(Some(key))) => return key,
+                Ok(Ok(None)) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(call_id = %self.call.id, error = %error, "tenant realtime key unreadable; using the global key")
+                }
+                Err(error) => {
+                    tracing::warn!(call_id = %self.call.id, error = %error, "tenant actor unavailable; using the global key")
+                }
+            }
+        }
+        self.deps.ai.api_key.clone()
     }
 
     fn ai(&self) -> Option<RealtimeSender> {

@@ -266,13 +266,10 @@ impl RootSupervisor {
                 Ok(cell)
             }
             ChildKind::Calls => {
-                let (actor, _join) = Actor::spawn_linked(
-                    None,
-                    CallSupervisor,
-                    state.config.calls.clone(),
-                    myself.get_cell(),
-                )
-                .await?;
+                let mut deps = state.config.calls.clone();
+                deps.tenant = Some(state.tenant.clone());
+                let (actor, _join) =
+                    Actor::spawn_linked(None, CallSupervisor, deps, myself.get_cell()).await?;
                 let cell = actor.get_cell();
                 state.calls.set(Some(actor));
                 Ok(cell)

@@ -211,6 +211,10 @@ pub enum TenantMsg {
     RevokeApiKey(TenantId, ApiKeyId, AuditMeta, Reply<ApiKey>),
     /// Lists the audit log.
     ListAudit(AuditFilter, Reply<Page<AuditEntry>>),
+    /// Sets (or, with `None`, clears) the tenant's realtime-model API key (sealed).
+    SetOpenAiKey(TenantId, Option<String>, AuditMeta, Reply<Tenant>),
+    /// The tenant's own realtime-model API key, opened, if it has one.
+    OpenAiKey(TenantId, Reply<Option<String>>),
     /// The Twilio account with this `AccountSid`, if a tenant owns it.
     TwilioByAccount(String, Reply<Option<TwilioAccount>>),
     /// The Twilio account of a tenant, if configured.
@@ -232,6 +236,8 @@ impl TenantMsg {
             TenantMsg::ListApiKeys(..) => "list_api_keys",
             TenantMsg::RevokeApiKey(..) => "revoke_api_key",
             TenantMsg::ListAudit(..) => "list_audit",
+            TenantMsg::SetOpenAiKey(..) => "set_openai_key",
+            TenantMsg::OpenAiKey(..) => "openai_key",
             TenantMsg::TwilioByAccount(..) => "twilio_by_account",
             TenantMsg::TwilioByTenant(..) => "twilio_by_tenant",
         }
@@ -306,6 +312,7 @@ pub fn tenant_audit_json(t: &Tenant) -> serde_json::Value {
             "account_sid": tw.account_sid,
             "auth_token_hint": tw.auth_token_hint,
         })),
+        "openai_key_hint": t.openai_key.as_ref().map(|k| k.hint.clone()),
     })
 }
 
@@ -479,6 +486,7 @@ impl TenantState {
             webhook_url: input.webhook_url,
             runtime_config: RuntimeConfig::default(),
             twilio: None,
+            openai_key: None,
             created_at: now,
             updated_at: now,
         };
@@ -721,6 +729,47 @@ impl Actor for TenantActor {
                 let result = state.revoke_api_key(tenant, key_id, meta).await;
                 reply(port, result);
             }
+            TenantMsg::SetOpenAiKey(id, key, meta, port) => {
+                let sealed = match &key {
+                    Some(k) => state
+                        .secret_box
+                        .seal(k, &openai_key_aad(&id))
+                        .map(|sealed| {
+                            Some(crate::store::SealedSecret {
+                                sealed,
+                                hint: crypto::secret_hint(k),
+                            })
+                        })
+                        .map_err(TenantError::Crypto),
+                    None => Ok(None),
+                };
+                let result = match sealed {
+                    Ok(sealed) => {
+                        state
+                            .modify(&id, "tenant.openai_key", meta, |t| {
+                                t.openai_key = sealed;
+                                Ok(())
+                            })
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                reply(port, result);
+            }
+            TenantMsg::OpenAiKey(id, port) => {
+                let result = match state.load(&id).await {
+                    Ok(t) => match t.openai_key {
+                        Some(k) => state
+                            .secret_box
+                            .open(&k.sealed, &openai_key_aad(&id))
+                            .map(Some)
+                            .map_err(TenantError::Crypto),
+                        None => Ok(None),
+                    },
+                    Err(e) => Err(e),
+                };
+                reply(port, result);
+            }
             TenantMsg::TwilioByAccount(sid, port) => {
                 let result = state.twilio_by_account(&sid).await;
                 reply(port, result);
@@ -740,6 +789,11 @@ impl Actor for TenantActor {
         }
         Ok(())
     }
+}
+
+/// Associated data binding a sealed realtime-model key to its tenant.
+pub fn openai_key_aad(tenant: &TenantId) -> String {
+    format!("tenant:{tenant}/openai-api-key")
 }
 
 /// Associated data binding a sealed Twilio auth token to its tenant.

@@ -128,6 +128,8 @@ pub struct TenantView {
     pub runtime_config: RuntimeConfigView,
     /// Twilio account, when configured.
     pub twilio: Option<TwilioView>,
+    /// Hint of the tenant's own realtime-model API key, when set (the key is never returned).
+    pub openai_key_hint: Option<String>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -151,6 +153,7 @@ impl From<Tenant> for TenantView {
                 account_sid: tw.account_sid,
                 auth_token_hint: tw.auth_token_hint,
             }),
+            openai_key_hint: t.openai_key.map(|k| k.hint),
             created_at: rfc3339(t.created_at),
             updated_at: rfc3339(t.updated_at),
         }
@@ -228,6 +231,14 @@ pub struct TwilioCredentialsRequest {
     pub account_sid: String,
     /// The account's auth token (stored encrypted, never returned).
     pub auth_token: String,
+}
+
+/// Body of `PUT /api/v1/admin/tenants/{tenant_id}/openai-key`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAiKeyRequest {
+    /// The tenant's realtime-model API key (stored encrypted, never returned).
+    pub api_key: String,
 }
 
 /// Body of `POST /api/v1/admin/tenants/{tenant_id}/api-keys`.
@@ -690,6 +701,63 @@ pub async fn put_twilio_credentials(
     Ok(json(StatusCode::OK, &TenantView::from(tenant)))
 }
 
+/// Sets the tenant's own realtime-model API key (overrides the global `OPENAI_API_KEY` for
+/// its calls; encrypted at rest; only a hint is returned).
+#[utoipa::path(put, path = "/api/v1/admin/tenants/{tenant_id}/openai-key", tag = "admin",
+    request_body = OpenAiKeyRequest,
+    params(("tenant_id" = String, Path, description = "Tenant id")),
+    security(("admin_key" = [])),
+    responses((status = 200, body = TenantView), (status = 404, body = ErrorResponse), (status = 422, body = ErrorResponse)))]
+pub async fn put_openai_key(
+    id: String,
+    state: AppState,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let meta = state.admin(&caller)?;
+    let id = tenant_id(&id)?;
+    let req: OpenAiKeyRequest = parse_json(&body)?;
+    let key = req.api_key.trim().to_owned();
+    if !(8..=512).contains(&key.len()) || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::invalid(
+            "api_key",
+            "must be 8 to 512 printable characters",
+        ));
+    }
+    let tenant = call_t!(
+        state.tenant_actor()?,
+        TenantMsg::SetOpenAiKey,
+        state.actor_timeout_ms(),
+        id,
+        Some(key),
+        meta
+    )??;
+    Ok(json(StatusCode::OK, &TenantView::from(tenant)))
+}
+
+/// Removes the tenant's own realtime-model API key (its calls use the global one again).
+#[utoipa::path(delete, path = "/api/v1/admin/tenants/{tenant_id}/openai-key", tag = "admin",
+    params(("tenant_id" = String, Path, description = "Tenant id")),
+    security(("admin_key" = [])),
+    responses((status = 200, body = TenantView), (status = 404, body = ErrorResponse)))]
+pub async fn delete_openai_key(
+    id: String,
+    state: AppState,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    let meta = state.admin(&caller)?;
+    let id = tenant_id(&id)?;
+    let tenant = call_t!(
+        state.tenant_actor()?,
+        TenantMsg::SetOpenAiKey,
+        state.actor_timeout_ms(),
+        id,
+        None,
+        meta
+    )??;
+    Ok(json(StatusCode::OK, &TenantView::from(tenant)))
+}
+
 /// Lists a tenant's API keys (revoked ones included).
 #[utoipa::path(get, path = "/api/v1/admin/tenants/{tenant_id}/api-keys", tag = "admin",
     params(("tenant_id" = String, Path, description = "Tenant id")),
@@ -1010,6 +1078,22 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(caller())
         .then(phone_routes::auth_transport)
         .map(respond);
+    let openai_p = warp::path!("api" / "v1" / "admin" / "tenants" / String / "openai-key");
+    let openai_put = openai_p
+        .and(warp::put())
+        .and(at(&ADMIN_TENANT_OPENAI_KEY_PUT))
+        .and(s())
+        .and(caller())
+        .and(json_body(limit))
+        .then(put_openai_key)
+        .map(respond);
+    let openai_delete = openai_p
+        .and(warp::delete())
+        .and(at(&ADMIN_TENANT_OPENAI_KEY_DELETE))
+        .and(s())
+        .and(caller())
+        .then(delete_openai_key)
+        .map(respond);
     let agents_p = warp::path!("api" / "v1" / "admin" / "agents");
     let agent_p = warp::path!("api" / "v1" / "admin" / "agents" / String);
     let versions_p = warp::path!("api" / "v1" / "admin" / "agents" / String / "versions");
@@ -1098,6 +1182,10 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .or(version_approve)
         .unify()
         .or(version_retire)
+        .unify()
+        .or(openai_put)
+        .unify()
+        .or(openai_delete)
         .unify()
         .boxed();
     let telephony = routes_list

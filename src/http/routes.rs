@@ -34,6 +34,8 @@ routes! {
     ADMIN_TENANT_PATCH = "PATCH" "/api/v1/admin/tenants/{tenant_id}";
     ADMIN_TENANT_RUNTIME_CONFIG = "PUT" "/api/v1/admin/tenants/{tenant_id}/runtime-config";
     ADMIN_TENANT_TWILIO = "PUT" "/api/v1/admin/tenants/{tenant_id}/twilio-credentials";
+    ADMIN_TENANT_OPENAI_KEY_PUT = "PUT" "/api/v1/admin/tenants/{tenant_id}/openai-key";
+    ADMIN_TENANT_OPENAI_KEY_DELETE = "DELETE" "/api/v1/admin/tenants/{tenant_id}/openai-key";
     ADMIN_API_KEYS_LIST = "GET" "/api/v1/admin/tenants/{tenant_id}/api-keys";
     ADMIN_API_KEYS_CREATE = "POST" "/api/v1/admin/tenants/{tenant_id}/api-keys";
     ADMIN_API_KEY_REVOKE = "DELETE" "/api/v1/admin/tenants/{tenant_id}/api-keys/{key_id}";

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use crate::helpers::{Backend, backend_tests, expect_error, logs, spawn_app, spawn_app_with};
 
 backend_tests!(
+    tenant_openai_key_is_sealed_and_only_hinted,
     tenant_crud_is_audited,
     runtime_config_replaces_the_whole_config,
     twilio_credentials_are_sealed_and_only_hinted,
@@ -486,5 +487,68 @@ async fn audit_log_filters_and_pages(backend: Backend) {
         expect_error(bad, 400, "invalid_query").await["field"],
         "colour"
     );
+    app.stop().await;
+}
+
+async fn tenant_openai_key_is_sealed_and_only_hinted(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let id = app.create_tenant("Acme").await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let key = format!("sk-tenant-{}", uuid::Uuid::new_v4().simple());
+    let path = format!("/api/v1/admin/tenants/{id}/openai-key");
+    let resp = app
+        .admin(Method::PUT, &path)
+        .json(&json!({"api_key": key}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.expect("body");
+    assert!(!text.contains(&key));
+    let body: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(
+        body["openai_key_hint"],
+        format!("…{}", &key[key.len() - 4..])
+    );
+    let opened = ractor::call_t!(
+        app.state.actors.tenant.get().expect("tenant actor"),
+        actors::tenant::TenantMsg::OpenAiKey,
+        1000,
+        actors::ids::TenantId::parse(&id).expect("id")
+    )
+    .expect("answer")
+    .expect("opened");
+    assert_eq!(opened.as_deref(), Some(key.as_str()));
+    let audit = app
+        .admin(Method::GET, "/api/v1/admin/audit-log")
+        .send()
+        .await
+        .expect("audit")
+        .text()
+        .await
+        .expect("body");
+    assert!(audit.contains("tenant.openai_key") && !audit.contains(&key));
+    assert!(!logs().contents().contains(&key));
+    let bad = app
+        .admin(Method::PUT, &path)
+        .json(&json!({"api_key": "short"}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(
+        expect_error(bad, 422, "validation_failed").await["field"],
+        "api_key"
+    );
+    let cleared: Value = app
+        .admin(Method::DELETE, &path)
+        .send()
+        .await
+        .expect("delete")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(cleared["openai_key_hint"], Value::Null);
     app.stop().await;
 }

@@ -14,7 +14,8 @@ use crate::helpers::{Backend, Tele, TestApp, backend_tests, spawn_app_with};
 
 backend_tests!(
     full_inbound_conversation_is_recorded,
-    a_crashed_call_actor_leaves_other_calls_untouched
+    a_crashed_call_actor_leaves_other_calls_untouched,
+    a_tenant_realtime_key_overrides_the_global_one,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -233,5 +234,77 @@ async fn a_crashed_call_actor_leaves_other_calls_untouched(backend: Backend) {
         .await
         .expect("text");
     assert!(metrics.contains("actor_failures_total{actor=\"call\"}"));
+    app.stop().await;
+}
+
+async fn a_tenant_realtime_key_overrides_the_global_one(backend: Backend) {
+    let (app, sim, t) = setup(backend).await;
+    // A tenant key the model service refuses: its calls cannot reach the model and go to the
+    // route's human fallback, while the global key (accepted) is not used for them.
+    let resp = app
+        .admin(
+            reqwest::Method::PUT,
+            &format!("/api/v1/admin/tenants/{}/openai-key", t.tenant_id),
+        )
+        .json(&json!({"api_key": "sk-not-accepted-by-the-service"}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(resp.status(), 200);
+    let sid = call(
+        &app,
+        &sim,
+        &t,
+        "+15551230003",
+        CallerScript::default().silence(Duration::from_secs(10)),
+    );
+    let refused = tokio::time::timeout(
+        WAIT,
+        sim.wait_for(&sid, |c| {
+            c.events
+                .iter()
+                .any(|e| matches!(e, CallEvent::Dialed { .. }))
+        }),
+    )
+    .await
+    .expect("fallback dialed");
+    assert!(
+        refused
+            .said
+            .contains(&"Connecting you to our team.".to_owned())
+    );
+    assert!(
+        app.realtime.sessions().is_empty(),
+        "no session opened with the refused key"
+    );
+    let log = app.call_log(&t.key, &sid).await;
+    assert!(
+        log["end_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("ai connect failed")),
+        "{log}"
+    );
+    // Cleared, the tenant's calls use the global key again.
+    app.admin(
+        reqwest::Method::DELETE,
+        &format!("/api/v1/admin/tenants/{}/openai-key", t.tenant_id),
+    )
+    .send()
+    .await
+    .expect("delete");
+    let sid = call(
+        &app,
+        &sim,
+        &t,
+        "+15551230004",
+        CallerScript::default()
+            .silence(Duration::from_millis(1500))
+            .hang_up(),
+    );
+    let ok = tokio::time::timeout(WAIT, sim.wait_ended(&sid))
+        .await
+        .expect("ends");
+    assert_eq!(ok.status, CallStatus::Completed);
+    assert_eq!(app.realtime.sessions().len(), 1);
     app.stop().await;
 }

@@ -54,6 +54,15 @@ pub struct TwilioCredentials {
     pub auth_token_hint: String,
 }
 
+/// A secret sealed by [`crate::crypto::SecretBox`], with a hint safe to show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SealedSecret {
+    /// The ciphertext.
+    pub sealed: Vec<u8>,
+    /// Last characters of the secret.
+    pub hint: String,
+}
+
 /// A tenant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tenant {
@@ -71,6 +80,8 @@ pub struct Tenant {
     pub runtime_config: RuntimeConfig,
     /// Twilio account, when configured.
     pub twilio: Option<TwilioCredentials>,
+    /// The tenant's own realtime-model API key (sealed), overriding the global one.
+    pub openai_key: Option<SealedSecret>,
     /// Creation time (Unix ms).
     pub created_at: i64,
     /// Last change (Unix ms).

@@ -18,12 +18,14 @@ pub(super) struct TenantRow {
     twilio_account_sid: Option<String>,
     twilio_auth_token_enc: Option<Vec<u8>>,
     twilio_auth_token_hint: Option<String>,
+    openai_key_enc: Option<Vec<u8>>,
+    openai_key_hint: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
 
 pub(super) const TENANT_COLUMNS: &str = "id, name, status, max_concurrent_calls, webhook_url, runtime_config, \
-     twilio_account_sid, twilio_auth_token_enc, twilio_auth_token_hint, created_at, updated_at";
+     twilio_account_sid, twilio_auth_token_enc, twilio_auth_token_hint, openai_key_enc, openai_key_hint, created_at, updated_at";
 
 impl TryFrom<TenantRow> for Tenant {
     type Error = StoreError;
@@ -52,6 +54,13 @@ impl TryFrom<TenantRow> for Tenant {
             webhook_url: row.webhook_url,
             runtime_config,
             twilio,
+            openai_key: match (row.openai_key_enc, row.openai_key_hint) {
+                (Some(sealed), hint) => Some(crate::store::SealedSecret {
+                    sealed,
+                    hint: hint.unwrap_or_default(),
+                }),
+                _ => None,
+            },
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -99,7 +108,7 @@ impl Store {
             sqlx::query(
                 "UPDATE tenants SET name = $2, status = $3, max_concurrent_calls = $4, webhook_url = $5, \
                  runtime_config = $6, twilio_account_sid = $7, twilio_auth_token_enc = $8, \
-                 twilio_auth_token_hint = $9, updated_at = $10 WHERE id = $1",
+                 twilio_auth_token_hint = $9, updated_at = $10, openai_key_enc = $11, openai_key_hint = $12 WHERE id = $1",
             )
             .bind(tenant.id.as_str())
             .bind(&tenant.name)
@@ -111,6 +120,8 @@ impl Store {
             .bind(tenant.twilio.as_ref().map(|t| t.auth_token_sealed.clone()))
             .bind(tenant.twilio.as_ref().map(|t| t.auth_token_hint.clone()))
             .bind(tenant.updated_at)
+            .bind(tenant.openai_key.as_ref().map(|k| k.sealed.clone()))
+            .bind(tenant.openai_key.as_ref().map(|k| k.hint.clone()))
             .execute(&mut *tx)
             .await?;
             insert_audit!(&mut *tx, audit)?;
