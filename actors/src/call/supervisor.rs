@@ -27,6 +27,7 @@ pub enum CallSupervisorMsg {
 pub struct CallSupervisor;
 
 struct Child {
+    direction: &'static str,
     call_id: CallId,
     call_sid: String,
     tenant_id: TenantId,
@@ -41,7 +42,7 @@ pub struct CallSupervisorState {
 impl CallSupervisorState {
     async fn record_failure(&self, child: &Child, why: &str) {
         meter::actor_failed(kind::CALL);
-        metrics::counter!("calls_total", "direction" => "unknown", "outcome" => "failed")
+        metrics::counter!("calls_total", "direction" => child.direction, "outcome" => "failed")
             .increment(1);
         tracing::error!(call_id = %child.call_id, call_sid = %child.call_sid, tenant = %child.tenant_id, error = %why, "call actor failed");
         let store = &self.deps.store;
@@ -92,6 +93,7 @@ impl Actor for CallSupervisor {
             CallSupervisorMsg::Start(start, reply) => {
                 let _timer = HandleTimer::start(kind::CALL_SUPERVISOR, "start");
                 let child = Child {
+                    direction: start.call.direction.as_str(),
                     call_id: start.call.id.clone(),
                     call_sid: start.call.call_sid.clone().unwrap_or_default(),
                     tenant_id: start.call.tenant_id.clone(),
