@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod http;
+pub mod loadtest;
 pub mod openapi;
 pub mod sandbox;
 pub mod shutdown;

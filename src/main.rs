@@ -51,6 +51,9 @@ enum Command {
         #[command(subcommand)]
         command: SimCommand,
     },
+    /// Drive N concurrent simulated calls against a running server and report relay
+    /// latency, loss, first-audio latency, CPU and memory (see docs/performance.md).
+    Loadtest(stateset_voice::loadtest::LoadtestArgs),
 }
 
 #[derive(Subcommand)]
@@ -242,6 +245,9 @@ fn main() -> ExitCode {
     if let Command::Sim { command } = cli.command {
         return run_sim(command);
     }
+    if let Command::Loadtest(args) = cli.command {
+        return stateset_voice::loadtest::main(args);
+    }
     if let Command::Openapi { which } = cli.command {
         let doc = match which {
             Which::Public => Document::Public,
@@ -281,7 +287,7 @@ fn main() -> ExitCode {
                 store.close().await;
                 Ok(())
             }
-            Command::Openapi { .. } | Command::Sim { .. } => Ok(()),
+            Command::Openapi { .. } | Command::Sim { .. } | Command::Loadtest(_) => Ok(()),
         }
     });
     match result {

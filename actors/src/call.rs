@@ -46,6 +46,9 @@ pub mod supervisor;
 
 use playback::Playback;
 
+/// How long a normal end waits for the AI session's close frame to be written.
+const AI_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A frame read from Twilio's media socket.
 #[derive(Debug)]
 pub enum TwilioFrame {
@@ -543,6 +546,7 @@ impl CallState {
                 reason: String::from("fallback"),
             })
             .await;
+        self.close_ai().await;
     }
 
     /// A normal end: the caller hung up or Twilio stopped the stream.
@@ -569,6 +573,18 @@ impl CallState {
                 reason: reason.to_owned(),
             })
             .await;
+        self.close_ai().await;
+    }
+
+    /// Ends the AI session with a close frame (PROTOCOLS §5.1: on `stop` or a closed Twilio
+    /// socket, close the model's socket). Without this, the connection only went away when
+    /// this actor's state dropped, which aborts the realtime writer task: the model service
+    /// saw a reset without a closing handshake at the end of every call. Bounded, since the
+    /// AI peer may be the thing that is stalled.
+    async fn close_ai(&mut self) {
+        if let Some(tx) = self.ai_tx.send_replace(None) {
+            let _ = tokio::time::timeout(AI_CLOSE_TIMEOUT, tx.close()).await;
+        }
     }
 }
 

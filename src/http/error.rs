@@ -207,6 +207,16 @@ impl Reply for ApiError {
                     .insert(warp::http::header::RETRY_AFTER, v);
             }
         }
+        if matches!(self, ApiError::PayloadTooLarge) {
+            // The oversized body is left unread, so the server closes the connection after
+            // this response. Say so (RFC 9112 §9.6): a client that is not told reuses the
+            // connection for its next request and fails with a reset or an incomplete
+            // message.
+            resp.headers_mut().insert(
+                warp::http::header::CONNECTION,
+                warp::http::HeaderValue::from_static("close"),
+            );
+        }
         resp
     }
 }

@@ -131,6 +131,29 @@ fn tag_check(id_bytes: [u8; 4]) -> u8 {
     id_bytes.iter().fold(TAG_CHECK_SEED, |acc, b| acc ^ b)
 }
 
+/// Frames of every generator's output computed once and shared (60 s): every
+/// [`SpeechSynth`] starts in the same state, so its first frames are always these, and a
+/// load generator running thousands of callers need not compute sines for each.
+const CACHED_FRAMES: usize = 3000;
+
+/// The shared start of every generator's output, and the generator's state after it.
+struct SpeechCache {
+    frames: Vec<Frame>,
+    after: SpeechSynth,
+}
+
+fn speech_cache() -> &'static SpeechCache {
+    static CACHE: std::sync::OnceLock<SpeechCache> = std::sync::OnceLock::new();
+    CACHE.get_or_init(|| {
+        let mut synth = SpeechSynth::new();
+        let frames = (0..CACHED_FRAMES).map(|_| synth.compute_frame()).collect();
+        SpeechCache {
+            frames,
+            after: synth,
+        }
+    })
+}
+
 /// A deterministic generator of speech-like μ-law audio (see the module docs); successive
 /// frames continue the signal without discontinuities.
 #[derive(Debug, Clone)]
@@ -139,6 +162,8 @@ pub struct SpeechSynth {
     phase: f64,
     f0: f64,
     rng: u32,
+    /// Frames produced so far (the first [`CACHED_FRAMES`] come from the shared cache).
+    frame: usize,
 }
 
 impl Default for SpeechSynth {
@@ -155,11 +180,27 @@ impl SpeechSynth {
             phase: 0.0,
             f0: 180.0,
             rng: 0x2545_F491,
+            frame: 0,
         }
     }
 
     /// The next 20 ms frame.
     pub fn next_frame(&mut self) -> Frame {
+        if self.frame < CACHED_FRAMES {
+            let cache = speech_cache();
+            let frame = cache.frames[self.frame];
+            self.frame += 1;
+            if self.frame == CACHED_FRAMES {
+                *self = cache.after.clone();
+            }
+            return frame;
+        }
+        self.compute_frame()
+    }
+
+    /// Computes the next frame from the generator's state.
+    fn compute_frame(&mut self) -> Frame {
+        self.frame += 1;
         let mut frame = [MULAW_SILENCE; FRAME_BYTES];
         for byte in &mut frame {
             *byte = linear_to_mulaw(self.next_sample());
@@ -245,6 +286,16 @@ mod tests {
         assert_eq!(frames_for(Duration::ZERO), 0);
         // Deterministic.
         assert_eq!(frames, speech_frames(Duration::from_millis(1000)));
+    }
+
+    #[test]
+    fn the_shared_cache_is_exactly_what_the_generator_computes() {
+        let mut cached = SpeechSynth::new();
+        let mut computed = SpeechSynth::new();
+        for i in 0..CACHED_FRAMES + 200 {
+            assert_eq!(cached.next_frame(), computed.compute_frame(), "frame {i}");
+        }
+        assert_eq!(cached.frame, computed.frame);
     }
 
     #[test]

@@ -54,7 +54,7 @@ use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 
 pub use caller::{CallerScript, CallerStep};
-pub use config::{CalleeBehaviour, CarrierConfig, FaultSpec, OperatorBehaviour};
+pub use config::{CalleeBehaviour, CarrierConfig, FaultSpec, MediaObserver, OperatorBehaviour};
 pub use state::{
     CallDirection, CallEvent, CallSnapshot, CallStatus, DialOutcome, MediaStats, MessageRecord,
     RequestRecord, StatusCallbackRecord, StreamCloser, WebhookKind, WebhookRecord, param,

@@ -45,7 +45,9 @@ use std::time::{Duration, Instant};
 
 use tokio::task::AbortHandle;
 
-pub use config::{DropAfter, RealtimeScript, RealtimeSimConfig, ScriptReply, ScriptTurn};
+pub use config::{
+    DropAfter, RealtimeScript, RealtimeSimConfig, ScriptReply, ScriptTurn, TagObserver,
+};
 pub use standalone::{run_standalone, summary};
 pub use state::{
     ErrorRecord, HandshakeRecord, ResponseRecord, SessionEnd, SessionSnapshot, ToolCallRecord,

@@ -1,16 +1,21 @@
 //! `spawn_app()`: the real application on `127.0.0.1:0` against a fresh database (a SQLite
 //! file in a temporary folder, or a new PostgreSQL database), with logs captured so tests
-//! can assert that no secret is ever logged.
+//! can assert that no secret is ever logged. Also the shared pieces of the call tests: a raw
+//! Twilio media-socket client, voice-session lookup and `/metrics` scraping.
 
 use std::sync::OnceLock;
 
+use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use stateset_voice::config::{Config, LogFormat, RawSettings};
 use stateset_voice::http::AppState;
+use stateset_voice::sim::realtime::{RealtimeSim, RealtimeSimConfig};
 use stateset_voice::startup::Application;
 use stateset_voice::telemetry::{self, CapturedLogs};
+use stateset_voice::twilio::twiml::{self, ConnectNoun, Verb};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
 
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789abcdef";
 pub const REALTIME_KEY: &str = "sk-sim-test";
@@ -113,17 +118,33 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 
 /// Spawns the app, letting the test adjust settings first.
 pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut RawSettings)) -> TestApp {
+    spawn_app_with_realtime(
+        backend,
+        RealtimeSimConfig::with_api_key(REALTIME_KEY),
+        adjust,
+    )
+    .await
+}
+
+/// Spawns the app against a realtime simulator started with `realtime` (its keys always
+/// include [`REALTIME_KEY`], the key the app is given), letting the test adjust settings.
+pub async fn spawn_app_with_realtime(
+    backend: Backend,
+    mut realtime: RealtimeSimConfig,
+    adjust: impl FnOnce(&mut RawSettings),
+) -> TestApp {
     logs();
     let dir = tempfile::tempdir().expect("tempdir");
     let database_url = match backend {
         Backend::Sqlite => format!("sqlite://{}", dir.path().join("test.db").display()),
         Backend::Postgres => fresh_postgres().await,
     };
-    let realtime = stateset_voice::sim::realtime::RealtimeSim::start(
-        stateset_voice::sim::realtime::RealtimeSimConfig::with_api_key(REALTIME_KEY),
-    )
-    .await
-    .expect("realtime simulator");
+    if !realtime.api_keys.iter().any(|k| k == REALTIME_KEY) {
+        realtime.api_keys.push(REALTIME_KEY.to_owned());
+    }
+    let realtime = RealtimeSim::start(realtime)
+        .await
+        .expect("realtime simulator");
     let mut raw = RawSettings::default();
     raw.set("OPENAI_REALTIME_URL", realtime.url());
     raw.set("OPENAI_API_KEY", REALTIME_KEY);
@@ -434,4 +455,167 @@ impl TestApp {
         assert_eq!(resp.status(), 200, "call log {id}");
         resp.json().await.expect("json")
     }
+}
+
+/// The `<Stream>` of a Connect TwiML document, and what follows it.
+pub fn connect_of(xml: &str) -> (twiml::Connect, Vec<Verb>) {
+    let doc = twiml::Response::parse(xml).expect("twiml");
+    let mut verbs = doc.verbs.into_iter();
+    let Some(Verb::Connect(c)) = verbs.next() else {
+        panic!("first verb is not Connect: {xml}")
+    };
+    (c, verbs.collect())
+}
+
+/// The `<Stream>` noun of a `<Connect>`.
+pub fn stream_of(c: &twiml::Connect) -> twiml::Stream {
+    let ConnectNoun::Stream(s) = c.nouns.first().expect("stream").clone();
+    s
+}
+
+/// The stream token `<Parameter>` of a Connect TwiML document.
+pub fn token_of(xml: &str) -> String {
+    let (c, _) = connect_of(xml);
+    stream_of(&c)
+        .parameter_pairs()
+        .into_iter()
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v)
+        .expect("token parameter")
+}
+
+/// A raw Twilio media-stream client socket.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `/media-stream` as Twilio would, with an optional upgrade signature.
+pub async fn open_media(app: &TestApp, signature: Option<&str>) -> Ws {
+    let url = app.url("/media-stream").replacen("http://", "ws://", 1);
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            url.as_str(),
+        )
+        .expect("request");
+    if let Some(sig) = signature {
+        request
+            .headers_mut()
+            .insert("x-twilio-signature", sig.parse().expect("header"));
+    }
+    let (ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("upgrade");
+    ws
+}
+
+/// Sends `connected` and `start` (stream `MZ0001`) with the token as custom parameter.
+pub async fn send_start(ws: &mut Ws, account_sid: &str, call_sid: &str, token: Option<&str>) {
+    let params = token.map_or_else(|| json!({}), |t| json!({"token": t}));
+    ws.send(Message::text(
+        json!({"event": "connected", "protocol": "Call", "version": "1.0.0"}).to_string(),
+    ))
+    .await
+    .expect("send");
+    ws.send(Message::text(
+        json!({"event": "start", "sequenceNumber": "1", "streamSid": "MZ0001",
+               "start": {"accountSid": account_sid, "streamSid": "MZ0001", "callSid": call_sid,
+                         "tracks": ["inbound"], "customParameters": params,
+                         "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
+        .to_string(),
+    ))
+    .await
+    .expect("send");
+}
+
+/// Reads until the server's close frame; returns (code, reason).
+pub async fn close_frame(ws: &mut Ws) -> (u16, String) {
+    while let Some(msg) = ws.next().await {
+        match msg {
+            Ok(Message::Close(Some(frame))) => {
+                return (frame.code.into(), frame.reason.to_string());
+            }
+            Ok(Message::Close(None)) => return (1005, String::new()),
+            Ok(_) => continue,
+            Err(e) => panic!("socket error before close frame: {e}"),
+        }
+    }
+    panic!("socket ended without a close frame")
+}
+
+impl TestApp {
+    /// The voice session (with its transcript) of the call with this SID.
+    pub async fn voice_session_of(&self, key: &str, call_sid: &str) -> Value {
+        let log = self.call_log(key, call_sid).await;
+        let call_id = log["id"].as_str().expect("id").to_owned();
+        let list: Value = self
+            .tenant(
+                reqwest::Method::GET,
+                "/api/v1/voice-sessions?limit=200",
+                key,
+            )
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("json");
+        let id = list["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .find(|s| s["call_id"] == call_id.as_str())
+            .and_then(|s| s["id"].as_str())
+            .unwrap_or_else(|| panic!("a voice session for call {call_sid}: {list}"))
+            .to_owned();
+        let resp = self
+            .tenant(
+                reqwest::Method::GET,
+                &format!("/api/v1/voice-sessions/{id}"),
+                key,
+            )
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(resp.status(), 200, "voice session {id}");
+        resp.json().await.expect("json")
+    }
+
+    /// The `/metrics` exposition text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    }
+}
+
+/// The sum of every sample of metric `name` whose labels include all of `labels` (0 when
+/// there is none). The recorder is process-global, so tests compare before and after.
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, label_text) = match series.split_once('{') {
+                Some((m, rest)) => (m, rest.strip_suffix('}')?),
+                None => (series, ""),
+            };
+            if metric != name {
+                return None;
+            }
+            let has = |k: &str, v: &str| {
+                label_text
+                    .split(',')
+                    .any(|pair| pair == format!("{k}=\"{v}\""))
+            };
+            labels
+                .iter()
+                .all(|(k, v)| has(k, v))
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
 }

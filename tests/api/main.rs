@@ -11,6 +11,7 @@ mod carrier;
 mod cli;
 mod errors;
 mod limits;
+mod live;
 mod ops;
 mod sandbox;
 mod telephony;

@@ -1,14 +1,15 @@
 //! Telephony edge without the carrier simulator: phone routes, signature enforcement,
 //! inbound TwiML and admission, status-callback convergence, and the media-stream gate.
 
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use reqwest::Method;
 use serde_json::{Value, json};
-use stateset_voice::twilio::twiml::{self, ConnectNoun, Verb};
+use stateset_voice::twilio::twiml::{self, Verb};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{
-    Backend, TestApp, backend_tests, expect_error, sid, spawn_app, spawn_app_with,
+    Backend, TestApp, backend_tests, close_frame, connect_of, expect_error, open_media, send_start,
+    sid, spawn_app, spawn_app_with, stream_of, token_of,
 };
 
 backend_tests!(
@@ -24,31 +25,6 @@ backend_tests!(
     stream_token_secret_rotation_keeps_calls,
     stream_ended_decides_what_the_caller_hears,
 );
-
-/// The `<Stream>` of a Connect TwiML document, and what follows it.
-fn connect_of(xml: &str) -> (twiml::Connect, Vec<Verb>) {
-    let doc = twiml::Response::parse(xml).expect("twiml");
-    let mut verbs = doc.verbs.into_iter();
-    let Some(Verb::Connect(c)) = verbs.next() else {
-        panic!("first verb is not Connect: {xml}")
-    };
-    (c, verbs.collect())
-}
-
-fn stream_of(c: &twiml::Connect) -> twiml::Stream {
-    let ConnectNoun::Stream(s) = c.nouns.first().expect("stream").clone();
-    s
-}
-
-fn token_of(xml: &str) -> String {
-    let (c, _) = connect_of(xml);
-    stream_of(&c)
-        .parameter_pairs()
-        .into_iter()
-        .find(|(k, _)| k == "token")
-        .map(|(_, v)| v)
-        .expect("token parameter")
-}
 
 async fn phone_routes_crud_conflicts_and_audit(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -692,60 +668,6 @@ async fn status_callbacks_converge_whatever_the_order(backend: Backend) {
         "SequenceNumber"
     );
     app.stop().await;
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn open_media(app: &TestApp, signature: Option<&str>) -> Ws {
-    let url = app.url("/media-stream").replacen("http://", "ws://", 1);
-    let mut request =
-        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-            url.as_str(),
-        )
-        .expect("request");
-    if let Some(sig) = signature {
-        request
-            .headers_mut()
-            .insert("x-twilio-signature", sig.parse().expect("header"));
-    }
-    let (ws, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("upgrade");
-    ws
-}
-
-async fn send_start(ws: &mut Ws, account_sid: &str, call_sid: &str, token: Option<&str>) {
-    let params = token.map_or_else(|| json!({}), |t| json!({"token": t}));
-    ws.send(Message::text(
-        json!({"event": "connected", "protocol": "Call", "version": "1.0.0"}).to_string(),
-    ))
-    .await
-    .expect("send");
-    ws.send(Message::text(
-        json!({"event": "start", "sequenceNumber": "1", "streamSid": "MZ0001",
-               "start": {"accountSid": account_sid, "streamSid": "MZ0001", "callSid": call_sid,
-                         "tracks": ["inbound"], "customParameters": params,
-                         "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}})
-        .to_string(),
-    ))
-    .await
-    .expect("send");
-}
-
-/// Reads until the server's close frame; returns (code, reason).
-async fn close_frame(ws: &mut Ws) -> (u16, String) {
-    while let Some(msg) = ws.next().await {
-        match msg {
-            Ok(Message::Close(Some(frame))) => {
-                return (frame.code.into(), frame.reason.to_string());
-            }
-            Ok(Message::Close(None)) => return (1005, String::new()),
-            Ok(_) => continue,
-            Err(e) => panic!("socket error before close frame: {e}"),
-        }
-    }
-    panic!("socket ended without a close frame")
 }
 
 async fn media_stream_accepts_a_valid_token_once(backend: Backend) {

@@ -39,9 +39,9 @@ fn decoded_len(b64: &str) -> usize {
 }
 
 /// Spawns the Twilio writer; it ends on `Close`, on a write failure or stall (telling the
-/// actor), or when every sender is gone. In the last case, unless the call finished
-/// normally, the actor died: record the fallback before closing so Twilio's `stream-ended`
-/// request plays it.
+/// actor, which finishes the call), or when every sender is gone. In the last case, unless
+/// the call finished normally, the actor died: record the fallback before closing so
+/// Twilio's `stream-ended` request plays it.
 pub(super) fn spawn_twilio_writer(
     mut sink: TwilioOutgoing,
     mut rx: mpsc::Receiver<TwilioOut>,
@@ -50,7 +50,7 @@ pub(super) fn spawn_twilio_writer(
     store: Store,
     call_id: CallId,
     actor: ActorRef<CallMsg>,
-) {
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut closing = None;
         while let Some(out) = rx.recv().await {
@@ -60,15 +60,22 @@ pub(super) fn spawn_twilio_writer(
                         .await
                     {
                         Ok(Ok(())) => {}
+                        // The socket failed or stalled while the actor is alive: it is told
+                        // and finishes the call itself. Stop here, touching the sink no
+                        // more: this is not the actor dying (which the fallback below is
+                        // for — recording it raced the actor's own end, leaving a call the
+                        // caller simply hung up on marked `call_actor_failed` with a
+                        // fallback), and a sink that returned an error must not be used
+                        // again (`sink_map_err` panics when polled after its first error).
                         Ok(Err(_)) => {
                             let _ = actor
                                 .cast(CallMsg::TwilioGone(String::from("twilio_write_failed")));
-                            break;
+                            return;
                         }
                         Err(_) => {
                             counter!("media_stalls_total", "leg" => "twilio").increment(1);
                             let _ = actor.cast(CallMsg::TwilioGone(String::from("twilio_stalled")));
-                            break;
+                            return;
                         }
                     }
                 }
@@ -88,10 +95,15 @@ pub(super) fn spawn_twilio_writer(
             });
         }
         if let Some(close) = closing {
-            let _ = tokio::time::timeout(write_timeout, sink.send(close)).await;
+            // Typically the peer already went away (a caller who closed the socket without
+            // `stop`): the sink errors, and must not be polled again (see above).
+            let sent = tokio::time::timeout(write_timeout, sink.send(close)).await;
+            if !matches!(sent, Ok(Ok(()))) {
+                return;
+            }
         }
         let _ = tokio::time::timeout(write_timeout, sink.close()).await;
-    });
+    })
 }
 
 /// Spawns the Twilio reader.
@@ -238,5 +250,125 @@ mod tests {
         assert_eq!(decoded_len("//8="), 2);
         let big = STANDARD.encode(vec![0u8; MAX_FRAME_BYTES + 1]);
         assert!(!valid_audio(&big));
+    }
+
+    /// A socket whose peer is gone: the first write fails, and — like `sink_map_err`, which
+    /// the media route wraps the websocket in — polling it again after that error panics.
+    struct GoneSink {
+        failed: bool,
+    }
+
+    impl GoneSink {
+        fn check(&self) {
+            assert!(!self.failed, "sink polled after its error");
+        }
+    }
+
+    impl futures::Sink<TwilioOut> for GoneSink {
+        type Error = String;
+
+        fn poll_ready(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), String>> {
+            self.check();
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn start_send(mut self: std::pin::Pin<&mut Self>, _: TwilioOut) -> Result<(), String> {
+            self.check();
+            self.failed = true;
+            Err(String::from("connection closed"))
+        }
+
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), String>> {
+            self.check();
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), String>> {
+            self.check();
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Stands in for the call actor: reports the reasons of `TwilioGone`.
+    struct Probe;
+
+    impl ractor::Actor for Probe {
+        type Msg = CallMsg;
+        type State = mpsc::UnboundedSender<String>;
+        type Arguments = mpsc::UnboundedSender<String>;
+
+        async fn pre_start(
+            &self,
+            _: ActorRef<CallMsg>,
+            tx: Self::Arguments,
+        ) -> Result<Self::State, ractor::ActorProcessingErr> {
+            Ok(tx)
+        }
+
+        async fn handle(
+            &self,
+            _: ActorRef<CallMsg>,
+            msg: CallMsg,
+            tx: &mut Self::State,
+        ) -> Result<(), ractor::ActorProcessingErr> {
+            if let CallMsg::TwilioGone(reason) = msg {
+                let _ = tx.send(reason);
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_twilio_write_tells_the_actor_and_leaves_the_socket_alone() {
+        let store = Store::connect("sqlite::memory:", 1).await.expect("store");
+        let (gone_tx, mut gone) = mpsc::unbounded_channel();
+        let (probe, _) = ractor::Actor::spawn(None, Probe, gone_tx)
+            .await
+            .expect("probe");
+        // A write fails while the call is live: the actor is told; the writer neither
+        // records the dead-actor fallback nor touches the failed sink again.
+        let (tx, rx) = mpsc::channel(8);
+        let writer = spawn_twilio_writer(
+            Box::pin(GoneSink { failed: false }),
+            rx,
+            Duration::from_secs(1),
+            Arc::new(AtomicBool::new(false)),
+            store.clone(),
+            CallId::generate(),
+            probe.clone(),
+        );
+        tx.send(TwilioOut::Text(String::from("{}")))
+            .await
+            .expect("queue");
+        writer.await.expect("the writer ends without panicking");
+        assert_eq!(gone.recv().await.as_deref(), Some("twilio_write_failed"));
+        // The call finished and closes a socket the peer already closed: one attempt.
+        let (tx, rx) = mpsc::channel(8);
+        let writer = spawn_twilio_writer(
+            Box::pin(GoneSink { failed: false }),
+            rx,
+            Duration::from_secs(1),
+            Arc::new(AtomicBool::new(true)),
+            store,
+            CallId::generate(),
+            probe.clone(),
+        );
+        tx.send(TwilioOut::Close {
+            code: 1000,
+            reason: String::from("caller_hangup"),
+        })
+        .await
+        .expect("queue");
+        writer.await.expect("the writer ends without panicking");
+        probe.stop(None);
     }
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -158,7 +158,8 @@ pub struct CloseInfo {
 
 enum Outbound {
     Text(String),
-    Close,
+    /// Send a close frame and stop; the sender is told once the frame is written.
+    Close(oneshot::Sender<()>),
 }
 
 /// Aborts the writer task when the last handle goes.
@@ -256,6 +257,7 @@ async fn write_loop(
     mut sink: futures::stream::SplitSink<Ws, Message>,
     mut rx: mpsc::Receiver<Outbound>,
 ) {
+    let mut closed = None;
     while let Some(outbound) = rx.recv().await {
         match outbound {
             Outbound::Text(text) => {
@@ -266,7 +268,10 @@ async fn write_loop(
                     return;
                 }
             }
-            Outbound::Close => break,
+            Outbound::Close(done) => {
+                closed = Some(done);
+                break;
+            }
         }
     }
     let frame = CloseFrame {
@@ -274,6 +279,9 @@ async fn write_loop(
         reason: "".into(),
     };
     let _ = sink.send(Message::Close(Some(frame))).await;
+    if let Some(done) = closed {
+        let _ = done.send(());
+    }
     let _ = sink.close().await;
 }
 
@@ -335,10 +343,18 @@ impl RealtimeSender {
         })
     }
 
-    /// Sends a normal close frame after the frames already queued; the receiver then sees
-    /// the server's close and ends.
+    /// Sends a normal close frame after the frames already queued, and returns once it is
+    /// written (or at once when the connection is already gone); the receiver then sees the
+    /// server's close and ends.
+    ///
+    /// Waiting matters to owners that drop every handle right after: that aborts the writer
+    /// task, and a close frame still queued would never be sent (the server would see a
+    /// reset instead of a normal close).
     pub async fn close(&self) {
-        let _ = self.tx.send(Outbound::Close).await;
+        let (done, written) = oneshot::channel();
+        if self.tx.send(Outbound::Close(done)).await.is_ok() {
+            let _ = written.await;
+        }
     }
 
     /// True once the writer task has stopped.

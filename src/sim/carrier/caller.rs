@@ -38,6 +38,9 @@ pub struct CallerScript {
     /// Tag every frame sent with its chunk number (see [`audio::tag_frame`]) so returned
     /// audio can be matched with the frame that caused it.
     pub tag_frames: bool,
+    /// Added to the chunk number in every tag (default 0), so the tags of concurrent calls
+    /// differ: a load generator gives each call its own range.
+    pub tag_base: u32,
 }
 
 impl Default for CallerScript {
@@ -46,6 +49,7 @@ impl Default for CallerScript {
             steps: Vec::new(),
             max_duration: Duration::from_secs(60),
             tag_frames: false,
+            tag_base: 0,
         }
     }
 }
@@ -95,6 +99,13 @@ impl CallerScript {
     /// Tags every frame (for a load generator).
     pub fn with_tagged_frames(mut self) -> Self {
         self.tag_frames = true;
+        self
+    }
+
+    /// Tags every frame with `base` + its chunk number.
+    pub fn with_tag_base(mut self, base: u32) -> Self {
+        self.tag_frames = true;
+        self.tag_base = base;
         self
     }
 }

@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::caller::CallerScript;
 
@@ -28,6 +29,20 @@ pub struct CarrierConfig {
     pub default_callee: CalleeBehaviour,
     /// Behaviour of `<Dial>`ed numbers without a specific setting.
     pub default_operator: OperatorBehaviour,
+    /// Told about every tagged frame sent and received on a media stream (default none).
+    pub media_observer: Option<Arc<dyn MediaObserver>>,
+}
+
+/// Watches tagged audio on every media stream, for a load generator that matches frames
+/// across processes by their tags ([`crate::sim::audio::tag_frame`]).
+///
+/// It is called on the stream's task, in the hot path: keep it cheap and never block.
+pub trait MediaObserver: Send + Sync + std::fmt::Debug {
+    /// The caller is about to send a frame carrying `tag` (scripts with `tag_frames`).
+    fn caller_frame_sent(&self, call_sid: &str, tag: u32, at: Instant);
+    /// A `media` message from the server arrived at `at`; `tags` are the tags found at the
+    /// start of its 20 ms frames, in order (called only when there is at least one).
+    fn server_audio_received(&self, call_sid: &str, tags: &[u32], at: Instant);
 }
 
 impl Default for CarrierConfig {
@@ -42,6 +57,7 @@ impl Default for CarrierConfig {
             ws_connect_timeout: Duration::from_secs(10),
             default_callee: CalleeBehaviour::Answer,
             default_operator: OperatorBehaviour::default(),
+            media_observer: None,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! update interrupts (`stop`, close; the new TwiML or the hang-up follows).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actors::media::{
@@ -31,6 +32,7 @@ use crate::twilio::signature::compute_signature;
 use crate::twilio::twiml::{Connect, ConnectNoun, Stream};
 
 use super::call::{CallRunner, Control};
+use super::config::MediaObserver;
 use super::state::{CallEvent, StreamCloser, WebhookKind};
 use super::webhook::resolve;
 
@@ -67,6 +69,12 @@ fn new_stream_sid() -> String {
     format!("MZ{}", uuid::Uuid::new_v4().simple())
 }
 
+/// Media frames are small: an 8 KiB read buffer (tungstenite zero-fills its whole read
+/// buffer, 128 KiB by default, before every socket read).
+fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(8 * 1024)
+}
+
 /// `http(s)` URLs (from resolving a relative `url`) become `ws(s)`.
 fn ws_scheme(url: String) -> String {
     if let Some(rest) = url.strip_prefix("https://") {
@@ -89,6 +97,8 @@ struct Session {
     play_until: Instant,
     marks: VecDeque<(String, Instant)>,
     tag_frames: bool,
+    tag_base: u32,
+    observer: Option<Arc<dyn MediaObserver>>,
     sent_at: Vec<Instant>,
     speech_ended: Option<Instant>,
     first_audio_seen: bool,
@@ -200,8 +210,18 @@ impl Session {
                     .map(|at| (now - at).as_millis() as u64);
                 let tag = audio::read_tag(&bytes)
                     .and_then(|id| id.checked_sub(1))
+                    .and_then(|id| id.checked_sub(self.tag_base))
                     .and_then(|i| self.sent_at.get(i as usize))
                     .map(|at| (now - *at).as_millis() as u64);
+                if let Some(observer) = &self.observer {
+                    let tags: Vec<u32> = bytes
+                        .chunks(audio::FRAME_BYTES)
+                        .filter_map(audio::read_tag)
+                        .collect();
+                    if !tags.is_empty() {
+                        observer.server_audio_received(&self.call_sid, &tags, now.into_std());
+                    }
+                }
                 runner.update(|s| {
                     let m = &mut s.media;
                     m.media_received += 1;
@@ -311,7 +331,12 @@ impl CallRunner {
             request.headers_mut().insert("x-twilio-signature", value);
         }
         let limit = self.shared.config.ws_connect_timeout;
-        let connecting = tokio::time::timeout(limit, tokio_tungstenite::connect_async(request));
+        // TCP_NODELAY: small 20 ms frames must not wait for Nagle (and a load generator's
+        // latency figures must not include it).
+        let connecting = tokio::time::timeout(
+            limit,
+            tokio_tungstenite::connect_async_with_config(request, Some(ws_config()), true),
+        );
         let ws = match self.guard(connecting).await {
             Err(control) => return StreamEnd::Interrupted(control),
             Ok(Err(_)) => {
@@ -351,6 +376,8 @@ impl CallRunner {
             play_until: now,
             marks: VecDeque::new(),
             tag_frames: self.script.tag_frames,
+            tag_base: self.script.tag_base,
+            observer: self.shared.config.media_observer.clone(),
             sent_at: Vec::new(),
             speech_ended: None,
             first_audio_seen: false,
@@ -450,8 +477,12 @@ impl CallRunner {
                     }
                     if let Some(mut frame) = tick.frame {
                         if session.tag_frames {
-                            audio::tag_frame(&mut frame, (session.chunk + 1) as u32);
+                            let tag = session.tag_base.wrapping_add((session.chunk + 1) as u32);
+                            audio::tag_frame(&mut frame, tag);
                             session.sent_at.push(now);
+                            if let Some(observer) = &session.observer {
+                                observer.caller_frame_sent(&session.call_sid, tag, now.into_std());
+                            }
                         }
                         out.push(session.media(&frame));
                         self.update(|s| s.media.frames_sent += 1);

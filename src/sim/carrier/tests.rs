@@ -668,6 +668,89 @@ async fn caller_hang_up_sends_stop_and_completes_without_the_action() {
     assert_eq!(call.media.frames_sent, 5);
 }
 
+/// Records what a [`MediaObserver`] is told.
+#[derive(Debug, Default)]
+struct Recorder {
+    sent: std::sync::Mutex<Vec<(String, u32)>>,
+    received: std::sync::Mutex<Vec<(String, Vec<u32>)>>,
+}
+
+impl MediaObserver for Recorder {
+    fn caller_frame_sent(&self, call_sid: &str, tag: u32, _at: Instant) {
+        self.sent
+            .lock()
+            .expect("lock")
+            .push((call_sid.to_owned(), tag));
+    }
+
+    fn server_audio_received(&self, call_sid: &str, tags: &[u32], _at: Instant) {
+        let entry = (call_sid.to_owned(), tags.to_vec());
+        self.received.lock().expect("lock").push(entry);
+    }
+}
+
+#[tokio::test]
+async fn the_media_observer_sees_tags_both_ways_with_the_script_tag_base() {
+    let recorder = std::sync::Arc::new(Recorder::default());
+    let sim = CarrierSim::start(CarrierConfig {
+        media_observer: Some(recorder.clone()),
+        ..CarrierConfig::with_account(ACCOUNT, TOKEN)
+    })
+    .await
+    .expect("start");
+    let mut server = TestServer::start().await;
+    server.twiml("/incoming-call", &connect_twiml(&server, true));
+    let script = CallerScript::default()
+        .speak(Duration::from_millis(60), "hi")
+        .silence(Duration::from_secs(30))
+        .with_tag_base(1000);
+    let sid = sim
+        .place_inbound_call(inbound(&server, script))
+        .expect("place");
+    let mut socket = server.accept().await;
+    let (stream_sid, _) = read_start(&mut socket.ws).await;
+    let (_, frames) = next_matching(
+        &mut socket.ws,
+        |e| matches!(e, TwilioInbound::Media { media, .. } if media.chunk.as_deref() == Some("3")),
+    )
+    .await;
+    for (i, frame) in frames.iter().enumerate() {
+        let TwilioInbound::Media { media, .. } = frame else {
+            panic!("{frame:?}")
+        };
+        let bytes = STANDARD.decode(&media.payload).expect("base64");
+        assert_eq!(audio::read_tag(&bytes), Some(1001 + i as u32));
+    }
+    // Two tagged frames and one plain one in a single message.
+    let mut payload = Vec::new();
+    for tag in [7_u32, 8] {
+        let mut frame = audio::silence_frame();
+        audio::tag_frame(&mut frame, tag);
+        payload.extend_from_slice(&frame);
+    }
+    payload.extend_from_slice(&audio::silence_frame());
+    let message = TwilioOutbound::Media {
+        stream_sid: stream_sid.clone(),
+        media: OutboundMedia {
+            payload: STANDARD.encode(&payload),
+        },
+    };
+    send(&mut socket.ws, message).await;
+    send(&mut socket.ws, media(&stream_sid, 160)).await;
+    send(&mut socket.ws, mark(&stream_sid, "after")).await;
+    let _ = next_matching(&mut socket.ws, |e| is_mark(e, "after")).await;
+    sim.hangup(&sid).expect("hang up");
+    let _ = ended(&sim, &sid).await;
+    let sent = recorder.sent.lock().expect("lock").clone();
+    assert!(sent.len() >= 3, "{sent:?}");
+    for (i, (call, tag)) in sent.iter().enumerate() {
+        assert_eq!(call, &sid);
+        assert_eq!(*tag, 1001 + i as u32);
+    }
+    let received = recorder.received.lock().expect("lock").clone();
+    assert_eq!(received, vec![(sid.clone(), vec![7, 8])]);
+}
+
 #[tokio::test]
 async fn dial_results_reach_the_action_url() {
     let sim = start_sim().await;

@@ -2,7 +2,8 @@
 //! assistant hears and says.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
@@ -38,6 +39,24 @@ pub struct RealtimeSimConfig {
     pub record_events: bool,
     /// Session lifetime announced in `expires_at` (default 30 min; not enforced).
     pub session_ttl: Duration,
+    /// Told about tagged audio received and sent, and about sessions ending (default none).
+    pub tag_observer: Option<Arc<dyn TagObserver>>,
+}
+
+/// Watches frame tags ([`crate::sim::audio::tag_frame`]) crossing the simulator, for a load
+/// generator that measures relay latency and loss by matching tags across processes.
+///
+/// Sessions are named by their connection index ([`SessionSnapshot::index`](super::SessionSnapshot::index)).
+/// It is called on the session's task, in the hot path: keep it cheap and never block.
+pub trait TagObserver: Send + Sync + std::fmt::Debug {
+    /// An `input_audio_buffer.append` arrived at `at`; `tags` are the tags found at the start
+    /// of its 20 ms frames, in order (called only when there is at least one).
+    fn input_tags_received(&self, session: usize, tags: &[u32], at: Instant);
+    /// Output audio frames carrying `tags` were queued for sending at `at` (with
+    /// `tag_audio`; the socket write follows at once).
+    fn output_tags_sent(&self, session: usize, tags: &[u32], at: Instant);
+    /// The session's connection ended (any way but a simulator shutdown).
+    fn session_ended(&self, session: usize, at: Instant);
 }
 
 impl Default for RealtimeSimConfig {
@@ -54,6 +73,7 @@ impl Default for RealtimeSimConfig {
             tag_audio: false,
             record_events: false,
             session_ttl: Duration::from_secs(30 * 60),
+            tag_observer: None,
         }
     }
 }

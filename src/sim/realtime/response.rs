@@ -371,7 +371,13 @@ impl Session {
                 for e in events {
                     self.emit(e);
                 }
-                self.shared.tags_sent(&tags, Instant::now());
+                let sent_at = Instant::now();
+                self.shared.tags_sent(&tags, sent_at);
+                if let Some(observer) = &self.shared.config.tag_observer
+                    && !tags.is_empty()
+                {
+                    observer.output_tags_sent(self.index, &tags, sent_at);
+                }
                 if let Some(item) = self.item_mut(&item_id) {
                     item.audio_ms = audio_ms;
                 }

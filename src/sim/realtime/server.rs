@@ -133,9 +133,12 @@ fn decide(
 #[allow(clippy::result_large_err)]
 async fn connection(shared: SharedRef, tcp: TcpStream) {
     let mut upgrade = Upgrade::default();
+    // An 8 KiB read buffer: tungstenite zero-fills its whole read buffer (128 KiB by
+    // default) before every socket read, and client events are small.
     let config = WebSocketConfig::default()
         .max_message_size(Some(20 << 20))
-        .max_frame_size(Some(20 << 20));
+        .max_frame_size(Some(20 << 20))
+        .read_buffer_size(8 * 1024);
     let accepting = tokio_tungstenite::accept_hdr_async_with_config(
         tcp,
         |req: &Request, resp: Response| decide(&shared, req, resp, &mut upgrade),
@@ -284,6 +287,9 @@ async fn run(shared: SharedRef, ws: Ws, model: String, beta_header: bool) {
         let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.close()).await;
     }
     shared.unregister(&session.id);
+    if let Some(observer) = &shared.config.tag_observer {
+        observer.session_ended(session.index, Instant::now());
+    }
     tracing::debug!(session = %session.id, end = ?end, "realtime simulator: session ended");
     session.snap(|s| s.ended = Some(end));
     // Dropping both halves closes the TCP connection; after a fault no close frame is sent.

@@ -354,6 +354,15 @@ impl Session {
                 return;
             }
         };
+        if let Some(observer) = &self.shared.config.tag_observer {
+            let tags: Vec<u32> = bytes
+                .chunks(crate::sim::audio::FRAME_BYTES)
+                .filter_map(crate::sim::audio::read_tag)
+                .collect();
+            if !tags.is_empty() {
+                observer.input_tags_received(self.index, &tags, now);
+            }
+        }
         let n = bytes.len() as u64;
         self.uncommitted_bytes += n;
         self.batched.audio_bytes += n;

@@ -1077,6 +1077,64 @@ async fn bad_client_events_get_errors_and_the_session_goes_on() {
     });
 }
 
+/// Records what a [`TagObserver`] is told.
+#[derive(Debug, Default)]
+struct TagLog {
+    input: std::sync::Mutex<Vec<(usize, Vec<u32>)>>,
+    output: std::sync::Mutex<Vec<(usize, Vec<u32>)>>,
+    ended: std::sync::Mutex<Vec<usize>>,
+}
+
+impl TagObserver for TagLog {
+    fn input_tags_received(&self, session: usize, tags: &[u32], _at: std::time::Instant) {
+        let entry = (session, tags.to_vec());
+        self.input.lock().expect("lock").push(entry);
+    }
+
+    fn output_tags_sent(&self, session: usize, tags: &[u32], _at: std::time::Instant) {
+        let entry = (session, tags.to_vec());
+        self.output.lock().expect("lock").push(entry);
+    }
+
+    fn session_ended(&self, session: usize, _at: std::time::Instant) {
+        self.ended.lock().expect("lock").push(session);
+    }
+}
+
+#[tokio::test]
+async fn the_tag_observer_sees_input_and_output_tags_and_the_session_end() {
+    let log = std::sync::Arc::new(TagLog::default());
+    let sim = start(RealtimeSimConfig {
+        tag_audio: true,
+        tag_observer: Some(log.clone()),
+        ..config()
+    })
+    .await;
+    let (mut client, _) = Client::ready(&sim).await;
+    let mut frames = vec![silence_frame(); 3];
+    for (i, frame) in frames.iter_mut().enumerate() {
+        audio::tag_frame(frame, 11 + i as u32);
+    }
+    frames.push(silence_frame());
+    client.append(&frames).await;
+    client.send(ClientEvent::user_text("hi")).await;
+    client.send(ClientEvent::response_create()).await;
+    let events = client.until_kind("response.done").await;
+    let done = response_done(&events);
+    let audio = audio_bytes(&events, &done.response.id);
+    let tags: Vec<u32> = audio.chunks(160).filter_map(audio::read_tag).collect();
+    assert!(!tags.is_empty());
+    drop(client);
+    wait(&sim, |s| s.first().is_some_and(|s| s.ended.is_some())).await;
+    let input = log.input.lock().expect("lock").clone();
+    assert_eq!(input, vec![(0, vec![11]), (0, vec![12]), (0, vec![13])]);
+    let output = log.output.lock().expect("lock").clone();
+    assert!(output.iter().all(|(session, _)| *session == 0));
+    let sent: Vec<u32> = output.into_iter().flat_map(|(_, t)| t).collect();
+    assert_eq!(sent, tags);
+    assert_eq!(*log.ended.lock().expect("lock"), vec![0]);
+}
+
 #[tokio::test]
 async fn output_audio_is_tagged_paced_and_sessions_are_distinguishable() {
     let script = RealtimeScript::new(vec![ScriptTurn::say("hi", "Hello {session}")]);
