@@ -1340,10 +1340,33 @@ impl Actor for RouterActor {
                 spawn_reply(port, async move { ctx.outbound(req).await });
             }
             RouterMsg::StreamStarted(start, port) => {
+                // The media handler waits `ACTOR_CALL_TIMEOUT_MS` for this answer, then refuses
+                // the socket ("unavailable") and Twilio asks `stream-ended`. Starting the
+                // stream after that — this mailbox can lag behind under load — consumed its
+                // token and marked it started for a socket already closed, so `stream-ended`
+                // hung up on a caller who never reached the agent. A start nobody waits for
+                // changes nothing (the caller gets the route's fallback), and one whose
+                // handler gave up while it ran is turned into the fallback.
+                if port.is_closed() {
+                    metrics::counter!("stream_starts_abandoned_total").increment(1);
+                    tracing::warn!(call_sid = %start.call_sid, "stream start arrived after the media handler gave up: ignored");
+                    return Ok(());
+                }
                 let r = state.stream_started(start).await;
                 if let Err(RouterError::Token(e)) = &r {
                     metrics::counter!("stream_token_rejections_total", "reason" => e.label())
                         .increment(1);
+                }
+                if let Ok(call) = &r
+                    && port.is_closed()
+                {
+                    metrics::counter!("stream_starts_abandoned_total").increment(1);
+                    tracing::warn!(call_id = %call.id, "media handler gave up while the stream started: fallback");
+                    let _ = state
+                        .ctx
+                        .store()
+                        .set_after_stream(&call.id, Some("fallback"))
+                        .await;
                 }
                 reply(port, r);
             }

@@ -88,6 +88,8 @@ pub struct TestApp {
     pub realtime: stateset_voice::sim::realtime::RealtimeSimHandle,
     pub client: reqwest::Client,
     pub state: AppState,
+    /// The app's database.
+    pub database_url: String,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -150,7 +152,7 @@ pub async fn spawn_app_with_realtime(
     raw.set("OPENAI_API_KEY", REALTIME_KEY);
     raw.set("CHAOS_HOOKS", "true");
     raw.set("BIND_ADDR", "127.0.0.1:0");
-    raw.set("DATABASE_URL", database_url);
+    raw.set("DATABASE_URL", database_url.clone());
     raw.set("DATABASE_MAX_CONNECTIONS", "5");
     raw.set("ADMIN_API_KEY", ADMIN_KEY);
     raw.set("MASTER_KEY", MASTER_KEY);
@@ -173,6 +175,7 @@ pub async fn spawn_app_with_realtime(
         realtime,
         client: reqwest::Client::new(),
         state,
+        database_url,
         shutdown: Some(tx),
         server: Some(server),
         _dir: dir,
@@ -618,4 +621,51 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
                 .flatten()
         })
         .sum()
+}
+
+/// A transaction of the test's own that stalls every write to the app's database (reads go
+/// on) until [`release`](DbWriteLock::release)d: the app's actors block on their next write.
+pub enum DbWriteLock {
+    /// `BEGIN EXCLUSIVE` (in WAL mode, other writers wait; readers do not).
+    Sqlite(sqlx::SqliteConnection),
+    /// `LOCK TABLE … IN EXCLUSIVE MODE` on the tables of calls and stream tokens.
+    Postgres(sqlx::PgConnection),
+}
+
+impl TestApp {
+    /// Stalls writes to the app's database until the lock is released.
+    pub async fn lock_db_writes(&self) -> DbWriteLock {
+        use sqlx::{Connection, Executor};
+        if self.database_url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(&self.database_url)
+                .await
+                .expect("sqlite connection");
+            conn.execute("BEGIN EXCLUSIVE").await.expect("lock");
+            DbWriteLock::Sqlite(conn)
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&self.database_url)
+                .await
+                .expect("postgres connection");
+            conn.execute("BEGIN").await.expect("begin");
+            conn.execute("LOCK TABLE calls, stream_token_nonces IN EXCLUSIVE MODE")
+                .await
+                .expect("lock");
+            DbWriteLock::Postgres(conn)
+        }
+    }
+}
+
+impl DbWriteLock {
+    /// Lets the stalled writes through.
+    pub async fn release(self) {
+        use sqlx::Executor;
+        match self {
+            DbWriteLock::Sqlite(mut conn) => {
+                conn.execute("ROLLBACK").await.expect("unlock");
+            }
+            DbWriteLock::Postgres(mut conn) => {
+                conn.execute("ROLLBACK").await.expect("unlock");
+            }
+        }
+    }
 }

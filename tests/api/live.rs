@@ -28,8 +28,8 @@ use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{
-    Backend, REALTIME_KEY, Tele, TestApp, Ws, backend_tests, metric, open_media, send_start,
-    spawn_app, spawn_app_with_realtime, token_of,
+    Backend, REALTIME_KEY, Tele, TestApp, Ws, backend_tests, close_frame, metric, open_media,
+    send_start, spawn_app, spawn_app_with, spawn_app_with_realtime, token_of,
 };
 
 backend_tests!(
@@ -42,6 +42,7 @@ backend_tests!(
     fifty_concurrent_calls_keep_their_own_transcripts,
     active_sessions_are_listed_and_streamed_per_tenant,
     every_client_event_the_runtime_sends_conforms_to_the_schema,
+    a_stream_start_its_handler_gave_up_on_leaves_the_caller_the_fallback,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -814,67 +815,93 @@ async fn fifty_concurrent_calls_keep_their_own_transcripts(backend: Backend) {
             "A{turn} for {session}",
         )]));
     let mut live = app.state.actors.active.subscribe();
-    // Fifty model sessions connect at once: the callers give them 2.5 s before speaking
-    // (audio that arrives before a call's model session is up is dropped, not buffered).
+    // The callers give their model session 2.5 s to come up before speaking (audio that
+    // arrives earlier is dropped, not buffered), then stay on the line.
     let script = CallerScript::default()
         .silence(ms(2500))
         .speak(ms(500), "my question")
         .silence(Duration::from_secs(30));
-    let calls: HashMap<String, String> = (0..CALLS)
-        .map(|i| {
+    // Calls arrive in waves of ten (the next wave once the last is live), so the setup burst
+    // is ten webhooks and media starts at a time, while all fifty end up live together.
+    const WAVE: usize = 10;
+    let mut calls: HashMap<String, String> = HashMap::new();
+    let place_wave = |calls: &mut HashMap<String, String>| {
+        for i in calls.len()..(calls.len() + WAVE).min(CALLS) {
             let from = format!("+1555300{i:04}");
-            (call_in(&app, &sim, &t, &from, NUMBER, script.clone()), from)
-        })
-        .collect();
-    // Each caller hangs up once the agent's answer is on its transcript.
-    let mut waiting: HashSet<String> = calls.keys().cloned().collect();
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while !waiting.is_empty() {
+            calls.insert(call_in(&app, &sim, &t, &from, NUMBER, script.clone()), from);
+        }
+    };
+    place_wave(&mut calls);
+    let mut started: HashSet<String> = HashSet::new();
+    let mut waiting: HashSet<String> = HashSet::new();
+    let mut peak = 0;
+    // Every call answers its caller; only then do the callers hang up.
+    let answered = tokio::time::timeout(Duration::from_secs(60), async {
+        while started.len() < CALLS || !waiting.is_empty() {
             match live.recv().await {
+                Ok(ActiveEvent::Started(c)) if calls.contains_key(&c.call_sid) => {
+                    started.insert(c.call_sid.clone());
+                    waiting.insert(c.call_sid);
+                    if started.len() == calls.len() && calls.len() < CALLS {
+                        place_wave(&mut calls);
+                    }
+                }
                 Ok(ActiveEvent::Updated(c))
                     if matches!(&c.last_line, Some((role, text))
-                        if role == "assistant" && text.starts_with("A1 for "))
-                        && waiting.remove(&c.call_sid) =>
+                        if role == "assistant" && text.starts_with("A1 for ")) =>
                 {
-                    sim.hangup(&c.call_sid).expect("hang up");
+                    waiting.remove(&c.call_sid);
+                }
+                Ok(ActiveEvent::Ended { call_id, .. }) => {
+                    panic!("call {call_id} ended before every call was answered")
                 }
                 Ok(_) => {}
                 Err(e) => panic!("live-call feed: {e}"),
             }
+            peak = peak.max(app.state.actors.active.len());
         }
     })
-    .await
-    .unwrap_or_else(|_| {
+    .await;
+    if answered.is_err() {
+        // Say what became of the calls that never got their answer.
         let rt = app.realtime.sessions();
-        let report: Vec<String> = waiting
-            .iter()
-            .map(|sid| {
-                let call = sim.call(sid);
-                let from = &calls[sid];
-                let model = rt.iter().find(|s| {
-                    s.config["instructions"]
-                        .as_str()
-                        .is_some_and(|i| i.contains(from.as_str()))
-                });
-                format!(
-                    "{sid}: carrier {:?} / model {:?}",
-                    call.map(|c| (c.status, c.media, c.events.len())),
-                    model.map(|s| (
-                        &s.responses,
-                        &s.user_turns,
-                        s.speech_started,
-                        s.audio_bytes_received,
-                        &s.ended
-                    ))
-                )
-            })
-            .collect();
+        let mut report = Vec::new();
+        let unanswered = calls
+            .keys()
+            .filter(|sid| !started.contains(*sid) || waiting.contains(*sid));
+        for sid in unanswered {
+            let from = &calls[sid];
+            let model = rt.iter().find(|s| {
+                s.config["instructions"]
+                    .as_str()
+                    .is_some_and(|i| i.contains(from.as_str()))
+            });
+            let log = app.call_log(&t.key, sid).await;
+            report.push(format!(
+                "{sid}: carrier {:?}\n  model {:?}\n  log {log}",
+                sim.call(sid).map(|c| (c.status, c.media, c.events)),
+                model.map(|s| (
+                    &s.responses,
+                    &s.user_turns,
+                    s.speech_started,
+                    s.audio_bytes_received,
+                    &s.ended
+                )),
+            ));
+        }
         panic!(
-            "{} calls never got their answer:\n{}",
-            waiting.len(),
+            "{} of {} calls placed, {} live, {} never got their answer:\n{}",
+            calls.len(),
+            CALLS,
+            started.len(),
+            report.len(),
             report.join("\n")
-        )
-    });
+        );
+    }
+    assert_eq!(peak, CALLS, "all fifty calls were live at once");
+    for sid in calls.keys() {
+        sim.hangup(sid).expect("hang up");
+    }
     let ends = tokio::time::timeout(
         Duration::from_secs(60),
         futures::future::join_all(calls.keys().map(|sid| sim.wait_ended(sid))),
@@ -1286,5 +1313,80 @@ async fn every_client_event_the_runtime_sends_conforms_to_the_schema(backend: Ba
     assert_eq!(replayed[0]["item"]["role"], "assistant");
     assert_eq!(replayed[0]["item"]["content"][0]["text"], GREETING);
     assert!(replayed.iter().any(|e| e["item"]["role"] == "user"));
+    app.stop().await;
+}
+
+// === 9. A stream start that arrives too late ===
+
+async fn a_stream_start_its_handler_gave_up_on_leaves_the_caller_the_fallback(backend: Backend) {
+    // Handlers wait 1.5 s for an actor (the default is 5 s), to keep the test short.
+    let app = spawn_app_with(backend, |raw| raw.set("ACTOR_CALL_TIMEOUT_MS", "1500")).await;
+    let t = app.telephony_tenant("Acme", NUMBER, json!({})).await;
+    let before = app.metrics().await;
+    let (sid_a, xml_a) = app.inbound(&t, "+15551230090", NUMBER).await;
+    let (sid_b, xml_b) = app.inbound(&t, "+15551230091", NUMBER).await;
+    // The database stalls writes: the router blocks on the first stream start's token
+    // write, and the second start waits behind it in the router's mailbox.
+    let lock = app.lock_db_writes().await;
+    let mut a = open_media(&app, None).await;
+    send_start(&mut a, &t.account_sid, &sid_a, Some(&token_of(&xml_a))).await;
+    let mut b = open_media(&app, None).await;
+    send_start(&mut b, &t.account_sid, &sid_b, Some(&token_of(&xml_b))).await;
+    // Both media handlers give up waiting and refuse their socket…
+    for ws in [&mut a, &mut b] {
+        let close = tokio::time::timeout(WAIT, close_frame(ws))
+            .await
+            .expect("the handler gives up");
+        assert_eq!(close, (1008, "unavailable".to_owned()));
+    }
+    // …and only then does the router get on with the starts.
+    lock.release().await;
+    // Twilio asks what next: the callers never reached the agent, so they get the route's
+    // fallback (not a hang-up, as when the late starts still marked their streams started).
+    let mut started_anyway = 0;
+    for sid in [&sid_a, &sid_b] {
+        let call_id = app.call_log(&t.key, sid).await["id"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        let resp = app
+            .twilio_post(
+                &format!("/api/v1/stream-ended?call_id={call_id}"),
+                &[
+                    ("AccountSid", &t.account_sid),
+                    ("CallSid", sid),
+                    ("CallStatus", "in-progress"),
+                ],
+                &t.auth_token,
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        let xml = resp.text().await.expect("twiml");
+        let doc = stateset_voice::twilio::twiml::Response::parse(&xml).expect("twiml");
+        use stateset_voice::twilio::twiml::Verb;
+        assert!(
+            matches!(&doc.verbs[..], [Verb::Say(s), Verb::Dial(d)]
+                if s.text == "Connecting you to our team." && d.numbers() == vec!["+15550009999"]),
+            "{sid}: {xml}"
+        );
+        let log = app.call_log(&t.key, sid).await;
+        assert_eq!(log["end_reason"], "fallback", "{log}");
+        if has_call_event(&log, "stream", "websocket-started") {
+            started_anyway += 1;
+        }
+    }
+    // The start the router was already writing when its handler gave up went through (and
+    // was turned into the fallback); the one still queued by then changed nothing.
+    assert_eq!(started_anyway, 1);
+    let after = app.metrics().await;
+    let abandoned = metric(&after, "stream_starts_abandoned_total", &[])
+        - metric(&before, "stream_starts_abandoned_total", &[]);
+    assert!(abandoned >= 2.0, "{abandoned}");
+    assert!(app.state.actors.active.is_empty());
+    assert_eq!(live_call_actors(&app).await, 0);
+    assert!(
+        app.realtime.sessions().is_empty(),
+        "no model session was opened"
+    );
     app.stop().await;
 }

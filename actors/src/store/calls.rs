@@ -412,20 +412,23 @@ impl Store {
     ) -> Result<usize, StoreError> {
         let orphans: Vec<(i64, String, i64, String)> = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let rows: Vec<(i64, String, i64, String)> = sqlx::query_as(
-                "SELECT sequence_number, status, at, params FROM call_status_events \
-                 WHERE call_sid = $1 AND account_sid = $2 AND call_id IS NULL ORDER BY sequence_number",
+            // Write first: claiming the rows with `UPDATE … RETURNING` takes SQLite's write
+            // lock before anything is read. A SELECT first (a read snapshot) followed by the
+            // UPDATE failed with SQLITE_BUSY_SNAPSHOT ("database is locked", which the busy
+            // timeout does not retry) whenever another connection wrote in between — and
+            // this runs on every inbound call, next to live calls writing their records, so
+            // the incoming-call webhook answered 500 and the caller got an application error.
+            let mut rows: Vec<(i64, String, i64, String)> = sqlx::query_as(
+                "UPDATE call_status_events SET call_id = $1 \
+                 WHERE call_sid = $2 AND account_sid = $3 AND call_id IS NULL \
+                 RETURNING sequence_number, status, at, params",
             )
+            .bind(call_id.as_str())
             .bind(call_sid)
             .bind(account_sid)
             .fetch_all(&mut *tx)
             .await?;
-            sqlx::query("UPDATE call_status_events SET call_id = $1 WHERE call_sid = $2 AND account_sid = $3 AND call_id IS NULL")
-                .bind(call_id.as_str())
-                .bind(call_sid)
-                .bind(account_sid)
-                .execute(&mut *tx)
-                .await?;
+            rows.sort_by_key(|(sequence_number, ..)| *sequence_number);
             for (sequence_number, status, at, params) in &rows {
                 let params: serde_json::Value = serde_json::from_str(params).unwrap_or_default();
                 let u = StatusUpdate {
