@@ -20,6 +20,7 @@ pub mod active;
 pub mod call;
 pub mod carrier;
 pub mod crypto;
+pub mod egress;
 pub mod ids;
 pub mod media;
 pub mod meter;
