@@ -138,6 +138,17 @@ pub struct Config {
     /// `CALL_LIVE_WINDOW_SECONDS` (default 14400): unfinished calls older than this stop
     /// counting against concurrency limits (a lost final status callback cannot hold a slot).
     pub call_live_window: Duration,
+    /// `OUTBOUND_ALLOW_PRIVATE` (default false): lets requests to tenant URLs (event
+    /// webhooks, webhook tools) reach non-public addresses and plain `http://`. Development
+    /// and tests only; `serve --sandbox` turns it on (its demo receivers are on loopback).
+    pub outbound_allow_private: bool,
+    /// `EVENT_WEBHOOK_MAX_ATTEMPTS` (default 8): attempts before a delivery is failed.
+    pub event_webhook_max_attempts: u32,
+    /// `EVENT_WEBHOOK_BACKOFF_MS` (default 1000): backoff base; the delay before attempt
+    /// n+1 is random up to base·2^(n-1), capped at 10 minutes.
+    pub event_webhook_backoff: Duration,
+    /// `EVENT_WEBHOOK_TIMEOUT_MS` (default 10000): deadline of one delivery attempt.
+    pub event_webhook_timeout: Duration,
 }
 
 /// Every setting the service reads, for the file loader and the README.
@@ -169,6 +180,10 @@ pub const SETTINGS: &[&str] = &[
     "OPENAI_REALTIME_URL",
     "OPENAI_API_KEY",
     "CHAOS_HOOKS",
+    "OUTBOUND_ALLOW_PRIVATE",
+    "EVENT_WEBHOOK_MAX_ATTEMPTS",
+    "EVENT_WEBHOOK_BACKOFF_MS",
+    "EVENT_WEBHOOK_TIMEOUT_MS",
 ];
 
 /// The raw setting values, before validation.
@@ -253,6 +268,18 @@ impl RawSettings {
     fn positive(&self, name: &str, default: u32) -> Result<NonZeroU32, ConfigError> {
         let v: u32 = self.parse_num(name, default, "a positive integer")?;
         NonZeroU32::new(v).ok_or_else(|| ConfigError::new(name, "must be greater than zero"))
+    }
+
+    fn boolean(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some("true" | "1") => Ok(true),
+            Some("false" | "0") => Ok(false),
+            Some(other) => Err(ConfigError::new(
+                name,
+                format!("`{other}` is not true or false"),
+            )),
+        }
     }
 
     fn secret(&self, name: &str, min_len: usize) -> Result<Option<Secret>, ConfigError> {
@@ -405,17 +432,28 @@ impl Config {
             }
             url
         };
-        let chaos_hooks = match raw.get("CHAOS_HOOKS").unwrap_or("false") {
-            "true" | "1" => true,
-            "false" | "0" => false,
-            other => {
-                return Err(ConfigError::new(
-                    "CHAOS_HOOKS",
-                    format!("`{other}` is not true or false"),
-                ));
-            }
-        };
+        let chaos_hooks = raw.boolean("CHAOS_HOOKS", false)?;
+        let event_webhook_max_attempts = raw.positive("EVENT_WEBHOOK_MAX_ATTEMPTS", 8)?.get();
+        if event_webhook_max_attempts > 100 {
+            return Err(ConfigError::new(
+                "EVENT_WEBHOOK_MAX_ATTEMPTS",
+                "must be between 1 and 100",
+            ));
+        }
+        let event_webhook_timeout = raw.positive("EVENT_WEBHOOK_TIMEOUT_MS", 10_000)?.get();
+        if event_webhook_timeout > 120_000 {
+            return Err(ConfigError::new(
+                "EVENT_WEBHOOK_TIMEOUT_MS",
+                "must be between 1 and 120000",
+            ));
+        }
         Ok(Config {
+            outbound_allow_private: raw.boolean("OUTBOUND_ALLOW_PRIVATE", false)?,
+            event_webhook_max_attempts,
+            event_webhook_backoff: Duration::from_millis(u64::from(
+                raw.positive("EVENT_WEBHOOK_BACKOFF_MS", 1000)?.get(),
+            )),
+            event_webhook_timeout: Duration::from_millis(u64::from(event_webhook_timeout)),
             openai_realtime_url,
             openai_api_key: raw.secret("OPENAI_API_KEY", 1)?,
             chaos_hooks,
@@ -516,6 +554,13 @@ mod tests {
         );
         assert_eq!(c.rate_limit_per_ip_per_minute.get(), 60);
         assert_eq!(c.rate_limit_per_tenant_per_minute.get(), 1000);
+        assert!(
+            !c.outbound_allow_private,
+            "SSRF protection is on by default"
+        );
+        assert_eq!(c.event_webhook_max_attempts, 8);
+        assert_eq!(c.event_webhook_backoff, Duration::from_secs(1));
+        assert_eq!(c.event_webhook_timeout, Duration::from_secs(10));
     }
 
     #[test]
@@ -540,6 +585,22 @@ mod tests {
                 "RATE_LIMIT_PER_TENANT_PER_MINUTE",
             ),
             (vec![("MAX_BODY_BYTES", "10")], "MAX_BODY_BYTES"),
+            (
+                vec![("OUTBOUND_ALLOW_PRIVATE", "maybe")],
+                "OUTBOUND_ALLOW_PRIVATE",
+            ),
+            (
+                vec![("EVENT_WEBHOOK_MAX_ATTEMPTS", "0")],
+                "EVENT_WEBHOOK_MAX_ATTEMPTS",
+            ),
+            (
+                vec![("EVENT_WEBHOOK_BACKOFF_MS", "soon")],
+                "EVENT_WEBHOOK_BACKOFF_MS",
+            ),
+            (
+                vec![("EVENT_WEBHOOK_TIMEOUT_MS", "999999")],
+                "EVENT_WEBHOOK_TIMEOUT_MS",
+            ),
         ] {
             let err = parse(&pairs).expect_err("must fail");
             assert_eq!(err.setting, setting, "{err}");

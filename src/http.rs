@@ -34,6 +34,7 @@ pub mod routes;
 pub mod runtime;
 pub mod server;
 pub mod sessions;
+pub mod webhook_deliveries;
 pub mod webhooks;
 
 pub use error::ApiError;
@@ -175,6 +176,8 @@ pub fn routes(
         .or(calls::routes(state.clone()))
         .unify()
         .or(sessions::routes(state.clone()))
+        .unify()
+        .or(webhook_deliveries::routes(state.clone()))
         .unify()
         .or(admin::routes(state))
         .unify()

@@ -6,8 +6,8 @@ use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::http::admin::{agents, phone_routes};
-use crate::http::{admin, calls, media, ops, runtime, sessions, webhooks};
+use crate::http::admin::{agents, event_webhooks, phone_routes};
+use crate::http::{admin, calls, media, ops, runtime, sessions, webhook_deliveries, webhooks};
 
 /// The error shape of every endpoint.
 #[derive(Debug, Serialize, ToSchema)]
@@ -52,6 +52,7 @@ impl Modify for SecuritySchemes {
         ops::live, ops::ready, ops::metrics, runtime::me,
         calls::make_call, calls::list_call_logs, calls::get_call_log, calls::hangup, calls::transfer,
         sessions::list_sessions, sessions::get_session, sessions::active_sessions, sessions::active_stream,
+        webhook_deliveries::list_deliveries, webhook_deliveries::get_delivery, webhook_deliveries::redeliver,
         webhooks::incoming_call, webhooks::stream_ended, webhooks::call_status, webhooks::stream_status,
         webhooks::amd_status, media::media_stream_doc,
     ),
@@ -79,6 +80,8 @@ struct PublicApi;
         agents::list_agents, agents::create_agent, agents::get_agent, agents::list_versions,
         agents::create_version, agents::get_version, agents::put_version, agents::approve_version,
         agents::retire_version, sessions::admin_active_sessions,
+        event_webhooks::put_event_webhook, event_webhooks::get_event_webhook,
+        event_webhooks::delete_event_webhook, event_webhooks::rotate_signing_secret,
     ),
     components(schemas(ErrorResponse, ErrorObject)),
     modifiers(&SecuritySchemes),

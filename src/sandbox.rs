@@ -86,6 +86,10 @@ pub async fn start(raw: &mut RawSettings) -> anyhow::Result<Sandbox> {
     if !raw.is_set("DATABASE_URL") {
         raw.set("DATABASE_URL", "sqlite://data/sandbox.db");
     }
+    // Demo event-webhook receivers listen on loopback.
+    if !raw.is_set("OUTBOUND_ALLOW_PRIVATE") {
+        raw.set("OUTBOUND_ALLOW_PRIVATE", "true");
+    }
     if !raw.is_set("ADMIN_API_KEY") {
         raw.set(
             "ADMIN_API_KEY",

@@ -11,6 +11,8 @@ use std::time::Duration;
 use actors::active::ActiveRegistry;
 use actors::call::{AiConfig, CallDeps};
 use actors::crypto::{SecretBox, derive_key, hex};
+use actors::egress::{Egress, EgressPolicy};
+use actors::notifier::NotifierSettings;
 use actors::router::PublicUrls;
 use actors::store::Store;
 use actors::stream_token::StreamTokenKeys;
@@ -180,8 +182,24 @@ impl Application {
         let stream_keys = stream_token_keys(&config, &master);
         let client = TwilioClient::new(config.twilio_api_base_url.clone(), config.twilio_timeout)
             .map_err(|e| anyhow::anyhow!("cannot build the Twilio client: {e}"))?;
+        let egress = Egress::new(EgressPolicy {
+            allow_private: config.outbound_allow_private,
+        })
+        .map_err(|e| anyhow::anyhow!("cannot build the outbound http client: {e}"))?;
+        if config.outbound_allow_private {
+            tracing::warn!(
+                "OUTBOUND_ALLOW_PRIVATE is on: tenant URLs may reach private addresses (development only)"
+            );
+        }
         let active: Arc<ActiveRegistry> = Arc::default();
         let actors = RootSupervisor::start(RootConfig {
+            egress,
+            notifier: NotifierSettings {
+                max_attempts: config.event_webhook_max_attempts,
+                backoff_base: config.event_webhook_backoff,
+                timeout: config.event_webhook_timeout,
+                ..NotifierSettings::default()
+            },
             carrier: Arc::new(TwilioCarrier::new(client)),
             stream_keys,
             urls: public_urls(&config.public_base_url),

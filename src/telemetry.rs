@@ -32,6 +32,7 @@ pub fn metrics_handle() -> PrometheusHandle {
                 tracing::warn!("a metrics recorder was already installed");
             }
             actors::meter::describe();
+            actors::notifier::describe();
             describe_http();
             handle
         })

@@ -177,6 +177,16 @@ pub fn generate_api_key() -> NewApiKeySecret {
     }
 }
 
+/// Prefix of every tenant signing secret (event webhooks, webhook tools).
+pub const SIGNING_SECRET_PREFIX: &str = "whsec_";
+
+/// Generates a random 256-bit signing secret (`whsec_` and 64 hex digits). The HMAC key is
+/// the whole string's UTF-8 bytes.
+pub fn generate_signing_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    format!("{SIGNING_SECRET_PREFIX}{}", hex(&bytes))
+}
+
 /// The stored form of an API key secret. Keys carry 256 bits of entropy, so a plain
 /// SHA-256 is the right hash (a slow password hash would only cost latency).
 pub fn hash_api_key(secret: &str) -> String {

@@ -93,6 +93,16 @@ id_type!(
     CallId,
     "call_"
 );
+id_type!(
+    /// A tenant event (the envelope sent to the tenant's event webhook).
+    EventId,
+    "evt_"
+);
+id_type!(
+    /// The delivery of one event to one tenant endpoint (with its attempts).
+    DeliveryId,
+    "whd_"
+);
 
 #[cfg(test)]
 mod tests {

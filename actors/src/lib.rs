@@ -8,7 +8,9 @@
 //! RootSupervisor                       restarts singletons (meltdown limit), escalates beyond it
 //! ├── RolloutActor                     agents, versions, version choice for a call
 //! ├── RouterActor                      phone routes, admission, stream tokens, call control
-//! └── TenantActor                      tenant config, API-key cache, per-tenant rate limits
+//! ├── TenantActor                      tenant config, API-key cache, per-tenant rate limits
+//! ├── NotifierActor (factory)          tenant event webhooks: outbox, signed, retried, logged
+//! └── CallSupervisor                   one CallActor per live call
 //! ```
 //!
 //! **Architecture invariant:** this crate does not depend on warp or on anything
@@ -24,6 +26,7 @@ pub mod egress;
 pub mod ids;
 pub mod media;
 pub mod meter;
+pub mod notifier;
 pub mod realtime;
 pub mod rollout;
 pub mod router;

@@ -19,6 +19,8 @@ pub mod kind {
     pub const CALL: &str = "call";
     /// The call supervisor.
     pub const CALL_SUPERVISOR: &str = "call_supervisor";
+    /// The notifier actor (event webhooks).
+    pub const NOTIFIER: &str = "notifier";
 }
 
 /// Times one handled message of an actor kind.

@@ -26,11 +26,16 @@ mod models;
 mod phone_routes;
 mod sessions;
 mod tenants;
+mod webhooks;
 
 pub use api_keys::KeyLookup;
 pub use calls::StatusUpdate;
 pub use models::*;
 pub use sessions::Usage;
+pub use webhooks::{
+    AttemptResult, DeliveryFilter, DeliveryStatus, FinishedAttempt, NewEvent, QueuedEvent,
+    Redelivery, WebhookAttempt, WebhookDelivery,
+};
 
 /// Migrations for SQLite, embedded at build time.
 pub static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");

@@ -23,7 +23,9 @@ use crate::call::CallDeps;
 use crate::call::supervisor::{CallSupervisor, CallSupervisorMsg};
 use crate::carrier::Carrier;
 use crate::crypto::SecretBox;
+use crate::egress::Egress;
 use crate::meter::{self, HandleTimer, kind};
+use crate::notifier::{Notifier, NotifierActor, NotifierArgs, NotifierMsg, NotifierSettings};
 use crate::rollout::{RolloutActor, RolloutMsg};
 use crate::router::{PublicUrls, RouterActor, RouterArgs, RouterMsg};
 use crate::store::Store;
@@ -44,7 +46,7 @@ impl<M: ractor::Message> Clone for SingletonRef<M> {
 }
 
 impl<M: ractor::Message> SingletonRef<M> {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             current: Arc::new(watch::channel(None).0),
         }
@@ -96,6 +98,10 @@ pub struct RootConfig {
     pub active: Arc<crate::active::ActiveRegistry>,
     /// What call actors need (the AI endpoint, limits, chaos hooks).
     pub calls: CallDeps,
+    /// Outbound HTTP to tenant endpoints (SSRF-safe, signed).
+    pub egress: Egress,
+    /// Event webhook delivery settings.
+    pub notifier: NotifierSettings,
 }
 
 /// Health of the supervision tree.
@@ -145,6 +151,8 @@ pub struct Actors {
     pub rollout: SingletonRef<RolloutMsg>,
     /// The call supervisor (current incarnation).
     pub calls: SingletonRef<CallSupervisorMsg>,
+    /// Tenant events: emission, and the notifier actor (current incarnation).
+    pub notifier: Notifier,
     /// Changes whenever the tree's health changes (e.g. meltdown).
     pub health: watch::Receiver<bool>,
     /// Live calls of this node.
@@ -161,6 +169,8 @@ pub struct RootArgs {
     router: SingletonRef<RouterMsg>,
     rollout: SingletonRef<RolloutMsg>,
     calls: SingletonRef<CallSupervisorMsg>,
+    notifier: SingletonRef<NotifierMsg>,
+    notifier_handle: Notifier,
     health: watch::Sender<bool>,
 }
 
@@ -170,15 +180,17 @@ enum ChildKind {
     Tenant,
     Rollout,
     Router,
+    Notifier,
     Calls,
 }
 
 impl ChildKind {
-    /// Start order: the router reaches the tenant actor.
-    const ALL: [ChildKind; 4] = [
+    /// Start order: the router reaches the tenant actor; calls emit events.
+    const ALL: [ChildKind; 5] = [
         ChildKind::Tenant,
         ChildKind::Rollout,
         ChildKind::Router,
+        ChildKind::Notifier,
         ChildKind::Calls,
     ];
 
@@ -188,6 +200,7 @@ impl ChildKind {
             ChildKind::Router => kind::ROUTER,
             ChildKind::Rollout => kind::ROLLOUT,
             ChildKind::Calls => kind::CALL_SUPERVISOR,
+            ChildKind::Notifier => kind::NOTIFIER,
         }
     }
 }
@@ -212,6 +225,8 @@ pub struct RootState {
     router: SingletonRef<RouterMsg>,
     rollout: SingletonRef<RolloutMsg>,
     calls: SingletonRef<CallSupervisorMsg>,
+    notifier: SingletonRef<NotifierMsg>,
+    notifier_handle: Notifier,
     health: watch::Sender<bool>,
     /// Why the root melted down, once it has.
     meltdown: Option<String>,
@@ -224,6 +239,8 @@ impl RootSupervisor {
         let router = SingletonRef::new();
         let rollout = SingletonRef::new();
         let calls = SingletonRef::new();
+        let notifier = SingletonRef::new();
+        let notifier_handle = Notifier::new(config.store.clone(), notifier.clone());
         let (health_tx, health_rx) = watch::channel(true);
         let active = Arc::clone(&config.active);
         let args = RootArgs {
@@ -232,6 +249,8 @@ impl RootSupervisor {
             router: router.clone(),
             rollout: rollout.clone(),
             calls: calls.clone(),
+            notifier,
+            notifier_handle: notifier_handle.clone(),
             health: health_tx,
         };
         let (root, _join) = Actor::spawn(None, RootSupervisor, args).await?;
@@ -241,6 +260,7 @@ impl RootSupervisor {
             router,
             rollout,
             calls,
+            notifier: notifier_handle,
             health: health_rx,
             active,
         })
@@ -286,6 +306,21 @@ impl RootSupervisor {
                 state.rollout.set(Some(actor));
                 Ok(cell)
             }
+            ChildKind::Notifier => {
+                let c = &state.config;
+                let args = NotifierArgs {
+                    store: c.store.clone(),
+                    secret_box: c.secret_box.clone(),
+                    egress: c.egress.clone(),
+                    settings: c.notifier.clone(),
+                    wake: state.notifier_handle.wake_flag(),
+                };
+                let (actor, _join) =
+                    Actor::spawn_linked(None, NotifierActor, args, myself.get_cell()).await?;
+                let cell = actor.get_cell();
+                state.notifier.set(Some(actor));
+                Ok(cell)
+            }
             ChildKind::Router => {
                 let c = &state.config;
                 let args = RouterArgs {
@@ -314,6 +349,7 @@ impl RootSupervisor {
             ChildKind::Router => state.router.set(None),
             ChildKind::Rollout => state.rollout.set(None),
             ChildKind::Calls => state.calls.set(None),
+            ChildKind::Notifier => state.notifier.set(None),
         }
     }
 
@@ -401,6 +437,8 @@ impl Actor for RootSupervisor {
             router: args.router,
             rollout: args.rollout,
             calls: args.calls,
+            notifier: args.notifier,
+            notifier_handle: args.notifier_handle,
             health: args.health,
             meltdown: None,
         };
@@ -485,6 +523,7 @@ impl Actor for RootSupervisor {
         state.router.set(None);
         state.rollout.set(None);
         state.calls.set(None);
+        state.notifier.set(None);
         myself
             .stop_children_and_wait(Some(String::from("shutdown")), Some(Duration::from_secs(5)))
             .await;

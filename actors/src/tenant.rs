@@ -23,8 +23,8 @@ use crate::crypto::{self, SecretBox};
 use crate::ids::{ApiKeyId, TenantId};
 use crate::meter::{HandleTimer, kind};
 use crate::store::{
-    ApiKey, AuditEntry, AuditFilter, NewAudit, Page, RuntimeConfig, Scope, Store, StoreError,
-    Tenant, TenantStatus, TwilioCredentials,
+    ApiKey, AuditEntry, AuditFilter, EventWebhook, NewAudit, Page, RuntimeConfig, Scope,
+    SealedSecret, Store, StoreError, Tenant, TenantStatus, TwilioCredentials,
 };
 use crate::time::now_ms;
 
@@ -185,6 +185,23 @@ pub struct CreatedApiKey {
     pub secret: String,
 }
 
+/// A changed event webhook, with the tenant's new signing secret when this change created
+/// it (shown this once).
+pub struct EventWebhookUpdate {
+    /// The tenant after the change.
+    pub tenant: Tenant,
+    /// The signing secret created for the webhook, if the tenant had none.
+    pub created_secret: Option<String>,
+}
+
+/// A rotated signing secret (shown this once).
+pub struct RotatedSecret {
+    /// The tenant after the rotation (only the new secret's hint).
+    pub tenant: Tenant,
+    /// The new secret.
+    pub secret: String,
+}
+
 type Reply<T> = RpcReplyPort<Result<T, TenantError>>;
 
 /// Messages of the tenant actor. RPC variants end with their reply port.
@@ -219,6 +236,18 @@ pub enum TenantMsg {
     TwilioByAccount(String, Reply<Option<TwilioAccount>>),
     /// The Twilio account of a tenant, if configured.
     TwilioByTenant(TenantId, Reply<Option<TwilioAccount>>),
+    /// Sets (or, with `None`, removes) the tenant's event webhook; creates the signing
+    /// secret when the tenant has none.
+    SetEventWebhook(
+        TenantId,
+        Option<EventWebhook>,
+        AuditMeta,
+        Reply<EventWebhookUpdate>,
+    ),
+    /// Replaces the tenant's signing secret and returns the new one.
+    RotateSigningSecret(TenantId, AuditMeta, Reply<RotatedSecret>),
+    /// The tenant's signing secret (HMAC key bytes), created and stored if it has none.
+    SigningSecret(TenantId, Reply<Vec<u8>>),
 }
 
 impl TenantMsg {
@@ -240,6 +269,9 @@ impl TenantMsg {
             TenantMsg::OpenAiKey(..) => "openai_key",
             TenantMsg::TwilioByAccount(..) => "twilio_by_account",
             TenantMsg::TwilioByTenant(..) => "twilio_by_tenant",
+            TenantMsg::SetEventWebhook(..) => "set_event_webhook",
+            TenantMsg::RotateSigningSecret(..) => "rotate_signing_secret",
+            TenantMsg::SigningSecret(..) => "signing_secret",
         }
     }
 }
@@ -313,6 +345,11 @@ pub fn tenant_audit_json(t: &Tenant) -> serde_json::Value {
             "auth_token_hint": tw.auth_token_hint,
         })),
         "openai_key_hint": t.openai_key.as_ref().map(|k| k.hint.clone()),
+        "signing_secret_hint": t.signing_secret.as_ref().map(|k| k.hint.clone()),
+        "event_webhook": t.event_webhook.as_ref().map(|w| json!({
+            "url": w.url,
+            "events": w.events,
+        })),
     })
 }
 
@@ -487,6 +524,8 @@ impl TenantState {
             runtime_config: RuntimeConfig::default(),
             twilio: None,
             openai_key: None,
+            signing_secret: None,
+            event_webhook: None,
             created_at: now,
             updated_at: now,
         };
@@ -607,6 +646,111 @@ impl TenantState {
             .revoke_api_key(&tenant_id, &key_id, at, &audit)
             .await?;
         Ok(after)
+    }
+}
+
+impl TenantState {
+    async fn set_event_webhook(
+        &mut self,
+        id: TenantId,
+        webhook: Option<EventWebhook>,
+        meta: AuditMeta,
+    ) -> Result<EventWebhookUpdate, TenantError> {
+        let before = self.load(&id).await?;
+        // A webhook is signed: give the tenant a secret now (shown once) if it has none.
+        let fresh = match (&webhook, &before.signing_secret) {
+            (Some(_), None) => {
+                let secret = crypto::generate_signing_secret();
+                let sealed = SealedSecret {
+                    sealed: self.secret_box.seal(&secret, &signing_secret_aad(&id))?,
+                    hint: crypto::secret_hint(&secret),
+                };
+                Some((secret, sealed))
+            }
+            _ => None,
+        };
+        let now = now_ms().max(before.updated_at);
+        let mut after = before.clone();
+        after.event_webhook = webhook.clone();
+        after.updated_at = now;
+        let after_without_secret = tenant_audit_json(&after);
+        let after_with_secret = fresh.as_ref().map(|(_, sealed)| {
+            let mut with = after.clone();
+            with.signing_secret = Some(sealed.clone());
+            tenant_audit_json(&with)
+        });
+        let action = if webhook.is_some() {
+            "tenant.event_webhook.set"
+        } else {
+            "tenant.event_webhook.delete"
+        };
+        let before_json = tenant_audit_json(&before);
+        let created = self
+            .store
+            .set_event_webhook(
+                &id,
+                webhook.as_ref(),
+                fresh.as_ref().map(|(_, sealed)| sealed),
+                now,
+                |created| NewAudit {
+                    actor: meta.actor,
+                    action,
+                    tenant_id: Some(id.clone()),
+                    target_type: "tenant",
+                    target_id: id.to_string(),
+                    before: Some(before_json),
+                    after: Some(match after_with_secret {
+                        Some(with) if created => with,
+                        _ => after_without_secret,
+                    }),
+                    request_id: meta.request_id,
+                },
+            )
+            .await?
+            .ok_or(TenantError::NotFound("tenant"))?;
+        let tenant = self.load(&id).await?;
+        self.refresh_cached_tenant(&tenant);
+        Ok(EventWebhookUpdate {
+            tenant,
+            created_secret: fresh.filter(|_| created).map(|(secret, _)| secret),
+        })
+    }
+
+    async fn rotate_signing_secret(
+        &mut self,
+        id: TenantId,
+        meta: AuditMeta,
+    ) -> Result<RotatedSecret, TenantError> {
+        let before = self.load(&id).await?;
+        let secret = crypto::generate_signing_secret();
+        let sealed = SealedSecret {
+            sealed: self.secret_box.seal(&secret, &signing_secret_aad(&id))?,
+            hint: crypto::secret_hint(&secret),
+        };
+        let mut after = before.clone();
+        after.signing_secret = Some(sealed.clone());
+        after.updated_at = now_ms().max(before.updated_at);
+        let audit = NewAudit {
+            actor: meta.actor,
+            action: "tenant.signing_secret.rotate",
+            tenant_id: Some(id.clone()),
+            target_type: "tenant",
+            target_id: id.to_string(),
+            before: Some(tenant_audit_json(&before)),
+            after: Some(tenant_audit_json(&after)),
+            request_id: meta.request_id,
+        };
+        if !self
+            .store
+            .rotate_signing_secret(&id, &sealed, after.updated_at, &audit)
+            .await?
+        {
+            return Err(TenantError::NotFound("tenant"));
+        }
+        Ok(RotatedSecret {
+            tenant: after,
+            secret,
+        })
     }
 }
 
@@ -778,6 +922,18 @@ impl Actor for TenantActor {
                 let result = state.twilio_by_tenant(&tenant).await;
                 reply(port, result);
             }
+            TenantMsg::SetEventWebhook(id, webhook, meta, port) => {
+                let result = state.set_event_webhook(id, webhook, meta).await;
+                reply(port, result);
+            }
+            TenantMsg::RotateSigningSecret(id, meta, port) => {
+                let result = state.rotate_signing_secret(id, meta).await;
+                reply(port, result);
+            }
+            TenantMsg::SigningSecret(id, port) => {
+                let result = signing_secret(&state.store, &state.secret_box, &id).await;
+                reply(port, result);
+            }
             TenantMsg::ListAudit(filter, port) => {
                 let result = state
                     .store
@@ -799,4 +955,41 @@ pub fn openai_key_aad(tenant: &TenantId) -> String {
 /// Associated data binding a sealed Twilio auth token to its tenant.
 pub fn twilio_token_aad(tenant: &TenantId) -> String {
     format!("tenant:{tenant}/twilio-auth-token")
+}
+
+/// Associated data binding a sealed signing secret to its tenant.
+pub fn signing_secret_aad(tenant: &TenantId) -> String {
+    format!("tenant:{tenant}/signing-secret")
+}
+
+/// The tenant's signing secret as HMAC key bytes (the secret string's UTF-8 bytes). A tenant
+/// without one gets one: it is stored with a conditional write, so when two callers race
+/// the first write wins and both use that secret.
+pub async fn signing_secret(
+    store: &Store,
+    secret_box: &SecretBox,
+    tenant: &TenantId,
+) -> Result<Vec<u8>, TenantError> {
+    let aad = signing_secret_aad(tenant);
+    let sealed = match store.signing_secret_sealed(tenant).await? {
+        None => return Err(TenantError::NotFound("tenant")),
+        Some(Some(sealed)) => sealed,
+        Some(None) => {
+            let secret = crypto::generate_signing_secret();
+            let fresh = SealedSecret {
+                sealed: secret_box.seal(&secret, &aad)?,
+                hint: crypto::secret_hint(&secret),
+            };
+            if store.init_signing_secret(tenant, &fresh).await? {
+                tracing::info!(tenant_id = %tenant, "signing secret created");
+                return Ok(secret.into_bytes());
+            }
+            store
+                .signing_secret_sealed(tenant)
+                .await?
+                .flatten()
+                .ok_or(TenantError::NotFound("signing secret"))?
+        }
+    };
+    Ok(secret_box.open(&sealed, &aad)?.into_bytes())
 }

@@ -27,6 +27,7 @@ use super::{ApiError, AppState};
 use crate::openapi::ErrorResponse;
 
 pub mod agents;
+pub mod event_webhooks;
 pub mod phone_routes;
 
 // === DTOs ===
@@ -130,6 +131,10 @@ pub struct TenantView {
     pub twilio: Option<TwilioView>,
     /// Hint of the tenant's own realtime-model API key, when set (the key is never returned).
     pub openai_key_hint: Option<String>,
+    /// Hint of the secret signing requests to the tenant (never returned after creation).
+    pub signing_secret_hint: Option<String>,
+    /// Where tenant events are delivered, when configured.
+    pub event_webhook: Option<EventWebhookSummary>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -154,10 +159,24 @@ impl From<Tenant> for TenantView {
                 auth_token_hint: tw.auth_token_hint,
             }),
             openai_key_hint: t.openai_key.map(|k| k.hint),
+            signing_secret_hint: t.signing_secret.map(|k| k.hint),
+            event_webhook: t.event_webhook.map(|w| EventWebhookSummary {
+                url: w.url,
+                events: w.events,
+            }),
             created_at: rfc3339(t.created_at),
             updated_at: rfc3339(t.updated_at),
         }
     }
+}
+
+/// A tenant's event webhook, as shown in the tenant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventWebhookSummary {
+    /// The endpoint.
+    pub url: String,
+    /// Event names delivered (`null`: every event).
+    pub events: Option<Vec<String>>,
 }
 
 /// A page of tenants.
@@ -1094,6 +1113,46 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(caller())
         .then(delete_openai_key)
         .map(respond);
+    let event_webhook_p =
+        warp::path!("api" / "v1" / "admin" / "tenants" / String / "event-webhook");
+    let event_webhook_put = event_webhook_p
+        .and(warp::put())
+        .and(at(&ADMIN_TENANT_EVENT_WEBHOOK_PUT))
+        .and(s())
+        .and(caller())
+        .and(json_body(limit))
+        .then(event_webhooks::put_event_webhook)
+        .map(respond);
+    let event_webhook_get = event_webhook_p
+        .and(warp::get())
+        .and(at(&ADMIN_TENANT_EVENT_WEBHOOK_GET))
+        .and(s())
+        .and(caller())
+        .then(event_webhooks::get_event_webhook)
+        .map(respond);
+    let event_webhook_delete = event_webhook_p
+        .and(warp::delete())
+        .and(at(&ADMIN_TENANT_EVENT_WEBHOOK_DELETE))
+        .and(s())
+        .and(caller())
+        .then(event_webhooks::delete_event_webhook)
+        .map(respond);
+    let signing_secret =
+        warp::path!("api" / "v1" / "admin" / "tenants" / String / "signing-secret")
+            .and(warp::post())
+            .and(at(&ADMIN_TENANT_SIGNING_SECRET))
+            .and(s())
+            .and(caller())
+            .then(event_webhooks::rotate_signing_secret)
+            .map(respond);
+    let event_routes = event_webhook_put
+        .or(event_webhook_get)
+        .unify()
+        .or(event_webhook_delete)
+        .unify()
+        .or(signing_secret)
+        .unify()
+        .boxed();
     let agents_p = warp::path!("api" / "v1" / "admin" / "agents");
     let agent_p = warp::path!("api" / "v1" / "admin" / "agents" / String);
     let versions_p = warp::path!("api" / "v1" / "admin" / "agents" / String / "versions");
@@ -1226,6 +1285,8 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .or(telephony)
         .unify()
         .or(agent_routes)
+        .unify()
+        .or(event_routes)
         .unify()
         .boxed()
 }

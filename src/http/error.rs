@@ -294,6 +294,17 @@ impl From<TenantError> for ApiError {
     }
 }
 
+impl From<actors::notifier::NotifierError> for ApiError {
+    fn from(err: actors::notifier::NotifierError) -> Self {
+        use actors::notifier::NotifierError as N;
+        match err {
+            N::NotFound(what) => ApiError::NotFound(what.to_owned()),
+            N::InFlight => ApiError::Conflict(N::InFlight.to_string()),
+            N::Store(e) => ApiError::Internal(format!("store: {e:?}")),
+        }
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(err: AuthError) -> Self {
         match err {

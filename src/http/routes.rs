@@ -36,6 +36,10 @@ routes! {
     ADMIN_TENANT_TWILIO = "PUT" "/api/v1/admin/tenants/{tenant_id}/twilio-credentials";
     ADMIN_TENANT_OPENAI_KEY_PUT = "PUT" "/api/v1/admin/tenants/{tenant_id}/openai-key";
     ADMIN_TENANT_OPENAI_KEY_DELETE = "DELETE" "/api/v1/admin/tenants/{tenant_id}/openai-key";
+    ADMIN_TENANT_EVENT_WEBHOOK_PUT = "PUT" "/api/v1/admin/tenants/{tenant_id}/event-webhook";
+    ADMIN_TENANT_EVENT_WEBHOOK_GET = "GET" "/api/v1/admin/tenants/{tenant_id}/event-webhook";
+    ADMIN_TENANT_EVENT_WEBHOOK_DELETE = "DELETE" "/api/v1/admin/tenants/{tenant_id}/event-webhook";
+    ADMIN_TENANT_SIGNING_SECRET = "POST" "/api/v1/admin/tenants/{tenant_id}/signing-secret";
     ADMIN_API_KEYS_LIST = "GET" "/api/v1/admin/tenants/{tenant_id}/api-keys";
     ADMIN_API_KEYS_CREATE = "POST" "/api/v1/admin/tenants/{tenant_id}/api-keys";
     ADMIN_API_KEY_REVOKE = "DELETE" "/api/v1/admin/tenants/{tenant_id}/api-keys/{key_id}";
@@ -73,4 +77,7 @@ routes! {
     CALL_LOG_GET = "GET" "/api/v1/call-logs/{id}";
     CALL_HANGUP = "POST" "/api/v1/calls/{call_sid}/hangup";
     CALL_TRANSFER = "POST" "/api/v1/calls/{call_sid}/transfer";
+    WEBHOOK_DELIVERIES_LIST = "GET" "/api/v1/webhook-deliveries";
+    WEBHOOK_DELIVERY_GET = "GET" "/api/v1/webhook-deliveries/{id}";
+    WEBHOOK_DELIVERY_REDELIVER = "POST" "/api/v1/webhook-deliveries/{id}/redeliver";
 }

@@ -132,7 +132,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut RawSettin
 /// include [`REALTIME_KEY`], the key the app is given), letting the test adjust settings.
 pub async fn spawn_app_with_realtime(
     backend: Backend,
-    mut realtime: RealtimeSimConfig,
+    realtime: RealtimeSimConfig,
     adjust: impl FnOnce(&mut RawSettings),
 ) -> TestApp {
     logs();
@@ -141,6 +141,16 @@ pub async fn spawn_app_with_realtime(
         Backend::Sqlite => format!("sqlite://{}", dir.path().join("test.db").display()),
         Backend::Postgres => fresh_postgres().await,
     };
+    start_app(database_url, dir, realtime, adjust).await
+}
+
+/// Starts the app on `database_url` (whose files, if any, live in `dir`).
+async fn start_app(
+    database_url: String,
+    dir: tempfile::TempDir,
+    mut realtime: RealtimeSimConfig,
+    adjust: impl FnOnce(&mut RawSettings),
+) -> TestApp {
     if !realtime.api_keys.iter().any(|k| k == REALTIME_KEY) {
         realtime.api_keys.push(REALTIME_KEY.to_owned());
     }
@@ -159,6 +169,9 @@ pub async fn spawn_app_with_realtime(
     raw.set("RATE_LIMIT_PER_IP_PER_MINUTE", "100000");
     raw.set("RATE_LIMIT_PER_TENANT_PER_MINUTE", "100000");
     raw.set("SHUTDOWN_GRACE_SECONDS", "5");
+    // Tests' webhook receivers listen on loopback; SSRF tests turn this off explicitly.
+    raw.set("OUTBOUND_ALLOW_PRIVATE", "true");
+    raw.set("EVENT_WEBHOOK_BACKOFF_MS", "20");
     adjust(&mut raw);
     let config = Config::parse(&raw).expect("valid test configuration");
     let app = Application::build(config)
@@ -254,14 +267,34 @@ impl TestApp {
         body["total"].as_i64().expect("total")
     }
 
-    /// Stops the server and waits for the shutdown protocol to finish.
-    pub async fn stop(mut self) {
+    /// Stops this app and starts a new one on the same database (same master key), with
+    /// the default test settings adjusted by `adjust`.
+    pub async fn restart_with(mut self, adjust: impl FnOnce(&mut RawSettings)) -> TestApp {
+        self.shut_down().await;
+        let TestApp {
+            database_url, _dir, ..
+        } = self;
+        start_app(
+            database_url,
+            _dir,
+            RealtimeSimConfig::with_api_key(REALTIME_KEY),
+            adjust,
+        )
+        .await
+    }
+
+    async fn shut_down(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         if let Some(server) = self.server.take() {
             server.await.expect("server task").expect("clean shutdown");
         }
+    }
+
+    /// Stops the server and waits for the shutdown protocol to finish.
+    pub async fn stop(mut self) {
+        self.shut_down().await;
     }
 }
 

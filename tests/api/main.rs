@@ -10,6 +10,7 @@ mod calls;
 mod carrier;
 mod cli;
 mod errors;
+mod event_webhooks;
 mod limits;
 mod live;
 mod ops;

@@ -82,10 +82,32 @@ pub struct Tenant {
     pub twilio: Option<TwilioCredentials>,
     /// The tenant's own realtime-model API key (sealed), overriding the global one.
     pub openai_key: Option<SealedSecret>,
+    /// The secret signing our requests to the tenant (event webhooks, webhook tools), sealed.
+    pub signing_secret: Option<SealedSecret>,
+    /// Where tenant events are delivered, and which ones.
+    pub event_webhook: Option<EventWebhook>,
     /// Creation time (Unix ms).
     pub created_at: i64,
     /// Last change (Unix ms).
     pub updated_at: i64,
+}
+
+/// A tenant's event webhook: the endpoint and the events it receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventWebhook {
+    /// The endpoint (checked with [`crate::egress::check_url`] when configured).
+    pub url: String,
+    /// Event names delivered (`None`: every event).
+    pub events: Option<Vec<String>>,
+}
+
+impl EventWebhook {
+    /// Whether `event` is delivered to this endpoint.
+    pub fn accepts(&self, event: &str) -> bool {
+        self.events
+            .as_ref()
+            .is_none_or(|events| events.iter().any(|e| e == event))
+    }
 }
 
 /// What an API key may do.

@@ -2,8 +2,8 @@
 
 use super::audit::insert_audit;
 use super::{
-    NewAudit, Page, RuntimeConfig, Store, StoreError, Tenant, TenantStatus, TwilioCredentials,
-    as_i64, on_pool,
+    EventWebhook, NewAudit, Page, RuntimeConfig, SealedSecret, Store, StoreError, Tenant,
+    TenantStatus, TwilioCredentials, as_i64, on_pool,
 };
 use crate::ids::TenantId;
 
@@ -20,12 +20,17 @@ pub(super) struct TenantRow {
     twilio_auth_token_hint: Option<String>,
     openai_key_enc: Option<Vec<u8>>,
     openai_key_hint: Option<String>,
+    signing_secret_enc: Option<Vec<u8>>,
+    signing_secret_hint: Option<String>,
+    events_url: Option<String>,
+    events_filter: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
 
 pub(super) const TENANT_COLUMNS: &str = "id, name, status, max_concurrent_calls, webhook_url, runtime_config, \
-     twilio_account_sid, twilio_auth_token_enc, twilio_auth_token_hint, openai_key_enc, openai_key_hint, created_at, updated_at";
+     twilio_account_sid, twilio_auth_token_enc, twilio_auth_token_hint, openai_key_enc, openai_key_hint, \
+     signing_secret_enc, signing_secret_hint, events_url, events_filter, created_at, updated_at";
 
 impl TryFrom<TenantRow> for Tenant {
     type Error = StoreError;
@@ -60,6 +65,21 @@ impl TryFrom<TenantRow> for Tenant {
                     hint: hint.unwrap_or_default(),
                 }),
                 _ => None,
+            },
+            signing_secret: row.signing_secret_enc.map(|sealed| SealedSecret {
+                sealed,
+                hint: row.signing_secret_hint.unwrap_or_default(),
+            }),
+            event_webhook: match row.events_url {
+                Some(url) => Some(EventWebhook {
+                    url,
+                    events: row
+                        .events_filter
+                        .map(|json| serde_json::from_str::<Vec<String>>(&json))
+                        .transpose()
+                        .map_err(|_| StoreError::Corrupt("tenants.events_filter"))?,
+                }),
+                None => None,
             },
             created_at: row.created_at,
             updated_at: row.updated_at,
@@ -100,7 +120,9 @@ impl Store {
         Ok(())
     }
 
-    /// Writes every field of `tenant` (matched by id) and its audit row.
+    /// Writes every field of `tenant` (matched by id) and its audit row, except the signing
+    /// secret and the event webhook, which have their own writes below (a stale copy of the
+    /// tenant must never erase a secret created meanwhile).
     /// Returns `Conflict` when the Twilio account SID belongs to another tenant.
     pub async fn update_tenant(&self, tenant: &Tenant, audit: &NewAudit) -> Result<(), StoreError> {
         let result: Result<(), StoreError> = on_pool!(self, pool => async {
@@ -181,5 +203,123 @@ impl Store {
                 .collect::<Result<_, _>>()?,
             total,
         })
+    }
+
+    /// Sets (or, with `None`, removes) the tenant's event webhook, with its audit row. When
+    /// `init_secret` is given it becomes the tenant's signing secret if the tenant has none
+    /// yet (conditionally, so a secret created concurrently is kept). `audit` builds the
+    /// audit row from whether that secret was stored. Returns `None` when the tenant does
+    /// not exist (nothing written), otherwise whether `init_secret` was stored.
+    pub async fn set_event_webhook(
+        &self,
+        tenant: &TenantId,
+        webhook: Option<&EventWebhook>,
+        init_secret: Option<&SealedSecret>,
+        updated_at: i64,
+        audit: impl FnOnce(bool) -> NewAudit,
+    ) -> Result<Option<bool>, StoreError> {
+        let url = webhook.map(|w| w.url.clone());
+        let filter = webhook
+            .and_then(|w| w.events.as_ref())
+            .map(|events| serde_json::to_string(events).unwrap_or_else(|_| "[]".into()));
+        let created = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let updated = sqlx::query(
+                "UPDATE tenants SET events_url = $2, events_filter = $3, updated_at = $4 WHERE id = $1",
+            )
+            .bind(tenant.as_str())
+            .bind(&url)
+            .bind(&filter)
+            .bind(updated_at)
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() == 0 {
+                return Ok(None);
+            }
+            let mut created = false;
+            if let Some(secret) = init_secret {
+                let res = sqlx::query(
+                    "UPDATE tenants SET signing_secret_enc = $2, signing_secret_hint = $3 \
+                     WHERE id = $1 AND signing_secret_enc IS NULL",
+                )
+                .bind(tenant.as_str())
+                .bind(&secret.sealed)
+                .bind(&secret.hint)
+                .execute(&mut *tx)
+                .await?;
+                created = res.rows_affected() == 1;
+            }
+            insert_audit!(&mut *tx, &audit(created))?;
+            tx.commit().await?;
+            created
+        });
+        Ok(Some(created))
+    }
+
+    /// Replaces the tenant's signing secret (rotation), with its audit row. Returns false
+    /// when the tenant does not exist (nothing written).
+    pub async fn rotate_signing_secret(
+        &self,
+        tenant: &TenantId,
+        secret: &SealedSecret,
+        updated_at: i64,
+        audit: &NewAudit,
+    ) -> Result<bool, StoreError> {
+        let found = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let res = sqlx::query(
+                "UPDATE tenants SET signing_secret_enc = $2, signing_secret_hint = $3, updated_at = $4 WHERE id = $1",
+            )
+            .bind(tenant.as_str())
+            .bind(&secret.sealed)
+            .bind(&secret.hint)
+            .bind(updated_at)
+            .execute(&mut *tx)
+            .await?;
+            let found = res.rows_affected() == 1;
+            if found {
+                insert_audit!(&mut *tx, audit)?;
+            }
+            tx.commit().await?;
+            found
+        });
+        Ok(found)
+    }
+
+    /// Stores `secret` as the tenant's signing secret only if it has none (race-safe: the
+    /// first writer wins). Returns whether this one was stored.
+    pub async fn init_signing_secret(
+        &self,
+        tenant: &TenantId,
+        secret: &SealedSecret,
+    ) -> Result<bool, StoreError> {
+        let stored = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE tenants SET signing_secret_enc = $2, signing_secret_hint = $3 \
+                 WHERE id = $1 AND signing_secret_enc IS NULL",
+            )
+            .bind(tenant.as_str())
+            .bind(&secret.sealed)
+            .bind(&secret.hint)
+            .execute(pool)
+            .await?
+            .rows_affected() == 1
+        });
+        Ok(stored)
+    }
+
+    /// The tenant's sealed signing secret: `None` when the tenant does not exist,
+    /// `Some(None)` when it has no secret yet.
+    pub async fn signing_secret_sealed(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<Option<Vec<u8>>>, StoreError> {
+        let row: Option<(Option<Vec<u8>>,)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT signing_secret_enc FROM tenants WHERE id = $1")
+                .bind(tenant.as_str())
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(row.map(|(sealed,)| sealed))
     }
 }
