@@ -6,8 +6,10 @@ use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::http::admin::{agents, phone_routes};
-use crate::http::{admin, calls, media, ops, runtime, sessions, webhooks};
+use crate::http::admin::{agents, phone_routes, queues as admin_queues};
+use crate::http::{
+    admin, callbacks, calls, media, ops, queues, runtime, sessions, webhooks,
+};
 
 /// The error shape of every endpoint.
 #[derive(Debug, Serialize, ToSchema)]
@@ -54,11 +56,15 @@ impl Modify for SecuritySchemes {
         sessions::list_sessions, sessions::get_session, sessions::active_sessions, sessions::active_stream,
         webhooks::incoming_call, webhooks::stream_ended, webhooks::call_status, webhooks::stream_status,
         webhooks::amd_status, media::media_stream_doc,
+        queues::list_queues, queues::create_queue, queues::get_queue, queues::put_queue, queues::delete_queue,
+        callbacks::list_tasks, callbacks::create_task, callbacks::get_task, callbacks::claim_task,
+        callbacks::complete_task, callbacks::cancel_task,
     ),
     components(schemas(ErrorResponse, ErrorObject)),
     modifiers(&SecuritySchemes),
     tags(
         (name = "runtime", description = "Tenant API (Bearer key)"),
+        (name = "operator", description = "Operator queues and callback tasks (Bearer key; `operator` scope, reads also `read`)"),
         (name = "webhooks", description = "Twilio callbacks (X-Twilio-Signature) and the media websocket (stream token)"),
         (name = "ops", description = "Health and metrics")
     )
@@ -79,6 +85,8 @@ struct PublicApi;
         agents::list_agents, agents::create_agent, agents::get_agent, agents::list_versions,
         agents::create_version, agents::get_version, agents::put_version, agents::approve_version,
         agents::retire_version, sessions::admin_active_sessions,
+        admin_queues::list_queues, admin_queues::create_queue, admin_queues::get_queue,
+        admin_queues::put_queue, admin_queues::delete_queue,
     ),
     components(schemas(ErrorResponse, ErrorObject)),
     modifiers(&SecuritySchemes),

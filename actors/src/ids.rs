@@ -1,6 +1,6 @@
-//! Typed identifiers. Every id is a prefixed random string (`ten_…`, `key_…`, `call_…`) so
-//! that a value in a log line or a URL says what it names, and so that one kind of id can
-//! never be passed where another is expected.
+//! Typed identifiers. Every id is a prefixed random string (`ten_…`, `key_…`, `call_…`,
+//! `oq_…`, `cbt_…`) so that a value in a log line or a URL says what it names, and so that
+//! one kind of id can never be passed where another is expected.
 
 use std::fmt;
 
@@ -92,6 +92,16 @@ id_type!(
     /// A call in the call log (ours, distinct from Twilio's `CallSid`).
     CallId,
     "call_"
+);
+id_type!(
+    /// An operator queue (the humans a call can be handed to).
+    QueueId,
+    "oq_"
+);
+id_type!(
+    /// A callback task (a caller a human should call back).
+    CallbackTaskId,
+    "cbt_"
 );
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub mod crypto;
 pub mod ids;
 pub mod media;
 pub mod meter;
+pub mod operator;
 pub mod realtime;
 pub mod rollout;
 pub mod router;

@@ -28,6 +28,7 @@ use crate::openapi::ErrorResponse;
 
 pub mod agents;
 pub mod phone_routes;
+pub mod queues;
 
 // === DTOs ===
 

@@ -73,4 +73,20 @@ routes! {
     CALL_LOG_GET = "GET" "/api/v1/call-logs/{id}";
     CALL_HANGUP = "POST" "/api/v1/calls/{call_sid}/hangup";
     CALL_TRANSFER = "POST" "/api/v1/calls/{call_sid}/transfer";
+    OPERATOR_QUEUES_LIST = "GET" "/api/v1/operator-queues";
+    OPERATOR_QUEUES_CREATE = "POST" "/api/v1/operator-queues";
+    OPERATOR_QUEUE_GET = "GET" "/api/v1/operator-queues/{id}";
+    OPERATOR_QUEUE_PUT = "PUT" "/api/v1/operator-queues/{id}";
+    OPERATOR_QUEUE_DELETE = "DELETE" "/api/v1/operator-queues/{id}";
+    ADMIN_OPERATOR_QUEUES_LIST = "GET" "/api/v1/admin/tenants/{tenant_id}/operator-queues";
+    ADMIN_OPERATOR_QUEUES_CREATE = "POST" "/api/v1/admin/tenants/{tenant_id}/operator-queues";
+    ADMIN_OPERATOR_QUEUE_GET = "GET" "/api/v1/admin/tenants/{tenant_id}/operator-queues/{queue_id}";
+    ADMIN_OPERATOR_QUEUE_PUT = "PUT" "/api/v1/admin/tenants/{tenant_id}/operator-queues/{queue_id}";
+    ADMIN_OPERATOR_QUEUE_DELETE = "DELETE" "/api/v1/admin/tenants/{tenant_id}/operator-queues/{queue_id}";
+    CALLBACK_TASKS_LIST = "GET" "/api/v1/callback-tasks";
+    CALLBACK_TASKS_CREATE = "POST" "/api/v1/callback-tasks";
+    CALLBACK_TASK_GET = "GET" "/api/v1/callback-tasks/{id}";
+    CALLBACK_TASK_CLAIM = "POST" "/api/v1/callback-tasks/{id}/claim";
+    CALLBACK_TASK_COMPLETE = "POST" "/api/v1/callback-tasks/{id}/complete";
+    CALLBACK_TASK_CANCEL = "POST" "/api/v1/callback-tasks/{id}/cancel";
 }
