@@ -282,8 +282,8 @@ fn wire_forms_round_trip() {
 }
 
 fn arb_hhmm(allow_end: bool) -> impl Strategy<Value = String> {
-    let max = if allow_end { 24 * 60 } else { 24 * 60 - 1 };
-    (0..=max).prop_map(|m: u32| format_hhmm(m))
+    let max: u32 = if allow_end { 24 * 60 } else { 24 * 60 - 1 };
+    (0..=max).prop_map(format_hhmm)
 }
 
 fn arb_hours() -> impl Strategy<Value = BusinessHours> {
