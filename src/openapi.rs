@@ -7,9 +7,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::http::admin::{agents, phone_routes, queues as admin_queues};
-use crate::http::{
-    admin, callbacks, calls, media, ops, queues, runtime, sessions, webhooks,
-};
+use crate::http::{admin, callbacks, calls, media, ops, queues, runtime, sessions, webhooks};
 
 /// The error shape of every endpoint.
 #[derive(Debug, Serialize, ToSchema)]

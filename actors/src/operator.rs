@@ -198,7 +198,9 @@ impl BusinessHours {
         if spec.windows.is_empty() || spec.windows.len() > MAX_HOURS_WINDOWS {
             return Err(FieldError::new(
                 "windows",
-                format!("must hold 1 to {MAX_HOURS_WINDOWS} windows (omit business_hours to be always open)"),
+                format!(
+                    "must hold 1 to {MAX_HOURS_WINDOWS} windows (omit business_hours to be always open)"
+                ),
             ));
         }
         let mut windows = Vec::with_capacity(spec.windows.len());
@@ -284,9 +286,7 @@ impl BusinessHours {
     fn local_time(&self, at_ms: i64) -> Option<NaiveDateTime> {
         let utc = DateTime::from_timestamp_millis(at_ms)?.naive_utc();
         let offset = self.timezone.offset_from_utc_datetime(&utc).fix();
-        utc.checked_add_signed(TimeDelta::try_seconds(i64::from(
-            offset.local_minus_utc(),
-        ))?)
+        utc.checked_add_signed(TimeDelta::try_seconds(i64::from(offset.local_minus_utc()))?)
     }
 }
 

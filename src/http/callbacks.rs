@@ -6,8 +6,7 @@
 
 use actors::ids::{CallId, CallbackTaskId, QueueId};
 use actors::operator::{
-    CallbackFilter, CallbackPriority, CallbackSource, CallbackStatus, CallbackTask,
-    NewCallbackTask,
+    CallbackFilter, CallbackPriority, CallbackSource, CallbackStatus, CallbackTask, NewCallbackTask,
 };
 use actors::router::RouterMsg;
 use actors::store::Scope;
@@ -363,8 +362,9 @@ pub async fn create_task(
         source_call_id: r
             .source_call_id
             .map(|c| {
-                CallId::parse(&c)
-                    .ok_or_else(|| ApiError::invalid("source_call_id", "is not a call of this tenant"))
+                CallId::parse(&c).ok_or_else(|| {
+                    ApiError::invalid("source_call_id", "is not a call of this tenant")
+                })
             })
             .transpose()?,
         queue_id: r
@@ -512,8 +512,22 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let tasks = || warp::path!("api" / "v1" / "callback-tasks");
     let task = || warp::path!("api" / "v1" / "callback-tasks" / String);
     any_of!(
-        endpoint!(state, tasks(), get, CALLBACK_TASKS_LIST, list_tasks, raw_query()),
-        endpoint!(state, tasks(), post, CALLBACK_TASKS_CREATE, create_task, json_body(limit)),
+        endpoint!(
+            state,
+            tasks(),
+            get,
+            CALLBACK_TASKS_LIST,
+            list_tasks,
+            raw_query()
+        ),
+        endpoint!(
+            state,
+            tasks(),
+            post,
+            CALLBACK_TASKS_CREATE,
+            create_task,
+            json_body(limit)
+        ),
         endpoint!(state, task(), get, CALLBACK_TASK_GET, get_task),
         endpoint!(
             state,

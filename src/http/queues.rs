@@ -5,8 +5,8 @@
 
 use actors::ids::{QueueId, TenantId};
 use actors::operator::{
-    BusinessHours, BusinessHoursSpec, DEFAULT_RING_TIMEOUT_SECONDS, HoursWindowSpec,
-    OperatorQueue, QueueFallback, QueueSpec,
+    BusinessHours, BusinessHoursSpec, DEFAULT_RING_TIMEOUT_SECONDS, HoursWindowSpec, OperatorQueue,
+    QueueFallback, QueueSpec,
 };
 use actors::router::RouterMsg;
 use actors::store::Scope;
@@ -16,9 +16,9 @@ use bytes::Bytes;
 use ractor::call_t;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use warp::Reply;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
-use warp::Reply;
 use warp::reply::Response;
 
 use super::admin::json;
@@ -316,10 +316,17 @@ pub(crate) async fn create(
         spec,
         meta
     )??;
-    Ok(json(StatusCode::CREATED, &OperatorQueueView::at(queue, now_ms())))
+    Ok(json(
+        StatusCode::CREATED,
+        &OperatorQueueView::at(queue, now_ms()),
+    ))
 }
 
-pub(crate) async fn get(state: &AppState, tenant: TenantId, id: &str) -> Result<Response, ApiError> {
+pub(crate) async fn get(
+    state: &AppState,
+    tenant: TenantId,
+    id: &str,
+) -> Result<Response, ApiError> {
     let id = queue_id(id)?;
     let queue = call_t!(
         state.router_actor()?,
@@ -328,7 +335,10 @@ pub(crate) async fn get(state: &AppState, tenant: TenantId, id: &str) -> Result<
         tenant,
         id
     )??;
-    Ok(json(StatusCode::OK, &OperatorQueueView::at(queue, now_ms())))
+    Ok(json(
+        StatusCode::OK,
+        &OperatorQueueView::at(queue, now_ms()),
+    ))
 }
 
 pub(crate) async fn replace(
@@ -349,7 +359,10 @@ pub(crate) async fn replace(
         spec,
         meta
     )??;
-    Ok(json(StatusCode::OK, &OperatorQueueView::at(queue, now_ms())))
+    Ok(json(
+        StatusCode::OK,
+        &OperatorQueueView::at(queue, now_ms()),
+    ))
 }
 
 pub(crate) async fn delete(
@@ -470,10 +483,31 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let queues = || warp::path!("api" / "v1" / "operator-queues");
     let queue = || warp::path!("api" / "v1" / "operator-queues" / String);
     any_of!(
-        endpoint!(state, queues(), get, OPERATOR_QUEUES_LIST, list_queues, raw_query()),
-        endpoint!(state, queues(), post, OPERATOR_QUEUES_CREATE, create_queue, json_body(limit)),
+        endpoint!(
+            state,
+            queues(),
+            get,
+            OPERATOR_QUEUES_LIST,
+            list_queues,
+            raw_query()
+        ),
+        endpoint!(
+            state,
+            queues(),
+            post,
+            OPERATOR_QUEUES_CREATE,
+            create_queue,
+            json_body(limit)
+        ),
         endpoint!(state, queue(), get, OPERATOR_QUEUE_GET, get_queue),
-        endpoint!(state, queue(), put, OPERATOR_QUEUE_PUT, put_queue, json_body(limit)),
+        endpoint!(
+            state,
+            queue(),
+            put,
+            OPERATOR_QUEUE_PUT,
+            put_queue,
+            json_body(limit)
+        ),
         endpoint!(state, queue(), delete, OPERATOR_QUEUE_DELETE, delete_queue),
     )
 }

@@ -48,7 +48,13 @@ impl TestApp {
     }
 
     /// POSTs `…/{id}/{action}` with an optional body.
-    async fn act(&self, key: &str, id: &str, action: &str, body: Option<Value>) -> reqwest::Response {
+    async fn act(
+        &self,
+        key: &str,
+        id: &str,
+        action: &str,
+        body: Option<Value>,
+    ) -> reqwest::Response {
         let mut req = self.tenant(
             Method::POST,
             &format!("/api/v1/callback-tasks/{id}/{action}"),
@@ -125,13 +131,25 @@ async fn callback_task_lifecycle(backend: Backend) {
     assert_eq!(created["due_at"], "2030-01-01T09:00:00.000Z");
     assert_eq!(created["status"], "open");
     assert_eq!(created["created_by"], "api");
-    for field in ["assignee", "claimed_at", "completed_at", "cancelled_at", "outcome", "notes"] {
+    for field in [
+        "assignee",
+        "claimed_at",
+        "completed_at",
+        "cancelled_at",
+        "outcome",
+        "notes",
+    ] {
         assert_eq!(created[field], Value::Null, "{field}");
     }
     assert_eq!(app.task(&key, &id).await, created);
 
     let resp = app
-        .act(&key, &id, "claim", Some(json!({"assignee": "ana@acme.test"})))
+        .act(
+            &key,
+            &id,
+            "claim",
+            Some(json!({"assignee": "ana@acme.test"})),
+        )
         .await;
     assert_eq!(resp.status(), 200);
     let claimed: Value = resp.json().await.expect("json");
@@ -158,7 +176,10 @@ async fn callback_task_lifecycle(backend: Backend) {
 
     // Defaults, and completing without a body.
     let plain = app
-        .create_task(&key, &json!({"phone": "+15557654322", "reason": "call back"}))
+        .create_task(
+            &key,
+            &json!({"phone": "+15557654322", "reason": "call back"}),
+        )
         .await;
     assert_eq!(plain["priority"], "normal");
     assert_eq!(plain["due_at"], Value::Null);
@@ -190,7 +211,12 @@ async fn callback_task_lifecycle(backend: Backend) {
     app.act(&key, &claimed, "claim", Some(json!({"assignee": "cy"})))
         .await;
     let resp = app
-        .act(&key, &claimed, "cancel", Some(json!({"reason": "customer called again"})))
+        .act(
+            &key,
+            &claimed,
+            "cancel",
+            Some(json!({"reason": "customer called again"})),
+        )
         .await;
     assert_eq!(resp.status(), 200);
     let cancelled: Value = resp.json().await.expect("json");
@@ -213,8 +239,13 @@ async fn invalid_transitions_conflict_and_change_nothing(backend: Backend) {
     let completed = id_of(&app.create_task(&key, &new()).await);
     app.act(&key, &completed, "claim", Some(json!({"assignee": "ana"})))
         .await;
-    app.act(&key, &completed, "complete", Some(json!({"outcome": "done"})))
-        .await;
+    app.act(
+        &key,
+        &completed,
+        "complete",
+        Some(json!({"outcome": "done"})),
+    )
+    .await;
     let cancelled = id_of(&app.create_task(&key, &new()).await);
     app.act(&key, &cancelled, "cancel", Some(json!({"reason": "dup"})))
         .await;
@@ -241,7 +272,11 @@ async fn invalid_transitions_conflict_and_change_nothing(backend: Backend) {
                 .contains(&format!("is {status}")),
             "{action} on {status}: {err}"
         );
-        assert_eq!(app.task(&key, id).await, before, "{action} on {status} changed nothing");
+        assert_eq!(
+            app.task(&key, id).await,
+            before,
+            "{action} on {status} changed nothing"
+        );
     }
     app.stop().await;
 }
@@ -312,7 +347,10 @@ async fn callback_task_validation(backend: Backend) {
         (with(json!({"queue_id": queue_b["id"]})), "queue_id"),
         (with(json!({"queue_id": "oq_missing"})), "queue_id"),
         (with(json!({"source_call_id": call_b})), "source_call_id"),
-        (with(json!({"source_call_id": "call_missing"})), "source_call_id"),
+        (
+            with(json!({"source_call_id": "call_missing"})),
+            "source_call_id",
+        ),
         (with(json!({"source_call_id": "CA123"})), "source_call_id"),
     ] {
         let resp = app.post_task(&key_a, &body).await;
@@ -367,7 +405,12 @@ async fn callback_task_validation(backend: Backend) {
         "result"
     );
     let resp = app
-        .act(&key_b, &id, "cancel", Some(json!({"reason": "x".repeat(501)})))
+        .act(
+            &key_b,
+            &id,
+            "cancel",
+            Some(json!({"reason": "x".repeat(501)})),
+        )
         .await;
     assert_eq!(
         expect_error(resp, 422, "validation_failed").await["field"],
@@ -422,8 +465,14 @@ async fn callback_tasks_list_filters_and_order(backend: Backend) {
     );
     let page = app.tasks(&key, "limit=2&offset=1").await;
     assert_eq!(page["total"], 6);
-    assert_eq!((page["limit"].as_u64(), page["offset"].as_u64()), (Some(2), Some(1)));
-    assert_eq!(ids(&page), vec![urgent_later.clone(), urgent_undated.clone()]);
+    assert_eq!(
+        (page["limit"].as_u64(), page["offset"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(
+        ids(&page),
+        vec![urgent_later.clone(), urgent_undated.clone()]
+    );
 
     app.act(&key, &normal, "claim", Some(json!({"assignee": "bob"})))
         .await;
@@ -438,9 +487,22 @@ async fn callback_tasks_list_filters_and_order(backend: Backend) {
         ("assignee=bob", vec![normal.clone()]),
         (by_queue.as_str(), vec![urgent_undated.clone()]),
         (by_call.as_str(), vec![urgent_undated.clone()]),
-        ("priority=urgent", vec![urgent_sooner.clone(), urgent_later.clone(), urgent_undated.clone()]),
-        ("due_before=2030-01-01T12:00:00Z", vec![urgent_sooner.clone(), high.clone()]),
-        ("priority=urgent&due_before=2030-01-01T12:00:00Z", vec![urgent_sooner.clone()]),
+        (
+            "priority=urgent",
+            vec![
+                urgent_sooner.clone(),
+                urgent_later.clone(),
+                urgent_undated.clone(),
+            ],
+        ),
+        (
+            "due_before=2030-01-01T12:00:00Z",
+            vec![urgent_sooner.clone(), high.clone()],
+        ),
+        (
+            "priority=urgent&due_before=2030-01-01T12:00:00Z",
+            vec![urgent_sooner.clone()],
+        ),
         ("status=open&priority=normal", vec![]),
     ] {
         let list = app.tasks(&key, query).await;
@@ -457,7 +519,11 @@ async fn callback_tasks_list_filters_and_order(backend: Backend) {
         ("colour=red", "colour"),
     ] {
         let resp = app
-            .tenant(Method::GET, &format!("/api/v1/callback-tasks?{query}"), &key)
+            .tenant(
+                Method::GET,
+                &format!("/api/v1/callback-tasks?{query}"),
+                &key,
+            )
             .send()
             .await
             .expect("request");
@@ -488,7 +554,11 @@ async fn callback_task_scopes(backend: Backend) {
         .expect("list");
     expect_error(resp, 403, "insufficient_scope").await;
     let resp = app
-        .tenant(Method::GET, &format!("/api/v1/callback-tasks/{id}"), &runtime)
+        .tenant(
+            Method::GET,
+            &format!("/api/v1/callback-tasks/{id}"),
+            &runtime,
+        )
         .send()
         .await
         .expect("get");
@@ -500,7 +570,10 @@ async fn callback_task_scopes(backend: Backend) {
     let resp = app.post_task(&read, &body).await;
     let err = expect_error(resp, 403, "insufficient_scope").await;
     assert!(
-        err["message"].as_str().expect("message").contains("`operator` or `runtime`"),
+        err["message"]
+            .as_str()
+            .expect("message")
+            .contains("`operator` or `runtime`"),
         "{err}"
     );
 
@@ -538,8 +611,13 @@ async fn callback_tasks_are_isolated_between_tenants(backend: Backend) {
     let body = json!({"phone": "+15557654321", "reason": "r", "queue_id": queue_a["id"]});
     let open = app.create_task(&key_a, &body).await;
     let claimed_id = id_of(&app.create_task(&key_a, &body).await);
-    app.act(&key_a, &claimed_id, "claim", Some(json!({"assignee": "ana"})))
-        .await;
+    app.act(
+        &key_a,
+        &claimed_id,
+        "claim",
+        Some(json!({"assignee": "ana"})),
+    )
+    .await;
     let claimed = app.task(&key_a, &claimed_id).await;
 
     let list = app.tasks(&key_b, "").await;
@@ -584,7 +662,11 @@ async fn deleting_a_queue_keeps_its_tasks(backend: Backend) {
         )
         .await;
     let resp = app
-        .tenant(Method::DELETE, &format!("/api/v1/operator-queues/{queue_id}"), &key)
+        .tenant(
+            Method::DELETE,
+            &format!("/api/v1/operator-queues/{queue_id}"),
+            &key,
+        )
         .send()
         .await
         .expect("delete");

@@ -83,7 +83,11 @@ async fn queue_crud_round_trip_and_audit(backend: Backend) {
         app.create_queue(&key, &queue_body(name)).await;
     }
     let page: Value = app
-        .tenant(Method::GET, "/api/v1/operator-queues?limit=2&offset=1", &key)
+        .tenant(
+            Method::GET,
+            "/api/v1/operator-queues?limit=2&offset=1",
+            &key,
+        )
         .send()
         .await
         .expect("list")
@@ -141,7 +145,11 @@ async fn queue_crud_round_trip_and_audit(backend: Backend) {
     assert_eq!(back_to_defaults["when_closed"], "callback_task");
 
     let deleted = app
-        .tenant(Method::DELETE, &format!("/api/v1/operator-queues/{id}"), &key)
+        .tenant(
+            Method::DELETE,
+            &format!("/api/v1/operator-queues/{id}"),
+            &key,
+        )
         .send()
         .await
         .expect("delete");
@@ -176,7 +184,10 @@ async fn queue_crud_round_trip_and_audit(backend: Backend) {
         ]
     );
     let actor = rows[0]["actor"].as_str().expect("actor");
-    assert!(actor.starts_with(&format!("tenant:{tenant}/key:key_")), "{actor}");
+    assert!(
+        actor.starts_with(&format!("tenant:{tenant}/key:key_")),
+        "{actor}"
+    );
     assert_eq!(rows[3]["after"]["name"], "billing");
     assert_eq!(rows[2]["before"]["name"], "billing");
     assert_eq!(rows[2]["after"]["name"], "billing-eu");
@@ -205,34 +216,71 @@ async fn queue_validation_names_each_field(backend: Backend) {
         (with(json!({"name": "a".repeat(65)})), "name"),
         (with(json!({"name": "bill ing"})), "name"),
         (with(json!({"numbers": []})), "numbers"),
-        (with(json!({"numbers": vec!["+14155550100"; 11]})), "numbers"),
-        (with(json!({"numbers": ["+14155550100", "555-0100"]})), "numbers[1]"),
-        (with(json!({"numbers": ["+14155550100", "+14155550100"]})), "numbers[1]"),
-        (with(json!({"caller_id": "0044"})), "caller_id"),
-        (with(json!({"ring_timeout_seconds": 4})), "ring_timeout_seconds"),
-        (with(json!({"ring_timeout_seconds": 121})), "ring_timeout_seconds"),
-        (with(json!({"when_closed": "voicemail"})), "voicemail_message"),
-        (with(json!({"when_unanswered": "voicemail", "voicemail_message": "  "})), "voicemail_message"),
-        (with(json!({"announcement": "x".repeat(501)})), "announcement"),
         (
-            with(json!({"business_hours": {"timezone": "Mars/Olympus", "windows": [{"days": ["mon"], "open": "09:00", "close": "17:00"}]}})),
+            with(json!({"numbers": vec!["+14155550100"; 11]})),
+            "numbers",
+        ),
+        (
+            with(json!({"numbers": ["+14155550100", "555-0100"]})),
+            "numbers[1]",
+        ),
+        (
+            with(json!({"numbers": ["+14155550100", "+14155550100"]})),
+            "numbers[1]",
+        ),
+        (with(json!({"caller_id": "0044"})), "caller_id"),
+        (
+            with(json!({"ring_timeout_seconds": 4})),
+            "ring_timeout_seconds",
+        ),
+        (
+            with(json!({"ring_timeout_seconds": 121})),
+            "ring_timeout_seconds",
+        ),
+        (
+            with(json!({"when_closed": "voicemail"})),
+            "voicemail_message",
+        ),
+        (
+            with(json!({"when_unanswered": "voicemail", "voicemail_message": "  "})),
+            "voicemail_message",
+        ),
+        (
+            with(json!({"announcement": "x".repeat(501)})),
+            "announcement",
+        ),
+        (
+            with(
+                json!({"business_hours": {"timezone": "Mars/Olympus", "windows": [{"days": ["mon"], "open": "09:00", "close": "17:00"}]}}),
+            ),
             "business_hours.timezone",
         ),
-        (with(json!({"business_hours": hours(json!([]))})), "business_hours.windows"),
         (
-            with(json!({"business_hours": hours(json!([{"days": ["mon", "someday"], "open": "09:00", "close": "17:00"}]))})),
+            with(json!({"business_hours": hours(json!([]))})),
+            "business_hours.windows",
+        ),
+        (
+            with(
+                json!({"business_hours": hours(json!([{"days": ["mon", "someday"], "open": "09:00", "close": "17:00"}]))}),
+            ),
             "business_hours.windows[0].days[1]",
         ),
         (
-            with(json!({"business_hours": hours(json!([{"days": ["mon"], "open": "09:00", "close": "17:00"}, {"days": ["tue"], "open": "9am", "close": "17:00"}]))})),
+            with(
+                json!({"business_hours": hours(json!([{"days": ["mon"], "open": "09:00", "close": "17:00"}, {"days": ["tue"], "open": "9am", "close": "17:00"}]))}),
+            ),
             "business_hours.windows[1].open",
         ),
         (
-            with(json!({"business_hours": hours(json!([{"days": ["mon"], "open": "09:00", "close": "25:00"}]))})),
+            with(
+                json!({"business_hours": hours(json!([{"days": ["mon"], "open": "09:00", "close": "25:00"}]))}),
+            ),
             "business_hours.windows[0].close",
         ),
         (
-            with(json!({"business_hours": hours(json!([{"days": [], "open": "09:00", "close": "17:00"}]))})),
+            with(
+                json!({"business_hours": hours(json!([{"days": [], "open": "09:00", "close": "17:00"}]))}),
+            ),
             "business_hours.windows[0].days",
         ),
     ];
@@ -256,7 +304,10 @@ async fn queue_validation_names_each_field(backend: Backend) {
     }
     // Wrong types and unknown fields are unreadable bodies, the field still named.
     for (body, field) in [
-        (with(json!({"ring_timeout_seconds": "25"})), "ring_timeout_seconds"),
+        (
+            with(json!({"ring_timeout_seconds": "25"})),
+            "ring_timeout_seconds",
+        ),
         (with(json!({"when_closed": "hangup"})), "when_closed"),
         (with(json!({"colour": "blue"})), "colour"),
         (json!({"numbers": ["+14155550100"]}), "name"),
@@ -312,7 +363,10 @@ async fn duplicate_queue_names_conflict(backend: Backend) {
         .expect("post");
     let err = expect_error(resp, 409, "conflict").await;
     assert!(
-        err["message"].as_str().expect("message").contains("billing"),
+        err["message"]
+            .as_str()
+            .expect("message")
+            .contains("billing"),
         "{err}"
     );
     // Names are per tenant.
@@ -447,18 +501,16 @@ async fn admin_queue_api_is_audited(backend: Backend) {
 
     // An unknown tenant, or no admin key.
     let resp = app
-        .admin(Method::POST, "/api/v1/admin/tenants/ten_missing/operator-queues")
+        .admin(
+            Method::POST,
+            "/api/v1/admin/tenants/ten_missing/operator-queues",
+        )
         .json(&queue_body("x"))
         .send()
         .await
         .expect("post");
     expect_error(resp, 404, "not_found").await;
-    let resp = app
-        .client
-        .get(app.url(&base))
-        .send()
-        .await
-        .expect("no key");
+    let resp = app.client.get(app.url(&base)).send().await.expect("no key");
     expect_error(resp, 401, "unauthorized").await;
     let resp = app
         .client
@@ -490,9 +542,17 @@ async fn queue_api_requires_the_operator_scope(backend: Backend) {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let err = expect_error(req.send().await.expect("request"), 403, "insufficient_scope").await;
+        let err = expect_error(
+            req.send().await.expect("request"),
+            403,
+            "insufficient_scope",
+        )
+        .await;
         assert!(
-            err["message"].as_str().expect("message").contains("operator"),
+            err["message"]
+                .as_str()
+                .expect("message")
+                .contains("operator"),
             "{err}"
         );
         let resp = app

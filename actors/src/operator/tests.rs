@@ -55,7 +55,10 @@ fn without_business_hours_a_queue_is_always_open() {
 
 #[test]
 fn weekday_office_hours_in_new_york() {
-    let q = queue(Some(hours("America/New_York", &[(WEEKDAYS, "09:00", "17:00")])));
+    let q = queue(Some(hours(
+        "America/New_York",
+        &[(WEEKDAYS, "09:00", "17:00")],
+    )));
     // Wednesday 2026-01-14, EST (UTC-5): 09:00 local is 14:00Z, 17:00 local is 22:00Z.
     assert!(!q.is_open(ms(2026, 1, 14, 13, 59)));
     assert!(q.is_open(ms(2026, 1, 14, 14, 0)));
@@ -72,7 +75,10 @@ fn weekday_office_hours_in_new_york() {
 #[test]
 fn opening_follows_the_wall_clock_on_the_spring_forward_day() {
     // 2026-03-08 is the Sunday clocks go from 02:00 EST to 03:00 EDT in New York.
-    let q = queue(Some(hours("America/New_York", &[(&["sun"], "09:00", "17:00")])));
+    let q = queue(Some(hours(
+        "America/New_York",
+        &[(&["sun"], "09:00", "17:00")],
+    )));
     // The Sunday before (EST): 09:00 local is 14:00Z.
     assert!(!q.is_open(ms(2026, 3, 1, 13, 30)));
     assert!(q.is_open(ms(2026, 3, 1, 14, 0)));
@@ -86,7 +92,10 @@ fn opening_follows_the_wall_clock_on_the_spring_forward_day() {
 #[test]
 fn a_window_in_the_skipped_hour_never_opens() {
     // 02:00–03:00 local does not exist on 2026-03-08 in New York.
-    let q = queue(Some(hours("America/New_York", &[(&["sun"], "02:00", "03:00")])));
+    let q = queue(Some(hours(
+        "America/New_York",
+        &[(&["sun"], "02:00", "03:00")],
+    )));
     for minute in (0..180).step_by(5) {
         let at = ms(2026, 3, 8, 5, 0) + minute * 60_000; // 00:00 EST .. 04:55 EDT
         assert!(!q.is_open(at), "open at +{minute} min");
@@ -98,7 +107,10 @@ fn a_window_in_the_skipped_hour_never_opens() {
 #[test]
 fn the_repeated_hour_on_the_fall_back_day_is_open_both_times() {
     // 2026-11-01: clocks go from 02:00 EDT back to 01:00 EST, so 01:00–02:00 happens twice.
-    let q = queue(Some(hours("America/New_York", &[(&["sun"], "01:00", "02:00")])));
+    let q = queue(Some(hours(
+        "America/New_York",
+        &[(&["sun"], "01:00", "02:00")],
+    )));
     assert!(!q.is_open(ms(2026, 11, 1, 4, 59))); // 00:59 EDT
     assert!(q.is_open(ms(2026, 11, 1, 5, 0))); // 01:00 EDT
     assert!(q.is_open(ms(2026, 11, 1, 5, 59))); // 01:59 EDT
@@ -110,7 +122,10 @@ fn the_repeated_hour_on_the_fall_back_day_is_open_both_times() {
 #[test]
 fn overnight_windows_close_the_next_morning() {
     // Friday 22:00 to Saturday 06:00, Berlin (CET, UTC+1 in January).
-    let q = queue(Some(hours("Europe/Berlin", &[(&["fri"], "22:00", "06:00")])));
+    let q = queue(Some(hours(
+        "Europe/Berlin",
+        &[(&["fri"], "22:00", "06:00")],
+    )));
     // Friday 2026-01-16.
     assert!(!q.is_open(ms(2026, 1, 16, 20, 59))); // 21:59 Fri
     assert!(q.is_open(ms(2026, 1, 16, 21, 0))); // 22:00 Fri
@@ -126,7 +141,10 @@ fn overnight_windows_close_the_next_morning() {
 #[test]
 fn an_overnight_window_spanning_the_spring_forward_is_an_hour_shorter() {
     // Saturday 22:00 EST (03:00Z Sunday) to Sunday 06:00 EDT (10:00Z): seven real hours.
-    let q = queue(Some(hours("America/New_York", &[(&["sat"], "22:00", "06:00")])));
+    let q = queue(Some(hours(
+        "America/New_York",
+        &[(&["sat"], "22:00", "06:00")],
+    )));
     assert!(!q.is_open(ms(2026, 3, 8, 2, 59)));
     assert!(q.is_open(ms(2026, 3, 8, 3, 0)));
     assert!(q.is_open(ms(2026, 3, 8, 9, 59)));
@@ -163,7 +181,10 @@ fn end_of_day_closing_and_several_windows() {
 fn business_hours_round_trip_through_their_spec() {
     let h = hours(
         "America/New_York",
-        &[(&["fri", "mon"], "09:05", "17:30"), (&["sat"], "22:00", "24:00")],
+        &[
+            (&["fri", "mon"], "09:05", "17:30"),
+            (&["sat"], "22:00", "24:00"),
+        ],
     );
     let spec = h.to_spec();
     assert_eq!(spec.timezone, "America/New_York");
@@ -184,17 +205,37 @@ fn invalid_business_hours_name_the_field() {
         }],
     };
     let field = |s: BusinessHoursSpec| BusinessHours::parse(&s).expect_err("invalid").field;
-    assert_eq!(field(spec("Mars/Olympus", &["mon"], "09:00", "17:00")), "timezone");
+    assert_eq!(
+        field(spec("Mars/Olympus", &["mon"], "09:00", "17:00")),
+        "timezone"
+    );
     assert_eq!(field(spec("UTC", &[], "09:00", "17:00")), "windows[0].days");
-    assert_eq!(field(spec("UTC", &["mon", "funday"], "09:00", "17:00")), "windows[0].days[1]");
-    assert_eq!(field(spec("UTC", &["mon", "mon"], "09:00", "17:00")), "windows[0].days[1]");
+    assert_eq!(
+        field(spec("UTC", &["mon", "funday"], "09:00", "17:00")),
+        "windows[0].days[1]"
+    );
+    assert_eq!(
+        field(spec("UTC", &["mon", "mon"], "09:00", "17:00")),
+        "windows[0].days[1]"
+    );
     for bad in ["9:00", "09:60", "24:00", "0900", "ab:cd", "", "+9:00"] {
-        assert_eq!(field(spec("UTC", &["mon"], bad, "17:00")), "windows[0].open", "{bad}");
+        assert_eq!(
+            field(spec("UTC", &["mon"], bad, "17:00")),
+            "windows[0].open",
+            "{bad}"
+        );
     }
     for bad in ["25:00", "24:01", "17"] {
-        assert_eq!(field(spec("UTC", &["mon"], "09:00", bad)), "windows[0].close", "{bad}");
+        assert_eq!(
+            field(spec("UTC", &["mon"], "09:00", bad)),
+            "windows[0].close",
+            "{bad}"
+        );
     }
-    assert_eq!(field(spec("UTC", &["mon"], "09:00", "09:00")), "windows[0].close");
+    assert_eq!(
+        field(spec("UTC", &["mon"], "09:00", "09:00")),
+        "windows[0].close"
+    );
     let empty = BusinessHoursSpec {
         timezone: "UTC".into(),
         windows: vec![],
@@ -225,15 +266,33 @@ fn queue_spec_rules() {
     assert_eq!(field(&|s| s.name = "a".repeat(65)), "name");
     assert_eq!(field(&|s| s.name = String::new()), "name");
     assert_eq!(field(&|s| s.numbers.clear()), "numbers");
-    assert_eq!(field(&|s| s.numbers = vec!["+14155550100".into(); 11]), "numbers");
+    assert_eq!(
+        field(&|s| s.numbers = vec!["+14155550100".into(); 11]),
+        "numbers"
+    );
     assert_eq!(field(&|s| s.numbers[1] = "555".into()), "numbers[1]");
-    assert_eq!(field(&|s| s.numbers[1] = "+14155550100".into()), "numbers[1]");
+    assert_eq!(
+        field(&|s| s.numbers[1] = "+14155550100".into()),
+        "numbers[1]"
+    );
     assert_eq!(field(&|s| s.caller_id = Some("x".into())), "caller_id");
-    assert_eq!(field(&|s| s.ring_timeout_seconds = 4), "ring_timeout_seconds");
-    assert_eq!(field(&|s| s.ring_timeout_seconds = 121), "ring_timeout_seconds");
+    assert_eq!(
+        field(&|s| s.ring_timeout_seconds = 4),
+        "ring_timeout_seconds"
+    );
+    assert_eq!(
+        field(&|s| s.ring_timeout_seconds = 121),
+        "ring_timeout_seconds"
+    );
     assert_eq!(field(&|s| s.voicemail_message = None), "voicemail_message");
-    assert_eq!(field(&|s| s.voicemail_message = Some(" ".into())), "voicemail_message");
-    assert_eq!(field(&|s| s.announcement = Some("a".repeat(501))), "announcement");
+    assert_eq!(
+        field(&|s| s.voicemail_message = Some(" ".into())),
+        "voicemail_message"
+    );
+    assert_eq!(
+        field(&|s| s.announcement = Some("a".repeat(501))),
+        "announcement"
+    );
     let mut no_voicemail = ok.clone();
     no_voicemail.when_closed = QueueFallback::CallbackTask;
     no_voicemail.voicemail_message = None;

@@ -12,8 +12,7 @@ use serde_json::json;
 use super::{Ctx, Reply, RouterError, RouterMsg, RouterState, reply, spawn_reply};
 use crate::ids::{CallbackTaskId, QueueId, TenantId};
 use crate::operator::{
-    CallbackFilter, CallbackTask, NewCallbackTask, OperatorQueue, QueueSpec,
-    TaskTransition,
+    CallbackFilter, CallbackTask, NewCallbackTask, OperatorQueue, QueueSpec, TaskTransition,
 };
 use crate::store::{NewAudit, Page, StoreError};
 use crate::tenant::AuditMeta;
@@ -28,7 +27,13 @@ pub enum OperatorMsg {
     /// Reads a queue of a tenant.
     GetQueue(TenantId, QueueId, Reply<OperatorQueue>),
     /// Replaces every field of a queue of a tenant.
-    ReplaceQueue(TenantId, QueueId, QueueSpec, AuditMeta, Reply<OperatorQueue>),
+    ReplaceQueue(
+        TenantId,
+        QueueId,
+        QueueSpec,
+        AuditMeta,
+        Reply<OperatorQueue>,
+    ),
     /// Deletes a queue of a tenant (its tasks stay, without a queue).
     DeleteQueue(TenantId, QueueId, AuditMeta, Reply<OperatorQueue>),
     /// Creates an open callback task.
@@ -48,7 +53,12 @@ pub enum OperatorMsg {
         Reply<CallbackTask>,
     ),
     /// Cancels an open or claimed task (reason).
-    CancelTask(TenantId, CallbackTaskId, Option<String>, Reply<CallbackTask>),
+    CancelTask(
+        TenantId,
+        CallbackTaskId,
+        Option<String>,
+        Reply<CallbackTask>,
+    ),
 }
 
 impl OperatorMsg {
@@ -165,7 +175,11 @@ fn transition(t: TaskTransition, action: &str, allowed: &str) -> Result<Callback
 }
 
 impl Ctx {
-    async fn get_queue(&self, tenant: &TenantId, id: &QueueId) -> Result<OperatorQueue, RouterError> {
+    async fn get_queue(
+        &self,
+        tenant: &TenantId,
+        id: &QueueId,
+    ) -> Result<OperatorQueue, RouterError> {
         self.store()
             .get_queue(tenant, id)
             .await?
@@ -182,7 +196,11 @@ impl Ctx {
             })
     }
 
-    async fn get_task(&self, tenant: &TenantId, id: &CallbackTaskId) -> Result<CallbackTask, RouterError> {
+    async fn get_task(
+        &self,
+        tenant: &TenantId,
+        id: &CallbackTaskId,
+    ) -> Result<CallbackTask, RouterError> {
         self.store()
             .get_callback_task(tenant, id)
             .await?

@@ -98,7 +98,11 @@ impl Store {
         new: &NewCallbackTask,
     ) -> Result<CallbackTask, StoreError> {
         new.validate().map_err(|e| StoreError::Invalid {
-            field: if e.field == "phone" { "phone" } else { "reason" },
+            field: if e.field == "phone" {
+                "phone"
+            } else {
+                "reason"
+            },
             message: e.message,
         })?;
         let id = CallbackTaskId::generate();
@@ -187,7 +191,10 @@ impl Store {
     ) -> Result<Page<CallbackTask>, StoreError> {
         let status = filter.status.map(CallbackStatus::as_str);
         let queue = filter.queue_id.as_ref().map(|q| q.as_str().to_owned());
-        let call = filter.source_call_id.as_ref().map(|c| c.as_str().to_owned());
+        let call = filter
+            .source_call_id
+            .as_ref()
+            .map(|c| c.as_str().to_owned());
         let priority = filter.priority.map(CallbackPriority::as_str);
         let (rows, total): (Vec<TaskRow>, i64) = on_pool!(self, pool => {
             let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(

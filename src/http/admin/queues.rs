@@ -9,7 +9,9 @@ use warp::reply::Response;
 
 use super::tenant_id;
 use crate::http::filters::{Caller, any_of, endpoint, json_body, raw_query};
-use crate::http::queues::{self, OperatorQueueList, OperatorQueueRequest, OperatorQueueView, QueueListParams};
+use crate::http::queues::{
+    self, OperatorQueueList, OperatorQueueRequest, OperatorQueueView, QueueListParams,
+};
 use crate::http::routes::{
     ADMIN_OPERATOR_QUEUE_DELETE, ADMIN_OPERATOR_QUEUE_GET, ADMIN_OPERATOR_QUEUE_PUT,
     ADMIN_OPERATOR_QUEUES_CREATE, ADMIN_OPERATOR_QUEUES_LIST,
@@ -111,10 +113,37 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
     let queue =
         || warp::path!("api" / "v1" / "admin" / "tenants" / String / "operator-queues" / String);
     any_of!(
-        endpoint!(state, queues(), get, ADMIN_OPERATOR_QUEUES_LIST, list_queues, raw_query()),
-        endpoint!(state, queues(), post, ADMIN_OPERATOR_QUEUES_CREATE, create_queue, json_body(limit)),
+        endpoint!(
+            state,
+            queues(),
+            get,
+            ADMIN_OPERATOR_QUEUES_LIST,
+            list_queues,
+            raw_query()
+        ),
+        endpoint!(
+            state,
+            queues(),
+            post,
+            ADMIN_OPERATOR_QUEUES_CREATE,
+            create_queue,
+            json_body(limit)
+        ),
         endpoint!(state, queue(), get, ADMIN_OPERATOR_QUEUE_GET, get_queue),
-        endpoint!(state, queue(), put, ADMIN_OPERATOR_QUEUE_PUT, put_queue, json_body(limit)),
-        endpoint!(state, queue(), delete, ADMIN_OPERATOR_QUEUE_DELETE, delete_queue),
+        endpoint!(
+            state,
+            queue(),
+            put,
+            ADMIN_OPERATOR_QUEUE_PUT,
+            put_queue,
+            json_body(limit)
+        ),
+        endpoint!(
+            state,
+            queue(),
+            delete,
+            ADMIN_OPERATOR_QUEUE_DELETE,
+            delete_queue
+        ),
     )
 }
