@@ -23,6 +23,7 @@ use crate::config::Config;
 
 pub mod admin;
 pub mod alerts;
+pub mod callbacks;
 pub mod calls;
 pub mod context;
 pub mod docs;
@@ -30,6 +31,7 @@ pub mod error;
 pub mod filters;
 pub mod media;
 pub mod ops;
+pub mod queues;
 pub mod routes;
 pub mod runtime;
 pub mod server;
@@ -178,6 +180,12 @@ pub fn routes(
         .or(sessions::routes(state.clone()))
         .unify()
         .or(webhook_deliveries::routes(state.clone()))
+        .unify()
+        .or(queues::routes(state.clone()))
+        .unify()
+        .or(callbacks::routes(state.clone()))
+        .unify()
+        .or(admin::queues::routes(state.clone()))
         .unify()
         .or(admin::routes(state))
         .unify()

@@ -6,8 +6,10 @@ use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use crate::http::admin::{agents, event_webhooks, phone_routes};
-use crate::http::{admin, calls, media, ops, runtime, sessions, webhook_deliveries, webhooks};
+use crate::http::admin::{agents, event_webhooks, phone_routes, queues as admin_queues};
+use crate::http::{
+    admin, callbacks, calls, media, ops, queues, runtime, sessions, webhook_deliveries, webhooks,
+};
 
 /// The error shape of every endpoint.
 #[derive(Debug, Serialize, ToSchema)]
@@ -55,11 +57,15 @@ impl Modify for SecuritySchemes {
         webhook_deliveries::list_deliveries, webhook_deliveries::get_delivery, webhook_deliveries::redeliver,
         webhooks::incoming_call, webhooks::stream_ended, webhooks::call_status, webhooks::stream_status,
         webhooks::amd_status, media::media_stream_doc,
+        queues::list_queues, queues::create_queue, queues::get_queue, queues::put_queue, queues::delete_queue,
+        callbacks::list_tasks, callbacks::create_task, callbacks::get_task, callbacks::claim_task,
+        callbacks::complete_task, callbacks::cancel_task,
     ),
     components(schemas(ErrorResponse, ErrorObject)),
     modifiers(&SecuritySchemes),
     tags(
         (name = "runtime", description = "Tenant API (Bearer key)"),
+        (name = "operator", description = "Operator queues and callback tasks (Bearer key; `operator` scope, reads also `read`)"),
         (name = "webhooks", description = "Twilio callbacks (X-Twilio-Signature) and the media websocket (stream token)"),
         (name = "ops", description = "Health and metrics")
     )
@@ -82,6 +88,8 @@ struct PublicApi;
         agents::retire_version, sessions::admin_active_sessions,
         event_webhooks::put_event_webhook, event_webhooks::get_event_webhook,
         event_webhooks::delete_event_webhook, event_webhooks::rotate_signing_secret,
+        admin_queues::list_queues, admin_queues::create_queue, admin_queues::get_queue,
+        admin_queues::put_queue, admin_queues::delete_queue,
     ),
     components(schemas(ErrorResponse, ErrorObject)),
     modifiers(&SecuritySchemes),

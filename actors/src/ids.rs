@@ -1,6 +1,6 @@
-//! Typed identifiers. Every id is a prefixed random string (`ten_…`, `key_…`, `call_…`) so
-//! that a value in a log line or a URL says what it names, and so that one kind of id can
-//! never be passed where another is expected.
+//! Typed identifiers. Every id is a prefixed random string (`ten_…`, `key_…`, `call_…`,
+//! `oq_…`, `cbt_…`) so that a value in a log line or a URL says what it names, and so that
+//! one kind of id can never be passed where another is expected.
 
 use std::fmt;
 
@@ -102,6 +102,16 @@ id_type!(
     /// The delivery of one event to one tenant endpoint (with its attempts).
     DeliveryId,
     "whd_"
+);
+id_type!(
+    /// An operator queue (the humans a call can be handed to).
+    QueueId,
+    "oq_"
+);
+id_type!(
+    /// A callback task (a caller a human should call back).
+    CallbackTaskId,
+    "cbt_"
 );
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ pub mod ids;
 pub mod media;
 pub mod meter;
 pub mod notifier;
+pub mod operator;
 pub mod realtime;
 pub mod rollout;
 pub mod router;

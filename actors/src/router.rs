@@ -1,4 +1,5 @@
-//! `RouterActor`: phone routes, call admission and the call log's control path.
+//! `RouterActor`: phone routes, call admission, the call log's control path, and the
+//! tenants' operator queues and callback tasks (`router/operator.rs`).
 //!
 //! It resolves a `To` number to its route (cached, invalidated on every change it makes),
 //! admits calls against the tenant's and the route's concurrency limits (counted from live
@@ -32,6 +33,10 @@ use crate::stream_token::{StreamClaims, StreamTokenKeys, TokenError, new_nonce};
 use crate::supervisor::SingletonRef;
 use crate::tenant::{AuditMeta, TenantError, TenantMsg, TwilioAccount};
 use crate::time::now_ms;
+
+mod operator;
+
+pub use operator::OperatorMsg;
 
 /// Said when a number has no route (a safe message: no detail leaks).
 pub const UNROUTED_MESSAGE: &str = "We're sorry, this number is not in service. Goodbye.";
@@ -320,6 +325,13 @@ pub enum RouterError {
     /// Invalid input (field, message).
     #[error("{0}: {1}")]
     Invalid(&'static str, String),
+    /// Invalid input in a nested field (path such as `business_hours.windows[0].open`,
+    /// message).
+    #[error("{0}: {1}")]
+    InvalidField(String, String),
+    /// A state change the object's current state does not allow (the message names it).
+    #[error("{0}")]
+    InvalidTransition(String),
     /// Concurrency limit reached (`tenant` or `route`).
     #[error("the {0} is at its concurrency limit")]
     AtLimit(&'static str),
@@ -397,6 +409,9 @@ pub enum RouterMsg {
     ListSessions(SessionFilter, Reply<Page<VoiceSession>>),
     /// A tenant's voice session with its transcript.
     GetSession(TenantId, SessionId, Reply<SessionDetail>),
+    /// Operator queues and callback tasks (built with [`RouterMsg::create_queue`] and
+    /// its siblings).
+    Operator(OperatorMsg),
 }
 
 /// A voice session with its transcript.
@@ -430,6 +445,7 @@ impl RouterMsg {
             RouterMsg::RecentRouting(..) => "recent_routing",
             RouterMsg::ListSessions(..) => "list_sessions",
             RouterMsg::GetSession(..) => "get_session",
+            RouterMsg::Operator(msg) => msg.name(),
         }
     }
 }
@@ -1491,6 +1507,7 @@ impl Actor for RouterActor {
                     Ok(SessionDetail { session, turns })
                 });
             }
+            RouterMsg::Operator(msg) => state.operator(msg).await,
         }
         Ok(())
     }

@@ -20,10 +20,12 @@ use sqlx::sqlite::{
 mod agents;
 mod api_keys;
 mod audit;
+mod callbacks;
 mod calls;
 mod idempotency;
 mod models;
 mod phone_routes;
+mod queues;
 mod sessions;
 mod tenants;
 mod webhooks;
@@ -63,6 +65,15 @@ pub enum StoreError {
     /// A secret could not be sealed or opened.
     #[error("secret storage")]
     Crypto(#[from] crate::crypto::CryptoError),
+    /// A value was refused before anything was written: the field named, and why (a bad
+    /// value, or a reference to a row the tenant does not own).
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field at fault.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl StoreError {

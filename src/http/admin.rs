@@ -29,6 +29,7 @@ use crate::openapi::ErrorResponse;
 pub mod agents;
 pub mod event_webhooks;
 pub mod phone_routes;
+pub mod queues;
 
 // === DTOs ===
 

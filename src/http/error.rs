@@ -228,6 +228,12 @@ impl From<actors::router::RouterError> for ApiError {
             R::NotFound(what) => ApiError::NotFound(what.to_owned()),
             R::Conflict(m) => ApiError::Conflict(m),
             R::Invalid(field, message) => ApiError::invalid(field, message),
+            R::InvalidField(field, message) => ApiError::invalid(field, message),
+            R::InvalidTransition(message) => ApiError::Status {
+                status: StatusCode::CONFLICT,
+                code: "invalid_transition",
+                message,
+            },
             R::AtLimit(which) => ApiError::ConcurrencyLimit(format!(
                 "the {which} is at its concurrency limit of live calls"
             )),

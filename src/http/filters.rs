@@ -295,3 +295,42 @@ impl AppState {
         Ok(auth)
     }
 }
+
+/// Mounts one endpoint: `path` and `method`, the route label, the state and the caller, any
+/// further filters (query string, body), then the handler, whose result becomes the
+/// response. The handler takes the path's parameters, then `AppState`, `Caller` and the
+/// extras, in that order.
+macro_rules! endpoint {
+    ($state:expr, $path:expr, $method:ident, $spec:expr, $handler:expr $(, $extra:expr)* $(,)?) => {{
+        use warp::Filter as _;
+        $path
+            .and(warp::$method())
+            .and($crate::http::filters::at(&$spec))
+            .and($crate::http::filters::with_state($state.clone()))
+            .and($crate::http::filters::caller())
+            $(.and($extra))*
+            .then($handler)
+            .map(|r: Result<warp::reply::Response, $crate::http::ApiError>| {
+                warp::Reply::into_response(r)
+            })
+    }};
+}
+pub(crate) use endpoint;
+
+/// Combines endpoints into one boxed filter (the first that matches answers).
+macro_rules! any_of {
+    ($first:expr $(, $rest:expr)* $(,)?) => {{
+        use warp::Filter as _;
+        $first $(.or($rest).unify())* .boxed()
+    }};
+}
+pub(crate) use any_of;
+
+/// Parses an optional JSON body: an empty body is `T::default()`.
+pub fn parse_optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        parse_json(body)
+    }
+}

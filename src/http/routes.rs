@@ -80,4 +80,20 @@ routes! {
     WEBHOOK_DELIVERIES_LIST = "GET" "/api/v1/webhook-deliveries";
     WEBHOOK_DELIVERY_GET = "GET" "/api/v1/webhook-deliveries/{id}";
     WEBHOOK_DELIVERY_REDELIVER = "POST" "/api/v1/webhook-deliveries/{id}/redeliver";
+    OPERATOR_QUEUES_LIST = "GET" "/api/v1/operator-queues";
+    OPERATOR_QUEUES_CREATE = "POST" "/api/v1/operator-queues";
+    OPERATOR_QUEUE_GET = "GET" "/api/v1/operator-queues/{id}";
+    OPERATOR_QUEUE_PUT = "PUT" "/api/v1/operator-queues/{id}";
+    OPERATOR_QUEUE_DELETE = "DELETE" "/api/v1/operator-queues/{id}";
+    ADMIN_OPERATOR_QUEUES_LIST = "GET" "/api/v1/admin/tenants/{tenant_id}/operator-queues";
+    ADMIN_OPERATOR_QUEUES_CREATE = "POST" "/api/v1/admin/tenants/{tenant_id}/operator-queues";
+    ADMIN_OPERATOR_QUEUE_GET = "GET" "/api/v1/admin/tenants/{tenant_id}/operator-queues/{queue_id}";
+    ADMIN_OPERATOR_QUEUE_PUT = "PUT" "/api/v1/admin/tenants/{tenant_id}/operator-queues/{queue_id}";
+    ADMIN_OPERATOR_QUEUE_DELETE = "DELETE" "/api/v1/admin/tenants/{tenant_id}/operator-queues/{queue_id}";
+    CALLBACK_TASKS_LIST = "GET" "/api/v1/callback-tasks";
+    CALLBACK_TASKS_CREATE = "POST" "/api/v1/callback-tasks";
+    CALLBACK_TASK_GET = "GET" "/api/v1/callback-tasks/{id}";
+    CALLBACK_TASK_CLAIM = "POST" "/api/v1/callback-tasks/{id}/claim";
+    CALLBACK_TASK_COMPLETE = "POST" "/api/v1/callback-tasks/{id}/complete";
+    CALLBACK_TASK_CANCEL = "POST" "/api/v1/callback-tasks/{id}/cancel";
 }
