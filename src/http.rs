@@ -55,6 +55,8 @@ pub struct AppInner {
     pub actors: Actors,
     /// Set when shutdown starts: readiness answers 503.
     pub draining: AtomicBool,
+    /// Flips to true when shutdown starts, for long-lived responses (SSE) to end.
+    drain_signal: tokio::sync::watch::Sender<bool>,
     /// Per-client-IP limits of unauthenticated routes and failed authentication.
     pub ip_guard: IpGuard,
     /// Prometheus registry.
@@ -88,6 +90,7 @@ impl AppState {
             store,
             actors,
             draining: AtomicBool::new(false),
+            drain_signal: tokio::sync::watch::Sender::new(false),
             ip_guard,
             metrics,
             started: Instant::now(),
@@ -99,9 +102,32 @@ impl AppState {
         self.draining.load(Ordering::SeqCst)
     }
 
+    /// Checks a tenant-supplied URL (tools, identity checks, event webhooks) against the
+    /// egress policy: https only and no literal private address, unless
+    /// `OUTBOUND_ALLOW_PRIVATE` is on. Addresses behind names are checked again, after
+    /// resolution, on every request.
+    pub fn check_tenant_url(&self, url: &str) -> Result<(), String> {
+        let policy = actors::egress::EgressPolicy {
+            allow_private: self.config.outbound_allow_private,
+        };
+        actors::egress::check_url(url, &policy)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     /// Starts draining (readiness turns 503).
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
+        self.drain_signal.send_replace(true);
+    }
+
+    /// Resolves once shutdown has started (at once if it already has): long-lived
+    /// responses end on it so that open streams never hold the shutdown for its grace period.
+    pub fn drained(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.drain_signal.subscribe();
+        async move {
+            let _ = rx.wait_for(|draining| *draining).await;
+        }
     }
 
     /// How long handlers wait for an actor, in milliseconds.

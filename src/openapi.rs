@@ -55,7 +55,7 @@ impl Modify for SecuritySchemes {
         calls::make_call, calls::list_call_logs, calls::get_call_log, calls::hangup, calls::transfer,
         sessions::list_sessions, sessions::get_session, sessions::active_sessions, sessions::active_stream,
         webhook_deliveries::list_deliveries, webhook_deliveries::get_delivery, webhook_deliveries::redeliver,
-        webhooks::incoming_call, webhooks::stream_ended, webhooks::call_status, webhooks::stream_status,
+        webhooks::incoming_call, webhooks::stream_ended, webhooks::dial_result, webhooks::call_status, webhooks::stream_status,
         webhooks::amd_status, media::media_stream_doc,
         queues::list_queues, queues::create_queue, queues::get_queue, queues::put_queue, queues::delete_queue,
         callbacks::list_tasks, callbacks::create_task, callbacks::get_task, callbacks::claim_task,

@@ -188,6 +188,7 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Seeded> {
             turn_detection: TurnDetection::default(),
             max_call_seconds: 600,
             idle_timeout_seconds: 30,
+            contract: actors::contract::Contract::default(),
         };
         let v = call_t!(
             rollout,

@@ -193,7 +193,7 @@ impl Application {
         }
         let active: Arc<ActiveRegistry> = Arc::default();
         let actors = RootSupervisor::start(RootConfig {
-            egress,
+            egress: egress.clone(),
             notifier: NotifierSettings {
                 max_attempts: config.event_webhook_max_attempts,
                 backoff_base: config.event_webhook_backoff,
@@ -227,6 +227,9 @@ impl Application {
                 twilio_queue: 512,
                 twilio_write_timeout: Duration::from_secs(5),
                 tenant: None,
+                router: None,
+                notifier: None,
+                egress,
             },
             store: store.clone(),
             secret_box,

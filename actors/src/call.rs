@@ -40,9 +40,12 @@ use crate::store::{
 };
 use crate::time::now_ms;
 
+mod handoff;
 pub mod playback;
 mod pumps;
 pub mod supervisor;
+pub mod tools;
+mod webhook;
 
 use playback::Playback;
 
@@ -63,6 +66,9 @@ pub enum TwilioFrame {
 pub enum TwilioOut {
     /// A JSON message.
     Text(String),
+    /// A `media` message of model audio and when its delta arrived from the model: written
+    /// as text, and timed for the runtime's relay-latency histogram.
+    Media(String, Instant),
     /// Close the socket.
     Close {
         /// Close code.
@@ -103,8 +109,15 @@ pub struct CallDeps {
     pub twilio_queue: usize,
     /// How long a write to Twilio may take before the peer counts as stalled.
     pub twilio_write_timeout: Duration,
-    /// The tenant actor, for a tenant's own realtime-model key (set by the root supervisor).
+    /// The tenant actor, for a tenant's own realtime-model key and its signing secret (set by
+    /// the root supervisor).
     pub tenant: Option<crate::supervisor::SingletonRef<crate::tenant::TenantMsg>>,
+    /// The router, to change the live call through the carrier (transfer, hang up, SMS).
+    pub router: Option<crate::supervisor::SingletonRef<crate::router::RouterMsg>>,
+    /// SSRF-safe client for tenant endpoints (tools, identity checks).
+    pub egress: crate::egress::Egress,
+    /// Tenant events (set by the root supervisor).
+    pub notifier: Option<crate::notifier::Notifier>,
 }
 
 /// A verified stream handed to the call supervisor.
@@ -140,6 +153,16 @@ pub enum CallMsg {
     TwilioGone(String),
     /// The call reached its agent version's maximum duration.
     MaxDuration,
+    /// A tool call finished (model call id, result).
+    ToolDone(String, Box<tools::ToolOutcome>),
+    /// A tool is slower than its filler threshold (model call id).
+    ToolSlow(String),
+    /// A handoff line or goodbye did not finish playing in time.
+    LineDeadline,
+    /// The call-duration escalation rule's time came.
+    DurationRule,
+    /// The caller may have been silent for the idle timeout (epoch of the last activity).
+    IdleCheck(u64),
     /// Test-only: panic (when chaos hooks are enabled).
     Crash,
 }
@@ -157,6 +180,11 @@ impl CallMsg {
             CallMsg::Stop => "stop",
             CallMsg::TwilioGone(..) => "twilio_gone",
             CallMsg::MaxDuration => "max_duration",
+            CallMsg::ToolDone(..) => "tool_done",
+            CallMsg::ToolSlow(..) => "tool_slow",
+            CallMsg::LineDeadline => "line_deadline",
+            CallMsg::DurationRule => "duration_rule",
+            CallMsg::IdleCheck(..) => "idle_check",
             CallMsg::Crash => "crash",
         }
     }
@@ -222,6 +250,12 @@ pub struct CallState {
     interrupted: std::collections::HashMap<String, (u64, u64)>,
     /// Conversation so far (role, text), replayed after a reconnect.
     history: Vec<(String, String)>,
+    /// Tool calls, identity and escalation state.
+    tools: tools::ToolState,
+    /// Bumped on caller and agent activity; an idle check of an older epoch is stale.
+    idle_epoch: u64,
+    /// This stream resumes a call that already talked (after an unanswered handoff).
+    resumed: bool,
 }
 
 fn session_config(version: Option<&AgentVersion>, call: &CallRecord) -> SessionConfig {
@@ -273,6 +307,9 @@ fn session_config(version: Option<&AgentVersion>, call: &CallRecord) -> SessionC
             }
         };
         config = config.with_turn_detection(Some(td));
+        if !v.contract.tools.is_empty() {
+            config = config.with_tools(v.contract.session_tools());
+        }
     } else {
         config = config.with_transcription("gpt-4o-mini-transcribe", None);
     }
@@ -410,15 +447,82 @@ impl CallState {
             .update(&self.call.id, |c| c.last_line = Some((role, said)));
     }
 
+    /// Caller or agent activity: restarts the idle timer.
+    fn touch(&mut self, myself: &ActorRef<CallMsg>) {
+        self.idle_epoch += 1;
+        if let Some(v) = &self.version {
+            let epoch = self.idle_epoch;
+            let idle = Duration::from_secs(u64::try_from(v.idle_timeout_seconds).unwrap_or(30));
+            myself.send_after(idle, move || CallMsg::IdleCheck(epoch));
+        }
+    }
+
+    /// The idle timer of `epoch` fired: when nothing happened since and nothing is in
+    /// flight, the agent says goodbye and the call ends once it played.
+    async fn idle_check(&mut self, myself: &ActorRef<CallMsg>, epoch: u64) {
+        if epoch != self.idle_epoch
+            || self.response_active
+            || self.tools.busy()
+            || self.tools.ending.is_some()
+            || self.tools.has_line()
+        {
+            return;
+        }
+        tracing::info!(call_id = %self.call.id, "caller idle: ending the call");
+        let _ = self
+            .deps
+            .store
+            .add_call_event(&self.call.id, "idle_timeout", &json!({"epoch": epoch}))
+            .await;
+        self.tools.set_line(
+            tools::LineAction::Hangup,
+            Some(String::from(
+                "I haven't heard anything for a while, so I'll end the call now. Goodbye!",
+            )),
+        );
+        self.tools.ending_reason_hint = Some("idle_timeout");
+        myself.send_after(tools::LINE_DEADLINE, || CallMsg::LineDeadline);
+        self.maybe_respond().await;
+    }
+
+    /// Records a function call cut off by the end of the call.
+    async fn cancel_pending_tools(&mut self) {
+        self.tools.abort_all();
+        for (record, latency) in self.tools.drain_pending() {
+            let _ = self
+                .deps
+                .store
+                .finish_function_call(
+                    &record,
+                    crate::store::FunctionCallStatus::Cancelled,
+                    None,
+                    Some("the call ended before the tool finished"),
+                    latency,
+                )
+                .await;
+        }
+    }
+
     fn phase(&self, phase: CallPhase) {
         self.deps.active.update(&self.call.id, |c| c.phase = phase);
     }
 
-    async fn on_ai(&mut self, event: ServerEvent) -> Result<(), ActorProcessingErr> {
+    async fn on_ai(
+        &mut self,
+        myself: &ActorRef<CallMsg>,
+        event: ServerEvent,
+    ) -> Result<(), ActorProcessingErr> {
         match event {
             ServerEvent::SessionUpdated(_) if !self.greeted => {
                 self.greeted = true;
-                if let Some(text) = greeting(&self.call, self.version.as_ref()) {
+                if self.resumed {
+                    self.phase(CallPhase::Greeting);
+                    self.response_active = true;
+                    self.send_ai(ClientEvent::response_with_instructions(
+                        "Say exactly: I'm sorry, nobody was able to take your call. I'm back with you. How else can I help?",
+                    ))
+                    .await;
+                } else if let Some(text) = greeting(&self.call, self.version.as_ref()) {
                     self.phase(CallPhase::Greeting);
                     self.send_ai(ClientEvent::response_with_instructions(format!(
                         "Greet the caller. Say exactly: {text}"
@@ -428,12 +532,34 @@ impl CallState {
                     self.phase(CallPhase::Listening);
                 }
             }
+            ServerEvent::SpeechStarted(_) => {
+                self.touch(myself);
+                self.tools_interrupted(myself).await;
+            }
             ServerEvent::SpeechStopped(_) => {
                 self.speech_stopped_at = Some(Instant::now());
             }
             ServerEvent::InputTranscriptionCompleted(t) => {
+                let rule = self
+                    .tools
+                    .toolbox
+                    .as_ref()
+                    .and_then(|tb| tb.caller_asks_for_human(&t.transcript).cloned());
+                let text = t.transcript.clone();
                 self.turn("user", Some(t.item_id), t.transcript, false, None)
                     .await;
+                if let Some(rule) = rule {
+                    self.escalate(
+                        myself,
+                        tools::Escalation {
+                            rule: String::from("caller_asks_for_human"),
+                            reason: format!("the caller asked for a human: \"{text}\""),
+                            queue: rule.queue,
+                            tool_call: None,
+                        },
+                    )
+                    .await;
+                }
             }
             ServerEvent::ResponseCreated(_) => {
                 self.response_active = true;
@@ -471,7 +597,11 @@ impl CallState {
                         tracing::warn!(call_id = %self.call.id, error = %error, "could not record usage");
                     }
                 }
-                self.phase(CallPhase::Listening);
+                if !self.tools.busy() {
+                    self.phase(CallPhase::Listening);
+                }
+                self.touch(myself);
+                self.tools_response_done(myself).await;
             }
             ServerEvent::Error(e) => {
                 let code = e.error.code.clone().unwrap_or_else(|| String::from("none"));
@@ -483,12 +613,7 @@ impl CallState {
                 }
             }
             ServerEvent::FunctionCallArgumentsDone(f) => {
-                // This version defines no tools: answer the call so the model is never left waiting.
-                self.send_ai(ClientEvent::function_output(
-                    f.call_id,
-                    json!({"error": format!("tool {} is not available", f.name)}).to_string(),
-                ))
-                .await;
+                self.on_function_call(myself, f).await;
             }
             ServerEvent::Unknown { kind } => {
                 tracing::debug!(call_id = %self.call.id, kind = %kind, "unknown ai event");
@@ -521,6 +646,7 @@ impl CallState {
 
     /// The AI leg failed for good: record it, and let Twilio play the route's fallback.
     async fn fail_over(&mut self, reason: &str) {
+        self.cancel_pending_tools().await;
         tracing::warn!(call_id = %self.call.id, reason, "ai leg failed: handing the caller to the fallback");
         let store = &self.deps.store;
         let _ = store
@@ -551,6 +677,10 @@ impl CallState {
 
     /// A normal end: the caller hung up or Twilio stopped the stream.
     async fn finish(&mut self, reason: &str) {
+        // A call the agent handed off or hung up ends for that reason, not the `stop` after it.
+        let reason = self.tools.ending.unwrap_or(reason).to_owned();
+        let reason = reason.as_str();
+        self.cancel_pending_tools().await;
         let store = &self.deps.store;
         let _ = store.set_end_reason(&self.call.id, reason).await;
         let _ = store.set_stream_state(&self.call.id, None, "stopped").await;
@@ -566,6 +696,23 @@ impl CallState {
             .await;
         self.finished.store(true, Ordering::SeqCst);
         metrics::counter!("calls_total", "direction" => self.call.direction.as_str(), "outcome" => "completed").increment(1);
+        self.emit(
+            crate::notifier::EventKind::CallCompleted,
+            json!({
+                "call_id": self.call.id.as_str(),
+                "call_sid": self.call.call_sid,
+                "session_id": self.session_id.as_str(),
+                "direction": self.call.direction.as_str(),
+                "from": self.call.from_number,
+                "to": self.call.to_number,
+                "agent_key": self.call.agent_key,
+                "agent_version_id": self.call.agent_version_id,
+                "end_reason": reason,
+                "duration_ms": self.ms_since_start(),
+                "escalated": self.tools.ending == Some("escalated"),
+            }),
+        )
+        .await;
         let _ = self
             .twilio_tx
             .send(TwilioOut::Close {
@@ -664,6 +811,9 @@ impl Actor for CallActor {
             Some(id) => deps.store.get_version(&id).await?,
             None => None,
         };
+        let toolbox = version
+            .as_ref()
+            .map(|v| Arc::new(crate::contract::Toolbox::new(v.contract.clone())));
         let guard = Guard {
             readers: vec![reader],
             active: Arc::clone(&deps.active),
@@ -688,6 +838,9 @@ impl Actor for CallActor {
             speech_stopped_at: None,
             interrupted: std::collections::HashMap::new(),
             history: Vec::new(),
+            tools: tools::ToolState::new(toolbox),
+            idle_epoch: 0,
+            resumed: false,
             call: start.call,
             deps,
         })
@@ -744,8 +897,49 @@ impl Actor for CallActor {
         if let Some(v) = &state.version {
             let max = Duration::from_secs(u64::try_from(v.max_call_seconds).unwrap_or(1800));
             myself.send_after(max, || CallMsg::MaxDuration);
+            let duration_rule = v
+                .contract
+                .escalation
+                .rules
+                .iter()
+                .find_map(|r| match r.trigger {
+                    crate::contract::EscalationTrigger::CallDuration { seconds } => Some(seconds),
+                    _ => None,
+                });
+            if let Some(seconds) = duration_rule {
+                myself.send_after(Duration::from_secs(seconds), || CallMsg::DurationRule);
+            }
         }
-        if let Err(reason) = state.connect_ai(&myself, false).await {
+        state.touch(&myself);
+        state
+            .emit(
+                crate::notifier::EventKind::CallStarted,
+                json!({
+                    "call_id": state.call.id.as_str(),
+                    "call_sid": state.call.call_sid,
+                    "session_id": state.session_id.as_str(),
+                    "direction": state.call.direction.as_str(),
+                    "from": state.call.from_number,
+                    "to": state.call.to_number,
+                    "agent_key": state.call.agent_key,
+                    "agent_version_id": state.call.agent_version_id,
+                }),
+            )
+            .await;
+        // A fresh stream of a call that already talked (the caller came back from an
+        // unanswered handoff): the conversation so far is replayed into the new session.
+        match state.deps.store.call_conversation(&state.call.id).await {
+            Ok(prior) if !prior.is_empty() => {
+                state.history = prior;
+                state.resumed = true;
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(call_id = %state.call.id, error = %error, "could not read the conversation so far");
+            }
+        }
+        let replay = state.resumed;
+        if let Err(reason) = state.connect_ai(&myself, replay).await {
             metrics::counter!("ai_session_errors_total", "code" => "connect").increment(1);
             state.fail_over(&reason).await;
             myself.stop(Some(reason));
@@ -762,7 +956,7 @@ impl Actor for CallActor {
         let _timer = HandleTimer::start(kind::CALL, message.name());
         match message {
             CallMsg::Ai(generation, event) if generation == state.ai_generation => {
-                state.on_ai(*event).await?
+                state.on_ai(&myself, *event).await?
             }
             CallMsg::Ai(..) => {}
             CallMsg::AiClosed(generation, reason)
@@ -830,6 +1024,7 @@ impl Actor for CallActor {
                 if let Ok(mut p) = state.playback.lock() {
                     p.on_mark(&name, Instant::now());
                 }
+                state.check_line_played(&myself).await;
             }
             CallMsg::Dtmf(digit) => {
                 state
@@ -860,6 +1055,29 @@ impl Actor for CallActor {
                 state.finish("max_duration").await;
                 myself.stop(Some(String::from("max_duration")));
             }
+            CallMsg::ToolDone(call_id, outcome) => {
+                state.tool_done(&myself, call_id, *outcome).await;
+            }
+            CallMsg::ToolSlow(call_id) => state.tool_slow(&call_id).await,
+            CallMsg::LineDeadline => state.line_deadline(&myself).await,
+            CallMsg::DurationRule => {
+                let queue = state.tools.toolbox.as_ref().and_then(|t| {
+                    t.rule(|r| matches!(r, crate::contract::EscalationTrigger::CallDuration { .. }))
+                        .and_then(|r| r.queue.clone())
+                });
+                state
+                    .escalate(
+                        &myself,
+                        tools::Escalation {
+                            rule: String::from("call_duration"),
+                            reason: String::from("the call reached the escalation time limit"),
+                            queue,
+                            tool_call: None,
+                        },
+                    )
+                    .await;
+            }
+            CallMsg::IdleCheck(epoch) => state.idle_check(&myself, epoch).await,
             CallMsg::Crash => {
                 if state.deps.chaos {
                     panic!("chaos hook: call actor crash requested");

@@ -114,6 +114,12 @@ id_type!(
     "cbt_"
 );
 
+id_type!(
+    /// A handoff of a call to a human queue.
+    HandoffId,
+    "ho_"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

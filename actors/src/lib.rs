@@ -20,7 +20,9 @@
 
 pub mod active;
 pub mod call;
+pub mod callbacks;
 pub mod carrier;
+pub mod contract;
 pub mod crypto;
 pub mod egress;
 pub mod ids;

@@ -57,7 +57,9 @@ pub use connection::{
     CloseInfo, RealtimeClient, RealtimeEndpoint, RealtimeError, RealtimeOptions, RealtimeReceiver,
     RealtimeSender, TrySendError,
 };
-pub use server_event::{ApiError, Item, Response, ResponseStatus, ServerEvent};
+pub use server_event::{
+    ApiError, FunctionCallArgumentsDone, Item, Response, ResponseStatus, ServerEvent,
+};
 pub use session::{
     AudioConfig, AudioFormat, AudioInput, AudioOutput, DEFAULT_MODEL, Eagerness, MaxOutputTokens,
     Modality, NoiseReduction, NoiseReductionType, ResponseParams, SemanticVad, ServerVad,

@@ -67,6 +67,8 @@ pub struct VersionSpec {
     pub max_call_seconds: i64,
     /// Caller silence limit.
     pub idle_timeout_seconds: i64,
+    /// Tools, escalation rules, identity check (validated).
+    pub contract: crate::contract::Contract,
 }
 
 type Reply<T> = RpcReplyPort<Result<T, RolloutError>>;
@@ -243,6 +245,7 @@ impl RolloutState {
             turn_detection: spec.turn_detection,
             max_call_seconds: spec.max_call_seconds,
             idle_timeout_seconds: spec.idle_timeout_seconds,
+            contract: spec.contract,
             created_at: now_ms(),
             approved_at: None,
             retired_at: None,
@@ -284,6 +287,7 @@ impl RolloutState {
             turn_detection: spec.turn_detection,
             max_call_seconds: spec.max_call_seconds,
             idle_timeout_seconds: spec.idle_timeout_seconds,
+            contract: spec.contract,
             ..before.clone()
         };
         let a = audit(

@@ -75,6 +75,14 @@ impl PublicUrls {
         self.with_call("/api/v1/call-status", call)
     }
 
+    /// `<Dial action>` URL of a handoff.
+    pub fn dial_result(&self, call: &CallId, handoff: &crate::ids::HandoffId) -> String {
+        format!(
+            "{}&handoff_id={handoff}",
+            self.with_call("/api/v1/dial-result", call)
+        )
+    }
+
     /// Async AMD callback URL of a call.
     pub fn amd_status(&self, call: &CallId) -> String {
         self.with_call("/api/v1/amd-status", call)
@@ -234,6 +242,25 @@ pub enum ControlAction {
         numbers: Vec<String>,
         /// Said first.
         announcement: Option<String>,
+    },
+    /// Hand the caller to an operator queue; the `<Dial action>` reports to
+    /// `/api/v1/dial-result` with the handoff id.
+    Handoff {
+        /// Numbers rung simultaneously.
+        numbers: Vec<String>,
+        /// Said first.
+        announcement: Option<String>,
+        /// Caller id of the dialed leg (default: our number of the call).
+        caller_id: Option<String>,
+        /// Ring timeout.
+        timeout_secs: u32,
+        /// The handoff record.
+        handoff: crate::ids::HandoffId,
+    },
+    /// Say a message, then hang up.
+    Say {
+        /// The words.
+        message: String,
     },
 }
 
@@ -412,6 +439,26 @@ pub enum RouterMsg {
     /// Operator queues and callback tasks (built with [`RouterMsg::create_queue`] and
     /// its siblings).
     Operator(OperatorMsg),
+    /// Texts the caller of a live call (body); replies the message id.
+    SendSms(TenantId, CallId, String, Reply<String>),
+    /// The `<Dial action>` of a handoff reported (`/api/v1/dial-result`).
+    DialResult(
+        CallbackTarget,
+        crate::ids::HandoffId,
+        DialReport,
+        Reply<AfterStream>,
+    ),
+}
+
+/// What Twilio reports when a handoff's `<Dial>` ends.
+#[derive(Debug, Clone)]
+pub struct DialReport {
+    /// `DialCallStatus`: `completed`, `answered`, `busy`, `no-answer`, `failed`, `canceled`.
+    pub status: String,
+    /// `DialCallSid`.
+    pub dial_call_sid: Option<String>,
+    /// `DialCallDuration` (seconds).
+    pub duration_secs: Option<i64>,
 }
 
 /// A voice session with its transcript.
@@ -421,6 +468,10 @@ pub struct SessionDetail {
     pub session: VoiceSession,
     /// Its transcript, in order.
     pub turns: Vec<TranscriptTurn>,
+    /// Its tool invocations, in order.
+    pub function_calls: Vec<crate::store::FunctionCall>,
+    /// Handoffs of its call, oldest first.
+    pub handoffs: Vec<crate::store::Handoff>,
 }
 
 impl RouterMsg {
@@ -446,6 +497,8 @@ impl RouterMsg {
             RouterMsg::ListSessions(..) => "list_sessions",
             RouterMsg::GetSession(..) => "get_session",
             RouterMsg::Operator(msg) => msg.name(),
+            RouterMsg::SendSms(..) => "send_sms",
+            RouterMsg::DialResult(..) => "dial_result",
         }
     }
 }
@@ -475,7 +528,12 @@ pub struct RouterArgs {
     pub live_window: Duration,
     /// How long the router waits for the tenant actor.
     pub tenant_timeout: Duration,
+    /// Tenant events (callback tasks created by handoff fallbacks).
+    pub notifier: Option<crate::notifier::Notifier>,
 }
+
+/// Said when nobody in the queue answered and a callback task was created.
+const CALLBACK_MESSAGE: &str = "Sorry, nobody is available right now. A colleague will call you back as soon as possible. Goodbye.";
 
 /// Shared context of the router and the tasks it spawns.
 #[derive(Clone)]
@@ -636,6 +694,8 @@ impl Ctx {
             machine_detection: None,
             error_code: None,
             error_message: None,
+            identity_state: None,
+            escalated_to: None,
             created_at: now,
             updated_at: now,
             started_at: None,
@@ -794,9 +854,42 @@ impl Ctx {
         let (change, label) = match &action {
             ControlAction::Hangup if ended => return Ok(call),
             ControlAction::Hangup => (CallChange::Hangup, "hangup"),
-            ControlAction::Transfer { .. } if ended => {
+            ControlAction::Transfer { .. }
+            | ControlAction::Handoff { .. }
+            | ControlAction::Say { .. }
+                if ended =>
+            {
                 return Err(RouterError::Conflict("the call has ended".into()));
             }
+            ControlAction::Handoff {
+                numbers,
+                announcement,
+                caller_id,
+                timeout_secs,
+                handoff,
+            } => (
+                CallChange::Dial {
+                    announcement: announcement.clone(),
+                    numbers: numbers.clone(),
+                    caller_id: Some(caller_id.clone().unwrap_or_else(|| {
+                        if call.direction == CallDirection::Inbound {
+                            call.to_number.clone()
+                        } else {
+                            call.from_number.clone()
+                        }
+                    })),
+                    timeout_secs: Some(*timeout_secs),
+                    action_url: Some(self.args.urls.dial_result(&call.id, handoff)),
+                },
+                "handoff",
+            ),
+            ControlAction::Say { message } => (
+                CallChange::Fallback {
+                    message: message.clone(),
+                    number: None,
+                },
+                "say",
+            ),
             ControlAction::Transfer {
                 numbers,
                 announcement,
@@ -849,6 +942,10 @@ impl Ctx {
         let detail = match &action {
             ControlAction::Hangup => json!({"action": "hangup"}),
             ControlAction::Transfer { numbers, .. } => json!({"action": "transfer", "to": numbers}),
+            ControlAction::Handoff {
+                numbers, handoff, ..
+            } => json!({"action": "handoff", "to": numbers, "handoff_id": handoff.as_str()}),
+            ControlAction::Say { .. } => json!({"action": "say"}),
         };
         self.event(&call.id, "control", detail).await;
         if matches!(action, ControlAction::Hangup) {
@@ -857,6 +954,209 @@ impl Ctx {
                 .await?;
         }
         Ok(self.store().get_call_by_id(&call.id).await?.unwrap_or(call))
+    }
+
+    /// Texts the caller of a live call from the call's own number.
+    async fn send_sms(
+        &self,
+        tenant: TenantId,
+        call: CallId,
+        body: String,
+    ) -> Result<String, RouterError> {
+        let call = self
+            .store()
+            .get_call(&tenant, &call)
+            .await?
+            .ok_or(RouterError::NotFound("call"))?;
+        let (to, from) = match call.direction {
+            CallDirection::Inbound => (call.from_number.clone(), call.to_number.clone()),
+            CallDirection::Outbound => (call.to_number.clone(), call.from_number.clone()),
+        };
+        let account = self.twilio(&tenant).await?;
+        match self
+            .args
+            .carrier
+            .send_sms(&account.auth, &to, &from, &body)
+            .await
+        {
+            Ok(sid) => {
+                self.event(&call.id, "sms", json!({"to": to, "message_sid": sid}))
+                    .await;
+                Ok(sid)
+            }
+            Err(error) => {
+                self.event(
+                    &call.id,
+                    "sms",
+                    json!({"to": to, "error_code": error.code, "error": error.message}),
+                )
+                .await;
+                Err(RouterError::Carrier {
+                    error,
+                    call_id: Some(call.id),
+                })
+            }
+        }
+    }
+
+    /// A handoff's `<Dial>` ended: answered → the call is escalated and ends with the bridged
+    /// leg; otherwise the queue's fallback (a callback task, its voicemail message, or back to
+    /// the agent on a fresh stream that resumes the conversation).
+    async fn dial_result(
+        &self,
+        target: CallbackTarget,
+        handoff_id: crate::ids::HandoffId,
+        report: DialReport,
+    ) -> Result<AfterStream, RouterError> {
+        let Some(call) = self
+            .find_call(
+                &target.tenant_id,
+                target.call_id.as_ref(),
+                Some(&target.call_sid),
+            )
+            .await?
+        else {
+            return Ok(AfterStream::Hangup);
+        };
+        let Some(handoff) = self
+            .store()
+            .get_handoff(&target.tenant_id, &handoff_id)
+            .await?
+            .filter(|h| h.call_id == call.id.as_str())
+        else {
+            return Err(RouterError::NotFound("handoff"));
+        };
+        if handoff.status != "dialing" {
+            // A repeated callback: the decision was made already.
+            return Ok(AfterStream::Hangup);
+        }
+        let store = self.store();
+        let answered = matches!(report.status.as_str(), "completed" | "answered");
+        let queue = match handoff
+            .queue_id
+            .as_deref()
+            .and_then(crate::ids::QueueId::parse)
+        {
+            Some(id) => store.get_queue(&target.tenant_id, &id).await?,
+            None => None,
+        };
+        if answered {
+            store
+                .finish_handoff(
+                    &handoff_id,
+                    "answered",
+                    &report.status,
+                    report.dial_call_sid.as_deref(),
+                    "bridged",
+                    None,
+                )
+                .await?;
+            let who = report
+                .dial_call_sid
+                .clone()
+                .unwrap_or_else(|| String::from("operator"));
+            let queue_name = handoff.queue_name.clone().unwrap_or_default();
+            store
+                .set_escalated(&call.id, &format!("queue:{queue_name}/{who}"))
+                .await?;
+            store.set_end_reason(&call.id, "escalated").await?;
+            self.event(
+                &call.id,
+                "handoff",
+                json!({"handoff_id": handoff.id, "dial_status": report.status, "outcome": "bridged", "dial_call_sid": report.dial_call_sid, "duration_seconds": report.duration_secs}),
+            )
+            .await;
+            metrics::counter!("handoffs_total", "outcome" => "answered").increment(1);
+            return Ok(AfterStream::Hangup);
+        }
+        metrics::counter!("handoffs_total", "outcome" => "unanswered").increment(1);
+        let fallback = queue
+            .as_ref()
+            .map_or(crate::operator::QueueFallback::CallbackTask, |q| {
+                q.when_unanswered
+            });
+        let (outcome, task, decision) = match fallback {
+            crate::operator::QueueFallback::Agent => {
+                store.resume_after_handoff(&call.id).await?;
+                let token = self.mint(&call);
+                (
+                    "agent",
+                    None,
+                    AfterStream::Resume(self.args.urls.stream(&call.id, token)),
+                )
+            }
+            crate::operator::QueueFallback::Voicemail => {
+                let message = queue
+                    .as_ref()
+                    .and_then(|q| q.voicemail_message.clone())
+                    .unwrap_or_else(|| CALLBACK_MESSAGE.to_owned());
+                store
+                    .set_end_reason(&call.id, "escalation_voicemail")
+                    .await?;
+                (
+                    "voicemail",
+                    None,
+                    AfterStream::Fallback(Fallback {
+                        message,
+                        number: None,
+                    }),
+                )
+            }
+            crate::operator::QueueFallback::CallbackTask => {
+                let caller = match call.direction {
+                    CallDirection::Inbound => call.from_number.clone(),
+                    CallDirection::Outbound => call.to_number.clone(),
+                };
+                let reason = format!(
+                    "{} (nobody answered in queue {}: {})",
+                    handoff.reason,
+                    handoff.queue_name.clone().unwrap_or_default(),
+                    report.status
+                );
+                let task = crate::callbacks::create(
+                    store,
+                    self.args.notifier.as_ref(),
+                    crate::operator::NewCallbackTask {
+                        tenant_id: call.tenant_id.clone(),
+                        phone: caller,
+                        reason,
+                        source_call_id: Some(call.id.clone()),
+                        queue_id: queue.as_ref().map(|q| q.id.clone()),
+                        priority: crate::operator::CallbackPriority::High,
+                        due_at: None,
+                        created_by: crate::operator::CallbackSource::Handoff,
+                    },
+                )
+                .await
+                .map_err(|e| RouterError::Conflict(format!("callback task not created: {e}")))?;
+                store.set_end_reason(&call.id, "callback_scheduled").await?;
+                (
+                    "callback_task",
+                    Some(task),
+                    AfterStream::Fallback(Fallback {
+                        message: CALLBACK_MESSAGE.to_owned(),
+                        number: None,
+                    }),
+                )
+            }
+        };
+        store
+            .finish_handoff(
+                &handoff_id,
+                "unanswered",
+                &report.status,
+                None,
+                outcome,
+                task.as_deref(),
+            )
+            .await?;
+        self.event(
+            &call.id,
+            "handoff",
+            json!({"handoff_id": handoff.id, "dial_status": report.status, "outcome": outcome, "callback_task_id": task}),
+        )
+        .await;
+        Ok(decision)
     }
 
     async fn lookup(&self, tenant: &TenantId, id: &str) -> Result<CallRecord, RouterError> {
@@ -1475,6 +1775,16 @@ impl Actor for RouterActor {
                 let ctx = state.ctx.clone();
                 spawn_reply(port, async move { ctx.control(tenant, id, action).await });
             }
+            RouterMsg::SendSms(tenant, call, body, port) => {
+                let ctx = state.ctx.clone();
+                spawn_reply(port, async move { ctx.send_sms(tenant, call, body).await });
+            }
+            RouterMsg::DialResult(target, handoff, report, port) => {
+                let ctx = state.ctx.clone();
+                spawn_reply(port, async move {
+                    ctx.dial_result(target, handoff, report).await
+                });
+            }
             RouterMsg::GetCall(tenant, id, port) => {
                 let ctx = state.ctx.clone();
                 spawn_reply(port, async move { ctx.detail(tenant, id).await });
@@ -1504,7 +1814,14 @@ impl Actor for RouterActor {
                         .await?
                         .ok_or(RouterError::NotFound("voice session"))?;
                     let turns = ctx.store().turns(&session.id).await?;
-                    Ok(SessionDetail { session, turns })
+                    let function_calls = ctx.store().session_function_calls(&session.id).await?;
+                    let handoffs = ctx.store().call_handoffs(&session.call_id).await?;
+                    Ok(SessionDetail {
+                        session,
+                        turns,
+                        function_calls,
+                        handoffs,
+                    })
                 });
             }
             RouterMsg::Operator(msg) => state.operator(msg).await,

@@ -22,6 +22,7 @@ mod api_keys;
 mod audit;
 mod callbacks;
 mod calls;
+mod function_calls;
 mod idempotency;
 mod models;
 mod phone_routes;
@@ -32,6 +33,7 @@ mod webhooks;
 
 pub use api_keys::KeyLookup;
 pub use calls::StatusUpdate;
+pub use function_calls::{FunctionCall, FunctionCallStatus, Handoff, NewFunctionCall};
 pub use models::*;
 pub use sessions::Usage;
 pub use webhooks::{

@@ -288,6 +288,8 @@ impl RootSupervisor {
             ChildKind::Calls => {
                 let mut deps = state.config.calls.clone();
                 deps.tenant = Some(state.tenant.clone());
+                deps.router = Some(state.router.clone());
+                deps.notifier = Some(state.notifier_handle.clone());
                 let (actor, _join) =
                     Actor::spawn_linked(None, CallSupervisor, deps, myself.get_cell()).await?;
                 let cell = actor.get_cell();
@@ -333,6 +335,7 @@ impl RootSupervisor {
                     token_ttl: c.stream_token_ttl,
                     live_window: c.live_window,
                     tenant_timeout: c.actor_timeout,
+                    notifier: Some(state.notifier_handle.clone()),
                 };
                 let (actor, _join) =
                     Actor::spawn_linked(None, RouterActor, args, myself.get_cell()).await?;

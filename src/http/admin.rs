@@ -27,6 +27,7 @@ use super::{ApiError, AppState};
 use crate::openapi::ErrorResponse;
 
 pub mod agents;
+pub mod contract;
 pub mod event_webhooks;
 pub mod phone_routes;
 pub mod queues;

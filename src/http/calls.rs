@@ -134,6 +134,11 @@ pub struct CallLogView {
     pub error_code: Option<String>,
     /// Carrier error message.
     pub error_message: Option<String>,
+    /// The caller's identity in this call: `verified` or `failed`.
+    pub identity_state: Option<String>,
+    /// Where the call was escalated (`queue:{name}`, then `queue:{name}/{DialCallSid}` once a
+    /// human answered).
+    pub escalated_to: Option<String>,
     /// Greeting requested.
     pub greeting: Option<String>,
     /// Organisation reference.
@@ -167,6 +172,8 @@ impl From<CallRecord> for CallLogView {
             stream_status: c.stream_status,
             error_code: c.error_code,
             error_message: c.error_message,
+            identity_state: c.identity_state,
+            escalated_to: c.escalated_to,
             greeting: c.greeting,
             org_id: c.org_id,
             metadata: c.metadata,

@@ -172,7 +172,7 @@ fn outgoing(tx: SplitSink<WebSocket, Message>) -> TwilioOutgoing {
     Box::pin(
         tx.with(|out: TwilioOut| async move {
             Ok::<_, warp::Error>(match out {
-                TwilioOut::Text(text) => Message::text(text),
+                TwilioOut::Text(text) | TwilioOut::Media(text, _) => Message::text(text),
                 TwilioOut::Close { code, reason } => Message::close_with(code, reason),
             })
         })

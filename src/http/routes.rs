@@ -66,6 +66,7 @@ routes! {
     CALL_STATUS = "POST" "/api/v1/call-status";
     STREAM_STATUS = "POST" "/api/v1/stream-status";
     AMD_STATUS = "POST" "/api/v1/amd-status";
+    DIAL_RESULT = "POST" "/api/v1/dial-result";
     MEDIA_STREAM = "GET" "/media-stream";
     MAKE_CALL = "POST" "/api/v1/make-call";
     VOICE_SESSIONS_LIST = "GET" "/api/v1/voice-sessions";

@@ -140,8 +140,104 @@ pub struct VoiceSessionDetail {
     /// Transcript, in order.
     pub transcript: Vec<TurnView>,
     /// Tool invocations, in order.
-    #[schema(value_type = Vec<Object>)]
-    pub function_calls: Vec<serde_json::Value>,
+    pub function_calls: Vec<FunctionCallView>,
+    /// Handoffs of the call to human queues, with their context.
+    pub handoffs: Vec<HandoffView>,
+}
+
+/// One tool invocation of the model.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FunctionCallView {
+    /// Identifier (`fc_…`).
+    pub id: String,
+    /// The model's `call_id`.
+    pub model_call_id: String,
+    /// Tool name.
+    pub name: String,
+    /// `webhook`, `builtin` or `unknown`.
+    pub kind: String,
+    /// Arguments as the model sent them.
+    #[schema(value_type = Object)]
+    pub arguments: serde_json::Value,
+    /// `running`, `succeeded`, `failed`, `refused`, `invalid`, `timed_out`, `cancelled`.
+    pub status: String,
+    /// Result given to the model (JSON when it is JSON).
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<serde_json::Value>,
+    /// Error given to the model.
+    pub error: Option<String>,
+    /// Milliseconds from start to result.
+    pub latency_ms: Option<i64>,
+    /// RFC 3339.
+    pub started_at: String,
+    /// RFC 3339.
+    pub finished_at: Option<String>,
+}
+
+fn json_or_text(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
+}
+
+impl From<actors::store::FunctionCall> for FunctionCallView {
+    fn from(f: actors::store::FunctionCall) -> Self {
+        FunctionCallView {
+            arguments: json_or_text(&f.arguments),
+            result: f.result.as_deref().map(json_or_text),
+            id: f.id,
+            model_call_id: f.model_call_id,
+            name: f.name,
+            kind: f.kind,
+            status: f.status,
+            error: f.error,
+            latency_ms: f.latency_ms,
+            started_at: rfc3339(f.started_at),
+            finished_at: f.finished_at.map(rfc3339),
+        }
+    }
+}
+
+/// A handoff of the call to a human queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HandoffView {
+    /// Identifier (`ho_…`).
+    pub id: String,
+    /// Queue name.
+    pub queue: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// What fired it: `tool:transfer_to_human`, `caller_asks_for_human`, `tool_failures`,
+    /// `call_duration`, `intent:{name}`.
+    pub rule: String,
+    /// `dialing`, `answered`, `unanswered`, `closed`, `failed`.
+    pub status: String,
+    /// Twilio's `DialCallStatus`.
+    pub dial_status: Option<String>,
+    /// `bridged`, `callback_task`, `voicemail`, `agent`.
+    pub outcome: Option<String>,
+    /// The callback task created for it.
+    pub callback_task_id: Option<String>,
+    /// The context given to the human: reason, rule, summary, last turns, identity, caller.
+    #[schema(value_type = Object)]
+    pub context: serde_json::Value,
+    /// RFC 3339.
+    pub created_at: String,
+}
+
+impl From<actors::store::Handoff> for HandoffView {
+    fn from(h: actors::store::Handoff) -> Self {
+        HandoffView {
+            id: h.id,
+            queue: h.queue_name,
+            reason: h.reason,
+            rule: h.rule,
+            status: h.status,
+            dial_status: h.dial_status,
+            outcome: h.outcome,
+            callback_task_id: h.callback_task_id,
+            context: h.context,
+            created_at: rfc3339(h.created_at),
+        }
+    }
 }
 
 impl From<SessionDetail> for VoiceSessionDetail {
@@ -149,7 +245,12 @@ impl From<SessionDetail> for VoiceSessionDetail {
         VoiceSessionDetail {
             session: d.session.into(),
             transcript: d.turns.into_iter().map(TurnView::from).collect(),
-            function_calls: Vec::new(),
+            function_calls: d
+                .function_calls
+                .into_iter()
+                .map(FunctionCallView::from)
+                .collect(),
+            handoffs: d.handoffs.into_iter().map(HandoffView::from).collect(),
         }
     }
 }
@@ -384,8 +485,10 @@ pub async fn active_stream(state: AppState, caller: Caller) -> Result<Response, 
         };
         async move { keep }
     });
+    // The stream ends when shutdown starts, so an open dashboard never holds the shutdown.
     let events = futures::stream::iter(snapshot)
         .chain(live)
+        .take_until(state.drained())
         .map(|e| Ok::<_, Infallible>(sse_event(e)));
     Ok(warp::sse::reply(warp::sse::keep_alive().stream(events)).into_response())
 }

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use actors::ids::{CallId, TenantId};
 use actors::router::{
-    AfterStream, CallbackTarget, InboundDecision, InboundRequest, RouterMsg, StreamCallback,
-    UNROUTED_MESSAGE,
+    AfterStream, CallbackTarget, DialReport, InboundDecision, InboundRequest, RouterMsg,
+    StreamCallback, UNROUTED_MESSAGE,
 };
 use actors::store::StatusUpdate;
 use actors::tenant::{TenantMsg, TwilioAccount};
@@ -23,7 +23,9 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use super::filters::{at, form_body, raw_query, with_state};
-use super::routes::{AMD_STATUS, CALL_STATUS, INCOMING_CALL, STREAM_ENDED, STREAM_STATUS};
+use super::routes::{
+    AMD_STATUS, CALL_STATUS, DIAL_RESULT, INCOMING_CALL, STREAM_ENDED, STREAM_STATUS,
+};
 use super::{ApiError, AppState};
 use crate::openapi::ErrorResponse;
 use crate::twilio::{signature, twiml};
@@ -254,6 +256,49 @@ pub async fn stream_ended(state: AppState, req: TwilioRequest) -> Result<Respons
     Ok(xml(&doc))
 }
 
+/// The `<Dial action>` of a handoff: answered → the call ends with the bridged leg;
+/// busy / no-answer / failed → the queue's fallback (callback task, voicemail message, or a
+/// fresh stream back to the agent).
+#[utoipa::path(post, path = "/api/v1/dial-result", tag = "webhooks",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    params(("call_id" = Option<String>, Query, description = "Our call id (set in the action URL)"),
+           ("handoff_id" = String, Query, description = "The handoff (set in the action URL)")),
+    responses((status = 200, description = "TwiML: hangup, a message, or a fresh stream", content_type = "text/xml"),
+              (status = 400, body = ErrorResponse), (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
+pub async fn dial_result(state: AppState, req: TwilioRequest) -> Result<Response, ApiError> {
+    let account = state.verify_twilio(&req, DIAL_RESULT.path).await?;
+    let target = req.target(account.tenant_id)?;
+    let handoff = req
+        .query
+        .iter()
+        .find(|(k, _)| k == "handoff_id")
+        .and_then(|(_, v)| actors::ids::HandoffId::parse(v))
+        .ok_or_else(|| ApiError::BadRequest {
+            code: "invalid_query",
+            message: "handoff_id is required".into(),
+            field: Some("handoff_id".into()),
+        })?;
+    let report = DialReport {
+        status: req.required("DialCallStatus")?.to_owned(),
+        dial_call_sid: req.param("DialCallSid").map(str::to_owned),
+        duration_secs: req.param("DialCallDuration").and_then(|d| d.parse().ok()),
+    };
+    let next = call_t!(
+        state.router_actor()?,
+        RouterMsg::DialResult,
+        state.actor_timeout_ms(),
+        target,
+        handoff,
+        report
+    )??;
+    let doc = match next {
+        AfterStream::Hangup => twiml::hangup(),
+        AfterStream::Fallback(f) => twiml::Response::new(twiml::fallback(&f)),
+        AfterStream::Resume(stream) => twiml::Response::new(vec![twiml::connect(&stream)]),
+    };
+    Ok(xml(&doc))
+}
+
 fn parse_rfc2822_ms(ts: Option<&str>) -> Option<i64> {
     ts.and_then(|t| chrono::DateTime::parse_from_rfc2822(t).ok())
         .map(|t| t.timestamp_millis())
@@ -379,7 +424,16 @@ pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
         .and(twilio_request(limit))
         .then(amd_status)
         .map(respond);
+    let dial = warp::path!("api" / "v1" / "dial-result")
+        .and(warp::post())
+        .and(at(&DIAL_RESULT))
+        .and(s())
+        .and(twilio_request(limit))
+        .then(dial_result)
+        .map(respond);
     incoming
+        .or(dial)
+        .unify()
         .or(ended)
         .unify()
         .or(status)

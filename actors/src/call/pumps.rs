@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use futures::{SinkExt, StreamExt};
-use metrics::counter;
+use metrics::{counter, histogram};
 use ractor::ActorRef;
 use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
@@ -54,34 +54,36 @@ pub(super) fn spawn_twilio_writer(
     tokio::spawn(async move {
         let mut closing = None;
         while let Some(out) = rx.recv().await {
-            match out {
-                TwilioOut::Text(text) => {
-                    match tokio::time::timeout(write_timeout, sink.send(TwilioOut::Text(text)))
-                        .await
-                    {
-                        Ok(Ok(())) => {}
-                        // The socket failed or stalled while the actor is alive: it is told
-                        // and finishes the call itself. Stop here, touching the sink no
-                        // more: this is not the actor dying (which the fallback below is
-                        // for — recording it raced the actor's own end, leaving a call the
-                        // caller simply hung up on marked `call_actor_failed` with a
-                        // fallback), and a sink that returned an error must not be used
-                        // again (`sink_map_err` panics when polled after its first error).
-                        Ok(Err(_)) => {
-                            let _ = actor
-                                .cast(CallMsg::TwilioGone(String::from("twilio_write_failed")));
-                            return;
-                        }
-                        Err(_) => {
-                            counter!("media_stalls_total", "leg" => "twilio").increment(1);
-                            let _ = actor.cast(CallMsg::TwilioGone(String::from("twilio_stalled")));
-                            return;
-                        }
-                    }
-                }
+            let (text, received) = match out {
+                TwilioOut::Text(text) => (text, None),
+                TwilioOut::Media(text, received) => (text, Some(received)),
                 close @ TwilioOut::Close { .. } => {
                     closing = Some(close);
                     break;
+                }
+            };
+            match tokio::time::timeout(write_timeout, sink.send(TwilioOut::Text(text))).await {
+                Ok(Ok(())) => {
+                    if let Some(received) = received {
+                        histogram!("media_relay_seconds", "direction" => "ai_to_caller")
+                            .record(received.elapsed().as_secs_f64());
+                    }
+                }
+                // The socket failed or stalled while the actor is alive: it is told and
+                // finishes the call itself. Stop here, touching the sink no more: this is
+                // not the actor dying (which the fallback below is for — recording it raced
+                // the actor's own end, leaving a call the caller simply hung up on marked
+                // `call_actor_failed` with a fallback), and a sink that returned an error
+                // must not be used again (`sink_map_err` panics when polled after its first
+                // error).
+                Ok(Err(_)) => {
+                    let _ = actor.cast(CallMsg::TwilioGone(String::from("twilio_write_failed")));
+                    return;
+                }
+                Err(_) => {
+                    counter!("media_stalls_total", "leg" => "twilio").increment(1);
+                    let _ = actor.cast(CallMsg::TwilioGone(String::from("twilio_stalled")));
+                    return;
                 }
             }
         }
@@ -184,6 +186,19 @@ pub(super) fn spawn_ai_reader(
             };
             match event {
                 ServerEvent::AudioDelta(d) => {
+                    let received = Instant::now();
+                    // Room for the frame and its mark first: a frame that cannot be queued is
+                    // dropped before playback counts it as sent, so the barge-in accounting
+                    // (sent and played milliseconds) stays exact under back-pressure.
+                    let Ok(mut permits) = twilio.try_reserve_many(2) else {
+                        let interrupted = playback
+                            .lock()
+                            .map(|p| p.was_dropped(&d.response_id))
+                            .unwrap_or(false);
+                        let leg = if interrupted { "interrupted" } else { "twilio" };
+                        counter!("media_frames_dropped_total", "leg" => leg).increment(1);
+                        continue;
+                    };
                     let verdict = match playback.lock() {
                         Ok(mut p) => p.on_delta(&d.response_id, &d.item_id, decoded_len(&d.delta)),
                         Err(_) => DeltaVerdict::Drop,
@@ -201,14 +216,12 @@ pub(super) fn spawn_ai_reader(
                                 stream_sid: stream_sid.clone(),
                                 mark: MarkName { name: mark },
                             };
-                            match twilio.try_send(TwilioOut::Text(media.encode())) {
-                                Ok(()) => {
-                                    counter!("media_frames_total", "leg" => "ai", "direction" => "outbound").increment(1);
-                                    let _ = twilio.try_send(TwilioOut::Text(mark.encode()));
-                                }
-                                Err(_) => {
-                                    counter!("media_frames_dropped_total", "leg" => "twilio").increment(1);
-                                }
+                            if let Some(permit) = permits.next() {
+                                permit.send(TwilioOut::Media(media.encode(), received));
+                                counter!("media_frames_total", "leg" => "ai", "direction" => "outbound").increment(1);
+                            }
+                            if let Some(permit) = permits.next() {
+                                permit.send(TwilioOut::Text(mark.encode()));
                             }
                             if first_of_item {
                                 let _ = actor.cast(CallMsg::FirstAudio(Instant::now()));

@@ -158,6 +158,9 @@ pub struct CloseInfo {
 
 enum Outbound {
     Text(String),
+    /// Caller audio (`input_audio_buffer.append`) and when its Twilio frame arrived, for the
+    /// runtime's relay-latency histogram.
+    Audio(String, std::time::Instant),
     /// Send a close frame and stop; the sender is told once the frame is written.
     Close(oneshot::Sender<()>),
 }
@@ -268,6 +271,16 @@ async fn write_loop(
                     return;
                 }
             }
+            Outbound::Audio(text, received) => {
+                if sink.feed(Message::text(text)).await.is_err() {
+                    return;
+                }
+                if rx.is_empty() && sink.flush().await.is_err() {
+                    return;
+                }
+                metrics::histogram!("media_relay_seconds", "direction" => "caller_to_ai")
+                    .record(received.elapsed().as_secs_f64());
+            }
             Outbound::Close(done) => {
                 closed = Some(done);
                 break;
@@ -331,7 +344,10 @@ impl RealtimeSender {
             mpsc::error::TrySendError::Full(()) => TrySendError::Full,
             mpsc::error::TrySendError::Closed(()) => TrySendError::Closed,
         })?;
-        permit.send(Outbound::Text(append_json(audio_b64)));
+        permit.send(Outbound::Audio(
+            append_json(audio_b64),
+            std::time::Instant::now(),
+        ));
         Ok(())
     }
 

@@ -6,7 +6,19 @@ use super::audit::insert_audit;
 use super::{
     Agent, AgentVersion, NewAudit, Store, StoreError, TurnDetection, VersionStatus, on_pool,
 };
+use crate::contract::Contract;
 use crate::ids::{AgentId, AgentVersionId, TenantId};
+
+/// The contract's JSON columns: tools, escalation, identity.
+fn contract_columns(c: &Contract) -> (String, String, Option<String>) {
+    (
+        serde_json::to_string(&c.tools).unwrap_or_else(|_| String::from("[]")),
+        serde_json::to_string(&c.escalation).unwrap_or_else(|_| String::from(r#"{"rules":[]}"#)),
+        c.identity
+            .as_ref()
+            .and_then(|i| serde_json::to_string(i).ok()),
+    )
+}
 
 #[derive(sqlx::FromRow)]
 struct AgentRow {
@@ -48,6 +60,9 @@ struct VersionRow {
     turn_detection: String,
     max_call_seconds: i64,
     idle_timeout_seconds: i64,
+    tools: String,
+    escalation: String,
+    identity: Option<String>,
     created_at: i64,
     approved_at: Option<i64>,
     retired_at: Option<i64>,
@@ -55,7 +70,7 @@ struct VersionRow {
 
 const VERSION_SELECT: &str = "SELECT v.id, v.agent_id, a.key AS agent_key, v.tenant_id, v.version, v.status, v.model, v.voice, \
      v.instructions, v.greeting, v.transcription_model, v.transcription_language, v.turn_detection, v.max_call_seconds, \
-     v.idle_timeout_seconds, v.created_at, v.approved_at, v.retired_at FROM agent_versions v JOIN agents a ON a.id = v.agent_id";
+     v.idle_timeout_seconds, v.tools, v.escalation, v.identity, v.created_at, v.approved_at, v.retired_at FROM agent_versions v JOIN agents a ON a.id = v.agent_id";
 
 impl TryFrom<VersionRow> for AgentVersion {
     type Error = StoreError;
@@ -79,6 +94,18 @@ impl TryFrom<VersionRow> for AgentVersion {
                 .map_err(|_| StoreError::Corrupt("agent_versions.turn_detection"))?,
             max_call_seconds: r.max_call_seconds,
             idle_timeout_seconds: r.idle_timeout_seconds,
+            contract: Contract {
+                tools: serde_json::from_str(&r.tools)
+                    .map_err(|_| StoreError::Corrupt("agent_versions.tools"))?,
+                escalation: serde_json::from_str(&r.escalation)
+                    .map_err(|_| StoreError::Corrupt("agent_versions.escalation"))?,
+                identity: r
+                    .identity
+                    .as_deref()
+                    .map(serde_json::from_str)
+                    .transpose()
+                    .map_err(|_| StoreError::Corrupt("agent_versions.identity"))?,
+            },
             created_at: r.created_at,
             approved_at: r.approved_at,
             retired_at: r.retired_at,
@@ -162,6 +189,7 @@ impl Store {
         audit: &NewAudit,
     ) -> Result<i64, StoreError> {
         let td = serde_json::to_string(&v.turn_detection).unwrap_or_else(|_| String::from("{}"));
+        let (tools, escalation, identity) = contract_columns(&v.contract);
         let number = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM agent_versions WHERE agent_id = $1")
@@ -171,7 +199,8 @@ impl Store {
             sqlx::query(
                 "INSERT INTO agent_versions (id, agent_id, tenant_id, version, status, model, voice, instructions, greeting, \
                  transcription_model, transcription_language, turn_detection, max_call_seconds, idle_timeout_seconds, \
-                 created_at, approved_at, retired_at) VALUES ($1, $2, $3, $4, 'draft', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, NULL, NULL)",
+                 tools, escalation, identity, created_at, approved_at, retired_at) \
+                 VALUES ($1, $2, $3, $4, 'draft', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, NULL, NULL)",
             )
             .bind(v.id.as_str())
             .bind(v.agent_id.as_str())
@@ -186,6 +215,9 @@ impl Store {
             .bind(&td)
             .bind(v.max_call_seconds)
             .bind(v.idle_timeout_seconds)
+            .bind(&tools)
+            .bind(&escalation)
+            .bind(&identity)
             .bind(v.created_at)
             .execute(&mut *tx)
             .await?;
@@ -203,12 +235,13 @@ impl Store {
         audit: &NewAudit,
     ) -> Result<bool, StoreError> {
         let td = serde_json::to_string(&v.turn_detection).unwrap_or_else(|_| String::from("{}"));
+        let (tools, escalation, identity) = contract_columns(&v.contract);
         let changed = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let n = sqlx::query(
                 "UPDATE agent_versions SET model = $2, voice = $3, instructions = $4, greeting = $5, transcription_model = $6, \
-                 transcription_language = $7, turn_detection = $8, max_call_seconds = $9, idle_timeout_seconds = $10 \
-                 WHERE id = $1 AND status = 'draft'",
+                 transcription_language = $7, turn_detection = $8, max_call_seconds = $9, idle_timeout_seconds = $10, \
+                 tools = $11, escalation = $12, identity = $13 WHERE id = $1 AND status = 'draft'",
             )
             .bind(v.id.as_str())
             .bind(&v.model)
@@ -220,6 +253,9 @@ impl Store {
             .bind(&td)
             .bind(v.max_call_seconds)
             .bind(v.idle_timeout_seconds)
+            .bind(&tools)
+            .bind(&escalation)
+            .bind(&identity)
             .execute(&mut *tx)
             .await?
             .rows_affected();

@@ -36,6 +36,8 @@ struct CallRow {
     machine_detection: Option<String>,
     error_code: Option<String>,
     error_message: Option<String>,
+    identity_state: Option<String>,
+    escalated_to: Option<String>,
     created_at: i64,
     updated_at: i64,
     started_at: Option<i64>,
@@ -45,7 +47,7 @@ struct CallRow {
 const CALL_COLUMNS: &str = "id, tenant_id, call_sid, account_sid, route_id, direction, from_number, to_number, \
      status, status_sequence, agent_key, agent_version_id, end_reason, answered_by, duration_seconds, metadata, \
      stream_sid, stream_status, after_stream, greeting, org_id, machine_detection, error_code, error_message, \
-     created_at, updated_at, started_at, ended_at";
+     identity_state, escalated_to, created_at, updated_at, started_at, ended_at";
 
 /// SQL list of live statuses, for `IN (…)`.
 const LIVE_SQL: &str = "('queued', 'initiated', 'ringing', 'in-progress')";
@@ -80,6 +82,8 @@ impl TryFrom<CallRow> for CallRecord {
             machine_detection: r.machine_detection,
             error_code: r.error_code,
             error_message: r.error_message,
+            identity_state: r.identity_state,
+            escalated_to: r.escalated_to,
             created_at: r.created_at,
             updated_at: r.updated_at,
             started_at: r.started_at,

@@ -457,6 +457,11 @@ pub struct CallRecord {
     pub error_code: Option<String>,
     /// Carrier error message.
     pub error_message: Option<String>,
+    /// The caller's identity in this call: `verified` or `failed` (`verify_identity`).
+    pub identity_state: Option<String>,
+    /// Where the call was escalated: `queue:{name}` while dialing, `queue:{name}/{DialCallSid}`
+    /// once a human answered.
+    pub escalated_to: Option<String>,
     /// Creation (Unix ms).
     pub created_at: i64,
     /// Last change (Unix ms).
@@ -653,6 +658,8 @@ pub struct AgentVersion {
     pub max_call_seconds: i64,
     /// Caller silence before the agent ends the call.
     pub idle_timeout_seconds: i64,
+    /// Tools, escalation rules and identity check.
+    pub contract: crate::contract::Contract,
     /// Creation (Unix ms).
     pub created_at: i64,
     /// Approval (Unix ms).

@@ -13,6 +13,9 @@ use utoipa::{IntoParams, ToSchema};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
+use super::contract::{
+    EscalationDto, IdentityDto, ToolDto, contract_from, escalation_view, identity_view, tools_view,
+};
 use super::{check_name, json};
 use crate::http::filters::{Caller, parse_json, parse_query};
 use crate::http::{ApiError, AppState};
@@ -143,6 +146,12 @@ pub struct VersionRequest {
     pub max_call_seconds: Option<i64>,
     /// Caller silence before the agent ends the call, in seconds (5–600, default 30).
     pub idle_timeout_seconds: Option<i64>,
+    /// Tools the model may call (webhooks and built-ins).
+    pub tools: Option<Vec<ToolDto>>,
+    /// Escalation rules, enforced by the runtime.
+    pub escalation: Option<EscalationDto>,
+    /// The identity check behind `verify_identity`.
+    pub identity: Option<IdentityDto>,
 }
 
 /// An agent version.
@@ -177,6 +186,12 @@ pub struct VersionView {
     pub max_call_seconds: i64,
     /// Caller silence limit.
     pub idle_timeout_seconds: i64,
+    /// Tools.
+    pub tools: Vec<ToolDto>,
+    /// Escalation rules.
+    pub escalation: EscalationDto,
+    /// Identity check.
+    pub identity: Option<IdentityDto>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -205,6 +220,9 @@ impl From<AgentVersion> for VersionView {
             turn_detection: serde_json::to_value(&v.turn_detection).unwrap_or_default(),
             max_call_seconds: v.max_call_seconds,
             idle_timeout_seconds: v.idle_timeout_seconds,
+            tools: tools_view(&v.contract),
+            escalation: escalation_view(&v.contract),
+            identity: identity_view(&v.contract),
             created_at: rfc3339(v.created_at),
             approved_at: v.approved_at.map(rfc3339),
             retired_at: v.retired_at.map(rfc3339),
@@ -234,7 +252,10 @@ fn token(field: &str, v: &str) -> Result<String, ApiError> {
     }
 }
 
-fn spec(r: VersionRequest) -> Result<VersionSpec, ApiError> {
+fn spec(state: &AppState, r: VersionRequest) -> Result<VersionSpec, ApiError> {
+    let contract = contract_from(r.tools, r.escalation, r.identity, &|url| {
+        state.check_tenant_url(url)
+    })?;
     let instructions = r.instructions.trim().to_owned();
     if instructions.is_empty() || instructions.chars().count() > 20_000 {
         return Err(ApiError::invalid(
@@ -316,6 +337,7 @@ fn spec(r: VersionRequest) -> Result<VersionSpec, ApiError> {
         turn_detection,
         max_call_seconds,
         idle_timeout_seconds,
+        contract,
     })
 }
 
@@ -448,7 +470,7 @@ pub async fn create_version(
 ) -> Result<Response, ApiError> {
     let meta = state.admin(&caller)?;
     let id = agent_id(&id)?;
-    let spec = spec(parse_json(&body)?)?;
+    let spec = spec(&state, parse_json(&body)?)?;
     let v = call_t!(
         state.rollout_actor()?,
         RolloutMsg::CreateVersion,
@@ -492,7 +514,7 @@ pub async fn put_version(
 ) -> Result<Response, ApiError> {
     let meta = state.admin(&caller)?;
     let id = version_id(&id)?;
-    let spec = spec(parse_json(&body)?)?;
+    let spec = spec(&state, parse_json(&body)?)?;
     let v = call_t!(
         state.rollout_actor()?,
         RolloutMsg::UpdateVersion,

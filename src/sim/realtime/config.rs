@@ -110,6 +110,10 @@ pub enum ScriptReply {
         arguments: serde_json::Value,
         /// Said after the tool result.
         then: String,
+        /// The `call_id` to use (default: a fresh one). Scripts repeat one to model a
+        /// model that re-emits the same invocation.
+        #[serde(default)]
+        call_id: Option<String>,
     },
 }
 
@@ -148,8 +152,19 @@ impl ScriptTurn {
                 name: name.into(),
                 arguments,
                 then: then.into(),
+                call_id: None,
             },
         }
+    }
+}
+
+impl ScriptTurn {
+    /// The same turn, its tool call using `call_id` (no effect on a spoken reply).
+    pub fn with_call_id(mut self, id: impl Into<String>) -> Self {
+        if let ScriptReply::CallTool { call_id, .. } = &mut self.reply {
+            *call_id = Some(id.into());
+        }
+        self
     }
 }
 

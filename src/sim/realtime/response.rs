@@ -32,6 +32,7 @@ pub(crate) enum Plan {
         name: String,
         arguments: String,
         then: String,
+        call_id: Option<String>,
     },
 }
 
@@ -211,8 +212,9 @@ impl Session {
                 name,
                 arguments,
                 then,
+                call_id,
             } => {
-                let call_id = new_id("call");
+                let call_id = call_id.unwrap_or_else(|| new_id("call"));
                 let item = json!({
                     "id": item_id, "object": "realtime.item", "type": "function_call",
                     "status": "in_progress", "call_id": call_id, "name": name, "arguments": "",

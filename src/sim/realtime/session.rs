@@ -445,10 +445,12 @@ impl Session {
                         name,
                         arguments,
                         then,
+                        call_id,
                     } => ScriptReply::CallTool {
                         name,
                         arguments: fill_json(&arguments, &|s| self.fill(s)),
                         then: self.fill(&then),
+                        call_id,
                     },
                 };
                 (self.fill(&t.user), reply)
@@ -779,10 +781,12 @@ impl Session {
                 name,
                 arguments,
                 then,
+                call_id,
             }) => Plan::Tool {
                 name,
                 arguments: arguments.to_string(),
                 then,
+                call_id,
             },
             None => Plan::Speech(self.fill(&self.script.default_reply)),
         }

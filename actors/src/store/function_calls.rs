@@ -1,0 +1,454 @@
+//! Function calls (every tool invocation of a model, with arguments, result or error, status
+//! and latency), handoffs to human queues with their context, and the per-call identity and
+//! escalation state on `calls`.
+//!
+//! A function call is keyed by (call, model call id): the insert that starts it is the
+//! idempotency check, so one invocation of the model runs its tool at most once even when
+//! the model (or a replayed session) repeats it.
+
+use serde::Serialize;
+
+use super::{Store, StoreError, on_pool};
+use crate::ids::{CallId, HandoffId, SessionId, TenantId};
+use crate::time::now_ms;
+
+/// How a function call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FunctionCallStatus {
+    /// Started, no result yet.
+    Running,
+    /// The tool answered.
+    Succeeded,
+    /// The tool failed (error status, bad response, carrier error …).
+    Failed,
+    /// Refused by the runtime (unknown tool, identity not verified …).
+    Refused,
+    /// The arguments did not match the schema; the tool was not called.
+    Invalid,
+    /// No answer within the tool's timeout.
+    TimedOut,
+    /// Cancelled (the caller interrupted, or the call ended).
+    Cancelled,
+}
+
+impl FunctionCallStatus {
+    /// As stored.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FunctionCallStatus::Running => "running",
+            FunctionCallStatus::Succeeded => "succeeded",
+            FunctionCallStatus::Failed => "failed",
+            FunctionCallStatus::Refused => "refused",
+            FunctionCallStatus::Invalid => "invalid",
+            FunctionCallStatus::TimedOut => "timed_out",
+            FunctionCallStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether it counts as a tool failure for escalation rules.
+    pub const fn is_failure(self) -> bool {
+        matches!(
+            self,
+            FunctionCallStatus::Failed
+                | FunctionCallStatus::Refused
+                | FunctionCallStatus::Invalid
+                | FunctionCallStatus::TimedOut
+        )
+    }
+}
+
+/// A recorded function call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FunctionCall {
+    /// Identifier (`fc_…`).
+    pub id: String,
+    /// The call.
+    pub call_id: String,
+    /// The voice session.
+    pub session_id: String,
+    /// The model's `call_id`.
+    pub model_call_id: String,
+    /// Tool name.
+    pub name: String,
+    /// `webhook`, `builtin` or `unknown`.
+    pub kind: String,
+    /// Arguments as the model sent them (JSON text).
+    pub arguments: String,
+    /// Status.
+    pub status: String,
+    /// Result given to the model.
+    pub result: Option<String>,
+    /// Error given to the model.
+    pub error: Option<String>,
+    /// Milliseconds from start to result.
+    pub latency_ms: Option<i64>,
+    /// Start (Unix ms).
+    pub started_at: i64,
+    /// End (Unix ms).
+    pub finished_at: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct FunctionCallRow {
+    id: String,
+    call_id: String,
+    session_id: String,
+    model_call_id: String,
+    name: String,
+    kind: String,
+    arguments: String,
+    status: String,
+    result: Option<String>,
+    error: Option<String>,
+    latency_ms: Option<i64>,
+    started_at: i64,
+    finished_at: Option<i64>,
+}
+
+impl From<FunctionCallRow> for FunctionCall {
+    fn from(r: FunctionCallRow) -> Self {
+        FunctionCall {
+            id: r.id,
+            call_id: r.call_id,
+            session_id: r.session_id,
+            model_call_id: r.model_call_id,
+            name: r.name,
+            kind: r.kind,
+            arguments: r.arguments,
+            status: r.status,
+            result: r.result,
+            error: r.error,
+            latency_ms: r.latency_ms,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+        }
+    }
+}
+
+const FC_COLUMNS: &str = "id, call_id, session_id, model_call_id, name, kind, arguments, status, result, error, \
+     latency_ms, started_at, finished_at";
+
+/// A function call as it starts.
+#[derive(Debug, Clone)]
+pub struct NewFunctionCall<'a> {
+    /// Owning tenant.
+    pub tenant_id: &'a TenantId,
+    /// The call.
+    pub call_id: &'a CallId,
+    /// The session.
+    pub session_id: &'a SessionId,
+    /// The model's `call_id`.
+    pub model_call_id: &'a str,
+    /// Tool name.
+    pub name: &'a str,
+    /// `webhook`, `builtin`, `unknown`.
+    pub kind: &'a str,
+    /// Arguments (JSON text).
+    pub arguments: &'a str,
+}
+
+/// A handoff to a human queue, with the context given to the operator.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Handoff {
+    /// Identifier (`ho_…`).
+    pub id: String,
+    /// Owning tenant.
+    pub tenant_id: String,
+    /// The call.
+    pub call_id: String,
+    /// Queue id, when one was found.
+    pub queue_id: Option<String>,
+    /// Queue name.
+    pub queue_name: Option<String>,
+    /// Why (the model's reason or the rule's description).
+    pub reason: String,
+    /// What fired it: `tool:transfer_to_human` or the escalation rule kind.
+    pub rule: String,
+    /// The handoff context (JSON): reason, rule, summary, identity, caller.
+    pub context: serde_json::Value,
+    /// `dialing`, `answered`, `unanswered`, `closed`, `failed`.
+    pub status: String,
+    /// Twilio's `DialCallStatus`.
+    pub dial_status: Option<String>,
+    /// Who answered (number), when answered.
+    pub target: Option<String>,
+    /// What happened next: `bridged`, `callback_task`, `voicemail`, `agent`.
+    pub outcome: Option<String>,
+    /// The callback task created for it.
+    pub callback_task_id: Option<String>,
+    /// Created (Unix ms).
+    pub created_at: i64,
+    /// Updated (Unix ms).
+    pub updated_at: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct HandoffRow {
+    id: String,
+    tenant_id: String,
+    call_id: String,
+    queue_id: Option<String>,
+    queue_name: Option<String>,
+    reason: String,
+    rule: String,
+    context: String,
+    status: String,
+    dial_status: Option<String>,
+    target: Option<String>,
+    outcome: Option<String>,
+    callback_task_id: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<HandoffRow> for Handoff {
+    fn from(r: HandoffRow) -> Self {
+        Handoff {
+            id: r.id,
+            tenant_id: r.tenant_id,
+            call_id: r.call_id,
+            queue_id: r.queue_id,
+            queue_name: r.queue_name,
+            reason: r.reason,
+            rule: r.rule,
+            context: serde_json::from_str(&r.context).unwrap_or_default(),
+            status: r.status,
+            dial_status: r.dial_status,
+            target: r.target,
+            outcome: r.outcome,
+            callback_task_id: r.callback_task_id,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+const HANDOFF_COLUMNS: &str = "id, tenant_id, call_id, queue_id, queue_name, reason, rule, context, status, \
+     dial_status, target, outcome, callback_task_id, created_at, updated_at";
+
+impl Store {
+    /// Records a function call as it starts. `Ok(None)` when this (call, model call id) was
+    /// already recorded: the invocation must not run again.
+    pub async fn start_function_call(
+        &self,
+        new: &NewFunctionCall<'_>,
+    ) -> Result<Option<String>, StoreError> {
+        let id = format!("fc_{}", uuid::Uuid::new_v4().simple());
+        let now = now_ms();
+        let r: Result<(), StoreError> = on_pool!(self, pool => async {
+            sqlx::query(
+                "INSERT INTO function_calls (id, tenant_id, call_id, session_id, model_call_id, name, kind, arguments, \
+                 status, result, error, latency_ms, started_at, finished_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'running', NULL, NULL, NULL, $9, NULL)",
+            )
+            .bind(&id)
+            .bind(new.tenant_id.as_str())
+            .bind(new.call_id.as_str())
+            .bind(new.session_id.as_str())
+            .bind(new.model_call_id)
+            .bind(new.name)
+            .bind(new.kind)
+            .bind(new.arguments)
+            .bind(now)
+            .execute(pool)
+            .await?;
+            Ok(())
+        }.await);
+        match r {
+            Ok(()) => Ok(Some(id)),
+            Err(e) if e.is_unique_violation() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records how a running function call ended (a finished one is never rewritten).
+    pub async fn finish_function_call(
+        &self,
+        id: &str,
+        status: FunctionCallStatus,
+        result: Option<&str>,
+        error: Option<&str>,
+        latency_ms: i64,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE function_calls SET status = $2, result = $3, error = $4, latency_ms = $5, finished_at = $6 \
+                 WHERE id = $1 AND status = 'running'",
+            )
+            .bind(id)
+            .bind(status.as_str())
+            .bind(result)
+            .bind(error)
+            .bind(latency_ms)
+            .bind(now_ms())
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// The function calls of a session, in order.
+    pub async fn session_function_calls(
+        &self,
+        session: &SessionId,
+    ) -> Result<Vec<FunctionCall>, StoreError> {
+        let rows: Vec<FunctionCallRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {FC_COLUMNS} FROM function_calls WHERE session_id = $1 ORDER BY started_at, id"
+            )))
+            .bind(session.as_str())
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().map(FunctionCall::from).collect())
+    }
+
+    /// Records the caller's identity state on the call (`verified` or `failed`).
+    pub async fn set_identity_state(&self, call: &CallId, state: &str) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE calls SET identity_state = $2, updated_at = $3 WHERE id = $1")
+                .bind(call.as_str())
+                .bind(state)
+                .bind(now_ms())
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Records a handoff as dialing starts (or as closed, when no queue could take it).
+    pub async fn insert_handoff(&self, h: &Handoff) -> Result<(), StoreError> {
+        let context = h.context.to_string();
+        on_pool!(self, pool => {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO handoffs ({HANDOFF_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            )))
+            .bind(&h.id)
+            .bind(&h.tenant_id)
+            .bind(&h.call_id)
+            .bind(&h.queue_id)
+            .bind(&h.queue_name)
+            .bind(&h.reason)
+            .bind(&h.rule)
+            .bind(&context)
+            .bind(&h.status)
+            .bind(&h.dial_status)
+            .bind(&h.target)
+            .bind(&h.outcome)
+            .bind(&h.callback_task_id)
+            .bind(h.created_at)
+            .bind(h.updated_at)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// A tenant's handoff.
+    pub async fn get_handoff(
+        &self,
+        tenant: &TenantId,
+        id: &HandoffId,
+    ) -> Result<Option<Handoff>, StoreError> {
+        let row: Option<HandoffRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE id = $1 AND tenant_id = $2"
+            )))
+            .bind(id.as_str())
+            .bind(tenant.as_str())
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.map(Handoff::from))
+    }
+
+    /// The handoffs of a call, oldest first.
+    pub async fn call_handoffs(&self, call: &CallId) -> Result<Vec<Handoff>, StoreError> {
+        let rows: Vec<HandoffRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE call_id = $1 ORDER BY created_at, id"
+            )))
+            .bind(call.as_str())
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().map(Handoff::from).collect())
+    }
+
+    /// Records the dial result of a handoff still `dialing`; false when it already has one
+    /// (a repeated callback changes nothing).
+    pub async fn finish_handoff(
+        &self,
+        id: &HandoffId,
+        status: &str,
+        dial_status: &str,
+        target: Option<&str>,
+        outcome: &str,
+        callback_task_id: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let n = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE handoffs SET status = $2, dial_status = $3, target = $4, outcome = $5, callback_task_id = $6, \
+                 updated_at = $7 WHERE id = $1 AND status = 'dialing'",
+            )
+            .bind(id.as_str())
+            .bind(status)
+            .bind(dial_status)
+            .bind(target)
+            .bind(outcome)
+            .bind(callback_task_id)
+            .bind(now_ms())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Marks a call escalated to `target` (the queue or the number that answered).
+    pub async fn set_escalated(&self, call: &CallId, target: &str) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE calls SET escalated_to = $2, updated_at = $3 WHERE id = $1")
+                .bind(call.as_str())
+                .bind(target)
+                .bind(now_ms())
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// The caller returns to the agent after an unanswered handoff: the call is live again
+    /// (no escalation target, no end reason, nothing planned after the stream).
+    pub async fn resume_after_handoff(&self, call: &CallId) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE calls SET escalated_to = NULL, end_reason = NULL, after_stream = NULL, updated_at = $2 WHERE id = $1",
+            )
+            .bind(call.as_str())
+            .bind(now_ms())
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// The conversation of a call so far, across its voice sessions: (role, what was said,
+    /// the heard part for interrupted turns), oldest first.
+    pub async fn call_conversation(
+        &self,
+        call: &CallId,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows: Vec<(String, String)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT t.role, COALESCE(t.heard_text, t.text) FROM transcript_turns t \
+                 JOIN voice_sessions s ON s.id = t.session_id WHERE s.call_id = $1 ORDER BY s.started_at, t.id",
+            )
+            .bind(call.as_str())
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+}
