@@ -65,7 +65,7 @@ pub enum StoreError {
     #[error("{field}: {message}")]
     Invalid {
         /// The field at fault.
-        field: &'static str,
+        field: String,
         /// What is wrong.
         message: String,
     },
