@@ -72,7 +72,7 @@ pub enum StoreError {
     #[error("{field}: {message}")]
     Invalid {
         /// The field at fault.
-        field: &'static str,
+        field: String,
         /// What is wrong.
         message: String,
     },

@@ -1,6 +1,9 @@
 //! Callback tasks: the life cycle, every refused transition, exclusive claims under
 //! concurrency, validation, listing filters and order, scopes and tenant isolation.
 
+use actors::ids::{CallId, QueueId, TenantId};
+use actors::operator::{CallbackPriority, CallbackSource, NewCallbackTask, QueueFallback};
+use actors::store::StoreError;
 use futures::future::join_all;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -17,6 +20,7 @@ backend_tests!(
     callback_task_scopes,
     callback_tasks_are_isolated_between_tenants,
     deleting_a_queue_keeps_its_tasks,
+    the_store_functions_the_call_actor_uses,
 );
 
 impl TestApp {
@@ -685,5 +689,120 @@ async fn deleting_a_queue_keeps_its_tasks(backend: Backend) {
         expect_error(resp, 422, "validation_failed").await["field"],
         "queue_id"
     );
+    app.stop().await;
+}
+
+/// `get_queue_by_name`, `get_queue` and `create_callback_task`, called directly on the
+/// store as the call actor does: tenant-scoped reads, `handoff`/`tool` tasks, references
+/// checked against the tenant.
+async fn the_store_functions_the_call_actor_uses(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let store = &app.state.store;
+    let (tenant_a, key_a, call_a) = app.tenant_with_call("Acme", "+14155550100").await;
+    let (tenant_b, _key_b, call_b) = app.tenant_with_call("Globex", "+14155550200").await;
+    let tenant_a = TenantId::parse(&tenant_a).expect("tenant id");
+    let tenant_b = TenantId::parse(&tenant_b).expect("tenant id");
+    let created = app
+        .create_queue(
+            &key_a,
+            &json!({"name": "billing", "numbers": ["+14155550123"], "when_unanswered": "voicemail",
+                    "voicemail_message": "Please leave a message.", "ring_timeout_seconds": 30}),
+        )
+        .await;
+    let queue_id = QueueId::parse(created["id"].as_str().expect("id")).expect("queue id");
+
+    let queue = store
+        .get_queue_by_name(&tenant_a, "billing")
+        .await
+        .expect("store")
+        .expect("queue by name");
+    assert_eq!(queue.id, queue_id);
+    assert_eq!(queue.numbers, vec!["+14155550123".to_owned()]);
+    assert_eq!(queue.ring_timeout_seconds, 30);
+    assert_eq!(queue.when_unanswered, QueueFallback::Voicemail);
+    assert!(queue.is_open(0), "no business hours: always open");
+    assert_eq!(
+        store.get_queue(&tenant_a, &queue_id).await.expect("store"),
+        Some(queue.clone())
+    );
+    // Another tenant never sees it, by name or by id.
+    assert_eq!(
+        store
+            .get_queue_by_name(&tenant_b, "billing")
+            .await
+            .expect("store"),
+        None
+    );
+    assert_eq!(
+        store.get_queue(&tenant_b, &queue_id).await.expect("store"),
+        None
+    );
+    assert_eq!(
+        store
+            .get_queue_by_name(&tenant_a, "sales")
+            .await
+            .expect("store"),
+        None
+    );
+
+    let new = NewCallbackTask {
+        tenant_id: tenant_a.clone(),
+        phone: "+15557654321".into(),
+        reason: "nobody answered the billing queue".into(),
+        source_call_id: Some(CallId::parse(&call_a).expect("call id")),
+        queue_id: Some(queue_id.clone()),
+        priority: CallbackPriority::High,
+        due_at: Some(1_900_000_000_000),
+        created_by: CallbackSource::Handoff,
+    };
+    let task = store.create_callback_task(&new).await.expect("created");
+    assert_eq!(task.created_by, CallbackSource::Handoff);
+    assert_eq!(task.queue_id, Some(queue_id.clone()));
+    let seen = app.task(&key_a, task.id.as_str()).await;
+    assert_eq!(seen["created_by"], "handoff");
+    assert_eq!(seen["priority"], "high");
+    assert_eq!(seen["source_call_id"], call_a.as_str());
+    assert_eq!(seen["due_at"], "2030-03-17T17:46:40.000Z");
+
+    // References must be the tenant's own; bad values are refused; nothing is written.
+    let refused = [
+        (
+            NewCallbackTask {
+                source_call_id: Some(CallId::parse(&call_b).expect("call id")),
+                ..new.clone()
+            },
+            "source_call_id",
+        ),
+        (
+            NewCallbackTask {
+                tenant_id: tenant_b.clone(),
+                source_call_id: None,
+                ..new.clone()
+            },
+            "queue_id",
+        ),
+        (
+            NewCallbackTask {
+                phone: "not a number".into(),
+                created_by: CallbackSource::Tool,
+                ..new.clone()
+            },
+            "phone",
+        ),
+        (
+            NewCallbackTask {
+                reason: String::new(),
+                ..new.clone()
+            },
+            "reason",
+        ),
+    ];
+    for (bad, field) in refused {
+        match store.create_callback_task(&bad).await {
+            Err(StoreError::Invalid { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("expected a refusal naming {field}, got {other:?}"),
+        }
+    }
+    assert_eq!(app.tasks(&key_a, "").await["total"], 1);
     app.stop().await;
 }

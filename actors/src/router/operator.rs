@@ -191,7 +191,7 @@ impl Ctx {
             .create_callback_task(&new)
             .await
             .map_err(|e| match e {
-                StoreError::Invalid { field, message } => RouterError::Invalid(field, message),
+                StoreError::Invalid { field, message } => RouterError::InvalidField(field, message),
                 other => RouterError::Store(other),
             })
     }

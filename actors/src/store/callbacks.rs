@@ -80,9 +80,9 @@ impl TryFrom<TaskRow> for CallbackTask {
     }
 }
 
-fn not_owned(field: &'static str, what: &str) -> StoreError {
+fn not_owned(field: &str, what: &str) -> StoreError {
     StoreError::Invalid {
-        field,
+        field: field.to_owned(),
         message: format!("is not {what} of this tenant"),
     }
 }
@@ -98,11 +98,7 @@ impl Store {
         new: &NewCallbackTask,
     ) -> Result<CallbackTask, StoreError> {
         new.validate().map_err(|e| StoreError::Invalid {
-            field: if e.field == "phone" {
-                "phone"
-            } else {
-                "reason"
-            },
+            field: e.field,
             message: e.message,
         })?;
         let id = CallbackTaskId::generate();
