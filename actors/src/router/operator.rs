@@ -187,8 +187,9 @@ impl Ctx {
     }
 
     async fn create_task(&self, new: NewCallbackTask) -> Result<CallbackTask, RouterError> {
-        self.store()
-            .create_callback_task(&new)
+        // Through `callbacks::create_task`, so `voice.callback.created` is emitted as for
+        // tasks made by tools and handoffs.
+        crate::callbacks::create_task(self.store(), self.args.notifier.as_ref(), &new)
             .await
             .map_err(|e| match e {
                 StoreError::Invalid { field, message } => RouterError::InvalidField(field, message),
