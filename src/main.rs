@@ -218,7 +218,7 @@ fn run_sandbox(file: Option<&std::path::Path>) -> ExitCode {
         telemetry::init_logging(config.log_format, &config.log_level);
         let app = Application::build(config.clone()).await?;
         let base = format!("http://{}", app.local_addr());
-        let seeded = stateset_voice::sandbox::seed(&app.state()).await?;
+        let seeded = stateset_voice::sandbox::seed(&app.state(), &sandbox).await?;
         println!(
             "{}",
             stateset_voice::sandbox::banner(&config, &seeded, &base)

@@ -7,20 +7,38 @@
 //! key, the tenant key and a `curl` for `make-call` whose call runs to completion: the
 //! simulated callee answers and talks with the simulated model, and the transcript is then
 //! readable in `voice-sessions`.
+//!
+//! The demo agent carries the agent contract: a webhook tool (`order_status`, served by the
+//! sandbox's own signed-request receiver, [`receivers`]), the `transfer_to_human`,
+//! `create_callback_task` and `end_call` built-ins, escalation rules and an operator queue
+//! (`support`) whose simulated operator is busy. The demo call looks an order up through the
+//! tool, asks for a person, is transferred to the queue, nobody answers, and a callback task
+//! is created; every step is in the API and arrives as a signed event at the receiver.
+
+pub mod receivers;
 
 use std::path::Path;
 use std::time::Duration;
 
+use actors::contract::{
+    Contract, Escalation, EscalationRule, EscalationTrigger, ToolSpec, ToolType,
+};
+use actors::ids::TenantId;
+use actors::operator::{QueueFallback, QueueSpec};
 use actors::rollout::{NewAgent, RolloutMsg, VersionSpec};
 use actors::router::{NewRoute, RouterMsg};
-use actors::store::{OverLimit, RouteDirection, RouteStatus, Scope, TurnDetection, VersionStatus};
+use actors::store::{
+    EventWebhook, OverLimit, RouteDirection, RouteStatus, Scope, TurnDetection, VersionStatus,
+};
 use actors::tenant::{AuditMeta, NewApiKey, NewTenant, TenantMsg, TwilioCredentialsInput};
 use anyhow::Context as _;
 use ractor::call_t;
 
 use crate::config::{Config, RawSettings};
 use crate::http::AppState;
-use crate::sim::carrier::{CallerScript, CarrierConfig, CarrierSim, CarrierSimHandle};
+use crate::sim::carrier::{
+    CallerScript, CarrierConfig, CarrierSim, CarrierSimHandle, OperatorBehaviour,
+};
 use crate::sim::realtime::{
     RealtimeScript, RealtimeSim, RealtimeSimConfig, RealtimeSimHandle, ScriptTurn,
 };
@@ -33,6 +51,10 @@ pub const AUTH_TOKEN: &str = "sandbox-auth-token-0123456789abcdef";
 pub const NUMBER: &str = "+15005550006";
 /// The number `make-call` reaches: a simulated person who talks with the agent.
 pub const CALLEE: &str = "+15005550010";
+/// The demo operator queue's number (its simulated operator is busy).
+pub const OPERATOR: &str = "+15005550020";
+/// The demo operator queue.
+pub const QUEUE: &str = "support";
 /// The realtime simulator's API key.
 pub const REALTIME_KEY: &str = "sk-sandbox";
 const TENANT_NAME: &str = "Sandbox Demo";
@@ -44,6 +66,8 @@ pub struct Sandbox {
     pub carrier: CarrierSimHandle,
     /// OpenAI Realtime stand-in.
     pub realtime: RealtimeSimHandle,
+    /// The demo tenant's tool and event endpoints.
+    pub receivers: receivers::Receivers,
 }
 
 /// What the sandbox created.
@@ -57,28 +81,107 @@ pub struct Seeded {
 fn demo_caller() -> CallerScript {
     CallerScript::default()
         .silence(Duration::from_millis(3500))
-        .speak(Duration::from_millis(1200), "What are your opening hours?")
-        .silence(Duration::from_millis(5000))
-        .speak(Duration::from_millis(800), "Great, thanks. Bye!")
-        .silence(Duration::from_millis(3500))
+        .speak(Duration::from_millis(1200), "Where is my order A1234?")
+        .silence(Duration::from_millis(7000))
+        .speak(Duration::from_millis(1000), "Can I talk to a person, please?")
+        .silence(Duration::from_millis(20_000))
         .hang_up()
+}
+
+/// What the simulated model does with the demo caller's turns.
+fn demo_model() -> RealtimeScript {
+    RealtimeScript::new(vec![
+        ScriptTurn::call_tool(
+            "Where is my order A1234?",
+            "order_status",
+            serde_json::json!({"order_id": "A1234"}),
+            "Your order A1234 has shipped with UPS and should arrive on Tuesday. Anything else?",
+        ),
+        ScriptTurn::call_tool(
+            "Can I talk to a person, please?",
+            "transfer_to_human",
+            serde_json::json!({"reason": "The caller asked to talk to a person.", "queue": QUEUE}),
+            "Of course. I'm transferring you to a colleague now, please stay on the line.",
+        ),
+    ])
+}
+
+/// The demo agent's contract: one webhook tool, the built-ins, escalation rules.
+fn demo_contract(tools_base: &str) -> anyhow::Result<Contract> {
+    let webhook = ToolSpec {
+        name: String::from("order_status"),
+        kind: ToolType::Webhook,
+        description: String::from("Looks up the shipping status of an order by its id."),
+        parameters: serde_json::json!({
+            "type": "object",
+            "properties": {"order_id": {"type": "string", "pattern": "^[A-Z][0-9]{4}$"}},
+            "required": ["order_id"],
+            "additionalProperties": false
+        }),
+        requires_identity: false,
+        url: Some(format!("{tools_base}/tools/order-status")),
+        timeout_ms: 5000,
+        filler: Some(String::from("One moment while I look that up.")),
+        filler_after_ms: 1500,
+        cancel_on_interrupt: false,
+    };
+    let builtin = |name: &str| ToolSpec {
+        name: name.to_owned(),
+        kind: ToolType::Builtin,
+        description: String::new(),
+        parameters: serde_json::Value::Null,
+        requires_identity: false,
+        url: None,
+        timeout_ms: 5000,
+        filler: None,
+        filler_after_ms: 1500,
+        cancel_on_interrupt: false,
+    };
+    Contract {
+        tools: vec![
+            webhook,
+            builtin("transfer_to_human"),
+            builtin("create_callback_task"),
+            builtin("end_call"),
+        ],
+        escalation: Escalation {
+            default_queue: Some(QUEUE.to_owned()),
+            handoff_line: Some(String::from(
+                "I'm transferring you to a colleague now. Please stay on the line.",
+            )),
+            rules: vec![
+                EscalationRule {
+                    trigger: EscalationTrigger::CallerAsksForHuman {
+                        patterns: vec![String::from(r"\b(supervisor|manager|complaint)\b")],
+                    },
+                    queue: None,
+                },
+                EscalationRule {
+                    trigger: EscalationTrigger::ToolFailures { count: 2 },
+                    queue: None,
+                },
+            ],
+        },
+        identity: None,
+    }
+    .validate(&|_| Ok(()))
+    .map_err(|e| anyhow::anyhow!("demo contract: {e}"))
 }
 
 /// Starts the simulators and points the settings at them (explicit settings win).
 pub async fn start(raw: &mut RawSettings) -> anyhow::Result<Sandbox> {
-    let realtime = RealtimeSim::start(RealtimeSimConfig::with_api_key(REALTIME_KEY).with_script(RealtimeScript::new(vec![
-        ScriptTurn::say(
-            "What are your opening hours?",
-            "We're open from nine to five, Monday to Friday. Is there anything else I can help with?",
-        ),
-        ScriptTurn::say("Great, thanks. Bye!", "You're welcome. Goodbye!"),
-    ])))
-    .await
-    .context("cannot start the realtime simulator")?;
+    let realtime =
+        RealtimeSim::start(RealtimeSimConfig::with_api_key(REALTIME_KEY).with_script(demo_model()))
+            .await
+            .context("cannot start the realtime simulator")?;
     let carrier = CarrierSim::start(CarrierConfig::with_account(ACCOUNT_SID, AUTH_TOKEN))
         .await
         .context("cannot start the carrier simulator")?;
     carrier.set_callee_script(CALLEE, demo_caller());
+    carrier.set_operator(OPERATOR, OperatorBehaviour::Busy);
+    let receivers = receivers::start()
+        .await
+        .context("cannot start the demo tool and event receivers")?;
     // The simulators' addresses always win; the database and admin key only when unset.
     raw.set("TWILIO_API_BASE_URL", carrier.base_url());
     raw.set("OPENAI_REALTIME_URL", realtime.url());
@@ -96,7 +199,11 @@ pub async fn start(raw: &mut RawSettings) -> anyhow::Result<Sandbox> {
             sandbox_admin_key(Path::new("data/sandbox-admin.key"))?,
         );
     }
-    Ok(Sandbox { carrier, realtime })
+    Ok(Sandbox {
+        carrier,
+        realtime,
+        receivers,
+    })
 }
 
 /// The sandbox admin key, kept in a file so it survives restarts.
@@ -121,8 +228,8 @@ fn meta() -> AuditMeta {
     }
 }
 
-/// Creates (or finds) the demo tenant, agent and route, and a fresh key.
-pub async fn seed(state: &AppState) -> anyhow::Result<Seeded> {
+/// Creates (or finds) the demo tenant, agent, queue, event webhook and route, and a fresh key.
+pub async fn seed(state: &AppState, sandbox: &Sandbox) -> anyhow::Result<Seeded> {
     let ms = state.actor_timeout_ms();
     let tenants = state.tenant_actor().map_err(|e| anyhow::anyhow!("{e}"))?;
     let existing = call_t!(tenants, TenantMsg::List, ms, 200, 0)??
@@ -172,8 +279,15 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Seeded> {
             meta()
         )??,
     };
+    let contract = demo_contract(&sandbox.receivers.base)?;
     let versions = call_t!(rollout, RolloutMsg::ListVersions, ms, agent.id.clone())??;
-    if !versions.iter().any(|v| v.status == VersionStatus::Approved) {
+    // A new version when none is approved, or when the approved one predates this demo
+    // contract (the receivers' port changes at every start).
+    let current = versions
+        .iter()
+        .filter(|v| v.status == VersionStatus::Approved)
+        .max_by_key(|v| v.version);
+    if current.is_none_or(|v| v.contract != contract) {
         let spec = VersionSpec {
             model: String::from("gpt-realtime"),
             voice: String::from("marin"),
@@ -188,7 +302,7 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Seeded> {
             turn_detection: TurnDetection::default(),
             max_call_seconds: 600,
             idle_timeout_seconds: 30,
-            contract: actors::contract::Contract::default(),
+            contract,
         };
         let v = call_t!(
             rollout,
@@ -199,7 +313,11 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Seeded> {
             meta()
         )??;
         call_t!(rollout, RolloutMsg::Approve, ms, v.id, meta())??;
+        if let Some(old) = current {
+            call_t!(rollout, RolloutMsg::Retire, ms, old.id.clone(), meta())??;
+        }
     }
+    seed_events(state, &tenant.id, sandbox).await?;
     let router = state.router_actor().map_err(|e| anyhow::anyhow!("{e}"))?;
     let routes = call_t!(
         router,
@@ -229,6 +347,32 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Seeded> {
             meta()
         )??;
     }
+    if state
+        .store
+        .get_queue_by_name(&tenant.id, QUEUE)
+        .await?
+        .is_none()
+    {
+        let spec = QueueSpec {
+            name: QUEUE.to_owned(),
+            numbers: vec![OPERATOR.to_owned()],
+            caller_id: None,
+            ring_timeout_seconds: 15,
+            business_hours: None,
+            when_closed: QueueFallback::CallbackTask,
+            when_unanswered: QueueFallback::CallbackTask,
+            voicemail_message: None,
+            announcement: Some(String::from("Connecting you to the support team.")),
+        };
+        call_t!(
+            router,
+            RouterMsg::create_queue,
+            ms,
+            tenant.id.clone(),
+            spec,
+            meta()
+        )??;
+    }
     let key = call_t!(
         tenants,
         TenantMsg::CreateApiKey,
@@ -244,6 +388,30 @@ pub async fn seed(state: &AppState) -> anyhow::Result<Seeded> {
         tenant_id: tenant.id.to_string(),
         api_key: key.secret,
     })
+}
+
+/// Points the demo tenant's event webhook at the sandbox receiver and gives the receiver the
+/// tenant's signing secret, so it verifies every delivery.
+async fn seed_events(state: &AppState, tenant: &TenantId, sandbox: &Sandbox) -> anyhow::Result<()> {
+    let ms = state.actor_timeout_ms();
+    let tenants = state.tenant_actor().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let webhook = EventWebhook {
+        url: format!("{}/events", sandbox.receivers.base),
+        events: None,
+    };
+    call_t!(
+        tenants,
+        TenantMsg::SetEventWebhook,
+        ms,
+        tenant.clone(),
+        Some(webhook),
+        meta()
+    )??;
+    let secret = call_t!(tenants, TenantMsg::SigningSecret, ms, tenant.clone())??;
+    if let Ok(mut slot) = sandbox.receivers.secret.write() {
+        *slot = Some(secret);
+    }
+    Ok(())
 }
 
 /// The banner printed at start.

@@ -25,9 +25,9 @@ async fn sandbox_call_completes_with_a_transcript() {
     let app = Application::build(config.clone()).await.expect("app");
     let base = format!("http://{}", app.local_addr());
     let state = app.state();
-    let first = sandbox::seed(&state).await.expect("seed");
+    let first = sandbox::seed(&state, &sims).await.expect("seed");
     // Seeding again reuses the tenant, agent and route (only the key is new).
-    let second = sandbox::seed(&state).await.expect("seed again");
+    let second = sandbox::seed(&state, &sims).await.expect("seed again");
     assert_eq!(first.tenant_id, second.tenant_id);
     assert_ne!(first.api_key, second.api_key);
     let banner = sandbox::banner(&config, &second, &base);
