@@ -112,7 +112,7 @@ pub struct NewTenant {
     pub name: String,
     /// Concurrency limit.
     pub max_concurrent_calls: i64,
-    /// Event webhook URL.
+    /// A URL recorded with the tenant (informational; see [`TenantMsg::SetEventWebhook`]).
     pub webhook_url: Option<String>,
 }
 
@@ -134,7 +134,7 @@ pub struct TenantPatch {
 pub struct RuntimeConfigUpdate {
     /// Model, voice and prompt key.
     pub config: RuntimeConfig,
-    /// Event webhook URL (or cleared).
+    /// The informational URL (or cleared).
     pub webhook_url: Option<String>,
 }
 

@@ -125,7 +125,7 @@ pub struct TenantView {
     pub status: TenantStatusDto,
     /// Simultaneous live calls allowed.
     pub max_concurrent_calls: i64,
-    /// Event webhook URL.
+    /// A URL recorded with the tenant (informational; events are delivered to the event webhook, `PUT /api/v1/admin/tenants/{tenant_id}/event-webhook`).
     pub webhook_url: Option<String>,
     /// AI runtime defaults.
     pub runtime_config: RuntimeConfigView,
@@ -202,7 +202,7 @@ pub struct CreateTenantRequest {
     pub name: String,
     /// Simultaneous live calls allowed (1–10000, default 10).
     pub max_concurrent_calls: Option<i64>,
-    /// Event webhook URL (http or https).
+    /// A URL recorded with the tenant, http or https (informational; events are delivered to the event webhook, `PUT /api/v1/admin/tenants/{tenant_id}/event-webhook`).
     pub webhook_url: Option<String>,
 }
 
@@ -240,7 +240,7 @@ pub struct RuntimeConfigRequest {
     pub voice: Option<String>,
     /// System prompt key.
     pub system_prompt_key: Option<String>,
-    /// Event webhook URL.
+    /// A URL recorded with the tenant (informational; events are delivered to the event webhook, `PUT /api/v1/admin/tenants/{tenant_id}/event-webhook`).
     pub webhook_url: Option<String>,
 }
 

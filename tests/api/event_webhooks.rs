@@ -31,6 +31,7 @@ backend_tests!(
     redelivery_resets_a_delivery_and_waits_for_an_attempt_in_flight,
     private_destinations_are_refused_at_config_and_at_delivery,
     deliveries_are_tenant_scoped_and_scope_checked,
+    two_nodes_never_send_the_same_attempt,
 );
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -859,4 +860,36 @@ async fn deliveries_are_tenant_scoped_and_scope_checked(backend: Backend) {
         .expect("get");
     expect_error(unknown, 404, "not_found").await;
     app.stop().await;
+}
+
+async fn two_nodes_never_send_the_same_attempt(backend: Backend) {
+    // Both nodes claim from the same outbox on every tick and every wake-up; a delivery is
+    // claimed by one of them only, so each is attempted exactly once.
+    let node_a = spawn_app(backend).await;
+    let node_b = node_a.another_node(|_| {}).await;
+    let (tenant_id, key) = node_a.tenant_with_key("Acme").await;
+    let receiver = Receiver::start(Vec::new(), 200).await;
+    set_webhook(&node_a, &tenant_id, json!({"url": receiver.url})).await;
+    const EVENTS: usize = 24;
+    let mut emitted = Vec::new();
+    for i in 0..EVENTS {
+        let node = if i % 2 == 0 { &node_a } else { &node_b };
+        emitted.push(emit(node, &tenant_id, EventKind::CallCompleted, json!({"n": i})).await);
+    }
+    let data = wait_deliveries(&node_b, &key, "limit=200", |d| {
+        d.len() == EVENTS && d.iter().all(|d| d["status"] == "delivered")
+    })
+    .await;
+    assert!(
+        data.iter().all(|d| d["attempts"] == 1),
+        "each delivery was claimed once: {data:?}"
+    );
+    let hits = receiver.hits();
+    assert_eq!(hits.len(), EVENTS);
+    let mut received: Vec<String> = hits.into_iter().map(|h| h.event_id).collect();
+    received.sort();
+    emitted.sort();
+    assert_eq!(received, emitted);
+    node_b.stop().await;
+    node_a.stop().await;
 }

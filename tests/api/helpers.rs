@@ -283,6 +283,18 @@ impl TestApp {
         .await
     }
 
+    /// Starts a second node on this app's database (another application process as far as
+    /// the database can tell), with the default test settings adjusted by `adjust`.
+    pub async fn another_node(&self, adjust: impl FnOnce(&mut RawSettings)) -> TestApp {
+        start_app(
+            self.database_url.clone(),
+            tempfile::tempdir().expect("tempdir"),
+            RealtimeSimConfig::with_api_key(REALTIME_KEY),
+            adjust,
+        )
+        .await
+    }
+
     async fn shut_down(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());

@@ -124,6 +124,15 @@ mod tests {
     }
 
     #[test]
+    fn matches_an_independent_implementation() {
+        // Python: hmac.new(b"whsec_test", b'1790000000.{"id":"evt_1"}', hashlib.sha256).hexdigest()
+        assert_eq!(
+            sign(b"whsec_test", 1_790_000_000, br#"{"id":"evt_1"}"#),
+            "t=1790000000,v1=e32657f3e678d33b41ec084c16ac0e125d25480a06cb3902286dc5942c6fd259"
+        );
+    }
+
+    #[test]
     fn refuses_tampering_age_and_bad_headers() {
         let body = br#"{"amount":10}"#;
         let header = sign(SECRET, NOW, body);

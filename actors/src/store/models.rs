@@ -74,7 +74,8 @@ pub struct Tenant {
     pub status: TenantStatus,
     /// Limit of simultaneously live calls.
     pub max_concurrent_calls: i64,
-    /// Where tenant event webhooks are delivered.
+    /// A URL recorded with the tenant (informational; event deliveries go to
+    /// [`Tenant::event_webhook`]).
     pub webhook_url: Option<String>,
     /// AI runtime defaults.
     pub runtime_config: RuntimeConfig,

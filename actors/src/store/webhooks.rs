@@ -244,14 +244,17 @@ struct AttemptRow {
     latency_ms: i64,
 }
 
-/// Records an event on an open transaction (`$tx` is `&mut *tx`) and, when the tenant's
+/// Records an event on an open transaction (`$exec` is `&mut *tx`) and, when the tenant's
 /// webhook accepts it, its delivery. Evaluates to `Option<QueuedEvent>` (`None`: no such
-/// tenant, nothing written); database errors return from the enclosing function.
+/// tenant, nothing written); database errors return from the enclosing function. Store
+/// methods that must record an event atomically with their own change use it (build the
+/// event with [`crate::notifier::envelope`], and call [`crate::notifier::Notifier::wake`]
+/// after the commit).
 ///
 /// The event row is written first, so on SQLite the transaction holds the write lock before
 /// it reads the tenant (no read-to-write upgrade that could fail under concurrency).
 macro_rules! insert_event {
-    ($tx:expr, $event:expr) => {{
+    ($exec:expr, $event:expr) => {{
         let event: &$crate::store::NewEvent = $event;
         let inserted = sqlx::query(
             "INSERT INTO webhook_events (id, tenant_id, event, payload, created_at) \
@@ -262,7 +265,7 @@ macro_rules! insert_event {
         .bind(&event.event)
         .bind(&event.payload)
         .bind(event.created_at)
-        .execute(&mut *$tx)
+        .execute($exec)
         .await?;
         if inserted.rows_affected() == 0 {
             None
@@ -270,7 +273,7 @@ macro_rules! insert_event {
             let hook: Option<(Option<String>, Option<String>)> =
                 sqlx::query_as("SELECT events_url, events_filter FROM tenants WHERE id = $1")
                     .bind(event.tenant_id.as_str())
-                    .fetch_optional(&mut *$tx)
+                    .fetch_optional($exec)
                     .await?;
             let webhook = match hook {
                 Some((Some(url), filter)) => Some($crate::store::EventWebhook {
@@ -293,7 +296,7 @@ macro_rules! insert_event {
                     .bind(&webhook.url)
                     .bind(&event.event)
                     .bind(event.created_at)
-                    .execute(&mut *$tx)
+                    .execute($exec)
                     .await?;
                     Some(id)
                 }
@@ -306,6 +309,11 @@ macro_rules! insert_event {
         }
     }};
 }
+#[allow(
+    unused_imports,
+    reason = "for store methods that record an event together with their own change"
+)]
+pub(crate) use insert_event;
 
 impl Store {
     /// Records `event` and, when the tenant's webhook accepts it, its delivery, in one
@@ -313,7 +321,7 @@ impl Store {
     pub async fn enqueue_event(&self, event: &NewEvent) -> Result<Option<QueuedEvent>, StoreError> {
         let queued = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let queued = insert_event!(tx, event);
+            let queued = insert_event!(&mut *tx, event);
             tx.commit().await?;
             queued
         });
@@ -433,7 +441,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
                 if let Some(event) = failure_event {
-                    let _ = insert_event!(tx, event);
+                    let _ = insert_event!(&mut *tx, event);
                 }
                 tx.commit().await?;
             }
