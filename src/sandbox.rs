@@ -83,7 +83,10 @@ fn demo_caller() -> CallerScript {
         .silence(Duration::from_millis(3500))
         .speak(Duration::from_millis(1200), "Where is my order A1234?")
         .silence(Duration::from_millis(7000))
-        .speak(Duration::from_millis(1000), "Can I talk to a person, please?")
+        .speak(
+            Duration::from_millis(1000),
+            "Can I talk to a person, please?",
+        )
         .silence(Duration::from_millis(20_000))
         .hang_up()
 }
@@ -426,13 +429,19 @@ pub fn banner(config: &Config, seeded: &Seeded, base: &str) -> String {
          admin key  (x-admin-key):          {admin}\n\
          tenant key (Authorization: Bearer): {key}\n\
          demo tenant: {tenant}, number {NUMBER}\n\n\
-         Place a call (the simulated callee answers and talks with the agent for ~20 s):\n\n\
+         Place a call (the simulated callee asks about an order, which the agent looks up with\n\
+         its webhook tool, then asks for a person: the agent transfers the call to the `support`\n\
+         queue, nobody answers, and a callback task is created; about 20 s):\n\n\
          curl -s -X POST {base}/api/v1/make-call \\\n  \
          -H 'authorization: Bearer {key}' -H 'content-type: application/json' \\\n  \
          -d '{{\"to\":\"{CALLEE}\"}}'\n\n\
          Then read the transcript:\n\n\
          curl -s {base}/api/v1/voice-sessions -H 'authorization: Bearer {key}'\n\
          curl -s {base}/api/v1/voice-sessions/<id> -H 'authorization: Bearer {key}'\n\n\
+         The tool calls and the handoff are in that session; then the callback task and the\n\
+         signed events delivered to the demo receiver (every attempt logged):\n\n\
+         curl -s {base}/api/v1/callback-tasks -H 'authorization: Bearer {key}'\n\
+         curl -s {base}/api/v1/webhook-deliveries -H 'authorization: Bearer {key}'\n\n\
          Watch live calls: curl -N {base}/api/v1/active-sessions/stream -H 'authorization: Bearer {key}'\n",
         key = seeded.api_key,
         tenant = seeded.tenant_id,

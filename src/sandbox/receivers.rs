@@ -4,7 +4,7 @@
 //! signed tool requests and signed events arrive (and the log says so).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -20,8 +20,8 @@ pub struct Receivers {
     pub base: String,
     /// The tenant's signing secret (set once the tenant exists).
     pub secret: Arc<RwLock<Option<Vec<u8>>>>,
-    /// Events received, newest last.
-    pub events: Arc<Mutex<Vec<Value>>>,
+    /// Events received, newest last (watch it to wait for one).
+    pub events: Arc<tokio::sync::watch::Sender<Vec<Value>>>,
 }
 
 fn verified(secret: &RwLock<Option<Vec<u8>>>, header: Option<&str>, body: &[u8]) -> bool {
@@ -52,7 +52,7 @@ fn reply(status: StatusCode, body: &Value) -> warp::reply::Response {
 /// Starts the receivers on `127.0.0.1:0`.
 pub async fn start() -> anyhow::Result<Receivers> {
     let secret: Arc<RwLock<Option<Vec<u8>>>> = Arc::default();
-    let events: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let events = Arc::new(tokio::sync::watch::Sender::new(Vec::new()));
     let tool = {
         let secret = Arc::clone(&secret);
         warp::path!("tools" / "order-status")
@@ -81,7 +81,9 @@ pub async fn start() -> anyhow::Result<Receivers> {
         let events = Arc::clone(&events);
         warp::path!("events")
             .and(warp::post())
-            .and(warp::header::optional::<String>(actors::egress::SIGNATURE_HEADER))
+            .and(warp::header::optional::<String>(
+                actors::egress::SIGNATURE_HEADER,
+            ))
             .and(warp::body::bytes())
             .map(move |sig: Option<String>, body: Bytes| {
                 if !verified(&secret, sig.as_deref(), &body) {
@@ -94,9 +96,7 @@ pub async fn start() -> anyhow::Result<Receivers> {
                     id = %event["id"].as_str().unwrap_or_default(),
                     "sandbox events: signed event received and verified"
                 );
-                if let Ok(mut all) = events.lock() {
-                    all.push(event);
-                }
+                events.send_modify(|all| all.push(event));
                 reply(StatusCode::OK, &json!({"received": true}))
             })
     };

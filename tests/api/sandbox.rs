@@ -9,7 +9,7 @@ use stateset_voice::sandbox;
 use stateset_voice::startup::Application;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sandbox_call_completes_with_a_transcript() {
+async fn sandbox_call_uses_the_tool_escalates_and_falls_back_to_a_callback_task() {
     crate::helpers::logs();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut raw = RawSettings::default();
@@ -102,6 +102,72 @@ async fn sandbox_call_completes_with_a_transcript() {
         roles,
         ["assistant", "user", "assistant", "user", "assistant"],
         "{session}"
+    );
+    // The demo's agent contract ran: the webhook tool answered (a signed request the demo
+    // receiver verified), the built-in transferred to the queue, nobody answered, and a
+    // callback task was created from the call.
+    let calls = session["function_calls"]
+        .as_array()
+        .expect("function calls");
+    let names: Vec<(&str, &str)> = calls
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().expect("name"),
+                c["status"].as_str().expect("status"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("order_status", "succeeded"),
+            ("transfer_to_human", "succeeded")
+        ],
+        "{session}"
+    );
+    assert_eq!(calls[0]["result"]["status"], "shipped", "{session}");
+    let handoff = &session["handoffs"][0];
+    assert_eq!(handoff["queue"], sandbox::QUEUE, "{session}");
+    assert_eq!(handoff["rule"], "tool:transfer_to_human");
+    let task_id = handoff["callback_task_id"].as_str().map(str::to_owned);
+    // The call ended after the `<Dial action>` answer, which the task was created for.
+    let tasks: Value = client
+        .get(format!("{base}/api/v1/callback-tasks"))
+        .bearer_auth(&second.api_key)
+        .send()
+        .await
+        .expect("tasks")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(tasks["total"], 1, "{tasks}");
+    let task = &tasks["data"][0];
+    assert_eq!(task["created_by"], "handoff");
+    assert_eq!(task["phone"], sandbox::CALLEE);
+    assert_eq!(task["source_call_id"], placed["call_id"]);
+    assert!(task_id.is_none() || task_id.as_deref() == task["id"].as_str());
+    // Every event reached the demo receiver signed (it refuses anything else).
+    let wanted = [
+        "voice.call.started",
+        "voice.call.escalated",
+        "voice.call.completed",
+        "voice.callback.created",
+    ];
+    let mut events = sims.receivers.events.subscribe();
+    let all_arrived = tokio::time::timeout(
+        Duration::from_secs(30),
+        events.wait_for(|received| {
+            wanted
+                .iter()
+                .all(|w| received.iter().any(|e| e["event"] == *w))
+        }),
+    )
+    .await;
+    assert!(
+        matches!(all_arrived, Ok(Ok(_))),
+        "events received: {:?}",
+        sims.receivers.events.borrow()
     );
     server.abort();
 }
