@@ -6,6 +6,7 @@ mod helpers;
 mod admin;
 mod agents;
 mod auth;
+mod builtins;
 mod callbacks;
 mod calls;
 mod carrier;

@@ -788,8 +788,11 @@ impl CallState {
         };
         match line.action {
             LineAction::Hangup => {
-                self.tools.ending =
-                    Some(self.tools.ending_reason_hint.unwrap_or("agent_ended_call"));
+                let reason = self.tools.ending_reason_hint.unwrap_or("agent_ended_call");
+                self.tools.ending = Some(reason);
+                // Recorded before the carrier is asked: the first end reason written wins,
+                // and the router's own (`hangup_requested`) would otherwise come first.
+                let _ = self.deps.store.set_end_reason(&self.call.id, reason).await;
                 let _ = self
                     .deps
                     .store
