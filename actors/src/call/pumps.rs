@@ -65,7 +65,7 @@ pub(super) fn spawn_twilio_writer(
             match tokio::time::timeout(write_timeout, sink.send(TwilioOut::Text(text))).await {
                 Ok(Ok(())) => {
                     if let Some(received) = received {
-                        histogram!("media_relay_seconds", "direction" => "ai_to_caller")
+                        histogram!("relay_latency_seconds", "direction" => "ai_to_caller")
                             .record(received.elapsed().as_secs_f64());
                     }
                 }

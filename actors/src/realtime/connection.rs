@@ -278,7 +278,7 @@ async fn write_loop(
                 if rx.is_empty() && sink.flush().await.is_err() {
                     return;
                 }
-                metrics::histogram!("media_relay_seconds", "direction" => "caller_to_ai")
+                metrics::histogram!("relay_latency_seconds", "direction" => "caller_to_ai")
                     .record(received.elapsed().as_secs_f64());
             }
             Outbound::Close(done) => {
