@@ -610,6 +610,10 @@ impl CallState {
                 tracing::warn!(call_id = %self.call.id, code = %code, message = %e.error.message, "ai session error");
                 if is_fatal(&code) {
                     self.fail_over(&format!("ai_error:{code}")).await;
+                } else if code == "conversation_already_has_active_response" {
+                    // Ours raced a response the server started itself (e.g. server VAD):
+                    // what we asked for is asked again when that one is done.
+                    self.tools.retry_response = true;
                 }
             }
             ServerEvent::FunctionCallArgumentsDone(f) => {

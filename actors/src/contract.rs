@@ -837,4 +837,46 @@ mod tests {
         .expect("tool");
         assert_eq!(tool.builtin(), Some(Builtin::EndCall));
     }
+
+    proptest::proptest! {
+        /// Whatever an admin sends, validation answers (a field or a contract); it never
+        /// panics, and what it accepts compiles into a toolbox that checks arguments.
+        #[test]
+        fn validation_never_panics(
+            name in ".{0,80}",
+            pattern in ".{0,60}",
+            url in ".{0,60}",
+            schema_type in proptest::sample::select(vec!["object", "string", "array", ""]),
+            prop_type in proptest::sample::select(vec!["string", "integer", "nope", "object"]),
+            count in 0u32..40,
+            args in ".{0,40}",
+        ) {
+            let contract = Contract {
+                tools: vec![ToolSpec {
+                    name: name.clone(),
+                    parameters: json!({"type": schema_type, "properties": {"x": {"type": prop_type}}}),
+                    url: Some(url),
+                    ..webhook("t")
+                }],
+                escalation: Escalation {
+                    default_queue: Some(name),
+                    handoff_line: None,
+                    rules: vec![
+                        EscalationRule {
+                            trigger: EscalationTrigger::CallerAsksForHuman { patterns: vec![pattern] },
+                            queue: None,
+                        },
+                        EscalationRule { trigger: EscalationTrigger::ToolFailures { count }, queue: None },
+                    ],
+                },
+                identity: None,
+            };
+            if let Ok(valid) = contract.validate(&ok_url) {
+                let tb = Toolbox::new(valid);
+                let tool = tb.contract.tools[0].name.clone();
+                let _ = tb.check_arguments(&tool, &json!({"x": args.clone()}));
+                let _ = tb.caller_asks_for_human(&args);
+            }
+        }
+    }
 }

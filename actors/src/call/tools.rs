@@ -164,6 +164,9 @@ pub struct ToolState {
     pub ending: Option<&'static str>,
     /// The end reason a planned hangup records (default `agent_ended_call`).
     pub ending_reason_hint: Option<&'static str>,
+    /// A `response.create` of ours was refused (another response was active): send it again
+    /// once that one is done.
+    pub retry_response: bool,
 }
 
 impl ToolState {
@@ -674,6 +677,12 @@ impl CallState {
                 "Say exactly: {say}"
             )))
             .await;
+            return;
+        }
+        if self.tools.retry_response {
+            self.tools.retry_response = false;
+            self.response_active = true;
+            self.send_ai(ClientEvent::response_create()).await;
             return;
         }
         let ready: Vec<String> = self
