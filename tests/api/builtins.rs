@@ -22,6 +22,7 @@ backend_tests!(
     a_reported_intent_escalates_to_its_queue_and_an_answer_bridges_the_call,
     a_silent_caller_hears_a_goodbye_and_the_call_ends_idle,
     an_unanswered_queue_that_returns_callers_to_the_agent_resumes_the_conversation,
+    an_unanswered_queue_with_voicemail_plays_its_message,
 );
 
 const WAIT: Duration = Duration::from_secs(45);
@@ -428,4 +429,59 @@ async fn an_unanswered_queue_that_returns_callers_to_the_agent_resumes_the_conve
         "the earlier caller turn was replayed: {:?}",
         resumed.user_turns
     );
+}
+
+async fn an_unanswered_queue_with_voicemail_plays_its_message(backend: Backend) {
+    let operator = "+15550007003";
+    let message = "Our team is busy. Please call again after five.";
+    let (app, sim, t) = setup(
+        backend,
+        RealtimeScript::new(vec![ScriptTurn::call_tool(
+            "I need a person.",
+            "transfer_to_human",
+            json!({"reason": "asked for a person"}),
+            "One moment, I'm transferring you.",
+        )]),
+    )
+    .await;
+    sim.set_operator(operator, OperatorBehaviour::Busy);
+    let resp = app
+        .tenant(Method::POST, "/api/v1/operator-queues", &t.key)
+        .json(&json!({"name": "front", "numbers": [operator], "ring_timeout_seconds": 10,
+            "when_closed": "voicemail", "when_unanswered": "voicemail", "voicemail_message": message}))
+        .send()
+        .await
+        .expect("queue");
+    assert_eq!(resp.status(), 201);
+    approve_version(
+        &app,
+        &t,
+        json!({"tools": [builtin("transfer_to_human")], "escalation": {"default_queue": "front"}}),
+    )
+    .await;
+    let sid = call_in(
+        &app,
+        &sim,
+        &t,
+        CallerScript::default()
+            .silence(Duration::from_millis(1500))
+            .speak(Duration::from_millis(800), "I need a person.")
+            .silence(Duration::from_millis(15_000))
+            .hang_up(),
+    );
+    let ended = tokio::time::timeout(WAIT, sim.wait_ended(&sid))
+        .await
+        .expect("the call ends");
+    assert!(
+        ended.said.iter().any(|s| s == message),
+        "the queue's message was played: {:?}",
+        ended.said
+    );
+    let session = app.voice_session_of(&t.key, &sid).await;
+    let handoff = &session["handoffs"][0];
+    assert_eq!(handoff["queue"], "front", "{session}");
+    assert_eq!(handoff["status"], "unanswered");
+    assert_eq!(handoff["outcome"], "voicemail");
+    let tasks = get(&app, &t, "/api/v1/callback-tasks").await;
+    assert_eq!(tasks["total"], 0, "voicemail, not a callback task");
 }
