@@ -788,13 +788,17 @@ impl CallState {
         };
         match line.action {
             LineAction::Hangup => {
-                self.tools.ending =
-                    Some(self.tools.ending_reason_hint.unwrap_or("agent_ended_call"));
+                let reason = self.tools.ending_reason_hint.unwrap_or("agent_ended_call");
+                self.tools.ending = Some(reason);
                 let _ = self
                     .deps
                     .store
                     .set_after_stream(&self.call.id, Some("hangup"))
                     .await;
+                // Recorded before the carrier is asked: the router records a hang-up it is
+                // asked for as `hangup_requested` (the first reason recorded is kept), which
+                // is right for the API's hang-up, not for the agent's own.
+                let _ = self.deps.store.set_end_reason(&self.call.id, reason).await;
                 if let Err(why) = self.control(crate::router::ControlAction::Hangup).await {
                     tracing::warn!(call_id = %self.call.id, error = %why, "hangup through the carrier failed; closing the stream");
                     let reason = self.tools.ending.unwrap_or("agent_ended_call");
