@@ -1,10 +1,11 @@
 //! Tool calls of a live call (PROTOCOLS §4.7, §5.3): the call actor's side of the agent
 //! contract.
 //!
-//! - Every `call_id` the model emits gets exactly one `function_call_output` (an error string
-//!   on refusal, invalid arguments, failure, timeout or cancellation), and `response.create`
-//!   is sent only once the response that held the call is done and every call of that
-//!   response has its output.
+//! - Every function call the model emits gets exactly one `function_call_output` (an error
+//!   string on refusal, invalid arguments, failure, timeout or cancellation), and
+//!   `response.create` is sent only once the response that held the call is done and every
+//!   call of that response has its output. A call id the model emits again (a retry) is
+//!   never run again: the repeat gets the first invocation's output.
 //! - Each invocation is recorded before it runs; the record's (call, model call id) key is
 //!   the idempotency check, and webhook requests carry it as `Idempotency-Key`.
 //! - Webhook tools and built-ins that do I/O run in tasks: audio keeps flowing and the actor
@@ -102,6 +103,18 @@ struct Pending {
     filler_due: bool,
 }
 
+/// A model call id seen in this call.
+#[derive(Debug, Default)]
+struct Invocation {
+    /// The `function_call` items that carried it (the model may emit it again, e.g. when
+    /// it retries; each item needs an output).
+    items: HashSet<String>,
+    /// The output given, once the invocation finished.
+    output: Option<String>,
+    /// Responses holding a repeat of it, answered when it finishes.
+    waiting: Vec<String>,
+}
+
 /// What happens once the agent's line has played.
 #[derive(Debug, Clone)]
 pub enum LineAction {
@@ -151,7 +164,8 @@ pub struct ToolState {
     /// The version's compiled contract.
     pub toolbox: Option<Arc<Toolbox>>,
     pending: HashMap<String, Pending>,
-    seen: HashSet<String>,
+    /// Every model call id seen in this call (a repeated one never runs twice).
+    invocations: HashMap<String, Invocation>,
     /// Responses whose calls all have outputs and that still need a `response.create`.
     respond_for: HashSet<String>,
     failures: u32,
@@ -238,9 +252,33 @@ impl CallState {
         myself: &ActorRef<CallMsg>,
         f: FunctionCallArgumentsDone,
     ) {
-        if !self.tools.seen.insert(f.call_id.clone()) {
+        if let Some(invocation) = self.tools.invocations.get_mut(&f.call_id) {
+            if !invocation.items.insert(f.item_id.clone()) {
+                // The same item reported twice: it has (or will get) its output.
+                return;
+            }
+            // The model emitted an invocation it made before (a retry): it never runs twice.
+            // This item gets the first one's output (once there is one), then a response.
+            tracing::info!(call_id = %self.call.id, tool = %f.name, model_call_id = %f.call_id, "repeated tool invocation answered with its first result");
+            metrics::counter!("tool_calls_repeated_total").increment(1);
+            match invocation.output.clone() {
+                Some(output) => {
+                    self.send_ai(ClientEvent::function_output(f.call_id, output))
+                        .await;
+                    self.tools.respond_for.insert(f.response_id);
+                    self.maybe_respond().await;
+                }
+                None => invocation.waiting.push(f.response_id),
+            }
             return;
         }
+        self.tools.invocations.insert(
+            f.call_id.clone(),
+            Invocation {
+                items: HashSet::from([f.item_id.clone()]),
+                ..Invocation::default()
+            },
+        );
         let spec: Option<ToolSpec> = self
             .tools
             .toolbox
@@ -268,14 +306,19 @@ impl CallState {
         let record_id = match started {
             Ok(Some(id)) => Some(id),
             Ok(None) => {
-                // Recorded before (the same invocation again): never run it twice.
-                tracing::info!(call_id = %self.call.id, tool = %f.name, model_call_id = %f.call_id, "repeated tool invocation ignored");
-                self.send_ai(ClientEvent::function_output(
-                    f.call_id,
+                // Recorded before, by an earlier stream of this call (the same invocation
+                // again): never run it twice, but answer it and let the model go on.
+                tracing::info!(call_id = %self.call.id, tool = %f.name, model_call_id = %f.call_id, "repeated tool invocation not run again");
+                let output =
                     json!({"error": "this invocation already ran; its result was given before"})
-                        .to_string(),
-                ))
-                .await;
+                        .to_string();
+                if let Some(invocation) = self.tools.invocations.get_mut(&f.call_id) {
+                    invocation.output = Some(output.clone());
+                }
+                self.send_ai(ClientEvent::function_output(f.call_id, output))
+                    .await;
+                self.tools.respond_for.insert(f.response_id);
+                self.maybe_respond().await;
                 return;
             }
             Err(error) => {
@@ -626,10 +669,24 @@ impl CallState {
             }
         }
         tracing::info!(call_id = %self.call.id, tool = %pending.name, status = outcome.status.as_str(), latency_ms = latency, "tool call finished");
-        self.send_ai(ClientEvent::function_output(call_id, output))
+        let waiting = match self.tools.invocations.get_mut(&call_id) {
+            Some(invocation) => {
+                invocation.output = Some(output.clone());
+                std::mem::take(&mut invocation.waiting)
+            }
+            None => Vec::new(),
+        };
+        // One output per function-call item: the invocation's, then its repeats'.
+        for _ in 0..=waiting.len() {
+            self.send_ai(ClientEvent::function_output(
+                call_id.clone(),
+                output.clone(),
+            ))
             .await;
+        }
         if outcome.respond {
             self.tools.respond_for.insert(pending.response_id.clone());
+            self.tools.respond_for.extend(waiting);
         }
         if !self.tools.busy() {
             self.phase(crate::active::CallPhase::Listening);
