@@ -608,6 +608,9 @@ impl CallState {
                 metrics::counter!("ai_session_errors_total", "code" => bounded_code(&code))
                     .increment(1);
                 tracing::warn!(call_id = %self.call.id, code = %code, message = %e.error.message, "ai session error");
+                if code == "conversation_already_has_active_response" {
+                    self.response_refused(e.error.event_id.as_deref());
+                }
                 if is_fatal(&code) {
                     self.fail_over(&format!("ai_error:{code}")).await;
                 }

@@ -154,6 +154,8 @@ struct AfterLine {
     say: Option<String>,
     /// The `response.create` for the line was sent.
     requested: bool,
+    /// The `event_id` of that `response.create` (an exact line), to notice its refusal.
+    request_id: Option<String>,
     /// The line's response is done; waiting for its audio to play out.
     draining: bool,
 }
@@ -174,6 +176,8 @@ pub struct ToolState {
     /// An escalation already started (one per call).
     pub escalated: bool,
     after_line: Option<AfterLine>,
+    /// Lines planned so far (names their requests).
+    lines: u64,
     /// Set once the carrier was told to dial or hang up: the end reason of the call.
     pub ending: Option<&'static str>,
     /// The end reason a planned hangup records (default `agent_ended_call`).
@@ -196,10 +200,12 @@ impl ToolState {
 
     /// Plans a line (exact words, or the model's reply to a tool output) and what follows it.
     pub fn set_line(&mut self, action: LineAction, say: Option<String>) {
+        self.lines += 1;
         self.after_line = Some(AfterLine {
             action,
             say,
             requested: false,
+            request_id: None,
             draining: false,
         });
     }
@@ -724,12 +730,15 @@ impl CallState {
             && !line.requested
             && let Some(say) = line.say.clone()
         {
+            let request_id = format!("line_{}", self.tools.lines);
             line.requested = true;
+            line.request_id = Some(request_id.clone());
             self.tools.respond_for.clear();
             self.response_active = true;
-            self.send_ai(ClientEvent::response_with_instructions(format!(
-                "Say exactly: {say}"
-            )))
+            self.send_ai(
+                ClientEvent::response_with_instructions(format!("Say exactly: {say}"))
+                    .with_event_id(request_id),
+            )
             .await;
             return;
         }
@@ -767,6 +776,25 @@ impl CallState {
         }
         self.response_active = true;
         self.send_ai(ClientEvent::response_create()).await;
+    }
+
+    /// The model refused a `response.create` because a response is active. When it was the
+    /// request for an exact line (a rule-triggered handoff line, the idle goodbye), the line
+    /// is asked for again once that response is done: the runtime decided to speak right
+    /// after a caller turn, while server VAD was starting the model's own reply to it (the
+    /// reply's `response.created` can come after the turn's transcript).
+    pub(super) fn response_refused(&mut self, event_id: Option<&str>) {
+        self.response_active = true;
+        if let Some(line) = self.tools.after_line.as_mut()
+            && line.requested
+            && !line.draining
+            && event_id.is_some()
+            && line.request_id.as_deref() == event_id
+        {
+            tracing::info!(call_id = %self.call.id, "line request refused during an active response; asking again after it");
+            line.requested = false;
+            line.request_id = None;
+        }
     }
 
     /// A slow tool: its filler is due.
