@@ -18,3 +18,4 @@ mod ops;
 mod queues;
 mod sandbox;
 mod telephony;
+mod tools;
