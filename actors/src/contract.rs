@@ -405,7 +405,11 @@ impl Contract {
                     {
                         return Err(bad(at("filler"), "must be 1 to 300 characters"));
                     }
-                    if tool.filler_after_ms < 200 || tool.filler_after_ms >= tool.timeout_ms {
+                    // The threshold only matters with a filler: a tool without one may have a
+                    // timeout below the default threshold.
+                    if tool.filler.is_some()
+                        && (tool.filler_after_ms < 200 || tool.filler_after_ms >= tool.timeout_ms)
+                    {
                         return Err(bad(
                             at("filler_after_ms"),
                             "must be at least 200 and less than timeout_ms",
@@ -771,6 +775,18 @@ mod tests {
             let err = contract.validate(&ok_url).expect_err(field);
             assert_eq!(err.field, field, "{err}");
         }
+        let quick = Contract {
+            tools: vec![ToolSpec {
+                timeout_ms: 400,
+                filler: None,
+                ..webhook("x")
+            }],
+            ..Contract::default()
+        };
+        assert!(
+            quick.validate(&ok_url).is_ok(),
+            "a tool without a filler may time out before the default filler threshold"
+        );
         let refused = Contract {
             tools: vec![webhook("x")],
             ..Contract::default()

@@ -1091,7 +1091,7 @@ impl Ctx {
                     .and_then(|q| q.voicemail_message.clone())
                     .unwrap_or_else(|| CALLBACK_MESSAGE.to_owned());
                 store
-                    .set_end_reason(&call.id, "escalation_voicemail")
+                    .end_unanswered_handoff(&call.id, "escalation_voicemail")
                     .await?;
                 (
                     "voicemail",
@@ -1129,7 +1129,9 @@ impl Ctx {
                 )
                 .await
                 .map_err(|e| RouterError::Conflict(format!("callback task not created: {e}")))?;
-                store.set_end_reason(&call.id, "callback_scheduled").await?;
+                store
+                    .end_unanswered_handoff(&call.id, "callback_scheduled")
+                    .await?;
                 (
                     "callback_task",
                     Some(task),

@@ -19,3 +19,4 @@ mod ops;
 mod queues;
 mod sandbox;
 mod telephony;
+mod tools;

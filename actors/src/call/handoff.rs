@@ -291,20 +291,23 @@ impl CallState {
             .store
             .set_after_stream(&self.call.id, Some("handoff"))
             .await;
+        // Recorded before the carrier is asked: the dial's result (`/api/v1/dial-result`, which
+        // the router settles) can only come after it, never be overwritten by it.
+        let _ = self
+            .deps
+            .store
+            .set_escalated(&self.call.id, &format!("queue:{}", plan.queue))
+            .await;
         match self.control(action).await {
             Ok(()) => {
-                let _ = self
-                    .deps
-                    .store
-                    .set_escalated(&self.call.id, &format!("queue:{}", plan.queue))
-                    .await;
                 metrics::counter!("handoffs_total", "outcome" => "dialing").increment(1);
             }
             Err(why) => {
                 tracing::warn!(call_id = %self.call.id, error = %why, "the carrier refused the transfer; creating a callback task");
                 metrics::counter!("handoffs_total", "outcome" => "carrier_error").increment(1);
                 self.tools.ending = None;
-                let _ = self.deps.store.set_after_stream(&self.call.id, None).await;
+                // Not escalated, nothing planned after the stream: the caller stays.
+                let _ = self.deps.store.resume_after_handoff(&self.call.id).await;
                 let task = self
                     .create_callback(
                         self.caller().to_owned(),

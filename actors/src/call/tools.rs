@@ -1,10 +1,11 @@
 //! Tool calls of a live call (PROTOCOLS §4.7, §5.3): the call actor's side of the agent
 //! contract.
 //!
-//! - Every `call_id` the model emits gets exactly one `function_call_output` (an error string
-//!   on refusal, invalid arguments, failure, timeout or cancellation), and `response.create`
-//!   is sent only once the response that held the call is done and every call of that
-//!   response has its output.
+//! - Every function call the model emits gets exactly one `function_call_output` (an error
+//!   string on refusal, invalid arguments, failure, timeout or cancellation), and
+//!   `response.create` is sent only once the response that held the call is done and every
+//!   call of that response has its output. A call id the model emits again (a retry) is
+//!   never run again: the repeat gets the first invocation's output.
 //! - Each invocation is recorded before it runs; the record's (call, model call id) key is
 //!   the idempotency check, and webhook requests carry it as `Idempotency-Key`.
 //! - Webhook tools and built-ins that do I/O run in tasks: audio keeps flowing and the actor
@@ -102,6 +103,18 @@ struct Pending {
     filler_due: bool,
 }
 
+/// A model call id seen in this call.
+#[derive(Debug, Default)]
+struct Invocation {
+    /// The `function_call` items that carried it (the model may emit it again, e.g. when
+    /// it retries; each item needs an output).
+    items: HashSet<String>,
+    /// The output given, once the invocation finished.
+    output: Option<String>,
+    /// Responses holding a repeat of it, answered when it finishes.
+    waiting: Vec<String>,
+}
+
 /// What happens once the agent's line has played.
 #[derive(Debug, Clone)]
 pub enum LineAction {
@@ -141,6 +154,8 @@ struct AfterLine {
     say: Option<String>,
     /// The `response.create` for the line was sent.
     requested: bool,
+    /// The `event_id` of that `response.create` (an exact line), to notice its refusal.
+    request_id: Option<String>,
     /// The line's response is done; waiting for its audio to play out.
     draining: bool,
 }
@@ -151,7 +166,8 @@ pub struct ToolState {
     /// The version's compiled contract.
     pub toolbox: Option<Arc<Toolbox>>,
     pending: HashMap<String, Pending>,
-    seen: HashSet<String>,
+    /// Every model call id seen in this call (a repeated one never runs twice).
+    invocations: HashMap<String, Invocation>,
     /// Responses whose calls all have outputs and that still need a `response.create`.
     respond_for: HashSet<String>,
     failures: u32,
@@ -160,6 +176,8 @@ pub struct ToolState {
     /// An escalation already started (one per call).
     pub escalated: bool,
     after_line: Option<AfterLine>,
+    /// Lines planned so far (names their requests).
+    lines: u64,
     /// Set once the carrier was told to dial or hang up: the end reason of the call.
     pub ending: Option<&'static str>,
     /// The end reason a planned hangup records (default `agent_ended_call`).
@@ -185,10 +203,12 @@ impl ToolState {
 
     /// Plans a line (exact words, or the model's reply to a tool output) and what follows it.
     pub fn set_line(&mut self, action: LineAction, say: Option<String>) {
+        self.lines += 1;
         self.after_line = Some(AfterLine {
             action,
             say,
             requested: false,
+            request_id: None,
             draining: false,
         });
     }
@@ -241,9 +261,33 @@ impl CallState {
         myself: &ActorRef<CallMsg>,
         f: FunctionCallArgumentsDone,
     ) {
-        if !self.tools.seen.insert(f.call_id.clone()) {
+        if let Some(invocation) = self.tools.invocations.get_mut(&f.call_id) {
+            if !invocation.items.insert(f.item_id.clone()) {
+                // The same item reported twice: it has (or will get) its output.
+                return;
+            }
+            // The model emitted an invocation it made before (a retry): it never runs twice.
+            // This item gets the first one's output (once there is one), then a response.
+            tracing::info!(call_id = %self.call.id, tool = %f.name, model_call_id = %f.call_id, "repeated tool invocation answered with its first result");
+            metrics::counter!("tool_calls_repeated_total").increment(1);
+            match invocation.output.clone() {
+                Some(output) => {
+                    self.send_ai(ClientEvent::function_output(f.call_id, output))
+                        .await;
+                    self.tools.respond_for.insert(f.response_id);
+                    self.maybe_respond().await;
+                }
+                None => invocation.waiting.push(f.response_id),
+            }
             return;
         }
+        self.tools.invocations.insert(
+            f.call_id.clone(),
+            Invocation {
+                items: HashSet::from([f.item_id.clone()]),
+                ..Invocation::default()
+            },
+        );
         let spec: Option<ToolSpec> = self
             .tools
             .toolbox
@@ -271,14 +315,19 @@ impl CallState {
         let record_id = match started {
             Ok(Some(id)) => Some(id),
             Ok(None) => {
-                // Recorded before (the same invocation again): never run it twice.
-                tracing::info!(call_id = %self.call.id, tool = %f.name, model_call_id = %f.call_id, "repeated tool invocation ignored");
-                self.send_ai(ClientEvent::function_output(
-                    f.call_id,
+                // Recorded before, by an earlier stream of this call (the same invocation
+                // again): never run it twice, but answer it and let the model go on.
+                tracing::info!(call_id = %self.call.id, tool = %f.name, model_call_id = %f.call_id, "repeated tool invocation not run again");
+                let output =
                     json!({"error": "this invocation already ran; its result was given before"})
-                        .to_string(),
-                ))
-                .await;
+                        .to_string();
+                if let Some(invocation) = self.tools.invocations.get_mut(&f.call_id) {
+                    invocation.output = Some(output.clone());
+                }
+                self.send_ai(ClientEvent::function_output(f.call_id, output))
+                    .await;
+                self.tools.respond_for.insert(f.response_id);
+                self.maybe_respond().await;
                 return;
             }
             Err(error) => {
@@ -629,10 +678,24 @@ impl CallState {
             }
         }
         tracing::info!(call_id = %self.call.id, tool = %pending.name, status = outcome.status.as_str(), latency_ms = latency, "tool call finished");
-        self.send_ai(ClientEvent::function_output(call_id, output))
+        let waiting = match self.tools.invocations.get_mut(&call_id) {
+            Some(invocation) => {
+                invocation.output = Some(output.clone());
+                std::mem::take(&mut invocation.waiting)
+            }
+            None => Vec::new(),
+        };
+        // One output per function-call item: the invocation's, then its repeats'.
+        for _ in 0..=waiting.len() {
+            self.send_ai(ClientEvent::function_output(
+                call_id.clone(),
+                output.clone(),
+            ))
             .await;
+        }
         if outcome.respond {
             self.tools.respond_for.insert(pending.response_id.clone());
+            self.tools.respond_for.extend(waiting);
         }
         if !self.tools.busy() {
             self.phase(crate::active::CallPhase::Listening);
@@ -670,12 +733,15 @@ impl CallState {
             && !line.requested
             && let Some(say) = line.say.clone()
         {
+            let request_id = format!("line_{}", self.tools.lines);
             line.requested = true;
+            line.request_id = Some(request_id.clone());
             self.tools.respond_for.clear();
             self.response_active = true;
-            self.send_ai(ClientEvent::response_with_instructions(format!(
-                "Say exactly: {say}"
-            )))
+            self.send_ai(
+                ClientEvent::response_with_instructions(format!("Say exactly: {say}"))
+                    .with_event_id(request_id),
+            )
             .await;
             return;
         }
@@ -719,6 +785,28 @@ impl CallState {
         }
         self.response_active = true;
         self.send_ai(ClientEvent::response_create()).await;
+    }
+
+    /// The model refused a `response.create` because a response is active. When it was the
+    /// request for an exact line (a rule-triggered handoff line, the idle goodbye), the line
+    /// is asked for again once that response is done: the runtime decided to speak right
+    /// after a caller turn, while server VAD was starting the model's own reply to it (the
+    /// reply's `response.created` can come after the turn's transcript).
+    /// Returns whether the refused request was such a line.
+    pub(super) fn response_refused(&mut self, event_id: Option<&str>) -> bool {
+        self.response_active = true;
+        if let Some(line) = self.tools.after_line.as_mut()
+            && line.requested
+            && !line.draining
+            && event_id.is_some()
+            && line.request_id.as_deref() == event_id
+        {
+            tracing::info!(call_id = %self.call.id, "line request refused during an active response; asking again after it");
+            line.requested = false;
+            line.request_id = None;
+            return true;
+        }
+        false
     }
 
     /// A slow tool: its filler is due.
@@ -799,14 +887,15 @@ impl CallState {
             LineAction::Hangup => {
                 let reason = self.tools.ending_reason_hint.unwrap_or("agent_ended_call");
                 self.tools.ending = Some(reason);
-                // Recorded before the carrier is asked: the first end reason written wins,
-                // and the router's own (`hangup_requested`) would otherwise come first.
-                let _ = self.deps.store.set_end_reason(&self.call.id, reason).await;
                 let _ = self
                     .deps
                     .store
                     .set_after_stream(&self.call.id, Some("hangup"))
                     .await;
+                // Recorded before the carrier is asked: the router records a hang-up it is
+                // asked for as `hangup_requested` (the first reason recorded is kept), which
+                // is right for the API's hang-up, not for the agent's own.
+                let _ = self.deps.store.set_end_reason(&self.call.id, reason).await;
                 if let Err(why) = self.control(crate::router::ControlAction::Hangup).await {
                     tracing::warn!(call_id = %self.call.id, error = %why, "hangup through the carrier failed; closing the stream");
                     let reason = self.tools.ending.unwrap_or("agent_ended_call");

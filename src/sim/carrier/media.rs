@@ -406,6 +406,13 @@ impl CallRunner {
         } else {
             PumpEnd::ServerClosed
         };
+        let unplayed = session
+            .play_until
+            .saturating_duration_since(Instant::now())
+            .as_millis() as u64;
+        if unplayed > 0 {
+            self.update(|s| s.media.unplayed_at_end_ms += unplayed);
+        }
         let (by, result) = match end {
             PumpEnd::ServerClosed => {
                 let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;

@@ -280,6 +280,9 @@ pub struct MediaStats {
     pub clears: u64,
     /// Milliseconds of queued audio dropped by `clear`.
     pub cleared_ms: u64,
+    /// Milliseconds of server audio still queued, never played, when a stream ended (a REST
+    /// update, a hang-up or the server's close cut it off).
+    pub unplayed_at_end_ms: u64,
     /// Milliseconds from the start of a stream to the first audio the server sent on it
     /// (the first stream that got any audio).
     pub first_audio_ms: Option<u64>,
