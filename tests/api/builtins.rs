@@ -1,6 +1,7 @@
-//! Built-in tools and runtime rules in live calls, over real sockets: the follow-up SMS and
+//! Built-in tools and queue outcomes in live calls, over real sockets: the follow-up SMS and
 //! callback-task built-ins, an intent the model reports escalating to a queue whose operator
-//! answers, and the idle timeout ending a silent call after the agent's goodbye.
+//! answers, and a queue whose unanswered callers get its voicemail message. (Tools, identity,
+//! the other rules and the other queue outcomes are in `tools.rs`.)
 //!
 //! Tests await simulator snapshots (`wait_ended`) under a timeout; nothing sleeps.
 
@@ -20,8 +21,6 @@ use crate::helpers::{
 backend_tests!(
     followup_sms_and_callback_task_builtins_act_for_the_caller,
     a_reported_intent_escalates_to_its_queue_and_an_answer_bridges_the_call,
-    a_silent_caller_hears_a_goodbye_and_the_call_ends_idle,
-    an_unanswered_queue_that_returns_callers_to_the_agent_resumes_the_conversation,
     an_unanswered_queue_with_voicemail_plays_its_message,
 );
 
@@ -306,129 +305,6 @@ async fn a_reported_intent_escalates_to_its_queue_and_an_answer_bridges_the_call
     // No callback task: a human took the call.
     let tasks = get(&app, &t, "/api/v1/callback-tasks").await;
     assert_eq!(tasks["total"], 0);
-}
-
-async fn a_silent_caller_hears_a_goodbye_and_the_call_ends_idle(backend: Backend) {
-    let (app, sim, t) = setup(backend, RealtimeScript::default()).await;
-    approve_version(&app, &t, json!({"idle_timeout_seconds": 5})).await;
-    // The caller never speaks and would stay on for a minute.
-    let sid = call_in(
-        &app,
-        &sim,
-        &t,
-        CallerScript::default()
-            .silence(Duration::from_secs(60))
-            .hang_up(),
-    );
-    tokio::time::timeout(WAIT, sim.wait_ended(&sid))
-        .await
-        .expect("the runtime ends the idle call");
-    let log = app.call_log(&t.key, &sid).await;
-    assert_eq!(log["end_reason"], "idle_timeout", "{log}");
-    let session = app.voice_session_of(&t.key, &sid).await;
-    let last = session["transcript"]
-        .as_array()
-        .and_then(|turns| turns.last())
-        .cloned()
-        .unwrap_or_default();
-    assert_eq!(last["role"], "assistant", "{session}");
-    assert!(
-        last["text"].as_str().is_some_and(|s| s.contains("Goodbye")),
-        "the goodbye was spoken: {session}"
-    );
-}
-
-async fn an_unanswered_queue_that_returns_callers_to_the_agent_resumes_the_conversation(
-    backend: Backend,
-) {
-    let operator = "+15550007002";
-    let (app, sim, t) = setup(
-        backend,
-        RealtimeScript::new(vec![
-            ScriptTurn::call_tool(
-                "Put me through to billing.",
-                "transfer_to_human",
-                json!({"reason": "billing question", "queue": "billing"}),
-                "Transferring you to billing now.",
-            ),
-            ScriptTurn::say("Never mind then, thanks.", "You're welcome, goodbye!"),
-        ]),
-    )
-    .await;
-    sim.set_operator(operator, OperatorBehaviour::Busy);
-    let resp = app
-        .tenant(Method::POST, "/api/v1/operator-queues", &t.key)
-        .json(
-            &json!({"name": "billing", "numbers": [operator], "ring_timeout_seconds": 10,
-            "when_closed": "agent", "when_unanswered": "agent"}),
-        )
-        .send()
-        .await
-        .expect("queue");
-    assert_eq!(resp.status(), 201);
-    approve_version(&app, &t, json!({"tools": [builtin("transfer_to_human")]})).await;
-    let sid = call_in(
-        &app,
-        &sim,
-        &t,
-        CallerScript::default()
-            .silence(Duration::from_millis(1500))
-            .speak(Duration::from_millis(800), "Put me through to billing.")
-            .silence(Duration::from_millis(6000))
-            .speak(Duration::from_millis(800), "Never mind then, thanks.")
-            .silence(Duration::from_millis(2500))
-            .hang_up(),
-    );
-    tokio::time::timeout(WAIT, sim.wait_ended(&sid))
-        .await
-        .expect("the call ends");
-    let log = app.call_log(&t.key, &sid).await;
-    // Two streams: the first ended for the transfer, the second resumed with the agent.
-    let started = log["events"]
-        .as_array()
-        .expect("events")
-        .iter()
-        .filter(|e| e["kind"] == "stream" && e["detail"]["event"] == "stream-started")
-        .count();
-    assert_eq!(started, 2, "{log}");
-    assert!(log["escalated_to"].is_null(), "back with the agent: {log}");
-    let sessions: Value = get(&app, &t, "/api/v1/voice-sessions?limit=10").await;
-    let mine: Vec<&Value> = sessions["data"]
-        .as_array()
-        .expect("data")
-        .iter()
-        .filter(|s| s["call_id"] == log["id"])
-        .collect();
-    assert_eq!(mine.len(), 2, "{sessions}");
-    // The newer session starts with the agent taking the caller back.
-    let newest = mine
-        .iter()
-        .max_by_key(|s| s["started_at"].as_str().map(str::to_owned))
-        .map(|s| s["id"].as_str().expect("id").to_owned())
-        .expect("a second session");
-    let session = get(&app, &t, &format!("/api/v1/voice-sessions/{newest}")).await;
-    let first = &session["transcript"][0];
-    assert_eq!(first["role"], "assistant", "{session}");
-    assert!(
-        first["text"]
-            .as_str()
-            .is_some_and(|s| s.contains("I'm back with you")),
-        "{session}"
-    );
-    let handoffs = session["handoffs"].as_array().expect("handoffs");
-    assert_eq!(handoffs[0]["outcome"], "agent", "{session}");
-    assert_eq!(handoffs[0]["status"], "unanswered");
-    // The resumed model session got the conversation so far before anything else.
-    let snapshots = app.realtime.sessions();
-    let resumed = snapshots.last().expect("two model sessions");
-    assert!(
-        resumed
-            .user_turns
-            .iter()
-            .any(|u| u.contains("Put me through to billing")),
-        "the earlier caller turn was replayed: {:?}",
-        resumed.user_turns
-    );
 }
 
 async fn an_unanswered_queue_with_voicemail_plays_its_message(backend: Backend) {
