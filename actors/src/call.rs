@@ -716,7 +716,9 @@ impl CallState {
                 "agent_version_id": self.call.agent_version_id,
                 "end_reason": reason,
                 "duration_ms": self.ms_since_start(),
-                "escalated": self.tools.ending == Some("escalated"),
+                // The dial result comes later (`/api/v1/dial-result`): whether a human took
+                // the call is in the handoff, not known here.
+                "handoff_started": self.tools.ending == Some("escalated"),
             }),
         )
         .await;
