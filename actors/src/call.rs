@@ -608,12 +608,8 @@ impl CallState {
                 metrics::counter!("ai_session_errors_total", "code" => bounded_code(&code))
                     .increment(1);
                 tracing::warn!(call_id = %self.call.id, code = %code, message = %e.error.message, "ai session error");
-                if code == "conversation_already_has_active_response"
-                    && !self.response_refused(e.error.event_id.as_deref())
-                {
-                    // Any other request of ours raced a response the server started itself
-                    // (e.g. server VAD): it is asked again when that one is done.
-                    self.tools.retry_response = true;
+                if code == "conversation_already_has_active_response" {
+                    self.response_refused(e.error.event_id.as_deref());
                 }
                 if is_fatal(&code) {
                     self.fail_over(&format!("ai_error:{code}")).await;

@@ -182,9 +182,11 @@ pub struct ToolState {
     pub ending: Option<&'static str>,
     /// The end reason a planned hangup records (default `agent_ended_call`).
     pub ending_reason_hint: Option<&'static str>,
-    /// A `response.create` of ours was refused (another response was active): send it again
-    /// once that one is done.
-    pub retry_response: bool,
+    /// Event id of the last `response.create` asking the model to speak about tool results.
+    outputs_request: Option<String>,
+    /// That request was refused (another response was active): it is sent again once that
+    /// one is done.
+    retry_response: bool,
 }
 
 impl ToolState {
@@ -747,8 +749,7 @@ impl CallState {
         }
         if self.tools.retry_response {
             self.tools.retry_response = false;
-            self.response_active = true;
-            self.send_ai(ClientEvent::response_create()).await;
+            self.send_outputs_request().await;
             return;
         }
         let ready: Vec<String> = self
@@ -783,8 +784,17 @@ impl CallState {
         if let Some(line) = self.tools.after_line.as_mut() {
             line.requested = true;
         }
+        self.send_outputs_request().await;
+    }
+
+    /// Asks the model to speak about the tool results it was given.
+    async fn send_outputs_request(&mut self) {
+        self.tools.lines += 1;
+        let request_id = format!("outputs_{}", self.tools.lines);
+        self.tools.outputs_request = Some(request_id.clone());
         self.response_active = true;
-        self.send_ai(ClientEvent::response_create()).await;
+        self.send_ai(ClientEvent::response_create().with_event_id(request_id))
+            .await;
     }
 
     /// The model refused a `response.create` because a response is active. When it was the
@@ -792,8 +802,13 @@ impl CallState {
     /// is asked for again once that response is done: the runtime decided to speak right
     /// after a caller turn, while server VAD was starting the model's own reply to it (the
     /// reply's `response.created` can come after the turn's transcript).
-    /// Returns whether the refused request was such a line.
-    pub(super) fn response_refused(&mut self, event_id: Option<&str>) -> bool {
+    /// A refused request to speak about tool results is likewise sent again; anything else
+    /// refused (a filler, whose moment has passed) is not.
+    pub(super) fn response_refused(&mut self, event_id: Option<&str>) {
+        if event_id.is_some() && self.tools.outputs_request.as_deref() == event_id {
+            self.tools.outputs_request = None;
+            self.tools.retry_response = true;
+        }
         self.response_active = true;
         if let Some(line) = self.tools.after_line.as_mut()
             && line.requested
@@ -804,9 +819,7 @@ impl CallState {
             tracing::info!(call_id = %self.call.id, "line request refused during an active response; asking again after it");
             line.requested = false;
             line.request_id = None;
-            return true;
         }
-        false
     }
 
     /// A slow tool: its filler is due.
