@@ -1041,7 +1041,7 @@ impl Ctx {
             None => None,
         };
         if answered {
-            store
+            let claimed = store
                 .finish_handoff(
                     &handoff_id,
                     "answered",
@@ -1051,6 +1051,9 @@ impl Ctx {
                     None,
                 )
                 .await?;
+            if !claimed {
+                return Ok(AfterStream::Hangup);
+            }
             let who = report
                 .dial_call_sid
                 .clone()
@@ -1075,12 +1078,31 @@ impl Ctx {
             .map_or(crate::operator::QueueFallback::CallbackTask, |q| {
                 q.when_unanswered
             });
-        let (outcome, task, decision) = match fallback {
+        // Claim the handoff first (one conditional update): a callback Twilio repeats, even
+        // concurrently, finds it settled and creates nothing.
+        let outcome = match fallback {
+            crate::operator::QueueFallback::Agent => "agent",
+            crate::operator::QueueFallback::Voicemail => "voicemail",
+            crate::operator::QueueFallback::CallbackTask => "callback_task",
+        };
+        if !store
+            .finish_handoff(
+                &handoff_id,
+                "unanswered",
+                &report.status,
+                None,
+                outcome,
+                None,
+            )
+            .await?
+        {
+            return Ok(AfterStream::Hangup);
+        }
+        let (task, decision) = match fallback {
             crate::operator::QueueFallback::Agent => {
                 store.resume_after_handoff(&call.id).await?;
                 let token = self.mint(&call);
                 (
-                    "agent",
                     None,
                     AfterStream::Resume(self.args.urls.stream(&call.id, token)),
                 )
@@ -1094,7 +1116,6 @@ impl Ctx {
                     .end_unanswered_handoff(&call.id, "escalation_voicemail")
                     .await?;
                 (
-                    "voicemail",
                     None,
                     AfterStream::Fallback(Fallback {
                         message,
@@ -1132,8 +1153,8 @@ impl Ctx {
                 store
                     .end_unanswered_handoff(&call.id, "callback_scheduled")
                     .await?;
+                store.set_handoff_callback_task(&handoff_id, &task).await?;
                 (
-                    "callback_task",
                     Some(task),
                     AfterStream::Fallback(Fallback {
                         message: CALLBACK_MESSAGE.to_owned(),
@@ -1142,16 +1163,6 @@ impl Ctx {
                 )
             }
         };
-        store
-            .finish_handoff(
-                &handoff_id,
-                "unanswered",
-                &report.status,
-                None,
-                outcome,
-                task.as_deref(),
-            )
-            .await?;
         self.event(
             &call.id,
             "handoff",

@@ -1373,6 +1373,24 @@ async fn an_unanswered_queue_creates_a_callback_task(backend: Backend) {
     assert_eq!(created[0]["data"]["task_id"], task_id);
     assert_eq!(created[0]["data"]["created_by"], "handoff");
     assert_eq!(created[0]["data"]["source_call_id"], call_id.as_str());
+
+    // Twilio repeating the dial-result callback changes nothing: no second task.
+    let handoff_id = h["id"].as_str().expect("handoff id");
+    let resp = app
+        .twilio_post(
+            &format!("/api/v1/dial-result?call_id={call_id}&handoff_id={handoff_id}"),
+            &[
+                ("AccountSid", t.account_sid.as_str()),
+                ("CallSid", sid.as_str()),
+                ("DialCallStatus", "busy"),
+            ],
+            &t.auth_token,
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.text().await.expect("twiml").contains("<Hangup"));
+    let again = get_json(&app, &t.key, "/api/v1/callback-tasks").await;
+    assert_eq!(again["total"], 1, "{again}");
     app.stop().await;
 }
 

@@ -406,6 +406,23 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Records the callback task a settled handoff led to.
+    pub async fn set_handoff_callback_task(
+        &self,
+        id: &HandoffId,
+        task: &str,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE handoffs SET callback_task_id = $2, updated_at = $3 WHERE id = $1")
+                .bind(id.as_str())
+                .bind(task)
+                .bind(now_ms())
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
     /// Marks a call escalated to `target` (the queue or the number that answered).
     pub async fn set_escalated(&self, call: &CallId, target: &str) -> Result<(), StoreError> {
         on_pool!(self, pool => {
