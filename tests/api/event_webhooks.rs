@@ -15,12 +15,13 @@ use actors::ids::TenantId;
 use actors::notifier::EventKind;
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
 use warp::Filter;
 
 use crate::helpers::{
-    Backend, TestApp, backend_tests, expect_error, logs, metric, spawn_app, spawn_app_with,
+    Backend, TestApp, Tripwire, backend_tests, expect_error, logs, metric, spawn_app,
+    spawn_app_with,
 };
 
 backend_tests!(
@@ -163,42 +164,6 @@ impl Receiver {
     /// Lets one held request answer.
     fn release(&self) {
         self.shared.release.add_permits(1);
-    }
-}
-
-/// A listener that must never be connected to: after the fact, a sentinel connection must
-/// be the first one it accepted (accepts are FIFO), which proves nobody else came.
-struct Tripwire {
-    port: u16,
-    accepted: mpsc::UnboundedReceiver<std::net::SocketAddr>,
-}
-
-impl Tripwire {
-    async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let (tx, accepted) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Ok((_stream, peer)) = listener.accept().await {
-                let _ = tx.send(peer);
-            }
-        });
-        Self { port, accepted }
-    }
-
-    async fn assert_untouched(&mut self) {
-        let sentinel = TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .expect("sentinel");
-        let first = tokio::time::timeout(DEADLINE, self.accepted.recv())
-            .await
-            .expect("sentinel accepted")
-            .expect("listener running");
-        assert_eq!(
-            first,
-            sentinel.local_addr().expect("addr"),
-            "a connection reached the tripwire"
-        );
     }
 }
 

@@ -714,3 +714,41 @@ impl DbWriteLock {
         }
     }
 }
+
+/// A listener nobody may connect to: after the fact, a sentinel connection must be the
+/// first one it accepted (accepts are FIFO), which proves nobody else came.
+pub struct Tripwire {
+    pub port: u16,
+    accepted: tokio::sync::mpsc::UnboundedReceiver<std::net::SocketAddr>,
+}
+
+impl Tripwire {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let (tx, accepted) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((_stream, peer)) = listener.accept().await {
+                let _ = tx.send(peer);
+            }
+        });
+        Self { port, accepted }
+    }
+
+    pub async fn assert_untouched(&mut self) {
+        let sentinel = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("sentinel");
+        let first = tokio::time::timeout(std::time::Duration::from_secs(30), self.accepted.recv())
+            .await
+            .expect("sentinel accepted")
+            .expect("listener running");
+        assert_eq!(
+            first,
+            sentinel.local_addr().expect("addr"),
+            "a connection reached the tripwire"
+        );
+    }
+}

@@ -28,12 +28,12 @@ use stateset_voice::sim::carrier::{
 use stateset_voice::sim::realtime::{
     RealtimeScript, RealtimeSimConfig, ScriptTurn, SessionSnapshot,
 };
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
 use warp::Filter;
 
 use crate::helpers::{
-    Backend, REALTIME_KEY, Tele, TestApp, backend_tests, expect_error, spawn_app_with,
+    Backend, REALTIME_KEY, Tele, TestApp, Tripwire, backend_tests, expect_error, spawn_app_with,
     spawn_app_with_realtime,
 };
 
@@ -204,42 +204,6 @@ impl Receiver {
     /// Lets one held request answer.
     fn release(&self) {
         self.shared.release.add_permits(1);
-    }
-}
-
-/// A listener nobody may connect to: after the fact, a sentinel connection must be the
-/// first one it accepted (accepts are FIFO), which proves nobody else came.
-struct Tripwire {
-    port: u16,
-    accepted: mpsc::UnboundedReceiver<std::net::SocketAddr>,
-}
-
-impl Tripwire {
-    async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let (tx, accepted) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Ok((_stream, peer)) = listener.accept().await {
-                let _ = tx.send(peer);
-            }
-        });
-        Self { port, accepted }
-    }
-
-    async fn assert_untouched(&mut self) {
-        let sentinel = TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .expect("sentinel");
-        let first = tokio::time::timeout(WAIT, self.accepted.recv())
-            .await
-            .expect("sentinel accepted")
-            .expect("listener running");
-        assert_eq!(
-            first,
-            sentinel.local_addr().expect("addr"),
-            "a connection reached the tripwire"
-        );
     }
 }
 
