@@ -158,7 +158,7 @@ pub enum CallMsg {
     /// A tool is slower than its filler threshold (model call id).
     ToolSlow(String),
     /// A handoff line or goodbye did not finish playing in time.
-    LineDeadline,
+    LineDeadline(u64),
     /// The call-duration escalation rule's time came.
     DurationRule,
     /// The caller may have been silent for the idle timeout (epoch of the last activity).
@@ -182,7 +182,7 @@ impl CallMsg {
             CallMsg::MaxDuration => "max_duration",
             CallMsg::ToolDone(..) => "tool_done",
             CallMsg::ToolSlow(..) => "tool_slow",
-            CallMsg::LineDeadline => "line_deadline",
+            CallMsg::LineDeadline(..) => "line_deadline",
             CallMsg::DurationRule => "duration_rule",
             CallMsg::IdleCheck(..) => "idle_check",
             CallMsg::Crash => "crash",
@@ -474,14 +474,14 @@ impl CallState {
             .store
             .add_call_event(&self.call.id, "idle_timeout", &json!({"epoch": epoch}))
             .await;
-        self.tools.set_line(
+        self.plan_line(
+            myself,
             tools::LineAction::Hangup,
             Some(String::from(
                 "I haven't heard anything for a while, so I'll end the call now. Goodbye!",
             )),
         );
         self.tools.ending_reason_hint = Some("idle_timeout");
-        myself.send_after(tools::LINE_DEADLINE, || CallMsg::LineDeadline);
         self.maybe_respond().await;
     }
 
@@ -1064,7 +1064,7 @@ impl Actor for CallActor {
                 state.tool_done(&myself, call_id, *outcome).await;
             }
             CallMsg::ToolSlow(call_id) => state.tool_slow(&call_id).await,
-            CallMsg::LineDeadline => state.line_deadline(&myself).await,
+            CallMsg::LineDeadline(epoch) => state.line_deadline(&myself, epoch).await,
             CallMsg::DurationRule => {
                 let queue = state.tools.toolbox.as_ref().and_then(|t| {
                     t.rule(|r| matches!(r, crate::contract::EscalationTrigger::CallDuration { .. }))

@@ -6,7 +6,7 @@
 use ractor::ActorRef;
 use serde_json::{Value, json};
 
-use super::tools::{DialPlan, Escalation, LINE_DEADLINE, LineAction, ToolOutcome};
+use super::tools::{DialPlan, Escalation, LineAction, ToolOutcome};
 use super::{CallMsg, CallState};
 use crate::ids::HandoffId;
 use crate::router::{ControlAction, RouterMsg};
@@ -226,11 +226,11 @@ impl CallState {
             }),
         )
         .await;
-        self.tools.set_line(
+        self.plan_line(
+            myself,
             action.unwrap_or(LineAction::Nothing),
             e.tool_call.is_none().then_some(line),
         );
-        myself.send_after(LINE_DEADLINE, || CallMsg::LineDeadline);
         match e.tool_call {
             Some(id) => {
                 self.tool_done(myself, id, ToolOutcome::ok(tool_result))
@@ -334,9 +334,7 @@ impl CallState {
                         task.as_deref(),
                     )
                     .await;
-                self.tools
-                    .set_line(LineAction::Nothing, Some(CALLBACK_LINE.to_owned()));
-                myself.send_after(LINE_DEADLINE, || CallMsg::LineDeadline);
+                self.plan_line(myself, LineAction::Nothing, Some(CALLBACK_LINE.to_owned()));
                 self.maybe_respond().await;
             }
         }

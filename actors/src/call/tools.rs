@@ -158,6 +158,8 @@ struct AfterLine {
     request_id: Option<String>,
     /// The line's response is done; waiting for its audio to play out.
     draining: bool,
+    /// Which line this is (its deadline names it, so an older line's deadline is ignored).
+    epoch: u64,
 }
 
 /// Tool and escalation state of one call.
@@ -203,8 +205,9 @@ impl ToolState {
         !self.pending.is_empty()
     }
 
-    /// Plans a line (exact words, or the model's reply to a tool output) and what follows it.
-    pub fn set_line(&mut self, action: LineAction, say: Option<String>) {
+    /// Plans a line (exact words, or the model's reply to a tool output) and what follows
+    /// it; returns the line's epoch.
+    fn set_line(&mut self, action: LineAction, say: Option<String>) -> u64 {
         self.lines += 1;
         self.after_line = Some(AfterLine {
             action,
@@ -212,7 +215,9 @@ impl ToolState {
             requested: false,
             request_id: None,
             draining: false,
+            epoch: self.lines,
         });
+        self.lines
     }
 
     /// Whether a line (handoff, goodbye) is planned.
@@ -519,8 +524,7 @@ impl CallState {
                     );
                     return self.tool_done(myself, call_id, outcome).await;
                 }
-                self.tools.set_line(LineAction::Hangup, None);
-                myself.send_after(LINE_DEADLINE, || CallMsg::LineDeadline);
+                self.plan_line(myself, LineAction::Hangup, None);
                 let outcome = ToolOutcome::ok(json!({
                     "status": "ending",
                     "instructions": "Say a brief goodbye now; the call ends when you finish speaking."
@@ -885,8 +889,25 @@ impl CallState {
     }
 
     /// The line's deadline passed: act now.
-    pub(super) async fn line_deadline(&mut self, myself: &ActorRef<CallMsg>) {
-        if self.tools.after_line.is_some() {
+    /// Plans a line and what follows it, with its deadline ([`LINE_DEADLINE`]).
+    pub(super) fn plan_line(
+        &mut self,
+        myself: &ActorRef<CallMsg>,
+        action: LineAction,
+        say: Option<String>,
+    ) {
+        let epoch = self.tools.set_line(action, say);
+        myself.send_after(LINE_DEADLINE, move || CallMsg::LineDeadline(epoch));
+    }
+
+    /// The deadline of line `epoch` passed: if that line is still pending, act now.
+    pub(super) async fn line_deadline(&mut self, myself: &ActorRef<CallMsg>, epoch: u64) {
+        if self
+            .tools
+            .after_line
+            .as_ref()
+            .is_some_and(|l| l.epoch == epoch)
+        {
             tracing::info!(call_id = %self.call.id, "line did not finish playing in time; acting now");
             self.run_line_action(myself).await;
         }
