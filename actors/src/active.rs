@@ -113,7 +113,7 @@ impl Default for ActiveRegistry {
 impl ActiveRegistry {
     /// Adds a live call.
     pub fn insert(&self, call: ActiveCall) {
-        metrics::gauge!("calls_active", "tenant" => call.tenant_id.to_string()).increment(1.0);
+        metrics::gauge!("calls_active", "direction" => call.direction).increment(1.0);
         self.calls.insert(call.call_id.clone(), call.clone());
         let _ = self.events.send(ActiveEvent::Started(call));
     }
@@ -132,7 +132,7 @@ impl ActiveRegistry {
     /// Removes a live call.
     pub fn remove(&self, id: &CallId, reason: &str) {
         if let Some((_, call)) = self.calls.remove(id) {
-            metrics::gauge!("calls_active", "tenant" => call.tenant_id.to_string()).decrement(1.0);
+            metrics::gauge!("calls_active", "direction" => call.direction).decrement(1.0);
             let _ = self.events.send(ActiveEvent::Ended {
                 call_id: call.call_id,
                 tenant_id: call.tenant_id,

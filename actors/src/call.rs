@@ -111,9 +111,9 @@ pub struct CallDeps {
     pub twilio_write_timeout: Duration,
     /// The tenant actor, for a tenant's own realtime-model key and its signing secret (set by
     /// the root supervisor).
-    pub tenant: Option<crate::supervisor::SingletonRef<crate::tenant::TenantMsg>>,
+    pub tenant: Option<crate::singleton::SingletonRef<crate::tenant::TenantMsg>>,
     /// The router, to change the live call through the carrier (transfer, hang up, SMS).
-    pub router: Option<crate::supervisor::SingletonRef<crate::router::RouterMsg>>,
+    pub router: Option<crate::singleton::SingletonRef<crate::router::RouterMsg>>,
     /// SSRF-safe client for tenant endpoints (tools, identity checks).
     pub egress: crate::egress::Egress,
     /// Tenant events (set by the root supervisor).

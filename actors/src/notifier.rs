@@ -39,10 +39,10 @@ use crate::crypto::SecretBox;
 use crate::egress::Egress;
 use crate::ids::{DeliveryId, EventId, TenantId};
 use crate::meter::{HandleTimer, kind};
+use crate::singleton::SingletonRef;
 use crate::store::{
     DeliveryFilter, NewEvent, Page, Redelivery, Store, StoreError, WebhookAttempt, WebhookDelivery,
 };
-use crate::supervisor::SingletonRef;
 use crate::time::{now_ms, rfc3339};
 
 pub mod worker;

@@ -24,13 +24,13 @@ use crate::carrier::{
 use crate::ids::{AgentVersionId, CallId, RouteId, SessionId, TenantId};
 use crate::meter::{HandleTimer, kind};
 use crate::rollout::{RolloutError, RolloutMsg};
+use crate::singleton::SingletonRef;
 use crate::store::{
     Admission, CallDirection, CallEvent, CallFilter, CallRecord, NewAudit, OverLimit, Page,
     PhoneRoute, RouteDirection, RouteStatus, SessionFilter, StatusEvent, StatusUpdate, Store,
     StoreError, TenantStatus, TranscriptTurn, VoiceSession, is_terminal_status,
 };
 use crate::stream_token::{StreamClaims, StreamTokenKeys, TokenError, new_nonce};
-use crate::supervisor::SingletonRef;
 use crate::tenant::{AuditMeta, TenantError, TenantMsg, TwilioAccount};
 use crate::time::now_ms;
 
@@ -696,6 +696,9 @@ impl Ctx {
             error_message: None,
             identity_state: None,
             escalated_to: None,
+            end_detail: None,
+            outcome: None,
+            completed_at: None,
             created_at: now,
             updated_at: now,
             started_at: None,

@@ -22,6 +22,7 @@ mod api_keys;
 mod audit;
 mod callbacks;
 mod calls;
+mod completion;
 mod function_calls;
 mod idempotency;
 mod models;
@@ -33,6 +34,7 @@ mod webhooks;
 
 pub use api_keys::KeyLookup;
 pub use calls::StatusUpdate;
+pub use completion::{CompletedCall, CompletedSession, Completion};
 pub use function_calls::{FunctionCall, FunctionCallStatus, Handoff, NewFunctionCall};
 pub use models::*;
 pub use sessions::Usage;

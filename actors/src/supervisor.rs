@@ -8,7 +8,7 @@
 //! process gets replaced.
 //!
 //! Handlers never hold an `ActorRef` that could go stale: they go through a
-//! [`SingletonRef`], which the root updates on every restart.
+//! [`SingletonRef`] (`crate::singleton`), which the root updates on every restart.
 //!
 //! Messages: [`RootMsg::Status`]. Supervised by: nobody (it is the root).
 
@@ -28,44 +28,10 @@ use crate::meter::{self, HandleTimer, kind};
 use crate::notifier::{Notifier, NotifierActor, NotifierArgs, NotifierMsg, NotifierSettings};
 use crate::rollout::{RolloutActor, RolloutMsg};
 use crate::router::{PublicUrls, RouterActor, RouterArgs, RouterMsg};
+use crate::singleton::SingletonRef;
 use crate::store::Store;
 use crate::stream_token::StreamTokenKeys;
 use crate::tenant::{TenantActor, TenantArgs, TenantMsg, TenantRateLimiter};
-
-/// A handle on a restartable singleton: always the current incarnation.
-pub struct SingletonRef<M: ractor::Message> {
-    current: Arc<watch::Sender<Option<ActorRef<M>>>>,
-}
-
-impl<M: ractor::Message> Clone for SingletonRef<M> {
-    fn clone(&self) -> Self {
-        Self {
-            current: Arc::clone(&self.current),
-        }
-    }
-}
-
-impl<M: ractor::Message> SingletonRef<M> {
-    pub(crate) fn new() -> Self {
-        Self {
-            current: Arc::new(watch::channel(None).0),
-        }
-    }
-
-    /// The live actor, or `None` while it is down (melted down or not yet started).
-    pub fn get(&self) -> Option<ActorRef<M>> {
-        self.current.borrow().clone()
-    }
-
-    /// A receiver that changes on every (re)start; lets tests await a restart.
-    pub fn subscribe(&self) -> watch::Receiver<Option<ActorRef<M>>> {
-        self.current.subscribe()
-    }
-
-    fn set(&self, actor: Option<ActorRef<M>>) {
-        self.current.send_replace(actor);
-    }
-}
 
 /// What the root needs to build (and rebuild) its children.
 #[derive(Clone)]

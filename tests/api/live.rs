@@ -1170,7 +1170,7 @@ fn client_schema() -> &'static ClientSchema {
     SCHEMA.get_or_init(|| {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/conformance/openai-realtime-events.schema.json"
+            "/tests/fixtures/conformance/openai-realtime-events.schema.json"
         );
         let text = std::fs::read_to_string(path).expect("conformance schema");
         let file: Value = serde_json::from_str(&text).expect("schema JSON");

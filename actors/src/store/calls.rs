@@ -11,7 +11,7 @@ use crate::ids::{CallId, RouteId, TenantId};
 use crate::time::now_ms;
 
 #[derive(sqlx::FromRow)]
-struct CallRow {
+pub(super) struct CallRow {
     id: String,
     tenant_id: String,
     call_sid: Option<String>,
@@ -38,16 +38,19 @@ struct CallRow {
     error_message: Option<String>,
     identity_state: Option<String>,
     escalated_to: Option<String>,
+    end_detail: Option<String>,
+    outcome: Option<String>,
+    completed_at: Option<i64>,
     created_at: i64,
     updated_at: i64,
     started_at: Option<i64>,
     ended_at: Option<i64>,
 }
 
-const CALL_COLUMNS: &str = "id, tenant_id, call_sid, account_sid, route_id, direction, from_number, to_number, \
+pub(super) const CALL_COLUMNS: &str = "id, tenant_id, call_sid, account_sid, route_id, direction, from_number, to_number, \
      status, status_sequence, agent_key, agent_version_id, end_reason, answered_by, duration_seconds, metadata, \
      stream_sid, stream_status, after_stream, greeting, org_id, machine_detection, error_code, error_message, \
-     identity_state, escalated_to, created_at, updated_at, started_at, ended_at";
+     identity_state, escalated_to, end_detail, outcome, completed_at, created_at, updated_at, started_at, ended_at";
 
 /// SQL list of live statuses, for `IN (…)`.
 const LIVE_SQL: &str = "('queued', 'initiated', 'ringing', 'in-progress')";
@@ -84,6 +87,15 @@ impl TryFrom<CallRow> for CallRecord {
             error_message: r.error_message,
             identity_state: r.identity_state,
             escalated_to: r.escalated_to,
+            end_detail: r.end_detail,
+            outcome: match r.outcome {
+                Some(o) => Some(
+                    crate::ending::Outcome::parse(&o)
+                        .ok_or(StoreError::Corrupt("calls.outcome"))?,
+                ),
+                None => None,
+            },
+            completed_at: r.completed_at,
             created_at: r.created_at,
             updated_at: r.updated_at,
             started_at: r.started_at,

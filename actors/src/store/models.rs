@@ -463,6 +463,12 @@ pub struct CallRecord {
     /// Where the call was escalated: `queue:{name}` while dialing, `queue:{name}/{DialCallSid}`
     /// once a human answered.
     pub escalated_to: Option<String>,
+    /// Free-text detail of the end reason (an AI error code, a panic message).
+    pub end_detail: Option<String>,
+    /// What became of the call, once it is complete.
+    pub outcome: Option<crate::ending::Outcome>,
+    /// When the call was completed (its `voice.call.completed` written), Unix ms.
+    pub completed_at: Option<i64>,
     /// Creation (Unix ms).
     pub created_at: i64,
     /// Last change (Unix ms).

@@ -1,6 +1,6 @@
 //! The simulator driven by the runtime's own client (`actors::realtime`), with every event
 //! the simulator sends and every event the tests send validated against the published
-//! JSON Schema (`shared/conformance/openai-realtime-events.schema.json`).
+//! JSON Schema (`tests/fixtures/conformance/openai-realtime-events.schema.json`, a copy of OpenAI's published schema; source and licence beside it).
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -33,7 +33,7 @@ fn schemas() -> &'static Schemas {
     SCHEMAS.get_or_init(|| {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/conformance/openai-realtime-events.schema.json"
+            "/tests/fixtures/conformance/openai-realtime-events.schema.json"
         );
         let text = std::fs::read_to_string(path).expect("conformance schema");
         let file: Value = serde_json::from_str(&text).expect("schema JSON");
