@@ -211,4 +211,54 @@ mod tests {
         let embedded_pg: Vec<i64> = POSTGRES_MIGRATOR.iter().map(|m| m.version).collect();
         assert_eq!(embedded_sqlite, embedded_pg);
     }
+
+    /// The one place the two dialects may differ: PostgreSQL spelling → SQLite spelling.
+    const DIALECT: [(&str, &str); 2] = [
+        (
+            "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+            "INTEGER PRIMARY KEY AUTOINCREMENT",
+        ),
+        ("BYTEA", "BLOB"),
+    ];
+
+    /// A migration's statements with whitespace collapsed and comments kept (they document
+    /// the same change in both trees), in SQLite spelling.
+    fn normalized(sql: &str, from_postgres: bool) -> Vec<String> {
+        let mut text = sql.to_owned();
+        if from_postgres {
+            for (pg, lite) in DIALECT {
+                text = text.replace(pg, lite);
+            }
+        }
+        text.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn both_backends_have_the_same_migration_content_up_to_the_dialect_table() {
+        for (lite, pg) in SQLITE_MIGRATOR.iter().zip(POSTGRES_MIGRATOR.iter()) {
+            let a = normalized(lite.sql.as_ref(), false);
+            let b = normalized(pg.sql.as_ref(), true);
+            if let Some(i) = (0..a.len().max(b.len())).find(|&i| a.get(i) != b.get(i)) {
+                panic!(
+                    "migration {} differs between the trees at statement line {}:\n  sqlite:   {:?}\n  postgres: {:?}",
+                    lite.version,
+                    i + 1,
+                    a.get(i),
+                    b.get(i)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_content_check_notices_a_divergence() {
+        let lite = "CREATE TABLE t (\n  id INTEGER PRIMARY KEY AUTOINCREMENT,\n  b BLOB\n);";
+        let pg = "CREATE TABLE t (\n  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n  b BYTEA\n);";
+        assert_eq!(normalized(lite, false), normalized(pg, true));
+        let drifted = "CREATE TABLE t (\n  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,\n  b BYTEA NOT NULL\n);";
+        assert_ne!(normalized(lite, false), normalized(drifted, true));
+    }
 }
