@@ -115,9 +115,7 @@ mod tests {
         let Some(d) = s.strip_prefix('+') else {
             return false;
         };
-        (2..=15).contains(&d.len())
-            && d.chars().all(|c| c.is_ascii_digit())
-            && !d.starts_with('0')
+        (2..=15).contains(&d.len()) && d.chars().all(|c| c.is_ascii_digit()) && !d.starts_with('0')
     }
 
     proptest! {

@@ -75,7 +75,10 @@ mod tests {
             Label::parse("  Acme  ", 10).map(Label::into_string),
             Ok("Acme".to_owned())
         );
-        assert_eq!(Label::parse("ééé", 3).map(Label::into_string), Ok("ééé".to_owned()));
+        assert_eq!(
+            Label::parse("ééé", 3).map(Label::into_string),
+            Ok("ééé".to_owned())
+        );
         assert_eq!(Label::parse("   ", 10), Err(LabelError::Length { max: 10 }));
         assert_eq!(Label::parse("abcd", 3), Err(LabelError::Length { max: 3 }));
         assert_eq!(Label::parse("a\nb", 10), Err(LabelError::Control));

@@ -1,0 +1,786 @@
+//! The one way a route is mounted.
+//!
+//! A handler's `#[utoipa::path(...)]` attribute is the single place its method, path and
+//! documentation are written. [`mount!`](crate::http::mount!) takes the handler and its
+//! [`Guard`] (how the caller authenticates) and builds a [`Mount`]: the method and path
+//! template read from utoipa's generated `__path_<fn>` type, the request body kind read from
+//! its documented request body, a warp filter that matches the template exactly, labels the
+//! request with it (metrics), reads the body (bounded), applies the authentication and
+//! extracts the typed path parameters, and the operation for the OpenAPI documents
+//! (completed by [`crate::openapi`] with what the guard and the body imply).
+//!
+//! The route table ([`super::routes::table`]) is a list of mounts; the server's filter, the
+//! metrics labels and the three documents are all derived from it.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use actors::store::Scope;
+use actors::tenant::{AuditMeta, AuthContext, TwilioAccount};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::path::{HttpMethod, Operation, ParameterIn};
+use utoipa::openapi::schema::Schema;
+use warp::filters::BoxedFilter;
+use warp::http::HeaderMap;
+use warp::path::FullPath;
+use warp::reply::Response;
+use warp::ws::Ws;
+use warp::{Filter, Reply};
+
+use super::context;
+use super::filters::{
+    Caller, form_body, json_body, parse_json, parse_optional_json, parse_query, raw_query,
+};
+use super::server::ClientIp;
+use super::webhooks::TwilioRequest;
+use super::{ApiError, AppState};
+
+// === Auth ===
+
+/// How a route authenticates its caller (what the documents and the filter derive from).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// No credential and no limit (health probes).
+    Ops,
+    /// No credential, limited per client address (metrics, documents).
+    Public,
+    /// A tenant API key holding any of these scopes (none listed: any key).
+    Tenant(&'static [Scope]),
+    /// The admin key (`x-admin-key`); every such path is a 404 without a configured key.
+    Admin,
+    /// A Twilio webhook, verified by `X-Twilio-Signature` with its account's auth token.
+    Twilio,
+    /// The media websocket: the stream token in its `start` message.
+    StreamToken,
+}
+
+impl Auth {
+    /// Whether the route belongs to the admin document (otherwise to the public one).
+    pub fn is_admin(self) -> bool {
+        matches!(self, Auth::Admin)
+    }
+}
+
+/// A route's authentication, typed by what it gives the handler: a [`Credential`].
+#[derive(Debug, Clone, Copy)]
+pub struct Guard<A> {
+    auth: Auth,
+    credential: PhantomData<fn() -> A>,
+}
+
+impl<A> Guard<A> {
+    const fn of(auth: Auth) -> Self {
+        Self {
+            auth,
+            credential: PhantomData,
+        }
+    }
+}
+
+/// No credential, no limit (health probes).
+pub const fn ops() -> Guard<()> {
+    Guard::of(Auth::Ops)
+}
+
+/// No credential, limited per client address.
+pub const fn public() -> Guard<()> {
+    Guard::of(Auth::Public)
+}
+
+/// A tenant key with any of `scopes` (an empty list: any key); the handler gets its
+/// [`AuthContext`].
+pub const fn tenant(scopes: &'static [Scope]) -> Guard<AuthContext> {
+    Guard::of(Auth::Tenant(scopes))
+}
+
+/// The admin key; the handler gets the [`AuditMeta`] of the change.
+pub const fn admin() -> Guard<AuditMeta> {
+    Guard::of(Auth::Admin)
+}
+
+/// A signed Twilio webhook; the handler gets the verified [`Signed`] request.
+pub const fn twilio() -> Guard<Signed> {
+    Guard::of(Auth::Twilio)
+}
+
+/// A verified Twilio webhook: the account that signed it and the request's parameters.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    /// The account whose auth token verified the signature.
+    pub account: TwilioAccount,
+    /// The request (every parameter is covered by the signature).
+    pub request: TwilioRequest,
+}
+
+/// What the raw request holds, for authentication.
+pub struct Raw<'a> {
+    /// Path as received.
+    pub path: &'a str,
+    /// Raw query string (empty when absent).
+    pub query: &'a str,
+    /// Headers.
+    pub headers: &'a HeaderMap,
+    /// Body (empty for routes without one).
+    pub body: &'a Bytes,
+}
+
+/// What a [`Guard`] establishes before the handler runs.
+pub trait Credential: Sized + Send + 'static {
+    /// Authenticates the request for a route whose guard is `auth` and template `route`.
+    fn check<'a>(
+        auth: Auth,
+        route: &'static str,
+        state: &'a AppState,
+        caller: &'a Caller,
+        raw: Raw<'a>,
+    ) -> impl Future<Output = Result<Self, ApiError>> + Send + 'a;
+}
+
+impl Credential for () {
+    fn check<'a>(
+        auth: Auth,
+        _route: &'static str,
+        state: &'a AppState,
+        caller: &'a Caller,
+        _raw: Raw<'a>,
+    ) -> impl Future<Output = Result<Self, ApiError>> + Send + 'a {
+        let result = match auth {
+            Auth::Public => state.ip_guard.check(caller.ip),
+            _ => Ok(()),
+        };
+        std::future::ready(result)
+    }
+}
+
+impl Credential for AuthContext {
+    fn check<'a>(
+        auth: Auth,
+        _route: &'static str,
+        state: &'a AppState,
+        caller: &'a Caller,
+        _raw: Raw<'a>,
+    ) -> impl Future<Output = Result<Self, ApiError>> + Send + 'a {
+        let scopes = match auth {
+            Auth::Tenant(scopes) => scopes,
+            _ => &[],
+        };
+        state.tenant_any(caller, scopes)
+    }
+}
+
+impl Credential for AuditMeta {
+    fn check<'a>(
+        _auth: Auth,
+        _route: &'static str,
+        state: &'a AppState,
+        caller: &'a Caller,
+        _raw: Raw<'a>,
+    ) -> impl Future<Output = Result<Self, ApiError>> + Send + 'a {
+        std::future::ready(state.admin(caller))
+    }
+}
+
+impl Credential for Signed {
+    fn check<'a>(
+        _auth: Auth,
+        route: &'static str,
+        state: &'a AppState,
+        _caller: &'a Caller,
+        raw: Raw<'a>,
+    ) -> impl Future<Output = Result<Self, ApiError>> + Send + 'a {
+        let request = TwilioRequest::new(raw.path, raw.query, raw.headers, raw.body);
+        async move {
+            let account = state.verify_twilio(&request, route).await?;
+            Ok(Signed { account, request })
+        }
+    }
+}
+
+// === Request ===
+
+/// What a handler receives: the state, the caller, what its guard established (`A`), the
+/// typed path parameters (`P`), the raw query string, the headers and the body (read and
+/// bounded when the route documents one, empty otherwise).
+pub struct Request<A = (), P = ()> {
+    /// Shared state.
+    pub state: AppState,
+    /// Credentials and address of the caller.
+    pub caller: Caller,
+    /// What the guard established.
+    pub auth: A,
+    /// Path parameters, in template order.
+    pub path: P,
+    /// The raw query string (empty when absent).
+    pub raw_query: String,
+    /// Request headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl<A, P> Request<A, P> {
+    /// The query string parsed into `T` (400 `invalid_query` naming the parameter).
+    pub fn query<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        parse_query(&self.raw_query)
+    }
+
+    /// The JSON body parsed into `T` (400 naming the field).
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        parse_json(&self.body)
+    }
+
+    /// The JSON body parsed into `T`, or `T::default()` when the body is empty.
+    pub fn optional_json<T: DeserializeOwned + Default>(&self) -> Result<T, ApiError> {
+        parse_optional_json(&self.body)
+    }
+
+    /// A header as text: `None` when absent, 400 `invalid_header` when not visible ASCII.
+    pub fn text_header(&self, name: &str) -> Result<Option<String>, ApiError> {
+        self.headers
+            .get(name)
+            .map(|v| {
+                v.to_str()
+                    .map(str::to_owned)
+                    .map_err(|_| ApiError::BadRequest {
+                        code: "invalid_header",
+                        message: format!("{name} must be visible ASCII"),
+                        field: Some(name.to_owned()),
+                    })
+            })
+            .transpose()
+    }
+}
+
+// === path parameters ===
+
+/// One path parameter parsed from its segment (a malformed id is a 404 naming the thing).
+pub trait PathParam: Sized {
+    /// Parses a (non-empty) segment.
+    fn from_segment(segment: &str) -> Result<Self, ApiError>;
+}
+
+impl PathParam for String {
+    fn from_segment(segment: &str) -> Result<Self, ApiError> {
+        Ok(segment.to_owned())
+    }
+}
+
+macro_rules! id_params {
+    ($($id:ty => $what:literal),* $(,)?) => {
+        $(
+            impl PathParam for $id {
+                fn from_segment(segment: &str) -> Result<Self, ApiError> {
+                    <$id>::parse(segment).ok_or_else(|| ApiError::NotFound($what.into()))
+                }
+            }
+        )*
+    };
+}
+
+id_params!(
+    actors::ids::TenantId => "tenant",
+    actors::ids::ApiKeyId => "api key",
+    actors::ids::AgentId => "agent",
+    actors::ids::AgentVersionId => "agent version",
+    actors::ids::DeliveryId => "webhook delivery",
+);
+
+/// The path parameters of a route, in template order.
+pub trait FromPath: Sized + Send + 'static {
+    /// How many parameters.
+    const COUNT: usize;
+    /// Parses the matched segments (exactly [`Self::COUNT`] of them).
+    fn from_path(segments: &[String]) -> Result<Self, ApiError>;
+}
+
+fn segment(segments: &[String], i: usize) -> Result<&str, ApiError> {
+    segments
+        .get(i)
+        .map(String::as_str)
+        .ok_or_else(|| ApiError::Internal("route parameters do not match the handler".into()))
+}
+
+impl FromPath for () {
+    const COUNT: usize = 0;
+    fn from_path(_: &[String]) -> Result<Self, ApiError> {
+        Ok(())
+    }
+}
+
+impl<T: PathParam + Send + 'static> FromPath for (T,) {
+    const COUNT: usize = 1;
+    fn from_path(segments: &[String]) -> Result<Self, ApiError> {
+        Ok((T::from_segment(segment(segments, 0)?)?,))
+    }
+}
+
+impl<T: PathParam + Send + 'static, U: PathParam + Send + 'static> FromPath for (T, U) {
+    const COUNT: usize = 2;
+    fn from_path(segments: &[String]) -> Result<Self, ApiError> {
+        Ok((
+            T::from_segment(segment(segments, 0)?)?,
+            U::from_segment(segment(segments, 1)?)?,
+        ))
+    }
+}
+
+// === template ===
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(&'static str),
+    Param,
+}
+
+/// A path template (`/api/v1/calls/{call_sid}/hangup`) matched exactly: the same number of
+/// segments, literals equal, parameters non-empty; no trailing slash or extra segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    segments: Vec<Segment>,
+}
+
+impl Template {
+    /// Parses a template (segments in braces are parameters).
+    pub fn new(template: &'static str) -> Self {
+        let segments = template
+            .strip_prefix('/')
+            .unwrap_or(template)
+            .split('/')
+            .map(|s| {
+                if s.starts_with('{') && s.ends_with('}') {
+                    Segment::Param
+                } else {
+                    Segment::Literal(s)
+                }
+            })
+            .collect();
+        Self { segments }
+    }
+
+    /// How many parameters.
+    pub fn params(&self) -> usize {
+        self.segments
+            .iter()
+            .filter(|s| matches!(s, Segment::Param))
+            .count()
+    }
+
+    /// The parameters of `path` when it matches, in order.
+    pub fn matches(&self, path: &str) -> Option<Vec<String>> {
+        let rest = path.strip_prefix('/')?;
+        let mut params = Vec::new();
+        let mut parts = rest.split('/');
+        for seg in &self.segments {
+            let part = parts.next()?;
+            match seg {
+                Segment::Literal(lit) if *lit == part => {}
+                Segment::Literal(_) => return None,
+                Segment::Param if part.is_empty() => return None,
+                Segment::Param => params.push(part.to_owned()),
+            }
+        }
+        parts.next().is_none().then_some(params)
+    }
+
+    /// Whether some path matches both templates.
+    pub fn overlaps(&self, other: &Template) -> bool {
+        self.segments.len() == other.segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(&other.segments)
+                .all(|pair| match pair {
+                    (Segment::Literal(a), Segment::Literal(b)) => a == b,
+                    _ => true,
+                })
+    }
+}
+
+// === Mount ===
+
+/// The body a route reads, from its documented request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// None (the body is not read).
+    None,
+    /// JSON (415 for another content type, 413 beyond the limit).
+    Json,
+    /// A form (Twilio webhooks; 413 beyond the limit).
+    Form,
+}
+
+type Schemas = Vec<(String, RefOr<Schema>)>;
+type Build = dyn Fn(&Arc<Route>, AppState) -> BoxedFilter<(Response,)> + Send + Sync;
+
+/// What is known of a mounted route without the handler.
+pub struct Route {
+    method: HttpMethod,
+    methods: usize,
+    path: &'static str,
+    template: Template,
+    auth: Auth,
+    body: BodyKind,
+    handler_params: usize,
+    operation: fn() -> Operation,
+    schemas: fn(&mut Schemas),
+}
+
+/// One mounted route: its declaration and how to build its filter.
+pub struct Mount {
+    route: Arc<Route>,
+    build: Box<Build>,
+}
+
+impl std::fmt::Debug for Mount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mount")
+            .field("method", &self.method())
+            .field("path", &self.route.path)
+            .field("auth", &self.route.auth)
+            .field("body", &self.route.body)
+            .finish()
+    }
+}
+
+fn route_of<D>(auth: Auth, handler_params: usize) -> Route
+where
+    D: utoipa::Path + utoipa::__dev::SchemaReferences,
+{
+    let methods = D::methods();
+    let method = methods.first().cloned().unwrap_or(HttpMethod::Get);
+    // One string per route, leaked once when the table is built: the template labels every
+    // request's metrics for the life of the process.
+    let path: &'static str = Box::leak(D::path().into_boxed_str());
+    let body = match D::operation().request_body {
+        None => BodyKind::None,
+        Some(b) if b.content.keys().any(|ct| ct.contains("form-urlencoded")) => BodyKind::Form,
+        Some(_) => BodyKind::Json,
+    };
+    Route {
+        method,
+        methods: methods.len(),
+        path,
+        template: Template::new(path),
+        auth,
+        body,
+        handler_params,
+        operation: D::operation,
+        schemas: D::schemas,
+    }
+}
+
+impl Mount {
+    /// A route whose handler takes a [`Request`]; `D` is the handler's `__path_<fn>` type.
+    pub fn endpoint<D, A, P, H, F>(guard: Guard<A>, handler: H) -> Self
+    where
+        D: utoipa::Path + utoipa::__dev::SchemaReferences,
+        A: Credential,
+        P: FromPath,
+        H: Fn(Request<A, P>) -> F + Clone + Send + Sync + 'static,
+        F: Future<Output = Result<Response, ApiError>> + Send + 'static,
+    {
+        let route = Arc::new(route_of::<D>(guard.auth, P::COUNT));
+        let build = move |route: &Arc<Route>, state: AppState| {
+            endpoint_filter::<A, P, H, F>(route.clone(), state, handler.clone())
+        };
+        Self {
+            route,
+            build: Box::new(build),
+        }
+    }
+
+    /// The media websocket: `handler` gets the state, the route template, the upgrade's
+    /// `X-Twilio-Signature`, the path as received and the upgrade.
+    pub fn websocket<D>(
+        handler: fn(AppState, &'static str, Option<String>, String, Ws) -> Response,
+    ) -> Self
+    where
+        D: utoipa::Path + utoipa::__dev::SchemaReferences,
+    {
+        let route = Arc::new(route_of::<D>(Auth::StreamToken, 0));
+        let build = move |route: &Arc<Route>, state: AppState| {
+            let path = route.path;
+            matched(route.clone())
+                .and(warp::any().map(move || state.clone()))
+                .and(warp::header::optional::<String>("x-twilio-signature"))
+                .and(warp::ws())
+                .map(move |full: FullPath, _: Vec<String>, state, sig, ws| {
+                    handler(state, path, sig, full.as_str().to_owned(), ws)
+                })
+                .boxed()
+        };
+        Self {
+            route,
+            build: Box::new(build),
+        }
+    }
+
+    /// HTTP method.
+    pub fn method(&self) -> &'static str {
+        method_name(&self.route.method)
+    }
+
+    /// How many methods the handler's attribute declares (always 1 in a valid table).
+    pub fn declared_methods(&self) -> usize {
+        self.route.methods
+    }
+
+    /// Path template as in the OpenAPI documents.
+    pub fn path(&self) -> &'static str {
+        self.route.path
+    }
+
+    /// The path template, parsed.
+    pub fn template(&self) -> &Template {
+        &self.route.template
+    }
+
+    /// How the route authenticates.
+    pub fn auth(&self) -> Auth {
+        self.route.auth
+    }
+
+    /// The body it reads.
+    pub fn body(&self) -> BodyKind {
+        self.route.body
+    }
+
+    /// How many path parameters the handler takes (equal to the template's in a valid table).
+    pub fn handler_params(&self) -> usize {
+        self.route.handler_params
+    }
+
+    /// The utoipa method.
+    pub fn http_method(&self) -> HttpMethod {
+        self.route.method.clone()
+    }
+
+    /// The operation as the handler's attribute documents it.
+    pub fn operation(&self) -> Operation {
+        (self.route.operation)()
+    }
+
+    /// Whether the operation documents query parameters.
+    pub fn has_query(&self) -> bool {
+        self.operation()
+            .parameters
+            .iter()
+            .flatten()
+            .any(|p| p.parameter_in == ParameterIn::Query)
+    }
+
+    /// Adds the schemas the operation refers to.
+    pub fn schemas(&self, out: &mut Schemas) {
+        (self.route.schemas)(out)
+    }
+
+    /// The route's filter over `state`.
+    pub fn filter(&self, state: AppState) -> BoxedFilter<(Response,)> {
+        (self.build)(&self.route, state)
+    }
+}
+
+fn method_name(m: &HttpMethod) -> &'static str {
+    match m {
+        HttpMethod::Get => "GET",
+        HttpMethod::Post => "POST",
+        HttpMethod::Put => "PUT",
+        HttpMethod::Delete => "DELETE",
+        HttpMethod::Options => "OPTIONS",
+        HttpMethod::Head => "HEAD",
+        HttpMethod::Patch => "PATCH",
+        HttpMethod::Trace => "TRACE",
+    }
+}
+
+fn method_filter(m: &HttpMethod) -> BoxedFilter<()> {
+    match m {
+        HttpMethod::Get => warp::get().boxed(),
+        HttpMethod::Post => warp::post().boxed(),
+        HttpMethod::Put => warp::put().boxed(),
+        HttpMethod::Delete => warp::delete().boxed(),
+        HttpMethod::Options => warp::options().boxed(),
+        HttpMethod::Head => warp::head().boxed(),
+        HttpMethod::Patch => warp::patch().boxed(),
+        HttpMethod::Trace => warp::method()
+            .and_then(|m: warp::http::Method| async move {
+                if m == warp::http::Method::TRACE {
+                    Ok(())
+                } else {
+                    Err(warp::reject::not_found())
+                }
+            })
+            .untuple_one()
+            .boxed(),
+    }
+}
+
+/// The path matched against the template, then the method; labels the request.
+fn matched(route: Arc<Route>) -> BoxedFilter<(FullPath, Vec<String>)> {
+    let label = route.path;
+    let method = method_filter(&route.method);
+    warp::path::full()
+        .and_then(move |full: FullPath| {
+            let found = route.template.matches(full.as_str());
+            async move {
+                match found {
+                    Some(params) => Ok((full, params)),
+                    None => Err(warp::reject::not_found()),
+                }
+            }
+        })
+        .untuple_one()
+        .and(method)
+        .map(move |full, params| {
+            context::set_route(label);
+            (full, params)
+        })
+        .untuple_one()
+        .boxed()
+}
+
+fn body_filter(kind: BodyKind, limit: u64) -> BoxedFilter<(Bytes,)> {
+    match kind {
+        BodyKind::None => warp::any().map(Bytes::new).boxed(),
+        BodyKind::Json => json_body(limit).boxed(),
+        BodyKind::Form => form_body(limit).boxed(),
+    }
+}
+
+fn endpoint_filter<A, P, H, F>(
+    route: Arc<Route>,
+    state: AppState,
+    handler: H,
+) -> BoxedFilter<(Response,)>
+where
+    A: Credential,
+    P: FromPath,
+    H: Fn(Request<A, P>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Result<Response, ApiError>> + Send + 'static,
+{
+    let limit = state.config.max_body_bytes;
+    let body = body_filter(route.body, limit);
+    let (auth, label) = (route.auth, route.path);
+    matched(route)
+        .and(warp::ext::optional::<ClientIp>())
+        .and(warp::header::headers_cloned())
+        .and(raw_query())
+        .and(body)
+        .then(
+            move |full: FullPath,
+                  segments: Vec<String>,
+                  ip: Option<ClientIp>,
+                  headers: HeaderMap,
+                  raw_query: String,
+                  body: Bytes| {
+                let state = state.clone();
+                let handler = handler.clone();
+                async move {
+                    let caller = Caller::from_headers(ip, &headers);
+                    let raw = Raw {
+                        path: full.as_str(),
+                        query: &raw_query,
+                        headers: &headers,
+                        body: &body,
+                    };
+                    let credential = match A::check(auth, label, &state, &caller, raw).await {
+                        Ok(c) => c,
+                        Err(e) => return e.into_response(),
+                    };
+                    let path = match P::from_path(&segments) {
+                        Ok(p) => p,
+                        Err(e) => return e.into_response(),
+                    };
+                    let request = Request {
+                        state,
+                        caller,
+                        auth: credential,
+                        path,
+                        raw_query,
+                        headers,
+                        body,
+                    };
+                    handler(request).await.into_response()
+                }
+            },
+        )
+        .boxed()
+}
+
+/// Mounts a handler: `mount!(calls::hangup, tenant(&[Scope::Operator, Scope::Runtime]))`
+/// (the handler's `__path_<fn>` type is found next to it), or
+/// `mount!(websocket media::media_stream)`.
+#[macro_export]
+macro_rules! mount {
+    (websocket $($path:tt)*) => {
+        $crate::mount!(@ws [] $($path)*)
+    };
+    (@ws [$($prefix:ident)*] $last:ident) => {
+        ::pastey::paste! {
+            $crate::http::mount::Mount::websocket::<$($prefix ::)* [<__path_ $last>]>($($prefix ::)* $last)
+        }
+    };
+    (@ws [$($prefix:ident)*] $next:ident :: $($rest:tt)*) => {
+        $crate::mount!(@ws [$($prefix)* $next] $($rest)*)
+    };
+    (@go [$($prefix:ident)*] $last:ident, $guard:expr) => {
+        ::pastey::paste! {
+            $crate::http::mount::Mount::endpoint::<$($prefix ::)* [<__path_ $last>], _, _, _, _>(
+                $guard,
+                $($prefix ::)* $last,
+            )
+        }
+    };
+    (@go [$($prefix:ident)*] $next:ident :: $($rest:tt)*) => {
+        $crate::mount!(@go [$($prefix)* $next] $($rest)*)
+    };
+    ($first:ident $($rest:tt)*) => {
+        $crate::mount!(@go [] $first $($rest)*)
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_match_exactly() {
+        let t = Template::new("/api/v1/calls/{call_sid}/hangup");
+        assert_eq!(t.params(), 1);
+        assert_eq!(
+            t.matches("/api/v1/calls/CA1/hangup"),
+            Some(vec!["CA1".to_owned()])
+        );
+        for miss in [
+            "/api/v1/calls//hangup",
+            "/api/v1/calls/CA1/hangup/",
+            "/api/v1/calls/CA1/hangup/x",
+            "/api/v1/calls/CA1",
+            "api/v1/calls/CA1/hangup",
+            "/api/v1/calls/CA1/transfer",
+            "",
+            "/",
+        ] {
+            assert_eq!(t.matches(miss), None, "{miss}");
+        }
+        let root = Template::new("/metrics");
+        assert_eq!(root.matches("/metrics"), Some(vec![]));
+        assert_eq!(root.matches("/metrics/"), None);
+        let two = Template::new("/a/{x}/b/{y}");
+        assert_eq!(
+            two.matches("/a/1/b/2"),
+            Some(vec!["1".to_owned(), "2".to_owned()])
+        );
+    }
+
+    #[test]
+    fn overlapping_templates_are_detected() {
+        let a = Template::new("/a/{x}");
+        assert!(a.overlaps(&Template::new("/a/stream")));
+        assert!(!a.overlaps(&Template::new("/a/{x}/b")));
+        assert!(!Template::new("/a/b").overlaps(&Template::new("/a/c")));
+    }
+}
