@@ -192,6 +192,20 @@ async fn openapi_documents_cover_every_mounted_route(backend: Backend) {
             );
         }
     }
+    // Query parameters are documented as strictly as they are validated.
+    let params = full["paths"]["/api/v1/admin/audit-log"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters");
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["schema"].clone())
+            .expect("parameter")
+    };
+    assert_eq!(param("tenant_id")["pattern"], "^ten_[A-Za-z0-9_-]{1,64}$");
+    assert_eq!(param("limit")["minimum"], 1);
+    assert_eq!(param("limit")["maximum"], 200);
     // The routes the guard implies are documented with their security and answers.
     for (path, item) in full["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("item") {
