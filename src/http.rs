@@ -25,6 +25,7 @@ use crate::config::Config;
 
 pub mod admin;
 pub mod alerts;
+pub mod body;
 pub mod callbacks;
 pub mod calls;
 pub mod context;
@@ -197,15 +198,7 @@ impl IpGuard {
 pub fn routes(
     state: AppState,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
-    let mut mounted = routes::table().iter().map(|m| m.filter(state.clone()));
-    // The table is never empty; the fallback only keeps this total.
-    let first = mounted.next().unwrap_or_else(|| {
-        warp::any()
-            .and_then(|| async { Err(warp::reject::not_found()) })
-            .boxed()
-    });
-    mounted
-        .fold(first, |all, route| all.or(route).unify().boxed())
+    mount::dispatch(state, routes::table())
         .recover(error::handle_rejection)
         .unify()
         .map(Reply::into_response)

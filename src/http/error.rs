@@ -341,28 +341,17 @@ impl From<AuthError> for ApiError {
 pub async fn handle_rejection(rejection: Rejection) -> Result<Response, Infallible> {
     let err = if rejection.is_not_found() {
         ApiError::RouteNotFound
-    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some()
-        || rejection.find::<super::filters::BodyTooLarge>().is_some()
-    {
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
         ApiError::PayloadTooLarge
     } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
         ApiError::LengthRequired
     } else if rejection
         .find::<warp::reject::UnsupportedMediaType>()
         .is_some()
-        || rejection
-            .find::<super::filters::UnsupportedContentType>()
-            .is_some()
     {
         ApiError::UnsupportedMediaType
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         ApiError::MethodNotAllowed
-    } else if rejection.find::<super::filters::BodyUnreadable>().is_some() {
-        ApiError::BadRequest {
-            code: "invalid_body",
-            message: "the request body could not be read".into(),
-            field: None,
-        }
     } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
         ApiError::BadRequest {
             code: "invalid_header",

@@ -6,10 +6,9 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use actors::store::Scope;
 use actors::tenant::{AuditMeta, AuthContext, TenantMsg};
-use bytes::Bytes;
 use ractor::call_t;
 use serde::de::DeserializeOwned;
-use warp::{Filter, Rejection};
+use warp::Filter;
 
 use super::context;
 use super::server::ClientIp;
@@ -42,77 +41,6 @@ impl Caller {
         }
     }
 }
-
-/// A JSON body of at most `limit` bytes (413 beyond, 415 for another content type).
-/// The body is read incrementally, so a chunked body without `Content-Length` is bounded too.
-pub fn json_body(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
-    warp::header::optional::<String>("content-type")
-        .and(warp::header::optional::<u64>("content-length"))
-        .and(warp::body::stream())
-        .and_then(
-            move |content_type: Option<String>, length: Option<u64>, body| async move {
-                if let Some(ct) = content_type
-                    && !ct.to_ascii_lowercase().starts_with("application/json")
-                {
-                    return Err(warp::reject::custom(UnsupportedContentType));
-                }
-                if length.is_some_and(|l| l > limit) {
-                    return Err(warp::reject::custom(BodyTooLarge));
-                }
-                read_bounded(body, limit).await
-            },
-        )
-}
-
-async fn read_bounded<S, B>(body: S, limit: u64) -> Result<Bytes, Rejection>
-where
-    S: futures::Stream<Item = Result<B, warp::Error>>,
-    B: warp::Buf,
-{
-    use futures::StreamExt as _;
-    let mut body = std::pin::pin!(body);
-    let mut out = bytes::BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let mut chunk = chunk.map_err(|_| warp::reject::custom(BodyUnreadable))?;
-        if (out.len() + chunk.remaining()) as u64 > limit {
-            return Err(warp::reject::custom(BodyTooLarge));
-        }
-        while chunk.has_remaining() {
-            let part = chunk.chunk();
-            out.extend_from_slice(part);
-            let n = part.len();
-            chunk.advance(n);
-        }
-    }
-    Ok(out.freeze())
-}
-
-/// A form body (Twilio webhooks) of at most `limit` bytes.
-pub fn form_body(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
-    warp::header::optional::<u64>("content-length")
-        .and(warp::body::stream())
-        .and_then(move |length: Option<u64>, body| async move {
-            if length.is_some_and(|l| l > limit) {
-                return Err(warp::reject::custom(BodyTooLarge));
-            }
-            read_bounded(body, limit).await
-        })
-}
-
-/// Rejection for a body that is not JSON.
-#[derive(Debug)]
-pub struct UnsupportedContentType;
-impl warp::reject::Reject for UnsupportedContentType {}
-
-/// Rejection for a body over the configured limit.
-#[derive(Debug)]
-pub struct BodyTooLarge;
-impl warp::reject::Reject for BodyTooLarge {}
-
-/// Rejection for a body that could not be read (connection error).
-#[derive(Debug)]
-pub struct BodyUnreadable;
-impl warp::reject::Reject for BodyUnreadable {}
 
 /// The raw query string (empty when absent).
 pub fn raw_query() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {

@@ -4,10 +4,12 @@
 //! documentation are written. [`mount!`](crate::http::mount!) takes the handler and its
 //! [`Guard`] (how the caller authenticates) and builds a [`Mount`]: the method and path
 //! template read from utoipa's generated `__path_<fn>` type, the request body kind read from
-//! its documented request body, a warp filter that matches the template exactly, labels the
-//! request with it (metrics), reads the body (bounded), applies the authentication and
-//! extracts the typed path parameters, and the operation for the OpenAPI documents
-//! (completed by [`crate::openapi`] with what the guard and the body imply).
+//! its documented request body, a type-erased handle that reads the body (bounded), applies
+//! the authentication, extracts the typed path parameters and calls the handler, and the
+//! operation for the OpenAPI documents (completed by [`crate::openapi`] with what the guard
+//! and the body imply). [`dispatch`] is the server's one filter: it matches the path
+//! against the templates exactly, labels the request with the matched one (metrics) and
+//! runs that route's handle.
 //!
 //! The route table ([`super::routes::table`]) is a list of mounts; the server's filter, the
 //! metrics labels and the three documents are all derived from it.
@@ -19,6 +21,7 @@ use std::sync::Arc;
 use actors::store::Scope;
 use actors::tenant::{AuditMeta, AuthContext, TwilioAccount};
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::path::{HttpMethod, Operation, ParameterIn};
@@ -30,10 +33,9 @@ use warp::reply::Response;
 use warp::ws::Ws;
 use warp::{Filter, Reply};
 
+use super::body::{self, BodyStream};
 use super::context;
-use super::filters::{
-    Caller, form_body, json_body, parse_json, parse_optional_json, parse_query, raw_query,
-};
+use super::filters::{Caller, parse_json, parse_optional_json, parse_query, raw_query};
 use super::server::ClientIp;
 use super::webhooks::TwilioRequest;
 use super::{ApiError, AppState};
@@ -413,11 +415,31 @@ pub enum BodyKind {
 }
 
 type Schemas = Vec<(String, RefOr<Schema>)>;
-type Build = dyn Fn(&Arc<Route>, AppState) -> BoxedFilter<(Response,)> + Send + Sync;
+
+/// What the server extracted from a request before choosing its route.
+pub struct Parts {
+    /// Path as received.
+    pub path: FullPath,
+    /// The route's path parameters, in template order.
+    pub params: Vec<String>,
+    /// Client address.
+    pub ip: Option<ClientIp>,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Raw query string (empty when absent).
+    pub query: String,
+    /// The body, not yet read.
+    pub body: BodyStream,
+    /// The websocket upgrade, when the request is one.
+    pub ws: Option<Ws>,
+}
+
+type Handle = dyn Fn(Arc<Route>, AppState, Parts) -> BoxFuture<'static, Response> + Send + Sync;
 
 /// What is known of a mounted route without the handler.
 pub struct Route {
     method: HttpMethod,
+    http: warp::http::Method,
     methods: usize,
     path: &'static str,
     template: Template,
@@ -428,10 +450,10 @@ pub struct Route {
     schemas: fn(&mut Schemas),
 }
 
-/// One mounted route: its declaration and how to build its filter.
+/// One mounted route: its declaration and its type-erased handler.
 pub struct Mount {
     route: Arc<Route>,
-    build: Box<Build>,
+    handle: Box<Handle>,
 }
 
 impl std::fmt::Debug for Mount {
@@ -460,6 +482,7 @@ where
         Some(_) => BodyKind::Json,
     };
     Route {
+        http: http_method(&method),
         method,
         methods: methods.len(),
         path,
@@ -483,17 +506,21 @@ impl Mount {
         F: Future<Output = Result<Response, ApiError>> + Send + 'static,
     {
         let route = Arc::new(route_of::<D>(guard.auth, P::COUNT));
-        let build = move |route: &Arc<Route>, state: AppState| {
-            endpoint_filter::<A, P, H, F>(route.clone(), state, handler.clone())
+        let handle = move |route: Arc<Route>,
+                           state: AppState,
+                           parts: Parts|
+              -> BoxFuture<'static, Response> {
+            Box::pin(serve::<A, P, H, F>(route, state, parts, handler.clone()))
         };
         Self {
             route,
-            build: Box::new(build),
+            handle: Box::new(handle),
         }
     }
 
     /// The media websocket: `handler` gets the state, the route template, the upgrade's
-    /// `X-Twilio-Signature`, the path as received and the upgrade.
+    /// `X-Twilio-Signature`, the path as received and the upgrade (400 `invalid_upgrade`
+    /// when the request is not one).
     pub fn websocket<D>(
         handler: fn(AppState, &'static str, Option<String>, String, Ws) -> Response,
     ) -> Self
@@ -501,20 +528,37 @@ impl Mount {
         D: utoipa::Path + utoipa::__dev::SchemaReferences,
     {
         let route = Arc::new(route_of::<D>(Auth::StreamToken, 0));
-        let build = move |route: &Arc<Route>, state: AppState| {
-            let path = route.path;
-            matched(route.clone())
-                .and(warp::any().map(move || state.clone()))
-                .and(warp::header::optional::<String>("x-twilio-signature"))
-                .and(warp::ws())
-                .map(move |full: FullPath, _: Vec<String>, state, sig, ws| {
-                    handler(state, path, sig, full.as_str().to_owned(), ws)
-                })
-                .boxed()
+        let handle = move |route: Arc<Route>,
+                           state: AppState,
+                           parts: Parts|
+              -> BoxFuture<'static, Response> {
+            let response = match parts.ws {
+                Some(ws) => {
+                    let signature = parts
+                        .headers
+                        .get("x-twilio-signature")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    handler(
+                        state,
+                        route.path,
+                        signature,
+                        parts.path.as_str().to_owned(),
+                        ws,
+                    )
+                }
+                None => ApiError::BadRequest {
+                    code: "invalid_upgrade",
+                    message: "a websocket upgrade is required".into(),
+                    field: None,
+                }
+                .into_response(),
+            };
+            Box::pin(std::future::ready(response))
         };
         Self {
             route,
-            build: Box::new(build),
+            handle: Box::new(handle),
         }
     }
 
@@ -576,11 +620,6 @@ impl Mount {
     pub fn schemas(&self, out: &mut Schemas) {
         (self.route.schemas)(out)
     }
-
-    /// The route's filter over `state`.
-    pub fn filter(&self, state: AppState) -> BoxedFilter<(Response,)> {
-        (self.build)(&self.route, state)
-    }
 }
 
 fn method_name(m: &HttpMethod) -> &'static str {
@@ -596,65 +635,81 @@ fn method_name(m: &HttpMethod) -> &'static str {
     }
 }
 
-fn method_filter(m: &HttpMethod) -> BoxedFilter<()> {
+fn http_method(m: &HttpMethod) -> warp::http::Method {
+    use warp::http::Method;
     match m {
-        HttpMethod::Get => warp::get().boxed(),
-        HttpMethod::Post => warp::post().boxed(),
-        HttpMethod::Put => warp::put().boxed(),
-        HttpMethod::Delete => warp::delete().boxed(),
-        HttpMethod::Options => warp::options().boxed(),
-        HttpMethod::Head => warp::head().boxed(),
-        HttpMethod::Patch => warp::patch().boxed(),
-        HttpMethod::Trace => warp::method()
-            .and_then(|m: warp::http::Method| async move {
-                if m == warp::http::Method::TRACE {
-                    Ok(())
-                } else {
-                    Err(warp::reject::not_found())
-                }
-            })
-            .untuple_one()
-            .boxed(),
+        HttpMethod::Get => Method::GET,
+        HttpMethod::Post => Method::POST,
+        HttpMethod::Put => Method::PUT,
+        HttpMethod::Delete => Method::DELETE,
+        HttpMethod::Options => Method::OPTIONS,
+        HttpMethod::Head => Method::HEAD,
+        HttpMethod::Patch => Method::PATCH,
+        HttpMethod::Trace => Method::TRACE,
     }
 }
 
-/// The path matched against the template, then the method; labels the request.
-fn matched(route: Arc<Route>) -> BoxedFilter<(FullPath, Vec<String>)> {
-    let label = route.path;
-    let method = method_filter(&route.method);
+/// The server's one filter over `table`: extracts the request's parts, finds the route whose
+/// template matches the path exactly and whose method matches (404 `route_not_found`
+/// otherwise, 405 when only the method differs), labels the request with its template and
+/// runs it. One lookup and one boxed future per request, whatever the table's size.
+pub fn dispatch(state: AppState, table: &'static [Mount]) -> BoxedFilter<(Response,)> {
+    let upgrade = warp::ws().map(Some).or(warp::any().map(|| None)).unify();
     warp::path::full()
-        .and_then(move |full: FullPath| {
-            let found = route.template.matches(full.as_str());
-            async move {
-                match found {
-                    Some(params) => Ok((full, params)),
-                    None => Err(warp::reject::not_found()),
+        .and(warp::method())
+        .and(warp::ext::optional::<ClientIp>())
+        .and(warp::header::headers_cloned())
+        .and(raw_query())
+        .and(body::stream())
+        .and(upgrade)
+        .then(
+            move |path: FullPath,
+                  method: warp::http::Method,
+                  ip: Option<ClientIp>,
+                  headers: HeaderMap,
+                  query: String,
+                  body: BodyStream,
+                  ws: Option<Ws>| {
+                let mut path_known = false;
+                let mut found = None;
+                for mount in table {
+                    if let Some(params) = mount.route.template.matches(path.as_str()) {
+                        path_known = true;
+                        if mount.route.http == method {
+                            found = Some((mount, params));
+                            break;
+                        }
+                    }
                 }
-            }
-        })
-        .untuple_one()
-        .and(method)
-        .map(move |full, params| {
-            context::set_route(label);
-            (full, params)
-        })
-        .untuple_one()
+                match found {
+                    Some((mount, params)) => {
+                        context::set_route(mount.route.path);
+                        let parts = Parts {
+                            path,
+                            params,
+                            ip,
+                            headers,
+                            query,
+                            body,
+                            ws,
+                        };
+                        (mount.handle)(mount.route.clone(), state.clone(), parts)
+                    }
+                    None => {
+                        let error = if path_known {
+                            ApiError::MethodNotAllowed
+                        } else {
+                            ApiError::RouteNotFound
+                        };
+                        Box::pin(std::future::ready(error.into_response()))
+                    }
+                }
+            },
+        )
         .boxed()
 }
 
-fn body_filter(kind: BodyKind, limit: u64) -> BoxedFilter<(Bytes,)> {
-    match kind {
-        BodyKind::None => warp::any().map(Bytes::new).boxed(),
-        BodyKind::Json => json_body(limit).boxed(),
-        BodyKind::Form => form_body(limit).boxed(),
-    }
-}
-
-fn endpoint_filter<A, P, H, F>(
-    route: Arc<Route>,
-    state: AppState,
-    handler: H,
-) -> BoxedFilter<(Response,)>
+async fn serve<A, P, H, F>(route: Arc<Route>, state: AppState, parts: Parts, handler: H) -> Response
 where
     A: Credential,
     P: FromPath,
@@ -662,52 +717,49 @@ where
     F: Future<Output = Result<Response, ApiError>> + Send + 'static,
 {
     let limit = state.config.max_body_bytes;
-    let body = body_filter(route.body, limit);
-    let (auth, label) = (route.auth, route.path);
-    matched(route)
-        .and(warp::ext::optional::<ClientIp>())
-        .and(warp::header::headers_cloned())
-        .and(raw_query())
-        .and(body)
-        .then(
-            move |full: FullPath,
-                  segments: Vec<String>,
-                  ip: Option<ClientIp>,
-                  headers: HeaderMap,
-                  raw_query: String,
-                  body: Bytes| {
-                let state = state.clone();
-                let handler = handler.clone();
-                async move {
-                    let caller = Caller::from_headers(ip, &headers);
-                    let raw = Raw {
-                        path: full.as_str(),
-                        query: &raw_query,
-                        headers: &headers,
-                        body: &body,
-                    };
-                    let credential = match A::check(auth, label, &state, &caller, raw).await {
-                        Ok(c) => c,
-                        Err(e) => return e.into_response(),
-                    };
-                    let path = match P::from_path(&segments) {
-                        Ok(p) => p,
-                        Err(e) => return e.into_response(),
-                    };
-                    let request = Request {
-                        state,
-                        caller,
-                        auth: credential,
-                        path,
-                        raw_query,
-                        headers,
-                        body,
-                    };
-                    handler(request).await.into_response()
-                }
-            },
-        )
-        .boxed()
+    let Parts {
+        path,
+        params,
+        ip,
+        headers,
+        query,
+        body: stream,
+        ..
+    } = parts;
+    let body = match route.body {
+        BodyKind::None => Ok(Bytes::new()),
+        BodyKind::Json => body::json(&headers, stream, limit).await,
+        BodyKind::Form => body::form(&headers, stream, limit).await,
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let caller = Caller::from_headers(ip, &headers);
+    let raw = Raw {
+        path: path.as_str(),
+        query: &query,
+        headers: &headers,
+        body: &body,
+    };
+    let credential = match A::check(route.auth, route.path, &state, &caller, raw).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let path = match P::from_path(&params) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let request = Request {
+        state,
+        caller,
+        auth: credential,
+        path,
+        raw_query: query,
+        headers,
+        body,
+    };
+    handler(request).await.into_response()
 }
 
 /// Mounts a handler: `mount!(calls::hangup, tenant(&[Scope::Operator, Scope::Runtime]))`
