@@ -33,6 +33,7 @@ pub mod docs;
 pub mod error;
 pub mod fields;
 pub mod filters;
+pub mod guard;
 pub mod media;
 pub mod mount;
 pub mod ops;
@@ -42,6 +43,7 @@ pub mod routes;
 pub mod runtime;
 pub mod server;
 pub mod sessions;
+pub mod template;
 pub mod webhook_deliveries;
 pub mod webhooks;
 

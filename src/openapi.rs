@@ -22,7 +22,8 @@ use utoipa::openapi::{
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::http::error::{ErrorObject, ErrorResponse};
-use crate::http::mount::{Auth, BodyKind, Mount};
+use crate::http::guard::Auth;
+use crate::http::mount::{BodyKind, Mount};
 use crate::http::routes::table;
 
 /// Which document.

@@ -1,7 +1,7 @@
 //! The one way a route is mounted.
 //!
 //! A handler's `#[utoipa::path(...)]` attribute is the single place its method, path and
-//! documentation are written. [`mount!`](crate::http::mount!) takes the handler and its
+//! documentation are written. [`mount!`](crate::mount!) takes the handler and its
 //! [`Guard`] (how the caller authenticates) and builds a [`Mount`]: the method and path
 //! template read from utoipa's generated `__path_<fn>` type, the request body kind read from
 //! its documented request body, a type-erased handle that reads the body (bounded), applies
@@ -15,11 +15,8 @@
 //! metrics labels and the three documents are all derived from it.
 
 use std::future::Future;
-use std::marker::PhantomData;
 use std::sync::Arc;
 
-use actors::store::Scope;
-use actors::tenant::{AuditMeta, AuthContext, TwilioAccount};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
@@ -36,170 +33,10 @@ use warp::{Filter, Reply};
 use super::body::{self, BodyStream};
 use super::context;
 use super::filters::{Caller, parse_json, parse_optional_json, parse_query, raw_query};
+use super::guard::{Auth, Credential, Guard, Raw};
 use super::server::ClientIp;
-use super::webhooks::TwilioRequest;
+use super::template::Template;
 use super::{ApiError, AppState};
-
-// === Auth ===
-
-/// How a route authenticates its caller (what the documents and the filter derive from).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Auth {
-    /// No credential and no limit (health probes).
-    Ops,
-    /// No credential, limited per client address (metrics, documents).
-    Public,
-    /// A tenant API key holding any of these scopes (none listed: any key).
-    Tenant(&'static [Scope]),
-    /// The admin key (`x-admin-key`); every such path is a 404 without a configured key.
-    Admin,
-    /// A Twilio webhook, verified by `X-Twilio-Signature` with its account's auth token.
-    Twilio,
-    /// The media websocket: the stream token in its `start` message.
-    StreamToken,
-}
-
-impl Auth {
-    /// Whether the route belongs to the admin document (otherwise to the public one).
-    pub fn is_admin(self) -> bool {
-        matches!(self, Auth::Admin)
-    }
-}
-
-/// A route's authentication, typed by what it gives the handler: a [`Credential`].
-#[derive(Debug, Clone, Copy)]
-pub struct Guard<A> {
-    auth: Auth,
-    credential: PhantomData<fn() -> A>,
-}
-
-impl<A> Guard<A> {
-    const fn of(auth: Auth) -> Self {
-        Self {
-            auth,
-            credential: PhantomData,
-        }
-    }
-}
-
-/// No credential, no limit (health probes).
-pub const fn ops() -> Guard<()> {
-    Guard::of(Auth::Ops)
-}
-
-/// No credential, limited per client address.
-pub const fn public() -> Guard<()> {
-    Guard::of(Auth::Public)
-}
-
-/// A tenant key with any of `scopes` (an empty list: any key); the handler gets its
-/// [`AuthContext`].
-pub const fn tenant(scopes: &'static [Scope]) -> Guard<AuthContext> {
-    Guard::of(Auth::Tenant(scopes))
-}
-
-/// The admin key; the handler gets the [`AuditMeta`] of the change.
-pub const fn admin() -> Guard<AuditMeta> {
-    Guard::of(Auth::Admin)
-}
-
-/// A signed Twilio webhook; the handler gets the verified [`Signed`] request.
-pub const fn twilio() -> Guard<Signed> {
-    Guard::of(Auth::Twilio)
-}
-
-/// A verified Twilio webhook: the account that signed it and the request's parameters.
-#[derive(Debug, Clone)]
-pub struct Signed {
-    /// The account whose auth token verified the signature.
-    pub account: TwilioAccount,
-    /// The request (every parameter is covered by the signature).
-    pub request: TwilioRequest,
-}
-
-/// What the raw request holds, for authentication.
-pub struct Raw<'a> {
-    /// Path as received.
-    pub path: &'a str,
-    /// Raw query string (empty when absent).
-    pub query: &'a str,
-    /// Headers.
-    pub headers: &'a HeaderMap,
-    /// Body (empty for routes without one).
-    pub body: &'a Bytes,
-}
-
-/// What a [`Guard`] establishes before the handler runs.
-pub trait Credential: Sized + Send + 'static {
-    /// Authenticates the request for a route whose guard is `auth` and template `route`.
-    fn check<'a>(
-        auth: Auth,
-        route: &'static str,
-        state: &'a AppState,
-        caller: &'a Caller,
-        raw: Raw<'a>,
-    ) -> impl Future<Output = Result<Self, ApiError>> + Send + 'a;
-}
-
-impl Credential for () {
-    fn check<'a>(
-        auth: Auth,
-        _route: &'static str,
-        state: &'a AppState,
-        caller: &'a Caller,
-        _raw: Raw<'a>,
-    ) -> impl Future<Output = Result<Self, ApiError>> + Send + 'a {
-        let result = match auth {
-            Auth::Public => state.ip_guard.check(caller.ip),
-            _ => Ok(()),
-        };
-        std::future::ready(result)
-    }
-}
-
-impl Credential for AuthContext {
-    fn check<'a>(
-        auth: Auth,
-        _route: &'static str,
-        state: &'a AppState,
-        caller: &'a Caller,
-        _raw: Raw<'a>,
-    ) -> impl Future<Output = Result<Self, ApiError>> + Send + 'a {
-        let scopes = match auth {
-            Auth::Tenant(scopes) => scopes,
-            _ => &[],
-        };
-        state.tenant_any(caller, scopes)
-    }
-}
-
-impl Credential for AuditMeta {
-    fn check<'a>(
-        _auth: Auth,
-        _route: &'static str,
-        state: &'a AppState,
-        caller: &'a Caller,
-        _raw: Raw<'a>,
-    ) -> impl Future<Output = Result<Self, ApiError>> + Send + 'a {
-        std::future::ready(state.admin(caller))
-    }
-}
-
-impl Credential for Signed {
-    fn check<'a>(
-        _auth: Auth,
-        route: &'static str,
-        state: &'a AppState,
-        _caller: &'a Caller,
-        raw: Raw<'a>,
-    ) -> impl Future<Output = Result<Self, ApiError>> + Send + 'a {
-        let request = TwilioRequest::new(raw.path, raw.query, raw.headers, raw.body);
-        async move {
-            let account = state.verify_twilio(&request, route).await?;
-            Ok(Signed { account, request })
-        }
-    }
-}
 
 // === Request ===
 
@@ -329,78 +166,6 @@ impl<T: PathParam + Send + 'static, U: PathParam + Send + 'static> FromPath for 
     }
 }
 
-// === template ===
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
-    Literal(&'static str),
-    Param,
-}
-
-/// A path template (`/api/v1/calls/{call_sid}/hangup`) matched exactly: the same number of
-/// segments, literals equal, parameters non-empty; no trailing slash or extra segment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Template {
-    segments: Vec<Segment>,
-}
-
-impl Template {
-    /// Parses a template (segments in braces are parameters).
-    pub fn new(template: &'static str) -> Self {
-        let segments = template
-            .strip_prefix('/')
-            .unwrap_or(template)
-            .split('/')
-            .map(|s| {
-                if s.starts_with('{') && s.ends_with('}') {
-                    Segment::Param
-                } else {
-                    Segment::Literal(s)
-                }
-            })
-            .collect();
-        Self { segments }
-    }
-
-    /// How many parameters.
-    pub fn params(&self) -> usize {
-        self.segments
-            .iter()
-            .filter(|s| matches!(s, Segment::Param))
-            .count()
-    }
-
-    /// The parameters of `path` when it matches, in order.
-    pub fn matches(&self, path: &str) -> Option<Vec<String>> {
-        let rest = path.strip_prefix('/')?;
-        let mut params = Vec::new();
-        let mut parts = rest.split('/');
-        for seg in &self.segments {
-            let part = parts.next()?;
-            match seg {
-                Segment::Literal(lit) if *lit == part => {}
-                Segment::Literal(_) => return None,
-                Segment::Param if part.is_empty() => return None,
-                Segment::Param => params.push(part.to_owned()),
-            }
-        }
-        parts.next().is_none().then_some(params)
-    }
-
-    /// Whether some path matches both templates.
-    pub fn overlaps(&self, other: &Template) -> bool {
-        self.segments.len() == other.segments.len()
-            && self
-                .segments
-                .iter()
-                .zip(&other.segments)
-                .all(|pair| match pair {
-                    (Segment::Literal(a), Segment::Literal(b)) => a == b,
-                    _ => true,
-                })
-    }
-}
-
 // === Mount ===
 
 /// The body a route reads, from its documented request body.
@@ -505,7 +270,7 @@ impl Mount {
         H: Fn(Request<A, P>) -> F + Clone + Send + Sync + 'static,
         F: Future<Output = Result<Response, ApiError>> + Send + 'static,
     {
-        let route = Arc::new(route_of::<D>(guard.auth, P::COUNT));
+        let route = Arc::new(route_of::<D>(guard.auth(), P::COUNT));
         let handle = move |route: Arc<Route>,
                            state: AppState,
                            parts: Parts|
@@ -792,47 +557,4 @@ macro_rules! mount {
     ($first:ident $($rest:tt)*) => {
         $crate::mount!(@go [] $first $($rest)*)
     };
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn templates_match_exactly() {
-        let t = Template::new("/api/v1/calls/{call_sid}/hangup");
-        assert_eq!(t.params(), 1);
-        assert_eq!(
-            t.matches("/api/v1/calls/CA1/hangup"),
-            Some(vec!["CA1".to_owned()])
-        );
-        for miss in [
-            "/api/v1/calls//hangup",
-            "/api/v1/calls/CA1/hangup/",
-            "/api/v1/calls/CA1/hangup/x",
-            "/api/v1/calls/CA1",
-            "api/v1/calls/CA1/hangup",
-            "/api/v1/calls/CA1/transfer",
-            "",
-            "/",
-        ] {
-            assert_eq!(t.matches(miss), None, "{miss}");
-        }
-        let root = Template::new("/metrics");
-        assert_eq!(root.matches("/metrics"), Some(vec![]));
-        assert_eq!(root.matches("/metrics/"), None);
-        let two = Template::new("/a/{x}/b/{y}");
-        assert_eq!(
-            two.matches("/a/1/b/2"),
-            Some(vec!["1".to_owned(), "2".to_owned()])
-        );
-    }
-
-    #[test]
-    fn overlapping_templates_are_detected() {
-        let a = Template::new("/a/{x}");
-        assert!(a.overlaps(&Template::new("/a/stream")));
-        assert!(!a.overlaps(&Template::new("/a/{x}/b")));
-        assert!(!Template::new("/a/b").overlaps(&Template::new("/a/c")));
-    }
 }

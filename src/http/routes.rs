@@ -12,7 +12,8 @@ use super::admin::{
     agents, api_keys, audit, credentials, diagnostics, event_webhooks, phone_routes,
     queues as admin_queues, runtime_config, tenants,
 };
-use super::mount::{Mount, admin, ops, public, tenant, twilio};
+use super::guard::{admin, ops, public, tenant, twilio};
+use super::mount::Mount;
 use super::{
     callbacks, calls, docs, media, ops as health, queues, runtime, sessions, webhook_deliveries,
     webhooks,

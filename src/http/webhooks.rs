@@ -19,7 +19,8 @@ use warp::Reply;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::mount::{Request, Signed};
+use super::guard::Signed;
+use super::mount::Request;
 use super::{ApiError, AppState};
 use crate::http::ErrorResponse;
 use crate::twilio::{signature, twiml};
