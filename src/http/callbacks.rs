@@ -217,6 +217,7 @@ pub struct CallbackTaskParams {
     /// Only this priority.
     pub priority: Option<CallbackPriorityDto>,
     /// Only tasks due before this time (RFC 3339); tasks without a due time are left out.
+    #[param(format = DateTime)]
     pub due_before: Option<String>,
     /// Page size (1–200, default 50).
     #[param(minimum = 1, maximum = 200)]

@@ -238,8 +238,10 @@ pub struct CallLogParams {
     #[param(pattern = "^(inbound|outbound)$")]
     pub direction: Option<String>,
     /// Created at or after (RFC 3339).
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// Created before (RFC 3339).
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// Page size (1–200, default 50).
     #[param(minimum = 1, maximum = 200)]
