@@ -212,6 +212,7 @@ pub struct Route {
     body: BodyKind,
     handler_params: usize,
     operation: fn() -> Operation,
+    tags: fn() -> Vec<&'static str>,
     schemas: fn(&mut Schemas),
 }
 
@@ -234,7 +235,7 @@ impl std::fmt::Debug for Mount {
 
 fn route_of<D>(auth: Auth, handler_params: usize) -> Route
 where
-    D: utoipa::Path + utoipa::__dev::SchemaReferences,
+    D: utoipa::Path + utoipa::__dev::SchemaReferences + utoipa::__dev::Tags<'static>,
 {
     let methods = D::methods();
     let method = methods.first().cloned().unwrap_or(HttpMethod::Get);
@@ -256,6 +257,7 @@ where
         body,
         handler_params,
         operation: D::operation,
+        tags: <D as utoipa::__dev::Tags<'static>>::tags,
         schemas: D::schemas,
     }
 }
@@ -264,7 +266,7 @@ impl Mount {
     /// A route whose handler takes a [`Request`]; `D` is the handler's `__path_<fn>` type.
     pub fn endpoint<D, A, P, H, F>(guard: Guard<A>, handler: H) -> Self
     where
-        D: utoipa::Path + utoipa::__dev::SchemaReferences,
+        D: utoipa::Path + utoipa::__dev::SchemaReferences + utoipa::__dev::Tags<'static>,
         A: Credential,
         P: FromPath,
         H: Fn(Request<A, P>) -> F + Clone + Send + Sync + 'static,
@@ -290,7 +292,7 @@ impl Mount {
         handler: fn(AppState, &'static str, Option<String>, String, Ws) -> Response,
     ) -> Self
     where
-        D: utoipa::Path + utoipa::__dev::SchemaReferences,
+        D: utoipa::Path + utoipa::__dev::SchemaReferences + utoipa::__dev::Tags<'static>,
     {
         let route = Arc::new(route_of::<D>(Auth::StreamToken, 0));
         let handle = move |route: Arc<Route>,
@@ -367,9 +369,17 @@ impl Mount {
         self.route.method.clone()
     }
 
-    /// The operation as the handler's attribute documents it.
+    /// The operation as the handler's attribute documents it, with its tags.
     pub fn operation(&self) -> Operation {
-        (self.route.operation)()
+        let mut operation = (self.route.operation)();
+        let tags = (self.route.tags)();
+        if !tags.is_empty() {
+            operation
+                .tags
+                .get_or_insert_with(Vec::new)
+                .extend(tags.into_iter().map(str::to_owned));
+        }
+        operation
     }
 
     /// Whether the operation documents query parameters.

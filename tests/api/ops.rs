@@ -209,6 +209,10 @@ async fn openapi_documents_cover_every_mounted_route(backend: Backend) {
     // The routes the guard implies are documented with their security and answers.
     for (path, item) in full["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("item") {
+            assert!(
+                op["tags"].as_array().is_some_and(|t| !t.is_empty()),
+                "{method} {path} has no tag"
+            );
             let security = op["security"].to_string();
             if security.contains("bearer") || security.contains("admin_key") {
                 for status in ["401", "429"] {
