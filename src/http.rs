@@ -1,10 +1,12 @@
 //! The thin warp layer: one file per API surface, shared filters, the error shape, and
-//! the server loop. Handlers parse, authenticate, send one message to an actor and map the
-//! reply; they hold no state and no business logic.
+//! the server loop. Handlers parse, send one message to an actor and map the reply; they
+//! hold no state and no business logic.
 //!
-//! Every mounted route is declared once in [`routes::ROUTES`]; its filter labels the request
-//! with the route template (for metrics) through [`filters::at`], and a test checks the
-//! table against the OpenAPI document.
+//! Every route is declared once: its handler's `#[utoipa::path]` attribute (method, path,
+//! documentation) and one line of the route table ([`routes::table`]) naming its
+//! authentication. [`mount`] builds the filter (exact template match, route label for
+//! metrics, bounded body, authentication, typed path parameters) and the OpenAPI documents
+//! ([`crate::openapi`]) are derived from the same table.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -23,23 +25,29 @@ use crate::config::Config;
 
 pub mod admin;
 pub mod alerts;
+pub mod body;
 pub mod callbacks;
 pub mod calls;
 pub mod context;
 pub mod docs;
 pub mod error;
+pub mod fields;
 pub mod filters;
+pub mod guard;
 pub mod media;
+pub mod mount;
 pub mod ops;
+pub mod page;
 pub mod queues;
 pub mod routes;
 pub mod runtime;
 pub mod server;
 pub mod sessions;
+pub mod template;
 pub mod webhook_deliveries;
 pub mod webhooks;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorResponse};
 
 /// Shared state handed to handlers (cheap to clone).
 #[derive(Clone)]
@@ -192,29 +200,7 @@ impl IpGuard {
 pub fn routes(
     state: AppState,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
-    ops::routes(state.clone())
-        .or(docs::routes(state.clone()))
-        .unify()
-        .or(runtime::routes(state.clone()))
-        .unify()
-        .or(webhooks::routes(state.clone()))
-        .unify()
-        .or(media::routes(state.clone()))
-        .unify()
-        .or(calls::routes(state.clone()))
-        .unify()
-        .or(sessions::routes(state.clone()))
-        .unify()
-        .or(webhook_deliveries::routes(state.clone()))
-        .unify()
-        .or(queues::routes(state.clone()))
-        .unify()
-        .or(callbacks::routes(state.clone()))
-        .unify()
-        .or(admin::queues::routes(state.clone()))
-        .unify()
-        .or(admin::routes(state))
-        .unify()
+    mount::dispatch(state, routes::table())
         .recover(error::handle_rejection)
         .unify()
         .map(Reply::into_response)

@@ -1,160 +1,281 @@
-//! OpenAPI 3.1 documents generated with utoipa from the handler annotations.
+//! The OpenAPI 3.1 documents, derived from the route table ([`crate::http::routes::table`]).
 //!
-//! Three scoped documents: public (runtime, webhooks, ops, docs), admin, and full (both).
+//! Each mounted route contributes its handler's `#[utoipa::path]` operation, completed with
+//! what its guard and its body imply: the security requirement (the tenant key's scopes as
+//! alternatives), and the 400/401/403/404/413/415/429/503 answers of authentication, body
+//! and query parsing, so no operation omits them. Membership follows the guard: routes
+//! behind the admin key make the admin document, every other route the public one, and the
+//! full document holds both.
 
-use serde::Serialize;
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use std::collections::BTreeSet;
 
-use crate::http::admin::{agents, event_webhooks, phone_routes, queues as admin_queues};
-use crate::http::{
-    admin, callbacks, calls, media, ops, queues, runtime, sessions, webhook_deliveries, webhooks,
+use utoipa::openapi::path::{Operation, Paths};
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
+use utoipa::openapi::tag::TagBuilder;
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, Ref, RefOr,
+    ResponseBuilder,
+};
+use utoipa::{PartialSchema, ToSchema};
 
-/// The error shape of every endpoint.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorResponse {
-    /// The error.
-    pub error: ErrorObject,
-}
-
-/// Error detail.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorObject {
-    /// Machine-readable code (e.g. `validation_failed`, `unauthorized`, `rate_limited`).
-    pub code: String,
-    /// Human-readable message.
-    pub message: String,
-    /// The input field at fault, on 400/422.
-    pub field: Option<String>,
-    /// The request id (also in the `x-request-id` header).
-    pub request_id: String,
-}
-
-struct SecuritySchemes;
-
-impl Modify for SecuritySchemes {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "admin_key",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-admin-key"))),
-        );
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
-
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "StateSet Voice API", description = "Runtime API for AI phone agents: calls, records and Twilio webhooks."),
-    paths(
-        ops::live, ops::ready, ops::metrics, runtime::me,
-        calls::make_call, calls::list_call_logs, calls::get_call_log, calls::hangup, calls::transfer,
-        sessions::list_sessions, sessions::get_session, sessions::active_sessions, sessions::active_stream,
-        webhook_deliveries::list_deliveries, webhook_deliveries::get_delivery, webhook_deliveries::redeliver,
-        webhooks::incoming_call, webhooks::stream_ended, webhooks::dial_result, webhooks::call_status, webhooks::stream_status,
-        webhooks::amd_status, media::media_stream_doc,
-        queues::list_queues, queues::create_queue, queues::get_queue, queues::put_queue, queues::delete_queue,
-        callbacks::list_tasks, callbacks::create_task, callbacks::get_task, callbacks::claim_task,
-        callbacks::complete_task, callbacks::cancel_task,
-    ),
-    components(schemas(ErrorResponse, ErrorObject)),
-    modifiers(&SecuritySchemes),
-    tags(
-        (name = "runtime", description = "Tenant API (Bearer key)"),
-        (name = "operator", description = "Operator queues and callback tasks (Bearer key; `operator` scope, reads also `read`)"),
-        (name = "webhooks", description = "Twilio callbacks (X-Twilio-Signature) and the media websocket (stream token)"),
-        (name = "ops", description = "Health and metrics")
-    )
-)]
-struct PublicApi;
-
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "StateSet Voice Admin API", description = "Tenants, keys, credentials, governance and diagnostics (x-admin-key)."),
-    paths(
-        admin::list_tenants, admin::create_tenant, admin::get_tenant, admin::patch_tenant,
-        admin::put_runtime_config, admin::put_twilio_credentials, admin::put_openai_key, admin::delete_openai_key,
-        admin::list_api_keys, admin::create_api_key, admin::revoke_api_key,
-        admin::audit_log, admin::actor_diagnostics,
-        phone_routes::list_routes, phone_routes::create_route, phone_routes::get_route,
-        phone_routes::patch_route, phone_routes::delete_route,
-        phone_routes::routing_diagnostics, phone_routes::auth_transport,
-        agents::list_agents, agents::create_agent, agents::get_agent, agents::list_versions,
-        agents::create_version, agents::get_version, agents::put_version, agents::approve_version,
-        agents::retire_version, sessions::admin_active_sessions,
-        event_webhooks::put_event_webhook, event_webhooks::get_event_webhook,
-        event_webhooks::delete_event_webhook, event_webhooks::rotate_signing_secret,
-        admin_queues::list_queues, admin_queues::create_queue, admin_queues::get_queue,
-        admin_queues::put_queue, admin_queues::delete_queue,
-    ),
-    components(schemas(ErrorResponse, ErrorObject)),
-    modifiers(&SecuritySchemes),
-    tags((name = "admin", description = "Platform administration (x-admin-key)"))
-)]
-struct AdminApi;
+use crate::http::error::{ErrorObject, ErrorResponse};
+use crate::http::guard::Auth;
+use crate::http::mount::{BodyKind, Mount};
+use crate::http::routes::table;
 
 /// Which document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Document {
-    /// Runtime, webhooks, ops.
+    /// Every route not behind the admin key: runtime, operator, webhooks, ops, documents.
     Public,
-    /// Admin.
+    /// Every route behind the admin key.
     Admin,
     /// Everything.
     Full,
 }
 
-const DOC_PATHS: [(&str, &str); 3] = [
-    ("/api-docs/public.json", "The public OpenAPI document"),
-    ("/api-docs/admin.json", "The admin OpenAPI document"),
-    ("/api-docs/openapi.json", "The full OpenAPI document"),
+impl Document {
+    /// Whether a route with guard `auth` belongs to this document.
+    pub fn includes(self, auth: Auth) -> bool {
+        match self {
+            Document::Public => !auth.is_admin(),
+            Document::Admin => auth.is_admin(),
+            Document::Full => true,
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Document::Public => "StateSet Voice API",
+            Document::Admin => "StateSet Voice Admin API",
+            Document::Full => "StateSet Voice API (full)",
+        }
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            Document::Public => {
+                "Runtime API for AI phone agents: calls, records and Twilio webhooks."
+            }
+            Document::Admin => {
+                "Tenants, keys, credentials, governance and diagnostics (x-admin-key)."
+            }
+            Document::Full => "Every route of StateSet Voice: the runtime and the admin API.",
+        }
+    }
+}
+
+/// Tags and their descriptions (a document lists the ones its operations use).
+const TAGS: [(&str, &str); 5] = [
+    ("runtime", "Tenant API (Bearer key)"),
+    (
+        "operator",
+        "Operator queues and callback tasks (Bearer key; `operator` scope, reads also `read`)",
+    ),
+    (
+        "webhooks",
+        "Twilio callbacks (X-Twilio-Signature) and the media websocket (stream token)",
+    ),
+    ("ops", "Health, metrics and these documents"),
+    ("admin", "Platform administration (x-admin-key)"),
 ];
 
-/// Adds the document endpoints themselves (plain JSON, no schema) to a document.
-fn with_doc_paths(mut doc: utoipa::openapi::OpenApi, which: Document) -> utoipa::openapi::OpenApi {
-    use utoipa::openapi::path::{HttpMethod, OperationBuilder, PathItem};
-    use utoipa::openapi::{ContentBuilder, ResponseBuilder};
-    for (path, summary) in DOC_PATHS {
-        if which == Document::Public && path != "/api-docs/public.json" {
-            continue;
-        }
-        let op = OperationBuilder::new()
-            .summary(Some(summary))
-            .tag("ops")
-            .response(
-                "200",
-                ResponseBuilder::new()
-                    .description("OpenAPI 3.1 document")
-                    .content("application/json", ContentBuilder::new().build())
-                    .build(),
-            )
-            .build();
-        doc.paths
-            .paths
-            .insert(path.to_owned(), PathItem::new(HttpMethod::Get, op));
+/// Security scheme names.
+const BEARER: &str = "bearer";
+const ADMIN_KEY: &str = "admin_key";
+const TWILIO_SIGNATURE: &str = "twilio_signature";
+
+fn error_response(description: &str) -> RefOr<utoipa::openapi::Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(ErrorResponse::name())))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+/// Documents `status` with `description` unless the operation already documents it.
+fn answers(op: &mut Operation, status: u16, description: &str) {
+    let entry = op
+        .responses
+        .responses
+        .entry(status.to_string())
+        .or_insert_with(|| error_response(description));
+    // A status the attribute lists without saying why gets the guard's reason.
+    if let RefOr::T(response) = entry
+        && response.description.is_empty()
+    {
+        response.description = description.to_owned();
     }
-    doc
+}
+
+/// The operation of `m` as the documents show it.
+pub fn operation(m: &Mount) -> Operation {
+    let mut op = m.operation();
+    let retry = "the service is draining, or a component is restarting or busy; retry shortly";
+    match m.auth() {
+        Auth::Ops | Auth::StreamToken => {}
+        Auth::Public => answers(
+            &mut op,
+            429,
+            "too many requests from this address (see Retry-After)",
+        ),
+        Auth::Tenant(scopes) => {
+            op.security = Some(if scopes.is_empty() {
+                vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]
+            } else {
+                // Alternatives: a key holding any one of the scopes is enough.
+                scopes
+                    .iter()
+                    .map(|s| SecurityRequirement::new(BEARER, [s.as_str()]))
+                    .collect()
+            });
+            answers(&mut op, 401, "missing, invalid or revoked api key");
+            answers(
+                &mut op,
+                403,
+                "the key lacks the scope (`insufficient_scope`), or the tenant is suspended",
+            );
+            answers(
+                &mut op,
+                429,
+                "the tenant's rate limit, or too many failed attempts from this address (see Retry-After)",
+            );
+            answers(&mut op, 503, retry);
+        }
+        Auth::Admin => {
+            op.security = Some(vec![SecurityRequirement::new(
+                ADMIN_KEY,
+                Vec::<String>::new(),
+            )]);
+            answers(&mut op, 401, "missing or wrong x-admin-key");
+            answers(
+                &mut op,
+                404,
+                "not found; every admin path is not found when no admin key is configured",
+            );
+            answers(
+                &mut op,
+                429,
+                "too many failed attempts from this address (see Retry-After)",
+            );
+            answers(&mut op, 503, retry);
+        }
+        Auth::Twilio => {
+            op.security = Some(vec![SecurityRequirement::new(
+                TWILIO_SIGNATURE,
+                Vec::<String>::new(),
+            )]);
+            answers(
+                &mut op,
+                400,
+                "a required Twilio parameter is missing or malformed",
+            );
+            answers(
+                &mut op,
+                403,
+                "the X-Twilio-Signature does not verify with the account's auth token",
+            );
+            answers(
+                &mut op,
+                429,
+                "the tenant's webhook rate limit (see Retry-After)",
+            );
+            answers(&mut op, 503, retry);
+        }
+    }
+    match m.body() {
+        BodyKind::None => {}
+        BodyKind::Json => {
+            answers(
+                &mut op,
+                400,
+                "the body is not JSON or does not match the schema (`field` names the input at fault)",
+            );
+            answers(&mut op, 413, "the body is larger than the configured limit");
+            answers(&mut op, 415, "the content type is not application/json");
+        }
+        BodyKind::Form => answers(&mut op, 413, "the body is larger than the configured limit"),
+    }
+    if m.has_query() && m.auth() != Auth::Twilio {
+        answers(
+            &mut op,
+            400,
+            "a query parameter is invalid (`field` names it)",
+        );
+    }
+    if m.template().params() > 0 && !matches!(m.auth(), Auth::Ops | Auth::Public) {
+        answers(&mut op, 404, "no such object");
+    }
+    op
 }
 
 /// Builds a document.
-pub fn document(which: Document) -> utoipa::openapi::OpenApi {
-    let version = env!("CARGO_PKG_VERSION");
-    let mut doc = match which {
-        Document::Public => with_doc_paths(PublicApi::openapi(), which),
-        Document::Admin => AdminApi::openapi(),
-        Document::Full => {
-            let mut full = with_doc_paths(PublicApi::openapi(), which);
-            full.merge(AdminApi::openapi());
-            full.info.title = "StateSet Voice API (full)".to_owned();
-            full
+pub fn document(which: Document) -> OpenApi {
+    let mut paths = Paths::new();
+    let mut schemas: Vec<(String, RefOr<Schema>)> = Vec::new();
+    let mut tags: BTreeSet<String> = BTreeSet::new();
+    let mut schemes: BTreeSet<&str> = BTreeSet::new();
+    for m in table().iter().filter(|m| which.includes(m.auth())) {
+        let op = operation(m);
+        tags.extend(op.tags.iter().flatten().cloned());
+        for requirement in op.security.iter().flatten() {
+            let value = serde_json::to_value(requirement).unwrap_or_default();
+            for name in [BEARER, ADMIN_KEY, TWILIO_SIGNATURE] {
+                if value.get(name).is_some() {
+                    schemes.insert(name);
+                }
+            }
         }
-    };
-    doc.info.version = version.to_owned();
-    doc
+        paths.add_path_operation(m.path(), vec![m.http_method()], op);
+        m.schemas(&mut schemas);
+    }
+    let mut components = ComponentsBuilder::new()
+        .schema(ErrorResponse::name(), ErrorResponse::schema())
+        .schema(ErrorObject::name(), ErrorObject::schema())
+        .schemas_from_iter(schemas)
+        .build();
+    for name in schemes {
+        let scheme = match name {
+            BEARER => {
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build())
+            }
+            ADMIN_KEY => SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-admin-key"))),
+            _ => SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Twilio-Signature",
+                "HMAC-SHA1 of the request URL and its parameters with the account's auth token",
+            ))),
+        };
+        components.add_security_scheme(name, scheme);
+    }
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title(which.title())
+                .description(Some(which.description()))
+                .version(env!("CARGO_PKG_VERSION"))
+                .build(),
+        )
+        .paths(paths)
+        .components(Some(components))
+        .tags(Some(
+            TAGS.iter()
+                .filter(|(name, _)| tags.contains(*name))
+                .map(|(name, description)| {
+                    TagBuilder::new()
+                        .name(*name)
+                        .description(Some(*description))
+                        .build()
+                }),
+        ))
+        .build()
 }
 
 /// The document as pretty JSON.

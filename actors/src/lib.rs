@@ -24,6 +24,7 @@ pub mod callbacks;
 pub mod carrier;
 pub mod contract;
 pub mod crypto;
+pub mod domain;
 pub mod egress;
 pub mod ending;
 pub mod ids;

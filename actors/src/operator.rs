@@ -51,12 +51,7 @@ impl FieldError {
 
 /// Whether `s` is an E.164 number (`+` then 2–15 digits, no leading zero).
 pub fn is_e164(s: &str) -> bool {
-    let Some(digits) = s.strip_prefix('+') else {
-        return false;
-    };
-    (2..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
+    crate::domain::E164::is_valid(s)
 }
 
 /// Whether `s` is a valid queue name: 1–64 of `a-z`, `0-9`, `_` and `-`.

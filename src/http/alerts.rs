@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use actors::domain::AccountSid;
+
 /// How far back alerts look.
 pub const ALERT_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// Most failures remembered (older ones are dropped first).
@@ -71,11 +73,7 @@ impl AuthTransportLog {
         metrics::counter!("twilio_signature_failures_total", "route" => route).increment(1);
         // An account SID is only echoed back when it looks like one (the value is unverified).
         let account_sid = account_sid
-            .filter(|a| {
-                a.len() == 34
-                    && a.starts_with("AC")
-                    && a[2..].bytes().all(|b| b.is_ascii_hexdigit())
-            })
+            .filter(|a| AccountSid::is_valid(a))
             .map(str::to_owned);
         self.push(FailureKind::Signature { route, account_sid });
     }

@@ -9,29 +9,21 @@ use actors::operator::{
     CallbackFilter, CallbackPriority, CallbackSource, CallbackStatus, CallbackTask, NewCallbackTask,
 };
 use actors::router::RouterMsg;
-use actors::store::Scope;
 use actors::tenant::AuthContext;
 use actors::time::{parse_rfc3339, rfc3339};
-use bytes::Bytes;
 use ractor::call_t;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::admin::{check_name, json};
-use super::calls::check_e164;
-use super::filters::{
-    Caller, Paging, any_of, endpoint, json_body, parse_json, parse_optional_json, parse_query,
-    raw_query,
-};
-use super::routes::{
-    CALLBACK_TASK_CANCEL, CALLBACK_TASK_CLAIM, CALLBACK_TASK_COMPLETE, CALLBACK_TASK_GET,
-    CALLBACK_TASKS_CREATE, CALLBACK_TASKS_LIST,
-};
-use super::{ApiError, AppState};
-use crate::openapi::ErrorResponse;
+use super::ApiError;
+use super::admin::json;
+use super::fields;
+use super::filters::{Paging, parse_json, parse_optional_json, parse_query};
+use super::mount::Request;
+use super::page::Page;
+use crate::http::ErrorResponse;
 
 // === DTOs ===
 
@@ -163,20 +155,6 @@ impl From<CallbackTask> for CallbackTaskView {
     }
 }
 
-/// A page of callback tasks: most urgent first, then by due time (none last), then oldest
-/// first.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CallbackTaskList {
-    /// Tasks.
-    pub data: Vec<CallbackTaskView>,
-    /// Page size.
-    pub limit: u32,
-    /// Rows skipped.
-    pub offset: u32,
-    /// Total matching.
-    pub total: i64,
-}
-
 /// Body of `POST /api/v1/callback-tasks`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -229,16 +207,20 @@ pub struct CallbackTaskParams {
     /// Only this status.
     pub status: Option<CallbackStatusDto>,
     /// Only this queue (`oq_…`).
+    #[param(pattern = r"^oq_[A-Za-z0-9_-]{1,64}$")]
     pub queue_id: Option<String>,
     /// Only tasks claimed by this assignee.
     pub assignee: Option<String>,
     /// Only tasks from this call (`call_…`).
+    #[param(pattern = r"^call_[A-Za-z0-9_-]{1,64}$")]
     pub source_call_id: Option<String>,
     /// Only this priority.
     pub priority: Option<CallbackPriorityDto>,
     /// Only tasks due before this time (RFC 3339); tasks without a due time are left out.
+    #[param(format = DateTime)]
     pub due_before: Option<String>,
     /// Page size (1–200, default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// Rows to skip (default 0).
     pub offset: Option<u32>,
@@ -246,29 +228,12 @@ pub struct CallbackTaskParams {
 
 // === helpers ===
 
-/// Authenticates a tenant key holding any of `scopes`.
-async fn tenant_with_any(
-    state: &AppState,
-    caller: &Caller,
-    scopes: &[Scope],
-) -> Result<AuthContext, ApiError> {
-    let auth = state.tenant(caller, None).await?;
-    if scopes.iter().any(|s| auth.has(*s)) {
-        return Ok(auth);
-    }
-    let names: Vec<String> = scopes.iter().map(|s| format!("`{}`", s.as_str())).collect();
-    Err(ApiError::Forbidden {
-        code: "insufficient_scope",
-        message: format!("this api key needs the {} scope", names.join(" or ")),
-    })
-}
-
 fn task_id(raw: &str) -> Result<CallbackTaskId, ApiError> {
     CallbackTaskId::parse(raw).ok_or_else(|| ApiError::NotFound("callback task".into()))
 }
 
 fn optional_text(field: &str, v: Option<String>, max: usize) -> Result<Option<String>, ApiError> {
-    v.map(|v| check_name(field, &v, max)).transpose()
+    Ok(fields::optional_label(field, v.as_deref(), max)?.map(Into::into))
 }
 
 fn bad_query(field: &str, message: &str) -> ApiError {
@@ -288,15 +253,15 @@ fn task_reply(status: StatusCode, task: CallbackTask) -> Response {
 /// Lists the tenant's callback tasks: most urgent first, then by due time (tasks without
 /// one last), then oldest first.
 #[utoipa::path(get, path = "/api/v1/callback-tasks", tag = "operator", params(CallbackTaskParams),
-    security(("bearer" = [])),
-    responses((status = 200, body = CallbackTaskList), (status = 400, body = ErrorResponse),
+    responses((status = 200, body = Page<CallbackTaskView>), (status = 400, body = ErrorResponse),
               (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse, description = "the key has neither `read` nor `operator`")))]
-pub async fn list_tasks(
-    state: AppState,
-    caller: Caller,
-    query: String,
-) -> Result<Response, ApiError> {
-    let auth = tenant_with_any(&state, &caller, &[Scope::Read, Scope::Operator]).await?;
+pub async fn list_tasks(req: Request<AuthContext>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth,
+        raw_query: query,
+        ..
+    } = req;
     let p: CallbackTaskParams = parse_query(&query)?;
     let paging = Paging::new(p.limit, p.offset)?;
     let filter = CallbackFilter {
@@ -331,34 +296,31 @@ pub async fn list_tasks(
     )??;
     Ok(json(
         StatusCode::OK,
-        &CallbackTaskList {
-            data: page.items.into_iter().map(CallbackTaskView::from).collect(),
-            limit: paging.limit,
-            offset: paging.offset,
-            total: page.total,
-        },
+        &Page::new(
+            page.items.into_iter().map(CallbackTaskView::from),
+            paging,
+            page.total,
+        ),
     ))
 }
 
 /// Creates an open callback task. A `queue_id` or `source_call_id` that is not the tenant's
 /// is refused (422, the field named).
 #[utoipa::path(post, path = "/api/v1/callback-tasks", tag = "operator", request_body = CreateCallbackTaskRequest,
-    security(("bearer" = [])),
     responses((status = 201, body = CallbackTaskView), (status = 400, body = ErrorResponse),
               (status = 401, body = ErrorResponse),
               (status = 403, body = ErrorResponse, description = "the key has neither `operator` nor `runtime`"),
               (status = 422, body = ErrorResponse, description = "a field is invalid (named in `field`)")))]
-pub async fn create_task(
-    state: AppState,
-    caller: Caller,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let auth = tenant_with_any(&state, &caller, &[Scope::Operator, Scope::Runtime]).await?;
+pub async fn create_task(req: Request<AuthContext>) -> Result<Response, ApiError> {
+    let Request {
+        state, auth, body, ..
+    } = req;
     let r: CreateCallbackTaskRequest = parse_json(&body)?;
     let new = NewCallbackTask {
         tenant_id: auth.tenant_id,
-        phone: check_e164("phone", &r.phone)?,
-        reason: check_name("reason", &r.reason, actors::operator::MAX_REASON_CHARS)?,
+        phone: fields::e164("phone", &r.phone)?.into_string(),
+        reason: fields::label("reason", &r.reason, actors::operator::MAX_REASON_CHARS)?
+            .into_string(),
         source_call_id: r
             .source_call_id
             .map(|c| {
@@ -397,11 +359,15 @@ pub async fn create_task(
 /// Reads one of the tenant's callback tasks.
 #[utoipa::path(get, path = "/api/v1/callback-tasks/{id}", tag = "operator",
     params(("id" = String, Path, description = "Task id (`cbt_…`)")),
-    security(("bearer" = [])),
     responses((status = 200, body = CallbackTaskView), (status = 401, body = ErrorResponse),
               (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
-pub async fn get_task(id: String, state: AppState, caller: Caller) -> Result<Response, ApiError> {
-    let auth = tenant_with_any(&state, &caller, &[Scope::Read, Scope::Operator]).await?;
+pub async fn get_task(req: Request<AuthContext, (String,)>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth,
+        path: (id,),
+        ..
+    } = req;
     let id = task_id(&id)?;
     let task = call_t!(
         state.router_actor()?,
@@ -417,22 +383,22 @@ pub async fn get_task(id: String, state: AppState, caller: Caller) -> Result<Res
 /// get 409 `invalid_transition`.
 #[utoipa::path(post, path = "/api/v1/callback-tasks/{id}/claim", tag = "operator", request_body = ClaimCallbackTaskRequest,
     params(("id" = String, Path, description = "Task id (`cbt_…`)")),
-    security(("bearer" = [])),
     responses((status = 200, body = CallbackTaskView), (status = 400, body = ErrorResponse),
               (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
               (status = 404, body = ErrorResponse),
               (status = 409, body = ErrorResponse, description = "`invalid_transition`: the task is not open"),
               (status = 422, body = ErrorResponse)))]
-pub async fn claim_task(
-    id: String,
-    state: AppState,
-    caller: Caller,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let auth = state.tenant(&caller, Some(Scope::Operator)).await?;
+pub async fn claim_task(req: Request<AuthContext, (String,)>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth,
+        path: (id,),
+        body,
+        ..
+    } = req;
     let id = task_id(&id)?;
     let r: ClaimCallbackTaskRequest = parse_json(&body)?;
-    let assignee = check_name("assignee", &r.assignee, 100)?;
+    let assignee = fields::label("assignee", &r.assignee, 100)?.into_string();
     let task = call_t!(
         state.router_actor()?,
         RouterMsg::claim_callback_task,
@@ -447,19 +413,19 @@ pub async fn claim_task(
 /// Completes a claimed task, with an optional outcome and notes.
 #[utoipa::path(post, path = "/api/v1/callback-tasks/{id}/complete", tag = "operator", request_body = CompleteCallbackTaskRequest,
     params(("id" = String, Path, description = "Task id (`cbt_…`)")),
-    security(("bearer" = [])),
     responses((status = 200, body = CallbackTaskView), (status = 400, body = ErrorResponse),
               (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
               (status = 404, body = ErrorResponse),
               (status = 409, body = ErrorResponse, description = "`invalid_transition`: the task is not claimed"),
               (status = 422, body = ErrorResponse)))]
-pub async fn complete_task(
-    id: String,
-    state: AppState,
-    caller: Caller,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let auth = state.tenant(&caller, Some(Scope::Operator)).await?;
+pub async fn complete_task(req: Request<AuthContext, (String,)>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth,
+        path: (id,),
+        body,
+        ..
+    } = req;
     let id = task_id(&id)?;
     let r: CompleteCallbackTaskRequest = parse_optional_json(&body)?;
     let outcome = optional_text("outcome", r.outcome, 500)?;
@@ -479,19 +445,19 @@ pub async fn complete_task(
 /// Cancels an open or claimed task, with an optional reason.
 #[utoipa::path(post, path = "/api/v1/callback-tasks/{id}/cancel", tag = "operator", request_body = CancelCallbackTaskRequest,
     params(("id" = String, Path, description = "Task id (`cbt_…`)")),
-    security(("bearer" = [])),
     responses((status = 200, body = CallbackTaskView), (status = 400, body = ErrorResponse),
               (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
               (status = 404, body = ErrorResponse),
               (status = 409, body = ErrorResponse, description = "`invalid_transition`: the task is completed or cancelled"),
               (status = 422, body = ErrorResponse)))]
-pub async fn cancel_task(
-    id: String,
-    state: AppState,
-    caller: Caller,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let auth = state.tenant(&caller, Some(Scope::Operator)).await?;
+pub async fn cancel_task(req: Request<AuthContext, (String,)>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth,
+        path: (id,),
+        body,
+        ..
+    } = req;
     let id = task_id(&id)?;
     let r: CancelCallbackTaskRequest = parse_optional_json(&body)?;
     let reason = optional_text("reason", r.reason, 500)?;
@@ -504,54 +470,4 @@ pub async fn cancel_task(
         reason
     )??;
     Ok(task_reply(StatusCode::OK, task))
-}
-
-/// The callback-task routes.
-pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
-    let limit = state.config.max_body_bytes;
-    let tasks = || warp::path!("api" / "v1" / "callback-tasks");
-    let task = || warp::path!("api" / "v1" / "callback-tasks" / String);
-    any_of!(
-        endpoint!(
-            state,
-            tasks(),
-            get,
-            CALLBACK_TASKS_LIST,
-            list_tasks,
-            raw_query()
-        ),
-        endpoint!(
-            state,
-            tasks(),
-            post,
-            CALLBACK_TASKS_CREATE,
-            create_task,
-            json_body(limit)
-        ),
-        endpoint!(state, task(), get, CALLBACK_TASK_GET, get_task),
-        endpoint!(
-            state,
-            warp::path!("api" / "v1" / "callback-tasks" / String / "claim"),
-            post,
-            CALLBACK_TASK_CLAIM,
-            claim_task,
-            json_body(limit)
-        ),
-        endpoint!(
-            state,
-            warp::path!("api" / "v1" / "callback-tasks" / String / "complete"),
-            post,
-            CALLBACK_TASK_COMPLETE,
-            complete_task,
-            json_body(limit)
-        ),
-        endpoint!(
-            state,
-            warp::path!("api" / "v1" / "callback-tasks" / String / "cancel"),
-            post,
-            CALLBACK_TASK_CANCEL,
-            cancel_task,
-            json_body(limit)
-        ),
-    )
 }

@@ -3,50 +3,28 @@
 
 use std::time::Duration;
 
+use actors::domain::E164;
 use actors::ids::TenantId;
 use actors::router::{CallDetail, ControlAction, OutboundRequest, RouterMsg};
-use actors::store::{CallDirection, CallFilter, CallRecord, IdempotencyBegin, Scope};
+use actors::store::{CallDirection, CallFilter, CallRecord, IdempotencyBegin};
+use actors::tenant::AuthContext;
 use actors::time::{parse_rfc3339, rfc3339};
-use bytes::Bytes;
 use ractor::call_t;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use warp::filters::BoxedFilter;
+use warp::Reply;
 use warp::http::StatusCode;
 use warp::reply::Response;
-use warp::{Filter, Reply};
 
-use super::filters::{
-    Caller, Paging, at, caller, json_body, parse_json, parse_query, raw_query, with_state,
-};
-use super::routes::{CALL_HANGUP, CALL_LOG_GET, CALL_LOGS_LIST, CALL_TRANSFER, MAKE_CALL};
+use super::fields;
+use super::filters::{Paging, parse_json, parse_query};
+use super::mount::Request;
+use super::page::Page;
 use super::{ApiError, AppState};
-use crate::openapi::ErrorResponse;
+use crate::http::ErrorResponse;
 
 /// How long an idempotency key is kept.
 const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
-
-/// Whether `s` is an E.164 number (`+` then 2–15 digits, no leading zero).
-pub fn is_e164(s: &str) -> bool {
-    let Some(digits) = s.strip_prefix('+') else {
-        return false;
-    };
-    (2..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
-}
-
-/// Validates an E.164 field.
-pub fn check_e164(field: &str, v: &str) -> Result<String, ApiError> {
-    if is_e164(v) {
-        Ok(v.to_owned())
-    } else {
-        Err(ApiError::invalid(
-            field,
-            "must be an E.164 phone number such as +14155550100",
-        ))
-    }
-}
 
 // === DTOs ===
 
@@ -249,19 +227,6 @@ impl From<CallDetail> for CallLogDetail {
     }
 }
 
-/// A page of call logs.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CallLogList {
-    /// Calls, newest first.
-    pub data: Vec<CallLogView>,
-    /// Page size.
-    pub limit: u32,
-    /// Rows skipped.
-    pub offset: u32,
-    /// Total matching.
-    pub total: i64,
-}
-
 /// Filters of the call-log listing.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -270,12 +235,16 @@ pub struct CallLogParams {
     /// Only this status.
     pub status: Option<String>,
     /// `inbound` or `outbound`.
+    #[param(pattern = "^(inbound|outbound)$")]
     pub direction: Option<String>,
     /// Created at or after (RFC 3339).
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// Created before (RFC 3339).
+    #[param(format = DateTime)]
     pub to: Option<String>,
     /// Page size (1–200, default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// Rows to skip.
     pub offset: Option<u32>,
@@ -423,27 +392,24 @@ fn text_field(
 /// Places an outbound call through the carrier; the agent talks once the callee answers.
 #[utoipa::path(post, path = "/api/v1/make-call", tag = "runtime", request_body = MakeCallRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for 24 h")),
-    security(("bearer" = [])),
     responses((status = 201, body = MakeCallResponse), (status = 400, body = ErrorResponse),
               (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
               (status = 409, body = ErrorResponse, description = "idempotent request in progress, or no credentials"),
               (status = 422, body = ErrorResponse), (status = 429, body = ErrorResponse, description = "rate or concurrency limit"),
               (status = 502, body = ErrorResponse, description = "carrier error (call recorded as failed)"),
               (status = 504, body = ErrorResponse, description = "carrier timeout (call recorded as failed)")))]
-pub async fn make_call(
-    state: AppState,
-    caller: Caller,
-    key: Option<String>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let auth = state.tenant(&caller, Some(Scope::Runtime)).await?;
+pub async fn make_call(req: Request<AuthContext>) -> Result<Response, ApiError> {
+    let key = req.text_header("idempotency-key")?;
+    let Request {
+        state, auth, body, ..
+    } = req;
     let req: MakeCallRequest = parse_json(&body)?;
     let raw: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    let to = check_e164("to", &req.to)?;
+    let to = fields::e164("to", &req.to)?.into_string();
     let from = req
         .from
         .as_deref()
-        .map(|f| check_e164("from", f))
+        .map(|f| fields::e164("from", f).map(E164::into_string))
         .transpose()?;
     if let Some(m) = &req.metadata
         && (!m.is_object() || m.to_string().len() > 8192)
@@ -493,14 +459,14 @@ pub async fn make_call(
 
 /// Lists the tenant's calls, newest first.
 #[utoipa::path(get, path = "/api/v1/call-logs", tag = "runtime", params(CallLogParams),
-    security(("bearer" = [])),
-    responses((status = 200, body = CallLogList), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse)))]
-pub async fn list_call_logs(
-    state: AppState,
-    caller: Caller,
-    query: String,
-) -> Result<Response, ApiError> {
-    let auth = state.tenant(&caller, Some(Scope::Read)).await?;
+    responses((status = 200, body = Page<CallLogView>), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse)))]
+pub async fn list_call_logs(req: Request<AuthContext>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth,
+        raw_query: query,
+        ..
+    } = req;
     let p: CallLogParams = parse_query(&query)?;
     let paging = Paging::new(p.limit, p.offset)?;
     let time = |field: &str, v: Option<String>| -> Result<Option<i64>, ApiError> {
@@ -536,26 +502,25 @@ pub async fn list_call_logs(
         state.actor_timeout_ms(),
         filter
     )??;
-    Ok(warp::reply::json(&CallLogList {
-        data: page.items.into_iter().map(CallLogView::from).collect(),
-        limit: paging.limit,
-        offset: paging.offset,
-        total: page.total,
-    })
+    Ok(warp::reply::json(&Page::new(
+        page.items.into_iter().map(CallLogView::from),
+        paging,
+        page.total,
+    ))
     .into_response())
 }
 
 /// One call (by call id or `CallSid`) with its status-event history and timeline.
 #[utoipa::path(get, path = "/api/v1/call-logs/{id}", tag = "runtime",
     params(("id" = String, Path, description = "Call id (`call_…`) or Twilio CallSid")),
-    security(("bearer" = [])),
     responses((status = 200, body = CallLogDetail), (status = 404, body = ErrorResponse)))]
-pub async fn get_call_log(
-    id: String,
-    state: AppState,
-    caller: Caller,
-) -> Result<Response, ApiError> {
-    let auth = state.tenant(&caller, Some(Scope::Read)).await?;
+pub async fn get_call_log(req: Request<AuthContext, (String,)>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth,
+        path: (id,),
+        ..
+    } = req;
     let detail = call_t!(
         state.router_actor()?,
         RouterMsg::GetCall,
@@ -566,25 +531,18 @@ pub async fn get_call_log(
     Ok(warp::reply::json(&CallLogDetail::from(detail)).into_response())
 }
 
-async fn control_scope(state: &AppState, caller: &Caller) -> Result<TenantId, ApiError> {
-    let auth = state.tenant(caller, None).await?;
-    if auth.has(Scope::Operator) || auth.has(Scope::Runtime) {
-        Ok(auth.tenant_id)
-    } else {
-        Err(ApiError::Forbidden {
-            code: "insufficient_scope",
-            message: "this api key needs the `operator` or `runtime` scope".into(),
-        })
-    }
-}
-
 /// Hangs up a live call (idempotent: an ended call is a success).
 #[utoipa::path(post, path = "/api/v1/calls/{call_sid}/hangup", tag = "runtime",
     params(("call_sid" = String, Path, description = "Twilio CallSid (or our call id)")),
-    security(("bearer" = [])),
     responses((status = 200, body = CallLogView), (status = 404, body = ErrorResponse), (status = 502, body = ErrorResponse)))]
-pub async fn hangup(sid: String, state: AppState, caller: Caller) -> Result<Response, ApiError> {
-    let tenant = control_scope(&state, &caller).await?;
+pub async fn hangup(req: Request<AuthContext, (String,)>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth,
+        path: (sid,),
+        ..
+    } = req;
+    let tenant = auth.tenant_id;
     let call = call_t!(
         state.router_actor()?,
         RouterMsg::Control,
@@ -599,20 +557,21 @@ pub async fn hangup(sid: String, state: AppState, caller: Caller) -> Result<Resp
 /// Transfers a live call to a number (`<Dial>` through a carrier call update).
 #[utoipa::path(post, path = "/api/v1/calls/{call_sid}/transfer", tag = "runtime", request_body = TransferRequest,
     params(("call_sid" = String, Path, description = "Twilio CallSid (or our call id)")),
-    security(("bearer" = [])),
     responses((status = 200, body = CallLogView), (status = 404, body = ErrorResponse),
               (status = 409, body = ErrorResponse, description = "the call has ended"),
               (status = 422, body = ErrorResponse), (status = 502, body = ErrorResponse)))]
-pub async fn transfer(
-    sid: String,
-    state: AppState,
-    caller: Caller,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let tenant = control_scope(&state, &caller).await?;
+pub async fn transfer(req: Request<AuthContext, (String,)>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth,
+        path: (sid,),
+        body,
+        ..
+    } = req;
+    let tenant = auth.tenant_id;
     let req: TransferRequest = parse_json(&body)?;
     let action = ControlAction::Transfer {
-        numbers: vec![check_e164("to", &req.to)?],
+        numbers: vec![fields::e164("to", &req.to)?.into_string()],
         announcement: text_field("announcement", req.announcement, 500)?,
     };
     let call = call_t!(
@@ -624,59 +583,4 @@ pub async fn transfer(
         action
     )??;
     Ok(warp::reply::json(&CallLogView::from(call)).into_response())
-}
-
-/// The call routes.
-pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
-    let limit = state.config.max_body_bytes;
-    let s = move || with_state(state.clone());
-    let respond = |r: Result<Response, ApiError>| r.into_response();
-    let make = warp::path!("api" / "v1" / "make-call")
-        .and(warp::post())
-        .and(at(&MAKE_CALL))
-        .and(s())
-        .and(caller())
-        .and(warp::header::optional::<String>("idempotency-key"))
-        .and(json_body(limit))
-        .then(make_call)
-        .map(respond);
-    let list = warp::path!("api" / "v1" / "call-logs")
-        .and(warp::get())
-        .and(at(&CALL_LOGS_LIST))
-        .and(s())
-        .and(caller())
-        .and(raw_query())
-        .then(list_call_logs)
-        .map(respond);
-    let get = warp::path!("api" / "v1" / "call-logs" / String)
-        .and(warp::get())
-        .and(at(&CALL_LOG_GET))
-        .and(s())
-        .and(caller())
-        .then(get_call_log)
-        .map(respond);
-    let hangup = warp::path!("api" / "v1" / "calls" / String / "hangup")
-        .and(warp::post())
-        .and(at(&CALL_HANGUP))
-        .and(s())
-        .and(caller())
-        .then(hangup)
-        .map(respond);
-    let transfer = warp::path!("api" / "v1" / "calls" / String / "transfer")
-        .and(warp::post())
-        .and(at(&CALL_TRANSFER))
-        .and(s())
-        .and(caller())
-        .and(json_body(limit))
-        .then(transfer)
-        .map(respond);
-    make.or(list)
-        .unify()
-        .or(get)
-        .unify()
-        .or(hangup)
-        .unify()
-        .or(transfer)
-        .unify()
-        .boxed()
 }

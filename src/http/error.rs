@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use actors::tenant::{AuthError, TenantError};
 use serde::Serialize;
+use utoipa::ToSchema;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Rejection, Reply};
@@ -93,18 +94,25 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: ErrorDetail<'a>,
+/// The error body of every endpoint: `{"error": {"code", "message", "field"?, "request_id"}}`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorResponse {
+    /// The error.
+    pub error: ErrorObject,
 }
 
-#[derive(Serialize)]
-struct ErrorDetail<'a> {
-    code: &'a str,
-    message: String,
+/// Error detail.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorObject {
+    /// Machine-readable code (e.g. `validation_failed`, `unauthorized`, `rate_limited`).
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+    /// The input field at fault, on 400/422.
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
-    request_id: Option<String>,
+    pub field: Option<String>,
+    /// The request id (also in the `x-request-id` header).
+    pub request_id: String,
 }
 
 impl ApiError {
@@ -172,15 +180,19 @@ impl ApiError {
 impl ApiError {
     /// The JSON body of this error (as sent, with the current request id).
     pub fn body(&self) -> serde_json::Value {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code(),
+        serde_json::to_value(self.response()).unwrap_or_default()
+    }
+
+    /// The error body (with the current request id).
+    pub fn response(&self) -> ErrorResponse {
+        ErrorResponse {
+            error: ErrorObject {
+                code: self.code().to_owned(),
                 message: self.to_string(),
-                field: self.field(),
-                request_id: context::request_id(),
+                field: self.field().map(str::to_owned),
+                request_id: context::request_id().unwrap_or_default(),
             },
-        };
-        serde_json::to_value(body).unwrap_or_default()
+        }
     }
 
     fn retry_after(&self) -> Option<Duration> {
@@ -199,7 +211,7 @@ impl Reply for ApiError {
             tracing::error!(error = %cause, "internal error");
         }
         let mut resp =
-            warp::reply::with_status(warp::reply::json(&self.body()), status).into_response();
+            warp::reply::with_status(warp::reply::json(&self.response()), status).into_response();
         if let Some(retry_after) = self.retry_after() {
             let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
             if let Ok(v) = warp::http::HeaderValue::from_str(&secs.max(1).to_string()) {
@@ -329,28 +341,17 @@ impl From<AuthError> for ApiError {
 pub async fn handle_rejection(rejection: Rejection) -> Result<Response, Infallible> {
     let err = if rejection.is_not_found() {
         ApiError::RouteNotFound
-    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some()
-        || rejection.find::<super::filters::BodyTooLarge>().is_some()
-    {
+    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
         ApiError::PayloadTooLarge
     } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
         ApiError::LengthRequired
     } else if rejection
         .find::<warp::reject::UnsupportedMediaType>()
         .is_some()
-        || rejection
-            .find::<super::filters::UnsupportedContentType>()
-            .is_some()
     {
         ApiError::UnsupportedMediaType
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         ApiError::MethodNotAllowed
-    } else if rejection.find::<super::filters::BodyUnreadable>().is_some() {
-        ApiError::BadRequest {
-            code: "invalid_body",
-            message: "the request body could not be read".into(),
-            field: None,
-        }
     } else if let Some(e) = rejection.find::<warp::reject::InvalidHeader>() {
         ApiError::BadRequest {
             code: "invalid_header",

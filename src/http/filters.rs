@@ -1,34 +1,18 @@
-//! Shared filters and request helpers: state injection, route labelling, the caller's
-//! credentials and address, bounded JSON bodies, typed query strings, and authentication.
+//! Shared filters and request helpers: the caller's credentials and address, bounded JSON
+//! and form bodies, typed query strings, paging, and admin and tenant authentication.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr};
 
 use actors::store::Scope;
 use actors::tenant::{AuditMeta, AuthContext, TenantMsg};
-use bytes::Bytes;
 use ractor::call_t;
 use serde::de::DeserializeOwned;
-use warp::{Filter, Rejection};
+use warp::Filter;
 
 use super::context;
-use super::routes::RouteSpec;
 use super::server::ClientIp;
 use super::{ApiError, AppState};
-
-/// Injects the shared state.
-pub fn with_state(
-    state: AppState,
-) -> impl Filter<Extract = (AppState,), Error = Infallible> + Clone {
-    warp::any().map(move || state.clone())
-}
-
-/// Labels the request with `spec`'s template; place it right after the path and method.
-pub fn at(spec: &'static RouteSpec) -> impl Filter<Extract = (), Error = Infallible> + Clone {
-    warp::any()
-        .map(move || context::set_route(spec.path))
-        .untuple_one()
-}
 
 /// Credentials and address of the caller, read but not yet verified.
 #[derive(Debug, Clone)]
@@ -41,88 +25,22 @@ pub struct Caller {
     pub admin_key: Option<String>,
 }
 
-/// Extracts the [`Caller`].
-pub fn caller() -> impl Filter<Extract = (Caller,), Error = Rejection> + Clone {
-    warp::ext::optional::<ClientIp>()
-        .and(warp::header::optional::<String>("authorization"))
-        .and(warp::header::optional::<String>("x-admin-key"))
-        .map(|ip: Option<ClientIp>, authorization, admin_key| Caller {
+impl Caller {
+    /// The caller of a request from its client address and headers.
+    pub fn from_headers(ip: Option<ClientIp>, headers: &warp::http::HeaderMap) -> Self {
+        let text = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Caller {
             ip: ip.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0),
-            authorization,
-            admin_key,
-        })
-}
-
-/// A JSON body of at most `limit` bytes (413 beyond, 415 for another content type).
-/// The body is read incrementally, so a chunked body without `Content-Length` is bounded too.
-pub fn json_body(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
-    warp::header::optional::<String>("content-type")
-        .and(warp::header::optional::<u64>("content-length"))
-        .and(warp::body::stream())
-        .and_then(
-            move |content_type: Option<String>, length: Option<u64>, body| async move {
-                if let Some(ct) = content_type
-                    && !ct.to_ascii_lowercase().starts_with("application/json")
-                {
-                    return Err(warp::reject::custom(UnsupportedContentType));
-                }
-                if length.is_some_and(|l| l > limit) {
-                    return Err(warp::reject::custom(BodyTooLarge));
-                }
-                read_bounded(body, limit).await
-            },
-        )
-}
-
-async fn read_bounded<S, B>(body: S, limit: u64) -> Result<Bytes, Rejection>
-where
-    S: futures::Stream<Item = Result<B, warp::Error>>,
-    B: warp::Buf,
-{
-    use futures::StreamExt as _;
-    let mut body = std::pin::pin!(body);
-    let mut out = bytes::BytesMut::new();
-    while let Some(chunk) = body.next().await {
-        let mut chunk = chunk.map_err(|_| warp::reject::custom(BodyUnreadable))?;
-        if (out.len() + chunk.remaining()) as u64 > limit {
-            return Err(warp::reject::custom(BodyTooLarge));
-        }
-        while chunk.has_remaining() {
-            let part = chunk.chunk();
-            out.extend_from_slice(part);
-            let n = part.len();
-            chunk.advance(n);
+            authorization: text("authorization"),
+            admin_key: text("x-admin-key"),
         }
     }
-    Ok(out.freeze())
 }
-
-/// A form body (Twilio webhooks) of at most `limit` bytes.
-pub fn form_body(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
-    warp::header::optional::<u64>("content-length")
-        .and(warp::body::stream())
-        .and_then(move |length: Option<u64>, body| async move {
-            if length.is_some_and(|l| l > limit) {
-                return Err(warp::reject::custom(BodyTooLarge));
-            }
-            read_bounded(body, limit).await
-        })
-}
-
-/// Rejection for a body that is not JSON.
-#[derive(Debug)]
-pub struct UnsupportedContentType;
-impl warp::reject::Reject for UnsupportedContentType {}
-
-/// Rejection for a body over the configured limit.
-#[derive(Debug)]
-pub struct BodyTooLarge;
-impl warp::reject::Reject for BodyTooLarge {}
-
-/// Rejection for a body that could not be read (connection error).
-#[derive(Debug)]
-pub struct BodyUnreadable;
-impl warp::reject::Reject for BodyUnreadable {}
 
 /// The raw query string (empty when absent).
 pub fn raw_query() -> impl Filter<Extract = (String,), Error = Infallible> + Clone {
@@ -247,6 +165,29 @@ impl AppState {
         }
     }
 
+    /// Authenticates a tenant key holding any of `scopes` (none listed: any key).
+    pub async fn tenant_any(
+        &self,
+        caller: &Caller,
+        scopes: &'static [Scope],
+    ) -> Result<AuthContext, ApiError> {
+        let auth = self.tenant(caller, None).await?;
+        if scopes.is_empty() || scopes.iter().any(|s| auth.has(*s)) {
+            return Ok(auth);
+        }
+        let message = match scopes {
+            [one] => format!("this api key lacks the `{}` scope", one.as_str()),
+            many => {
+                let names: Vec<String> = many.iter().map(|s| format!("`{}`", s.as_str())).collect();
+                format!("this api key needs the {} scope", names.join(" or "))
+            }
+        };
+        Err(ApiError::Forbidden {
+            code: "insufficient_scope",
+            message,
+        })
+    }
+
     /// Authenticates a tenant key and checks `scope` (when given).
     pub async fn tenant(
         &self,
@@ -295,36 +236,6 @@ impl AppState {
         Ok(auth)
     }
 }
-
-/// Mounts one endpoint: `path` and `method`, the route label, the state and the caller, any
-/// further filters (query string, body), then the handler, whose result becomes the
-/// response. The handler takes the path's parameters, then `AppState`, `Caller` and the
-/// extras, in that order.
-macro_rules! endpoint {
-    ($state:expr, $path:expr, $method:ident, $spec:expr, $handler:expr $(, $extra:expr)* $(,)?) => {{
-        use warp::Filter as _;
-        $path
-            .and(warp::$method())
-            .and($crate::http::filters::at(&$spec))
-            .and($crate::http::filters::with_state($state.clone()))
-            .and($crate::http::filters::caller())
-            $(.and($extra))*
-            .then($handler)
-            .map(|r: Result<warp::reply::Response, $crate::http::ApiError>| {
-                warp::Reply::into_response(r)
-            })
-    }};
-}
-pub(crate) use endpoint;
-
-/// Combines endpoints into one boxed filter (the first that matches answers).
-macro_rules! any_of {
-    ($first:expr $(, $rest:expr)* $(,)?) => {{
-        use warp::Filter as _;
-        $first $(.or($rest).unify())* .boxed()
-    }};
-}
-pub(crate) use any_of;
 
 /// Parses an optional JSON body: an empty body is `T::default()`.
 pub fn parse_optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {

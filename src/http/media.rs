@@ -16,15 +16,11 @@ use actors::router::{RouterError, RouterMsg, StreamStart};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use ractor::call_t;
-use warp::filters::BoxedFilter;
-use warp::path::FullPath;
+use warp::Reply;
 use warp::reply::Response;
 use warp::ws::{Message, WebSocket, Ws};
-use warp::{Filter, Reply};
 
 use super::AppState;
-use super::filters::{at, with_state};
-use super::routes::MEDIA_STREAM;
 use crate::twilio::signature;
 
 /// How long a new socket has to send `start`.
@@ -36,8 +32,19 @@ pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 #[utoipa::path(get, path = "/media-stream", tag = "webhooks",
     params(("x-twilio-signature" = Option<String>, Header, description = "Signature over the wss:// URL")),
     responses((status = 101, description = "Switching protocols; Twilio Media Streams messages follow"),
-              (status = 400, body = crate::openapi::ErrorResponse, description = "not a websocket upgrade")))]
-pub fn media_stream_doc() {}
+              (status = 400, body = crate::http::error::ErrorResponse, description = "not a websocket upgrade")))]
+pub fn media_stream(
+    state: AppState,
+    route: &'static str,
+    signature: Option<String>,
+    path: String,
+    ws: Ws,
+) -> Response {
+    ws.max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| run(socket, state, route, signature, path))
+        .into_response()
+}
 
 async fn reject(mut socket: futures::stream::SplitSink<WebSocket, Message>, reason: &'static str) {
     tracing::warn!(reason, "media stream refused");
@@ -71,7 +78,13 @@ async fn wait_start(
     None
 }
 
-async fn run(socket: WebSocket, state: AppState, upgrade_signature: Option<String>, path: String) {
+async fn run(
+    socket: WebSocket,
+    state: AppState,
+    route: &'static str,
+    upgrade_signature: Option<String>,
+    path: String,
+) {
     let (tx, mut rx) = socket.split();
     let (stream_sid, start) = match tokio::time::timeout(START_DEADLINE, wait_start(&mut rx)).await
     {
@@ -84,7 +97,7 @@ async fn run(socket: WebSocket, state: AppState, upgrade_signature: Option<Strin
         Ok(None) => {
             state
                 .auth_log
-                .signature_failure(MEDIA_STREAM.path, Some(&start.account_sid));
+                .signature_failure(route, Some(&start.account_sid));
             return reject(tx, "unknown_account").await;
         }
         Err(_) => return reject(tx, "unavailable").await,
@@ -94,7 +107,7 @@ async fn run(socket: WebSocket, state: AppState, upgrade_signature: Option<Strin
         if signature::verify_get(&account.auth.auth_token, &url, Some(&sig)).is_err() {
             state
                 .auth_log
-                .signature_failure(MEDIA_STREAM.path, Some(&start.account_sid));
+                .signature_failure(route, Some(&start.account_sid));
             return reject(tx, "invalid_signature").await;
         }
     }
@@ -178,25 +191,4 @@ fn outgoing(tx: SplitSink<WebSocket, Message>) -> TwilioOutgoing {
         })
         .sink_map_err(|e| e.to_string()),
     )
-}
-
-/// The media-stream route.
-pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
-    warp::path!("media-stream")
-        .and(warp::get())
-        .and(at(&MEDIA_STREAM))
-        .and(with_state(state))
-        .and(warp::header::optional::<String>("x-twilio-signature"))
-        .and(warp::path::full())
-        .and(warp::ws())
-        .map(
-            |state: AppState, sig: Option<String>, path: FullPath, ws: Ws| {
-                let path = path.as_str().to_owned();
-                ws.max_message_size(MAX_FRAME_BYTES)
-                    .max_frame_size(MAX_FRAME_BYTES)
-                    .on_upgrade(move |socket| run(socket, state, sig, path))
-                    .into_response()
-            },
-        )
-        .boxed()
 }

@@ -7,14 +7,12 @@ use actors::supervisor::RootMsg;
 use ractor::call_t;
 use serde::Serialize;
 use utoipa::ToSchema;
-use warp::filters::BoxedFilter;
+use warp::Reply;
 use warp::http::StatusCode;
 use warp::reply::Response;
-use warp::{Filter, Reply};
 
-use super::filters::{Caller, at, caller, with_state};
-use super::routes::{HEALTH_LIVE, HEALTH_READY, METRICS};
-use super::{ApiError, AppState};
+use super::ApiError;
+use super::mount::Request;
 
 /// A health report.
 #[derive(Debug, Serialize, ToSchema)]
@@ -42,20 +40,22 @@ fn report(checks: BTreeMap<String, String>) -> Response {
 /// Liveness: the process serves requests and the supervision tree has not melted down.
 #[utoipa::path(get, path = "/health/live", tag = "ops",
     responses((status = 200, body = HealthReport), (status = 503, body = HealthReport)))]
-pub async fn live(state: AppState) -> Response {
+pub async fn live(req: Request) -> Result<Response, ApiError> {
+    let state = req.state;
     let mut checks = BTreeMap::new();
     let healthy = *state.actors.health.borrow();
     checks.insert(
         "supervisor".to_owned(),
         if healthy { "ok" } else { "meltdown" }.to_owned(),
     );
-    report(checks)
+    Ok(report(checks))
 }
 
 /// Readiness: database reachable, supervisor healthy, not draining.
 #[utoipa::path(get, path = "/health/ready", tag = "ops",
     responses((status = 200, body = HealthReport), (status = 503, body = HealthReport)))]
-pub async fn ready(state: AppState) -> Response {
+pub async fn ready(req: Request) -> Result<Response, ApiError> {
+    let state = req.state;
     let mut checks = BTreeMap::new();
     checks.insert(
         "draining".to_owned(),
@@ -78,38 +78,13 @@ pub async fn ready(state: AppState) -> Response {
         Err(_) => "not answering".to_owned(),
     };
     checks.insert("supervisor".to_owned(), supervisor);
-    report(checks)
+    Ok(report(checks))
 }
 
 /// Prometheus metrics (text exposition format).
 #[utoipa::path(get, path = "/metrics", tag = "ops",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"),
-              (status = 429, body = crate::openapi::ErrorResponse)))]
-pub async fn metrics(state: AppState, caller: Caller) -> Result<Response, ApiError> {
-    state.ip_guard.check(caller.ip)?;
-    let body = state.metrics.render();
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics(req: Request) -> Result<Response, ApiError> {
+    let body = req.state.metrics.render();
     Ok(warp::reply::with_header(body, "content-type", "text/plain; version=0.0.4").into_response())
-}
-
-/// The ops routes.
-pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
-    let s = move || with_state(state.clone());
-    let live = warp::path!("health" / "live")
-        .and(warp::get())
-        .and(at(&HEALTH_LIVE))
-        .and(s())
-        .then(live);
-    let ready = warp::path!("health" / "ready")
-        .and(warp::get())
-        .and(at(&HEALTH_READY))
-        .and(s())
-        .then(ready);
-    let metrics = warp::path!("metrics")
-        .and(warp::get())
-        .and(at(&METRICS))
-        .and(s())
-        .and(caller())
-        .then(metrics)
-        .map(|r: Result<Response, ApiError>| r.into_response());
-    live.or(ready).unify().or(metrics).unify().boxed()
 }

@@ -9,7 +9,6 @@ use actors::operator::{
     QueueFallback, QueueSpec,
 };
 use actors::router::RouterMsg;
-use actors::store::Scope;
 use actors::tenant::{AuditMeta, AuthContext};
 use actors::time::{now_ms, rfc3339};
 use bytes::Bytes;
@@ -17,20 +16,15 @@ use ractor::call_t;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use warp::Reply;
-use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
 use super::admin::json;
-use super::filters::{
-    Caller, Paging, any_of, endpoint, json_body, parse_json, parse_query, raw_query,
-};
-use super::routes::{
-    OPERATOR_QUEUE_DELETE, OPERATOR_QUEUE_GET, OPERATOR_QUEUE_PUT, OPERATOR_QUEUES_CREATE,
-    OPERATOR_QUEUES_LIST,
-};
+use super::filters::{Paging, parse_json, parse_query};
+use super::mount::Request;
+use super::page::Page;
 use super::{ApiError, AppState, context};
-use crate::openapi::ErrorResponse;
+use crate::http::ErrorResponse;
 
 // === DTOs ===
 
@@ -179,19 +173,6 @@ impl OperatorQueueView {
     }
 }
 
-/// A page of operator queues, by name.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct OperatorQueueList {
-    /// Queues.
-    pub data: Vec<OperatorQueueView>,
-    /// Page size.
-    pub limit: u32,
-    /// Rows skipped.
-    pub offset: u32,
-    /// Total queues.
-    pub total: i64,
-}
-
 /// Body of a queue create (`POST`) or full replace (`PUT`): absent optional fields take
 /// their defaults, also on `PUT`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -223,6 +204,7 @@ pub struct OperatorQueueRequest {
 #[into_params(parameter_in = Query)]
 pub struct QueueListParams {
     /// Page size (1–200, default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// Rows to skip (default 0).
     pub offset: Option<u32>,
@@ -288,16 +270,13 @@ pub(crate) async fn list(
     let now = now_ms();
     Ok(json(
         StatusCode::OK,
-        &OperatorQueueList {
-            data: page
-                .items
+        &Page::new(
+            page.items
                 .into_iter()
-                .map(|q| OperatorQueueView::at(q, now))
-                .collect(),
-            limit: paging.limit,
-            offset: paging.offset,
-            total: page.total,
-        },
+                .map(|q| OperatorQueueView::at(q, now)),
+            paging,
+            page.total,
+        ),
     ))
 }
 
@@ -391,39 +370,32 @@ pub(crate) fn key_audit(auth: &AuthContext) -> AuditMeta {
     }
 }
 
-async fn operator(state: &AppState, caller: &Caller) -> Result<AuthContext, ApiError> {
-    state.tenant(caller, Some(Scope::Operator)).await
-}
-
 // === handlers ===
 
 /// Lists the tenant's operator queues, by name.
 #[utoipa::path(get, path = "/api/v1/operator-queues", tag = "operator", params(QueueListParams),
-    security(("bearer" = [])),
-    responses((status = 200, body = OperatorQueueList), (status = 400, body = ErrorResponse),
+    responses((status = 200, body = Page<OperatorQueueView>), (status = 400, body = ErrorResponse),
               (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse, description = "the key lacks the `operator` scope")))]
-pub async fn list_queues(
-    state: AppState,
-    caller: Caller,
-    query: String,
-) -> Result<Response, ApiError> {
-    let auth = operator(&state, &caller).await?;
+pub async fn list_queues(req: Request<AuthContext>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth,
+        raw_query: query,
+        ..
+    } = req;
     list(&state, auth.tenant_id, &query).await
 }
 
 /// Creates an operator queue (audited).
 #[utoipa::path(post, path = "/api/v1/operator-queues", tag = "operator", request_body = OperatorQueueRequest,
-    security(("bearer" = [])),
     responses((status = 201, body = OperatorQueueView), (status = 400, body = ErrorResponse),
               (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
               (status = 409, body = ErrorResponse, description = "the tenant already has a queue of that name"),
               (status = 422, body = ErrorResponse, description = "a field is invalid (named in `field`)")))]
-pub async fn create_queue(
-    state: AppState,
-    caller: Caller,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let auth = operator(&state, &caller).await?;
+pub async fn create_queue(req: Request<AuthContext>) -> Result<Response, ApiError> {
+    let Request {
+        state, auth, body, ..
+    } = req;
     let meta = key_audit(&auth);
     create(&state, auth.tenant_id, meta, &body).await
 }
@@ -431,11 +403,15 @@ pub async fn create_queue(
 /// Reads one of the tenant's operator queues.
 #[utoipa::path(get, path = "/api/v1/operator-queues/{id}", tag = "operator",
     params(("id" = String, Path, description = "Queue id (`oq_…`)")),
-    security(("bearer" = [])),
     responses((status = 200, body = OperatorQueueView), (status = 401, body = ErrorResponse),
               (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
-pub async fn get_queue(id: String, state: AppState, caller: Caller) -> Result<Response, ApiError> {
-    let auth = operator(&state, &caller).await?;
+pub async fn get_queue(req: Request<AuthContext, (String,)>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth,
+        path: (id,),
+        ..
+    } = req;
     get(&state, auth.tenant_id, &id).await
 }
 
@@ -443,19 +419,19 @@ pub async fn get_queue(id: String, state: AppState, caller: Caller) -> Result<Re
 /// audited).
 #[utoipa::path(put, path = "/api/v1/operator-queues/{id}", tag = "operator", request_body = OperatorQueueRequest,
     params(("id" = String, Path, description = "Queue id (`oq_…`)")),
-    security(("bearer" = [])),
     responses((status = 200, body = OperatorQueueView), (status = 400, body = ErrorResponse),
               (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
               (status = 404, body = ErrorResponse),
               (status = 409, body = ErrorResponse, description = "the new name is taken"),
               (status = 422, body = ErrorResponse)))]
-pub async fn put_queue(
-    id: String,
-    state: AppState,
-    caller: Caller,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let auth = operator(&state, &caller).await?;
+pub async fn put_queue(req: Request<AuthContext, (String,)>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth,
+        path: (id,),
+        body,
+        ..
+    } = req;
     let meta = key_audit(&auth);
     replace(&state, auth.tenant_id, &id, meta, &body).await
 }
@@ -464,50 +440,15 @@ pub async fn put_queue(
 /// a queue.
 #[utoipa::path(delete, path = "/api/v1/operator-queues/{id}", tag = "operator",
     params(("id" = String, Path, description = "Queue id (`oq_…`)")),
-    security(("bearer" = [])),
     responses((status = 204, description = "deleted"), (status = 401, body = ErrorResponse),
               (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
-pub async fn delete_queue(
-    id: String,
-    state: AppState,
-    caller: Caller,
-) -> Result<Response, ApiError> {
-    let auth = operator(&state, &caller).await?;
+pub async fn delete_queue(req: Request<AuthContext, (String,)>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth,
+        path: (id,),
+        ..
+    } = req;
     let meta = key_audit(&auth);
     delete(&state, auth.tenant_id, &id, meta).await
-}
-
-/// The tenant queue routes.
-pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
-    let limit = state.config.max_body_bytes;
-    let queues = || warp::path!("api" / "v1" / "operator-queues");
-    let queue = || warp::path!("api" / "v1" / "operator-queues" / String);
-    any_of!(
-        endpoint!(
-            state,
-            queues(),
-            get,
-            OPERATOR_QUEUES_LIST,
-            list_queues,
-            raw_query()
-        ),
-        endpoint!(
-            state,
-            queues(),
-            post,
-            OPERATOR_QUEUES_CREATE,
-            create_queue,
-            json_body(limit)
-        ),
-        endpoint!(state, queue(), get, OPERATOR_QUEUE_GET, get_queue),
-        endpoint!(
-            state,
-            queue(),
-            put,
-            OPERATOR_QUEUE_PUT,
-            put_queue,
-            json_body(limit)
-        ),
-        endpoint!(state, queue(), delete, OPERATOR_QUEUE_DELETE, delete_queue),
-    )
 }

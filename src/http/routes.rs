@@ -1,100 +1,147 @@
-//! The route table: every path the server mounts, once.
+//! The route table: every route the server mounts, once, with its authentication.
+//!
+//! A route's method, path and documentation are in its handler's `#[utoipa::path]`
+//! attribute; this list adds how the caller authenticates. The server's filter, the
+//! request metrics' route labels and the three OpenAPI documents are all derived from it.
 
-/// One mounted route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RouteSpec {
-    /// HTTP method.
-    pub method: &'static str,
-    /// Path template as in the OpenAPI document (`{tenant_id}` for parameters).
-    pub path: &'static str,
+use std::sync::LazyLock;
+
+use actors::store::Scope::{Operator, Read, Runtime};
+
+use super::admin::{
+    agents, api_keys, audit, credentials, diagnostics, event_webhooks, phone_routes,
+    queues as admin_queues, runtime_config, tenants,
+};
+use super::guard::{admin, ops, public, tenant, twilio};
+use super::mount::Mount;
+use super::{
+    callbacks, calls, docs, media, ops as health, queues, runtime, sessions, webhook_deliveries,
+    webhooks,
+};
+use crate::mount;
+
+static TABLE: LazyLock<Vec<Mount>> = LazyLock::new(|| {
+    vec![
+        // ops and documents
+        mount!(health::live, ops()),
+        mount!(health::ready, ops()),
+        mount!(health::metrics, public()),
+        mount!(docs::public_doc, public()),
+        mount!(docs::admin_doc, public()),
+        mount!(docs::full_doc, public()),
+        // runtime (tenant key)
+        mount!(runtime::me, tenant(&[])),
+        mount!(calls::make_call, tenant(&[Runtime])),
+        mount!(calls::list_call_logs, tenant(&[Read])),
+        mount!(calls::get_call_log, tenant(&[Read])),
+        mount!(calls::hangup, tenant(&[Operator, Runtime])),
+        mount!(calls::transfer, tenant(&[Operator, Runtime])),
+        mount!(sessions::list_sessions, tenant(&[Read])),
+        mount!(sessions::get_session, tenant(&[Read])),
+        mount!(sessions::active_sessions, tenant(&[Read])),
+        mount!(sessions::active_stream, tenant(&[Read])),
+        mount!(
+            webhook_deliveries::list_deliveries,
+            tenant(&[Read, Operator])
+        ),
+        mount!(webhook_deliveries::get_delivery, tenant(&[Read, Operator])),
+        mount!(webhook_deliveries::redeliver, tenant(&[Runtime, Operator])),
+        // operator (tenant key)
+        mount!(queues::list_queues, tenant(&[Operator])),
+        mount!(queues::create_queue, tenant(&[Operator])),
+        mount!(queues::get_queue, tenant(&[Operator])),
+        mount!(queues::put_queue, tenant(&[Operator])),
+        mount!(queues::delete_queue, tenant(&[Operator])),
+        mount!(callbacks::list_tasks, tenant(&[Read, Operator])),
+        mount!(callbacks::create_task, tenant(&[Operator, Runtime])),
+        mount!(callbacks::get_task, tenant(&[Read, Operator])),
+        mount!(callbacks::claim_task, tenant(&[Operator])),
+        mount!(callbacks::complete_task, tenant(&[Operator])),
+        mount!(callbacks::cancel_task, tenant(&[Operator])),
+        // Twilio
+        mount!(webhooks::incoming_call, twilio()),
+        mount!(webhooks::stream_ended, twilio()),
+        mount!(webhooks::call_status, twilio()),
+        mount!(webhooks::stream_status, twilio()),
+        mount!(webhooks::amd_status, twilio()),
+        mount!(webhooks::dial_result, twilio()),
+        mount!(websocket media::media_stream),
+        // admin
+        mount!(tenants::list_tenants, admin()),
+        mount!(tenants::create_tenant, admin()),
+        mount!(tenants::get_tenant, admin()),
+        mount!(tenants::patch_tenant, admin()),
+        mount!(runtime_config::put_runtime_config, admin()),
+        mount!(credentials::put_twilio_credentials, admin()),
+        mount!(credentials::put_openai_key, admin()),
+        mount!(credentials::delete_openai_key, admin()),
+        mount!(event_webhooks::put_event_webhook, admin()),
+        mount!(event_webhooks::get_event_webhook, admin()),
+        mount!(event_webhooks::delete_event_webhook, admin()),
+        mount!(event_webhooks::rotate_signing_secret, admin()),
+        mount!(api_keys::list_api_keys, admin()),
+        mount!(api_keys::create_api_key, admin()),
+        mount!(api_keys::revoke_api_key, admin()),
+        mount!(admin_queues::list_queues, admin()),
+        mount!(admin_queues::create_queue, admin()),
+        mount!(admin_queues::get_queue, admin()),
+        mount!(admin_queues::put_queue, admin()),
+        mount!(admin_queues::delete_queue, admin()),
+        mount!(audit::audit_log, admin()),
+        mount!(diagnostics::actor_diagnostics, admin()),
+        mount!(phone_routes::routing_diagnostics, admin()),
+        mount!(phone_routes::auth_transport, admin()),
+        mount!(sessions::admin_active_sessions, admin()),
+        mount!(phone_routes::list_routes, admin()),
+        mount!(phone_routes::create_route, admin()),
+        mount!(phone_routes::get_route, admin()),
+        mount!(phone_routes::patch_route, admin()),
+        mount!(phone_routes::delete_route, admin()),
+        mount!(agents::list_agents, admin()),
+        mount!(agents::create_agent, admin()),
+        mount!(agents::get_agent, admin()),
+        mount!(agents::list_versions, admin()),
+        mount!(agents::create_version, admin()),
+        mount!(agents::get_version, admin()),
+        mount!(agents::put_version, admin()),
+        mount!(agents::approve_version, admin()),
+        mount!(agents::retire_version, admin()),
+    ]
+});
+
+/// Every mounted route, in the order the server tries them.
+pub fn table() -> &'static [Mount] {
+    &TABLE
 }
 
-macro_rules! routes {
-    ($($name:ident = $method:literal $path:literal;)*) => {
-        $(
-            #[doc = concat!("`", $method, " ", $path, "`")]
-            pub const $name: RouteSpec = RouteSpec { method: $method, path: $path };
-        )*
-        /// All routes.
-        pub const ROUTES: &[RouteSpec] = &[$($name),*];
-    };
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-routes! {
-    HEALTH_LIVE = "GET" "/health/live";
-    HEALTH_READY = "GET" "/health/ready";
-    METRICS = "GET" "/metrics";
-    DOCS_PUBLIC = "GET" "/api-docs/public.json";
-    DOCS_ADMIN = "GET" "/api-docs/admin.json";
-    DOCS_FULL = "GET" "/api-docs/openapi.json";
-    ME = "GET" "/api/v1/me";
-    ADMIN_TENANTS_LIST = "GET" "/api/v1/admin/tenants";
-    ADMIN_TENANTS_CREATE = "POST" "/api/v1/admin/tenants";
-    ADMIN_TENANT_GET = "GET" "/api/v1/admin/tenants/{tenant_id}";
-    ADMIN_TENANT_PATCH = "PATCH" "/api/v1/admin/tenants/{tenant_id}";
-    ADMIN_TENANT_RUNTIME_CONFIG = "PUT" "/api/v1/admin/tenants/{tenant_id}/runtime-config";
-    ADMIN_TENANT_TWILIO = "PUT" "/api/v1/admin/tenants/{tenant_id}/twilio-credentials";
-    ADMIN_TENANT_OPENAI_KEY_PUT = "PUT" "/api/v1/admin/tenants/{tenant_id}/openai-key";
-    ADMIN_TENANT_OPENAI_KEY_DELETE = "DELETE" "/api/v1/admin/tenants/{tenant_id}/openai-key";
-    ADMIN_TENANT_EVENT_WEBHOOK_PUT = "PUT" "/api/v1/admin/tenants/{tenant_id}/event-webhook";
-    ADMIN_TENANT_EVENT_WEBHOOK_GET = "GET" "/api/v1/admin/tenants/{tenant_id}/event-webhook";
-    ADMIN_TENANT_EVENT_WEBHOOK_DELETE = "DELETE" "/api/v1/admin/tenants/{tenant_id}/event-webhook";
-    ADMIN_TENANT_SIGNING_SECRET = "POST" "/api/v1/admin/tenants/{tenant_id}/signing-secret";
-    ADMIN_API_KEYS_LIST = "GET" "/api/v1/admin/tenants/{tenant_id}/api-keys";
-    ADMIN_API_KEYS_CREATE = "POST" "/api/v1/admin/tenants/{tenant_id}/api-keys";
-    ADMIN_API_KEY_REVOKE = "DELETE" "/api/v1/admin/tenants/{tenant_id}/api-keys/{key_id}";
-    ADMIN_AUDIT_LOG = "GET" "/api/v1/admin/audit-log";
-    ADMIN_DIAGNOSTICS_ACTORS = "GET" "/api/v1/admin/diagnostics/actors";
-    ADMIN_DIAGNOSTICS_ROUTING = "GET" "/api/v1/admin/diagnostics/routing";
-    ADMIN_ALERTS_AUTH_TRANSPORT = "GET" "/api/v1/admin/alerts/auth-transport";
-    ADMIN_PHONE_ROUTES_LIST = "GET" "/api/v1/admin/phone-routes";
-    ADMIN_PHONE_ROUTES_CREATE = "POST" "/api/v1/admin/phone-routes";
-    ADMIN_PHONE_ROUTE_GET = "GET" "/api/v1/admin/phone-routes/{route_id}";
-    ADMIN_PHONE_ROUTE_PATCH = "PATCH" "/api/v1/admin/phone-routes/{route_id}";
-    ADMIN_PHONE_ROUTE_DELETE = "DELETE" "/api/v1/admin/phone-routes/{route_id}";
-    ADMIN_AGENTS_LIST = "GET" "/api/v1/admin/agents";
-    ADMIN_AGENTS_CREATE = "POST" "/api/v1/admin/agents";
-    ADMIN_AGENT_GET = "GET" "/api/v1/admin/agents/{agent_id}";
-    ADMIN_AGENT_VERSIONS_LIST = "GET" "/api/v1/admin/agents/{agent_id}/versions";
-    ADMIN_AGENT_VERSIONS_CREATE = "POST" "/api/v1/admin/agents/{agent_id}/versions";
-    ADMIN_AGENT_VERSION_GET = "GET" "/api/v1/admin/agent-versions/{version_id}";
-    ADMIN_AGENT_VERSION_PUT = "PUT" "/api/v1/admin/agent-versions/{version_id}";
-    ADMIN_AGENT_VERSION_APPROVE = "POST" "/api/v1/admin/agent-versions/{version_id}/approve";
-    ADMIN_AGENT_VERSION_RETIRE = "POST" "/api/v1/admin/agent-versions/{version_id}/retire";
-    INCOMING_CALL = "POST" "/api/v1/incoming-call";
-    STREAM_ENDED = "POST" "/api/v1/stream-ended";
-    CALL_STATUS = "POST" "/api/v1/call-status";
-    STREAM_STATUS = "POST" "/api/v1/stream-status";
-    AMD_STATUS = "POST" "/api/v1/amd-status";
-    DIAL_RESULT = "POST" "/api/v1/dial-result";
-    MEDIA_STREAM = "GET" "/media-stream";
-    MAKE_CALL = "POST" "/api/v1/make-call";
-    VOICE_SESSIONS_LIST = "GET" "/api/v1/voice-sessions";
-    VOICE_SESSION_GET = "GET" "/api/v1/voice-sessions/{id}";
-    ACTIVE_SESSIONS = "GET" "/api/v1/active-sessions";
-    ACTIVE_SESSIONS_STREAM = "GET" "/api/v1/active-sessions/stream";
-    ADMIN_ACTIVE_SESSIONS = "GET" "/api/v1/admin/active-sessions";
-    CALL_LOGS_LIST = "GET" "/api/v1/call-logs";
-    CALL_LOG_GET = "GET" "/api/v1/call-logs/{id}";
-    CALL_HANGUP = "POST" "/api/v1/calls/{call_sid}/hangup";
-    CALL_TRANSFER = "POST" "/api/v1/calls/{call_sid}/transfer";
-    WEBHOOK_DELIVERIES_LIST = "GET" "/api/v1/webhook-deliveries";
-    WEBHOOK_DELIVERY_GET = "GET" "/api/v1/webhook-deliveries/{id}";
-    WEBHOOK_DELIVERY_REDELIVER = "POST" "/api/v1/webhook-deliveries/{id}/redeliver";
-    OPERATOR_QUEUES_LIST = "GET" "/api/v1/operator-queues";
-    OPERATOR_QUEUES_CREATE = "POST" "/api/v1/operator-queues";
-    OPERATOR_QUEUE_GET = "GET" "/api/v1/operator-queues/{id}";
-    OPERATOR_QUEUE_PUT = "PUT" "/api/v1/operator-queues/{id}";
-    OPERATOR_QUEUE_DELETE = "DELETE" "/api/v1/operator-queues/{id}";
-    ADMIN_OPERATOR_QUEUES_LIST = "GET" "/api/v1/admin/tenants/{tenant_id}/operator-queues";
-    ADMIN_OPERATOR_QUEUES_CREATE = "POST" "/api/v1/admin/tenants/{tenant_id}/operator-queues";
-    ADMIN_OPERATOR_QUEUE_GET = "GET" "/api/v1/admin/tenants/{tenant_id}/operator-queues/{queue_id}";
-    ADMIN_OPERATOR_QUEUE_PUT = "PUT" "/api/v1/admin/tenants/{tenant_id}/operator-queues/{queue_id}";
-    ADMIN_OPERATOR_QUEUE_DELETE = "DELETE" "/api/v1/admin/tenants/{tenant_id}/operator-queues/{queue_id}";
-    CALLBACK_TASKS_LIST = "GET" "/api/v1/callback-tasks";
-    CALLBACK_TASKS_CREATE = "POST" "/api/v1/callback-tasks";
-    CALLBACK_TASK_GET = "GET" "/api/v1/callback-tasks/{id}";
-    CALLBACK_TASK_CLAIM = "POST" "/api/v1/callback-tasks/{id}/claim";
-    CALLBACK_TASK_COMPLETE = "POST" "/api/v1/callback-tasks/{id}/complete";
-    CALLBACK_TASK_CANCEL = "POST" "/api/v1/callback-tasks/{id}/cancel";
+    #[test]
+    fn every_route_is_well_formed_and_unambiguous() {
+        let table = table();
+        assert!(table.len() > 70, "{}", table.len());
+        for m in table {
+            assert_eq!(m.declared_methods(), 1, "{} {}", m.method(), m.path());
+            assert_eq!(
+                m.template().params(),
+                m.handler_params(),
+                "{} {}: the handler's path parameters do not match the template",
+                m.method(),
+                m.path()
+            );
+        }
+        for (i, a) in table.iter().enumerate() {
+            for b in &table[i + 1..] {
+                assert!(
+                    a.method() != b.method() || !a.template().overlaps(b.template()),
+                    "{} {} and {}",
+                    a.method(),
+                    a.path(),
+                    b.path()
+                );
+            }
+        }
+    }
 }

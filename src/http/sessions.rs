@@ -7,24 +7,22 @@ use std::convert::Infallible;
 use actors::active::{ActiveCall, ActiveEvent};
 use actors::ids::{SessionId, TenantId};
 use actors::router::{RouterMsg, SessionDetail};
-use actors::store::{Scope, SessionFilter, TranscriptTurn, VoiceSession};
+use actors::store::{SessionFilter, TranscriptTurn, VoiceSession};
+use actors::tenant::{AuditMeta, AuthContext};
 use actors::time::rfc3339;
 use futures::StreamExt;
 use ractor::call_t;
 use serde::{Deserialize, Serialize};
 use tokio_stream::wrappers::BroadcastStream;
 use utoipa::{IntoParams, ToSchema};
-use warp::filters::BoxedFilter;
+use warp::Reply;
 use warp::reply::Response;
-use warp::{Filter, Reply};
 
-use super::filters::{Caller, Paging, at, caller, parse_query, raw_query, with_state};
-use super::routes::{
-    ACTIVE_SESSIONS, ACTIVE_SESSIONS_STREAM, ADMIN_ACTIVE_SESSIONS, VOICE_SESSION_GET,
-    VOICE_SESSIONS_LIST,
-};
+use super::filters::{Paging, parse_query};
+use super::mount::Request;
+use super::page::{List, Page};
 use super::{ApiError, AppState};
-use crate::openapi::ErrorResponse;
+use crate::http::ErrorResponse;
 
 /// A voice session.
 #[derive(Debug, Serialize, ToSchema)]
@@ -255,19 +253,6 @@ impl From<SessionDetail> for VoiceSessionDetail {
     }
 }
 
-/// A page of voice sessions.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct VoiceSessionList {
-    /// Sessions, newest first.
-    pub data: Vec<VoiceSessionView>,
-    /// Page size.
-    pub limit: u32,
-    /// Rows skipped.
-    pub offset: u32,
-    /// Total matching.
-    pub total: i64,
-}
-
 /// Filters of the voice-session listing.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -280,6 +265,7 @@ pub struct VoiceSessionParams {
     /// Media stream id (`MZ…`).
     pub stream_id: Option<String>,
     /// Page size (1–200, default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// Rows to skip.
     pub offset: Option<u32>,
@@ -356,23 +342,16 @@ impl From<ActiveCall> for ActiveSessionView {
     }
 }
 
-/// Live calls.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ActiveSessionList {
-    /// Oldest first.
-    pub data: Vec<ActiveSessionView>,
-}
-
 /// Lists the tenant's voice sessions.
 #[utoipa::path(get, path = "/api/v1/voice-sessions", tag = "runtime", params(VoiceSessionParams),
-    security(("bearer" = [])),
-    responses((status = 200, body = VoiceSessionList), (status = 400, body = ErrorResponse)))]
-pub async fn list_sessions(
-    state: AppState,
-    caller: Caller,
-    query: String,
-) -> Result<Response, ApiError> {
-    let auth = state.tenant(&caller, Some(Scope::Read)).await?;
+    responses((status = 200, body = Page<VoiceSessionView>), (status = 400, body = ErrorResponse)))]
+pub async fn list_sessions(req: Request<AuthContext>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth,
+        raw_query: query,
+        ..
+    } = req;
     let p: VoiceSessionParams = parse_query(&query)?;
     let paging = Paging::new(p.limit, p.offset)?;
     let filter = SessionFilter {
@@ -389,25 +368,25 @@ pub async fn list_sessions(
         state.actor_timeout_ms(),
         filter
     )??;
-    Ok(warp::reply::json(&VoiceSessionList {
-        data: page.items.into_iter().map(VoiceSessionView::from).collect(),
-        limit: paging.limit,
-        offset: paging.offset,
-        total: page.total,
-    })
+    Ok(warp::reply::json(&Page::new(
+        page.items.into_iter().map(VoiceSessionView::from),
+        paging,
+        page.total,
+    ))
     .into_response())
 }
 
 /// A voice session with its transcript (in order), function calls, summary and tags.
 #[utoipa::path(get, path = "/api/v1/voice-sessions/{id}", tag = "runtime",
-    params(("id" = String, Path, description = "Voice session id")), security(("bearer" = [])),
+    params(("id" = String, Path, description = "Voice session id")),
     responses((status = 200, body = VoiceSessionDetail), (status = 404, body = ErrorResponse)))]
-pub async fn get_session(
-    id: String,
-    state: AppState,
-    caller: Caller,
-) -> Result<Response, ApiError> {
-    let auth = state.tenant(&caller, Some(Scope::Read)).await?;
+pub async fn get_session(req: Request<AuthContext, (String,)>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth,
+        path: (id,),
+        ..
+    } = req;
     let id = SessionId::parse(&id).ok_or_else(|| ApiError::NotFound("voice session".into()))?;
     let detail = call_t!(
         state.router_actor()?,
@@ -425,24 +404,23 @@ fn active_list(state: &AppState, tenant: Option<&TenantId>) -> Response {
         .active
         .list(tenant)
         .into_iter()
-        .map(ActiveSessionView::from)
-        .collect();
-    warp::reply::json(&ActiveSessionList { data }).into_response()
+        .map(ActiveSessionView::from);
+    warp::reply::json(&List::new(data)).into_response()
 }
 
 /// The tenant's live calls on this node.
-#[utoipa::path(get, path = "/api/v1/active-sessions", tag = "runtime", security(("bearer" = [])),
-    responses((status = 200, body = ActiveSessionList), (status = 401, body = ErrorResponse)))]
-pub async fn active_sessions(state: AppState, caller: Caller) -> Result<Response, ApiError> {
-    let auth = state.tenant(&caller, Some(Scope::Read)).await?;
+#[utoipa::path(get, path = "/api/v1/active-sessions", tag = "runtime",
+    responses((status = 200, body = List<ActiveSessionView>), (status = 401, body = ErrorResponse)))]
+pub async fn active_sessions(req: Request<AuthContext>) -> Result<Response, ApiError> {
+    let Request { state, auth, .. } = req;
     Ok(active_list(&state, Some(&auth.tenant_id)))
 }
 
 /// Live calls of every tenant (admin).
-#[utoipa::path(get, path = "/api/v1/admin/active-sessions", tag = "admin", security(("admin_key" = [])),
-    responses((status = 200, body = ActiveSessionList), (status = 401, body = ErrorResponse)))]
-pub async fn admin_active_sessions(state: AppState, caller: Caller) -> Result<Response, ApiError> {
-    state.admin(&caller)?;
+#[utoipa::path(get, path = "/api/v1/admin/active-sessions", tag = "admin",
+    responses((status = 200, body = List<ActiveSessionView>), (status = 401, body = ErrorResponse)))]
+pub async fn admin_active_sessions(req: Request<AuditMeta>) -> Result<Response, ApiError> {
+    let state = req.state;
     Ok(active_list(&state, None))
 }
 
@@ -463,11 +441,11 @@ fn sse_event(event: ActiveEvent) -> warp::sse::Event {
 }
 
 /// Server-Sent Events of the tenant's live calls: `started`, `updated`, `ended`.
-#[utoipa::path(get, path = "/api/v1/active-sessions/stream", tag = "runtime", security(("bearer" = [])),
+#[utoipa::path(get, path = "/api/v1/active-sessions/stream", tag = "runtime",
     responses((status = 200, description = "text/event-stream of started / updated / ended events", content_type = "text/event-stream"),
               (status = 401, body = ErrorResponse)))]
-pub async fn active_stream(state: AppState, caller: Caller) -> Result<Response, ApiError> {
-    let auth = state.tenant(&caller, Some(Scope::Read)).await?;
+pub async fn active_stream(req: Request<AuthContext>) -> Result<Response, ApiError> {
+    let Request { state, auth, .. } = req;
     let tenant = auth.tenant_id;
     // Subscribe before the snapshot so nothing between the two is missed.
     let rx = state.actors.active.subscribe();
@@ -491,55 +469,4 @@ pub async fn active_stream(state: AppState, caller: Caller) -> Result<Response, 
         .take_until(state.drained())
         .map(|e| Ok::<_, Infallible>(sse_event(e)));
     Ok(warp::sse::reply(warp::sse::keep_alive().stream(events)).into_response())
-}
-
-/// The session routes.
-pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
-    let s = move || with_state(state.clone());
-    let respond = |r: Result<Response, ApiError>| r.into_response();
-    let list = warp::path!("api" / "v1" / "voice-sessions")
-        .and(warp::get())
-        .and(at(&VOICE_SESSIONS_LIST))
-        .and(s())
-        .and(caller())
-        .and(raw_query())
-        .then(list_sessions)
-        .map(respond);
-    let get = warp::path!("api" / "v1" / "voice-sessions" / String)
-        .and(warp::get())
-        .and(at(&VOICE_SESSION_GET))
-        .and(s())
-        .and(caller())
-        .then(get_session)
-        .map(respond);
-    let active = warp::path!("api" / "v1" / "active-sessions")
-        .and(warp::get())
-        .and(at(&ACTIVE_SESSIONS))
-        .and(s())
-        .and(caller())
-        .then(active_sessions)
-        .map(respond);
-    let stream = warp::path!("api" / "v1" / "active-sessions" / "stream")
-        .and(warp::get())
-        .and(at(&ACTIVE_SESSIONS_STREAM))
-        .and(s())
-        .and(caller())
-        .then(active_stream)
-        .map(respond);
-    let admin = warp::path!("api" / "v1" / "admin" / "active-sessions")
-        .and(warp::get())
-        .and(at(&ADMIN_ACTIVE_SESSIONS))
-        .and(s())
-        .and(caller())
-        .then(admin_active_sessions)
-        .map(respond);
-    list.or(get)
-        .unify()
-        .or(active)
-        .unify()
-        .or(stream)
-        .unify()
-        .or(admin)
-        .unify()
-        .boxed()
 }

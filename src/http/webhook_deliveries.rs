@@ -4,23 +4,23 @@
 //! scope, redelivery `runtime` or `operator`. Every query is scoped to the key's tenant:
 //! another tenant's delivery is not found.
 
-use actors::ids::{DeliveryId, EventId, TenantId};
+use actors::ids::{DeliveryId, EventId};
 use actors::notifier::{DeliveryDetail, NotifierMsg};
-use actors::store::{DeliveryFilter, DeliveryStatus, Scope, WebhookAttempt, WebhookDelivery};
+use actors::store::{DeliveryFilter, DeliveryStatus, WebhookAttempt, WebhookDelivery};
+use actors::tenant::AuthContext;
 use actors::time::rfc3339;
 use ractor::{ActorRef, call_t};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
-use warp::{Filter, Reply};
 
 use super::admin::json;
-use super::filters::{Caller, Paging, at, caller, parse_query, raw_query, with_state};
-use super::routes::{WEBHOOK_DELIVERIES_LIST, WEBHOOK_DELIVERY_GET, WEBHOOK_DELIVERY_REDELIVER};
+use super::filters::Paging;
+use super::mount::Request;
+use super::page::Page;
 use super::{ApiError, AppState};
-use crate::openapi::ErrorResponse;
+use crate::http::ErrorResponse;
 
 /// The delivery of one event to the tenant's endpoint.
 #[derive(Debug, Serialize, ToSchema)]
@@ -125,31 +125,21 @@ impl From<DeliveryDetail> for WebhookDeliveryDetail {
     }
 }
 
-/// A page of deliveries.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct WebhookDeliveryList {
-    /// Deliveries, newest first.
-    pub data: Vec<WebhookDeliveryView>,
-    /// Page size.
-    pub limit: u32,
-    /// Rows skipped.
-    pub offset: u32,
-    /// Total matching.
-    pub total: i64,
-}
-
 /// Filters of the delivery listing.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct WebhookDeliveryParams {
     /// `pending`, `delivering`, `delivered`, `failed`.
+    #[param(pattern = "^(pending|delivering|delivered|failed)$")]
     pub status: Option<String>,
     /// Event name, e.g. `voice.call.completed`.
     pub event: Option<String>,
     /// Deliveries of this event (`evt_…`).
+    #[param(pattern = r"^evt_[A-Za-z0-9_-]{1,64}$")]
     pub event_id: Option<String>,
     /// Page size (1–200, default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// Rows to skip.
     pub offset: Option<u32>,
@@ -164,27 +154,6 @@ impl AppState {
     }
 }
 
-/// Authenticates a tenant key holding any of `scopes`.
-async fn authorize(
-    state: &AppState,
-    caller: &Caller,
-    scopes: [Scope; 2],
-) -> Result<TenantId, ApiError> {
-    let auth = state.tenant(caller, None).await?;
-    if scopes.iter().any(|s| auth.has(*s)) {
-        Ok(auth.tenant_id)
-    } else {
-        Err(ApiError::Forbidden {
-            code: "insufficient_scope",
-            message: format!(
-                "this api key needs the `{}` or `{}` scope",
-                scopes[0].as_str(),
-                scopes[1].as_str()
-            ),
-        })
-    }
-}
-
 fn query_error(field: &str, message: &str) -> ApiError {
     ApiError::BadRequest {
         code: "invalid_query",
@@ -193,22 +162,14 @@ fn query_error(field: &str, message: &str) -> ApiError {
     }
 }
 
-fn delivery_id(raw: &str) -> Result<DeliveryId, ApiError> {
-    DeliveryId::parse(raw).ok_or_else(|| ApiError::NotFound("webhook delivery".into()))
-}
-
 /// Lists the tenant's event webhook deliveries, newest first.
 #[utoipa::path(get, path = "/api/v1/webhook-deliveries", tag = "runtime", params(WebhookDeliveryParams),
-    security(("bearer" = [])),
-    responses((status = 200, body = WebhookDeliveryList), (status = 400, body = ErrorResponse),
+    responses((status = 200, body = Page<WebhookDeliveryView>), (status = 400, body = ErrorResponse),
               (status = 403, body = ErrorResponse)))]
-pub async fn list_deliveries(
-    state: AppState,
-    caller: Caller,
-    query: String,
-) -> Result<Response, ApiError> {
-    let tenant_id = authorize(&state, &caller, [Scope::Read, Scope::Operator]).await?;
-    let p: WebhookDeliveryParams = parse_query(&query)?;
+pub async fn list_deliveries(req: Request<AuthContext>) -> Result<Response, ApiError> {
+    let tenant_id = req.auth.tenant_id.clone();
+    let p: WebhookDeliveryParams = req.query()?;
+    let state = req.state;
     let paging = Paging::new(p.limit, p.offset)?;
     let status = p
         .status
@@ -238,30 +199,26 @@ pub async fn list_deliveries(
     )??;
     Ok(json(
         StatusCode::OK,
-        &WebhookDeliveryList {
-            data: page
-                .items
-                .into_iter()
-                .map(WebhookDeliveryView::from)
-                .collect(),
-            limit: paging.limit,
-            offset: paging.offset,
-            total: page.total,
-        },
+        &Page::new(
+            page.items.into_iter().map(WebhookDeliveryView::from),
+            paging,
+            page.total,
+        ),
     ))
 }
 
 /// One delivery with its attempts (in order) and the envelope sent.
 #[utoipa::path(get, path = "/api/v1/webhook-deliveries/{id}", tag = "runtime",
-    params(("id" = String, Path, description = "Delivery id (`whd_…`)")), security(("bearer" = [])),
+    params(("id" = String, Path, description = "Delivery id (`whd_…`)")),
     responses((status = 200, body = WebhookDeliveryDetail), (status = 404, body = ErrorResponse)))]
-pub async fn get_delivery(
-    id: String,
-    state: AppState,
-    caller: Caller,
-) -> Result<Response, ApiError> {
-    let tenant_id = authorize(&state, &caller, [Scope::Read, Scope::Operator]).await?;
-    let id = delivery_id(&id)?;
+pub async fn get_delivery(req: Request<AuthContext, (DeliveryId,)>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth,
+        path: (id,),
+        ..
+    } = req;
+    let tenant_id = auth.tenant_id;
     let detail = call_t!(
         state.notifier_actor()?,
         NotifierMsg::Get,
@@ -275,12 +232,17 @@ pub async fn get_delivery(
 /// Sends a delivery again: it becomes pending and due now, its attempts kept (and the retry
 /// budget renewed). Refused with 409 while an attempt is in flight.
 #[utoipa::path(post, path = "/api/v1/webhook-deliveries/{id}/redeliver", tag = "runtime",
-    params(("id" = String, Path, description = "Delivery id (`whd_…`)")), security(("bearer" = [])),
+    params(("id" = String, Path, description = "Delivery id (`whd_…`)")),
     responses((status = 202, body = WebhookDeliveryView), (status = 404, body = ErrorResponse),
               (status = 409, body = ErrorResponse, description = "an attempt is in flight")))]
-pub async fn redeliver(id: String, state: AppState, caller: Caller) -> Result<Response, ApiError> {
-    let tenant_id = authorize(&state, &caller, [Scope::Runtime, Scope::Operator]).await?;
-    let id = delivery_id(&id)?;
+pub async fn redeliver(req: Request<AuthContext, (DeliveryId,)>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth,
+        path: (id,),
+        ..
+    } = req;
+    let tenant_id = auth.tenant_id;
     let delivery = call_t!(
         state.notifier_actor()?,
         NotifierMsg::Redeliver,
@@ -292,33 +254,4 @@ pub async fn redeliver(id: String, state: AppState, caller: Caller) -> Result<Re
         StatusCode::ACCEPTED,
         &WebhookDeliveryView::from(delivery),
     ))
-}
-
-/// The delivery routes.
-pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
-    let s = move || with_state(state.clone());
-    let respond = |r: Result<Response, ApiError>| r.into_response();
-    let list = warp::path!("api" / "v1" / "webhook-deliveries")
-        .and(warp::get())
-        .and(at(&WEBHOOK_DELIVERIES_LIST))
-        .and(s())
-        .and(caller())
-        .and(raw_query())
-        .then(list_deliveries)
-        .map(respond);
-    let get = warp::path!("api" / "v1" / "webhook-deliveries" / String)
-        .and(warp::get())
-        .and(at(&WEBHOOK_DELIVERY_GET))
-        .and(s())
-        .and(caller())
-        .then(get_delivery)
-        .map(respond);
-    let redeliver = warp::path!("api" / "v1" / "webhook-deliveries" / String / "redeliver")
-        .and(warp::post())
-        .and(at(&WEBHOOK_DELIVERY_REDELIVER))
-        .and(s())
-        .and(caller())
-        .then(redeliver)
-        .map(respond);
-    list.or(get).unify().or(redeliver).unify().boxed()
 }

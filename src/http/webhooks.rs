@@ -13,21 +13,16 @@ use actors::router::{
 };
 use actors::store::StatusUpdate;
 use actors::tenant::{TenantMsg, TwilioAccount};
-use bytes::Bytes;
 use governor::clock::{Clock, DefaultClock};
 use ractor::call_t;
-use warp::filters::BoxedFilter;
+use warp::Reply;
 use warp::http::StatusCode;
-use warp::path::FullPath;
 use warp::reply::Response;
-use warp::{Filter, Reply};
 
-use super::filters::{at, form_body, raw_query, with_state};
-use super::routes::{
-    AMD_STATUS, CALL_STATUS, DIAL_RESULT, INCOMING_CALL, STREAM_ENDED, STREAM_STATUS,
-};
+use super::guard::Signed;
+use super::mount::Request;
 use super::{ApiError, AppState};
-use crate::openapi::ErrorResponse;
+use crate::http::ErrorResponse;
 use crate::twilio::{signature, twiml};
 
 /// A Twilio webhook as received.
@@ -90,31 +85,27 @@ impl TwilioRequest {
     }
 }
 
-/// Extracts a [`TwilioRequest`].
-pub fn twilio_request(
-    limit: u64,
-) -> impl Filter<Extract = (TwilioRequest,), Error = warp::Rejection> + Clone {
-    warp::path::full()
-        .and(raw_query())
-        .and(warp::header::optional::<String>("x-twilio-signature"))
-        .and(form_body(limit))
-        .map(
-            |path: FullPath, query: String, signature: Option<String>, body: Bytes| {
-                let path_and_query = if query.is_empty() {
-                    path.as_str().to_owned()
-                } else {
-                    format!("{}?{query}", path.as_str())
-                };
-                TwilioRequest {
-                    path_and_query,
-                    query: url::form_urlencoded::parse(query.as_bytes())
-                        .into_owned()
-                        .collect(),
-                    params: url::form_urlencoded::parse(&body).into_owned().collect(),
-                    signature,
-                }
-            },
-        )
+impl TwilioRequest {
+    /// The request as received: `path` and raw `query`, the signature header and the form
+    /// body.
+    pub fn new(path: &str, query: &str, headers: &warp::http::HeaderMap, body: &[u8]) -> Self {
+        let path_and_query = if query.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}?{query}")
+        };
+        TwilioRequest {
+            path_and_query,
+            query: url::form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect(),
+            params: url::form_urlencoded::parse(body).into_owned().collect(),
+            signature: headers
+                .get("x-twilio-signature")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        }
+    }
 }
 
 impl AppState {
@@ -191,11 +182,17 @@ fn no_content() -> Response {
 #[utoipa::path(post, path = "/api/v1/incoming-call", tag = "webhooks",
     request_body(content = String, content_type = "application/x-www-form-urlencoded",
                  description = "Twilio voice webhook parameters (CallSid, AccountSid, From, To, …)"),
-    params(("X-Twilio-Signature" = String, Header, description = "Twilio request signature")),
     responses((status = 200, description = "TwiML", content_type = "text/xml"),
               (status = 403, body = ErrorResponse, description = "signature does not verify")))]
-pub async fn incoming_call(state: AppState, req: TwilioRequest) -> Result<Response, ApiError> {
-    let account = state.verify_twilio(&req, INCOMING_CALL.path).await?;
+pub async fn incoming_call(req: Request<Signed>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth: Signed {
+            account,
+            request: req,
+        },
+        ..
+    } = req;
     let inbound = InboundRequest {
         account,
         call_sid: req.required("CallSid")?.to_owned(),
@@ -239,8 +236,15 @@ pub async fn incoming_call(state: AppState, req: TwilioRequest) -> Result<Respon
     params(("call_id" = Option<String>, Query, description = "Our call id (set in the action URL)")),
     responses((status = 200, description = "TwiML: hangup, fallback dial, or a fresh stream", content_type = "text/xml"),
               (status = 403, body = ErrorResponse)))]
-pub async fn stream_ended(state: AppState, req: TwilioRequest) -> Result<Response, ApiError> {
-    let account = state.verify_twilio(&req, STREAM_ENDED.path).await?;
+pub async fn stream_ended(req: Request<Signed>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth: Signed {
+            account,
+            request: req,
+        },
+        ..
+    } = req;
     let target = req.target(account.tenant_id)?;
     let next = call_t!(
         state.router_actor()?,
@@ -265,8 +269,15 @@ pub async fn stream_ended(state: AppState, req: TwilioRequest) -> Result<Respons
            ("handoff_id" = String, Query, description = "The handoff (set in the action URL)")),
     responses((status = 200, description = "TwiML: hangup, a message, or a fresh stream", content_type = "text/xml"),
               (status = 400, body = ErrorResponse), (status = 403, body = ErrorResponse), (status = 404, body = ErrorResponse)))]
-pub async fn dial_result(state: AppState, req: TwilioRequest) -> Result<Response, ApiError> {
-    let account = state.verify_twilio(&req, DIAL_RESULT.path).await?;
+pub async fn dial_result(req: Request<Signed>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth: Signed {
+            account,
+            request: req,
+        },
+        ..
+    } = req;
     let target = req.target(account.tenant_id)?;
     let handoff = req
         .query
@@ -311,8 +322,15 @@ fn parse_rfc2822_ms(ts: Option<&str>) -> Option<i64> {
     params(("call_id" = Option<String>, Query, description = "Our call id (set in the callback URL)")),
     responses((status = 204, description = "Recorded (or a duplicate)"), (status = 400, body = ErrorResponse),
               (status = 403, body = ErrorResponse)))]
-pub async fn call_status(state: AppState, req: TwilioRequest) -> Result<Response, ApiError> {
-    let account = state.verify_twilio(&req, CALL_STATUS.path).await?;
+pub async fn call_status(req: Request<Signed>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth: Signed {
+            account,
+            request: req,
+        },
+        ..
+    } = req;
     let target = req.target(account.tenant_id.clone())?;
     let sequence_number: i64 =
         req.required("SequenceNumber")?
@@ -348,8 +366,15 @@ pub async fn call_status(state: AppState, req: TwilioRequest) -> Result<Response
     request_body(content = String, content_type = "application/x-www-form-urlencoded"),
     params(("call_id" = Option<String>, Query, description = "Our call id")),
     responses((status = 204, description = "Recorded"), (status = 403, body = ErrorResponse)))]
-pub async fn stream_status(state: AppState, req: TwilioRequest) -> Result<Response, ApiError> {
-    let account = state.verify_twilio(&req, STREAM_STATUS.path).await?;
+pub async fn stream_status(req: Request<Signed>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth: Signed {
+            account,
+            request: req,
+        },
+        ..
+    } = req;
     let cb = StreamCallback {
         target: req.target(account.tenant_id)?,
         stream_sid: req.param("StreamSid").map(str::to_owned),
@@ -370,8 +395,15 @@ pub async fn stream_status(state: AppState, req: TwilioRequest) -> Result<Respon
     request_body(content = String, content_type = "application/x-www-form-urlencoded"),
     params(("call_id" = Option<String>, Query, description = "Our call id")),
     responses((status = 204, description = "Recorded"), (status = 403, body = ErrorResponse)))]
-pub async fn amd_status(state: AppState, req: TwilioRequest) -> Result<Response, ApiError> {
-    let account = state.verify_twilio(&req, AMD_STATUS.path).await?;
+pub async fn amd_status(req: Request<Signed>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth: Signed {
+            account,
+            request: req,
+        },
+        ..
+    } = req;
     let target = req.target(account.tenant_id)?;
     let answered_by = req.required("AnsweredBy")?.to_owned();
     call_t!(
@@ -382,65 +414,4 @@ pub async fn amd_status(state: AppState, req: TwilioRequest) -> Result<Response,
         answered_by
     )??;
     Ok(no_content())
-}
-
-/// The webhook routes.
-pub fn routes(state: AppState) -> BoxedFilter<(Response,)> {
-    let limit = state.config.max_body_bytes;
-    let s = move || with_state(state.clone());
-    let respond = |r: Result<Response, ApiError>| r.into_response();
-    let incoming = warp::path!("api" / "v1" / "incoming-call")
-        .and(warp::post())
-        .and(at(&INCOMING_CALL))
-        .and(s())
-        .and(twilio_request(limit))
-        .then(incoming_call)
-        .map(respond);
-    let ended = warp::path!("api" / "v1" / "stream-ended")
-        .and(warp::post())
-        .and(at(&STREAM_ENDED))
-        .and(s())
-        .and(twilio_request(limit))
-        .then(stream_ended)
-        .map(respond);
-    let status = warp::path!("api" / "v1" / "call-status")
-        .and(warp::post())
-        .and(at(&CALL_STATUS))
-        .and(s())
-        .and(twilio_request(limit))
-        .then(call_status)
-        .map(respond);
-    let stream = warp::path!("api" / "v1" / "stream-status")
-        .and(warp::post())
-        .and(at(&STREAM_STATUS))
-        .and(s())
-        .and(twilio_request(limit))
-        .then(stream_status)
-        .map(respond);
-    let amd = warp::path!("api" / "v1" / "amd-status")
-        .and(warp::post())
-        .and(at(&AMD_STATUS))
-        .and(s())
-        .and(twilio_request(limit))
-        .then(amd_status)
-        .map(respond);
-    let dial = warp::path!("api" / "v1" / "dial-result")
-        .and(warp::post())
-        .and(at(&DIAL_RESULT))
-        .and(s())
-        .and(twilio_request(limit))
-        .then(dial_result)
-        .map(respond);
-    incoming
-        .or(dial)
-        .unify()
-        .or(ended)
-        .unify()
-        .or(status)
-        .unify()
-        .or(stream)
-        .unify()
-        .or(amd)
-        .unify()
-        .boxed()
 }

@@ -5,12 +5,114 @@ use serde_json::json;
 
 use crate::helpers::{Backend, backend_tests, expect_error, spawn_app};
 
+async fn domain_values_are_refused_saying_what_is_wrong(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (tenant_id, secret) = app.tenant_with_key("Acme").await;
+    for (to, why) in [
+        ("14155550100", "must start with +"),
+        ("+1415555010a", "only digits"),
+        ("+1", "2 to 15 digits"),
+        ("+0123456789", "must not start with +0"),
+    ] {
+        let resp = app
+            .tenant(Method::POST, "/api/v1/make-call", &secret)
+            .json(&json!({ "to": to }))
+            .send()
+            .await
+            .expect("make-call");
+        let err = expect_error(resp, 422, "validation_failed").await;
+        assert_eq!(err["field"], "to", "{err}");
+        assert!(
+            err["message"].as_str().expect("message").contains(why),
+            "{to}: {err}"
+        );
+    }
+    let token = "0123456789abcdef0123";
+    for (sid, why) in [
+        (format!("CA{}", "a".repeat(32)), "must start with AC"),
+        ("AC123".to_owned(), "exactly 32"),
+        (format!("AC{}", "z".repeat(32)), "only hex digits"),
+    ] {
+        let resp = app
+            .admin(
+                Method::PUT,
+                &format!("/api/v1/admin/tenants/{tenant_id}/twilio-credentials"),
+            )
+            .json(&json!({"account_sid": sid, "auth_token": token}))
+            .send()
+            .await
+            .expect("put");
+        let err = expect_error(resp, 422, "validation_failed").await;
+        assert_eq!(err["field"], "account_sid", "{err}");
+        assert!(
+            err["message"].as_str().expect("message").contains(why),
+            "{sid}: {err}"
+        );
+    }
+    let resp = app
+        .tenant(Method::POST, "/api/v1/callback-tasks", &secret)
+        .json(&json!({"phone": "+14155550100", "reason": " \n "}))
+        .send()
+        .await
+        .expect("create task");
+    assert_eq!(
+        expect_error(resp, 422, "validation_failed").await["field"],
+        "reason"
+    );
+    app.stop().await;
+}
+
+async fn paths_match_their_template_exactly(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (tenant_id, secret) = app.tenant_with_key("Acme").await;
+    let ok = app
+        .tenant(Method::GET, "/api/v1/me", &secret)
+        .send()
+        .await
+        .expect("me");
+    assert_eq!(ok.status(), 200);
+    // A trailing slash, an extra segment or an empty parameter is no route.
+    for path in [
+        "/api/v1/me/".to_owned(),
+        "/api/v1/me/extra".to_owned(),
+        "/api/v1/call-logs/".to_owned(),
+        format!("/api/v1/admin/tenants/{tenant_id}/"),
+        "/api/v1/admin/tenants//api-keys".to_owned(),
+    ] {
+        let resp = app
+            .admin(Method::GET, &path)
+            .header("authorization", format!("Bearer {secret}"))
+            .send()
+            .await
+            .expect("get");
+        expect_error(resp, 404, "route_not_found").await;
+    }
+    // A malformed id in a path is a 404 naming the object, after authentication.
+    let resp = app
+        .admin(Method::GET, "/api/v1/admin/tenants/not-a-tenant")
+        .send()
+        .await
+        .expect("get");
+    let err = expect_error(resp, 404, "not_found").await;
+    assert!(err["message"].as_str().expect("message").contains("tenant"));
+    let resp = app
+        .client
+        .get(app.url("/api/v1/admin/tenants/not-a-tenant"))
+        .send()
+        .await
+        .expect("get");
+    expect_error(resp, 401, "unauthorized").await;
+    app.stop().await;
+}
+
 backend_tests!(
     malformed_json_is_a_400_and_writes_nothing,
     wrong_types_and_unknown_fields_name_the_field,
     validation_errors_are_422_with_the_field,
     oversized_bodies_are_refused,
     wrong_content_type_and_unknown_routes,
+    domain_values_are_refused_saying_what_is_wrong,
+    paths_match_their_template_exactly,
 );
 
 async fn malformed_json_is_a_400_and_writes_nothing(backend: Backend) {

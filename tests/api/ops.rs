@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use reqwest::Method;
 use serde_json::Value;
-use stateset_voice::http::routes::ROUTES;
+use stateset_voice::http::routes::table;
 use stateset_voice::openapi::{Document, document};
 
 use crate::helpers::{Backend, backend_tests, expect_error, spawn_app, spawn_app_with};
@@ -140,36 +140,100 @@ async fn openapi_documents_cover_every_mounted_route(backend: Backend) {
                 .collect::<Vec<_>>()
         })
         .collect();
-    let mounted: BTreeSet<(String, String)> = ROUTES
+    let mounted: BTreeSet<(String, String)> = table()
         .iter()
-        .map(|r| (r.method.to_owned(), r.path.to_owned()))
+        .map(|r| (r.method().to_owned(), r.path().to_owned()))
         .collect();
     assert_eq!(
         documented, mounted,
         "the full document lists exactly the mounted routes"
     );
 
-    // Every route in the table is really mounted: a request never gets `route_not_found`.
-    for route in ROUTES {
+    // Every route in the table is really mounted: a request never gets `route_not_found`;
+    // and whatever it answers, with the admin key or with no credential at all, is a status
+    // its operation documents.
+    for route in table() {
         let path = route
-            .path
+            .path()
             .replace("{tenant_id}", "ten_missing")
-            .replace("{key_id}", "key_missing");
-        let method = Method::from_bytes(route.method.as_bytes()).expect("method");
-        let resp = app
-            .admin(method, &path)
-            .header("content-type", "application/json")
-            .body("{}")
-            .send()
-            .await
-            .expect("request");
-        if resp.status() == 404 {
-            let body: Value = resp.json().await.expect("json");
-            assert_ne!(
-                body["error"]["code"], "route_not_found",
-                "{} {} is not mounted",
-                route.method, route.path
+            .replace("{key_id}", "key_missing")
+            .replace("{id}", "missing")
+            .replace("{call_sid}", "CAmissing");
+        let method = Method::from_bytes(route.method().as_bytes()).expect("method");
+        let operation = &full["paths"][route.path()][route.method().to_lowercase()];
+        for admin_key in [true, false] {
+            let req = if admin_key {
+                app.admin(method.clone(), &path)
+            } else {
+                app.client.request(method.clone(), app.url(&path))
+            };
+            let resp = req
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .expect("request");
+            let status = resp.status().as_u16().to_string();
+            if resp.status() == 404 {
+                let body: Value = resp.json().await.expect("json");
+                assert_ne!(
+                    body["error"]["code"],
+                    "route_not_found",
+                    "{} {} is not mounted",
+                    route.method(),
+                    route.path()
+                );
+            }
+            assert!(
+                operation["responses"].get(&status).is_some(),
+                "{} {} answered {status} (admin key: {admin_key}), which its operation does not document",
+                route.method(),
+                route.path()
             );
+        }
+    }
+    // Query parameters are documented as strictly as they are validated.
+    let params = full["paths"]["/api/v1/admin/audit-log"]["get"]["parameters"]
+        .as_array()
+        .expect("parameters");
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["schema"].clone())
+            .expect("parameter")
+    };
+    assert_eq!(param("tenant_id")["pattern"], "^ten_[A-Za-z0-9_-]{1,64}$");
+    assert_eq!(param("limit")["minimum"], 1);
+    assert_eq!(param("limit")["maximum"], 200);
+    // The routes the guard implies are documented with their security and answers.
+    for (path, item) in full["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("item") {
+            assert!(
+                op["tags"].as_array().is_some_and(|t| !t.is_empty()),
+                "{method} {path} has no tag"
+            );
+            let security = op["security"].to_string();
+            if security.contains("bearer") || security.contains("admin_key") {
+                for status in ["401", "429"] {
+                    assert!(
+                        op["responses"].get(status).is_some(),
+                        "{method} {path} lacks {status}"
+                    );
+                }
+            }
+            if op.get("requestBody").is_some()
+                && op["requestBody"]["content"]
+                    .get("application/json")
+                    .is_some()
+            {
+                for status in ["400", "413", "415"] {
+                    assert!(
+                        op["responses"].get(status).is_some(),
+                        "{method} {path} lacks {status}"
+                    );
+                }
+            }
         }
     }
 
@@ -182,12 +246,15 @@ async fn openapi_documents_cover_every_mounted_route(backend: Backend) {
         .json()
         .await
         .expect("json");
-    let public_paths: Vec<&String> = public["paths"].as_object().expect("paths").keys().collect();
-    assert!(!public_paths.is_empty());
-    assert!(
-        public_paths.iter().all(|p| !p.contains("/admin")),
-        "{public_paths:?}"
-    );
+    // Membership follows the guard: nothing in the public document needs the admin key,
+    // everything in the admin document does.
+    let public_paths = public["paths"].as_object().expect("paths");
+    assert!(public_paths.contains_key("/api/v1/me"));
+    assert!(public_paths.contains_key("/api-docs/admin.json"));
+    for (path, item) in public_paths {
+        assert!(!path.starts_with("/api/v1/admin/"), "{path}");
+        assert!(!item.to_string().contains("admin_key"), "{path}");
+    }
     let admin: Value = app
         .client
         .get(app.url("/api-docs/admin.json"))
@@ -197,13 +264,16 @@ async fn openapi_documents_cover_every_mounted_route(backend: Backend) {
         .json()
         .await
         .expect("json");
-    assert!(
-        admin["paths"]
-            .as_object()
-            .expect("paths")
-            .keys()
-            .all(|p| p.starts_with("/api/v1/admin/"))
-    );
+    for (path, item) in admin["paths"].as_object().expect("paths") {
+        assert!(path.starts_with("/api/v1/admin/"), "{path}");
+        for op in item.as_object().expect("item").values() {
+            assert_eq!(
+                op["security"],
+                serde_json::json!([{"admin_key": []}]),
+                "{path}"
+            );
+        }
+    }
     assert_eq!(
         serde_json::to_value(document(Document::Full)).expect("json"),
         full

@@ -5,8 +5,8 @@
 use actors::ids::{AgentId, AgentVersionId, TenantId};
 use actors::rollout::{NewAgent, RolloutError, RolloutMsg, VersionSpec};
 use actors::store::{Agent, AgentVersion, TurnDetection, VersionStatus};
+use actors::tenant::AuditMeta;
 use actors::time::rfc3339;
-use bytes::Bytes;
 use ractor::call_t;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -17,9 +17,12 @@ use super::contract::{
     EscalationDto, IdentityDto, ToolDto, contract_from, escalation_view, identity_view, tools_view,
 };
 use super::{check_name, json};
-use crate::http::filters::{Caller, parse_json, parse_query};
+use crate::http::ErrorResponse;
+use crate::http::fields;
+use crate::http::filters::parse_json;
+use crate::http::mount::Request;
+use crate::http::page::List;
 use crate::http::{ApiError, AppState};
-use crate::openapi::ErrorResponse;
 
 impl From<RolloutError> for ApiError {
     fn from(e: RolloutError) -> Self {
@@ -68,13 +71,6 @@ impl From<Agent> for AgentView {
     }
 }
 
-/// Agents.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AgentList {
-    /// Agents, oldest first.
-    pub data: Vec<AgentView>,
-}
-
 /// Body of `POST /api/v1/admin/agents`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -92,7 +88,8 @@ pub struct CreateAgentRequest {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AgentParams {
-    /// Only this tenant's agents.
+    /// Only this tenant's agents (`ten_…`).
+    #[param(pattern = r"^ten_[A-Za-z0-9_-]{1,64}$")]
     pub tenant_id: Option<String>,
 }
 
@@ -230,13 +227,6 @@ impl From<AgentVersion> for VersionView {
     }
 }
 
-/// Versions of an agent.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct VersionList {
-    /// Newest first.
-    pub data: Vec<VersionView>,
-}
-
 fn token(field: &str, v: &str) -> Result<String, ApiError> {
     let ok = !v.is_empty()
         && v.len() <= 100
@@ -341,24 +331,12 @@ fn spec(state: &AppState, r: VersionRequest) -> Result<VersionSpec, ApiError> {
     })
 }
 
-fn agent_id(raw: &str) -> Result<AgentId, ApiError> {
-    AgentId::parse(raw).ok_or_else(|| ApiError::NotFound("agent".into()))
-}
-
-fn version_id(raw: &str) -> Result<AgentVersionId, ApiError> {
-    AgentVersionId::parse(raw).ok_or_else(|| ApiError::NotFound("agent version".into()))
-}
-
 /// Lists agents.
 #[utoipa::path(get, path = "/api/v1/admin/agents", tag = "admin", params(AgentParams),
-    security(("admin_key" = [])), responses((status = 200, body = AgentList), (status = 400, body = ErrorResponse)))]
-pub async fn list_agents(
-    state: AppState,
-    caller: Caller,
-    query: String,
-) -> Result<Response, ApiError> {
-    state.admin(&caller)?;
-    let p: AgentParams = parse_query(&query)?;
+    responses((status = 200, body = List<AgentView>), (status = 400, body = ErrorResponse)))]
+pub async fn list_agents(req: Request<AuditMeta>) -> Result<Response, ApiError> {
+    let p: AgentParams = req.query()?;
+    let state = req.state;
     let tenant = p
         .tenant_id
         .map(|t| {
@@ -377,28 +355,26 @@ pub async fn list_agents(
     )??;
     Ok(json(
         StatusCode::OK,
-        &AgentList {
-            data: agents.into_iter().map(AgentView::from).collect(),
-        },
+        &List::new(agents.into_iter().map(AgentView::from)),
     ))
 }
 
 /// Creates an agent.
 #[utoipa::path(post, path = "/api/v1/admin/agents", tag = "admin", request_body = CreateAgentRequest,
-    security(("admin_key" = [])),
     responses((status = 201, body = AgentView), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse), (status = 422, body = ErrorResponse)))]
-pub async fn create_agent(
-    state: AppState,
-    caller: Caller,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let meta = state.admin(&caller)?;
+pub async fn create_agent(req: Request<AuditMeta>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth: meta,
+        body,
+        ..
+    } = req;
     let r: CreateAgentRequest = parse_json(&body)?;
     let new = NewAgent {
         tenant_id: TenantId::parse(&r.tenant_id)
             .ok_or_else(|| ApiError::invalid("tenant_id", "is not a tenant id"))?,
         key: token("key", &r.key)?,
-        name: check_name("name", &r.name, 200)?,
+        name: fields::label("name", &r.name, 200)?.into_string(),
     };
     let agent = call_t!(
         state.rollout_actor()?,
@@ -412,11 +388,12 @@ pub async fn create_agent(
 
 /// Reads an agent.
 #[utoipa::path(get, path = "/api/v1/admin/agents/{agent_id}", tag = "admin",
-    params(("agent_id" = String, Path, description = "Agent id")), security(("admin_key" = [])),
+    params(("agent_id" = String, Path, description = "Agent id")),
     responses((status = 200, body = AgentView), (status = 404, body = ErrorResponse)))]
-pub async fn get_agent(id: String, state: AppState, caller: Caller) -> Result<Response, ApiError> {
-    state.admin(&caller)?;
-    let id = agent_id(&id)?;
+pub async fn get_agent(req: Request<AuditMeta, (AgentId,)>) -> Result<Response, ApiError> {
+    let Request {
+        state, path: (id,), ..
+    } = req;
     let agent = call_t!(
         state.rollout_actor()?,
         RolloutMsg::GetAgent,
@@ -428,15 +405,12 @@ pub async fn get_agent(id: String, state: AppState, caller: Caller) -> Result<Re
 
 /// Lists an agent's versions.
 #[utoipa::path(get, path = "/api/v1/admin/agents/{agent_id}/versions", tag = "admin",
-    params(("agent_id" = String, Path, description = "Agent id")), security(("admin_key" = [])),
-    responses((status = 200, body = VersionList), (status = 404, body = ErrorResponse)))]
-pub async fn list_versions(
-    id: String,
-    state: AppState,
-    caller: Caller,
-) -> Result<Response, ApiError> {
-    state.admin(&caller)?;
-    let id = agent_id(&id)?;
+    params(("agent_id" = String, Path, description = "Agent id")),
+    responses((status = 200, body = List<VersionView>), (status = 404, body = ErrorResponse)))]
+pub async fn list_versions(req: Request<AuditMeta, (AgentId,)>) -> Result<Response, ApiError> {
+    let Request {
+        state, path: (id,), ..
+    } = req;
     let actor = state.rollout_actor()?;
     call_t!(
         actor,
@@ -452,24 +426,22 @@ pub async fn list_versions(
     )??;
     Ok(json(
         StatusCode::OK,
-        &VersionList {
-            data: versions.into_iter().map(VersionView::from).collect(),
-        },
+        &List::new(versions.into_iter().map(VersionView::from)),
     ))
 }
 
 /// Creates a draft version of an agent.
 #[utoipa::path(post, path = "/api/v1/admin/agents/{agent_id}/versions", tag = "admin", request_body = VersionRequest,
-    params(("agent_id" = String, Path, description = "Agent id")), security(("admin_key" = [])),
+    params(("agent_id" = String, Path, description = "Agent id")),
     responses((status = 201, body = VersionView), (status = 404, body = ErrorResponse), (status = 422, body = ErrorResponse)))]
-pub async fn create_version(
-    id: String,
-    state: AppState,
-    caller: Caller,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let meta = state.admin(&caller)?;
-    let id = agent_id(&id)?;
+pub async fn create_version(req: Request<AuditMeta, (AgentId,)>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth: meta,
+        path: (id,),
+        body,
+        ..
+    } = req;
     let spec = spec(&state, parse_json(&body)?)?;
     let v = call_t!(
         state.rollout_actor()?,
@@ -484,15 +456,12 @@ pub async fn create_version(
 
 /// Reads a version.
 #[utoipa::path(get, path = "/api/v1/admin/agent-versions/{version_id}", tag = "admin",
-    params(("version_id" = String, Path, description = "Version id")), security(("admin_key" = [])),
+    params(("version_id" = String, Path, description = "Version id")),
     responses((status = 200, body = VersionView), (status = 404, body = ErrorResponse)))]
-pub async fn get_version(
-    id: String,
-    state: AppState,
-    caller: Caller,
-) -> Result<Response, ApiError> {
-    state.admin(&caller)?;
-    let id = version_id(&id)?;
+pub async fn get_version(req: Request<AuditMeta, (AgentVersionId,)>) -> Result<Response, ApiError> {
+    let Request {
+        state, path: (id,), ..
+    } = req;
     let v = call_t!(
         state.rollout_actor()?,
         RolloutMsg::GetVersion,
@@ -504,16 +473,16 @@ pub async fn get_version(
 
 /// Replaces a draft version's content (409 once approved: make a new version instead).
 #[utoipa::path(put, path = "/api/v1/admin/agent-versions/{version_id}", tag = "admin", request_body = VersionRequest,
-    params(("version_id" = String, Path, description = "Version id")), security(("admin_key" = [])),
+    params(("version_id" = String, Path, description = "Version id")),
     responses((status = 200, body = VersionView), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse), (status = 422, body = ErrorResponse)))]
-pub async fn put_version(
-    id: String,
-    state: AppState,
-    caller: Caller,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let meta = state.admin(&caller)?;
-    let id = version_id(&id)?;
+pub async fn put_version(req: Request<AuditMeta, (AgentVersionId,)>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth: meta,
+        path: (id,),
+        body,
+        ..
+    } = req;
     let spec = spec(&state, parse_json(&body)?)?;
     let v = call_t!(
         state.rollout_actor()?,
@@ -527,13 +496,15 @@ pub async fn put_version(
 }
 
 async fn transition(
-    id: String,
-    state: AppState,
-    caller: Caller,
+    req: Request<AuditMeta, (AgentVersionId,)>,
     to: VersionStatus,
 ) -> Result<Response, ApiError> {
-    let meta = state.admin(&caller)?;
-    let id = version_id(&id)?;
+    let Request {
+        state,
+        auth: meta,
+        path: (id,),
+        ..
+    } = req;
     let actor = state.rollout_actor()?;
     let v = match to {
         VersionStatus::Approved => call_t!(
@@ -556,24 +527,20 @@ async fn transition(
 
 /// Approves a draft: it becomes immutable and the agent's current version.
 #[utoipa::path(post, path = "/api/v1/admin/agent-versions/{version_id}/approve", tag = "admin",
-    params(("version_id" = String, Path, description = "Version id")), security(("admin_key" = [])),
+    params(("version_id" = String, Path, description = "Version id")),
     responses((status = 200, body = VersionView), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
 pub async fn approve_version(
-    id: String,
-    state: AppState,
-    caller: Caller,
+    req: Request<AuditMeta, (AgentVersionId,)>,
 ) -> Result<Response, ApiError> {
-    transition(id, state, caller, VersionStatus::Approved).await
+    transition(req, VersionStatus::Approved).await
 }
 
 /// Retires a version: no new call runs it.
 #[utoipa::path(post, path = "/api/v1/admin/agent-versions/{version_id}/retire", tag = "admin",
-    params(("version_id" = String, Path, description = "Version id")), security(("admin_key" = [])),
+    params(("version_id" = String, Path, description = "Version id")),
     responses((status = 200, body = VersionView), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
 pub async fn retire_version(
-    id: String,
-    state: AppState,
-    caller: Caller,
+    req: Request<AuditMeta, (AgentVersionId,)>,
 ) -> Result<Response, ApiError> {
-    transition(id, state, caller, VersionStatus::Retired).await
+    transition(req, VersionStatus::Retired).await
 }

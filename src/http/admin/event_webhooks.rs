@@ -6,10 +6,10 @@
 //! actor, without secrets.
 
 use actors::egress::{EgressPolicy, check_url};
+use actors::ids::TenantId;
 use actors::notifier::EventKind;
 use actors::store::{EventWebhook, Tenant};
-use actors::tenant::{EventWebhookUpdate, RotatedSecret, TenantMsg};
-use bytes::Bytes;
+use actors::tenant::{AuditMeta, EventWebhookUpdate, RotatedSecret, TenantMsg};
 use ractor::call_t;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -17,10 +17,11 @@ use warp::Reply;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::{json, tenant_id};
-use crate::http::filters::{Caller, parse_json};
-use crate::http::{ApiError, AppState};
-use crate::openapi::ErrorResponse;
+use super::json;
+use crate::http::ApiError;
+use crate::http::ErrorResponse;
+use crate::http::filters::parse_json;
+use crate::http::mount::Request;
 
 /// Body of `PUT /api/v1/admin/tenants/{tenant_id}/event-webhook`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -112,18 +113,17 @@ fn check_events(events: Option<Vec<String>>) -> Result<Option<Vec<String>>, ApiE
 #[utoipa::path(put, path = "/api/v1/admin/tenants/{tenant_id}/event-webhook", tag = "admin",
     request_body = EventWebhookRequest,
     params(("tenant_id" = String, Path, description = "Tenant id")),
-    security(("admin_key" = [])),
     responses((status = 200, body = EventWebhookView),
               (status = 400, body = ErrorResponse, description = "the url is refused (scheme, credentials, non-public address) or an event is unknown"),
               (status = 404, body = ErrorResponse)))]
-pub async fn put_event_webhook(
-    id: String,
-    state: AppState,
-    caller: Caller,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let meta = state.admin(&caller)?;
-    let id = tenant_id(&id)?;
+pub async fn put_event_webhook(req: Request<AuditMeta, (TenantId,)>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth: meta,
+        path: (id,),
+        body,
+        ..
+    } = req;
     let req: EventWebhookRequest = parse_json(&body)?;
     let policy = EgressPolicy {
         allow_private: state.config.outbound_allow_private,
@@ -152,15 +152,11 @@ pub async fn put_event_webhook(
 /// The tenant's event webhook (404 when none is configured).
 #[utoipa::path(get, path = "/api/v1/admin/tenants/{tenant_id}/event-webhook", tag = "admin",
     params(("tenant_id" = String, Path, description = "Tenant id")),
-    security(("admin_key" = [])),
     responses((status = 200, body = EventWebhookView), (status = 404, body = ErrorResponse)))]
-pub async fn get_event_webhook(
-    id: String,
-    state: AppState,
-    caller: Caller,
-) -> Result<Response, ApiError> {
-    state.admin(&caller)?;
-    let id = tenant_id(&id)?;
+pub async fn get_event_webhook(req: Request<AuditMeta, (TenantId,)>) -> Result<Response, ApiError> {
+    let Request {
+        state, path: (id,), ..
+    } = req;
     let tenant = call_t!(
         state.tenant_actor()?,
         TenantMsg::Get,
@@ -176,15 +172,16 @@ pub async fn get_event_webhook(
 /// is kept; deliveries already queued still go to the URL they were created for).
 #[utoipa::path(delete, path = "/api/v1/admin/tenants/{tenant_id}/event-webhook", tag = "admin",
     params(("tenant_id" = String, Path, description = "Tenant id")),
-    security(("admin_key" = [])),
     responses((status = 204, description = "removed (or there was none)"), (status = 404, body = ErrorResponse)))]
 pub async fn delete_event_webhook(
-    id: String,
-    state: AppState,
-    caller: Caller,
+    req: Request<AuditMeta, (TenantId,)>,
 ) -> Result<Response, ApiError> {
-    let meta = state.admin(&caller)?;
-    let id = tenant_id(&id)?;
+    let Request {
+        state,
+        auth: meta,
+        path: (id,),
+        ..
+    } = req;
     call_t!(
         state.tenant_actor()?,
         TenantMsg::SetEventWebhook,
@@ -200,15 +197,16 @@ pub async fn delete_event_webhook(
 /// signed with the new secret from now on.
 #[utoipa::path(post, path = "/api/v1/admin/tenants/{tenant_id}/signing-secret", tag = "admin",
     params(("tenant_id" = String, Path, description = "Tenant id")),
-    security(("admin_key" = [])),
     responses((status = 200, body = SigningSecretView), (status = 404, body = ErrorResponse)))]
 pub async fn rotate_signing_secret(
-    id: String,
-    state: AppState,
-    caller: Caller,
+    req: Request<AuditMeta, (TenantId,)>,
 ) -> Result<Response, ApiError> {
-    let meta = state.admin(&caller)?;
-    let id = tenant_id(&id)?;
+    let Request {
+        state,
+        auth: meta,
+        path: (id,),
+        ..
+    } = req;
     let RotatedSecret { tenant, secret } = call_t!(
         state.tenant_actor()?,
         TenantMsg::RotateSigningSecret,

@@ -4,8 +4,8 @@
 use actors::ids::{RouteId, TenantId};
 use actors::router::{NewRoute, RoutePatch, RouterMsg};
 use actors::store::{OverLimit, PhoneRoute, RouteDirection, RouteStatus};
+use actors::tenant::AuditMeta;
 use actors::time::rfc3339;
-use bytes::Bytes;
 use ractor::call_t;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -13,10 +13,12 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 
 use super::{check_name, double_option, json};
-use crate::http::calls::check_e164;
-use crate::http::filters::{Caller, Paging, parse_json, parse_query};
-use crate::http::{ApiError, AppState};
-use crate::openapi::ErrorResponse;
+use crate::http::ApiError;
+use crate::http::ErrorResponse;
+use crate::http::fields;
+use crate::http::filters::{Paging, parse_json, parse_query};
+use crate::http::mount::Request;
+use crate::http::page::Page;
 
 /// Route direction.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -119,19 +121,6 @@ impl From<PhoneRoute> for PhoneRouteView {
     }
 }
 
-/// A page of phone routes.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PhoneRouteList {
-    /// Routes.
-    pub data: Vec<PhoneRouteView>,
-    /// Page size.
-    pub limit: u32,
-    /// Rows skipped.
-    pub offset: u32,
-    /// Total.
-    pub total: i64,
-}
-
 /// Body of `POST /api/v1/admin/phone-routes`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -191,9 +180,11 @@ pub struct PatchPhoneRouteRequest {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct PhoneRouteParams {
-    /// Only this tenant's routes.
+    /// Only this tenant's routes (`ten_…`).
+    #[param(pattern = r"^ten_[A-Za-z0-9_-]{1,64}$")]
     pub tenant_id: Option<String>,
     /// Page size (1–200, default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// Rows to skip.
     pub offset: Option<u32>,
@@ -220,7 +211,7 @@ fn check_callers(v: Vec<String>) -> Result<Vec<String>, ApiError> {
     }
     v.iter()
         .enumerate()
-        .map(|(i, n)| check_e164(&format!("test_callers[{i}]"), n))
+        .map(|(i, n)| fields::e164(&format!("test_callers[{i}]"), n).map(String::from))
         .collect()
 }
 
@@ -230,14 +221,13 @@ fn route_id(raw: &str) -> Result<RouteId, ApiError> {
 
 /// Lists phone routes.
 #[utoipa::path(get, path = "/api/v1/admin/phone-routes", tag = "admin", params(PhoneRouteParams),
-    security(("admin_key" = [])),
-    responses((status = 200, body = PhoneRouteList), (status = 400, body = ErrorResponse)))]
-pub async fn list_routes(
-    state: AppState,
-    caller: Caller,
-    query: String,
-) -> Result<Response, ApiError> {
-    state.admin(&caller)?;
+    responses((status = 200, body = Page<PhoneRouteView>), (status = 400, body = ErrorResponse)))]
+pub async fn list_routes(req: Request<AuditMeta>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        raw_query: query,
+        ..
+    } = req;
     let p: PhoneRouteParams = parse_query(&query)?;
     let paging = Paging::new(p.limit, p.offset)?;
     let tenant = p
@@ -260,38 +250,37 @@ pub async fn list_routes(
     )??;
     Ok(json(
         StatusCode::OK,
-        &PhoneRouteList {
-            data: page.items.into_iter().map(PhoneRouteView::from).collect(),
-            limit: paging.limit,
-            offset: paging.offset,
-            total: page.total,
-        },
+        &Page::new(
+            page.items.into_iter().map(PhoneRouteView::from),
+            paging,
+            page.total,
+        ),
     ))
 }
 
 /// Creates a phone route (409 when the number already has one).
 #[utoipa::path(post, path = "/api/v1/admin/phone-routes", tag = "admin", request_body = CreatePhoneRouteRequest,
-    security(("admin_key" = [])),
     responses((status = 201, body = PhoneRouteView), (status = 404, body = ErrorResponse),
               (status = 409, body = ErrorResponse), (status = 422, body = ErrorResponse)))]
-pub async fn create_route(
-    state: AppState,
-    caller: Caller,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let meta = state.admin(&caller)?;
+pub async fn create_route(req: Request<AuditMeta>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth: meta,
+        body,
+        ..
+    } = req;
     let r: CreatePhoneRouteRequest = parse_json(&body)?;
     let new = NewRoute {
         tenant_id: TenantId::parse(&r.tenant_id)
             .ok_or_else(|| ApiError::invalid("tenant_id", "is not a tenant id"))?,
-        number: check_e164("number", &r.number)?,
+        number: fields::e164("number", &r.number)?.into_string(),
         agent_key: check_name("agent_key", &r.agent_key, 100)?,
         direction: r.direction.unwrap_or(RouteDirectionDto::Inbound).into(),
         status: r.status.unwrap_or(RouteStatusDto::Staged).into(),
         fallback_number: r
             .fallback_number
             .as_deref()
-            .map(|n| check_e164("fallback_number", n))
+            .map(|n| fields::e164("fallback_number", n).map(String::from))
             .transpose()?,
         fallback_message: r
             .fallback_message
@@ -315,10 +304,11 @@ pub async fn create_route(
 /// Reads a phone route.
 #[utoipa::path(get, path = "/api/v1/admin/phone-routes/{route_id}", tag = "admin",
     params(("route_id" = String, Path, description = "Route id")),
-    security(("admin_key" = [])),
     responses((status = 200, body = PhoneRouteView), (status = 404, body = ErrorResponse)))]
-pub async fn get_route(id: String, state: AppState, caller: Caller) -> Result<Response, ApiError> {
-    state.admin(&caller)?;
+pub async fn get_route(req: Request<AuditMeta, (String,)>) -> Result<Response, ApiError> {
+    let Request {
+        state, path: (id,), ..
+    } = req;
     let id = route_id(&id)?;
     let route = call_t!(
         state.router_actor()?,
@@ -332,23 +322,23 @@ pub async fn get_route(id: String, state: AppState, caller: Caller) -> Result<Re
 /// Changes a phone route (a number change that collides answers 409).
 #[utoipa::path(patch, path = "/api/v1/admin/phone-routes/{route_id}", tag = "admin", request_body = PatchPhoneRouteRequest,
     params(("route_id" = String, Path, description = "Route id")),
-    security(("admin_key" = [])),
     responses((status = 200, body = PhoneRouteView), (status = 404, body = ErrorResponse),
               (status = 409, body = ErrorResponse), (status = 422, body = ErrorResponse)))]
-pub async fn patch_route(
-    id: String,
-    state: AppState,
-    caller: Caller,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let meta = state.admin(&caller)?;
+pub async fn patch_route(req: Request<AuditMeta, (String,)>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth: meta,
+        path: (id,),
+        body,
+        ..
+    } = req;
     let id = route_id(&id)?;
     let r: PatchPhoneRouteRequest = parse_json(&body)?;
     let patch = RoutePatch {
         number: r
             .number
             .as_deref()
-            .map(|n| check_e164("number", n))
+            .map(|n| fields::e164("number", n).map(String::from))
             .transpose()?,
         agent_key: r
             .agent_key
@@ -360,7 +350,7 @@ pub async fn patch_route(
         fallback_number: match r.fallback_number {
             None => None,
             Some(None) => Some(None),
-            Some(Some(n)) => Some(Some(check_e164("fallback_number", &n)?)),
+            Some(Some(n)) => Some(Some(fields::e164("fallback_number", &n)?.into_string())),
         },
         fallback_message: match r.fallback_message {
             None => None,
@@ -385,14 +375,14 @@ pub async fn patch_route(
 /// Deletes a phone route (calls to the number are then unrouted).
 #[utoipa::path(delete, path = "/api/v1/admin/phone-routes/{route_id}", tag = "admin",
     params(("route_id" = String, Path, description = "Route id")),
-    security(("admin_key" = [])),
     responses((status = 200, body = PhoneRouteView), (status = 404, body = ErrorResponse)))]
-pub async fn delete_route(
-    id: String,
-    state: AppState,
-    caller: Caller,
-) -> Result<Response, ApiError> {
-    let meta = state.admin(&caller)?;
+pub async fn delete_route(req: Request<AuditMeta, (String,)>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth: meta,
+        path: (id,),
+        ..
+    } = req;
     let id = route_id(&id)?;
     let route = call_t!(
         state.router_actor()?,
@@ -430,10 +420,9 @@ pub struct RoutingDiagnostics {
 
 /// Why recent inbound calls did not reach an agent.
 #[utoipa::path(get, path = "/api/v1/admin/diagnostics/routing", tag = "admin",
-    security(("admin_key" = [])),
     responses((status = 200, body = RoutingDiagnostics)))]
-pub async fn routing_diagnostics(state: AppState, caller: Caller) -> Result<Response, ApiError> {
-    state.admin(&caller)?;
+pub async fn routing_diagnostics(req: Request<AuditMeta>) -> Result<Response, ApiError> {
+    let state = req.state;
     let recent = call_t!(
         state.router_actor()?,
         RouterMsg::RecentRouting,
@@ -500,10 +489,9 @@ pub struct AuthTransportReport {
 
 /// Recent signature failures and stream-token rejections, with severity and suggested action.
 #[utoipa::path(get, path = "/api/v1/admin/alerts/auth-transport", tag = "admin",
-    security(("admin_key" = [])),
     responses((status = 200, body = AuthTransportReport)))]
-pub async fn auth_transport(state: AppState, caller: Caller) -> Result<Response, ApiError> {
-    state.admin(&caller)?;
+pub async fn auth_transport(req: Request<AuditMeta>) -> Result<Response, ApiError> {
+    let state = req.state;
     let (sigs, tokens) = state.auth_log.counts();
     let mut alerts = Vec::new();
     for s in sigs {

@@ -256,14 +256,9 @@ fn authenticate(
     Ok(())
 }
 
-/// `^\+[1-9]\d{1,14}$`.
+/// `^\+[1-9]\d{1,14}$` (the same rule as the service's [`actors::domain::E164`]).
 pub(crate) fn is_e164(number: &str) -> bool {
-    let Some(digits) = number.strip_prefix('+') else {
-        return false;
-    };
-    (2..=15).contains(&digits.len())
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && !digits.starts_with('0')
+    actors::domain::E164::is_valid(number)
 }
 
 fn is_http_url(url: &str) -> bool {
