@@ -230,6 +230,21 @@ impl CarrierSimHandle {
             .insert(number.into(), script);
     }
 
+    /// From now on, `Calls.json` (create and list) and `Calls/{Sid}.json` reads answer only
+    /// after `delay`; a call is created at once all the same (see
+    /// [`CarrierConfig::calls_response_delay`]).
+    pub fn set_calls_response_delay(&self, delay: Duration) {
+        lock(&self.shared.settings).calls_response_delay = delay;
+    }
+
+    /// Calls created through `Calls.json` so far.
+    pub fn calls_created(&self) -> usize {
+        lock(&self.shared.requests)
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/Calls.json") && r.status == 201)
+            .count()
+    }
+
     /// The next REST request answers with this error.
     pub fn fail_next_request(&self, fault: FaultSpec) {
         lock(&self.shared.faults).push_back(Fault::Fail(fault));

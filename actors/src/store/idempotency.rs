@@ -1,7 +1,10 @@
 //! Idempotency keys with Stripe semantics, per tenant: the first request with a key runs and
 //! its response is stored; the same key with the same body replays it; with another body it
 //! is refused; while the first is still running a duplicate is refused as a conflict. Keys
-//! expire after their TTL; a request that never completed is abandoned after a minute.
+//! expire after their TTL; a request that never completed is abandoned after a minute —
+//! unless its work may have reached an outside party (a key attached to the call it created,
+//! [`Store::idempotency_attach`]): such a key is never released, only completed with the
+//! real outcome by whoever owns it.
 
 use super::{IdempotencyBegin, Store, StoreError, on_pool};
 use crate::ids::TenantId;
@@ -21,9 +24,11 @@ impl Store {
     ) -> Result<IdempotencyBegin, StoreError> {
         let now = now_ms();
         on_pool!(self, pool => {
-            // Expired keys and abandoned claims free the key.
+            // Expired keys and abandoned claims free the key; a claim attached to a call
+            // stays until its owner completes it.
             sqlx::query(
                 "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND \
+                 (state = 'completed' OR call_id IS NULL) AND \
                  (expires_at < $3 OR (state = 'in_progress' AND created_at < $4))",
             )
             .bind(tenant.as_str())
@@ -92,8 +97,30 @@ impl Store {
         Ok(())
     }
 
+    /// Attaches the call a key's request created: from here on the outcome may reach the
+    /// carrier, and the key is never released or abandoned, only completed.
+    pub async fn idempotency_attach(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        call: &crate::ids::CallId,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE idempotency_keys SET call_id = $3 WHERE tenant_id = $1 AND key = $2 AND state = 'in_progress'",
+            )
+            .bind(tenant.as_str())
+            .bind(key)
+            .bind(call.as_str())
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
     /// Releases `key` without a stored response (the request did not start its work), so a
-    /// retry runs again.
+    /// retry runs again. Only the request's owner may release it, knowing its work never
+    /// reached anyone (a key attached to a call is otherwise never released).
     pub async fn idempotency_release(
         &self,
         tenant: &TenantId,

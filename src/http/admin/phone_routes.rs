@@ -2,7 +2,7 @@
 //! auth-transport alerts.
 
 use actors::ids::{RouteId, TenantId};
-use actors::router::{NewRoute, RoutePatch, RouterMsg};
+use actors::router::{self, NewRoute, RoutePatch, RouterMsg};
 use actors::store::{OverLimit, PhoneRoute, RouteDirection, RouteStatus};
 use actors::time::rfc3339;
 use bytes::Bytes;
@@ -250,14 +250,8 @@ pub async fn list_routes(
             })
         })
         .transpose()?;
-    let page = call_t!(
-        state.router_actor()?,
-        RouterMsg::ListRoutes,
-        state.actor_timeout_ms(),
-        tenant,
-        paging.limit,
-        paging.offset
-    )??;
+    let page =
+        router::list_routes(&state.store, tenant.as_ref(), paging.limit, paging.offset).await?;
     Ok(json(
         StatusCode::OK,
         &PhoneRouteList {
@@ -320,12 +314,7 @@ pub async fn create_route(
 pub async fn get_route(id: String, state: AppState, caller: Caller) -> Result<Response, ApiError> {
     state.admin(&caller)?;
     let id = route_id(&id)?;
-    let route = call_t!(
-        state.router_actor()?,
-        RouterMsg::GetRoute,
-        state.actor_timeout_ms(),
-        id
-    )??;
+    let route = router::get_route(&state.store, &id).await?;
     Ok(json(StatusCode::OK, &PhoneRouteView::from(route)))
 }
 
@@ -434,11 +423,7 @@ pub struct RoutingDiagnostics {
     responses((status = 200, body = RoutingDiagnostics)))]
 pub async fn routing_diagnostics(state: AppState, caller: Caller) -> Result<Response, ApiError> {
     state.admin(&caller)?;
-    let recent = call_t!(
-        state.router_actor()?,
-        RouterMsg::RecentRouting,
-        state.actor_timeout_ms()
-    )?;
+    let recent = state.actors.telephony.diagnostics().recent();
     Ok(json(
         StatusCode::OK,
         &RoutingDiagnostics {
