@@ -232,9 +232,17 @@ impl CarrierSimHandle {
 
     /// From now on, `Calls.json` (create and list) and `Calls/{Sid}.json` reads answer only
     /// after `delay`; a call is created at once all the same (see
-    /// [`CarrierConfig::calls_response_delay`]).
+    /// [`CarrierConfig::create_response_delay`]).
     pub fn set_calls_response_delay(&self, delay: Duration) {
-        lock(&self.shared.settings).calls_response_delay = delay;
+        let mut settings = lock(&self.shared.settings);
+        settings.create_response_delay = delay;
+        settings.lookup_response_delay = delay;
+    }
+
+    /// From now on, `POST Calls.json` answers only after `delay` (the call is created at
+    /// once); lookups are unaffected.
+    pub fn set_create_response_delay(&self, delay: Duration) {
+        lock(&self.shared.settings).create_response_delay = delay;
     }
 
     /// Calls created through `Calls.json` so far.

@@ -1319,7 +1319,8 @@ async fn every_client_event_the_runtime_sends_conforms_to_the_schema(backend: Ba
 // === 9. A stream start that arrives too late ===
 
 async fn a_stream_start_its_handler_gave_up_on_leaves_the_caller_the_fallback(backend: Backend) {
-    // Handlers wait 1.5 s for an actor (the default is 5 s), to keep the test short.
+    // The media handler waits 1.5 s for the stream start (ACTOR_CALL_TIMEOUT_MS; the default is
+    // 5 s), to keep the test short.
     let app = spawn_app_with(backend, |raw| raw.set("ACTOR_CALL_TIMEOUT_MS", "1500")).await;
     let t = app.telephony_tenant("Acme", NUMBER, json!({})).await;
     let (sid_a, xml_a) = app.inbound(&t, "+15551230090", NUMBER).await;

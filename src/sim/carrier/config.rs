@@ -31,10 +31,13 @@ pub struct CarrierConfig {
     pub default_operator: OperatorBehaviour,
     /// Told about every tagged frame sent and received on a media stream (default none).
     pub media_observer: Option<Arc<dyn MediaObserver>>,
-    /// How long `Calls.json` (create and list) and `Calls/{Sid}.json` reads take to answer
-    /// (default none). A created call exists at once; only the answer is late, as when the
-    /// carrier is slow: a client that gives up first never learns the SID.
-    pub calls_response_delay: Duration,
+    /// How long `POST Calls.json` takes to answer (default none). The call exists at once;
+    /// only the answer is late, as when the carrier is slow: a client that gives up first
+    /// never learns the SID.
+    pub create_response_delay: Duration,
+    /// How long the lookups (`GET Calls.json`, `GET Calls/{Sid}.json`) take to answer
+    /// (default none).
+    pub lookup_response_delay: Duration,
 }
 
 /// Watches tagged audio on every media stream, for a load generator that matches frames
@@ -62,7 +65,8 @@ impl Default for CarrierConfig {
             default_callee: CalleeBehaviour::Answer,
             default_operator: OperatorBehaviour::default(),
             media_observer: None,
-            calls_response_delay: Duration::ZERO,
+            create_response_delay: Duration::ZERO,
+            lookup_response_delay: Duration::ZERO,
         }
     }
 }
@@ -145,7 +149,8 @@ pub(crate) enum Fault {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Settings {
     pub accounts: HashMap<String, String>,
-    pub calls_response_delay: Duration,
+    pub create_response_delay: Duration,
+    pub lookup_response_delay: Duration,
     pub callees: HashMap<String, CalleeBehaviour>,
     pub operators: HashMap<String, OperatorBehaviour>,
     pub answered_by: HashMap<String, String>,

@@ -161,7 +161,7 @@ async fn handle(
         Err(error) => (error.status, error_reply(&error)),
     };
     tracing::debug!(method = %method, path, status, "carrier simulator: request");
-    let slow = is_calls_resource(&method, &path);
+    let slow = calls_resource(&method, &path);
     lock(&shared.requests).push(RequestRecord {
         method: method.to_string(),
         path,
@@ -171,23 +171,39 @@ async fn handle(
     });
     // The work is done (a call created) before a slow answer: a client that gives up
     // waiting has still caused it, as with the real carrier.
-    let delay = lock(&shared.settings).calls_response_delay;
-    if slow && !delay.is_zero() {
+    let delay = {
+        let settings = lock(&shared.settings);
+        match slow {
+            Some(CallsRequest::Create) => settings.create_response_delay,
+            Some(CallsRequest::Lookup) => settings.lookup_response_delay,
+            None => Duration::ZERO,
+        }
+    };
+    if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
     reply
 }
 
-/// `Calls.json` (create, list) and `Calls/{Sid}.json` reads: the requests the configurable
-/// response delay applies to.
-fn is_calls_resource(method: &Method, path: &str) -> bool {
-    let Some(rest) = path
+/// The requests the configurable response delays apply to.
+enum CallsRequest {
+    /// `POST Calls.json`.
+    Create,
+    /// `GET Calls.json`, `GET Calls/{Sid}.json`.
+    Lookup,
+}
+
+fn calls_resource(method: &Method, path: &str) -> Option<CallsRequest> {
+    let rest = path
         .strip_prefix("/2010-04-01/Accounts/")
-        .and_then(|r| r.split_once('/').map(|(_, rest)| rest))
-    else {
-        return false;
-    };
-    rest == "Calls.json" || (*method == Method::GET && rest.starts_with("Calls/"))
+        .and_then(|r| r.split_once('/').map(|(_, rest)| rest))?;
+    match *method {
+        Method::POST if rest == "Calls.json" => Some(CallsRequest::Create),
+        Method::GET if rest == "Calls.json" || rest.starts_with("Calls/") => {
+            Some(CallsRequest::Lookup)
+        }
+        _ => None,
+    }
 }
 
 fn not_found(path: &str) -> ApiError {

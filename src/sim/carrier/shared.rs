@@ -60,7 +60,8 @@ impl Shared {
     /// New state; must be called inside a tokio runtime.
     pub fn new(config: CarrierConfig, http: reqwest::Client) -> Self {
         let mut settings = Settings {
-            calls_response_delay: config.calls_response_delay,
+            create_response_delay: config.create_response_delay,
+            lookup_response_delay: config.lookup_response_delay,
             ..Settings::default()
         };
         for (sid, token) in &config.accounts {
