@@ -427,6 +427,9 @@ async fn hangup_and_transfer_reach_the_carrier(backend: Backend) {
             .iter()
             .any(|e| matches!(e, CallEvent::Updated { status: Some(s), .. } if s == "completed"))
     );
+    // The tenant's request is why the call ended, whatever the stream's `stop` says after.
+    let log = app.call_log(&t.key, &sid).await;
+    assert_eq!(log["end_reason"], "hangup_requested", "{log}");
     // Idempotent: hanging up an ended call succeeds.
     let again = app
         .tenant(Method::POST, &format!("/api/v1/calls/{sid}/hangup"), &t.key)
@@ -475,6 +478,7 @@ async fn hangup_and_transfer_reach_the_carrier(backend: Backend) {
     );
     assert!(call.said.contains(&"Transferring you now.".to_owned()));
     let log = app.call_log(&t.key, &sid).await;
+    assert_eq!(log["end_reason"], "transfer_requested", "{log}");
     assert!(
         log["events"]
             .as_array()

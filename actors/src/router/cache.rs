@@ -126,3 +126,52 @@ impl RouteCache {
             .map(|c| c.route.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{RouteId, TenantId};
+    use crate::store::{OverLimit, RouteDirection, RouteStatus};
+
+    fn route(number: &str) -> PhoneRoute {
+        PhoneRoute {
+            id: RouteId::generate(),
+            tenant_id: TenantId::generate(),
+            number: number.into(),
+            agent_key: "support".into(),
+            direction: RouteDirection::Both,
+            status: RouteStatus::Live,
+            fallback_number: None,
+            fallback_message: None,
+            over_limit: OverLimit::Fallback,
+            max_concurrent_calls: 1,
+            test_callers: Vec::new(),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_reader_that_read_before_a_change_cannot_put_the_old_route_back() {
+        let cache = RouteCache::default();
+        // A reader starts (reads the store: the route is still there)…
+        let started = cache.epoch.load(Ordering::Acquire);
+        // …the router deletes the route and puts the change…
+        cache.put("+15550001111", None);
+        // …then the reader fills: dropped.
+        cache.fill("+15550001111", Some(route("+15550001111")), started);
+        assert_eq!(cache.cached("+15550001111"), Some(None));
+        // A reader that starts after the change fills as usual.
+        let started = cache.epoch.load(Ordering::Acquire);
+        cache.fill("+15550002222", Some(route("+15550002222")), started);
+        assert!(cache.cached("+15550002222").is_some_and(|r| r.is_some()));
+    }
+
+    #[test]
+    fn entries_expire() {
+        let cache = RouteCache::new(Duration::ZERO);
+        cache.put("+15550001111", Some(route("+15550001111")));
+        assert_eq!(cache.cached("+15550001111"), None);
+        assert_eq!(cache.len(), 1);
+    }
+}

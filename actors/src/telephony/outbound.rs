@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::{oneshot, watch};
+use tracing::Instrument as _;
 
 use super::admission::new_call;
 use super::{TelephonyCtx, TelephonyError};
@@ -165,7 +166,8 @@ pub fn start(
     let (done_tx, done) = oneshot::channel();
     let ctx = ctx.clone();
     let call_id = CallId::generate();
-    tokio::spawn(async move {
+    let span = tracing::info_span!("placement", call_id = %call_id, tenant = %req.tenant_id);
+    let task = async move {
         let result = run(&ctx, &req, call_id.clone(), slot.as_ref(), &progress_tx).await;
         if let Some(slot) = &slot {
             settle(&ctx, slot, &result).await;
@@ -173,7 +175,8 @@ pub fn start(
         let _ = done_tx.send(result);
         drop(progress_tx);
         ctx.placement_settled(call_id);
-    });
+    };
+    tokio::spawn(task.instrument(span));
     PlacementHandle { progress, done }
 }
 

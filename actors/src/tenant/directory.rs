@@ -336,3 +336,24 @@ impl TenantDirectory {
         self.inner.keys.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fill_that_started_before_an_eviction_is_dropped() {
+        let map: DashMap<String, u32> = DashMap::new();
+        let epoch = AtomicU64::new(0);
+        let started = epoch.load(Ordering::Acquire);
+        // The writer evicts (bumps first)…
+        epoch.fetch_add(1, Ordering::AcqRel);
+        map.remove("key");
+        // …a reader that read the store before it cannot put the stale row back.
+        fill(&map, &epoch, started, "key".to_owned(), 1);
+        assert!(map.get("key").is_none());
+        let started = epoch.load(Ordering::Acquire);
+        fill(&map, &epoch, started, "key".to_owned(), 2);
+        assert_eq!(map.get("key").map(|v| *v), Some(2));
+    }
+}
