@@ -136,3 +136,108 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::CallId;
+    use crate::store::{NewAudit, RuntimeConfig, Tenant, TenantStatus};
+
+    async fn store_with_tenant() -> (Store, TenantId) {
+        let store = Store::connect("sqlite::memory:", 1).await.expect("store");
+        store.migrate().await.expect("migrate");
+        let tenant = Tenant {
+            id: TenantId::generate(),
+            name: "Acme".into(),
+            status: TenantStatus::Active,
+            max_concurrent_calls: 10,
+            webhook_url: None,
+            runtime_config: RuntimeConfig::default(),
+            twilio: None,
+            openai_key: None,
+            signing_secret: None,
+            event_webhook: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let audit = NewAudit {
+            actor: "test".into(),
+            action: "tenant.create",
+            tenant_id: Some(tenant.id.clone()),
+            target_type: "tenant",
+            target_id: tenant.id.to_string(),
+            before: None,
+            after: None,
+            request_id: None,
+        };
+        store.insert_tenant(&tenant, &audit).await.expect("tenant");
+        (store, tenant.id)
+    }
+
+    /// Ages every claim past the abandonment limit.
+    async fn age_claims(store: &Store) {
+        on_pool!(store, pool => {
+            sqlx::query("UPDATE idempotency_keys SET created_at = 0")
+                .execute(pool)
+                .await
+                .expect("age");
+        });
+    }
+
+    #[tokio::test]
+    async fn a_claim_attached_to_a_call_is_never_abandoned_or_released() {
+        let (store, tenant) = store_with_tenant().await;
+        let ttl = 86_400_000;
+        // A claim whose request never reached anyone is abandoned after a minute.
+        assert_eq!(
+            store
+                .idempotency_begin(&tenant, "a", "h", ttl)
+                .await
+                .expect("begin"),
+            IdempotencyBegin::Started
+        );
+        age_claims(&store).await;
+        assert_eq!(
+            store
+                .idempotency_begin(&tenant, "a", "h", ttl)
+                .await
+                .expect("begin"),
+            IdempotencyBegin::Started
+        );
+        // One attached to the call it created stays in progress, however old…
+        assert_eq!(
+            store
+                .idempotency_begin(&tenant, "b", "h", ttl)
+                .await
+                .expect("begin"),
+            IdempotencyBegin::Started
+        );
+        store
+            .idempotency_attach(&tenant, "b", &CallId::generate())
+            .await
+            .expect("attach");
+        age_claims(&store).await;
+        assert_eq!(
+            store
+                .idempotency_begin(&tenant, "b", "h", ttl)
+                .await
+                .expect("begin"),
+            IdempotencyBegin::InProgress
+        );
+        // …until its owner completes it with the outcome.
+        store
+            .idempotency_complete(&tenant, "b", 201, "{}")
+            .await
+            .expect("complete");
+        assert_eq!(
+            store
+                .idempotency_begin(&tenant, "b", "h", ttl)
+                .await
+                .expect("begin"),
+            IdempotencyBegin::Replay {
+                status: 201,
+                body: "{}".into()
+            }
+        );
+    }
+}

@@ -32,6 +32,8 @@ use crate::time::now_ms;
 
 /// How often `last_used_at` is written for a key that is used continuously.
 const TOUCH_INTERVAL_MS: i64 = 60_000;
+/// How long a request waits for its `last_used_at` write.
+const TOUCH_WAIT: Duration = Duration::from_millis(100);
 /// Entries of one cache at most (past it the cache starts over: a bound on memory under a
 /// flood of forged keys or account SIDs).
 const MAX_ENTRIES: usize = 10_000;
@@ -186,7 +188,7 @@ impl TenantDirectory {
                 retry_after: not_until.wait_time_from(DefaultClock::default().now()),
             });
         }
-        self.touch(&hash, &entry.key_id);
+        self.touch(&hash, &entry.key_id).await;
         Ok(AuthContext {
             tenant_id: entry.tenant_id,
             tenant_name: entry.tenant_name,
@@ -195,9 +197,10 @@ impl TenantDirectory {
         })
     }
 
-    /// Writes `last_used_at` at most once a minute per key, in a task that logs its own
-    /// failure (authentication never waits for it).
-    fn touch(&self, hash: &str, key_id: &ApiKeyId) {
+    /// Writes `last_used_at` at most once a minute per key. The write runs in a task that
+    /// logs its own failure; the request waits for it at most [`TOUCH_WAIT`] (normally it is
+    /// done at once), so under write contention authentication goes on without it.
+    async fn touch(&self, hash: &str, key_id: &ApiKeyId) {
         let now = now_ms();
         let due = match self.inner.keys.get_mut(hash) {
             Some(mut e) if e.last_touch_ms.is_none_or(|t| now - t >= TOUCH_INTERVAL_MS) => {
@@ -206,15 +209,17 @@ impl TenantDirectory {
             }
             _ => false,
         };
-        if due {
-            let store = self.inner.store.clone();
-            let key_id = key_id.clone();
-            tokio::spawn(async move {
-                if let Err(error) = store.touch_api_key(&key_id, now).await {
-                    tracing::warn!(key_id = %key_id, error = %error, "could not record api key use");
-                }
-            });
+        if !due {
+            return;
         }
+        let store = self.inner.store.clone();
+        let key_id = key_id.clone();
+        let write = tokio::spawn(async move {
+            if let Err(error) = store.touch_api_key(&key_id, now).await {
+                tracing::warn!(key_id = %key_id, error = %error, "could not record api key use");
+            }
+        });
+        let _ = tokio::time::timeout(TOUCH_WAIT, write).await;
     }
 
     fn open(&self, tenant: &Tenant) -> Result<Option<TwilioAccount>, TenantError> {
