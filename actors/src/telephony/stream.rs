@@ -16,6 +16,7 @@
 
 use serde_json::json;
 use tokio::sync::oneshot;
+use tracing::Instrument as _;
 
 use super::{AfterStream, CallbackTarget, Fallback, TelephonyCtx, TelephonyError};
 use crate::ending::{Continuation, EndReason, Outcome};
@@ -49,7 +50,8 @@ pub fn start(
 ) -> oneshot::Receiver<Result<CallRecord, TelephonyError>> {
     let (tx, rx) = oneshot::channel();
     let ctx = ctx.clone();
-    tokio::spawn(async move {
+    let span = tracing::info_span!("stream_start", call_sid = %s.call_sid, tenant = %s.tenant_id);
+    let task = async move {
         let result = start_once(&ctx, s, &tx).await;
         match result {
             Ok(None) => {}
@@ -66,7 +68,8 @@ pub fn start(
                 let _ = tx.send(Err(e));
             }
         }
-    });
+    };
+    tokio::spawn(task.instrument(span));
     rx
 }
 
