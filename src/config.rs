@@ -125,6 +125,15 @@ pub struct Config {
     pub twilio_api_base_url: Url,
     /// `TWILIO_TIMEOUT_MS` (default 10000): a carrier request's deadline.
     pub twilio_timeout: Duration,
+    /// `MAKE_CALL_WAIT_MS` (default 5000): how long `make-call` waits for the carrier before
+    /// answering 202 with the call id and a pending status (the placement goes on).
+    pub make_call_wait: Duration,
+    /// `CARRIER_LOOKUP_INTERVAL_MS` (default 5000): between two carrier lookups of an
+    /// outbound call whose placement timed out (status callbacks are taken at once).
+    pub carrier_lookup_interval: Duration,
+    /// `CARRIER_LOOKUP_GRACE_SECONDS` (default 120): how long such a call may take to show
+    /// up at the carrier before it is recorded failed (`carrier_not_found`).
+    pub carrier_lookup_grace: Duration,
     /// `STREAM_TOKEN_TTL_SECONDS` (default 300): a stream token's lifetime (covers ringing).
     pub stream_token_ttl: Duration,
     /// `RATE_LIMIT_WEBHOOKS_PER_TENANT_PER_MINUTE` (default 6000): verified Twilio webhooks per tenant.
@@ -174,6 +183,9 @@ pub const SETTINGS: &[&str] = &[
     "SUPERVISOR_RESTART_WINDOW_SECONDS",
     "TWILIO_API_BASE_URL",
     "TWILIO_TIMEOUT_MS",
+    "MAKE_CALL_WAIT_MS",
+    "CARRIER_LOOKUP_INTERVAL_MS",
+    "CARRIER_LOOKUP_GRACE_SECONDS",
     "STREAM_TOKEN_TTL_SECONDS",
     "RATE_LIMIT_WEBHOOKS_PER_TENANT_PER_MINUTE",
     "CALL_LIVE_WINDOW_SECONDS",
@@ -461,6 +473,15 @@ impl Config {
             twilio_api_base_url,
             twilio_timeout: Duration::from_millis(u64::from(
                 raw.positive("TWILIO_TIMEOUT_MS", 10_000)?.get(),
+            )),
+            make_call_wait: Duration::from_millis(u64::from(
+                raw.positive("MAKE_CALL_WAIT_MS", 5_000)?.get(),
+            )),
+            carrier_lookup_interval: Duration::from_millis(u64::from(
+                raw.positive("CARRIER_LOOKUP_INTERVAL_MS", 5_000)?.get(),
+            )),
+            carrier_lookup_grace: Duration::from_secs(u64::from(
+                raw.positive("CARRIER_LOOKUP_GRACE_SECONDS", 120)?.get(),
             )),
             stream_token_ttl: Duration::from_secs(stream_token_ttl),
             rate_limit_webhooks_per_tenant_per_minute: raw

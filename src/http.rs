@@ -57,7 +57,8 @@ pub struct AppState(Arc<AppInner>);
 pub struct AppInner {
     /// Validated configuration.
     pub config: Config,
-    /// The store, for readiness checks only (handlers go through actors).
+    /// The store: readiness checks, and the plain modules handlers call directly (operator
+    /// queues, callback tasks, route reads). State that needs one owner goes through actors.
     pub store: Store,
     /// The actor tree.
     pub actors: Actors,

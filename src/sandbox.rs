@@ -322,14 +322,7 @@ pub async fn seed(state: &AppState, sandbox: &Sandbox) -> anyhow::Result<Seeded>
     }
     seed_events(state, &tenant.id, sandbox).await?;
     let router = state.router_actor().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let routes = call_t!(
-        router,
-        RouterMsg::ListRoutes,
-        ms,
-        Some(tenant.id.clone()),
-        200,
-        0
-    )??;
+    let routes = actors::router::list_routes(&state.store, Some(&tenant.id), 200, 0).await?;
     if !routes.items.iter().any(|r| r.number == NUMBER) {
         call_t!(
             router,
@@ -367,14 +360,7 @@ pub async fn seed(state: &AppState, sandbox: &Sandbox) -> anyhow::Result<Seeded>
             voicemail_message: None,
             announcement: Some(String::from("Connecting you to the support team.")),
         };
-        call_t!(
-            router,
-            RouterMsg::create_queue,
-            ms,
-            tenant.id.clone(),
-            spec,
-            meta()
-        )??;
+        actors::operator::queues::create(&state.store, &tenant.id, spec, meta()).await?;
     }
     let key = call_t!(
         tenants,

@@ -13,10 +13,10 @@ use actors::call::{AiConfig, CallDeps};
 use actors::crypto::{SecretBox, derive_key, hex};
 use actors::egress::{Egress, EgressPolicy};
 use actors::notifier::NotifierSettings;
-use actors::router::PublicUrls;
 use actors::store::Store;
 use actors::stream_token::StreamTokenKeys;
 use actors::supervisor::{RootConfig, RootSupervisor};
+use actors::telephony::{PlacementSettings, PublicUrls};
 use actors::tenant::tenant_rate_limiter;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -201,6 +201,10 @@ impl Application {
                 ..NotifierSettings::default()
             },
             carrier: Arc::new(TwilioCarrier::new(client)),
+            placement: PlacementSettings {
+                lookup_interval: config.carrier_lookup_interval,
+                lookup_grace: config.carrier_lookup_grace,
+            },
             stream_keys,
             urls: public_urls(&config.public_base_url),
             stream_token_ttl: config.stream_token_ttl,

@@ -1,5 +1,6 @@
 //! The carrier boundary: what the actor tree asks of the telephone network (place a call,
-//! change a live call, send an SMS), without knowing HTTP or TwiML. The service implements
+//! change a live call, send an SMS, read a call, find the calls a request may have created),
+//! without knowing HTTP or TwiML. The service implements
 //! [`Carrier`] over the Twilio REST API (and the carrier simulator speaks the same API).
 
 use futures::future::BoxFuture;
@@ -68,6 +69,35 @@ pub struct PlacedCall {
     pub status: String,
 }
 
+/// A call as the carrier reports it (a lookup).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarrierCall {
+    /// `CA…`.
+    pub call_sid: String,
+    /// Carrier status (`queued`, `ringing`, `in-progress`, `completed`, `busy`, …).
+    pub status: String,
+    /// Callee.
+    pub to: String,
+    /// Caller.
+    pub from: String,
+    /// When the carrier created it (Unix ms; the carrier reports whole seconds).
+    pub created_at: Option<i64>,
+    /// Duration in seconds, once ended.
+    pub duration_secs: Option<i64>,
+}
+
+/// Which calls to look for: those from `from` to `to` created at or after `since` (Unix
+/// ms). The carrier filters by day; callers filter the answer by [`CarrierCall::created_at`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallQuery {
+    /// Callee.
+    pub to: String,
+    /// Caller.
+    pub from: String,
+    /// Created at or after (Unix ms).
+    pub since: i64,
+}
+
 /// A change to a live call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallChange {
@@ -130,6 +160,20 @@ pub trait Carrier: Send + Sync + 'static {
         call_sid: &'a str,
         change: &'a CallChange,
     ) -> BoxFuture<'a, Result<(), CarrierError>>;
+
+    /// Reads a call; `Ok(None)` when the carrier has no such call.
+    fn fetch_call<'a>(
+        &'a self,
+        auth: &'a CarrierAuth,
+        call_sid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CarrierCall>, CarrierError>>;
+
+    /// Lists the calls matching `query` (the first page, newest first).
+    fn find_calls<'a>(
+        &'a self,
+        auth: &'a CarrierAuth,
+        query: &'a CallQuery,
+    ) -> BoxFuture<'a, Result<Vec<CarrierCall>, CarrierError>>;
 
     /// Sends an SMS; returns the message id.
     fn send_sms<'a>(

@@ -7,8 +7,8 @@
 //! ```text
 //! RootSupervisor                       restarts singletons (meltdown limit), escalates beyond it
 //! ├── RolloutActor                     agents, versions, version choice for a call
-//! ├── RouterActor                      phone routes, admission, stream tokens, call control
-//! ├── TenantActor                      tenant config, API-key cache, per-tenant rate limits
+//! ├── RouterActor                      phone-route changes; keeps the route cache current
+//! ├── TenantActor                      tenant and key changes; keeps the tenant directory current
 //! ├── NotifierActor (factory)          tenant event webhooks: outbox, signed, retried, logged
 //! └── CallSupervisor                   one CallActor per live call
 //! ```
@@ -40,6 +40,7 @@ pub mod singleton;
 pub mod store;
 pub mod stream_token;
 pub mod supervisor;
+pub mod telephony;
 pub mod tenant;
 pub mod time;
 

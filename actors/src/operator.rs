@@ -6,14 +6,20 @@
 //! closed or nobody answers. A callback task is a caller a human should call back; it moves
 //! `open → claimed → completed`, or `open | claimed → cancelled`, and nothing else.
 //!
-//! Storage lives in `store/queues.rs` and `store/callbacks.rs`; the router actor serves
-//! both to the API. This module does no I/O.
+//! Storage lives in `store/queues.rs` and `store/callbacks.rs`. The operations the API
+//! performs are plain functions: [`queues`] (each change audited in one transaction) and
+//! [`crate::callbacks`] (tasks); the rest of this module does no I/O.
 
 use chrono::{DateTime, Datelike, NaiveDateTime, Offset, TimeDelta, TimeZone, Timelike, Weekday};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{CallId, CallbackTaskId, QueueId, TenantId};
+
+mod error;
+pub mod queues;
+
+pub use error::OperatorError;
 
 /// Most numbers a queue rings at once.
 pub const MAX_QUEUE_NUMBERS: usize = 10;

@@ -41,6 +41,17 @@ impl Outcomes {
         self.store.record_end_reason(call, reason, detail).await
     }
 
+    /// Withdraws a provisional reason (recorded before anyone knew how the call ends): a
+    /// handoff's leg ends `escalated`, and when nobody in the queue answered, the dial result
+    /// records what followed instead. A no-op once the call is complete.
+    pub async fn withdraw_reason(
+        &self,
+        call: &CallId,
+        provisional: EndReason,
+    ) -> Result<(), StoreError> {
+        self.store.withdraw_end_reason(call, provisional).await
+    }
+
     /// Completes `call` for `reason` (kept unless one was recorded before) with `outcome`
     /// (else the reason's default): once per call, and only when none of its voice sessions is
     /// still active. Returns what was completed, or `None` when someone else completed it or

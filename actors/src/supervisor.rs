@@ -26,12 +26,14 @@ use crate::crypto::SecretBox;
 use crate::egress::Egress;
 use crate::meter::{self, HandleTimer, kind};
 use crate::notifier::{Notifier, NotifierActor, NotifierArgs, NotifierMsg, NotifierSettings};
+use crate::outcome::Outcomes;
 use crate::rollout::{RolloutActor, RolloutMsg};
-use crate::router::{PublicUrls, RouterActor, RouterArgs, RouterMsg};
+use crate::router::{RouteCache, RouterActor, RouterArgs, RouterMsg, RoutingLog};
 use crate::singleton::SingletonRef;
 use crate::store::Store;
 use crate::stream_token::StreamTokenKeys;
-use crate::tenant::{TenantActor, TenantArgs, TenantMsg, TenantRateLimiter};
+use crate::telephony::{PlacementSettings, PublicUrls, TelephonyConfig, TelephonyCtx};
+use crate::tenant::{TenantActor, TenantArgs, TenantDirectory, TenantMsg, TenantRateLimiter};
 
 /// What the root needs to build (and rebuild) its children.
 #[derive(Clone)]
@@ -68,6 +70,8 @@ pub struct RootConfig {
     pub egress: Egress,
     /// Event webhook delivery settings.
     pub notifier: NotifierSettings,
+    /// Reconciliation of outbound placements whose outcome is unknown.
+    pub placement: PlacementSettings,
 }
 
 /// Health of the supervision tree.
@@ -123,6 +127,12 @@ pub struct Actors {
     pub health: watch::Receiver<bool>,
     /// Live calls of this node.
     pub active: Arc<crate::active::ActiveRegistry>,
+    /// The one recorder of how calls end.
+    pub outcomes: Outcomes,
+    /// API keys, Twilio accounts and rate limits, read without the tenant mailbox.
+    pub tenants: TenantDirectory,
+    /// The telephony edge (admission, streams, callbacks, control, placement, reads).
+    pub telephony: TelephonyCtx,
 }
 
 /// The root supervisor behaviour.
@@ -137,6 +147,8 @@ pub struct RootArgs {
     calls: SingletonRef<CallSupervisorMsg>,
     notifier: SingletonRef<NotifierMsg>,
     notifier_handle: Notifier,
+    directory: TenantDirectory,
+    telephony: TelephonyCtx,
     health: watch::Sender<bool>,
 }
 
@@ -193,6 +205,8 @@ pub struct RootState {
     calls: SingletonRef<CallSupervisorMsg>,
     notifier: SingletonRef<NotifierMsg>,
     notifier_handle: Notifier,
+    directory: TenantDirectory,
+    telephony: TelephonyCtx,
     health: watch::Sender<bool>,
     /// Why the root melted down, once it has.
     meltdown: Option<String>,
@@ -207,6 +221,29 @@ impl RootSupervisor {
         let calls = SingletonRef::new();
         let notifier = SingletonRef::new();
         let notifier_handle = Notifier::new(config.store.clone(), notifier.clone());
+        let outcomes = Outcomes::new(config.store.clone(), notifier_handle.clone());
+        let directory = TenantDirectory::new(
+            config.store.clone(),
+            config.secret_box.clone(),
+            Arc::clone(&config.tenant_rate_limiter),
+            config.key_cache_ttl,
+        );
+        let telephony = TelephonyCtx::new(TelephonyConfig {
+            store: config.store.clone(),
+            carrier: Arc::clone(&config.carrier),
+            keys: config.stream_keys.clone(),
+            urls: config.urls.clone(),
+            tenants: directory.clone(),
+            rollout: rollout.clone(),
+            outcomes: outcomes.clone(),
+            notifier: notifier_handle.clone(),
+            routes: RouteCache::default(),
+            diagnostics: RoutingLog::default(),
+            token_ttl: config.stream_token_ttl,
+            live_window: config.live_window,
+            actor_timeout: config.actor_timeout,
+            placement: config.placement,
+        });
         let (health_tx, health_rx) = watch::channel(true);
         let active = Arc::clone(&config.active);
         let args = RootArgs {
@@ -217,6 +254,8 @@ impl RootSupervisor {
             calls: calls.clone(),
             notifier,
             notifier_handle: notifier_handle.clone(),
+            directory: directory.clone(),
+            telephony: telephony.clone(),
             health: health_tx,
         };
         let (root, _join) = Actor::spawn(None, RootSupervisor, args).await?;
@@ -229,6 +268,9 @@ impl RootSupervisor {
             notifier: notifier_handle,
             health: health_rx,
             active,
+            outcomes,
+            tenants: directory,
+            telephony,
         })
     }
 
@@ -242,8 +284,7 @@ impl RootSupervisor {
                 let args = TenantArgs {
                     store: state.config.store.clone(),
                     secret_box: state.config.secret_box.clone(),
-                    rate_limiter: Arc::clone(&state.config.tenant_rate_limiter),
-                    key_cache_ttl: state.config.key_cache_ttl,
+                    directory: state.directory.clone(),
                 };
                 let (actor, _join) =
                     Actor::spawn_linked(None, TenantActor, args, myself.get_cell()).await?;
@@ -290,18 +331,10 @@ impl RootSupervisor {
                 Ok(cell)
             }
             ChildKind::Router => {
-                let c = &state.config;
                 let args = RouterArgs {
-                    store: c.store.clone(),
-                    carrier: Arc::clone(&c.carrier),
-                    keys: c.stream_keys.clone(),
-                    urls: c.urls.clone(),
-                    tenant: state.tenant.clone(),
-                    rollout: state.rollout.clone(),
-                    token_ttl: c.stream_token_ttl,
-                    live_window: c.live_window,
-                    tenant_timeout: c.actor_timeout,
-                    notifier: Some(state.notifier_handle.clone()),
+                    store: state.config.store.clone(),
+                    routes: state.telephony.routes().clone(),
+                    telephony: state.telephony.clone(),
                 };
                 let (actor, _join) =
                     Actor::spawn_linked(None, RouterActor, args, myself.get_cell()).await?;
@@ -408,6 +441,8 @@ impl Actor for RootSupervisor {
             calls: args.calls,
             notifier: args.notifier,
             notifier_handle: args.notifier_handle,
+            directory: args.directory,
+            telephony: args.telephony,
             health: args.health,
             meltdown: None,
         };

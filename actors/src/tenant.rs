@@ -1,19 +1,17 @@
-//! `TenantActor`: tenants, their API keys and runtime authentication.
+//! `TenantActor`: tenants and their API keys — every mutation, each with its audit row.
 //!
-//! It owns the API-key cache (hash of the secret → tenant, scopes) and the per-tenant
-//! request limiter, and it performs every tenant mutation (each with its audit row), so that
-//! a revocation or a suspension takes effect in the cache the moment it is committed.
-//! Cached entries also expire after a short TTL, which bounds how long a change made by
-//! another node can go unseen.
+//! Reads every request makes — authenticating an API key, resolving a Twilio account, the
+//! per-tenant rate limit — go to the shared [`TenantDirectory`] without this mailbox; the
+//! actor keeps the directory current after each change it commits, so a revocation or a
+//! suspension takes effect from the very next request, and a slow admin request never
+//! delays authentication.
 //!
 //! Messages: [`TenantMsg`]. Supervised by: [`crate::supervisor::RootSupervisor`] (restarted
-//! from its child spec; the cache starts empty again, the limiter is shared).
+//! from its child spec; the directory and the limiter are shared across restarts).
 
-use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::json;
@@ -28,6 +26,10 @@ use crate::store::{
 };
 use crate::time::now_ms;
 
+mod directory;
+
+pub use directory::TenantDirectory;
+
 /// The per-tenant request limiter (GCRA, keyed by tenant).
 pub type TenantRateLimiter = DefaultKeyedRateLimiter<TenantId>;
 
@@ -35,9 +37,6 @@ pub type TenantRateLimiter = DefaultKeyedRateLimiter<TenantId>;
 pub fn tenant_rate_limiter(per_minute: NonZeroU32) -> TenantRateLimiter {
     RateLimiter::keyed(Quota::per_minute(per_minute))
 }
-
-/// How often `last_used_at` is written for a key that is used continuously.
-const TOUCH_INTERVAL_MS: i64 = 60_000;
 
 /// Who made a change and under which request (for the audit log).
 #[derive(Debug, Clone)]
@@ -206,8 +205,6 @@ type Reply<T> = RpcReplyPort<Result<T, TenantError>>;
 
 /// Messages of the tenant actor. RPC variants end with their reply port.
 pub enum TenantMsg {
-    /// Resolves a bearer secret to its tenant and scopes, and applies the tenant rate limit.
-    Authenticate(String, RpcReplyPort<Result<AuthContext, AuthError>>),
     /// Creates a tenant.
     Create(NewTenant, AuditMeta, Reply<Tenant>),
     /// Reads a tenant.
@@ -232,10 +229,6 @@ pub enum TenantMsg {
     SetOpenAiKey(TenantId, Option<String>, AuditMeta, Reply<Tenant>),
     /// The tenant's own realtime-model API key, opened, if it has one.
     OpenAiKey(TenantId, Reply<Option<String>>),
-    /// The Twilio account with this `AccountSid`, if a tenant owns it.
-    TwilioByAccount(String, Reply<Option<TwilioAccount>>),
-    /// The Twilio account of a tenant, if configured.
-    TwilioByTenant(TenantId, Reply<Option<TwilioAccount>>),
     /// Sets (or, with `None`, removes) the tenant's event webhook; creates the signing
     /// secret when the tenant has none.
     SetEventWebhook(
@@ -254,7 +247,6 @@ impl TenantMsg {
     /// Message name for metrics.
     pub const fn name(&self) -> &'static str {
         match self {
-            TenantMsg::Authenticate(..) => "authenticate",
             TenantMsg::Create(..) => "create",
             TenantMsg::Get(..) => "get",
             TenantMsg::List(..) => "list",
@@ -267,8 +259,6 @@ impl TenantMsg {
             TenantMsg::ListAudit(..) => "list_audit",
             TenantMsg::SetOpenAiKey(..) => "set_openai_key",
             TenantMsg::OpenAiKey(..) => "openai_key",
-            TenantMsg::TwilioByAccount(..) => "twilio_by_account",
-            TenantMsg::TwilioByTenant(..) => "twilio_by_tenant",
             TenantMsg::SetEventWebhook(..) => "set_event_webhook",
             TenantMsg::RotateSigningSecret(..) => "rotate_signing_secret",
             TenantMsg::SigningSecret(..) => "signing_secret",
@@ -285,41 +275,16 @@ pub struct TenantArgs {
     pub store: Store,
     /// Sealing of secrets.
     pub secret_box: SecretBox,
-    /// Shared per-tenant limiter.
-    pub rate_limiter: std::sync::Arc<TenantRateLimiter>,
-    /// Cache entry lifetime.
-    pub key_cache_ttl: Duration,
-}
-
-/// A cached authentication result.
-struct CachedKey {
-    /// Stored hash, compared in constant time with the presented one.
-    key_hash: String,
-    key_id: ApiKeyId,
-    tenant_id: TenantId,
-    tenant_name: String,
-    tenant_status: TenantStatus,
-    scopes: Vec<Scope>,
-    /// When the entry was loaded; it expires after the TTL.
-    loaded: Instant,
-    /// Last `last_used_at` written for this key (Unix ms).
-    last_touch_ms: Option<i64>,
+    /// The shared caches this actor keeps current.
+    pub directory: TenantDirectory,
 }
 
 /// State of the tenant actor.
 pub struct TenantState {
     store: Store,
     secret_box: SecretBox,
-    rate_limiter: std::sync::Arc<TenantRateLimiter>,
-    ttl: Duration,
-    /// Hash of a presented secret → what it authenticates as. Only live keys are cached.
-    cache: HashMap<String, CachedKey>,
-    /// Account SID → opened account (or `None`: no tenant owns it), with load time.
-    accounts: HashMap<String, (Option<TwilioAccount>, Instant)>,
+    directory: TenantDirectory,
 }
-
-/// Most unknown account SIDs remembered (a bound on memory under a flood of forgeries).
-const MAX_CACHED_ACCOUNTS: usize = 10_000;
 
 fn reply<T>(port: RpcReplyPort<T>, value: T) {
     if !port.is_closed() {
@@ -365,147 +330,6 @@ fn key_audit_json(k: &ApiKey) -> serde_json::Value {
 }
 
 impl TenantState {
-    async fn authenticate(&mut self, secret: &str) -> Result<AuthContext, AuthError> {
-        if !secret.starts_with(crypto::API_KEY_PREFIX) || secret.len() > 128 {
-            return Err(AuthError::InvalidKey);
-        }
-        let hash = crypto::hash_api_key(secret);
-        let fresh = self
-            .cache
-            .get(&hash)
-            .is_some_and(|c| c.loaded.elapsed() < self.ttl);
-        if !fresh {
-            self.cache.remove(&hash);
-            let Some(found) = self.store.api_key_by_hash(&hash).await? else {
-                return Err(AuthError::InvalidKey);
-            };
-            if found.key.revoked_at.is_some() {
-                return Err(AuthError::InvalidKey);
-            }
-            self.cache.insert(
-                hash.clone(),
-                CachedKey {
-                    key_hash: found.key_hash,
-                    key_id: found.key.id,
-                    tenant_id: found.tenant.id,
-                    tenant_name: found.tenant.name,
-                    tenant_status: found.tenant.status,
-                    scopes: found.key.scopes,
-                    loaded: Instant::now(),
-                    last_touch_ms: found.key.last_used_at,
-                },
-            );
-        }
-        let Some(entry) = self.cache.get_mut(&hash) else {
-            return Err(AuthError::InvalidKey);
-        };
-        if !crypto::ct_eq(entry.key_hash.as_bytes(), hash.as_bytes()) {
-            return Err(AuthError::InvalidKey);
-        }
-        if entry.tenant_status == TenantStatus::Suspended {
-            return Err(AuthError::Suspended);
-        }
-        if let Err(not_until) = self.rate_limiter.check_key(&entry.tenant_id) {
-            return Err(AuthError::RateLimited {
-                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
-            });
-        }
-        let now = now_ms();
-        if entry
-            .last_touch_ms
-            .is_none_or(|t| now - t >= TOUCH_INTERVAL_MS)
-        {
-            entry.last_touch_ms = Some(now);
-            let key_id = entry.key_id.clone();
-            if let Err(error) = self.store.touch_api_key(&key_id, now).await {
-                tracing::warn!(key_id = %key_id, error = %error, "could not record api key use");
-            }
-        }
-        let entry = self.cache.get(&hash).ok_or(AuthError::InvalidKey)?;
-        Ok(AuthContext {
-            tenant_id: entry.tenant_id.clone(),
-            tenant_name: entry.tenant_name.clone(),
-            key_id: entry.key_id.clone(),
-            scopes: entry.scopes.clone(),
-        })
-    }
-
-    /// Refreshes cached copies of a tenant's name and status after a change, and forgets
-    /// its cached Twilio account.
-    fn refresh_cached_tenant(&mut self, tenant: &Tenant) {
-        for entry in self.cache.values_mut() {
-            if entry.tenant_id == tenant.id {
-                entry.tenant_name.clone_from(&tenant.name);
-                entry.tenant_status = tenant.status;
-            }
-        }
-        self.accounts
-            .retain(|_, (acct, _)| acct.as_ref().is_none_or(|a| a.tenant_id != tenant.id));
-        if let Some(tw) = &tenant.twilio {
-            self.accounts.remove(&tw.account_sid);
-        }
-    }
-
-    fn open_account(&self, tenant: &Tenant) -> Result<Option<TwilioAccount>, TenantError> {
-        let Some(tw) = &tenant.twilio else {
-            return Ok(None);
-        };
-        let token = self
-            .secret_box
-            .open(&tw.auth_token_sealed, &twilio_token_aad(&tenant.id))?;
-        Ok(Some(TwilioAccount {
-            tenant_id: tenant.id.clone(),
-            tenant_status: tenant.status,
-            max_concurrent_calls: tenant.max_concurrent_calls,
-            auth: CarrierAuth {
-                account_sid: tw.account_sid.clone(),
-                auth_token: token,
-            },
-        }))
-    }
-
-    async fn twilio_by_account(
-        &mut self,
-        account_sid: &str,
-    ) -> Result<Option<TwilioAccount>, TenantError> {
-        if let Some((acct, at)) = self.accounts.get(account_sid)
-            && at.elapsed() < self.ttl
-        {
-            return Ok(acct.clone());
-        }
-        let acct = match self.store.tenant_by_twilio_account(account_sid).await? {
-            Some(tenant) => self.open_account(&tenant)?,
-            None => None,
-        };
-        if self.accounts.len() >= MAX_CACHED_ACCOUNTS {
-            self.accounts.clear();
-        }
-        self.accounts
-            .insert(account_sid.to_owned(), (acct.clone(), Instant::now()));
-        Ok(acct)
-    }
-
-    async fn twilio_by_tenant(
-        &mut self,
-        tenant_id: &TenantId,
-    ) -> Result<Option<TwilioAccount>, TenantError> {
-        let cached = self.accounts.values().find_map(|(acct, at)| {
-            acct.as_ref()
-                .filter(|a| &a.tenant_id == tenant_id && at.elapsed() < self.ttl)
-                .cloned()
-        });
-        if let Some(acct) = cached {
-            return Ok(Some(acct));
-        }
-        let tenant = self.load(tenant_id).await?;
-        let acct = self.open_account(&tenant)?;
-        if let Some(a) = &acct {
-            self.accounts
-                .insert(a.auth.account_sid.clone(), (acct.clone(), Instant::now()));
-        }
-        Ok(acct)
-    }
-
     async fn load(&self, id: &TenantId) -> Result<Tenant, TenantError> {
         self.store
             .get_tenant(id)
@@ -572,7 +396,7 @@ impl TenantState {
                 StoreError::Conflict(what) => TenantError::Conflict(what),
                 other => TenantError::Store(other),
             })?;
-        self.refresh_cached_tenant(&after);
+        self.directory.tenant_changed(&after);
         Ok(after)
     }
 
@@ -624,9 +448,8 @@ impl TenantState {
             .get_api_key(&tenant_id, &key_id)
             .await?
             .ok_or(TenantError::NotFound("api key"))?;
-        // Evict first: from here on the key cannot authenticate through this node's cache.
-        self.cache.retain(|_, c| c.key_id != key_id);
         if before.revoked_at.is_some() {
+            self.directory.forget_key(&key_id);
             return Ok(before);
         }
         let at = now_ms();
@@ -645,6 +468,9 @@ impl TenantState {
         self.store
             .revoke_api_key(&tenant_id, &key_id, at, &audit)
             .await?;
+        // Committed: from the next request on the key cannot authenticate (see
+        // `TenantDirectory` for why a concurrent reader cannot put it back).
+        self.directory.forget_key(&key_id);
         Ok(after)
     }
 }
@@ -709,7 +535,7 @@ impl TenantState {
             .await?
             .ok_or(TenantError::NotFound("tenant"))?;
         let tenant = self.load(&id).await?;
-        self.refresh_cached_tenant(&tenant);
+        self.directory.tenant_changed(&tenant);
         Ok(EventWebhookUpdate {
             tenant,
             created_secret: fresh.filter(|_| created).map(|(secret, _)| secret),
@@ -767,10 +593,7 @@ impl Actor for TenantActor {
         Ok(TenantState {
             store: args.store,
             secret_box: args.secret_box,
-            rate_limiter: args.rate_limiter,
-            ttl: args.key_cache_ttl,
-            cache: HashMap::new(),
-            accounts: HashMap::new(),
+            directory: args.directory,
         })
     }
 
@@ -782,10 +605,6 @@ impl Actor for TenantActor {
     ) -> Result<(), ActorProcessingErr> {
         let _timer = HandleTimer::start(kind::TENANT, message.name());
         match message {
-            TenantMsg::Authenticate(secret, port) => {
-                let result = state.authenticate(&secret).await;
-                reply(port, result);
-            }
             TenantMsg::Create(input, meta, port) => {
                 let result = state.create(input, meta).await;
                 reply(port, result);
@@ -912,14 +731,6 @@ impl Actor for TenantActor {
                     },
                     Err(e) => Err(e),
                 };
-                reply(port, result);
-            }
-            TenantMsg::TwilioByAccount(sid, port) => {
-                let result = state.twilio_by_account(&sid).await;
-                reply(port, result);
-            }
-            TenantMsg::TwilioByTenant(tenant, port) => {
-                let result = state.twilio_by_tenant(&tenant).await;
                 reply(port, result);
             }
             TenantMsg::SetEventWebhook(id, webhook, meta, port) => {

@@ -4,14 +4,13 @@
 //! `operator`, creating accepts `operator` or `runtime`. A change the task's status does
 //! not allow answers 409 `invalid_transition` and changes nothing.
 
+use actors::callbacks;
 use actors::ids::{CallId, CallbackTaskId, QueueId};
 use actors::operator::{
     CallbackFilter, CallbackPriority, CallbackSource, CallbackStatus, CallbackTask, NewCallbackTask,
 };
-use actors::router::RouterMsg;
 use actors::tenant::AuthContext;
 use actors::time::{parse_rfc3339, rfc3339};
-use ractor::call_t;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use warp::http::StatusCode;
@@ -288,12 +287,7 @@ pub async fn list_tasks(req: Request<AuthContext>) -> Result<Response, ApiError>
         limit: paging.limit,
         offset: paging.offset,
     };
-    let page = call_t!(
-        state.router_actor()?,
-        RouterMsg::list_callback_tasks,
-        state.actor_timeout_ms(),
-        filter
-    )??;
+    let page = callbacks::list(&state.store, &filter).await?;
     Ok(json(
         StatusCode::OK,
         &Page::new(
@@ -347,12 +341,7 @@ pub async fn create_task(req: Request<AuthContext>) -> Result<Response, ApiError
             .transpose()?,
         created_by: CallbackSource::Api,
     };
-    let task = call_t!(
-        state.router_actor()?,
-        RouterMsg::create_callback_task,
-        state.actor_timeout_ms(),
-        new
-    )??;
+    let task = callbacks::create_for_api(&state.store, Some(&state.actors.notifier), &new).await?;
     Ok(task_reply(StatusCode::CREATED, task))
 }
 
@@ -369,13 +358,7 @@ pub async fn get_task(req: Request<AuthContext, (String,)>) -> Result<Response, 
         ..
     } = req;
     let id = task_id(&id)?;
-    let task = call_t!(
-        state.router_actor()?,
-        RouterMsg::get_callback_task,
-        state.actor_timeout_ms(),
-        auth.tenant_id,
-        id
-    )??;
+    let task = callbacks::get(&state.store, &auth.tenant_id, &id).await?;
     Ok(task_reply(StatusCode::OK, task))
 }
 
@@ -399,14 +382,7 @@ pub async fn claim_task(req: Request<AuthContext, (String,)>) -> Result<Response
     let id = task_id(&id)?;
     let r: ClaimCallbackTaskRequest = parse_json(&body)?;
     let assignee = fields::label("assignee", &r.assignee, 100)?.into_string();
-    let task = call_t!(
-        state.router_actor()?,
-        RouterMsg::claim_callback_task,
-        state.actor_timeout_ms(),
-        auth.tenant_id,
-        id,
-        assignee
-    )??;
+    let task = callbacks::claim(&state.store, &auth.tenant_id, &id, &assignee).await?;
     Ok(task_reply(StatusCode::OK, task))
 }
 
@@ -430,15 +406,14 @@ pub async fn complete_task(req: Request<AuthContext, (String,)>) -> Result<Respo
     let r: CompleteCallbackTaskRequest = parse_optional_json(&body)?;
     let outcome = optional_text("outcome", r.outcome, 500)?;
     let notes = optional_text("notes", r.notes, 2000)?;
-    let task = call_t!(
-        state.router_actor()?,
-        RouterMsg::complete_callback_task,
-        state.actor_timeout_ms(),
-        auth.tenant_id,
-        id,
-        outcome,
-        notes
-    )??;
+    let task = callbacks::complete(
+        &state.store,
+        &auth.tenant_id,
+        &id,
+        outcome.as_deref(),
+        notes.as_deref(),
+    )
+    .await?;
     Ok(task_reply(StatusCode::OK, task))
 }
 
@@ -461,13 +436,6 @@ pub async fn cancel_task(req: Request<AuthContext, (String,)>) -> Result<Respons
     let id = task_id(&id)?;
     let r: CancelCallbackTaskRequest = parse_optional_json(&body)?;
     let reason = optional_text("reason", r.reason, 500)?;
-    let task = call_t!(
-        state.router_actor()?,
-        RouterMsg::cancel_callback_task,
-        state.actor_timeout_ms(),
-        auth.tenant_id,
-        id,
-        reason
-    )??;
+    let task = callbacks::cancel(&state.store, &auth.tenant_id, &id, reason.as_deref()).await?;
     Ok(task_reply(StatusCode::OK, task))
 }

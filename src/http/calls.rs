@@ -1,15 +1,24 @@
 //! Runtime call API (tenant key): `make-call` (with `Idempotency-Key`), call logs, and live
 //! call control (hangup, transfer), which goes through the carrier so it works from any node.
+//!
+//! `make-call` hands the placement to a task that owns its outcome
+//! ([`actors::telephony::outbound`]): the task records the result in the call and in the
+//! idempotency record whether or not this handler still waits. The handler waits
+//! `MAKE_CALL_WAIT_MS` at most, then answers 202 with the call id and a pending status.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actors::domain::E164;
 use actors::ids::TenantId;
-use actors::router::{CallDetail, ControlAction, OutboundRequest, RouterMsg};
 use actors::store::{CallDirection, CallFilter, CallRecord, IdempotencyBegin};
+use actors::telephony::control::{self, ControlAction, Initiator};
+use actors::telephony::outbound::{
+    self, IdempotencySlot, OutboundRequest, PlacementResult, StoredReply, Waited,
+};
+use actors::telephony::reads::{self, CallDetail};
 use actors::tenant::AuthContext;
 use actors::time::{parse_rfc3339, rfc3339};
-use ractor::call_t;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use warp::Reply;
@@ -61,16 +70,19 @@ pub struct MakeCallRequest {
     pub machine_detection: Option<MachineDetectionDto>,
 }
 
-/// Reply of `POST /api/v1/make-call`.
+/// Reply of `POST /api/v1/make-call`: 201 once the carrier accepted the call, or 202 while
+/// the carrier has not answered yet (`call_sid` null, `status` `pending`; the call id is
+/// final: follow it in the call log, or retry with the same `Idempotency-Key` for the
+/// outcome).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MakeCallResponse {
-    /// Always true on 201.
+    /// Always true on 201 and 202.
     pub ok: bool,
     /// Our call id.
     pub call_id: String,
-    /// Twilio `CallSid`.
+    /// Twilio `CallSid` (null while pending).
     pub call_sid: Option<String>,
-    /// Carrier status (`queued`).
+    /// Carrier status (`queued`, …), or `pending` while the carrier has not answered.
     pub status: String,
     /// Callee.
     pub to: String,
@@ -102,6 +114,16 @@ pub struct CallLogView {
     pub agent_version_id: Option<String>,
     /// Why the call (or its AI leg) ended.
     pub end_reason: Option<String>,
+    /// Free-text detail of the end reason (a carrier error, an AI error code).
+    pub end_detail: Option<String>,
+    /// What became of the call once it is complete: `completed`, `escalated`, `fallback`,
+    /// `refused`, `not_answered`, `failed`.
+    pub outcome: Option<String>,
+    /// RFC 3339, when the call was completed (its `voice.call.completed` sent).
+    pub completed_at: Option<String>,
+    /// Outbound: where asking the carrier stands (`pending`, `placed`, `refused`, `unknown`
+    /// while a timed-out request is reconciled, `not_found`).
+    pub placement: Option<String>,
     /// AMD result.
     pub answered_by: Option<String>,
     /// Duration in seconds (final status callback).
@@ -145,6 +167,10 @@ impl From<CallRecord> for CallLogView {
             agent_key: c.agent_key,
             agent_version_id: c.agent_version_id,
             end_reason: c.end_reason,
+            end_detail: c.end_detail,
+            outcome: c.outcome.map(|o| o.as_str().to_owned()),
+            completed_at: c.completed_at.map(rfc3339),
+            placement: c.placement.map(|p| p.as_str().to_owned()),
             answered_by: c.answered_by,
             duration_seconds: c.duration_seconds,
             stream_status: c.stream_status,
@@ -292,43 +318,47 @@ fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
     warp::reply::with_status(warp::reply::json(body), status).into_response()
 }
 
-/// Runs `work` once per (tenant, `Idempotency-Key`), Stripe style: the stored response is
-/// replayed for the same body, a different body is refused (422), a concurrent duplicate
-/// is refused (409). Without a key, `work` just runs.
-async fn idempotent<F>(
+/// How an `Idempotency-Key` claim went.
+enum Claim {
+    /// No key: the request just runs.
+    NoKey,
+    /// The key is ours (`in_progress`): the work stores its result under it.
+    Started(String),
+    /// Answered already: a replay, a refusal, or an error.
+    Answered(Response),
+}
+
+/// Claims (tenant, `Idempotency-Key`), Stripe style: the stored response is replayed for the
+/// same body (`Idempotent-Replayed: true`), a different body is refused (422), a request
+/// still running is refused (409 `idempotency_in_progress`).
+async fn claim_key(
     state: &AppState,
     tenant: &TenantId,
     key: Option<String>,
     body: &serde_json::Value,
-    work: F,
-) -> Response
-where
-    F: Future<Output = Result<(StatusCode, serde_json::Value), ApiError>>,
-{
-    let outcome = |r: Result<(StatusCode, serde_json::Value), ApiError>| match r {
-        Ok((status, body)) => (status, body),
-        Err(e) => (e.status(), e.body()),
-    };
+) -> Claim {
     let Some(key) = key else {
-        let (status, body) = outcome(work.await);
-        return json_response(status, &body);
+        return Claim::NoKey;
     };
     if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return ApiError::BadRequest {
-            code: "invalid_header",
-            message: "Idempotency-Key must be 1 to 255 printable characters".into(),
-            field: Some("Idempotency-Key".into()),
-        }
-        .into_response();
+        return Claim::Answered(
+            ApiError::BadRequest {
+                code: "invalid_header",
+                message: "Idempotency-Key must be 1 to 255 printable characters".into(),
+                field: Some("Idempotency-Key".into()),
+            }
+            .into_response(),
+        );
     }
     let hash = actors::crypto::sha256_hex(canonical(body).as_bytes());
     let ttl_ms = i64::try_from(IDEMPOTENCY_TTL.as_millis()).unwrap_or(i64::MAX);
-    match state
+    let answered = match state
         .store
         .idempotency_begin(tenant, &key, &hash, ttl_ms)
         .await
     {
         Err(e) => ApiError::Internal(format!("idempotency: {e:?}")).into_response(),
+        Ok(IdempotencyBegin::Started) => return Claim::Started(key),
         Ok(IdempotencyBegin::InProgress) => ApiError::Status {
             status: StatusCode::CONFLICT,
             code: "idempotency_in_progress",
@@ -353,23 +383,39 @@ where
             );
             resp
         }
-        Ok(IdempotencyBegin::Started) => {
-            let (status, body) = outcome(work.await);
-            // A 503 means nothing was attempted (draining, actor restarting): let a retry run.
-            let stored = if status == StatusCode::SERVICE_UNAVAILABLE {
-                state.store.idempotency_release(tenant, &key).await
-            } else {
-                state
-                    .store
-                    .idempotency_complete(tenant, &key, status.as_u16(), &body.to_string())
-                    .await
-            };
-            if let Err(error) = stored {
-                tracing::error!(error = ?error, "could not store the idempotent response");
+    };
+    Claim::Answered(answered)
+}
+
+/// The reply of a placement's result: 201 with the call, or the error (its body carrying
+/// `request_id`, also when rendered later by the placement's task).
+fn placement_reply(
+    result: &PlacementResult,
+    request_id: Option<&str>,
+) -> (StatusCode, serde_json::Value) {
+    match result {
+        Ok(call) => (StatusCode::CREATED, make_call_body(call, None)),
+        Err(e) => {
+            let e = ApiError::from(e);
+            let mut body = e.body();
+            if let (Some(id), Some(err)) = (request_id, body.get_mut("error")) {
+                err["request_id"] = serde_json::Value::String(id.to_owned());
             }
-            json_response(status, &body)
+            (e.status(), body)
         }
     }
+}
+
+fn make_call_body(call: &CallRecord, status: Option<&str>) -> serde_json::Value {
+    serde_json::to_value(MakeCallResponse {
+        ok: true,
+        call_id: call.id.as_str().to_owned(),
+        call_sid: call.call_sid.clone(),
+        status: status.unwrap_or(&call.status).to_owned(),
+        to: call.to_number.clone(),
+        from: call.from_number.clone(),
+    })
+    .unwrap_or_default()
 }
 
 // === handlers ===
@@ -392,12 +438,11 @@ fn text_field(
 /// Places an outbound call through the carrier; the agent talks once the callee answers.
 #[utoipa::path(post, path = "/api/v1/make-call", tag = "runtime", request_body = MakeCallRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for 24 h")),
-    responses((status = 201, body = MakeCallResponse), (status = 400, body = ErrorResponse),
-              (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
+    responses((status = 201, body = MakeCallResponse, description = "the carrier accepted the call"),
+              (status = 202, body = MakeCallResponse, description = "the carrier has not answered yet (`status` `pending`, `call_sid` null): the placement goes on and records its outcome; retry with the same Idempotency-Key for it"),
               (status = 409, body = ErrorResponse, description = "idempotent request in progress, or no credentials"),
               (status = 422, body = ErrorResponse), (status = 429, body = ErrorResponse, description = "rate or concurrency limit"),
-              (status = 502, body = ErrorResponse, description = "carrier error (call recorded as failed)"),
-              (status = 504, body = ErrorResponse, description = "carrier timeout (call recorded as failed)")))]
+              (status = 502, body = ErrorResponse, description = "carrier error, or the carrier never confirmed the call (call recorded as failed)")))]
 pub async fn make_call(req: Request<AuthContext>) -> Result<Response, ApiError> {
     let key = req.text_header("idempotency-key")?;
     let Request {
@@ -434,27 +479,35 @@ pub async fn make_call(req: Request<AuthContext>) -> Result<Response, ApiError> 
         }),
         draining: state.is_draining(),
     };
-    let work = async {
-        let call = call_t!(
-            state.router_actor()?,
-            RouterMsg::Outbound,
-            state.actor_timeout_ms(),
-            outbound
-        )??;
-        let reply = MakeCallResponse {
-            ok: true,
-            call_id: call.id.into_string(),
-            call_sid: call.call_sid,
-            status: call.status,
-            to: call.to_number,
-            from: call.from_number,
-        };
-        Ok((
-            StatusCode::CREATED,
-            serde_json::to_value(reply).unwrap_or_default(),
-        ))
+    let key = match claim_key(&state, &auth.tenant_id, key, &raw).await {
+        Claim::Answered(resp) => return Ok(resp),
+        Claim::Started(key) => Some(key),
+        Claim::NoKey => None,
     };
-    Ok(idempotent(&state, &auth.tenant_id, key, &raw, work).await)
+    let request_id = super::context::request_id();
+    let slot = key.map(|key| IdempotencySlot {
+        tenant: auth.tenant_id.clone(),
+        key,
+        render: Arc::new(move |result: &PlacementResult| {
+            let (status, body) = placement_reply(result, request_id.as_deref());
+            StoredReply {
+                status: status.as_u16(),
+                body: body.to_string(),
+            }
+        }),
+    });
+    let placement = outbound::start(&state.actors.telephony, outbound, slot);
+    Ok(match placement.wait(state.config.make_call_wait).await {
+        Waited::Done(result) => match *result {
+            Ok(call) => json_response(StatusCode::CREATED, &make_call_body(&call, None)),
+            Err(e) => ApiError::from(e).into_response(),
+        },
+        // The carrier has not answered yet: the placement goes on and records its outcome.
+        Waited::Pending(call) => json_response(
+            StatusCode::ACCEPTED,
+            &make_call_body(&call, Some("pending")),
+        ),
+    })
 }
 
 /// Lists the tenant's calls, newest first.
@@ -496,12 +549,7 @@ pub async fn list_call_logs(req: Request<AuthContext>) -> Result<Response, ApiEr
         limit: paging.limit,
         offset: paging.offset,
     };
-    let page = call_t!(
-        state.router_actor()?,
-        RouterMsg::ListCalls,
-        state.actor_timeout_ms(),
-        filter
-    )??;
+    let page = reads::list_calls(&state.actors.telephony, &filter).await?;
     Ok(warp::reply::json(&Page::new(
         page.items.into_iter().map(CallLogView::from),
         paging,
@@ -521,13 +569,7 @@ pub async fn get_call_log(req: Request<AuthContext, (String,)>) -> Result<Respon
         path: (id,),
         ..
     } = req;
-    let detail = call_t!(
-        state.router_actor()?,
-        RouterMsg::GetCall,
-        state.actor_timeout_ms(),
-        auth.tenant_id,
-        id
-    )??;
+    let detail = reads::call_detail(&state.actors.telephony, &auth.tenant_id, &id).await?;
     Ok(warp::reply::json(&CallLogDetail::from(detail)).into_response())
 }
 
@@ -543,14 +585,14 @@ pub async fn hangup(req: Request<AuthContext, (String,)>) -> Result<Response, Ap
         ..
     } = req;
     let tenant = auth.tenant_id;
-    let call = call_t!(
-        state.router_actor()?,
-        RouterMsg::Control,
-        state.actor_timeout_ms(),
-        tenant,
-        sid,
-        ControlAction::Hangup
-    )??;
+    let call = control::control(
+        &state.actors.telephony,
+        &tenant,
+        &sid,
+        ControlAction::Hangup,
+        Initiator::Api,
+    )
+    .await?;
     Ok(warp::reply::json(&CallLogView::from(call)).into_response())
 }
 
@@ -574,13 +616,13 @@ pub async fn transfer(req: Request<AuthContext, (String,)>) -> Result<Response, 
         numbers: vec![fields::e164("to", &req.to)?.into_string()],
         announcement: text_field("announcement", req.announcement, 500)?,
     };
-    let call = call_t!(
-        state.router_actor()?,
-        RouterMsg::Control,
-        state.actor_timeout_ms(),
-        tenant,
-        sid,
-        action
-    )??;
+    let call = control::control(
+        &state.actors.telephony,
+        &tenant,
+        &sid,
+        action,
+        Initiator::Api,
+    )
+    .await?;
     Ok(warp::reply::json(&CallLogView::from(call)).into_response())
 }

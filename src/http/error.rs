@@ -233,59 +233,85 @@ impl Reply for ApiError {
     }
 }
 
-impl From<actors::router::RouterError> for ApiError {
-    fn from(err: actors::router::RouterError) -> Self {
-        use actors::router::RouterError as R;
+impl From<&actors::telephony::TelephonyError> for ApiError {
+    fn from(err: &actors::telephony::TelephonyError) -> Self {
+        use actors::telephony::TelephonyError as T;
         match err {
-            R::NotFound(what) => ApiError::NotFound(what.to_owned()),
-            R::Conflict(m) => ApiError::Conflict(m),
-            R::Invalid(field, message) => ApiError::invalid(field, message),
-            R::InvalidField(field, message) => ApiError::invalid(field, message),
-            R::InvalidTransition(message) => ApiError::Status {
-                status: StatusCode::CONFLICT,
-                code: "invalid_transition",
-                message,
-            },
-            R::AtLimit(which) => ApiError::ConcurrencyLimit(format!(
+            T::NotFound(what) => ApiError::NotFound((*what).to_owned()),
+            T::Conflict(m) => ApiError::Conflict(m.clone()),
+            T::Invalid(field, message) => ApiError::invalid(*field, message.clone()),
+            T::InvalidField(field, message) => ApiError::invalid(field.clone(), message.clone()),
+            T::AtLimit(which) => ApiError::ConcurrencyLimit(format!(
                 "the {which} is at its concurrency limit of live calls"
             )),
-            R::Refused(code, message) => ApiError::Status {
-                status: if code == "draining" {
+            T::Refused(code, message) => ApiError::Status {
+                status: if *code == "draining" {
                     StatusCode::SERVICE_UNAVAILABLE
                 } else {
                     StatusCode::FORBIDDEN
                 },
                 code,
-                message,
+                message: message.clone(),
             },
-            R::NoCredentials => ApiError::Status {
+            T::NoCredentials => ApiError::Status {
                 status: StatusCode::CONFLICT,
                 code: "twilio_credentials_missing",
                 message: "the tenant has no Twilio credentials".into(),
             },
-            R::Carrier { error, call_id } => {
+            T::Carrier { error, call_id } => {
                 let status =
                     StatusCode::from_u16(error.suggested_status).unwrap_or(StatusCode::BAD_GATEWAY);
-                let code = if error.timeout {
-                    "carrier_timeout"
-                } else {
-                    "carrier_error"
-                };
                 let call = call_id
+                    .as_ref()
                     .map(|c| format!(" (call {c} recorded as failed)"))
                     .unwrap_or_default();
                 ApiError::Status {
                     status,
-                    code,
+                    code: if error.timeout {
+                        "carrier_timeout"
+                    } else {
+                        "carrier_error"
+                    },
                     message: format!("the carrier refused the request: {}{call}", error.message),
                 }
             }
-            R::Token(e) => ApiError::Forbidden {
+            T::CarrierNotFound { call_id } => ApiError::Status {
+                status: StatusCode::BAD_GATEWAY,
+                code: "carrier_not_found",
+                message: format!(
+                    "the carrier never confirmed the call and has no record of it (call {call_id} recorded as failed)"
+                ),
+            },
+            T::Token(e) => ApiError::Forbidden {
                 code: "invalid_stream_token",
                 message: e.to_string(),
             },
-            R::Store(e) => ApiError::Internal(format!("store: {e:?}")),
-            R::Tenant(m) => ApiError::Unavailable(format!("tenant service unavailable: {m}")),
+            T::Store(e) => ApiError::Internal(format!("store: {e:?}")),
+            T::Unavailable(m) => ApiError::Unavailable(format!("service unavailable: {m}")),
+            T::Abandoned => ApiError::Internal("the request ended without an answer".into()),
+        }
+    }
+}
+
+impl From<actors::telephony::TelephonyError> for ApiError {
+    fn from(err: actors::telephony::TelephonyError) -> Self {
+        ApiError::from(&err)
+    }
+}
+
+impl From<actors::operator::OperatorError> for ApiError {
+    fn from(err: actors::operator::OperatorError) -> Self {
+        use actors::operator::OperatorError as O;
+        match err {
+            O::NotFound(what) => ApiError::NotFound(what.to_owned()),
+            O::Conflict(m) => ApiError::Conflict(m),
+            O::InvalidField(field, message) => ApiError::invalid(field, message),
+            O::InvalidTransition(message) => ApiError::Status {
+                status: StatusCode::CONFLICT,
+                code: "invalid_transition",
+                message,
+            },
+            O::Store(e) => ApiError::Internal(format!("store: {e:?}")),
         }
     }
 }

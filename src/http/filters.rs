@@ -6,7 +6,6 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use actors::store::Scope;
 use actors::tenant::{AuditMeta, AuthContext, TenantMsg};
-use ractor::call_t;
 use serde::de::DeserializeOwned;
 use warp::Filter;
 
@@ -209,13 +208,9 @@ impl AppState {
                 "an Authorization: Bearer <api key> header is required".into(),
             ));
         };
-        let tenant = self.tenant_actor()?;
-        let result = call_t!(
-            tenant,
-            TenantMsg::Authenticate,
-            self.actor_timeout_ms(),
-            secret.to_owned()
-        )?;
+        // The shared directory, not the tenant actor's mailbox: authentication never waits
+        // behind an admin request.
+        let result = self.actors.tenants.authenticate(secret).await;
         let auth = match result {
             Ok(auth) => auth,
             Err(err) => {

@@ -12,7 +12,8 @@ use std::time::Duration;
 use actors::call::supervisor::CallSupervisorMsg;
 use actors::call::{CallStart, TwilioFrame, TwilioIncoming, TwilioOut, TwilioOutgoing};
 use actors::media::{StartMeta, TwilioInbound};
-use actors::router::{RouterError, RouterMsg, StreamStart};
+use actors::telephony::TelephonyError;
+use actors::telephony::stream::{self, StreamStart};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use ractor::call_t;
@@ -115,27 +116,22 @@ async fn run(
         state.auth_log.token_rejection("missing");
         return reject(tx, "token_missing").await;
     };
-    let Ok(router) = state.router_actor() else {
-        return reject(tx, "unavailable").await;
-    };
     let request = StreamStart {
         tenant_id: account.tenant_id.clone(),
         call_sid: start.call_sid.clone(),
         stream_sid: stream_sid.clone(),
         token,
     };
-    let call = match call_t!(
-        router,
-        RouterMsg::StreamStarted,
-        state.actor_timeout_ms(),
-        request
-    ) {
-        Ok(Ok(call)) => call,
-        Ok(Err(RouterError::Token(e))) => {
+    // The start runs in a task that owns its outcome: if it takes longer than we wait, the
+    // socket is refused and the task turns a start that went through into the fallback.
+    let started = stream::start(&state.actors.telephony, request);
+    let call = match tokio::time::timeout(state.config.actor_call_timeout, started).await {
+        Ok(Ok(Ok(call))) => call,
+        Ok(Ok(Err(TelephonyError::Token(e)))) => {
             state.auth_log.token_rejection(e.label());
             return reject(tx, e.label()).await;
         }
-        Ok(Err(_)) | Err(_) => return reject(tx, "unavailable").await,
+        Ok(Ok(Err(_)) | Err(_)) | Err(_) => return reject(tx, "unavailable").await,
     };
     tracing::info!(call_id = %call.id, stream_sid = %stream_sid, "media stream started");
     let call_id = call.id.clone();

@@ -4,15 +4,14 @@
 //! key that made it.
 
 use actors::ids::{QueueId, TenantId};
+use actors::operator::queues;
 use actors::operator::{
     BusinessHours, BusinessHoursSpec, DEFAULT_RING_TIMEOUT_SECONDS, HoursWindowSpec, OperatorQueue,
     QueueFallback, QueueSpec,
 };
-use actors::router::RouterMsg;
 use actors::tenant::{AuditMeta, AuthContext};
 use actors::time::{now_ms, rfc3339};
 use bytes::Bytes;
-use ractor::call_t;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use warp::Reply;
@@ -259,14 +258,7 @@ pub(crate) async fn list(
 ) -> Result<Response, ApiError> {
     let p: QueueListParams = parse_query(query)?;
     let paging = Paging::new(p.limit, p.offset)?;
-    let page = call_t!(
-        state.router_actor()?,
-        RouterMsg::list_queues,
-        state.actor_timeout_ms(),
-        tenant,
-        paging.limit,
-        paging.offset
-    )??;
+    let page = queues::list(&state.store, &tenant, paging.limit, paging.offset).await?;
     let now = now_ms();
     Ok(json(
         StatusCode::OK,
@@ -287,14 +279,7 @@ pub(crate) async fn create(
     body: &Bytes,
 ) -> Result<Response, ApiError> {
     let spec = queue_spec(body)?;
-    let queue = call_t!(
-        state.router_actor()?,
-        RouterMsg::create_queue,
-        state.actor_timeout_ms(),
-        tenant,
-        spec,
-        meta
-    )??;
+    let queue = queues::create(&state.store, &tenant, spec, meta).await?;
     Ok(json(
         StatusCode::CREATED,
         &OperatorQueueView::at(queue, now_ms()),
@@ -307,13 +292,7 @@ pub(crate) async fn get(
     id: &str,
 ) -> Result<Response, ApiError> {
     let id = queue_id(id)?;
-    let queue = call_t!(
-        state.router_actor()?,
-        RouterMsg::get_queue,
-        state.actor_timeout_ms(),
-        tenant,
-        id
-    )??;
+    let queue = queues::get(&state.store, &tenant, &id).await?;
     Ok(json(
         StatusCode::OK,
         &OperatorQueueView::at(queue, now_ms()),
@@ -329,15 +308,7 @@ pub(crate) async fn replace(
 ) -> Result<Response, ApiError> {
     let id = queue_id(id)?;
     let spec = queue_spec(body)?;
-    let queue = call_t!(
-        state.router_actor()?,
-        RouterMsg::replace_queue,
-        state.actor_timeout_ms(),
-        tenant,
-        id,
-        spec,
-        meta
-    )??;
+    let queue = queues::replace(&state.store, &tenant, &id, spec, meta).await?;
     Ok(json(
         StatusCode::OK,
         &OperatorQueueView::at(queue, now_ms()),
@@ -351,14 +322,7 @@ pub(crate) async fn delete(
     meta: AuditMeta,
 ) -> Result<Response, ApiError> {
     let id = queue_id(id)?;
-    call_t!(
-        state.router_actor()?,
-        RouterMsg::delete_queue,
-        state.actor_timeout_ms(),
-        tenant,
-        id,
-        meta
-    )??;
+    queues::delete(&state.store, &tenant, &id, meta).await?;
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
 }
 

@@ -6,12 +6,11 @@ use std::convert::Infallible;
 
 use actors::active::{ActiveCall, ActiveEvent};
 use actors::ids::{SessionId, TenantId};
-use actors::router::{RouterMsg, SessionDetail};
 use actors::store::{SessionFilter, TranscriptTurn, VoiceSession};
+use actors::telephony::reads::{self, SessionDetail};
 use actors::tenant::{AuditMeta, AuthContext};
 use actors::time::rfc3339;
 use futures::StreamExt;
-use ractor::call_t;
 use serde::{Deserialize, Serialize};
 use tokio_stream::wrappers::BroadcastStream;
 use utoipa::{IntoParams, ToSchema};
@@ -362,12 +361,7 @@ pub async fn list_sessions(req: Request<AuthContext>) -> Result<Response, ApiErr
         limit: paging.limit,
         offset: paging.offset,
     };
-    let page = call_t!(
-        state.router_actor()?,
-        RouterMsg::ListSessions,
-        state.actor_timeout_ms(),
-        filter
-    )??;
+    let page = reads::list_sessions(&state.actors.telephony, &filter).await?;
     Ok(warp::reply::json(&Page::new(
         page.items.into_iter().map(VoiceSessionView::from),
         paging,
@@ -388,13 +382,7 @@ pub async fn get_session(req: Request<AuthContext, (String,)>) -> Result<Respons
         ..
     } = req;
     let id = SessionId::parse(&id).ok_or_else(|| ApiError::NotFound("voice session".into()))?;
-    let detail = call_t!(
-        state.router_actor()?,
-        RouterMsg::GetSession,
-        state.actor_timeout_ms(),
-        auth.tenant_id,
-        id
-    )??;
+    let detail = reads::session_detail(&state.actors.telephony, &auth.tenant_id, &id).await?;
     Ok(warp::reply::json(&VoiceSessionDetail::from(detail)).into_response())
 }
 

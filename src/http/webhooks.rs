@@ -7,14 +7,14 @@
 use std::collections::BTreeMap;
 
 use actors::ids::{CallId, TenantId};
-use actors::router::{
-    AfterStream, CallbackTarget, DialReport, InboundDecision, InboundRequest, RouterMsg,
-    StreamCallback, UNROUTED_MESSAGE,
-};
+use actors::router::RouterMsg;
 use actors::store::StatusUpdate;
-use actors::tenant::{TenantMsg, TwilioAccount};
+use actors::telephony::admission::{self, InboundDecision, InboundRequest};
+use actors::telephony::dial::{self, DialReport};
+use actors::telephony::status::{self, StreamCallback};
+use actors::telephony::{AfterStream, CallbackTarget, UNROUTED_MESSAGE, stream};
+use actors::tenant::TwilioAccount;
 use governor::clock::{Clock, DefaultClock};
-use ractor::call_t;
 use warp::Reply;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -109,17 +109,13 @@ impl TwilioRequest {
 }
 
 impl AppState {
-    /// The Twilio account owning `account_sid`, if any.
+    /// The Twilio account owning `account_sid`, if any (from the shared tenant directory:
+    /// never behind the tenant actor's mailbox).
     pub async fn twilio_account(
         &self,
         account_sid: &str,
     ) -> Result<Option<TwilioAccount>, ApiError> {
-        Ok(call_t!(
-            self.tenant_actor()?,
-            TenantMsg::TwilioByAccount,
-            self.actor_timeout_ms(),
-            account_sid.to_owned()
-        )??)
+        Ok(self.actors.tenants.account_by_sid(account_sid).await?)
     }
 
     /// Verifies a webhook's signature with its account's auth token, then applies the
@@ -200,12 +196,7 @@ pub async fn incoming_call(req: Request<Signed>) -> Result<Response, ApiError> {
         to: req.required("To")?.to_owned(),
         draining: state.is_draining(),
     };
-    let decision = call_t!(
-        state.router_actor()?,
-        RouterMsg::Inbound,
-        state.actor_timeout_ms(),
-        inbound
-    )??;
+    let decision = admission::inbound(&state.actors.telephony, inbound).await?;
     let doc = match decision {
         InboundDecision::Connect {
             stream, fallback, ..
@@ -246,12 +237,7 @@ pub async fn stream_ended(req: Request<Signed>) -> Result<Response, ApiError> {
         ..
     } = req;
     let target = req.target(account.tenant_id)?;
-    let next = call_t!(
-        state.router_actor()?,
-        RouterMsg::StreamEnded,
-        state.actor_timeout_ms(),
-        target
-    )??;
+    let next = stream::stream_ended(&state.actors.telephony, target).await?;
     let doc = match next {
         AfterStream::Hangup => twiml::hangup(),
         AfterStream::Fallback(f) => twiml::Response::new(twiml::fallback(&f)),
@@ -294,14 +280,7 @@ pub async fn dial_result(req: Request<Signed>) -> Result<Response, ApiError> {
         dial_call_sid: req.param("DialCallSid").map(str::to_owned),
         duration_secs: req.param("DialCallDuration").and_then(|d| d.parse().ok()),
     };
-    let next = call_t!(
-        state.router_actor()?,
-        RouterMsg::DialResult,
-        state.actor_timeout_ms(),
-        target,
-        handoff,
-        report
-    )??;
+    let next = dial::dial_result(&state.actors.telephony, target, handoff, report).await?;
     let doc = match next {
         AfterStream::Hangup => twiml::hangup(),
         AfterStream::Fallback(f) => twiml::Response::new(twiml::fallback(&f)),
@@ -351,13 +330,7 @@ pub async fn call_status(req: Request<Signed>) -> Result<Response, ApiError> {
         answered_by: req.param("AnsweredBy").map(str::to_owned),
         params: req.params_json(),
     };
-    call_t!(
-        state.router_actor()?,
-        RouterMsg::CallStatus,
-        state.actor_timeout_ms(),
-        target,
-        update
-    )??;
+    status::call_status(&state.actors.telephony, target, update).await?;
     Ok(no_content())
 }
 
@@ -381,12 +354,7 @@ pub async fn stream_status(req: Request<Signed>) -> Result<Response, ApiError> {
         event: req.required("StreamEvent")?.to_owned(),
         error: req.param("StreamError").map(str::to_owned),
     };
-    call_t!(
-        state.router_actor()?,
-        RouterMsg::StreamStatus,
-        state.actor_timeout_ms(),
-        cb
-    )??;
+    status::stream_status(&state.actors.telephony, cb).await?;
     Ok(no_content())
 }
 
@@ -406,12 +374,6 @@ pub async fn amd_status(req: Request<Signed>) -> Result<Response, ApiError> {
     } = req;
     let target = req.target(account.tenant_id)?;
     let answered_by = req.required("AnsweredBy")?.to_owned();
-    call_t!(
-        state.router_actor()?,
-        RouterMsg::AmdStatus,
-        state.actor_timeout_ms(),
-        target,
-        answered_by
-    )??;
+    status::amd_status(&state.actors.telephony, target, answered_by).await?;
     Ok(no_content())
 }

@@ -230,6 +230,29 @@ impl CarrierSimHandle {
             .insert(number.into(), script);
     }
 
+    /// From now on, `Calls.json` (create and list) and `Calls/{Sid}.json` reads answer only
+    /// after `delay`; a call is created at once all the same (see
+    /// [`CarrierConfig::create_response_delay`]).
+    pub fn set_calls_response_delay(&self, delay: Duration) {
+        let mut settings = lock(&self.shared.settings);
+        settings.create_response_delay = delay;
+        settings.lookup_response_delay = delay;
+    }
+
+    /// From now on, `POST Calls.json` answers only after `delay` (the call is created at
+    /// once); lookups are unaffected.
+    pub fn set_create_response_delay(&self, delay: Duration) {
+        lock(&self.shared.settings).create_response_delay = delay;
+    }
+
+    /// Calls created through `Calls.json` so far.
+    pub fn calls_created(&self) -> usize {
+        lock(&self.shared.requests)
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.ends_with("/Calls.json") && r.status == 201)
+            .count()
+    }
+
     /// The next REST request answers with this error.
     pub fn fail_next_request(&self, fault: FaultSpec) {
         lock(&self.shared.faults).push_back(Fault::Fail(fault));

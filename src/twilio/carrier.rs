@@ -1,11 +1,14 @@
 //! [`actors::carrier::Carrier`] over the Twilio REST API: renders the TwiML of each request
 //! and maps Twilio's errors onto [`CarrierError`].
 
-use actors::carrier::{CallChange, Carrier, CarrierAuth, CarrierError, PlaceCall, PlacedCall};
+use actors::carrier::{
+    CallChange, CallQuery, Carrier, CarrierAuth, CarrierCall, CarrierError, PlaceCall, PlacedCall,
+};
 use futures::future::BoxFuture;
 
 use super::rest::{
-    self, AmdMode, CallEvent, CallUpdate, CreateCall, TwilioAuth, TwilioClient, TwilioError,
+    self, AmdMode, CallEvent, CallResource, CallUpdate, CreateCall, ListCalls, TwilioAuth,
+    TwilioClient, TwilioError,
 };
 use super::twiml;
 
@@ -39,6 +42,20 @@ pub fn carrier_error(e: TwilioError) -> CarrierError {
         message: e.to_string(),
     }
 }
+
+fn carrier_call(c: CallResource) -> CarrierCall {
+    CarrierCall {
+        created_at: c.created_at_ms(),
+        duration_secs: c.duration.as_deref().and_then(|d| d.parse().ok()),
+        call_sid: c.sid,
+        status: c.status,
+        to: c.to,
+        from: c.from,
+    }
+}
+
+/// Calls asked for per lookup page.
+const LOOKUP_PAGE_SIZE: u32 = 50;
 
 impl Carrier for TwilioCarrier {
     fn place_call<'a>(
@@ -98,6 +115,42 @@ impl Carrier for TwilioCarrier {
                 .await
                 .map(|_| ())
                 .map_err(carrier_error)
+        })
+    }
+
+    fn fetch_call<'a>(
+        &'a self,
+        a: &'a CarrierAuth,
+        call_sid: &'a str,
+    ) -> BoxFuture<'a, Result<Option<CarrierCall>, CarrierError>> {
+        Box::pin(async move {
+            match self.client.fetch_call(&auth(a), call_sid).await {
+                Ok(c) => Ok(Some(carrier_call(c))),
+                Err(e) if e.code() == Some(rest::CODE_NOT_FOUND) => Ok(None),
+                Err(e) => Err(carrier_error(e)),
+            }
+        })
+    }
+
+    fn find_calls<'a>(
+        &'a self,
+        a: &'a CarrierAuth,
+        query: &'a CallQuery,
+    ) -> BoxFuture<'a, Result<Vec<CarrierCall>, CarrierError>> {
+        Box::pin(async move {
+            let day = chrono::DateTime::from_timestamp_millis(query.since).map(|t| t.date_naive());
+            let list = ListCalls {
+                to: Some(query.to.clone()),
+                from: Some(query.from.clone()),
+                start_time_from: day,
+                page_size: LOOKUP_PAGE_SIZE,
+            };
+            let page = self
+                .client
+                .list_calls(&auth(a), &list)
+                .await
+                .map_err(carrier_error)?;
+            Ok(page.calls.into_iter().map(carrier_call).collect())
         })
     }
 

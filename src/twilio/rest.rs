@@ -1,4 +1,5 @@
 //! Twilio REST client (docs/PROTOCOLS.md §3.4–§3.7, §6): create a call, update a live call,
+//! read a call, list calls (to find one created by a request whose answer never arrived),
 //! send an SMS, and the error model that maps Twilio's answers onto ours.
 //!
 //! Requests are `application/x-www-form-urlencoded` with PascalCase keys (repeated keys for
@@ -355,6 +356,59 @@ pub struct CallResource {
     /// AMD result, when requested.
     #[serde(default)]
     pub answered_by: Option<String>,
+    /// When the carrier created the call (RFC 2822).
+    #[serde(default)]
+    pub date_created: Option<String>,
+}
+
+impl CallResource {
+    /// `date_created` as Unix milliseconds.
+    pub fn created_at_ms(&self) -> Option<i64> {
+        self.date_created
+            .as_deref()
+            .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok())
+            .map(|d| d.timestamp_millis())
+    }
+}
+
+/// One page of `GET Calls.json` (§3.6b).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CallPage {
+    /// The calls of this page, newest first.
+    pub calls: Vec<CallResource>,
+    /// The next page, if any.
+    #[serde(default)]
+    pub next_page_uri: Option<String>,
+}
+
+/// Filters of `GET Calls.json` (§3.6b).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListCalls {
+    /// `To`.
+    pub to: Option<String>,
+    /// `From`.
+    pub from: Option<String>,
+    /// `StartTime>=`: a UTC day (`YYYY-MM-DD`); filter the page by `date_created` yourself.
+    pub start_time_from: Option<chrono::NaiveDate>,
+    /// `PageSize` (Twilio's default 50).
+    pub page_size: u32,
+}
+
+impl ListCalls {
+    fn query(&self) -> Vec<(&'static str, String)> {
+        let mut q = Vec::new();
+        if let Some(to) = &self.to {
+            q.push(("To", to.clone()));
+        }
+        if let Some(from) = &self.from {
+            q.push(("From", from.clone()));
+        }
+        if let Some(day) = self.start_time_from {
+            q.push(("StartTime>=", day.format("%Y-%m-%d").to_string()));
+        }
+        q.push(("PageSize", self.page_size.to_string()));
+        q
+    }
 }
 
 /// The fields of Twilio's Message resource this project uses; others are ignored.
@@ -451,6 +505,27 @@ impl TwilioClient {
             .await
     }
 
+    /// Reads a call: `GET /2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json` (§3.6b).
+    /// An unknown SID is [`TwilioError::Api`] with code 20404.
+    pub async fn fetch_call(
+        &self,
+        auth: &TwilioAuth,
+        call_sid: &str,
+    ) -> Result<CallResource, TwilioError> {
+        let resource = format!("{call_sid}.json");
+        self.get_json(auth, &["Calls", &resource], &[]).await
+    }
+
+    /// Lists calls: `GET /2010-04-01/Accounts/{AccountSid}/Calls.json` with the filters of
+    /// `list` (§3.6b); the first page only.
+    pub async fn list_calls(
+        &self,
+        auth: &TwilioAuth,
+        list: &ListCalls,
+    ) -> Result<CallPage, TwilioError> {
+        self.get_json(auth, &["Calls.json"], &list.query()).await
+    }
+
     /// Sends an SMS: `POST /2010-04-01/Accounts/{AccountSid}/Messages.json` with `To`,
     /// `From` and `Body`.
     pub async fn send_message(
@@ -483,6 +558,24 @@ impl TwilioClient {
         Ok(url)
     }
 
+    /// GETs with Basic auth and `query` and decodes a 2xx JSON answer as `T`.
+    async fn get_json<T: DeserializeOwned>(
+        &self,
+        auth: &TwilioAuth,
+        resource: &[&str],
+        query: &[(&'static str, String)],
+    ) -> Result<T, TwilioError> {
+        let mut url = self.account_url(&auth.account_sid, resource)?;
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let request = self
+            .http
+            .get(url.clone())
+            .basic_auth(&auth.account_sid, Some(&auth.auth_token));
+        self.send("GET", url.path().to_owned(), request).await
+    }
+
     /// POSTs `form` with Basic auth and decodes a 2xx JSON answer as `T`.
     async fn post_form<T: DeserializeOwned>(
         &self,
@@ -492,19 +585,28 @@ impl TwilioClient {
     ) -> Result<T, TwilioError> {
         let url = self.account_url(&auth.account_sid, resource)?;
         let path = url.path().to_owned();
-        let started = Instant::now();
-        let result = self
+        let request = self
             .http
             .post(url)
             .basic_auth(&auth.account_sid, Some(&auth.auth_token))
-            .form(form)
-            .send()
-            .await;
+            .form(form);
+        self.send("POST", path, request).await
+    }
+
+    /// Sends `request`, logs it, and decodes a 2xx JSON answer as `T`.
+    async fn send<T: DeserializeOwned>(
+        &self,
+        method: &'static str,
+        path: String,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, TwilioError> {
+        let started = Instant::now();
+        let result = request.send().await;
         let response = match result {
             Ok(response) => response,
             Err(err) => {
                 let err = transport_error(err);
-                tracing::debug!(method = "POST", %path, error = %err, "twilio request failed");
+                tracing::debug!(method, %path, error = %err, "twilio request failed");
                 return Err(err);
             }
         };
@@ -515,7 +617,7 @@ impl TwilioClient {
             Ok(body) => body,
             Err(err) => {
                 tracing::debug!(
-                    method = "POST",
+                    method,
                     %path,
                     status = status.as_u16(),
                     error = %err,
@@ -526,7 +628,7 @@ impl TwilioClient {
         };
         if status.is_success() {
             tracing::debug!(
-                method = "POST",
+                method,
                 %path,
                 status = status.as_u16(),
                 elapsed_ms,
@@ -536,7 +638,7 @@ impl TwilioClient {
         }
         let err = api_error(status, &body);
         tracing::debug!(
-            method = "POST",
+            method,
             %path,
             status = status.as_u16(),
             code = err.code(),

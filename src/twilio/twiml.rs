@@ -300,7 +300,7 @@ pub fn dial(
 }
 
 /// The verbs of a human fallback: the message, then the fallback number or a hangup.
-pub fn fallback(f: &actors::router::Fallback) -> Vec<Verb> {
+pub fn fallback(f: &actors::telephony::Fallback) -> Vec<Verb> {
     let mut verbs = vec![Say::text(f.message.clone())];
     match &f.number {
         Some(number) => verbs.push(dial(std::slice::from_ref(number), None, None, None)),
@@ -339,7 +339,7 @@ pub fn for_change(change: &actors::carrier::CallChange) -> Response {
             Response::new(verbs)
         }
         CallChange::Fallback { message, number } => {
-            Response::new(fallback(&actors::router::Fallback {
+            Response::new(fallback(&actors::telephony::Fallback {
                 message: message.clone(),
                 number: number.clone(),
             }))

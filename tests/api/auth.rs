@@ -113,15 +113,13 @@ async fn scopes_are_reported_and_checked(backend: Backend) {
         .await
         .expect("json");
     assert_eq!(me["scopes"], json!(["read"]));
-    let auth = app.state.actors.tenant.get().expect("tenant actor");
-    let ctx = ractor::call_t!(
-        auth,
-        actors::tenant::TenantMsg::Authenticate,
-        1000,
-        read_only.clone()
-    )
-    .expect("actor answers")
-    .expect("authenticates");
+    let ctx = app
+        .state
+        .actors
+        .tenants
+        .authenticate(&read_only)
+        .await
+        .expect("authenticates");
     assert!(ctx.has(actors::store::Scope::Read));
     assert!(!ctx.has(actors::store::Scope::Runtime));
     assert!(!ctx.has(actors::store::Scope::Operator));

@@ -752,3 +752,35 @@ impl Tripwire {
         );
     }
 }
+
+impl TestApp {
+    /// The `data` of every `voice.call.completed` event written for `call_id` (read from the
+    /// event outbox, whether or not the tenant has an event webhook).
+    pub async fn completed_events(&self, call_id: &str) -> Vec<Value> {
+        use sqlx::Connection;
+        const SQL: &str = "SELECT payload FROM webhook_events WHERE event = 'voice.call.completed'";
+        let payloads: Vec<String> = if self.database_url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(&self.database_url)
+                .await
+                .expect("sqlite connection");
+            sqlx::query_scalar(SQL)
+                .fetch_all(&mut conn)
+                .await
+                .expect("events")
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&self.database_url)
+                .await
+                .expect("postgres connection");
+            sqlx::query_scalar(SQL)
+                .fetch_all(&mut conn)
+                .await
+                .expect("events")
+        };
+        payloads
+            .iter()
+            .filter_map(|p| serde_json::from_str::<Value>(p).ok())
+            .map(|e| e["data"].clone())
+            .filter(|d| d["call_id"] == call_id)
+            .collect()
+    }
+}

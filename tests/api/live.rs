@@ -1319,14 +1319,14 @@ async fn every_client_event_the_runtime_sends_conforms_to_the_schema(backend: Ba
 // === 9. A stream start that arrives too late ===
 
 async fn a_stream_start_its_handler_gave_up_on_leaves_the_caller_the_fallback(backend: Backend) {
-    // Handlers wait 1.5 s for an actor (the default is 5 s), to keep the test short.
+    // The media handler waits 1.5 s for the stream start (ACTOR_CALL_TIMEOUT_MS; the default is
+    // 5 s), to keep the test short.
     let app = spawn_app_with(backend, |raw| raw.set("ACTOR_CALL_TIMEOUT_MS", "1500")).await;
     let t = app.telephony_tenant("Acme", NUMBER, json!({})).await;
-    let before = app.metrics().await;
     let (sid_a, xml_a) = app.inbound(&t, "+15551230090", NUMBER).await;
     let (sid_b, xml_b) = app.inbound(&t, "+15551230091", NUMBER).await;
-    // The database stalls writes: the router blocks on the first stream start's token
-    // write, and the second start waits behind it in the router's mailbox.
+    // The database stalls writes: both stream starts block on their token's write (each in
+    // its own task: no mailbox serialises them).
     let lock = app.lock_db_writes().await;
     let mut a = open_media(&app, None).await;
     send_start(&mut a, &t.account_sid, &sid_a, Some(&token_of(&xml_a))).await;
@@ -1339,11 +1339,11 @@ async fn a_stream_start_its_handler_gave_up_on_leaves_the_caller_the_fallback(ba
             .expect("the handler gives up");
         assert_eq!(close, (1008, "unavailable".to_owned()));
     }
-    // …and only then does the router get on with the starts.
+    // …and only then do the starts get on.
     lock.release().await;
     // Twilio asks what next: the callers never reached the agent, so they get the route's
-    // fallback (not a hang-up, as when the late starts still marked their streams started).
-    let mut started_anyway = 0;
+    // fallback (not a hang-up, as when a late start still marked its stream started),
+    // whether the start's task has finished by then or not.
     for sid in [&sid_a, &sid_b] {
         let call_id = app.call_log(&t.key, sid).await["id"]
             .as_str()
@@ -1370,18 +1370,13 @@ async fn a_stream_start_its_handler_gave_up_on_leaves_the_caller_the_fallback(ba
             "{sid}: {xml}"
         );
         let log = app.call_log(&t.key, sid).await;
-        assert_eq!(log["end_reason"], "fallback", "{log}");
-        if has_call_event(&log, "stream", "websocket-started") {
-            started_anyway += 1;
-        }
+        assert_eq!(log["end_reason"], "stream_failed", "{log}");
+        assert_eq!(log["outcome"], "fallback", "{log}");
+        assert!(
+            !has_call_event(&log, "stream", "websocket-started"),
+            "a start nobody waited for never marks the stream started: {log}"
+        );
     }
-    // The start the router was already writing when its handler gave up went through (and
-    // was turned into the fallback); the one still queued by then changed nothing.
-    assert_eq!(started_anyway, 1);
-    let after = app.metrics().await;
-    let abandoned = metric(&after, "stream_starts_abandoned_total", &[])
-        - metric(&before, "stream_starts_abandoned_total", &[]);
-    assert!(abandoned >= 2.0, "{abandoned}");
     assert!(app.state.actors.active.is_empty());
     assert_eq!(live_call_actors(&app).await, 0);
     assert!(

@@ -16,6 +16,8 @@ mod event_webhooks;
 mod limits;
 mod live;
 mod ops;
+mod outcomes;
+mod placement;
 mod queues;
 mod sandbox;
 mod telephony;

@@ -425,7 +425,7 @@ async fn unknown_number_gets_a_safe_message(backend: Backend) {
         let (_, xml) = app.inbound(&t, "+15551230000", to).await;
         let doc = twiml::Response::parse(&xml).expect("twiml");
         assert!(
-            matches!(&doc.verbs[0], Verb::Say(s) if s.text == actors::router::UNROUTED_MESSAGE),
+            matches!(&doc.verbs[0], Verb::Say(s) if s.text == actors::telephony::UNROUTED_MESSAGE),
             "{xml}"
         );
         assert!(matches!(&doc.verbs[1], Verb::Hangup(_)));
@@ -902,7 +902,9 @@ async fn stream_ended_decides_what_the_caller_hears(backend: Backend) {
         matches!(&doc.verbs[..], [Verb::Say(_), Verb::Dial(d)] if d.numbers() == vec!["+15550009999"]),
         "{doc:?}"
     );
-    assert_eq!(app.call_log(&t.key, &sid1).await["end_reason"], "fallback");
+    let log = app.call_log(&t.key, &sid1).await;
+    assert_eq!(log["end_reason"], "stream_failed", "{log}");
+    assert_eq!(log["outcome"], "fallback", "{log}");
     // A stream that ran and ended normally: hang up.
     let (sid2, xml) = app.inbound(&t, "+15551230000", "+14155550100").await;
     let mut ws = open_media(&app, None).await;

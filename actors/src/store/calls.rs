@@ -4,9 +4,10 @@
 //! single-use stream-token nonces.
 
 use super::{
-    Admission, CallDirection, CallEvent, CallFilter, CallRecord, Page, StatusEvent, Store,
-    StoreError, as_i64, is_terminal_status, on_pool,
+    Admission, CallDirection, CallEvent, CallFilter, CallRecord, Page, Placement, StatusEvent,
+    Store, StoreError, as_i64, is_terminal_status, on_pool,
 };
+use crate::ending::Continuation;
 use crate::ids::{CallId, RouteId, TenantId};
 use crate::time::now_ms;
 
@@ -41,6 +42,7 @@ pub(super) struct CallRow {
     end_detail: Option<String>,
     outcome: Option<String>,
     completed_at: Option<i64>,
+    placement: Option<String>,
     created_at: i64,
     updated_at: i64,
     started_at: Option<i64>,
@@ -50,7 +52,7 @@ pub(super) struct CallRow {
 pub(super) const CALL_COLUMNS: &str = "id, tenant_id, call_sid, account_sid, route_id, direction, from_number, to_number, \
      status, status_sequence, agent_key, agent_version_id, end_reason, answered_by, duration_seconds, metadata, \
      stream_sid, stream_status, after_stream, greeting, org_id, machine_detection, error_code, error_message, \
-     identity_state, escalated_to, end_detail, outcome, completed_at, created_at, updated_at, started_at, ended_at";
+     identity_state, escalated_to, end_detail, outcome, completed_at, placement, created_at, updated_at, started_at, ended_at";
 
 /// SQL list of live statuses, for `IN (…)`.
 const LIVE_SQL: &str = "('queued', 'initiated', 'ringing', 'in-progress')";
@@ -79,7 +81,12 @@ impl TryFrom<CallRow> for CallRecord {
             metadata: r.metadata.and_then(|m| serde_json::from_str(&m).ok()),
             stream_sid: r.stream_sid,
             stream_status: r.stream_status,
-            after_stream: r.after_stream,
+            after_stream: match r.after_stream {
+                Some(a) => {
+                    Some(Continuation::parse(&a).ok_or(StoreError::Corrupt("calls.after_stream"))?)
+                }
+                None => None,
+            },
             greeting: r.greeting,
             org_id: r.org_id,
             machine_detection: r.machine_detection,
@@ -96,6 +103,12 @@ impl TryFrom<CallRow> for CallRecord {
                 None => None,
             },
             completed_at: r.completed_at,
+            placement: match r.placement {
+                Some(p) => {
+                    Some(Placement::parse(&p).ok_or(StoreError::Corrupt("calls.placement"))?)
+                }
+                None => None,
+            },
             created_at: r.created_at,
             updated_at: r.updated_at,
             started_at: r.started_at,
@@ -177,8 +190,8 @@ impl Store {
     ) -> Result<Admission, StoreError> {
         let sql = format!(
             "INSERT INTO calls (id, tenant_id, call_sid, account_sid, route_id, direction, from_number, to_number, \
-             status, agent_key, agent_version_id, metadata, greeting, org_id, machine_detection, created_at, updated_at) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 WHERE \
+             status, agent_key, agent_version_id, metadata, greeting, org_id, machine_detection, created_at, updated_at, placement) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $21 WHERE \
              (SELECT COUNT(*) FROM calls WHERE tenant_id = $2 AND status IN {LIVE_SQL} AND ended_at IS NULL AND created_at >= $18) < $19 \
              AND ($5 IS NULL OR (SELECT COUNT(*) FROM calls WHERE route_id = $5 AND status IN {LIVE_SQL} AND ended_at IS NULL AND created_at >= $18) < $20)"
         );
@@ -205,6 +218,7 @@ impl Store {
                     .bind(live_since)
                     .bind(tenant_limit)
                     .bind(route_limit.unwrap_or(i64::MAX))
+                    .bind(call.placement.map(Placement::as_str))
                     .execute($exec)
                     .await?
                     .rows_affected()
@@ -360,27 +374,70 @@ impl Store {
         Ok(())
     }
 
-    /// Marks a call failed before the carrier reported anything (carrier refused, timed
-    /// out or was unreachable).
-    pub async fn fail_call(
+    /// Records the carrier's answer to a placement: the call has `call_sid` (and the reported
+    /// status, unless a callback already set one), and its placement is `placed`. Returns
+    /// false, changing nothing, when the call has another SID already or another call of
+    /// ours has this one (a carrier lookup must never give two calls one SID).
+    pub async fn record_placed(
         &self,
         id: &CallId,
-        code: &str,
+        call_sid: &str,
+        status: &str,
+    ) -> Result<bool, StoreError> {
+        let n = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE calls SET call_sid = $2, status = CASE WHEN status_sequence IS NULL THEN $3 ELSE status END, \
+                 placement = 'placed', updated_at = $4 \
+                 WHERE id = $1 AND (call_sid IS NULL OR call_sid = $2) \
+                 AND NOT EXISTS (SELECT 1 FROM calls other WHERE other.call_sid = $2 AND other.id <> $1)",
+            )
+            .bind(id.as_str())
+            .bind(call_sid)
+            .bind(status)
+            .bind(now_ms())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Sets where the placement of an outbound call stands (`pending`, `unknown`).
+    pub async fn set_placement(&self, id: &CallId, placement: Placement) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE calls SET placement = $2, updated_at = $3 WHERE id = $1")
+                .bind(id.as_str())
+                .bind(placement.as_str())
+                .bind(now_ms())
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// The carrier refused the call (`Refused`, with its error code and message) or never
+    /// had it (`NotFound`): the call is `failed`, unless a status callback said otherwise,
+    /// and ends now. A call a status callback already answered is left as the carrier
+    /// reported it, so the record never says `failed` and then `completed`.
+    pub async fn record_not_placed(
+        &self,
+        id: &CallId,
+        placement: Placement,
+        code: Option<&str>,
         message: &str,
-        end_reason: &str,
     ) -> Result<(), StoreError> {
         let now = now_ms();
         on_pool!(self, pool => {
             sqlx::query(
-                "UPDATE calls SET status = CASE WHEN status_sequence IS NULL THEN 'failed' ELSE status END, \
-                 error_code = $2, error_message = $3, end_reason = COALESCE(end_reason, $4), \
+                "UPDATE calls SET placement = $2, error_code = COALESCE($3, error_code), error_message = $4, \
+                 status = CASE WHEN status_sequence IS NULL THEN 'failed' ELSE status END, \
                  ended_at = CASE WHEN status_sequence IS NULL THEN COALESCE(ended_at, $5) ELSE ended_at END, \
                  updated_at = $5 WHERE id = $1",
             )
             .bind(id.as_str())
+            .bind(placement.as_str())
             .bind(code)
             .bind(message)
-            .bind(end_reason)
             .bind(now)
             .execute(pool)
             .await?;
@@ -504,16 +561,16 @@ impl Store {
         Ok(())
     }
 
-    /// Sets what the caller hears when the AI leg ends (`hangup`, `fallback`, `resume`, …).
-    pub async fn set_after_stream(
+    /// Records what the carrier is told when the AI leg ends (`None` clears it).
+    pub async fn set_continuation(
         &self,
         id: &CallId,
-        after: Option<&str>,
+        after: Option<Continuation>,
     ) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             sqlx::query("UPDATE calls SET after_stream = $2, updated_at = $3 WHERE id = $1")
                 .bind(id.as_str())
-                .bind(after)
+                .bind(after.map(Continuation::as_str))
                 .bind(now_ms())
                 .execute(pool)
                 .await?;
@@ -521,12 +578,57 @@ impl Store {
         Ok(())
     }
 
-    /// Records why the call (or its AI leg) ended, keeping the first reason.
+    /// [`Store::set_continuation`] from its stored form; an unknown form clears it.
+    /// Kept for the call runtime until it records a [`Continuation`] itself (to be removed).
+    pub async fn set_after_stream(
+        &self,
+        id: &CallId,
+        after: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.set_continuation(id, after.and_then(Continuation::parse))
+            .await
+    }
+
+    /// Consumes a planned continuation: clears `after_stream` only if it is still `expected`
+    /// (a fresh stream's `Resume` is answered once). Returns whether it was cleared.
+    pub async fn take_continuation(
+        &self,
+        id: &CallId,
+        expected: Continuation,
+    ) -> Result<bool, StoreError> {
+        let n = on_pool!(self, pool => {
+            sqlx::query("UPDATE calls SET after_stream = NULL, updated_at = $3 WHERE id = $1 AND after_stream = $2")
+                .bind(id.as_str())
+                .bind(expected.as_str())
+                .bind(now_ms())
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Records why the call (or its AI leg) ended, keeping the first reason. The call
+    /// runtime's remaining string path, until it records through
+    /// [`crate::outcome::Outcomes`] (to be removed; nothing else may use it).
     pub async fn set_end_reason(&self, id: &CallId, reason: &str) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             sqlx::query("UPDATE calls SET end_reason = COALESCE(end_reason, $2), updated_at = $3 WHERE id = $1")
                 .bind(id.as_str())
                 .bind(reason)
+                .bind(now_ms())
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// A handoff nobody answered: the call is no longer escalated and nothing is planned
+    /// after its stream (the dial result decides what follows).
+    pub async fn clear_escalation(&self, id: &CallId) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE calls SET escalated_to = NULL, after_stream = NULL, updated_at = $2 WHERE id = $1")
+                .bind(id.as_str())
                 .bind(now_ms())
                 .execute(pool)
                 .await?;

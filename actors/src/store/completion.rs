@@ -88,6 +88,28 @@ impl Store {
         Ok(())
     }
 
+    /// Withdraws a provisional reason: clears `end_reason` (and its detail) when it is
+    /// `provisional` and the call is not complete. A handoff's leg ends `escalated` before
+    /// anyone knows whether a human answers; when nobody did, the dial result decides.
+    pub async fn withdraw_end_reason(
+        &self,
+        call: &CallId,
+        provisional: EndReason,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE calls SET end_reason = NULL, end_detail = NULL, updated_at = $3 \
+                 WHERE id = $1 AND end_reason = $2 AND completed_at IS NULL",
+            )
+            .bind(call.as_str())
+            .bind(provisional.as_str())
+            .bind(crate::time::now_ms())
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
     /// Completes `call` unless it is complete already or one of its voice sessions is still
     /// active; `event` builds its `voice.call.completed` from what was recorded, and it is
     /// written in the same transaction. `None` when nothing was completed (someone else did,
@@ -268,6 +290,7 @@ mod tests {
             end_detail: None,
             outcome: None,
             completed_at: None,
+            placement: None,
             created_at: 1,
             updated_at: 1,
             started_at: None,

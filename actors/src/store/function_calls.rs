@@ -436,27 +436,6 @@ impl Store {
         Ok(())
     }
 
-    /// A handoff nobody answered ended the call another way (a callback task, the queue's
-    /// voicemail message): the call was not escalated after all and ends for `end_reason`,
-    /// replacing the `escalated` its call actor recorded when the stream stopped for the dial.
-    pub async fn end_unanswered_handoff(
-        &self,
-        call: &CallId,
-        end_reason: &str,
-    ) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
-            sqlx::query(
-                "UPDATE calls SET escalated_to = NULL, end_reason = $2, updated_at = $3 WHERE id = $1",
-            )
-            .bind(call.as_str())
-            .bind(end_reason)
-            .bind(now_ms())
-            .execute(pool)
-            .await?;
-        });
-        Ok(())
-    }
-
     /// The caller returns to the agent after an unanswered handoff: the call is live again
     /// (no escalation target, no end reason, nothing planned after the stream).
     pub async fn resume_after_handoff(&self, call: &CallId) -> Result<(), StoreError> {

@@ -1,7 +1,10 @@
 //! Idempotency keys with Stripe semantics, per tenant: the first request with a key runs and
 //! its response is stored; the same key with the same body replays it; with another body it
 //! is refused; while the first is still running a duplicate is refused as a conflict. Keys
-//! expire after their TTL; a request that never completed is abandoned after a minute.
+//! expire after their TTL; a request that never completed is abandoned after a minute —
+//! unless its work may have reached an outside party (a key attached to the call it created,
+//! [`Store::idempotency_attach`]): such a key is never released, only completed with the
+//! real outcome by whoever owns it.
 
 use super::{IdempotencyBegin, Store, StoreError, on_pool};
 use crate::ids::TenantId;
@@ -21,9 +24,11 @@ impl Store {
     ) -> Result<IdempotencyBegin, StoreError> {
         let now = now_ms();
         on_pool!(self, pool => {
-            // Expired keys and abandoned claims free the key.
+            // Expired keys and abandoned claims free the key; a claim attached to a call
+            // stays until its owner completes it.
             sqlx::query(
                 "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND \
+                 (state = 'completed' OR call_id IS NULL) AND \
                  (expires_at < $3 OR (state = 'in_progress' AND created_at < $4))",
             )
             .bind(tenant.as_str())
@@ -92,8 +97,30 @@ impl Store {
         Ok(())
     }
 
+    /// Attaches the call a key's request created: from here on the outcome may reach the
+    /// carrier, and the key is never released or abandoned, only completed.
+    pub async fn idempotency_attach(
+        &self,
+        tenant: &TenantId,
+        key: &str,
+        call: &crate::ids::CallId,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE idempotency_keys SET call_id = $3 WHERE tenant_id = $1 AND key = $2 AND state = 'in_progress'",
+            )
+            .bind(tenant.as_str())
+            .bind(key)
+            .bind(call.as_str())
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
     /// Releases `key` without a stored response (the request did not start its work), so a
-    /// retry runs again.
+    /// retry runs again. Only the request's owner may release it, knowing its work never
+    /// reached anyone (a key attached to a call is otherwise never released).
     pub async fn idempotency_release(
         &self,
         tenant: &TenantId,
@@ -107,5 +134,110 @@ impl Store {
                 .await?;
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::CallId;
+    use crate::store::{NewAudit, RuntimeConfig, Tenant, TenantStatus};
+
+    async fn store_with_tenant() -> (Store, TenantId) {
+        let store = Store::connect("sqlite::memory:", 1).await.expect("store");
+        store.migrate().await.expect("migrate");
+        let tenant = Tenant {
+            id: TenantId::generate(),
+            name: "Acme".into(),
+            status: TenantStatus::Active,
+            max_concurrent_calls: 10,
+            webhook_url: None,
+            runtime_config: RuntimeConfig::default(),
+            twilio: None,
+            openai_key: None,
+            signing_secret: None,
+            event_webhook: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let audit = NewAudit {
+            actor: "test".into(),
+            action: "tenant.create",
+            tenant_id: Some(tenant.id.clone()),
+            target_type: "tenant",
+            target_id: tenant.id.to_string(),
+            before: None,
+            after: None,
+            request_id: None,
+        };
+        store.insert_tenant(&tenant, &audit).await.expect("tenant");
+        (store, tenant.id)
+    }
+
+    /// Ages every claim past the abandonment limit.
+    async fn age_claims(store: &Store) {
+        on_pool!(store, pool => {
+            sqlx::query("UPDATE idempotency_keys SET created_at = 0")
+                .execute(pool)
+                .await
+                .expect("age");
+        });
+    }
+
+    #[tokio::test]
+    async fn a_claim_attached_to_a_call_is_never_abandoned_or_released() {
+        let (store, tenant) = store_with_tenant().await;
+        let ttl = 86_400_000;
+        // A claim whose request never reached anyone is abandoned after a minute.
+        assert_eq!(
+            store
+                .idempotency_begin(&tenant, "a", "h", ttl)
+                .await
+                .expect("begin"),
+            IdempotencyBegin::Started
+        );
+        age_claims(&store).await;
+        assert_eq!(
+            store
+                .idempotency_begin(&tenant, "a", "h", ttl)
+                .await
+                .expect("begin"),
+            IdempotencyBegin::Started
+        );
+        // One attached to the call it created stays in progress, however old…
+        assert_eq!(
+            store
+                .idempotency_begin(&tenant, "b", "h", ttl)
+                .await
+                .expect("begin"),
+            IdempotencyBegin::Started
+        );
+        store
+            .idempotency_attach(&tenant, "b", &CallId::generate())
+            .await
+            .expect("attach");
+        age_claims(&store).await;
+        assert_eq!(
+            store
+                .idempotency_begin(&tenant, "b", "h", ttl)
+                .await
+                .expect("begin"),
+            IdempotencyBegin::InProgress
+        );
+        // …until its owner completes it with the outcome.
+        store
+            .idempotency_complete(&tenant, "b", 201, "{}")
+            .await
+            .expect("complete");
+        assert_eq!(
+            store
+                .idempotency_begin(&tenant, "b", "h", ttl)
+                .await
+                .expect("begin"),
+            IdempotencyBegin::Replay {
+                status: 201,
+                body: "{}".into()
+            }
+        );
     }
 }

@@ -446,8 +446,9 @@ pub struct CallRecord {
     pub stream_sid: Option<String>,
     /// `started`, `stopped`, `error`.
     pub stream_status: Option<String>,
-    /// What the caller hears when the AI leg ends: `hangup`, `fallback`, `resume`.
-    pub after_stream: Option<String>,
+    /// What the carrier is told when the AI leg ends (the answer of `stream-ended`), as
+    /// planned by whoever ended the leg.
+    pub after_stream: Option<crate::ending::Continuation>,
     /// Greeting requested for this call.
     pub greeting: Option<String>,
     /// Tenant's organisation reference.
@@ -469,6 +470,8 @@ pub struct CallRecord {
     pub outcome: Option<crate::ending::Outcome>,
     /// When the call was completed (its `voice.call.completed` written), Unix ms.
     pub completed_at: Option<i64>,
+    /// Outbound: where asking the carrier stands (`None` for inbound calls).
+    pub placement: Option<Placement>,
     /// Creation (Unix ms).
     pub created_at: i64,
     /// Last change (Unix ms).
@@ -477,6 +480,56 @@ pub struct CallRecord {
     pub started_at: Option<i64>,
     /// Ended (Unix ms).
     pub ended_at: Option<i64>,
+}
+
+/// Where the placement of an outbound call stands (`calls.placement`). The task that asks
+/// the carrier owns it: `Pending` → `Placed` | `Refused` | `Unknown` (a timeout: the carrier
+/// may have created the call) → `Placed` | `NotFound` once status callbacks or a carrier
+/// lookup tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Placement {
+    /// The carrier is being asked.
+    Pending,
+    /// The carrier created the call (its SID is recorded).
+    Placed,
+    /// The carrier refused the call.
+    Refused,
+    /// The carrier did not answer in time: the call may exist; being reconciled.
+    Unknown,
+    /// The carrier had no such call after the grace period.
+    NotFound,
+}
+
+impl Placement {
+    /// Every placement state.
+    pub const ALL: [Placement; 5] = [
+        Placement::Pending,
+        Placement::Placed,
+        Placement::Refused,
+        Placement::Unknown,
+        Placement::NotFound,
+    ];
+
+    /// Stored and wire form.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Placement::Pending => "pending",
+            Placement::Placed => "placed",
+            Placement::Refused => "refused",
+            Placement::Unknown => "unknown",
+            Placement::NotFound => "not_found",
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn parse(s: &str) -> Option<Self> {
+        Placement::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// Whether the outcome is still open (the carrier may yet report the call).
+    pub const fn is_open(self) -> bool {
+        matches!(self, Placement::Pending | Placement::Unknown)
+    }
 }
 
 /// A stored status callback.

@@ -119,12 +119,15 @@ impl Store {
         result.map_err(unique_name)
     }
 
-    /// Replaces every field of a queue of its tenant (matched by id and tenant) and writes
-    /// the audit row. Returns false, writing nothing, when no such queue exists;
-    /// `Conflict("name")` when the new name is taken.
+    /// Replaces every field of a queue of its tenant (matched by id and tenant, and only if
+    /// it is still the version last changed at `expected_updated_at`, so the audit row's
+    /// "before" is the row replaced) and writes the audit row. Returns false, writing
+    /// nothing, when no such queue (version) exists; `Conflict("name")` when the new name is
+    /// taken.
     pub async fn update_queue(
         &self,
         queue: &OperatorQueue,
+        expected_updated_at: i64,
         audit: &NewAudit,
     ) -> Result<bool, StoreError> {
         let (numbers, hours) = json_columns(queue)?;
@@ -133,7 +136,7 @@ impl Store {
             let res = sqlx::query(
                 "UPDATE operator_queues SET name = $3, numbers = $4, caller_id = $5, ring_timeout_seconds = $6, \
                  business_hours = $7, when_closed = $8, when_unanswered = $9, voicemail_message = $10, \
-                 announcement = $11, updated_at = $12 WHERE id = $1 AND tenant_id = $2",
+                 announcement = $11, updated_at = $12 WHERE id = $1 AND tenant_id = $2 AND updated_at = $13",
             )
             .bind(queue.id.as_str())
             .bind(queue.tenant_id.as_str())
@@ -147,6 +150,7 @@ impl Store {
             .bind(&queue.voicemail_message)
             .bind(&queue.announcement)
             .bind(queue.updated_at)
+            .bind(expected_updated_at)
             .execute(&mut *tx)
             .await?;
             if res.rows_affected() != 1 {

@@ -2,7 +2,7 @@
 //! auth-transport alerts.
 
 use actors::ids::{RouteId, TenantId};
-use actors::router::{NewRoute, RoutePatch, RouterMsg};
+use actors::router::{self, NewRoute, RoutePatch, RouterMsg};
 use actors::store::{OverLimit, PhoneRoute, RouteDirection, RouteStatus};
 use actors::tenant::AuditMeta;
 use actors::time::rfc3339;
@@ -240,14 +240,8 @@ pub async fn list_routes(req: Request<AuditMeta>) -> Result<Response, ApiError> 
             })
         })
         .transpose()?;
-    let page = call_t!(
-        state.router_actor()?,
-        RouterMsg::ListRoutes,
-        state.actor_timeout_ms(),
-        tenant,
-        paging.limit,
-        paging.offset
-    )??;
+    let page =
+        router::list_routes(&state.store, tenant.as_ref(), paging.limit, paging.offset).await?;
     Ok(json(
         StatusCode::OK,
         &Page::new(
@@ -310,12 +304,7 @@ pub async fn get_route(req: Request<AuditMeta, (String,)>) -> Result<Response, A
         state, path: (id,), ..
     } = req;
     let id = route_id(&id)?;
-    let route = call_t!(
-        state.router_actor()?,
-        RouterMsg::GetRoute,
-        state.actor_timeout_ms(),
-        id
-    )??;
+    let route = router::get_route(&state.store, &id).await?;
     Ok(json(StatusCode::OK, &PhoneRouteView::from(route)))
 }
 
@@ -423,11 +412,7 @@ pub struct RoutingDiagnostics {
     responses((status = 200, body = RoutingDiagnostics)))]
 pub async fn routing_diagnostics(req: Request<AuditMeta>) -> Result<Response, ApiError> {
     let state = req.state;
-    let recent = call_t!(
-        state.router_actor()?,
-        RouterMsg::RecentRouting,
-        state.actor_timeout_ms()
-    )?;
+    let recent = state.actors.telephony.diagnostics().recent();
     Ok(json(
         StatusCode::OK,
         &RoutingDiagnostics {

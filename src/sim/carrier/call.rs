@@ -341,6 +341,7 @@ impl CallRunner {
         self.progress(ProgressEvent::Ringing).await;
         let ring = match behaviour {
             B::NoAnswer => spec.timeout,
+            B::NoAnswerAfter(ring) => ring.min(spec.timeout),
             _ => self.shared.config.ring_time,
         };
         let deadline = Instant::now() + ring;
@@ -354,7 +355,7 @@ impl CallRunner {
         }
         match behaviour {
             B::Busy => return CallStatus::Busy,
-            B::NoAnswer => return CallStatus::NoAnswer,
+            B::NoAnswer | B::NoAnswerAfter(_) => return CallStatus::NoAnswer,
             B::Answer | B::Failed => {}
         }
         self.answer().await;

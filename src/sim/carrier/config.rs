@@ -31,6 +31,13 @@ pub struct CarrierConfig {
     pub default_operator: OperatorBehaviour,
     /// Told about every tagged frame sent and received on a media stream (default none).
     pub media_observer: Option<Arc<dyn MediaObserver>>,
+    /// How long `POST Calls.json` takes to answer (default none). The call exists at once;
+    /// only the answer is late, as when the carrier is slow: a client that gives up first
+    /// never learns the SID.
+    pub create_response_delay: Duration,
+    /// How long the lookups (`GET Calls.json`, `GET Calls/{Sid}.json`) take to answer
+    /// (default none).
+    pub lookup_response_delay: Duration,
 }
 
 /// Watches tagged audio on every media stream, for a load generator that matches frames
@@ -58,6 +65,8 @@ impl Default for CarrierConfig {
             default_callee: CalleeBehaviour::Answer,
             default_operator: OperatorBehaviour::default(),
             media_observer: None,
+            create_response_delay: Duration::ZERO,
+            lookup_response_delay: Duration::ZERO,
         }
     }
 }
@@ -82,6 +91,8 @@ pub enum CalleeBehaviour {
     Busy,
     /// Rings until the call's `Timeout` (default 60 s): final status `no-answer`, no TwiML.
     NoAnswer,
+    /// Rings this long (or the call's `Timeout`, if shorter): final status `no-answer`.
+    NoAnswerAfter(Duration),
     /// Cannot be reached: final status `failed` at once, no TwiML.
     Failed,
 }
@@ -138,6 +149,8 @@ pub(crate) enum Fault {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Settings {
     pub accounts: HashMap<String, String>,
+    pub create_response_delay: Duration,
+    pub lookup_response_delay: Duration,
     pub callees: HashMap<String, CalleeBehaviour>,
     pub operators: HashMap<String, OperatorBehaviour>,
     pub answered_by: HashMap<String, String>,

@@ -161,6 +161,7 @@ async fn handle(
         Err(error) => (error.status, error_reply(&error)),
     };
     tracing::debug!(method = %method, path, status, "carrier simulator: request");
+    let slow = calls_resource(&method, &path);
     lock(&shared.requests).push(RequestRecord {
         method: method.to_string(),
         path,
@@ -168,7 +169,41 @@ async fn handle(
         auth_user: auth.map(|(user, _)| user),
         status,
     });
+    // The work is done (a call created) before a slow answer: a client that gives up
+    // waiting has still caused it, as with the real carrier.
+    let delay = {
+        let settings = lock(&shared.settings);
+        match slow {
+            Some(CallsRequest::Create) => settings.create_response_delay,
+            Some(CallsRequest::Lookup) => settings.lookup_response_delay,
+            None => Duration::ZERO,
+        }
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     reply
+}
+
+/// The requests the configurable response delays apply to.
+enum CallsRequest {
+    /// `POST Calls.json`.
+    Create,
+    /// `GET Calls.json`, `GET Calls/{Sid}.json`.
+    Lookup,
+}
+
+fn calls_resource(method: &Method, path: &str) -> Option<CallsRequest> {
+    let rest = path
+        .strip_prefix("/2010-04-01/Accounts/")
+        .and_then(|r| r.split_once('/').map(|(_, rest)| rest))?;
+    match *method {
+        Method::POST if rest == "Calls.json" => Some(CallsRequest::Create),
+        Method::GET if rest == "Calls.json" || rest.starts_with("Calls/") => {
+            Some(CallsRequest::Lookup)
+        }
+        _ => None,
+    }
 }
 
 fn not_found(path: &str) -> ApiError {
@@ -195,7 +230,7 @@ fn route(
     match segments.as_slice() {
         ["Calls.json"] => match *method {
             Method::POST => create_call(shared, account, params),
-            Method::GET => Ok((200, list_calls(shared, account))),
+            Method::GET => Ok((200, list_calls(shared, account, params))),
             _ => Err(method_not_allowed()),
         },
         ["Calls", file] => {
@@ -416,18 +451,37 @@ fn create_call(
     Ok((201, body))
 }
 
-fn list_calls(shared: &Shared, account: &str) -> Value {
-    let calls: Vec<Value> = shared
+/// `GET Calls.json`: the account's calls, newest first, filtered by `To`, `From`, `Status`
+/// and `StartTime>=` (a UTC day compared with the day the call was created, as §3.6b
+/// advises clients to filter by `date_created`), at most `PageSize` (default 50).
+fn list_calls(shared: &Shared, account: &str, params: &Params) -> Value {
+    let to = non_empty(params, "To");
+    let from = non_empty(params, "From");
+    let status = non_empty(params, "Status");
+    let since = non_empty(params, "StartTime>=")
+        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+    let page_size = param(params, "PageSize")
+        .and_then(|p| p.trim().parse::<usize>().ok())
+        .unwrap_or(50)
+        .clamp(1, 1000);
+    let mut calls: Vec<CallSnapshot> = shared
         .all_calls()
         .iter()
         .map(|e| e.state.borrow().clone())
         .filter(|s| s.account_sid == account)
-        .map(|s| call_json(&s))
+        .filter(|s| to.is_none_or(|to| s.to == to))
+        .filter(|s| from.is_none_or(|from| s.from == from))
+        .filter(|s| status.is_none_or(|st| s.status.as_str() == st))
+        .filter(|s| since.is_none_or(|day| s.created_at.date_naive() >= day))
         .collect();
+    calls.reverse();
+    calls.truncate(page_size);
+    let calls: Vec<Value> = calls.iter().map(call_json).collect();
     json!({
         "calls": calls,
         "page": 0,
-        "page_size": calls.len(),
+        "page_size": page_size,
+        "next_page_uri": null,
         "uri": format!("/{API_VERSION}/Accounts/{account}/Calls.json"),
     })
 }

@@ -59,7 +59,11 @@ pub(crate) struct Shared {
 impl Shared {
     /// New state; must be called inside a tokio runtime.
     pub fn new(config: CarrierConfig, http: reqwest::Client) -> Self {
-        let mut settings = Settings::default();
+        let mut settings = Settings {
+            create_response_delay: config.create_response_delay,
+            lookup_response_delay: config.lookup_response_delay,
+            ..Settings::default()
+        };
         for (sid, token) in &config.accounts {
             settings.accounts.insert(sid.clone(), token.clone());
         }

@@ -979,6 +979,82 @@ async fn injected_faults_answer_the_next_request() {
 }
 
 #[tokio::test]
+async fn a_slow_carrier_creates_the_call_before_it_answers_and_lookups_filter() {
+    let sim = start_sim().await;
+    let create = |to: &str| {
+        form(&[
+            ("To", to),
+            ("From", "+15550004444"),
+            ("Twiml", "<Response><Pause length=\"5\"/></Response>"),
+        ])
+    };
+    // The answer comes late, the call exists at once: a client that gave up caused it.
+    sim.set_create_response_delay(Duration::from_secs(5));
+    let gave_up = client()
+        .post(sim.calls_url(ACCOUNT))
+        .basic_auth(ACCOUNT, Some(TOKEN))
+        .form(&create("+15550003333"))
+        .timeout(Duration::from_millis(200))
+        .send()
+        .await;
+    assert!(gave_up.is_err_and(|e| e.is_timeout()));
+    assert_eq!(sim.calls().len(), 1);
+    assert_eq!(sim.calls_created(), 1);
+    sim.set_create_response_delay(Duration::ZERO);
+    let (status, _) = post(
+        &sim.calls_url(ACCOUNT),
+        Some((ACCOUNT, TOKEN)),
+        &create("+15550005555"),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let today = chrono::Utc::now().date_naive();
+    let list = |query: Vec<(String, String)>| {
+        let mut url = url::Url::parse(&sim.calls_url(ACCOUNT)).expect("url");
+        url.query_pairs_mut().extend_pairs(query);
+        async move {
+            client()
+                .get(url)
+                .basic_auth(ACCOUNT, Some(TOKEN))
+                .send()
+                .await
+                .expect("list")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
+    };
+    let found = list(form(&[
+        ("To", "+15550003333"),
+        ("From", "+15550004444"),
+        ("StartTime>=", &today.format("%Y-%m-%d").to_string()),
+    ]))
+    .await;
+    let calls = found["calls"].as_array().expect("calls");
+    assert_eq!(calls.len(), 1, "{found}");
+    assert_eq!(calls[0]["sid"], sim.calls()[0].sid.as_str());
+    assert!(calls[0]["date_created"].is_string());
+    let tomorrow = today.succ_opt().expect("tomorrow");
+    let none = list(form(&[(
+        "StartTime>=",
+        &tomorrow.format("%Y-%m-%d").to_string(),
+    )]))
+    .await;
+    assert_eq!(none["calls"], serde_json::json!([]));
+    let all = list(Vec::new()).await;
+    assert_eq!(all["calls"].as_array().expect("calls").len(), 2);
+    // Lookups can be slow too.
+    sim.set_calls_response_delay(Duration::from_secs(5));
+    let slow = client()
+        .get(sim.call_url(ACCOUNT, &sim.calls()[0].sid))
+        .basic_auth(ACCOUNT, Some(TOKEN))
+        .timeout(Duration::from_millis(200))
+        .send()
+        .await;
+    assert!(slow.is_err_and(|e| e.is_timeout()));
+}
+
+#[tokio::test]
 async fn dropping_the_handle_stops_the_server() {
     let sim = start_sim().await;
     let url = sim.calls_url(ACCOUNT);

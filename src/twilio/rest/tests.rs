@@ -28,6 +28,7 @@ const CALL_201: &str = r#"{
 struct Recorded {
     method: String,
     path: String,
+    query: String,
     authorization: Option<String>,
     content_type: Option<String>,
     user_agent: Option<String>,
@@ -72,6 +73,7 @@ impl TestServer {
         let routes = warp::any()
             .and(warp::method())
             .and(warp::path::full())
+            .and(warp::query::raw().or(warp::any().map(String::new)).unify())
             .and(warp::header::optional::<String>("authorization"))
             .and(warp::header::optional::<String>("content-type"))
             .and(warp::header::optional::<String>("user-agent"))
@@ -79,6 +81,7 @@ impl TestServer {
             .then(
                 move |method: warp::http::Method,
                       path: warp::path::FullPath,
+                      query: String,
                       authorization,
                       content_type,
                       user_agent,
@@ -89,6 +92,7 @@ impl TestServer {
                         log.lock().expect("log lock").push(Recorded {
                             method: method.to_string(),
                             path: path.as_str().to_owned(),
+                            query,
                             authorization,
                             content_type,
                             user_agent,
@@ -202,6 +206,7 @@ async fn create_call_sends_form_and_basic_auth_and_parses_201() {
             account_sid: SID.to_owned(),
             duration: None,
             answered_by: None,
+            date_created: None,
         }
     );
 
@@ -408,6 +413,69 @@ async fn rfc9457_problem_document_is_parsed() {
         }
     );
     assert_eq!(suggested_status(&err), 502);
+}
+
+#[tokio::test]
+async fn fetch_call_gets_the_call_resource() {
+    let server = TestServer::json(
+        200,
+        r#"{"sid": "CA00000000000000000000000000000002", "account_sid": "AC00000000000000000000000000000001",
+            "to": "+15005550006", "from": "+15005550001", "status": "in-progress",
+            "date_created": "Tue, 01 Jul 2025 10:00:05 +0000", "duration": null}"#,
+    )
+    .await;
+    let call = server
+        .client()
+        .fetch_call(&auth(), CALL_SID)
+        .await
+        .expect("fetched");
+    assert_eq!(call.status, "in-progress");
+    assert_eq!(call.created_at_ms(), Some(1_751_364_005_000));
+    let sent = server.only_request();
+    assert_eq!(sent.method, "GET");
+    assert_eq!(
+        sent.path,
+        format!("/2010-04-01/Accounts/{SID}/Calls/{CALL_SID}.json")
+    );
+    assert!(sent.authorization.is_some_and(|a| a.starts_with("Basic ")));
+}
+
+#[tokio::test]
+async fn list_calls_sends_the_filters_and_parses_the_page() {
+    let server = TestServer::json(
+        200,
+        r#"{"calls": [{"sid": "CA1", "account_sid": "AC00000000000000000000000000000001",
+            "to": "+15005550006", "from": "+15005550001", "status": "queued",
+            "date_created": "Tue, 01 Jul 2025 10:00:05 +0000"}],
+            "next_page_uri": null, "page": 0, "page_size": 50}"#,
+    )
+    .await;
+    let list = ListCalls {
+        to: Some("+15005550006".into()),
+        from: Some("+15005550001".into()),
+        start_time_from: chrono::NaiveDate::from_ymd_opt(2025, 7, 1),
+        page_size: 50,
+    };
+    let page = server
+        .client()
+        .list_calls(&auth(), &list)
+        .await
+        .expect("listed");
+    assert_eq!(page.calls.len(), 1);
+    assert_eq!(page.calls[0].sid, "CA1");
+    let sent = server.only_request();
+    assert_eq!(sent.method, "GET");
+    assert_eq!(sent.path, format!("/2010-04-01/Accounts/{SID}/Calls.json"));
+    let query: Vec<(String, String)> = serde_urlencoded::from_str(&sent.query).expect("query");
+    assert_eq!(
+        query,
+        [
+            ("To".to_owned(), "+15005550006".to_owned()),
+            ("From".to_owned(), "+15005550001".to_owned()),
+            ("StartTime>=".to_owned(), "2025-07-01".to_owned()),
+            ("PageSize".to_owned(), "50".to_owned()),
+        ]
+    );
 }
 
 #[tokio::test]

@@ -1,0 +1,8 @@
+//! Actor-level tests: the tree started with a real SQLite store and a scripted carrier,
+//! driven by message and through the shared handles (`Actors`), without HTTP.
+
+mod support;
+
+mod placement;
+mod router;
+mod tenant;
