@@ -640,6 +640,18 @@ impl Ctx {
         }
     }
 
+    /// Completes a call whose handoff's dial settled it (bridge: the call runtime no longer
+    /// completes a call that continues with a dial; the telephony rewrite owns this).
+    async fn complete_after_dial(&self, call: &CallId, reason: crate::ending::EndReason) {
+        let Some(notifier) = self.args.notifier.clone() else {
+            return;
+        };
+        let outcomes = crate::outcome::Outcomes::new(self.store().clone(), notifier);
+        if let Err(error) = outcomes.complete(call, reason, None, None).await {
+            tracing::warn!(call_id = %call, error = %error, "could not complete the call");
+        }
+    }
+
     async fn event(&self, call: &CallId, kind: &str, detail: serde_json::Value) {
         if let Err(error) = self.store().add_call_event(call, kind, &detail).await {
             tracing::warn!(call_id = %call, error = %error, "could not record call event");
@@ -1073,6 +1085,8 @@ impl Ctx {
             )
             .await;
             metrics::counter!("handoffs_total", "outcome" => "answered").increment(1);
+            self.complete_after_dial(&call.id, crate::ending::EndReason::Escalated)
+                .await;
             return Ok(AfterStream::Hangup);
         }
         metrics::counter!("handoffs_total", "outcome" => "unanswered").increment(1);
@@ -1172,6 +1186,17 @@ impl Ctx {
             json!({"handoff_id": handoff.id, "dial_status": report.status, "outcome": outcome, "callback_task_id": task}),
         )
         .await;
+        match fallback {
+            crate::operator::QueueFallback::Agent => {}
+            crate::operator::QueueFallback::Voicemail => {
+                self.complete_after_dial(&call.id, crate::ending::EndReason::EscalationVoicemail)
+                    .await;
+            }
+            crate::operator::QueueFallback::CallbackTask => {
+                self.complete_after_dial(&call.id, crate::ending::EndReason::CallbackScheduled)
+                    .await;
+            }
+        }
         Ok(decision)
     }
 

@@ -19,13 +19,15 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::watch;
 
-use crate::call::CallDeps;
+use crate::call::router_control::RouterControl;
 use crate::call::supervisor::{CallSupervisor, CallSupervisorMsg};
+use crate::call::{CallDeps, CallSettings};
 use crate::carrier::Carrier;
 use crate::crypto::SecretBox;
 use crate::egress::Egress;
 use crate::meter::{self, HandleTimer, kind};
 use crate::notifier::{Notifier, NotifierActor, NotifierArgs, NotifierMsg, NotifierSettings};
+use crate::outcome::Outcomes;
 use crate::rollout::{RolloutActor, RolloutMsg};
 use crate::router::{PublicUrls, RouterActor, RouterArgs, RouterMsg};
 use crate::singleton::SingletonRef;
@@ -62,8 +64,8 @@ pub struct RootConfig {
     pub actor_timeout: Duration,
     /// Live calls of this node.
     pub active: Arc<crate::active::ActiveRegistry>,
-    /// What call actors need (the AI endpoint, limits, chaos hooks).
-    pub calls: CallDeps,
+    /// How call actors run (the AI endpoint, queue sizes, chaos hooks).
+    pub calls: CallSettings,
     /// Outbound HTTP to tenant endpoints (SSRF-safe, signed).
     pub egress: Egress,
     /// Event webhook delivery settings.
@@ -119,6 +121,8 @@ pub struct Actors {
     pub calls: SingletonRef<CallSupervisorMsg>,
     /// Tenant events: emission, and the notifier actor (current incarnation).
     pub notifier: Notifier,
+    /// The one recorder of how calls end.
+    pub outcomes: Outcomes,
     /// Changes whenever the tree's health changes (e.g. meltdown).
     pub health: watch::Receiver<bool>,
     /// Live calls of this node.
@@ -137,6 +141,7 @@ pub struct RootArgs {
     calls: SingletonRef<CallSupervisorMsg>,
     notifier: SingletonRef<NotifierMsg>,
     notifier_handle: Notifier,
+    calls_deps: CallDeps,
     health: watch::Sender<bool>,
 }
 
@@ -193,6 +198,8 @@ pub struct RootState {
     calls: SingletonRef<CallSupervisorMsg>,
     notifier: SingletonRef<NotifierMsg>,
     notifier_handle: Notifier,
+    /// What every call actor needs, complete (the call supervisor is rebuilt with it).
+    calls_deps: CallDeps,
     health: watch::Sender<bool>,
     /// Why the root melted down, once it has.
     meltdown: Option<String>,
@@ -207,10 +214,22 @@ impl RootSupervisor {
         let calls = SingletonRef::new();
         let notifier = SingletonRef::new();
         let notifier_handle = Notifier::new(config.store.clone(), notifier.clone());
+        let outcomes = Outcomes::new(config.store.clone(), notifier_handle.clone());
         let (health_tx, health_rx) = watch::channel(true);
         let active = Arc::clone(&config.active);
+        let calls_deps = CallDeps {
+            store: config.store.clone(),
+            settings: config.calls.clone(),
+            active: Arc::clone(&config.active),
+            tenant: tenant.clone(),
+            control: Arc::new(RouterControl::new(router.clone())),
+            egress: config.egress.clone(),
+            notifier: notifier_handle.clone(),
+            outcomes: outcomes.clone(),
+        };
         let args = RootArgs {
             config,
+            calls_deps,
             tenant: tenant.clone(),
             router: router.clone(),
             rollout: rollout.clone(),
@@ -227,6 +246,7 @@ impl RootSupervisor {
             rollout,
             calls,
             notifier: notifier_handle,
+            outcomes,
             health: health_rx,
             active,
         })
@@ -252,10 +272,7 @@ impl RootSupervisor {
                 Ok(cell)
             }
             ChildKind::Calls => {
-                let mut deps = state.config.calls.clone();
-                deps.tenant = Some(state.tenant.clone());
-                deps.router = Some(state.router.clone());
-                deps.notifier = Some(state.notifier_handle.clone());
+                let deps = state.calls_deps.clone();
                 let (actor, _join) =
                     Actor::spawn_linked(None, CallSupervisor, deps, myself.get_cell()).await?;
                 let cell = actor.get_cell();
@@ -408,6 +425,7 @@ impl Actor for RootSupervisor {
             calls: args.calls,
             notifier: args.notifier,
             notifier_handle: args.notifier_handle,
+            calls_deps: args.calls_deps,
             health: args.health,
             meltdown: None,
         };

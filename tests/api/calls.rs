@@ -15,6 +15,7 @@ use crate::helpers::{Backend, Tele, TestApp, backend_tests, spawn_app_with};
 backend_tests!(
     full_inbound_conversation_is_recorded,
     a_crashed_call_actor_leaves_other_calls_untouched,
+    a_killed_call_actor_is_recorded_by_its_supervisor,
     a_tenant_realtime_key_overrides_the_global_one,
 );
 
@@ -206,12 +207,7 @@ async fn a_crashed_call_actor_leaves_other_calls_untouched(backend: Backend) {
         .expect("survivor ends");
     assert_eq!(survivor_call.status, CallStatus::Completed);
     let log = app.call_log(&t.key, &victim).await;
-    assert!(
-        log["end_reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("fail")),
-        "{log}"
-    );
+    assert_eq!(log["end_reason"], "actor_failed", "{log}");
     assert!(
         log["events"]
             .as_array()
@@ -222,6 +218,18 @@ async fn a_crashed_call_actor_leaves_other_calls_untouched(backend: Backend) {
     );
     let session = session_of(&app, &t, &victim).await;
     assert_eq!(session["status"], "failed");
+    assert_eq!(session["end_reason"], "actor_failed");
+    // One recorder, one completion: the supervisor's, with the panic as its detail.
+    let completed = crate::live::completed_events(&app, log["id"].as_str().expect("id")).await;
+    assert_eq!(completed.len(), 1, "{completed:?}");
+    assert_eq!(completed[0]["outcome"], "fallback");
+    assert_eq!(completed[0]["end_reason"], "actor_failed");
+    assert!(
+        completed[0]["end_detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("chaos hook")),
+        "{completed:?}"
+    );
     let ok = session_of(&app, &t, &survivor).await;
     assert_eq!(ok["status"], "completed");
     let metrics = app
@@ -234,6 +242,65 @@ async fn a_crashed_call_actor_leaves_other_calls_untouched(backend: Backend) {
         .await
         .expect("text");
     assert!(metrics.contains("actor_failures_total{actor=\"call\"}"));
+    app.stop().await;
+}
+
+async fn a_killed_call_actor_is_recorded_by_its_supervisor(backend: Backend) {
+    let (app, sim, t) = setup(backend).await;
+    let mut live = app.state.actors.active.subscribe();
+    let before = app.metrics().await;
+    let victim = call(
+        &app,
+        &sim,
+        &t,
+        "+15551230005",
+        CallerScript::default().silence(Duration::from_secs(20)),
+    );
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match live.recv().await {
+                Ok(actors::active::ActiveEvent::Started(c)) if c.call_sid == victim => break,
+                Ok(_) => continue,
+                Err(e) => panic!("active feed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("victim live");
+    // Killed, not panicked: the actor runs no more code (no `post_stop`, no handler).
+    let actor =
+        ractor::registry::where_is(format!("call:{victim}")).expect("registered call actor");
+    actor.kill();
+    // The supervisor records it like a failure: the caller goes to the route's fallback.
+    let victim_call = tokio::time::timeout(
+        WAIT,
+        sim.wait_for(&victim, |c| {
+            c.events
+                .iter()
+                .any(|e| matches!(e, CallEvent::Dialed { .. }))
+        }),
+    )
+    .await
+    .expect("fallback dialed");
+    assert!(
+        victim_call
+            .said
+            .contains(&"Connecting you to our team.".to_owned())
+    );
+    let log = app.call_log(&t.key, &victim).await;
+    assert_eq!(log["end_reason"], "actor_failed", "{log}");
+    let session = session_of(&app, &t, &victim).await;
+    assert_eq!(session["status"], "failed", "{session}");
+    assert_eq!(session["end_reason"], "actor_failed");
+    let completed = crate::live::completed_events(&app, log["id"].as_str().expect("id")).await;
+    assert_eq!(completed.len(), 1, "{completed:?}");
+    assert_eq!(completed[0]["outcome"], "fallback");
+    assert_eq!(completed[0]["end_detail"], "killed");
+    let after = app.metrics().await;
+    let failures =
+        |m: &str| crate::helpers::metric(m, "actor_failures_total", &[("actor", "call")]);
+    // Counted (other tests of the binary may add theirs concurrently).
+    assert!(failures(&after) - failures(&before) >= 1.0, "{after}");
     app.stop().await;
 }
 
@@ -278,11 +345,22 @@ async fn a_tenant_realtime_key_overrides_the_global_one(backend: Backend) {
         "no session opened with the refused key"
     );
     let log = app.call_log(&t.key, &sid).await;
+    assert_eq!(log["end_reason"], "ai_failed", "{log}");
+    let record = app
+        .state
+        .store
+        .get_call_by_id(&actors::ids::CallId::from_stored(
+            log["id"].as_str().expect("id").to_owned(),
+        ))
+        .await
+        .expect("read")
+        .expect("call");
     assert!(
-        log["end_reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("ai connect failed")),
-        "{log}"
+        record
+            .end_detail
+            .as_deref()
+            .is_some_and(|d| d.contains("connect failed")),
+        "{record:?}"
     );
     // Cleared, the tenant's calls use the global key again.
     app.admin(

@@ -287,6 +287,7 @@ mod tests {
             stream_sid: None,
             status: "active".into(),
             end_reason: None,
+            end_detail: None,
             first_audio_ms: None,
             input_tokens: 0,
             output_tokens: 0,
@@ -353,7 +354,12 @@ mod tests {
             .await
             .expect("reason");
         store
-            .finish_session(&s.id, "completed", "caller_hangup", None)
+            .finish_session(
+                &s.id,
+                crate::store::SessionStatus::Completed,
+                EndReason::CallerHangup,
+                None,
+            )
             .await
             .expect("finish");
         let done = store
