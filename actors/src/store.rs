@@ -23,6 +23,8 @@ mod audit;
 mod callbacks;
 mod calls;
 mod completion;
+#[cfg(test)]
+pub(crate) mod fixtures;
 mod function_calls;
 mod idempotency;
 mod models;

@@ -87,6 +87,7 @@ async fn session_of(app: &TestApp, t: &Tele, call_sid: &str) -> Value {
 
 async fn full_inbound_conversation_is_recorded(backend: Backend) {
     let (app, sim, t) = setup(backend).await;
+    let mut live = app.state.actors.active.subscribe();
     app.realtime
         .set_script(RealtimeScript::new(vec![ScriptTurn::say(
             "I need help with my order",
@@ -142,6 +143,13 @@ async fn full_inbound_conversation_is_recorded(backend: Backend) {
     let log = app.call_log(&t.key, &sid).await;
     assert_eq!(log["end_reason"], "caller_hangup");
     assert_eq!(log["stream_status"], "stopped");
+    // One voice.call.completed, written after the last record of the conversation.
+    let done = crate::live::completed_once(&app, &mut live, log["id"].as_str().expect("id")).await;
+    assert_eq!(done["outcome"], "completed", "{done}");
+    assert_eq!(done["end_reason"], "caller_hangup");
+    assert_eq!(done["transcript_turns"], 3);
+    assert_eq!(done["function_calls"], 0);
+    assert_eq!(done["session_ids"].as_array().map(Vec::len), Some(1));
     app.stop().await;
 }
 

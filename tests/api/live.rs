@@ -193,6 +193,23 @@ pub(crate) async fn completed_events(app: &TestApp, call_id: &str) -> Vec<Value>
         .collect()
 }
 
+/// Waits until the call's (last) actor is gone, its records final, then returns the one
+/// `voice.call.completed` of the call.
+pub(crate) async fn completed_once(
+    app: &TestApp,
+    live: &mut broadcast::Receiver<ActiveEvent>,
+    call_id: &str,
+) -> Value {
+    ended(live, call_id).await;
+    let mut events = completed_events(app, call_id).await;
+    assert_eq!(
+        events.len(),
+        1,
+        "exactly one voice.call.completed: {events:?}"
+    );
+    events.remove(0)
+}
+
 /// Client event types of a realtime session other than the audio appends, in order.
 fn control_events(s: &SessionSnapshot) -> Vec<&str> {
     s.client_events
@@ -220,7 +237,7 @@ async fn started(live: &mut broadcast::Receiver<ActiveEvent>, call_sid: &str) ->
 }
 
 /// Waits on the live-call feed for the call to end; returns the reason.
-async fn ended(live: &mut broadcast::Receiver<ActiveEvent>, call_id: &str) -> String {
+pub(crate) async fn ended(live: &mut broadcast::Receiver<ActiveEvent>, call_id: &str) -> String {
     tokio::time::timeout(WAIT, async {
         loop {
             match live.recv().await {

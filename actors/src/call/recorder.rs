@@ -251,10 +251,189 @@ async fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::fixtures::{call, session, store, tenant};
+    use crate::store::{FunctionCallStatus, SessionStatus};
 
     #[test]
     fn identity_states_have_their_stored_form() {
         assert_eq!(IdentityState::Verified.as_str(), "verified");
         assert_eq!(IdentityState::Failed.as_str(), "failed");
+    }
+
+    fn turn(n: i64) -> TranscriptTurn {
+        TranscriptTurn {
+            id: 0,
+            role: String::from("user"),
+            item_id: None,
+            text: format!("turn {n}"),
+            start_ms: None,
+            end_ms: Some(n),
+            interrupted: false,
+            heard_text: None,
+            created_at: n,
+        }
+    }
+
+    #[tokio::test]
+    async fn records_are_written_in_order_and_a_flush_waits_for_them_all() {
+        let store = store().await;
+        let t = tenant(&store).await;
+        let c = call(&t);
+        store.admit_call(&c, 10, None, 0).await.expect("admit");
+        let s = session(&c);
+        store.insert_session(&s).await.expect("session");
+        let notifier = Notifier::new(store.clone(), crate::singleton::SingletonRef::new());
+        let mut recorder = Recorder::spawn(
+            store.clone(),
+            notifier,
+            Owner {
+                call: c.id.clone(),
+                tenant: t.clone(),
+                session: s.id.clone(),
+            },
+            tracing::Span::none(),
+        );
+        // More than the queue holds at once: the rest waits in the overflow, in order.
+        let n = i64::try_from(QUEUE * 2).expect("small");
+        for i in 0..n {
+            recorder.record(Record::Turn(turn(i)));
+        }
+        recorder.record(Record::Usage(Usage {
+            input: 3,
+            output: 4,
+            total: 7,
+        }));
+        recorder.record(Record::FunctionCall(Box::new(SettledRecord {
+            id: String::from("fc_1"),
+            model_call_id: String::from("call_1"),
+            name: String::from("lookup"),
+            kind: "webhook",
+            arguments: String::from("{}"),
+            started_at: 5,
+            settled: SettledCall {
+                status: FunctionCallStatus::Invalid,
+                result: None,
+                error: Some(String::from("bad")),
+                latency_ms: 2,
+            },
+        })));
+        recorder.record(Record::Identity(IdentityState::Verified));
+        recorder.flush().await;
+        let turns = store.turns(&s.id).await.expect("turns");
+        assert_eq!(turns.len(), QUEUE * 2);
+        assert!(
+            turns.windows(2).all(|w| w[0].end_ms < w[1].end_ms),
+            "in the order recorded"
+        );
+        let sessions = store.sessions_of_call(&c.id).await.expect("sessions");
+        assert_eq!(sessions[0].total_tokens, 7);
+        let calls = store.session_function_calls(&s.id).await.expect("calls");
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].status, "invalid");
+        assert_eq!(calls[0].finished_at, Some(7));
+        let stored = store
+            .get_call_by_id(&c.id)
+            .await
+            .expect("call")
+            .expect("call");
+        assert_eq!(stored.identity_state.as_deref(), Some("verified"));
+        // The session ends once (a second end changes nothing).
+        store
+            .finish_session(
+                &s.id,
+                SessionStatus::Failed,
+                crate::ending::EndReason::AiFailed,
+                Some("x"),
+            )
+            .await
+            .expect("finish");
+        store
+            .finish_session(
+                &s.id,
+                SessionStatus::Completed,
+                crate::ending::EndReason::CallerHangup,
+                None,
+            )
+            .await
+            .expect("finish again");
+        let sessions = store.sessions_of_call(&c.id).await.expect("sessions");
+        assert_eq!(sessions[0].status, "failed");
+        assert_eq!(sessions[0].end_reason.as_deref(), Some("ai_failed"));
+        assert_eq!(sessions[0].end_detail.as_deref(), Some("x"));
+    }
+
+    #[tokio::test]
+    async fn an_invocation_is_recorded_once_and_read_back_for_a_resumed_stream() {
+        let store = store().await;
+        let t = tenant(&store).await;
+        let c = call(&t);
+        store.admit_call(&c, 10, None, 0).await.expect("admit");
+        let s = session(&c);
+        store.insert_session(&s).await.expect("session");
+        let new = |id: &'static str, model_call_id: &'static str| NewFunctionCall {
+            id,
+            started_at: 10,
+            tenant_id: &t,
+            call_id: &c.id,
+            session_id: &s.id,
+            model_call_id,
+            name: "lookup",
+            kind: "webhook",
+            arguments: "{}",
+        };
+        assert!(
+            store
+                .start_function_call(&new("fc_a", "m1"))
+                .await
+                .expect("start")
+        );
+        // The same model call id again (another stream of the call): refused.
+        assert!(
+            !store
+                .start_function_call(&new("fc_b", "m1"))
+                .await
+                .expect("again")
+        );
+        assert!(
+            store
+                .start_function_call(&new("fc_c", "m2"))
+                .await
+                .expect("start")
+        );
+        store
+            .finish_function_call(
+                "fc_c",
+                &SettledCall {
+                    status: FunctionCallStatus::Failed,
+                    result: None,
+                    error: Some(String::from("down")),
+                    latency_ms: 5,
+                },
+            )
+            .await
+            .expect("finish");
+        let prior = store.call_invocations(&c.id).await.expect("prior");
+        assert_eq!(prior.len(), 2);
+        assert_eq!(prior[0].model_call_id, "m1");
+        assert_eq!(prior[0].output, None, "still running");
+        assert_eq!(prior[1].output.as_deref(), Some(r#"{"error":"down"}"#));
+        // A dead actor's live sessions fail at once; the continuation is typed.
+        assert_eq!(
+            store
+                .fail_live_sessions(&c.id, crate::ending::EndReason::ActorFailed, Some("killed"))
+                .await
+                .expect("fail"),
+            1
+        );
+        store
+            .set_continuation(&c.id, Some(crate::ending::Continuation::Fallback))
+            .await
+            .expect("continuation");
+        let stored = store
+            .get_call_by_id(&c.id)
+            .await
+            .expect("call")
+            .expect("call");
+        assert_eq!(stored.after_stream.as_deref(), Some("fallback"));
     }
 }
