@@ -294,6 +294,15 @@ impl CallState {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// Whose records this stream writes.
+    fn owner(&self) -> recorder::Owner {
+        recorder::Owner {
+            call: self.call.id.clone(),
+            tenant: self.call.tenant_id.clone(),
+            session: self.session_id.clone(),
+        }
+    }
+
     fn ai(&self) -> Option<RealtimeSender> {
         self.ai_tx.borrow().clone()
     }
@@ -449,14 +458,15 @@ impl Actor for CallActor {
             ended_at: None,
         };
         deps.store.insert_session(&session).await?;
+        let owner = recorder::Owner {
+            call: call.id.clone(),
+            tenant: call.tenant_id.clone(),
+            session: session_id.clone(),
+        };
         let recorder = Recorder::spawn(
             deps.store.clone(),
             deps.notifier.clone(),
-            recorder::Owner {
-                call: call.id.clone(),
-                tenant: call.tenant_id.clone(),
-                session: session_id.clone(),
-            },
+            owner,
             span.clone(),
         );
         Ok(CallState {
@@ -578,9 +588,8 @@ impl CallState {
             CallMsg::TwilioGone(reason, detail) => Input::TwilioGone(reason, detail),
             CallMsg::Timer(timer) => Input::Timer(timer),
             CallMsg::ToolDone(id, outcome) => {
-                if let Some(task) = self.tools.remove(&id) {
-                    drop(task.into_join());
-                }
+                // The task reported: it is over.
+                self.tools.remove(&id);
                 Input::ToolDone(id, *outcome)
             }
             CallMsg::Escalated(resolution) => Input::Escalated(*resolution),

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use stateset_voice::sim::carrier::{
-    CallEvent, CallStatus, CallerScript, CarrierConfig, CarrierSim, CarrierSimHandle, InboundCall,
+    CallEvent, CallSnapshot, CallStatus, CallerScript, CarrierConfig, CarrierSim, CarrierSimHandle,
+    InboundCall,
 };
 use stateset_voice::sim::realtime::{RealtimeScript, ScriptTurn};
 
@@ -83,6 +84,38 @@ async fn session_of(app: &TestApp, t: &Tele, call_sid: &str) -> Value {
     .json()
     .await
     .expect("json")
+}
+
+/// Waits until the call with this SID has a live call actor.
+async fn went_live(
+    live: &mut tokio::sync::broadcast::Receiver<actors::active::ActiveEvent>,
+    call_sid: &str,
+) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match live.recv().await {
+                Ok(actors::active::ActiveEvent::Started(c)) if c.call_sid == call_sid => break,
+                Ok(_) => continue,
+                Err(e) => panic!("active feed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the call goes live");
+}
+
+/// Waits until the carrier dialed the route's fallback for the call; returns it.
+async fn fallback_dialed(sim: &CarrierSimHandle, call_sid: &str) -> CallSnapshot {
+    tokio::time::timeout(
+        WAIT,
+        sim.wait_for(call_sid, |c| {
+            c.events
+                .iter()
+                .any(|e| matches!(e, CallEvent::Dialed { .. }))
+        }),
+    )
+    .await
+    .expect("fallback dialed")
 }
 
 async fn full_inbound_conversation_is_recorded(backend: Backend) {
@@ -173,33 +206,14 @@ async fn a_crashed_call_actor_leaves_other_calls_untouched(backend: Backend) {
             .hang_up(),
     );
     // Wait until the victim's call actor is live (it registers as call:{CallSid}).
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match live.recv().await {
-                Ok(actors::active::ActiveEvent::Started(c)) if c.call_sid == victim => break,
-                Ok(_) => continue,
-                Err(e) => panic!("active feed: {e}"),
-            }
-        }
-    })
-    .await
-    .expect("victim live");
+    went_live(&mut live, &victim).await;
     let actor =
         ractor::registry::where_is(format!("call:{victim}")).expect("registered call actor");
     ractor::ActorRef::<actors::call::CallMsg>::from(actor)
         .cast(actors::call::CallMsg::Crash)
         .expect("cast");
     // The crashed call goes to the route's fallback (the human number), through the carrier.
-    let victim_call = tokio::time::timeout(
-        WAIT,
-        sim.wait_for(&victim, |c| {
-            c.events
-                .iter()
-                .any(|e| matches!(e, CallEvent::Dialed { .. }))
-        }),
-    )
-    .await
-    .expect("fallback dialed");
+    let victim_call = fallback_dialed(&sim, &victim).await;
     let dialed = victim_call.events.iter().find_map(|e| match e {
         CallEvent::Dialed { numbers, .. } => Some(numbers.clone()),
         _ => None,
@@ -264,32 +278,13 @@ async fn a_killed_call_actor_is_recorded_by_its_supervisor(backend: Backend) {
         "+15551230005",
         CallerScript::default().silence(Duration::from_secs(20)),
     );
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match live.recv().await {
-                Ok(actors::active::ActiveEvent::Started(c)) if c.call_sid == victim => break,
-                Ok(_) => continue,
-                Err(e) => panic!("active feed: {e}"),
-            }
-        }
-    })
-    .await
-    .expect("victim live");
+    went_live(&mut live, &victim).await;
     // Killed, not panicked: the actor runs no more code (no `post_stop`, no handler).
     let actor =
         ractor::registry::where_is(format!("call:{victim}")).expect("registered call actor");
     actor.kill();
     // The supervisor records it like a failure: the caller goes to the route's fallback.
-    let victim_call = tokio::time::timeout(
-        WAIT,
-        sim.wait_for(&victim, |c| {
-            c.events
-                .iter()
-                .any(|e| matches!(e, CallEvent::Dialed { .. }))
-        }),
-    )
-    .await
-    .expect("fallback dialed");
+    let victim_call = fallback_dialed(&sim, &victim).await;
     assert!(
         victim_call
             .said

@@ -51,7 +51,7 @@ impl CallState {
                     let ctx = tools::ToolContext {
                         deps: self.deps.clone(),
                         call: Arc::clone(&self.call),
-                        session: self.session_id.clone(),
+                        owner: self.owner(),
                         actor: myself.clone(),
                     };
                     let running = tools::spawn(ctx, *job, self.span.clone());
@@ -66,30 +66,15 @@ impl CallState {
                     }
                 }
                 Effect::Escalate(req) => {
-                    let deps = self.deps.clone();
-                    let call = Arc::clone(&self.call);
-                    let actor = myself.clone();
-                    let task = tokio::spawn(
-                        async move {
-                            let resolution = handoff::resolve(&deps, &call, *req).await;
-                            let _ = actor.cast(CallMsg::Escalated(Box::new(resolution)));
-                        }
-                        .instrument(self.span.clone()),
-                    );
-                    self.guard.tasks.push(task.abort_handle());
+                    self.task(myself, |deps, call| async move {
+                        let resolution = handoff::resolve(&deps, &call, *req).await;
+                        CallMsg::Escalated(Box::new(resolution))
+                    });
                 }
                 Effect::Control(req) => {
-                    let deps = self.deps.clone();
-                    let call = Arc::clone(&self.call);
-                    let actor = myself.clone();
-                    let task = tokio::spawn(
-                        async move {
-                            let report = handoff::control(&deps, &call, *req).await;
-                            let _ = actor.cast(CallMsg::ControlDone(report));
-                        }
-                        .instrument(self.span.clone()),
-                    );
-                    self.guard.tasks.push(task.abort_handle());
+                    self.task(myself, |deps, call| async move {
+                        CallMsg::ControlDone(handoff::control(&deps, &call, *req).await)
+                    });
                 }
                 Effect::WatchDrain => {
                     let drained = self
@@ -108,6 +93,23 @@ impl CallState {
                 }
             }
         }
+    }
+
+    /// Runs I/O of the call in a task (aborted with the actor) that reports its result.
+    fn task<F, Fut>(&mut self, myself: &ActorRef<CallMsg>, work: F)
+    where
+        F: FnOnce(super::CallDeps, Arc<crate::store::CallRecord>) -> Fut,
+        Fut: std::future::Future<Output = CallMsg> + Send + 'static,
+    {
+        let actor = myself.clone();
+        let work = work(self.deps.clone(), Arc::clone(&self.call));
+        let task = tokio::spawn(
+            async move {
+                let _ = actor.cast(work.await);
+            }
+            .instrument(self.span.clone()),
+        );
+        self.guard.tasks.push(task.abort_handle());
     }
 
     async fn send_ai(&self, event: &crate::realtime::ClientEvent) {
@@ -130,9 +132,8 @@ impl CallState {
         let task = tokio::spawn(
             async move {
                 let link = ai::connect(&deps, &call, version.as_deref(), &replay).await;
-                if let Err(AiLinkLost(Some(link))) = actor
-                    .cast(CallMsg::AiConnected(generation, link))
-                    .map_err(lost)
+                if let Err(ractor::MessagingErr::SendErr(CallMsg::AiConnected(_, Ok(link)))) =
+                    actor.cast(CallMsg::AiConnected(generation, link))
                 {
                     // The actor is gone: close the session properly.
                     let _ = tokio::time::timeout(ai::AI_CLOSE_TIMEOUT, link.tx.close()).await;
@@ -204,15 +205,5 @@ impl CallState {
             .await;
         self.close_ai().await;
         myself.stop(Some(reason.as_str().to_owned()));
-    }
-}
-
-/// An AI connection that came back to an actor that is gone.
-struct AiLinkLost(Option<ai::AiLink>);
-
-fn lost(err: ractor::MessagingErr<CallMsg>) -> AiLinkLost {
-    match err {
-        ractor::MessagingErr::SendErr(CallMsg::AiConnected(_, Ok(link))) => AiLinkLost(Some(link)),
-        _ => AiLinkLost(None),
     }
 }

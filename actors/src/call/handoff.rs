@@ -33,6 +33,24 @@ enum Target {
 /// A callback message when a queue has none of its own.
 const DEFAULT_VOICEMAIL: &str = "Nobody is available to take your call right now, so I've arranged for a colleague to call you back as soon as possible.";
 
+/// A callback task for the caller of `call`, from a handoff.
+fn callback_for(
+    call: &CallRecord,
+    reason: String,
+    queue_id: Option<crate::ids::QueueId>,
+) -> NewCallbackTask {
+    NewCallbackTask {
+        tenant_id: call.tenant_id.clone(),
+        phone: caller(call).to_owned(),
+        reason,
+        source_call_id: Some(call.id.clone()),
+        queue_id,
+        priority: CallbackPriority::Normal,
+        due_at: None,
+        created_by: CallbackSource::Handoff,
+    }
+}
+
 /// Finds where an escalation of `call` goes, records the handoff and announces it.
 pub(super) async fn resolve(
     deps: &CallDeps,
@@ -112,19 +130,11 @@ pub(super) async fn resolve(
             record.queue_id = q.as_ref().map(|q| q.id.as_str().to_owned());
             record.status = String::from("closed");
             record.outcome = Some(String::from("callback_task"));
+            let queue_id = q.as_ref().map(|q| q.id.clone());
             let created = crate::callbacks::create(
                 store,
                 Some(&deps.notifier),
-                NewCallbackTask {
-                    tenant_id: call.tenant_id.clone(),
-                    phone: caller(call).to_owned(),
-                    reason: req.reason.clone(),
-                    source_call_id: Some(call.id.clone()),
-                    queue_id: q.as_ref().map(|q| q.id.clone()),
-                    priority: CallbackPriority::Normal,
-                    due_at: None,
-                    created_by: CallbackSource::Handoff,
-                },
+                callback_for(call, req.reason.clone(), queue_id),
             )
             .await;
             match &created {
@@ -257,16 +267,7 @@ async fn dial_refused(
     let task = crate::callbacks::create(
         store,
         Some(&deps.notifier),
-        NewCallbackTask {
-            tenant_id: call.tenant_id.clone(),
-            phone: caller(call).to_owned(),
-            reason: format!("transfer to {queue} failed: {why}"),
-            source_call_id: Some(call.id.clone()),
-            queue_id: None,
-            priority: CallbackPriority::Normal,
-            due_at: None,
-            created_by: CallbackSource::Handoff,
-        },
+        callback_for(call, format!("transfer to {queue} failed: {why}"), None),
     )
     .await
     .ok();

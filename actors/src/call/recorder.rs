@@ -24,11 +24,10 @@ const QUEUE: usize = 256;
 /// Records kept beyond a full queue before new ones are dropped.
 const OVERFLOW: usize = 4096;
 
-/// A function call that ended without running a task (refused, invalid, answered by the
-/// runtime): recorded whole.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SettledRecord {
-    /// Identifier (`fc_…`).
+/// A function call of the model as recorded when it starts (its id chosen in memory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    /// Record id (`fc_…`).
     pub id: String,
     /// The model's `call_id`.
     pub model_call_id: String,
@@ -40,6 +39,31 @@ pub struct SettledRecord {
     pub arguments: String,
     /// Start (Unix ms).
     pub started_at: i64,
+}
+
+impl Invocation {
+    /// The row that records it for `owner`.
+    pub fn row<'a>(&'a self, owner: &'a Owner) -> NewFunctionCall<'a> {
+        NewFunctionCall {
+            id: &self.id,
+            started_at: self.started_at,
+            tenant_id: &owner.tenant,
+            call_id: &owner.call,
+            session_id: &owner.session,
+            model_call_id: &self.model_call_id,
+            name: &self.name,
+            kind: self.kind,
+            arguments: &self.arguments,
+        }
+    }
+}
+
+/// A function call that ended without running a task (refused, invalid, answered by the
+/// runtime): recorded whole.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettledRecord {
+    /// The invocation.
+    pub invocation: Invocation,
     /// How it ended.
     pub settled: SettledCall,
 }
@@ -226,23 +250,10 @@ async fn write(
         Record::CallEvent { kind, detail } => {
             store.add_call_event(&owner.call, kind, &detail).await
         }
-        Record::FunctionCall(r) => {
-            let new = NewFunctionCall {
-                id: &r.id,
-                started_at: r.started_at,
-                tenant_id: &owner.tenant,
-                call_id: &owner.call,
-                session_id: &owner.session,
-                model_call_id: &r.model_call_id,
-                name: &r.name,
-                kind: r.kind,
-                arguments: &r.arguments,
-            };
-            store
-                .record_function_call(&new, &r.settled)
-                .await
-                .map(|_| ())
-        }
+        Record::FunctionCall(r) => store
+            .record_function_call(&r.invocation.row(owner), &r.settled)
+            .await
+            .map(|_| ()),
         Record::Identity(state) => store.set_identity_state(&owner.call, state.as_str()).await,
         Record::Event(kind, data) => notifier.emit(&owner.tenant, kind, data).await.map(|_| ()),
     }
@@ -251,7 +262,7 @@ async fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::fixtures::{call, session, store, tenant};
+    use crate::store::fixtures::live_call;
     use crate::store::{FunctionCallStatus, SessionStatus};
 
     #[test]
@@ -276,12 +287,7 @@ mod tests {
 
     #[tokio::test]
     async fn records_are_written_in_order_and_a_flush_waits_for_them_all() {
-        let store = store().await;
-        let t = tenant(&store).await;
-        let c = call(&t);
-        store.admit_call(&c, 10, None, 0).await.expect("admit");
-        let s = session(&c);
-        store.insert_session(&s).await.expect("session");
+        let (store, t, c, s) = live_call().await;
         let notifier = Notifier::new(store.clone(), crate::singleton::SingletonRef::new());
         let mut recorder = Recorder::spawn(
             store.clone(),
@@ -304,12 +310,14 @@ mod tests {
             total: 7,
         }));
         recorder.record(Record::FunctionCall(Box::new(SettledRecord {
-            id: String::from("fc_1"),
-            model_call_id: String::from("call_1"),
-            name: String::from("lookup"),
-            kind: "webhook",
-            arguments: String::from("{}"),
-            started_at: 5,
+            invocation: Invocation {
+                id: String::from("fc_1"),
+                model_call_id: String::from("call_1"),
+                name: String::from("lookup"),
+                kind: "webhook",
+                arguments: String::from("{}"),
+                started_at: 5,
+            },
             settled: SettledCall {
                 status: FunctionCallStatus::Invalid,
                 result: None,
@@ -364,42 +372,33 @@ mod tests {
 
     #[tokio::test]
     async fn an_invocation_is_recorded_once_and_read_back_for_a_resumed_stream() {
-        let store = store().await;
-        let t = tenant(&store).await;
-        let c = call(&t);
-        store.admit_call(&c, 10, None, 0).await.expect("admit");
-        let s = session(&c);
-        store.insert_session(&s).await.expect("session");
-        let new = |id: &'static str, model_call_id: &'static str| NewFunctionCall {
-            id,
-            started_at: 10,
-            tenant_id: &t,
-            call_id: &c.id,
-            session_id: &s.id,
-            model_call_id,
-            name: "lookup",
-            kind: "webhook",
-            arguments: "{}",
+        let (store, t, c, s) = live_call().await;
+        let owner = Owner {
+            call: c.id.clone(),
+            tenant: t.clone(),
+            session: s.id.clone(),
         };
-        assert!(
-            store
-                .start_function_call(&new("fc_a", "m1"))
-                .await
-                .expect("start")
-        );
+        let start = |id: &str, model_call_id: &str| {
+            let invocation = Invocation {
+                id: id.to_owned(),
+                model_call_id: model_call_id.to_owned(),
+                name: String::from("lookup"),
+                kind: "webhook",
+                arguments: String::from("{}"),
+                started_at: 10,
+            };
+            let (store, owner) = (store.clone(), owner.clone());
+            async move {
+                store
+                    .start_function_call(&invocation.row(&owner))
+                    .await
+                    .expect("start")
+            }
+        };
+        assert!(start("fc_a", "m1").await);
         // The same model call id again (another stream of the call): refused.
-        assert!(
-            !store
-                .start_function_call(&new("fc_b", "m1"))
-                .await
-                .expect("again")
-        );
-        assert!(
-            store
-                .start_function_call(&new("fc_c", "m2"))
-                .await
-                .expect("start")
-        );
+        assert!(!start("fc_b", "m1").await);
+        assert!(start("fc_c", "m2").await);
         store
             .finish_function_call(
                 "fc_c",

@@ -19,10 +19,10 @@ use tokio::task::JoinHandle;
 use tracing::Instrument as _;
 
 use super::conversation::{ToolJob, ToolOutcome, ToolWork};
+use super::recorder::Owner;
 use super::webhook::{self, Request};
 use super::{CallDeps, CallMsg};
-use crate::ids::SessionId;
-use crate::store::{CallRecord, FunctionCallStatus, NewFunctionCall};
+use crate::store::{CallRecord, FunctionCallStatus};
 
 /// Why a tool cancelled by dropping its handle ended.
 const CALL_ENDED: &str = "the call ended before the tool finished";
@@ -36,8 +36,8 @@ pub(super) struct ToolContext {
     pub deps: CallDeps,
     /// The call.
     pub call: Arc<CallRecord>,
-    /// The voice session of this stream.
-    pub session: SessionId,
+    /// Whose records (call, tenant, voice session of this stream).
+    pub owner: Owner,
     /// The call actor, told the result.
     pub actor: ActorRef<CallMsg>,
 }
@@ -54,11 +54,6 @@ impl RunningTool {
         let _ = self.cancel.send(reason);
         self.join
     }
-
-    /// The task (it ends by itself once its outcome is recorded and reported).
-    pub(super) fn into_join(self) -> JoinHandle<()> {
-        self.join
-    }
 }
 
 /// Spawns the task of `job`.
@@ -71,18 +66,12 @@ pub(super) fn spawn(ctx: ToolContext, job: ToolJob, span: tracing::Span) -> Runn
 async fn run(ctx: ToolContext, job: ToolJob, mut cancelled: oneshot::Receiver<String>) {
     let started = Instant::now();
     let inv = &job.invocation;
-    let new = NewFunctionCall {
-        id: &inv.id,
-        started_at: inv.started_at,
-        tenant_id: &ctx.call.tenant_id,
-        call_id: &ctx.call.id,
-        session_id: &ctx.session,
-        model_call_id: &inv.model_call_id,
-        name: &inv.name,
-        kind: inv.kind,
-        arguments: &inv.arguments,
-    };
-    let recorded = match ctx.deps.store.start_function_call(&new).await {
+    let recorded = match ctx
+        .deps
+        .store
+        .start_function_call(&inv.row(&ctx.owner))
+        .await
+    {
         Ok(true) => true,
         Ok(false) => {
             // Recorded before, by another stream of this call: never run it twice, but

@@ -107,3 +107,14 @@ pub(crate) fn session(call: &CallRecord) -> VoiceSession {
         ended_at: None,
     }
 }
+
+/// A stored tenant, its admitted call and that call's live voice session.
+pub(crate) async fn live_call() -> (Store, TenantId, CallRecord, VoiceSession) {
+    let store = store().await;
+    let t = tenant(&store).await;
+    let c = call(&t);
+    store.admit_call(&c, 10, None, 0).await.expect("admit");
+    let s = session(&c);
+    store.insert_session(&s).await.expect("session");
+    (store, t, c, s)
+}

@@ -61,7 +61,11 @@ fn render(effect: &Effect) -> Option<String> {
             None => format!("event {kind}"),
         },
         Effect::Record(Record::FunctionCall(r)) => {
-            format!("record {} {}", r.model_call_id, r.settled.status.as_str())
+            format!(
+                "record {} {}",
+                r.invocation.model_call_id,
+                r.settled.status.as_str()
+            )
         }
         Effect::Record(Record::Identity(s)) => format!("identity {}", s.as_str()),
         Effect::Record(Record::Reconnect) => String::from("record reconnect"),

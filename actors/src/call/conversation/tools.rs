@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use super::lines::{EscalationCause, LineAction};
 use super::{Conversation, Effect, FunctionCallRequest, Millis, Timer};
 use crate::active::CallPhase;
-use crate::call::recorder::{IdentityState, Record, SettledRecord};
+use crate::call::recorder::{IdentityState, Invocation, Record, SettledRecord};
 use crate::contract::{Builtin, EscalationTrigger, ToolSpec, ToolType, Toolbox};
 use crate::realtime::ClientEvent;
 use crate::store::{FunctionCallStatus, PriorInvocation, SettledCall};
@@ -89,23 +89,6 @@ impl ToolOutcome {
             latency_ms,
         }
     }
-}
-
-/// An invocation as recorded when it starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Invocation {
-    /// Record id (`fc_…`), chosen here.
-    pub id: String,
-    /// The model's `call_id`.
-    pub model_call_id: String,
-    /// Tool name.
-    pub name: String,
-    /// `webhook`, `builtin`, `unknown`.
-    pub kind: &'static str,
-    /// Arguments as the model sent them.
-    pub arguments: String,
-    /// Start (Unix ms).
-    pub started_at: i64,
 }
 
 /// What a tool task does.
@@ -547,16 +530,7 @@ impl Conversation {
             .record(Duration::from_millis(latency).as_secs_f64());
         let latency_ms = i64::try_from(latency).unwrap_or(i64::MAX);
         if pending.runner == Runner::Local {
-            let inv = pending.invocation.clone();
-            self.record(Record::FunctionCall(Box::new(SettledRecord {
-                id: inv.id,
-                model_call_id: inv.model_call_id,
-                name: inv.name,
-                kind: inv.kind,
-                arguments: inv.arguments,
-                started_at: inv.started_at,
-                settled: outcome.settled(latency_ms),
-            })));
+            self.record_settled(pending.invocation.clone(), &outcome, latency_ms);
         }
         if let Some(verified) = outcome.identity {
             self.identity_verified = verified;
@@ -655,19 +629,18 @@ impl Conversation {
                 }),
                 Runner::Local => {
                     let latency = i64::try_from(self.now.saturating_sub(p.started)).unwrap_or(0);
-                    let inv = p.invocation;
-                    self.record(Record::FunctionCall(Box::new(SettledRecord {
-                        id: inv.id,
-                        model_call_id: inv.model_call_id,
-                        name: inv.name,
-                        kind: inv.kind,
-                        arguments: inv.arguments,
-                        started_at: inv.started_at,
-                        settled: ToolOutcome::error(FunctionCallStatus::Cancelled, reason)
-                            .settled(latency),
-                    })));
+                    let outcome = ToolOutcome::error(FunctionCallStatus::Cancelled, reason);
+                    self.record_settled(p.invocation, &outcome, latency);
                 }
             }
         }
+    }
+
+    /// Records a call the conversation answered itself, whole.
+    fn record_settled(&mut self, invocation: Invocation, outcome: &ToolOutcome, latency_ms: i64) {
+        self.record(Record::FunctionCall(Box::new(SettledRecord {
+            invocation,
+            settled: outcome.settled(latency_ms),
+        })));
     }
 }
