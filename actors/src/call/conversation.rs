@@ -99,6 +99,8 @@ pub struct Conversation {
     idle_epoch: u64,
     /// A key press waits for the model's answer.
     dtmf_unanswered: bool,
+    /// Key presses made while the model was not connected, given to it once it is.
+    keys_waiting: Vec<String>,
     /// Assistant items the caller interrupted: item → (heard ms, sent ms).
     interrupted: HashMap<String, (u64, u64)>,
     /// The conversation so far (replayed after a reconnect, summarised for a human).
@@ -169,6 +171,7 @@ impl Conversation {
             identity_verified: false,
             idle_epoch: 0,
             dtmf_unanswered: false,
+            keys_waiting: Vec::new(),
             interrupted: HashMap::new(),
             history,
             now: 0,
@@ -276,6 +279,9 @@ impl Conversation {
         self.link = Link::Up;
         if let Some(request) = self.gate.reset() {
             self.requeue(request.purpose);
+        }
+        for text in std::mem::take(&mut self.keys_waiting) {
+            self.send_ai(ClientEvent::user_text(text));
         }
     }
 
@@ -471,9 +477,12 @@ impl Conversation {
     }
 
     fn on_dtmf(&mut self, digit: &str) {
-        self.send_ai(ClientEvent::user_text(format!(
-            "[The caller pressed the key {digit} on their keypad.]"
-        )));
+        let text = format!("[The caller pressed the key {digit} on their keypad.]");
+        match self.link {
+            Link::Up => self.send_ai(ClientEvent::user_text(text)),
+            // Given to the model once it is connected.
+            Link::Connecting { .. } => self.keys_waiting.push(text),
+        }
         self.touch();
         self.dtmf_unanswered = true;
         self.pump();

@@ -133,7 +133,12 @@ impl Conversation {
     /// the model's words about finished tool outputs (also the line a tool planned), an answer
     /// to key presses, a slow tool's filler.
     pub(super) fn pump(&mut self) {
-        if self.leg != Leg::Live || self.link != Link::Up || !self.gate.is_free() {
+        if self.leg != Leg::Live
+            || self.link != Link::Up
+            || !self.gate.is_free()
+            || self.opening == Opening::NotYet
+        {
+            // Nothing is asked of a model that is not configured yet.
             return;
         }
         if let Opening::Waiting(purpose, text) = self.opening.clone() {

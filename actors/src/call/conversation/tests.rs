@@ -289,6 +289,19 @@ fn a_stream_sets_its_timers_connects_and_greets_once_configured() {
 // === the response arbiter (issue 9, bug 2) ===
 
 #[test]
+fn a_key_pressed_before_the_session_is_configured_is_answered_after_the_greeting() {
+    let (mut call, _) = Call::new(setup());
+    call.play(vec![
+        // Before the model is connected, the key waits to be given to it.
+        (0, key("1"), &[]),
+        (5, Input::AiConnected, &[KEY_1]),
+        (10, ai(AiEvent::SessionUpdated), &[GREET]),
+        (40, created("resp_greet", Some("greeting_1")), &[]),
+        (900, done("resp_greet"), &["create dtmf_2"]),
+    ]);
+}
+
+#[test]
 fn a_key_pressed_within_one_round_trip_of_the_greeting_is_answered_after_it() {
     let mut call = Call::live(setup());
     call.play(vec![
