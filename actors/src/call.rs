@@ -635,18 +635,3 @@ impl CallState {
         }
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::conversation::heard_prefix;
-
-    #[test]
-    fn heard_prefix_is_proportional_and_bounded() {
-        assert_eq!(
-            heard_prefix("Hello there, how are you", 500, 1000),
-            "Hello there,"
-        );
-        assert_eq!(heard_prefix("abc", 5000, 1000), "abc");
-        assert_eq!(heard_prefix("abc", 0, 0), "");
-    }
-}

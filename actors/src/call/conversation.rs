@@ -84,16 +84,27 @@ enum Leg {
 /// The conversation of one media stream.
 #[derive(Debug)]
 pub struct Conversation {
+    /// What the stream started from (version limits, greeting, contract, prior streams).
     setup: Setup,
+    /// The AI connection.
     link: Link,
+    /// AI reconnects so far (one is allowed).
     reconnects: u32,
+    /// Whether the leg goes on, is closing for the agent's reason, or is over.
     leg: Leg,
+    /// The model's responses: active, requested, whose.
     gate: ResponseGate,
+    /// The opening line (greeting, or the resumed call's notice).
     opening: Opening,
+    /// Function calls.
     tools: Tools,
+    /// The line planned before an action (one at a time).
     line: Option<Line>,
+    /// Lines planned so far (the next line's epoch).
     lines: u64,
+    /// Escalation to a human (once per call).
     escalation: Escalation,
+    /// `verify_identity` succeeded in this stream (gated tools may run).
     identity_verified: bool,
     /// Bumped on caller and agent activity; an idle timer of an older epoch is stale.
     idle_epoch: u64,
@@ -105,7 +116,9 @@ pub struct Conversation {
     interrupted: HashMap<String, (u64, u64)>,
     /// The conversation so far (replayed after a reconnect, summarised for a human).
     history: Vec<(Speaker, String)>,
+    /// The time of the input being handled.
     now: Millis,
+    /// Effects of the input being handled.
     out: Vec<Effect>,
 }
 

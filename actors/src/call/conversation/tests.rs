@@ -966,6 +966,16 @@ fn caller_speech_restarts_the_idle_timer() {
 // === barge-in and transcripts ===
 
 #[test]
+fn heard_prefix_is_proportional_and_bounded() {
+    assert_eq!(
+        heard_prefix("Hello there, how are you", 500, 1000),
+        "Hello there,"
+    );
+    assert_eq!(heard_prefix("abc", 5000, 1000), "abc");
+    assert_eq!(heard_prefix("abc", 0, 0), "");
+}
+
+#[test]
 fn a_barge_in_truncates_to_what_was_heard_and_the_transcript_keeps_it() {
     let mut call = Call::live(setup());
     call.at(40, created("resp_greet", Some("greeting_1")));
