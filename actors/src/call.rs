@@ -44,7 +44,7 @@ use crate::notifier::{EventKind, Notifier};
 use crate::outcome::Outcomes;
 use crate::realtime::RealtimeSender;
 use crate::singleton::SingletonRef;
-use crate::store::{AgentVersion, CallRecord, SessionStatus, Store, VoiceSession};
+use crate::store::{AgentVersion, CallRecord, Store, VoiceSession};
 use crate::tenant::TenantMsg;
 use crate::time::now_ms;
 
@@ -435,28 +435,14 @@ impl Actor for CallActor {
         let (version, setup) = load(&deps.store, &call).instrument(span.clone()).await?;
         let session_id = SessionId::generate();
         let started_at = setup.started_at_ms;
-        let session = VoiceSession {
-            id: session_id.clone(),
-            tenant_id: call.tenant_id.clone(),
-            call_id: call.id.clone(),
-            agent_key: call.agent_key.clone(),
-            agent_version_id: call.agent_version_id.clone(),
-            model: ai::model(version.as_ref()).to_owned(),
-            voice: ai::voice(version.as_ref()).to_owned(),
-            stream_sid: Some(start.stream_sid.clone()),
-            status: SessionStatus::Active.as_str().to_owned(),
-            end_reason: None,
-            end_detail: None,
-            first_audio_ms: None,
-            input_tokens: 0,
-            output_tokens: 0,
-            total_tokens: 0,
-            reconnects: 0,
-            summary: None,
-            tags: Vec::new(),
+        let session = VoiceSession::live(
+            session_id.clone(),
+            &call,
+            ai::model(version.as_ref()).to_owned(),
+            ai::voice(version.as_ref()).to_owned(),
+            Some(start.stream_sid.clone()),
             started_at,
-            ended_at: None,
-        };
+        );
         deps.store.insert_session(&session).await?;
         let owner = recorder::Owner {
             call: call.id.clone(),

@@ -84,28 +84,14 @@ pub(crate) fn call(tenant: &TenantId) -> CallRecord {
 
 /// A live voice session of `call` (not stored).
 pub(crate) fn session(call: &CallRecord) -> VoiceSession {
-    VoiceSession {
-        id: SessionId::generate(),
-        tenant_id: call.tenant_id.clone(),
-        call_id: call.id.clone(),
-        agent_key: None,
-        agent_version_id: None,
-        model: "m".into(),
-        voice: "v".into(),
-        stream_sid: None,
-        status: "active".into(),
-        end_reason: None,
-        end_detail: None,
-        first_audio_ms: None,
-        input_tokens: 0,
-        output_tokens: 0,
-        total_tokens: 0,
-        reconnects: 0,
-        summary: None,
-        tags: Vec::new(),
-        started_at: 10,
-        ended_at: None,
-    }
+    VoiceSession::live(
+        SessionId::generate(),
+        call,
+        "m".into(),
+        "v".into(),
+        None,
+        10,
+    )
 }
 
 /// A stored tenant, its admitted call and that call's live voice session.

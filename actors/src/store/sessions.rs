@@ -87,6 +87,41 @@ impl From<SessionRow> for VoiceSession {
     }
 }
 
+impl VoiceSession {
+    /// A session of `call` starting now (`started_at`, Unix ms) on `model` with `voice`.
+    pub fn live(
+        id: SessionId,
+        call: &super::CallRecord,
+        model: String,
+        voice: String,
+        stream_sid: Option<String>,
+        started_at: i64,
+    ) -> Self {
+        Self {
+            id,
+            tenant_id: call.tenant_id.clone(),
+            call_id: call.id.clone(),
+            agent_key: call.agent_key.clone(),
+            agent_version_id: call.agent_version_id.clone(),
+            model,
+            voice,
+            stream_sid,
+            status: SessionStatus::Active.as_str().to_owned(),
+            end_reason: None,
+            end_detail: None,
+            first_audio_ms: None,
+            input_tokens: 0,
+            output_tokens: 0,
+            total_tokens: 0,
+            reconnects: 0,
+            summary: None,
+            tags: Vec::new(),
+            started_at,
+            ended_at: None,
+        }
+    }
+}
+
 /// Token usage of one response.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {

@@ -131,6 +131,14 @@ impl Call {
         call
     }
 
+    /// Live, and the greeting said (its response done at 900 ms).
+    fn greeted(setup: Setup) -> Self {
+        let mut call = Self::live(setup);
+        call.at(40, created("resp_greet", Some("greeting_1")));
+        call.at(900, done("resp_greet"));
+        call
+    }
+
     fn at(&mut self, now: Millis, input: Input) -> Vec<String> {
         rendered(&self.c.handle(now, input))
     }
@@ -321,10 +329,8 @@ fn a_key_pressed_within_one_round_trip_of_the_greeting_is_answered_after_it() {
 
 #[test]
 fn two_quick_keys_are_each_answered_one_response_at_a_time() {
-    let mut call = Call::live(setup());
+    let mut call = Call::greeted(setup());
     call.play(vec![
-        (40, created("resp_greet", Some("greeting_1")), &[]),
-        (900, done("resp_greet"), &[]),
         (2_000, key("1"), &[KEY_1, "create dtmf_2"]),
         // The second key comes before the first one's response was created.
         (2_010, key("2"), &[KEY_2]),
@@ -337,10 +343,8 @@ fn two_quick_keys_are_each_answered_one_response_at_a_time() {
 
 #[test]
 fn a_key_pressed_while_the_model_answers_the_caller_is_answered_after_it() {
-    let mut call = Call::live(setup());
+    let mut call = Call::greeted(setup());
     call.play(vec![
-        (40, created("resp_greet", Some("greeting_1")), &[]),
-        (900, done("resp_greet"), &[]),
         // Server VAD answers the caller on its own (no request tag).
         (3_000, created("resp_vad", None), &[]),
         (3_100, key("1"), &[KEY_1]),
@@ -384,13 +388,11 @@ fn a_response_without_metadata_is_ours_until_its_request_is_refused() {
 
 #[test]
 fn one_output_per_item_and_the_response_create_waits_for_every_call_of_the_response() {
-    let mut call = Call::live(with_contract(contract(vec![
+    let mut call = Call::greeted(with_contract(contract(vec![
         webhook("lookup"),
         webhook("weather"),
     ])));
     call.play(vec![
-        (40, created("resp_greet", Some("greeting_1")), &[]),
-        (900, done("resp_greet"), &[]),
         (3_000, created("resp_t", None), &[]),
         (
             3_010,
@@ -422,10 +424,8 @@ fn one_output_per_item_and_the_response_create_waits_for_every_call_of_the_respo
 
 #[test]
 fn a_repeated_invocation_id_never_runs_twice_and_each_item_gets_the_first_result() {
-    let mut call = Call::live(with_contract(contract(vec![webhook("lookup")])));
+    let mut call = Call::greeted(with_contract(contract(vec![webhook("lookup")])));
     call.play(vec![
-        (40, created("resp_greet", Some("greeting_1")), &[]),
-        (900, done("resp_greet"), &[]),
         (3_000, created("resp_a", None), &[]),
         (
             3_010,
@@ -496,9 +496,7 @@ fn refusals_and_invalid_arguments_are_answered_and_recorded_without_a_task() {
     gated.requires_identity = true;
     gated.parameters =
         json!({"type": "object", "properties": {"n": {"type": "string"}}, "required": ["n"]});
-    let mut call = Call::live(with_contract(contract(vec![gated])));
-    call.at(40, created("resp_greet", Some("greeting_1")));
-    call.at(900, done("resp_greet"));
+    let mut call = Call::greeted(with_contract(contract(vec![gated])));
     call.at(3_000, created("resp_a", None));
     let unknown = call.at(3_010, function_call("u1", "i1", "resp_a", "nope", "{}"));
     assert_eq!(
@@ -525,10 +523,8 @@ fn a_refused_outputs_request_is_sent_again_and_a_refused_filler_never() {
     let mut slow = webhook("lookup");
     slow.filler = Some(String::from("One moment."));
     slow.filler_after_ms = 300;
-    let mut call = Call::live(with_contract(contract(vec![slow])));
+    let mut call = Call::greeted(with_contract(contract(vec![slow])));
     call.play(vec![
-        (40, created("resp_greet", Some("greeting_1")), &[]),
-        (900, done("resp_greet"), &[]),
         (3_000, created("resp_t", None), &[]),
         (
             3_010,
@@ -561,10 +557,8 @@ fn a_refused_outputs_request_is_sent_again_and_a_refused_filler_never() {
 fn an_interruption_cancels_a_tool_marked_cancel_on_interrupt_without_a_response() {
     let mut tool = webhook("lookup");
     tool.cancel_on_interrupt = true;
-    let mut call = Call::live(with_contract(contract(vec![tool])));
+    let mut call = Call::greeted(with_contract(contract(vec![tool])));
     call.play(vec![
-        (40, created("resp_greet", Some("greeting_1")), &[]),
-        (900, done("resp_greet"), &[]),
         (3_000, created("resp_t", None), &[]),
         (3_010, function_call("c1", "i1", "resp_t", "lookup", "{}"), &["run c1 webhook"]),
         (3_100, done("resp_t"), &[]),
@@ -636,10 +630,8 @@ fn repeated_tool_failures_escalate_once_and_the_callback_line_replaces_the_reply
 
 #[test]
 fn end_call_hangs_up_only_once_the_goodbye_played() {
-    let mut call = Call::live(with_contract(contract(vec![builtin("end_call")])));
+    let mut call = Call::greeted(with_contract(contract(vec![builtin("end_call")])));
     call.play(vec![
-        (40, created("resp_greet", Some("greeting_1")), &[]),
-        (900, done("resp_greet"), &[]),
         (3_000, created("r1", None), &[]),
         (
             3_010,
@@ -666,9 +658,7 @@ fn end_call_hangs_up_only_once_the_goodbye_played() {
 
 #[test]
 fn a_goodbye_that_never_drains_hangs_up_at_its_deadline() {
-    let mut call = Call::live(with_contract(contract(vec![builtin("end_call")])));
-    call.at(40, created("resp_greet", Some("greeting_1")));
-    call.at(900, done("resp_greet"));
+    let mut call = Call::greeted(with_contract(contract(vec![builtin("end_call")])));
     call.at(3_000, created("r1", None));
     call.at(3_010, function_call("c1", "i1", "r1", "end_call", "{}"));
     call.play(vec![
@@ -691,9 +681,7 @@ fn an_earlier_lines_deadline_never_acts_on_a_later_line() {
         queue: None,
     }];
     c.tools.push(webhook("lookup"));
-    let mut call = Call::live(with_contract(c));
-    call.at(40, created("resp_greet", Some("greeting_1")));
-    call.at(900, done("resp_greet"));
+    let mut call = Call::greeted(with_contract(c));
     // Line 1: a callback notice after a failed tool.
     call.at(3_000, created("r1", None));
     call.at(3_010, function_call("c1", "i1", "r1", "lookup", "{}"));
@@ -810,9 +798,7 @@ fn escalation_happens_once_per_call() {
         },
         queue: Some(String::from("support")),
     }];
-    let mut call = Call::live(with_contract(c));
-    call.at(40, created("resp_greet", Some("greeting_1")));
-    call.at(900, done("resp_greet"));
+    let mut call = Call::greeted(with_contract(c));
     assert_eq!(
         call.at(2_000, heard("u1", "human")),
         [
@@ -840,9 +826,7 @@ fn escalation_happens_once_per_call() {
 
 #[test]
 fn a_closed_queue_that_keeps_the_caller_allows_a_later_escalation() {
-    let mut call = Call::live(with_contract(contract(vec![builtin("transfer_to_human")])));
-    call.at(40, created("resp_greet", Some("greeting_1")));
-    call.at(900, done("resp_greet"));
+    let mut call = Call::greeted(with_contract(contract(vec![builtin("transfer_to_human")])));
     call.at(2_000, created("r1", None));
     call.play(vec![
         (2_010, function_call("t1", "i1", "r1", "transfer_to_human", r#"{"reason":"bill"}"#), &["escalate tool:transfer_to_human to -"]),
@@ -951,12 +935,10 @@ fn the_idle_timeout_says_goodbye_only_when_nothing_happened_since() {
 
 #[test]
 fn caller_speech_restarts_the_idle_timer() {
-    let mut call = Call::live(Setup {
+    let mut call = Call::greeted(Setup {
         idle_timeout: Some(Duration::from_secs(5)),
         ..setup()
     });
-    call.at(40, created("resp_greet", Some("greeting_1")));
-    call.at(900, done("resp_greet"));
     call.play(vec![
         (4_000, ai(AiEvent::SpeechStarted), &["timer Idle(3) 5000ms"]),
         (5_900, Input::Timer(Timer::Idle(2)), &[]),
@@ -1062,12 +1044,10 @@ fn a_fatal_model_error_fails_over() {
 
 #[test]
 fn the_end_cancels_running_tools_and_records_calls_still_being_answered() {
-    let mut call = Call::live(with_contract(contract(vec![
+    let mut call = Call::greeted(with_contract(contract(vec![
         webhook("lookup"),
         builtin("transfer_to_human"),
     ])));
-    call.at(40, created("resp_greet", Some("greeting_1")));
-    call.at(900, done("resp_greet"));
     call.at(2_000, created("r1", None));
     call.at(2_010, function_call("c1", "i1", "r1", "lookup", "{}"));
     call.at(
@@ -1105,9 +1085,7 @@ fn identity_verification_opens_gated_tools() {
         fields: vec![String::from("zip")],
         timeout_ms: 1_000,
     });
-    let mut call = Call::live(with_contract(c));
-    call.at(40, created("resp_greet", Some("greeting_1")));
-    call.at(900, done("resp_greet"));
+    let mut call = Call::greeted(with_contract(c));
     call.at(2_000, created("r1", None));
     assert_eq!(
         call.at(
