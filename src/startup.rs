@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::active::ActiveRegistry;
-use actors::call::{AiConfig, CallDeps};
+use actors::call::{AiConfig, CallSettings};
 use actors::crypto::{SecretBox, derive_key, hex};
 use actors::egress::{Egress, EgressPolicy};
 use actors::notifier::NotifierSettings;
@@ -193,7 +193,7 @@ impl Application {
         }
         let active: Arc<ActiveRegistry> = Arc::default();
         let actors = RootSupervisor::start(RootConfig {
-            egress: egress.clone(),
+            egress,
             notifier: NotifierSettings {
                 max_attempts: config.event_webhook_max_attempts,
                 backoff_base: config.event_webhook_backoff,
@@ -211,8 +211,7 @@ impl Application {
             live_window: config.call_live_window,
             actor_timeout: config.actor_call_timeout,
             active: Arc::clone(&active),
-            calls: CallDeps {
-                store: store.clone(),
+            calls: CallSettings {
                 ai: AiConfig {
                     url: config
                         .openai_realtime_url
@@ -226,14 +225,9 @@ impl Application {
                         .unwrap_or_default(),
                     connect_timeout: Duration::from_secs(10),
                 },
-                active: Arc::clone(&active),
                 chaos: config.chaos_hooks,
                 twilio_queue: 512,
                 twilio_write_timeout: Duration::from_secs(5),
-                tenant: None,
-                router: None,
-                notifier: None,
-                egress,
             },
             store: store.clone(),
             secret_box,

@@ -13,14 +13,11 @@
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::json;
 
-use crate::ids::{CallId, RouteId, TenantId};
+use crate::ids::{RouteId, TenantId};
 use crate::meter::{HandleTimer, kind};
 use crate::store::{
-    CallRecord, NewAudit, OverLimit, Page, PhoneRoute, RouteDirection, RouteStatus, Store,
-    StoreError,
+    NewAudit, OverLimit, Page, PhoneRoute, RouteDirection, RouteStatus, Store, StoreError,
 };
-use crate::telephony::TelephonyCtx;
-use crate::telephony::control::{self, Initiator};
 use crate::tenant::AuditMeta;
 use crate::time::now_ms;
 
@@ -92,13 +89,6 @@ pub enum RouterMsg {
     UpdateRoute(RouteId, RoutePatch, AuditMeta, Reply<PhoneRoute>),
     /// Deletes a route.
     DeleteRoute(RouteId, AuditMeta, Reply<PhoneRoute>),
-    /// The call actor's control of its own call (agent-initiated): forwarded to
-    /// [`control::control`] in a task. To be removed once the call runtime calls the
-    /// telephony module through its `CallControl`.
-    Control(TenantId, String, ControlAction, Reply<CallRecord>),
-    /// Texts the caller of a live call (body); replies the message id. Forwarded to
-    /// [`control::send_sms`]; to be removed like [`RouterMsg::Control`].
-    SendSms(TenantId, CallId, String, Reply<String>),
 }
 
 impl RouterMsg {
@@ -108,8 +98,6 @@ impl RouterMsg {
             RouterMsg::CreateRoute(..) => "create_route",
             RouterMsg::UpdateRoute(..) => "update_route",
             RouterMsg::DeleteRoute(..) => "delete_route",
-            RouterMsg::Control(..) => "control",
-            RouterMsg::SendSms(..) => "send_sms",
         }
     }
 }
@@ -124,15 +112,12 @@ pub struct RouterArgs {
     pub store: Store,
     /// The shared route cache this actor keeps current.
     pub routes: RouteCache,
-    /// The telephony edge (for the forwarded control messages).
-    pub telephony: TelephonyCtx,
 }
 
 /// State of the router.
 pub struct RouterState {
     store: Store,
     routes: RouteCache,
-    telephony: TelephonyCtx,
 }
 
 fn reply<T>(port: RpcReplyPort<T>, value: T) {
@@ -319,7 +304,6 @@ impl Actor for RouterActor {
         Ok(RouterState {
             store: args.store,
             routes: args.routes,
-            telephony: args.telephony,
         })
     }
 
@@ -342,21 +326,6 @@ impl Actor for RouterActor {
             RouterMsg::DeleteRoute(id, meta, port) => {
                 let r = state.delete_route(id, meta).await;
                 reply(port, r);
-            }
-            RouterMsg::Control(tenant, id, action, port) => {
-                // The carrier request's outcome is recorded by `control` itself.
-                let ctx = state.telephony.clone();
-                tokio::spawn(async move {
-                    let r = control::control(&ctx, &tenant, &id, action, Initiator::Agent).await;
-                    reply(port, r);
-                });
-            }
-            RouterMsg::SendSms(tenant, call, body, port) => {
-                let ctx = state.telephony.clone();
-                tokio::spawn(async move {
-                    let r = control::send_sms(&ctx, &tenant, &call, &body).await;
-                    reply(port, r);
-                });
             }
         }
         Ok(())

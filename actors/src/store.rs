@@ -23,6 +23,8 @@ mod audit;
 mod callbacks;
 mod calls;
 mod completion;
+#[cfg(test)]
+pub(crate) mod fixtures;
 mod function_calls;
 mod idempotency;
 mod models;
@@ -35,9 +37,11 @@ mod webhooks;
 pub use api_keys::KeyLookup;
 pub use calls::StatusUpdate;
 pub use completion::{CompletedCall, CompletedSession, Completion};
-pub use function_calls::{FunctionCall, FunctionCallStatus, Handoff, NewFunctionCall};
+pub use function_calls::{
+    FunctionCall, FunctionCallStatus, Handoff, NewFunctionCall, PriorInvocation, SettledCall,
+};
 pub use models::*;
-pub use sessions::Usage;
+pub use sessions::{SessionStatus, Usage};
 pub use webhooks::{
     AttemptResult, DeliveryFilter, DeliveryStatus, FinishedAttempt, NewEvent, QueuedEvent,
     Redelivery, WebhookAttempt, WebhookDelivery,

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::sync::watch;
 
-use crate::call::CallDeps;
 use crate::call::supervisor::{CallSupervisor, CallSupervisorMsg};
+use crate::call::{CallDeps, CallSettings};
 use crate::carrier::Carrier;
 use crate::crypto::SecretBox;
 use crate::egress::Egress;
@@ -32,6 +32,7 @@ use crate::router::{RouteCache, RouterActor, RouterArgs, RouterMsg, RoutingLog};
 use crate::singleton::SingletonRef;
 use crate::store::Store;
 use crate::stream_token::StreamTokenKeys;
+use crate::telephony::call_control::TelephonyControl;
 use crate::telephony::{PlacementSettings, PublicUrls, TelephonyConfig, TelephonyCtx};
 use crate::tenant::{TenantActor, TenantArgs, TenantDirectory, TenantMsg, TenantRateLimiter};
 
@@ -64,8 +65,8 @@ pub struct RootConfig {
     pub actor_timeout: Duration,
     /// Live calls of this node.
     pub active: Arc<crate::active::ActiveRegistry>,
-    /// What call actors need (the AI endpoint, limits, chaos hooks).
-    pub calls: CallDeps,
+    /// How call actors run (the AI endpoint, queue sizes, chaos hooks).
+    pub calls: CallSettings,
     /// Outbound HTTP to tenant endpoints (SSRF-safe, signed).
     pub egress: Egress,
     /// Event webhook delivery settings.
@@ -123,12 +124,12 @@ pub struct Actors {
     pub calls: SingletonRef<CallSupervisorMsg>,
     /// Tenant events: emission, and the notifier actor (current incarnation).
     pub notifier: Notifier,
+    /// The one recorder of how calls end.
+    pub outcomes: Outcomes,
     /// Changes whenever the tree's health changes (e.g. meltdown).
     pub health: watch::Receiver<bool>,
     /// Live calls of this node.
     pub active: Arc<crate::active::ActiveRegistry>,
-    /// The one recorder of how calls end.
-    pub outcomes: Outcomes,
     /// API keys, Twilio accounts and rate limits, read without the tenant mailbox.
     pub tenants: TenantDirectory,
     /// The telephony edge (admission, streams, callbacks, control, placement, reads).
@@ -149,6 +150,7 @@ pub struct RootArgs {
     notifier_handle: Notifier,
     directory: TenantDirectory,
     telephony: TelephonyCtx,
+    calls_deps: CallDeps,
     health: watch::Sender<bool>,
 }
 
@@ -207,6 +209,8 @@ pub struct RootState {
     notifier_handle: Notifier,
     directory: TenantDirectory,
     telephony: TelephonyCtx,
+    /// What every call actor needs, complete (the call supervisor is rebuilt with it).
+    calls_deps: CallDeps,
     health: watch::Sender<bool>,
     /// Why the root melted down, once it has.
     meltdown: Option<String>,
@@ -246,8 +250,19 @@ impl RootSupervisor {
         });
         let (health_tx, health_rx) = watch::channel(true);
         let active = Arc::clone(&config.active);
+        let calls_deps = CallDeps {
+            store: config.store.clone(),
+            settings: config.calls.clone(),
+            active: Arc::clone(&config.active),
+            tenant: tenant.clone(),
+            control: Arc::new(TelephonyControl::new(telephony.clone())),
+            egress: config.egress.clone(),
+            notifier: notifier_handle.clone(),
+            outcomes: outcomes.clone(),
+        };
         let args = RootArgs {
             config,
+            calls_deps,
             tenant: tenant.clone(),
             router: router.clone(),
             rollout: rollout.clone(),
@@ -266,9 +281,9 @@ impl RootSupervisor {
             rollout,
             calls,
             notifier: notifier_handle,
+            outcomes,
             health: health_rx,
             active,
-            outcomes,
             tenants: directory,
             telephony,
         })
@@ -293,10 +308,7 @@ impl RootSupervisor {
                 Ok(cell)
             }
             ChildKind::Calls => {
-                let mut deps = state.config.calls.clone();
-                deps.tenant = Some(state.tenant.clone());
-                deps.router = Some(state.router.clone());
-                deps.notifier = Some(state.notifier_handle.clone());
+                let deps = state.calls_deps.clone();
                 let (actor, _join) =
                     Actor::spawn_linked(None, CallSupervisor, deps, myself.get_cell()).await?;
                 let cell = actor.get_cell();
@@ -334,7 +346,6 @@ impl RootSupervisor {
                 let args = RouterArgs {
                     store: state.config.store.clone(),
                     routes: state.telephony.routes().clone(),
-                    telephony: state.telephony.clone(),
                 };
                 let (actor, _join) =
                     Actor::spawn_linked(None, RouterActor, args, myself.get_cell()).await?;
@@ -443,6 +454,7 @@ impl Actor for RootSupervisor {
             notifier_handle: args.notifier_handle,
             directory: args.directory,
             telephony: args.telephony,
+            calls_deps: args.calls_deps,
             health: args.health,
             meltdown: None,
         };

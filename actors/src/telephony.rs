@@ -33,6 +33,7 @@ use crate::tenant::{TenantDirectory, TwilioAccount};
 use crate::time::now_ms;
 
 pub mod admission;
+pub mod call_control;
 pub mod control;
 pub mod dial;
 mod error;

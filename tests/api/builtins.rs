@@ -335,6 +335,7 @@ async fn an_unanswered_queue_with_voicemail_plays_its_message(backend: Backend) 
         json!({"tools": [builtin("transfer_to_human")], "escalation": {"default_queue": "front"}}),
     )
     .await;
+    let mut live = app.state.actors.active.subscribe();
     let sid = call_in(
         &app,
         &sim,
@@ -360,4 +361,8 @@ async fn an_unanswered_queue_with_voicemail_plays_its_message(backend: Backend) 
     assert_eq!(handoff["outcome"], "voicemail");
     let tasks = get(&app, &t, "/api/v1/callback-tasks").await;
     assert_eq!(tasks["total"], 0, "voicemail, not a callback task");
+    let call_id = session["call_id"].as_str().expect("call id");
+    let done = crate::live::completed_once(&app, &mut live, call_id).await;
+    assert_eq!(done["outcome"], "escalated", "{done}");
+    assert_eq!(done["end_reason"], "escalation_voicemail");
 }

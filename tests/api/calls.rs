@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use stateset_voice::sim::carrier::{
-    CallEvent, CallStatus, CallerScript, CarrierConfig, CarrierSim, CarrierSimHandle, InboundCall,
+    CallEvent, CallSnapshot, CallStatus, CallerScript, CarrierConfig, CarrierSim, CarrierSimHandle,
+    InboundCall,
 };
 use stateset_voice::sim::realtime::{RealtimeScript, ScriptTurn};
 
@@ -15,6 +16,7 @@ use crate::helpers::{Backend, Tele, TestApp, backend_tests, spawn_app_with};
 backend_tests!(
     full_inbound_conversation_is_recorded,
     a_crashed_call_actor_leaves_other_calls_untouched,
+    a_killed_call_actor_is_recorded_by_its_supervisor,
     a_tenant_realtime_key_overrides_the_global_one,
 );
 
@@ -84,8 +86,41 @@ async fn session_of(app: &TestApp, t: &Tele, call_sid: &str) -> Value {
     .expect("json")
 }
 
+/// Waits until the call with this SID has a live call actor.
+async fn went_live(
+    live: &mut tokio::sync::broadcast::Receiver<actors::active::ActiveEvent>,
+    call_sid: &str,
+) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match live.recv().await {
+                Ok(actors::active::ActiveEvent::Started(c)) if c.call_sid == call_sid => break,
+                Ok(_) => continue,
+                Err(e) => panic!("active feed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the call goes live");
+}
+
+/// Waits until the carrier dialed the route's fallback for the call; returns it.
+async fn fallback_dialed(sim: &CarrierSimHandle, call_sid: &str) -> CallSnapshot {
+    tokio::time::timeout(
+        WAIT,
+        sim.wait_for(call_sid, |c| {
+            c.events
+                .iter()
+                .any(|e| matches!(e, CallEvent::Dialed { .. }))
+        }),
+    )
+    .await
+    .expect("fallback dialed")
+}
+
 async fn full_inbound_conversation_is_recorded(backend: Backend) {
     let (app, sim, t) = setup(backend).await;
+    let mut live = app.state.actors.active.subscribe();
     app.realtime
         .set_script(RealtimeScript::new(vec![ScriptTurn::say(
             "I need help with my order",
@@ -141,6 +176,13 @@ async fn full_inbound_conversation_is_recorded(backend: Backend) {
     let log = app.call_log(&t.key, &sid).await;
     assert_eq!(log["end_reason"], "caller_hangup");
     assert_eq!(log["stream_status"], "stopped");
+    // One voice.call.completed, written after the last record of the conversation.
+    let done = crate::live::completed_once(&app, &mut live, log["id"].as_str().expect("id")).await;
+    assert_eq!(done["outcome"], "completed", "{done}");
+    assert_eq!(done["end_reason"], "caller_hangup");
+    assert_eq!(done["transcript_turns"], 3);
+    assert_eq!(done["function_calls"], 0);
+    assert_eq!(done["session_ids"].as_array().map(Vec::len), Some(1));
     app.stop().await;
 }
 
@@ -164,33 +206,14 @@ async fn a_crashed_call_actor_leaves_other_calls_untouched(backend: Backend) {
             .hang_up(),
     );
     // Wait until the victim's call actor is live (it registers as call:{CallSid}).
-    tokio::time::timeout(WAIT, async {
-        loop {
-            match live.recv().await {
-                Ok(actors::active::ActiveEvent::Started(c)) if c.call_sid == victim => break,
-                Ok(_) => continue,
-                Err(e) => panic!("active feed: {e}"),
-            }
-        }
-    })
-    .await
-    .expect("victim live");
+    went_live(&mut live, &victim).await;
     let actor =
         ractor::registry::where_is(format!("call:{victim}")).expect("registered call actor");
     ractor::ActorRef::<actors::call::CallMsg>::from(actor)
         .cast(actors::call::CallMsg::Crash)
         .expect("cast");
     // The crashed call goes to the route's fallback (the human number), through the carrier.
-    let victim_call = tokio::time::timeout(
-        WAIT,
-        sim.wait_for(&victim, |c| {
-            c.events
-                .iter()
-                .any(|e| matches!(e, CallEvent::Dialed { .. }))
-        }),
-    )
-    .await
-    .expect("fallback dialed");
+    let victim_call = fallback_dialed(&sim, &victim).await;
     let dialed = victim_call.events.iter().find_map(|e| match e {
         CallEvent::Dialed { numbers, .. } => Some(numbers.clone()),
         _ => None,
@@ -206,12 +229,7 @@ async fn a_crashed_call_actor_leaves_other_calls_untouched(backend: Backend) {
         .expect("survivor ends");
     assert_eq!(survivor_call.status, CallStatus::Completed);
     let log = app.call_log(&t.key, &victim).await;
-    assert!(
-        log["end_reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("fail")),
-        "{log}"
-    );
+    assert_eq!(log["end_reason"], "actor_failed", "{log}");
     assert!(
         log["events"]
             .as_array()
@@ -222,6 +240,18 @@ async fn a_crashed_call_actor_leaves_other_calls_untouched(backend: Backend) {
     );
     let session = session_of(&app, &t, &victim).await;
     assert_eq!(session["status"], "failed");
+    assert_eq!(session["end_reason"], "actor_failed");
+    // One recorder, one completion: the supervisor's, with the panic as its detail.
+    let completed = crate::live::completed_events(&app, log["id"].as_str().expect("id")).await;
+    assert_eq!(completed.len(), 1, "{completed:?}");
+    assert_eq!(completed[0]["outcome"], "fallback");
+    assert_eq!(completed[0]["end_reason"], "actor_failed");
+    assert!(
+        completed[0]["end_detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("chaos hook")),
+        "{completed:?}"
+    );
     let ok = session_of(&app, &t, &survivor).await;
     assert_eq!(ok["status"], "completed");
     let metrics = app
@@ -234,6 +264,46 @@ async fn a_crashed_call_actor_leaves_other_calls_untouched(backend: Backend) {
         .await
         .expect("text");
     assert!(metrics.contains("actor_failures_total{actor=\"call\"}"));
+    app.stop().await;
+}
+
+async fn a_killed_call_actor_is_recorded_by_its_supervisor(backend: Backend) {
+    let (app, sim, t) = setup(backend).await;
+    let mut live = app.state.actors.active.subscribe();
+    let before = app.metrics().await;
+    let victim = call(
+        &app,
+        &sim,
+        &t,
+        "+15551230005",
+        CallerScript::default().silence(Duration::from_secs(20)),
+    );
+    went_live(&mut live, &victim).await;
+    // Killed, not panicked: the actor runs no more code (no `post_stop`, no handler).
+    let actor =
+        ractor::registry::where_is(format!("call:{victim}")).expect("registered call actor");
+    actor.kill();
+    // The supervisor records it like a failure: the caller goes to the route's fallback.
+    let victim_call = fallback_dialed(&sim, &victim).await;
+    assert!(
+        victim_call
+            .said
+            .contains(&"Connecting you to our team.".to_owned())
+    );
+    let log = app.call_log(&t.key, &victim).await;
+    assert_eq!(log["end_reason"], "actor_failed", "{log}");
+    let session = session_of(&app, &t, &victim).await;
+    assert_eq!(session["status"], "failed", "{session}");
+    assert_eq!(session["end_reason"], "actor_failed");
+    let completed = crate::live::completed_events(&app, log["id"].as_str().expect("id")).await;
+    assert_eq!(completed.len(), 1, "{completed:?}");
+    assert_eq!(completed[0]["outcome"], "fallback");
+    assert_eq!(completed[0]["end_detail"], "killed");
+    let after = app.metrics().await;
+    let failures =
+        |m: &str| crate::helpers::metric(m, "actor_failures_total", &[("actor", "call")]);
+    // Counted (other tests of the binary may add theirs concurrently).
+    assert!(failures(&after) - failures(&before) >= 1.0, "{after}");
     app.stop().await;
 }
 
@@ -278,11 +348,22 @@ async fn a_tenant_realtime_key_overrides_the_global_one(backend: Backend) {
         "no session opened with the refused key"
     );
     let log = app.call_log(&t.key, &sid).await;
+    assert_eq!(log["end_reason"], "ai_failed", "{log}");
+    let record = app
+        .state
+        .store
+        .get_call_by_id(&actors::ids::CallId::from_stored(
+            log["id"].as_str().expect("id").to_owned(),
+        ))
+        .await
+        .expect("read")
+        .expect("call");
     assert!(
-        log["end_reason"]
-            .as_str()
-            .is_some_and(|r| r.contains("ai connect failed")),
-        "{log}"
+        record
+            .end_detail
+            .as_deref()
+            .is_some_and(|d| d.contains("connect failed")),
+        "{record:?}"
     );
     // Cleared, the tenant's calls use the global key again.
     app.admin(

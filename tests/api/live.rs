@@ -43,6 +43,7 @@ backend_tests!(
     active_sessions_are_listed_and_streamed_per_tenant,
     every_client_event_the_runtime_sends_conforms_to_the_schema,
     a_stream_start_its_handler_gave_up_on_leaves_the_caller_the_fallback,
+    key_presses_are_answered_one_response_at_a_time,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -164,6 +165,51 @@ fn has_call_event(log: &Value, kind: &str, event: &str) -> bool {
         .any(|e| e["kind"] == kind && e["detail"]["event"] == event)
 }
 
+/// The `data` of every `voice.call.completed` event written for `call_id`.
+pub(crate) async fn completed_events(app: &TestApp, call_id: &str) -> Vec<Value> {
+    const SQL: &str = "SELECT payload FROM webhook_events WHERE event = 'voice.call.completed'";
+    let payloads: Vec<String> = if app.database_url.starts_with("sqlite") {
+        let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(&app.database_url)
+            .await
+            .expect("database");
+        sqlx::query_scalar(SQL)
+            .fetch_all(&mut db)
+            .await
+            .expect("events")
+    } else {
+        let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&app.database_url)
+            .await
+            .expect("database");
+        sqlx::query_scalar(SQL)
+            .fetch_all(&mut db)
+            .await
+            .expect("events")
+    };
+    payloads
+        .iter()
+        .map(|p| serde_json::from_str::<Value>(p).expect("event JSON"))
+        .map(|e| e["data"].clone())
+        .filter(|d| d["call_id"] == call_id)
+        .collect()
+}
+
+/// Waits until the call's (last) actor is gone, its records final, then returns the one
+/// `voice.call.completed` of the call.
+pub(crate) async fn completed_once(
+    app: &TestApp,
+    live: &mut broadcast::Receiver<ActiveEvent>,
+    call_id: &str,
+) -> Value {
+    ended(live, call_id).await;
+    let mut events = completed_events(app, call_id).await;
+    assert_eq!(
+        events.len(),
+        1,
+        "exactly one voice.call.completed: {events:?}"
+    );
+    events.remove(0)
+}
+
 /// Client event types of a realtime session other than the audio appends, in order.
 fn control_events(s: &SessionSnapshot) -> Vec<&str> {
     s.client_events
@@ -191,7 +237,7 @@ async fn started(live: &mut broadcast::Receiver<ActiveEvent>, call_sid: &str) ->
 }
 
 /// Waits on the live-call feed for the call to end; returns the reason.
-async fn ended(live: &mut broadcast::Receiver<ActiveEvent>, call_id: &str) -> String {
+pub(crate) async fn ended(live: &mut broadcast::Receiver<ActiveEvent>, call_id: &str) -> String {
     tokio::time::timeout(WAIT, async {
         loop {
             match live.recv().await {
@@ -588,15 +634,31 @@ async fn a_failed_ai_reconnect_hands_the_caller_to_the_fallback(backend: Backend
     let session = app.voice_session_of(&t.key, &sid).await;
     assert_eq!(session["status"], "failed", "{session}");
     assert_eq!(session["reconnects"], 1);
-    let reason = session["end_reason"].as_str().expect("end reason");
-    assert!(
-        reason.starts_with("ai_reconnect_failed") && reason.contains("503"),
-        "{reason}"
-    );
+    // The reason is one of a bounded set; what failed is its detail.
+    assert_eq!(session["end_reason"], "ai_failed", "{session}");
     assert!(session["ended_at"].is_string());
     let log = app.call_log(&t.key, &sid).await;
+    assert_eq!(log["end_reason"], "ai_failed", "{log}");
     assert!(has_call_event(&log, "ai", "reconnect"), "{log}");
     assert!(has_call_event(&log, "ai", "failed"), "{log}");
+    let call_id = log["id"].as_str().expect("id");
+    let stored = app
+        .state
+        .store
+        .sessions_of_call(&actors::ids::CallId::from_stored(call_id.to_owned()))
+        .await
+        .expect("sessions");
+    let detail = stored[0].end_detail.as_deref().expect("end detail");
+    assert!(
+        detail.starts_with("reconnect failed") && detail.contains("503"),
+        "{detail}"
+    );
+    // Exactly one voice.call.completed: the caller went to the route's fallback.
+    let completed = completed_events(&app, call_id).await;
+    assert_eq!(completed.len(), 1, "{completed:?}");
+    assert_eq!(completed[0]["outcome"], "fallback");
+    assert_eq!(completed[0]["end_reason"], "ai_failed");
+    assert_eq!(completed[0]["end_detail"], detail);
     app.stop().await;
 }
 
@@ -1316,7 +1378,117 @@ async fn every_client_event_the_runtime_sends_conforms_to_the_schema(backend: Ba
     app.stop().await;
 }
 
-// === 9. A stream start that arrives too late ===
+// === 9. Key presses against a model a round trip away ===
+
+/// Waits on the live-call feed for an update of `call_sid` that `pred` accepts.
+async fn live_update(
+    live: &mut broadcast::Receiver<ActiveEvent>,
+    call_sid: &str,
+    what: &str,
+    mut pred: impl FnMut(&actors::active::ActiveCall) -> bool,
+) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match live.recv().await {
+                Ok(ActiveEvent::Updated(c)) if c.call_sid == call_sid && pred(&c) => return,
+                Ok(_) => continue,
+                Err(e) => panic!("live-call feed: {e}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}"));
+}
+
+async fn key_presses_are_answered_one_response_at_a_time(backend: Backend) {
+    // The model is 300 ms away: a `response.create` reaches it 300 ms after it was sent, and
+    // its `response.created` comes back later still.
+    let realtime = RealtimeSimConfig {
+        client_event_delay: ms(300),
+        ..realtime_config()
+    };
+    let app = spawn_app_with_realtime(backend, realtime, |_| {}).await;
+    let t = app.telephony_tenant("Acme", NUMBER, json!({})).await;
+    let replies = ["You pressed one.", "You pressed two.", "You pressed three."];
+    app.realtime.set_script(RealtimeScript::new(
+        replies
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ScriptTurn::say(format!("key {}", i + 1), *r))
+            .collect(),
+    ));
+    let mut live = app.state.actors.active.subscribe();
+    let (call_sid, xml) = app.inbound(&t, "+15551230095", NUMBER).await;
+    let mut ws = open_media(&app, None).await;
+    send_start(&mut ws, &t.account_sid, &call_sid, Some(&token_of(&xml))).await;
+    let (mut to_server, mut from_server) = ws.split();
+    let reader = tokio::spawn(async move { while from_server.next().await.is_some() {} });
+    let mut seq = 10;
+    let mut press = |digit: &str| {
+        seq += 1;
+        Message::text(
+            json!({"event": "dtmf", "sequenceNumber": seq.to_string(), "streamSid": "MZ0001",
+                   "dtmf": {"track": "inbound_track", "digit": digit}})
+            .to_string(),
+        )
+    };
+    // The greeting is asked for as the session is configured (the live view turns to
+    // `greeting`); a key pressed at once is within one round trip of that request.
+    live_update(&mut live, &call_sid, "greeting requested", |c| {
+        c.phase == actors::active::CallPhase::Greeting
+    })
+    .await;
+    to_server.send(press("1")).await.expect("key 1");
+    live_update(&mut live, &call_sid, "the first key answered", |c| {
+        c.last_line == Some(("assistant".to_owned(), replies[0].to_owned()))
+    })
+    .await;
+    live_update(&mut live, &call_sid, "listening again", |c| {
+        c.phase == actors::active::CallPhase::Listening
+    })
+    .await;
+    // Two quick keys: the second before the first one's response can have been created.
+    to_server.send(press("2")).await.expect("key 2");
+    to_server.send(press("3")).await.expect("key 3");
+    let sessions = tokio::time::timeout(
+        WAIT,
+        app.realtime
+            .wait_for(|s| s.first().is_some_and(|s| s.said.len() == 4)),
+    )
+    .await
+    .expect("every key answered");
+    let s = &sessions[0];
+    assert_eq!(
+        s.said,
+        [GREETING, replies[0], replies[1], replies[2]],
+        "the greeting, then one answer per key"
+    );
+    assert!(
+        s.errors.is_empty(),
+        "no response.create while a response was active or requested: {:?}",
+        s.errors
+    );
+    let creates = control_events(s)
+        .iter()
+        .filter(|e| **e == "response.create")
+        .count();
+    assert_eq!(creates, 4, "{:?}", control_events(s));
+    to_server
+        .send(Message::text(
+            json!({"event": "stop", "streamSid": "MZ0001", "stop": {}}).to_string(),
+        ))
+        .await
+        .expect("stop");
+    let call_id = app.call_log(&t.key, &call_sid).await["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert_eq!(ended(&mut live, &call_id).await, "ended");
+    reader.abort();
+    app.stop().await;
+}
+
+// === 10. A stream start that arrives too late ===
 
 async fn a_stream_start_its_handler_gave_up_on_leaves_the_caller_the_fallback(backend: Backend) {
     // The media handler waits 1.5 s for the stream start (ACTOR_CALL_TIMEOUT_MS; the default is

@@ -491,6 +491,11 @@ async fn get_json(app: &TestApp, key: &str, path: &str) -> Value {
     resp.json().await.expect("json")
 }
 
+/// Subscribes to the live-call feed (before the call is placed).
+fn live_feed(app: &TestApp) -> tokio::sync::broadcast::Receiver<actors::active::ActiveEvent> {
+    app.state.actors.active.subscribe()
+}
+
 /// The call log of the call with this SID.
 async fn call_log(app: &TestApp, t: &Tele, sid: &str) -> Value {
     app.call_log(&t.key, sid).await
@@ -562,6 +567,7 @@ async fn a_webhook_tool_round_trip_is_signed_answered_once_and_recorded(backend:
             then,
         )]));
     let caller_number = "+15551230001";
+    let mut live = live_feed(&app);
     let sid = call_in(
         &app,
         &sim,
@@ -635,6 +641,9 @@ async fn a_webhook_tool_round_trip_is_signed_answered_once_and_recorded(backend:
     assert!(fc["latency_ms"].as_i64().is_some_and(|l| l >= 0), "{fc}");
     assert!(fc["finished_at"].is_string(), "{fc}");
     assert_eq!(log["end_reason"], "caller_hangup");
+    let done = crate::live::completed_once(&app, &mut live, &call_id).await;
+    assert_eq!(done["outcome"], "completed", "{done}");
+    assert_eq!(done["function_calls"], 1);
     app.stop().await;
 }
 
@@ -1142,6 +1151,7 @@ async fn an_escalation_phrase_transfers_the_caller_to_the_queue(backend: Backend
             "Of course.",
         )]));
     let caller_number = "+15551230007";
+    let mut live = live_feed(&app);
     let sid = call_in(&app, &sim, &t, caller_number, caller_then_silent(request));
     let call = ended(&sim, &sid).await;
     let log = call_log(&app, &t, &sid).await;
@@ -1194,6 +1204,10 @@ async fn an_escalation_phrase_transfers_the_caller_to_the_queue(backend: Backend
     assert_eq!(log["end_reason"], "escalated", "{log}");
     let target = format!("queue:support/{}", dialed.1.dial_call_sid);
     assert_eq!(log["escalated_to"], target.as_str(), "{log}");
+    let done = crate::live::completed_once(&app, &mut live, &call_id).await;
+    assert_eq!(done["outcome"], "escalated", "{done}");
+    assert_eq!(done["end_reason"], "escalated");
+    assert_eq!(done["handoffs"], 1);
 
     // The handoff is recorded with the rule and the context a human gets.
     let session = app.voice_session_of(&t.key, &sid).await;
@@ -1259,6 +1273,7 @@ async fn an_unanswered_queue_creates_a_callback_task(backend: Backend) {
             then,
         )]));
     let caller_number = "+15551230008";
+    let mut live = live_feed(&app);
     let sid = call_in(
         &app,
         &sim,
@@ -1329,6 +1344,9 @@ async fn an_unanswered_queue_creates_a_callback_task(backend: Backend) {
     assert_eq!(session["function_calls"][0]["status"], "succeeded");
     assert_eq!(log["end_reason"], "callback_scheduled", "{log}");
     assert!(log["escalated_to"].is_null(), "nobody took the call: {log}");
+    let done = crate::live::completed_once(&app, &mut live, &call_id).await;
+    assert_eq!(done["outcome"], "escalated", "{done}");
+    assert_eq!(done["end_reason"], "callback_scheduled");
 
     // voice.callback.created went out for it.
     delivered(&app, &t, "voice.callback.created").await;
@@ -1374,6 +1392,7 @@ async fn end_call_hangs_up_only_after_the_goodbye_played(backend: Backend) {
             json!({"reason": "the caller is done"}),
             goodbye,
         )]));
+    let mut live = live_feed(&app);
     let sid = call_in(
         &app,
         &sim,
@@ -1414,6 +1433,10 @@ async fn end_call_hangs_up_only_after_the_goodbye_played(backend: Backend) {
     assert_eq!(session["end_reason"], "agent_ended_call", "{session}");
     assert_eq!(session["function_calls"][0]["name"], "end_call");
     assert_eq!(session["function_calls"][0]["status"], "succeeded");
+    let call_id = log["id"].as_str().expect("id");
+    let done = crate::live::completed_once(&app, &mut live, call_id).await;
+    assert_eq!(done["outcome"], "completed", "{done}");
+    assert_eq!(done["end_reason"], "agent_ended_call");
     app.stop().await;
 }
 
@@ -1644,6 +1667,7 @@ async fn an_unanswered_queue_can_return_the_caller_to_the_agent(backend: Backend
             json!({"reason": "wants a person"}),
             then,
         )]));
+    let mut feed = live_feed(&app);
     let sid = call_in(&app, &sim, &t, "+15551230012", caller_then_silent(request));
 
     // Nobody answers: the caller gets a fresh stream, and a new realtime session that is
@@ -1679,6 +1703,15 @@ async fn an_unanswered_queue_can_return_the_caller_to_the_agent(backend: Backend
         live["end_reason"].is_null(),
         "the call is live again: {live}"
     );
+    // The first stream ended for the dial, which continued the call: nothing completed.
+    let call_id = live["id"].as_str().expect("id").to_owned();
+    crate::live::ended(&mut feed, &call_id).await;
+    assert!(
+        crate::live::completed_events(&app, &call_id)
+            .await
+            .is_empty(),
+        "a call that continues is not complete"
+    );
 
     sim.hangup(&sid).expect("hang up");
     let call = ended(&sim, &sid).await;
@@ -1698,6 +1731,11 @@ async fn an_unanswered_queue_can_return_the_caller_to_the_agent(backend: Backend
     .await;
     assert_eq!(log["end_reason"], "caller_hangup", "{log}");
     assert!(log["escalated_to"].is_null(), "{log}");
+    // Once the caller hung up on the second stream: one completion, both sessions counted.
+    let done = crate::live::completed_once(&app, &mut feed, &call_id).await;
+    assert_eq!(done["outcome"], "completed", "{done}");
+    assert_eq!(done["end_reason"], "caller_hangup");
+    assert_eq!(done["session_ids"].as_array().map(Vec::len), Some(2));
     let session = app.voice_session_of(&t.key, &sid).await;
     let h = &session["handoffs"][0];
     assert_eq!(h["status"], "unanswered", "{h}");
@@ -1848,6 +1886,7 @@ async fn an_idle_caller_is_told_goodbye_then_hung_up(backend: Backend) {
     let script = CallerScript::default()
         .silence(Duration::from_secs(60))
         .hang_up();
+    let mut live = live_feed(&app);
     let sid = call_in(&app, &sim, &t, "+15551230015", script);
     let call = ended(&sim, &sid).await;
 
@@ -1866,5 +1905,8 @@ async fn an_idle_caller_is_told_goodbye_then_hung_up(backend: Backend) {
             .any(|e| e["kind"] == "idle_timeout"),
         "{log}"
     );
+    let done = crate::live::completed_once(&app, &mut live, log["id"].as_str().expect("id")).await;
+    assert_eq!(done["outcome"], "completed", "{done}");
+    assert_eq!(done["end_reason"], "idle_timeout");
     app.stop().await;
 }

@@ -1,21 +1,20 @@
-//! Tool I/O off the call actor: signed requests to tenant endpoints (webhook tools and the
-//! identity check) through the SSRF-safe [`crate::egress`] client, and follow-up SMS
-//! through the router's carrier. Each runs in a task and reports back as
-//! [`CallMsg::ToolDone`]; the task's abort handle is kept so a cancelled tool or an ended
-//! call stops it.
+//! Signed requests to tenant endpoints (webhook tools and the identity check) through the
+//! SSRF-safe [`crate::egress`] client, signed with the tenant's secret: the request, and the
+//! ways an endpoint can fail to give a usable answer. Run by the tool tasks
+//! ([`super::tools`]).
 
 use std::time::Duration;
 
-use ractor::ActorRef;
-use serde_json::{Value, json};
-use tokio::task::AbortHandle;
+use serde_json::Value;
 
-use super::tools::{MAX_TOOL_RESPONSE, ToolOutcome};
-use super::{CallDeps, CallMsg};
+use super::CallDeps;
+use super::conversation::ToolOutcome;
 use crate::egress::EgressError;
 use crate::ids::TenantId;
-use crate::router::RouterMsg;
-use crate::store::{CallRecord, FunctionCallStatus};
+use crate::store::FunctionCallStatus;
+
+/// Largest tool response body accepted.
+pub const MAX_TOOL_RESPONSE: usize = 64 * 1024;
 
 /// A signed request to a tenant endpoint.
 #[derive(Debug, Clone)]
@@ -81,7 +80,7 @@ impl Failure {
 }
 
 async fn signing_secret(deps: &CallDeps, tenant: &TenantId) -> Result<Vec<u8>, Failure> {
-    let Some(actor) = deps.tenant.as_ref().and_then(|t| t.get()) else {
+    let Some(actor) = deps.tenant.get() else {
         return Err(Failure::Secret(String::from("tenant service restarting")));
     };
     match ractor::call_t!(
@@ -96,7 +95,7 @@ async fn signing_secret(deps: &CallDeps, tenant: &TenantId) -> Result<Vec<u8>, F
     }
 }
 
-async fn post(deps: &CallDeps, tenant: &TenantId, req: &Request) -> Result<Value, Failure> {
+pub async fn post(deps: &CallDeps, tenant: &TenantId, req: &Request) -> Result<Value, Failure> {
     let secret = signing_secret(deps, tenant).await?;
     let body = serde_json::to_vec(&req.body).map_err(|e| Failure::Egress(e.to_string()))?;
     let headers = [
@@ -126,58 +125,4 @@ async fn post(deps: &CallDeps, tenant: &TenantId, req: &Request) -> Result<Value
         return Err(Failure::Status(response.status));
     }
     serde_json::from_slice(&response.body).map_err(|_| Failure::NotJson)
-}
-
-/// Runs a signed request in a task; `map` turns its answer into the tool result.
-pub fn spawn(
-    deps: CallDeps,
-    tenant: TenantId,
-    req: Request,
-    actor: ActorRef<CallMsg>,
-    call_id: String,
-    map: impl FnOnce(Result<Value, Failure>) -> ToolOutcome + Send + 'static,
-) -> AbortHandle {
-    tokio::spawn(async move {
-        let answer = post(&deps, &tenant, &req).await;
-        if let Err(failure) = &answer {
-            tracing::info!(tool = %req.tool, failure = ?failure, "tenant endpoint gave no usable answer");
-        }
-        let _ = actor.cast(CallMsg::ToolDone(call_id, Box::new(map(answer))));
-    })
-    .abort_handle()
-}
-
-/// Texts the caller through the router's carrier, in a task.
-pub fn spawn_sms(
-    deps: CallDeps,
-    call: CallRecord,
-    body: String,
-    actor: ActorRef<CallMsg>,
-    call_id: String,
-) -> AbortHandle {
-    tokio::spawn(async move {
-        let outcome = match deps.router.as_ref().and_then(|r| r.get()) {
-            None => ToolOutcome::error(FunctionCallStatus::Failed, "the router is restarting"),
-            Some(router) => match ractor::call_t!(
-                router,
-                RouterMsg::SendSms,
-                15_000,
-                call.tenant_id.clone(),
-                call.id.clone(),
-                body
-            ) {
-                Ok(Ok(sid)) => ToolOutcome::ok(json!({"status": "sent", "message_sid": sid})),
-                Ok(Err(e)) => ToolOutcome::error(
-                    FunctionCallStatus::Failed,
-                    format!("the message was not sent: {e}"),
-                ),
-                Err(e) => ToolOutcome::error(
-                    FunctionCallStatus::Failed,
-                    format!("the message was not sent: {e}"),
-                ),
-            },
-        };
-        let _ = actor.cast(CallMsg::ToolDone(call_id, Box::new(outcome)));
-    })
-    .abort_handle()
 }

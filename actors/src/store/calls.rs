@@ -578,17 +578,6 @@ impl Store {
         Ok(())
     }
 
-    /// [`Store::set_continuation`] from its stored form; an unknown form clears it.
-    /// Kept for the call runtime until it records a [`Continuation`] itself (to be removed).
-    pub async fn set_after_stream(
-        &self,
-        id: &CallId,
-        after: Option<&str>,
-    ) -> Result<(), StoreError> {
-        self.set_continuation(id, after.and_then(Continuation::parse))
-            .await
-    }
-
     /// Consumes a planned continuation: clears `after_stream` only if it is still `expected`
     /// (a fresh stream's `Resume` is answered once). Returns whether it was cleared.
     pub async fn take_continuation(
@@ -606,21 +595,6 @@ impl Store {
                 .rows_affected()
         });
         Ok(n == 1)
-    }
-
-    /// Records why the call (or its AI leg) ended, keeping the first reason. The call
-    /// runtime's remaining string path, until it records through
-    /// [`crate::outcome::Outcomes`] (to be removed; nothing else may use it).
-    pub async fn set_end_reason(&self, id: &CallId, reason: &str) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
-            sqlx::query("UPDATE calls SET end_reason = COALESCE(end_reason, $2), updated_at = $3 WHERE id = $1")
-                .bind(id.as_str())
-                .bind(reason)
-                .bind(now_ms())
-                .execute(pool)
-                .await?;
-        });
-        Ok(())
     }
 
     /// A handoff nobody answered: the call is no longer escalated and nothing is planned

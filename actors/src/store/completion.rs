@@ -219,108 +219,8 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{EventId, TenantId};
-    use crate::store::{
-        CallDirection, NewAudit, RuntimeConfig, Tenant, TenantStatus, VoiceSession,
-    };
-
-    async fn store() -> Store {
-        let store = Store::connect("sqlite::memory:", 1).await.expect("store");
-        store.migrate().await.expect("migrate");
-        store
-    }
-
-    async fn tenant(store: &Store) -> TenantId {
-        let tenant = Tenant {
-            id: TenantId::generate(),
-            name: "Acme".into(),
-            status: TenantStatus::Active,
-            max_concurrent_calls: 10,
-            webhook_url: None,
-            runtime_config: RuntimeConfig::default(),
-            twilio: None,
-            openai_key: None,
-            signing_secret: None,
-            event_webhook: None,
-            created_at: 0,
-            updated_at: 0,
-        };
-        let audit = NewAudit {
-            actor: "test".into(),
-            action: "tenant.create",
-            tenant_id: Some(tenant.id.clone()),
-            target_type: "tenant",
-            target_id: tenant.id.to_string(),
-            before: None,
-            after: None,
-            request_id: None,
-        };
-        store.insert_tenant(&tenant, &audit).await.expect("tenant");
-        tenant.id
-    }
-
-    fn call(tenant: &TenantId) -> CallRecord {
-        CallRecord {
-            id: CallId::generate(),
-            tenant_id: tenant.clone(),
-            call_sid: Some("CA1".into()),
-            account_sid: None,
-            route_id: None,
-            direction: CallDirection::Inbound,
-            from_number: "+15550001111".into(),
-            to_number: "+15550002222".into(),
-            status: "in-progress".into(),
-            status_sequence: None,
-            agent_key: None,
-            agent_version_id: None,
-            end_reason: None,
-            answered_by: None,
-            duration_seconds: None,
-            metadata: None,
-            stream_sid: None,
-            stream_status: None,
-            after_stream: None,
-            greeting: None,
-            org_id: None,
-            machine_detection: None,
-            error_code: None,
-            error_message: None,
-            identity_state: None,
-            escalated_to: None,
-            end_detail: None,
-            outcome: None,
-            completed_at: None,
-            placement: None,
-            created_at: 1,
-            updated_at: 1,
-            started_at: None,
-            ended_at: None,
-        }
-    }
-
-    fn session(call: &CallRecord) -> VoiceSession {
-        VoiceSession {
-            id: SessionId::generate(),
-            tenant_id: call.tenant_id.clone(),
-            call_id: call.id.clone(),
-            agent_key: None,
-            agent_version_id: None,
-            model: "m".into(),
-            voice: "v".into(),
-            stream_sid: None,
-            status: "active".into(),
-            end_reason: None,
-            first_audio_ms: None,
-            input_tokens: 0,
-            output_tokens: 0,
-            total_tokens: 0,
-            reconnects: 0,
-            summary: None,
-            tags: Vec::new(),
-            started_at: 10,
-            ended_at: None,
-        }
-    }
+    use crate::ids::EventId;
+    use crate::store::fixtures::{call, session, store, tenant};
 
     fn completion(reason: EndReason) -> Completion {
         Completion {
@@ -376,7 +276,12 @@ mod tests {
             .await
             .expect("reason");
         store
-            .finish_session(&s.id, "completed", "caller_hangup", None)
+            .finish_session(
+                &s.id,
+                crate::store::SessionStatus::Completed,
+                EndReason::CallerHangup,
+                None,
+            )
             .await
             .expect("finish");
         let done = store

@@ -4,7 +4,8 @@
 //!
 //! A function call is keyed by (call, model call id): the insert that starts it is the
 //! idempotency check, so one invocation of the model runs its tool at most once even when
-//! the model (or a replayed session) repeats it.
+//! the model (or a replayed session) repeats it. Its id is chosen by the caller (generated in
+//! memory), so the call runtime never waits for the database to know it.
 
 use serde::Serialize;
 
@@ -132,6 +133,10 @@ const FC_COLUMNS: &str = "id, call_id, session_id, model_call_id, name, kind, ar
 /// A function call as it starts.
 #[derive(Debug, Clone)]
 pub struct NewFunctionCall<'a> {
+    /// Identifier (`fc_…`), chosen by the caller.
+    pub id: &'a str,
+    /// Start (Unix ms).
+    pub started_at: i64,
     /// Owning tenant.
     pub tenant_id: &'a TenantId,
     /// The call.
@@ -146,6 +151,29 @@ pub struct NewFunctionCall<'a> {
     pub kind: &'a str,
     /// Arguments (JSON text).
     pub arguments: &'a str,
+}
+
+/// How a function call ended, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettledCall {
+    /// Its final status.
+    pub status: FunctionCallStatus,
+    /// The result given to the model (a success).
+    pub result: Option<String>,
+    /// The error given to the model (anything else).
+    pub error: Option<String>,
+    /// Milliseconds from start to result.
+    pub latency_ms: i64,
+}
+
+/// An invocation recorded by an earlier stream of the same call, and what the model was
+/// given for it (its result, or its error as `{"error": …}`; `None` while it never finished).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriorInvocation {
+    /// The model's `call_id`.
+    pub model_call_id: String,
+    /// The output given to the model.
+    pub output: Option<String>,
 }
 
 /// A handoff to a human queue, with the context given to the operator.
@@ -228,21 +256,36 @@ const HANDOFF_COLUMNS: &str = "id, tenant_id, call_id, queue_id, queue_name, rea
      dial_status, target, outcome, callback_task_id, created_at, updated_at";
 
 impl Store {
-    /// Records a function call as it starts. `Ok(None)` when this (call, model call id) was
-    /// already recorded: the invocation must not run again.
-    pub async fn start_function_call(
+    /// Records a function call as it starts (status `running`). `Ok(false)` when this
+    /// (call, model call id) was already recorded: the invocation must not run again.
+    pub async fn start_function_call(&self, new: &NewFunctionCall<'_>) -> Result<bool, StoreError> {
+        self.insert_function_call(new, None).await
+    }
+
+    /// Records a function call that ended without running anything (refused, invalid, or
+    /// answered by the runtime itself). `Ok(false)` when it was already recorded.
+    pub async fn record_function_call(
         &self,
         new: &NewFunctionCall<'_>,
-    ) -> Result<Option<String>, StoreError> {
-        let id = format!("fc_{}", uuid::Uuid::new_v4().simple());
-        let now = now_ms();
+        settled: &SettledCall,
+    ) -> Result<bool, StoreError> {
+        self.insert_function_call(new, Some(settled)).await
+    }
+
+    async fn insert_function_call(
+        &self,
+        new: &NewFunctionCall<'_>,
+        settled: Option<&SettledCall>,
+    ) -> Result<bool, StoreError> {
+        let status = settled.map_or(FunctionCallStatus::Running, |s| s.status);
+        let finished_at = settled.map(|s| new.started_at + s.latency_ms.max(0));
         let r: Result<(), StoreError> = on_pool!(self, pool => async {
             sqlx::query(
                 "INSERT INTO function_calls (id, tenant_id, call_id, session_id, model_call_id, name, kind, arguments, \
                  status, result, error, latency_ms, started_at, finished_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'running', NULL, NULL, NULL, $9, NULL)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             )
-            .bind(&id)
+            .bind(new.id)
             .bind(new.tenant_id.as_str())
             .bind(new.call_id.as_str())
             .bind(new.session_id.as_str())
@@ -250,14 +293,19 @@ impl Store {
             .bind(new.name)
             .bind(new.kind)
             .bind(new.arguments)
-            .bind(now)
+            .bind(status.as_str())
+            .bind(settled.and_then(|s| s.result.as_deref()))
+            .bind(settled.and_then(|s| s.error.as_deref()))
+            .bind(settled.map(|s| s.latency_ms))
+            .bind(new.started_at)
+            .bind(finished_at)
             .execute(pool)
             .await?;
             Ok(())
         }.await);
         match r {
-            Ok(()) => Ok(Some(id)),
-            Err(e) if e.is_unique_violation() => Ok(None),
+            Ok(()) => Ok(true),
+            Err(e) if e.is_unique_violation() => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -266,10 +314,7 @@ impl Store {
     pub async fn finish_function_call(
         &self,
         id: &str,
-        status: FunctionCallStatus,
-        result: Option<&str>,
-        error: Option<&str>,
-        latency_ms: i64,
+        settled: &SettledCall,
     ) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             sqlx::query(
@@ -277,15 +322,46 @@ impl Store {
                  WHERE id = $1 AND status = 'running'",
             )
             .bind(id)
-            .bind(status.as_str())
-            .bind(result)
-            .bind(error)
-            .bind(latency_ms)
+            .bind(settled.status.as_str())
+            .bind(settled.result.as_deref())
+            .bind(settled.error.as_deref())
+            .bind(settled.latency_ms)
             .bind(now_ms())
             .execute(pool)
             .await?;
         });
         Ok(())
+    }
+
+    /// The invocations earlier streams of `call` recorded, with the output each gave the
+    /// model (loaded once when a resumed stream starts, so a repeat never runs again).
+    pub async fn call_invocations(
+        &self,
+        call: &CallId,
+    ) -> Result<Vec<PriorInvocation>, StoreError> {
+        let rows: Vec<(String, String, Option<String>, Option<String>)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT model_call_id, status, result, error FROM function_calls WHERE call_id = $1 ORDER BY started_at, id",
+            )
+            .bind(call.as_str())
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(model_call_id, status, result, error)| {
+                let output = match (status.as_str(), result, error) {
+                    ("running", _, _) => None,
+                    (_, Some(result), _) => Some(result),
+                    (_, None, Some(error)) => Some(serde_json::json!({"error": error}).to_string()),
+                    (_, None, None) => None,
+                };
+                PriorInvocation {
+                    model_call_id,
+                    output,
+                }
+            })
+            .collect())
     }
 
     /// The function calls of a session, in order.
@@ -442,6 +518,21 @@ impl Store {
         on_pool!(self, pool => {
             sqlx::query(
                 "UPDATE calls SET escalated_to = NULL, end_reason = NULL, after_stream = NULL, updated_at = $2 WHERE id = $1",
+            )
+            .bind(call.as_str())
+            .bind(now_ms())
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// The carrier refused a handoff's dial: the caller stays with the agent (no escalation
+    /// target, nothing planned after the stream).
+    pub async fn handoff_refused(&self, call: &CallId) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE calls SET escalated_to = NULL, after_stream = NULL, updated_at = $2 WHERE id = $1",
             )
             .bind(call.as_str())
             .bind(now_ms())

@@ -749,8 +749,10 @@ pub struct VoiceSession {
     pub stream_sid: Option<String>,
     /// `active`, `completed`, `failed`.
     pub status: String,
-    /// Why it ended.
+    /// Why it ended (an [`crate::ending::EndReason`] in its stored form).
     pub end_reason: Option<String>,
+    /// Free-text detail of the end reason (an AI error, a panic message).
+    pub end_detail: Option<String>,
     /// First audio from the model after the session started (ms).
     pub first_audio_ms: Option<i64>,
     /// Input tokens (sum of `response.done` usage).

@@ -1,11 +1,36 @@
 //! Voice sessions and transcript turns, written incrementally while a call runs so that a
-//! crash mid-call leaves the record up to that point.
+//! crash mid-call leaves the record up to that point; the end of a session (its status, its
+//! [`EndReason`] and free-text detail), and the [`Continuation`] a leg leaves for the carrier
+//! (`calls.after_stream`), both written by the call runtime as typed values.
 
 use super::{
     Page, SessionFilter, Store, StoreError, TranscriptTurn, VoiceSession, as_i64, on_pool,
 };
+use crate::ending::EndReason;
 use crate::ids::{CallId, SessionId, TenantId};
 use crate::time::now_ms;
+
+/// Where a voice session is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStatus {
+    /// The conversation is live.
+    Active,
+    /// It ended normally (whoever hung up, or a handoff).
+    Completed,
+    /// It ended by a failure (the AI leg, the call actor).
+    Failed,
+}
+
+impl SessionStatus {
+    /// Stored form.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Active => "active",
+            SessionStatus::Completed => "completed",
+            SessionStatus::Failed => "failed",
+        }
+    }
+}
 
 #[derive(sqlx::FromRow)]
 struct SessionRow {
@@ -19,6 +44,7 @@ struct SessionRow {
     stream_sid: Option<String>,
     status: String,
     end_reason: Option<String>,
+    end_detail: Option<String>,
     first_audio_ms: Option<i64>,
     input_tokens: i64,
     output_tokens: i64,
@@ -31,7 +57,8 @@ struct SessionRow {
 }
 
 const SESSION_COLUMNS: &str = "id, tenant_id, call_id, agent_key, agent_version_id, model, voice, stream_sid, status, \
-     end_reason, first_audio_ms, input_tokens, output_tokens, total_tokens, reconnects, summary, tags, started_at, ended_at";
+     end_reason, first_audio_ms, input_tokens, output_tokens, total_tokens, reconnects, summary, tags, started_at, ended_at, \
+     end_detail";
 
 impl From<SessionRow> for VoiceSession {
     fn from(r: SessionRow) -> Self {
@@ -46,6 +73,7 @@ impl From<SessionRow> for VoiceSession {
             stream_sid: r.stream_sid,
             status: r.status,
             end_reason: r.end_reason,
+            end_detail: r.end_detail,
             first_audio_ms: r.first_audio_ms,
             input_tokens: r.input_tokens,
             output_tokens: r.output_tokens,
@@ -55,6 +83,41 @@ impl From<SessionRow> for VoiceSession {
             tags: serde_json::from_str(&r.tags).unwrap_or_default(),
             started_at: r.started_at,
             ended_at: r.ended_at,
+        }
+    }
+}
+
+impl VoiceSession {
+    /// A session of `call` starting now (`started_at`, Unix ms) on `model` with `voice`.
+    pub fn live(
+        id: SessionId,
+        call: &super::CallRecord,
+        model: String,
+        voice: String,
+        stream_sid: Option<String>,
+        started_at: i64,
+    ) -> Self {
+        Self {
+            id,
+            tenant_id: call.tenant_id.clone(),
+            call_id: call.id.clone(),
+            agent_key: call.agent_key.clone(),
+            agent_version_id: call.agent_version_id.clone(),
+            model,
+            voice,
+            stream_sid,
+            status: SessionStatus::Active.as_str().to_owned(),
+            end_reason: None,
+            end_detail: None,
+            first_audio_ms: None,
+            input_tokens: 0,
+            output_tokens: 0,
+            total_tokens: 0,
+            reconnects: 0,
+            summary: None,
+            tags: Vec::new(),
+            started_at,
+            ended_at: None,
         }
     }
 }
@@ -75,7 +138,7 @@ impl Store {
     pub async fn insert_session(&self, s: &VoiceSession) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO voice_sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+                "INSERT INTO voice_sessions ({SESSION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
             )))
             .bind(s.id.as_str())
             .bind(s.tenant_id.as_str())
@@ -96,6 +159,7 @@ impl Store {
             .bind(serde_json::to_string(&s.tags).unwrap_or_else(|_| "[]".into()))
             .bind(s.started_at)
             .bind(s.ended_at)
+            .bind(&s.end_detail)
             .execute(pool)
             .await?;
         });
@@ -142,28 +206,53 @@ impl Store {
         Ok(())
     }
 
-    /// Closes a session (`completed` or `failed`) with its reason and summary.
+    /// Closes a live session with its status, [`EndReason`] and free-text detail (an AI error,
+    /// a panic message). A session already closed keeps its first end.
     pub async fn finish_session(
         &self,
         id: &SessionId,
-        status: &str,
-        reason: &str,
-        summary: Option<&str>,
+        status: SessionStatus,
+        reason: EndReason,
+        detail: Option<&str>,
     ) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             sqlx::query(
-                "UPDATE voice_sessions SET status = $2, end_reason = COALESCE(end_reason, $3), summary = COALESCE($4, summary), \
-                 ended_at = COALESCE(ended_at, $5) WHERE id = $1",
+                "UPDATE voice_sessions SET status = $2, end_reason = $3, end_detail = $4, ended_at = $5 \
+                 WHERE id = $1 AND status = 'active'",
             )
             .bind(id.as_str())
-            .bind(status)
-            .bind(reason)
-            .bind(summary)
+            .bind(status.as_str())
+            .bind(reason.as_str())
+            .bind(detail)
             .bind(now_ms())
             .execute(pool)
             .await?;
         });
         Ok(())
+    }
+
+    /// Fails every session of `call` that is still live (its call actor died): returns how
+    /// many were closed.
+    pub async fn fail_live_sessions(
+        &self,
+        call: &CallId,
+        reason: EndReason,
+        detail: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        let n = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE voice_sessions SET status = 'failed', end_reason = $2, end_detail = $3, ended_at = $4 \
+                 WHERE call_id = $1 AND status = 'active'",
+            )
+            .bind(call.as_str())
+            .bind(reason.as_str())
+            .bind(detail)
+            .bind(now_ms())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n)
     }
 
     /// Appends a transcript turn.

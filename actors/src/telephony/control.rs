@@ -58,14 +58,8 @@ impl ControlAction {
     }
 }
 
-/// Who asks for a control action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Initiator {
-    /// The call's own agent (its call actor): nothing is recorded here.
-    Agent,
-    /// A tenant through the API: the reason the call ends is recorded first.
-    Api,
-}
+/// Who asks for a control action (one type with the call runtime's).
+pub use crate::call::control::Initiator;
 
 /// Our number of `call` (the caller id of a dialed leg).
 fn our_number(call: &CallRecord) -> String {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use actors::Actors;
-use actors::call::{AiConfig, CallDeps};
+use actors::call::{AiConfig, CallSettings};
 use actors::carrier::{
     CallChange, CallQuery, Carrier, CarrierAuth, CarrierCall, CarrierError, PlaceCall, PlacedCall,
 };
@@ -179,21 +179,15 @@ pub async fn start(placement: PlacementSettings) -> Tree {
         live_window: Duration::from_secs(3600),
         actor_timeout: Duration::from_secs(5),
         active: Arc::clone(&active),
-        calls: CallDeps {
-            store: store.clone(),
+        calls: CallSettings {
             ai: AiConfig {
                 url: "ws://127.0.0.1:9".into(),
                 api_key: String::new(),
                 connect_timeout: Duration::from_secs(1),
             },
-            active,
             chaos: false,
             twilio_queue: 64,
             twilio_write_timeout: Duration::from_secs(1),
-            tenant: None,
-            router: None,
-            notifier: None,
-            egress: egress.clone(),
         },
         egress,
         notifier: NotifierSettings::default(),

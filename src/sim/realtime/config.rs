@@ -26,6 +26,10 @@ pub struct RealtimeSimConfig {
     /// From `response.created` to the first delta (default 200 ms); see
     /// [`RealtimeSimHandle::set_response_latency`](super::RealtimeSimHandle::set_response_latency).
     pub first_audio_latency: Duration,
+    /// One-way network latency of client events: each is handled this long after it arrived,
+    /// in order (default zero). A client that asks for a response before the previous one's
+    /// `response.created` has come back gets the real service's conflict error.
+    pub client_event_delay: Duration,
     /// From `response.function_call_arguments.done` to the closing events and
     /// `response.done` of a tool-call response (default 20 ms), so a client that sends
     /// `response.create` before `response.done` gets the real service's conflict error.
@@ -69,6 +73,7 @@ impl Default for RealtimeSimConfig {
             delta_ms: 100,
             speed: 5.0,
             first_audio_latency: Duration::from_millis(200),
+            client_event_delay: Duration::ZERO,
             tool_done_delay: Duration::from_millis(20),
             tag_audio: false,
             record_events: false,

@@ -242,6 +242,10 @@ async fn run(shared: SharedRef, ws: Ws, model: String, beta_header: bool) {
     };
     let mut sent = 0_u64;
     let mut control_open = true;
+    // Client text frames in transit (`client_event_delay`): handled in order once due.
+    let delay = shared.config.client_event_delay;
+    let mut in_transit: std::collections::VecDeque<(tokio::time::Instant, String)> =
+        std::collections::VecDeque::new();
     let end = loop {
         match flush(&mut sink, &mut session, &mut sent, drop_after_events).await {
             Flushed::Ok => {}
@@ -254,8 +258,17 @@ async fn run(shared: SharedRef, ws: Ws, model: String, beta_header: bool) {
         }
         let now = tokio::time::Instant::now();
         let tick_at = session.next_deadline().map(tokio::time::Instant::from_std);
+        let due_at = in_transit.front().map(|(at, _)| *at);
         tokio::select! {
+            _ = tokio::time::sleep_until(due_at.unwrap_or(now)), if due_at.is_some() => {
+                if let Some((_, text)) = in_transit.pop_front() {
+                    session.on_text(&text, Instant::now());
+                }
+            }
             message = stream.next() => match message {
+                Some(Ok(Message::Text(text))) if !delay.is_zero() => {
+                    in_transit.push_back((tokio::time::Instant::now() + delay, text.as_str().to_owned()));
+                }
                 Some(Ok(Message::Text(text))) => session.on_text(text.as_str(), Instant::now()),
                 Some(Ok(Message::Binary(_))) => session.error(
                     "invalid_event",
