@@ -10,6 +10,7 @@
 //! ├── RouterActor                      phone routes, admission, stream tokens, call control
 //! ├── TenantActor                      tenant config, API-key cache, per-tenant rate limits
 //! ├── NotifierActor (factory)          tenant event webhooks: outbox, signed, retried, logged
+//! ├── EvaluationActor (factory)        scores finished sessions (wired under the root in phase 2)
 //! └── CallSupervisor                   one CallActor per live call
 //! ```
 //!
@@ -26,6 +27,7 @@ pub mod contract;
 pub mod crypto;
 pub mod egress;
 pub mod ending;
+pub mod evaluation;
 pub mod ids;
 pub mod media;
 pub mod meter;

@@ -23,6 +23,7 @@ mod audit;
 mod callbacks;
 mod calls;
 mod completion;
+mod evaluations;
 mod function_calls;
 mod idempotency;
 mod models;
@@ -35,6 +36,11 @@ mod webhooks;
 pub use api_keys::KeyLookup;
 pub use calls::StatusUpdate;
 pub use completion::{CompletedCall, CompletedSession, Completion};
+pub use evaluations::{
+    EnqueuedJob, Evaluation, EvaluationFilter, EvaluationJob, EvaluationJobStatus,
+    EvaluationMaterial, FinishedEvaluation, JudgeUsage, MaterialTurn, NewEvaluationJob, Review,
+    SessionRubric, VersionFigures,
+};
 pub use function_calls::{FunctionCall, FunctionCallStatus, Handoff, NewFunctionCall};
 pub use models::*;
 pub use sessions::Usage;
