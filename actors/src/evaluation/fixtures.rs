@@ -19,17 +19,88 @@ use crate::store::{
     Tenant, TenantStatus, TranscriptTurn, VoiceSession, on_pool,
 };
 
+/// The database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file.
+    Sqlite,
+    /// A fresh database on the server of `TEST_POSTGRES_URL`.
+    Postgres,
+}
+
+/// A fresh test database (its folder removed on drop).
+pub struct TestDb {
+    /// Its URL.
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    /// A fresh database, or `None` for PostgreSQL without `TEST_POSTGRES_URL` (the test is
+    /// skipped, saying so).
+    pub async fn new(backend: Backend) -> Option<Self> {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("test.db").display()),
+            Backend::Postgres => {
+                let Ok(base) = std::env::var("TEST_POSTGRES_URL") else {
+                    eprintln!("skipped: TEST_POSTGRES_URL is not set");
+                    return None;
+                };
+                let name = format!("sv_test_{}", uuid::Uuid::new_v4().simple());
+                let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&base)
+                    .await
+                    .expect("connect to TEST_POSTGRES_URL");
+                sqlx::Executor::execute(
+                    &mut admin,
+                    sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")),
+                )
+                .await
+                .expect("create the test database");
+                let mut url = url::Url::parse(&base).expect("TEST_POSTGRES_URL is a URL");
+                url.set_path(&format!("/{name}"));
+                url.to_string()
+            }
+        };
+        Some(Self { url, _dir: dir })
+    }
+
+    /// A pool of `connections` on it (migrated): call twice for two nodes.
+    pub async fn store(&self, connections: u32) -> Store {
+        let store = Store::connect(&self.url, connections).await.expect("store");
+        store.migrate().await.expect("migrate");
+        store
+    }
+}
+
+/// Runs each listed `async fn name(backend: Backend)` of the module as a test on SQLite
+/// (`sqlite::name`) and on PostgreSQL (`postgres::name`, skipped without
+/// `TEST_POSTGRES_URL`).
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::evaluation::fixtures::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::evaluation::fixtures::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use backend_tests;
+
 /// A migrated in-memory SQLite store (one connection).
 pub async fn memory_store() -> Store {
     let store = Store::connect("sqlite::memory:", 1).await.expect("store");
-    store.migrate().await.expect("migrate");
-    store
-}
-
-/// A migrated SQLite file store with `connections` connections.
-pub async fn file_store(path: &std::path::Path, connections: u32) -> Store {
-    let url = format!("sqlite://{}", path.display());
-    let store = Store::connect(&url, connections).await.expect("store");
     store.migrate().await.expect("migrate");
     store
 }

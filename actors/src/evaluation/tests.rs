@@ -9,8 +9,8 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use super::fixtures::{
-    FakeJudge, JudgeMode, SessionSpec, ToolSpec, evaluated_events, file_store, finished_session,
-    memory_store, tenant, version,
+    Backend, FakeJudge, JudgeMode, SessionSpec, TestDb, ToolSpec, backend_tests, evaluated_events,
+    finished_session, memory_store, tenant, version,
 };
 use super::judge::Answer;
 use super::*;
@@ -373,12 +373,14 @@ async fn a_live_session_or_one_without_a_rubric_is_not_evaluated_on_demand() {
     run.actor.stop(None);
 }
 
-#[tokio::test]
-async fn two_runners_on_one_database_never_evaluate_a_job_twice() {
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("two-nodes.db");
-    let store = file_store(&path, 4).await;
-    let other_node = file_store(&path, 4).await;
+backend_tests!(two_runners_on_one_database_never_evaluate_a_job_twice);
+
+async fn two_runners_on_one_database_never_evaluate_a_job_twice(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store(4).await;
+    let other_node = db.store(4).await;
     let t = tenant(&store).await;
     let v = version(&store, &t, "support", Some(&demo_rubric())).await;
     let mut sessions = Vec::new();

@@ -9,10 +9,19 @@ use serde_json::json;
 
 use super::*;
 use crate::evaluation::fixtures::{
-    SessionSpec, evaluated_events, file_store, finished_session, memory_store, tenant, version,
+    Backend, SessionSpec, TestDb, backend_tests, evaluated_events, finished_session, tenant,
+    version,
 };
 use crate::evaluation::{Rubric, summary::summarize};
 use crate::notifier::{EventKind, envelope};
+
+backend_tests!(
+    jobs_are_unique_per_session_and_rubric_and_come_from_the_version,
+    a_claim_is_exclusive_until_its_lease_expires_and_fenced_after,
+    two_claimers_on_one_database_never_share_a_job,
+    results_are_tenant_scoped_listed_filtered_and_reviewed,
+    version_aggregates_match_a_hand_computed_set,
+);
 
 fn rubric(pattern: &str) -> Rubric {
     serde_json::from_value(json!({
@@ -129,9 +138,11 @@ async fn record(
     id
 }
 
-#[tokio::test]
-async fn jobs_are_unique_per_session_and_rubric_and_come_from_the_version() {
-    let store = memory_store().await;
+async fn jobs_are_unique_per_session_and_rubric_and_come_from_the_version(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store(4).await;
     let t = tenant(&store).await;
     let r = rubric("hello");
     let with_rubric = version(&store, &t, "support", Some(&r)).await;
@@ -207,9 +218,11 @@ async fn jobs_are_unique_per_session_and_rubric_and_come_from_the_version() {
     assert_eq!(store.evaluation_jobs_pending().await.expect("count"), 3);
 }
 
-#[tokio::test]
-async fn a_claim_is_exclusive_until_its_lease_expires_and_fenced_after() {
-    let store = memory_store().await;
+async fn a_claim_is_exclusive_until_its_lease_expires_and_fenced_after(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store(4).await;
     let t = tenant(&store).await;
     let (call, session) = finished_session(&store, &t, &SessionSpec::new(None, &[])).await;
     let queued = store
@@ -376,12 +389,12 @@ async fn a_claim_is_exclusive_until_its_lease_expires_and_fenced_after() {
     );
 }
 
-#[tokio::test]
-async fn two_claimers_on_one_database_never_share_a_job() {
-    let dir = tempfile::tempdir().expect("dir");
-    let path = dir.path().join("claims.db");
-    let store = file_store(&path, 4).await;
-    let other_node = file_store(&path, 4).await;
+async fn two_claimers_on_one_database_never_share_a_job(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store(4).await;
+    let other_node = db.store(4).await;
     let t = tenant(&store).await;
     let mut all = HashSet::new();
     for i in 0..30 {
@@ -422,9 +435,11 @@ async fn two_claimers_on_one_database_never_share_a_job() {
     assert_eq!(seen, all);
 }
 
-#[tokio::test]
-async fn results_are_tenant_scoped_listed_filtered_and_reviewed() {
-    let store = memory_store().await;
+async fn results_are_tenant_scoped_listed_filtered_and_reviewed(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store(4).await;
     let acme = tenant(&store).await;
     let other = tenant(&store).await;
     let v1 = version(&store, &acme, "support", None).await;
@@ -597,9 +612,11 @@ async fn results_are_tenant_scoped_listed_filtered_and_reviewed() {
     );
 }
 
-#[tokio::test]
-async fn version_aggregates_match_a_hand_computed_set() {
-    let store = memory_store().await;
+async fn version_aggregates_match_a_hand_computed_set(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store(4).await;
     let t = tenant(&store).await;
     let v = version(&store, &t, "support", None).await;
     let other_version = version(&store, &t, "sales", None).await;
