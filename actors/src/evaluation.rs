@@ -420,6 +420,8 @@ pub struct EvaluationArgs {
     pub wake: Arc<AtomicBool>,
     /// Told about every recorded result.
     pub sink: Option<Arc<dyn EvaluationSink>>,
+    /// Woken after a result (its `voice.session.evaluated` is in the outbox).
+    pub notifier: Option<crate::notifier::Notifier>,
 }
 
 /// A claimed job being evaluated by a worker.
@@ -537,6 +539,7 @@ impl Actor for EvaluationActor {
             settings: args.settings.clone(),
             dispatcher: myself.clone(),
             sink: args.sink,
+            notifier: args.notifier,
         });
         let factory_args = FactoryArguments::builder()
             .worker_builder(Box::new(worker_builder(move |_wid| {

@@ -67,6 +67,10 @@ async fn runner(
         settings,
         wake: handle.wake_flag(),
         sink: Some(Arc::new(sink)),
+        notifier: Some(crate::notifier::Notifier::new(
+            store.clone(),
+            SingletonRef::new(),
+        )),
     };
     let (actor, _join) = Actor::spawn(None, EvaluationActor, args)
         .await
@@ -488,4 +492,67 @@ async fn jobs_left_by_a_dead_or_stopped_runner_are_finished_by_the_next() {
     );
     assert_eq!(evaluated_events(&store, &t).await.len(), 2);
     second.actor.stop(None);
+}
+
+/// Throughput of the evaluation path from written jobs to recorded results: deterministic
+/// criteria only, then with the judge over loopback HTTP (`EVALUATION_THROUGHPUT_SESSIONS`
+/// sessions, default 100, `EVALUATION_THROUGHPUT_WORKERS` workers, default 4; the figures in
+/// `docs/performance.md` are 1,000 sessions in release mode).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluation_throughput_of_finished_sessions() {
+    let n: usize = std::env::var("EVALUATION_THROUGHPUT_SESSIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let workers: usize = std::env::var("EVALUATION_THROUGHPUT_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    for with_judge in [false, true] {
+        let db = TestDb::new(Backend::Sqlite).await.expect("sqlite");
+        let store = db.store(8).await;
+        let t = tenant(&store).await;
+        let mut rubric = demo_rubric();
+        if !with_judge {
+            rubric.criteria.retain(|c| !c.kind.is_judge());
+            rubric.criteria.push(
+                serde_json::from_value(
+                    json!({"key": "first_audio", "kind": "max_first_audio_ms", "max_ms": 1500}),
+                )
+                .expect("criterion"),
+            );
+        }
+        let v = version(&store, &t, "support", Some(&rubric)).await;
+        for _ in 0..n {
+            let (_, session) = finished_session(&store, &t, &order_call(Some(v.clone()))).await;
+            store
+                .enqueue_session_evaluation(&session, 0)
+                .await
+                .expect("job");
+        }
+        let judge = FakeJudge::start(JudgeMode::yes()).await;
+        let mut s = settings(&judge);
+        s.workers = workers;
+        s.judge.summaries = with_judge;
+        s.judge.timeout = Duration::from_secs(10);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let started = std::time::Instant::now();
+        let run = runner(&store, s, tx).await;
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..n {
+            let notice = next(&mut rx).await;
+            assert!(notice.passed);
+            assert!(seen.insert(notice.session_id));
+        }
+        let elapsed = started.elapsed();
+        #[allow(clippy::cast_precision_loss)]
+        let rate = n as f64 / elapsed.as_secs_f64();
+        eprintln!(
+            "evaluation throughput: {n} sessions, {workers} workers, judge {}: {:.2} s, {rate:.0} evaluations/s",
+            if with_judge { "on" } else { "off" },
+            elapsed.as_secs_f64()
+        );
+        assert_eq!(judge.requests(), if with_judge { n } else { 0 });
+        run.actor.stop(None);
+    }
 }

@@ -40,6 +40,8 @@ pub struct WorkerContext {
     pub dispatcher: ractor::ActorRef<EvaluationMsg>,
     /// Told about every recorded result (the rollout actor, in phase 2).
     pub sink: Option<Arc<dyn EvaluationSink>>,
+    /// Woken after a result, so its event is delivered at once.
+    pub notifier: Option<crate::notifier::Notifier>,
 }
 
 /// One claimed job.
@@ -269,6 +271,9 @@ pub async fn run_job(context: &WorkerContext, claimed: ClaimedJob) -> Option<Dur
                 judge_error = e.judge_error.as_deref().unwrap_or(""),
                 "session evaluated"
             );
+            if let Some(notifier) = &context.notifier {
+                notifier.wake();
+            }
             if let Some(sink) = &context.sink {
                 sink.evaluated(&EvaluationNotice::of(e));
             }
