@@ -158,6 +158,122 @@ pub struct Config {
     pub event_webhook_backoff: Duration,
     /// `EVENT_WEBHOOK_TIMEOUT_MS` (default 10000): deadline of one delivery attempt.
     pub event_webhook_timeout: Duration,
+    /// Evaluations and the LLM judge (`JUDGE_*`, `EVALUATION_*`).
+    pub evaluation: EvaluationConfig,
+}
+
+/// Settings of evaluations and of the LLM judge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvaluationConfig {
+    /// `JUDGE_BASE_URL` (default `https://api.openai.com/v1`): an OpenAI-compatible API;
+    /// the judge posts to `{base}/chat/completions`.
+    pub judge_base_url: Url,
+    /// `JUDGE_MODEL` (default `gpt-4o-mini`): the judge's model (it must support JSON-schema
+    /// structured output).
+    pub judge_model: String,
+    /// `JUDGE_TIMEOUT_MS` (default 30000): deadline of one judge request.
+    pub judge_timeout: Duration,
+    /// `JUDGE_MAX_TRANSCRIPT_CHARS` (default 24000): transcript text sent to the judge;
+    /// longer transcripts lose turns from the middle.
+    pub judge_max_transcript_chars: usize,
+    /// `JUDGE_SUMMARIES` (default true): ask the judge for the session's summary and tags
+    /// even when the rubric has no `llm_judge` criterion.
+    pub judge_summaries: bool,
+    /// `EVALUATION_WORKERS` (default 2): evaluations run at once on this node.
+    pub workers: usize,
+    /// `EVALUATION_MAX_ATTEMPTS` (default 4): judge attempts before its criteria are `error`.
+    pub max_attempts: u32,
+    /// `EVALUATION_BACKOFF_MS` (default 2000): backoff base between attempts (random up to
+    /// base·2^(n-1), capped at 10 minutes).
+    pub backoff: Duration,
+}
+
+impl EvaluationConfig {
+    /// The actor's settings; `api_key` is the judge's key when a tenant has none of its own
+    /// (`OPENAI_API_KEY`).
+    pub fn settings(&self, api_key: Option<&Secret>) -> actors::evaluation::EvaluationSettings {
+        actors::evaluation::EvaluationSettings {
+            workers: self.workers,
+            max_attempts: self.max_attempts,
+            backoff_base: self.backoff,
+            tick: Duration::from_secs(1),
+            judge: actors::evaluation::JudgeSettings {
+                base_url: self
+                    .judge_base_url
+                    .as_str()
+                    .trim_end_matches('/')
+                    .to_owned(),
+                model: self.judge_model.clone(),
+                timeout: self.judge_timeout,
+                max_transcript_chars: self.judge_max_transcript_chars,
+                api_key: api_key.map(|k| k.expose().to_owned()),
+                summaries: self.judge_summaries,
+            },
+        }
+    }
+
+    fn parse(raw: &RawSettings) -> Result<Self, ConfigError> {
+        let judge_base_url = {
+            let v = raw
+                .get("JUDGE_BASE_URL")
+                .unwrap_or("https://api.openai.com/v1");
+            let url = Url::parse(v).map_err(|e| {
+                ConfigError::new("JUDGE_BASE_URL", format!("`{v}` is not a URL: {e}"))
+            })?;
+            if !matches!(url.scheme(), "http" | "https")
+                || url.host_str().is_none()
+                || url.query().is_some()
+            {
+                return Err(ConfigError::new(
+                    "JUDGE_BASE_URL",
+                    "must be an absolute http:// or https:// URL without a query",
+                ));
+            }
+            url
+        };
+        let judge_model = raw.get("JUDGE_MODEL").unwrap_or("gpt-4o-mini").to_owned();
+        let judge_timeout = raw.positive("JUDGE_TIMEOUT_MS", 30_000)?.get();
+        if !(100..=300_000).contains(&judge_timeout) {
+            return Err(ConfigError::new(
+                "JUDGE_TIMEOUT_MS",
+                "must be between 100 and 300000",
+            ));
+        }
+        let judge_max_transcript_chars = raw.positive("JUDGE_MAX_TRANSCRIPT_CHARS", 24_000)?.get();
+        if !(1_000..=1_000_000).contains(&judge_max_transcript_chars) {
+            return Err(ConfigError::new(
+                "JUDGE_MAX_TRANSCRIPT_CHARS",
+                "must be between 1000 and 1000000",
+            ));
+        }
+        let workers = raw.positive("EVALUATION_WORKERS", 2)?.get();
+        if workers > 64 {
+            return Err(ConfigError::new(
+                "EVALUATION_WORKERS",
+                "must be between 1 and 64",
+            ));
+        }
+        let max_attempts = raw.positive("EVALUATION_MAX_ATTEMPTS", 4)?.get();
+        if max_attempts > 20 {
+            return Err(ConfigError::new(
+                "EVALUATION_MAX_ATTEMPTS",
+                "must be between 1 and 20",
+            ));
+        }
+        Ok(Self {
+            judge_base_url,
+            judge_model,
+            judge_timeout: Duration::from_millis(u64::from(judge_timeout)),
+            judge_max_transcript_chars: usize::try_from(judge_max_transcript_chars)
+                .unwrap_or(usize::MAX),
+            judge_summaries: raw.boolean("JUDGE_SUMMARIES", true)?,
+            workers: usize::try_from(workers).unwrap_or(1),
+            max_attempts,
+            backoff: Duration::from_millis(u64::from(
+                raw.positive("EVALUATION_BACKOFF_MS", 2000)?.get(),
+            )),
+        })
+    }
 }
 
 /// Every setting the service reads, for the file loader and the README.
@@ -196,6 +312,14 @@ pub const SETTINGS: &[&str] = &[
     "EVENT_WEBHOOK_MAX_ATTEMPTS",
     "EVENT_WEBHOOK_BACKOFF_MS",
     "EVENT_WEBHOOK_TIMEOUT_MS",
+    "JUDGE_BASE_URL",
+    "JUDGE_MODEL",
+    "JUDGE_TIMEOUT_MS",
+    "JUDGE_MAX_TRANSCRIPT_CHARS",
+    "JUDGE_SUMMARIES",
+    "EVALUATION_WORKERS",
+    "EVALUATION_MAX_ATTEMPTS",
+    "EVALUATION_BACKOFF_MS",
 ];
 
 /// The raw setting values, before validation.
@@ -460,6 +584,7 @@ impl Config {
             ));
         }
         Ok(Config {
+            evaluation: EvaluationConfig::parse(raw)?,
             outbound_allow_private: raw.boolean("OUTBOUND_ALLOW_PRIVATE", false)?,
             event_webhook_max_attempts,
             event_webhook_backoff: Duration::from_millis(u64::from(
@@ -582,6 +707,40 @@ mod tests {
         assert_eq!(c.event_webhook_max_attempts, 8);
         assert_eq!(c.event_webhook_backoff, Duration::from_secs(1));
         assert_eq!(c.event_webhook_timeout, Duration::from_secs(10));
+        let e = &c.evaluation;
+        assert_eq!(e.judge_base_url.as_str(), "https://api.openai.com/v1");
+        assert_eq!(e.judge_model, "gpt-4o-mini");
+        assert_eq!(e.judge_timeout, Duration::from_secs(30));
+        assert_eq!(e.judge_max_transcript_chars, 24_000);
+        assert!(e.judge_summaries);
+        assert_eq!((e.workers, e.max_attempts), (2, 4));
+        assert_eq!(e.backoff, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn evaluation_settings_reach_the_actor() {
+        let c = parse(&[
+            ("JUDGE_BASE_URL", "http://127.0.0.1:5071/v1/"),
+            ("JUDGE_MODEL", "judge-x"),
+            ("JUDGE_TIMEOUT_MS", "1500"),
+            ("JUDGE_MAX_TRANSCRIPT_CHARS", "5000"),
+            ("JUDGE_SUMMARIES", "false"),
+            ("EVALUATION_WORKERS", "8"),
+            ("EVALUATION_MAX_ATTEMPTS", "3"),
+            ("EVALUATION_BACKOFF_MS", "250"),
+        ])
+        .expect("valid");
+        let key = Secret::new("sk-service");
+        let s = c.evaluation.settings(Some(&key));
+        assert_eq!(s.judge.base_url, "http://127.0.0.1:5071/v1");
+        assert_eq!(s.judge.model, "judge-x");
+        assert_eq!(s.judge.timeout, Duration::from_millis(1500));
+        assert_eq!(s.judge.max_transcript_chars, 5000);
+        assert!(!s.judge.summaries);
+        assert_eq!(s.judge.api_key.as_deref(), Some("sk-service"));
+        assert_eq!((s.workers, s.max_attempts), (8, 3));
+        assert_eq!(s.backoff_base, Duration::from_millis(250));
+        assert!(!format!("{s:?}").contains("sk-service"));
     }
 
     #[test]
@@ -621,6 +780,23 @@ mod tests {
             (
                 vec![("EVENT_WEBHOOK_TIMEOUT_MS", "999999")],
                 "EVENT_WEBHOOK_TIMEOUT_MS",
+            ),
+            (vec![("JUDGE_BASE_URL", "ftp://judge")], "JUDGE_BASE_URL"),
+            (vec![("JUDGE_TIMEOUT_MS", "50")], "JUDGE_TIMEOUT_MS"),
+            (
+                vec![("JUDGE_MAX_TRANSCRIPT_CHARS", "10")],
+                "JUDGE_MAX_TRANSCRIPT_CHARS",
+            ),
+            (vec![("JUDGE_SUMMARIES", "sometimes")], "JUDGE_SUMMARIES"),
+            (vec![("EVALUATION_WORKERS", "0")], "EVALUATION_WORKERS"),
+            (vec![("EVALUATION_WORKERS", "65")], "EVALUATION_WORKERS"),
+            (
+                vec![("EVALUATION_MAX_ATTEMPTS", "21")],
+                "EVALUATION_MAX_ATTEMPTS",
+            ),
+            (
+                vec![("EVALUATION_BACKOFF_MS", "-1")],
+                "EVALUATION_BACKOFF_MS",
             ),
         ] {
             let err = parse(&pairs).expect_err("must fail");

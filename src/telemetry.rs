@@ -33,6 +33,7 @@ pub fn metrics_handle() -> PrometheusHandle {
             }
             actors::meter::describe();
             actors::notifier::describe();
+            actors::evaluation::describe();
             describe_http();
             handle
         })

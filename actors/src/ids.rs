@@ -1,5 +1,5 @@
 //! Typed identifiers. Every id is a prefixed random string (`ten_…`, `key_…`, `call_…`,
-//! `oq_…`, `cbt_…`) so that a value in a log line or a URL says what it names, and so that
+//! `oq_…`, `cbt_…`, `evl_…`) so that a value in a log line or a URL says what it names, and so that
 //! one kind of id can never be passed where another is expected.
 
 use std::fmt;
@@ -118,6 +118,21 @@ id_type!(
     /// A handoff of a call to a human queue.
     HandoffId,
     "ho_"
+);
+id_type!(
+    /// An evaluation job: one voice session to score against one rubric.
+    EvaluationJobId,
+    "evj_"
+);
+id_type!(
+    /// An evaluation: the scored result of an evaluation job.
+    EvaluationId,
+    "evl_"
+);
+id_type!(
+    /// An operator's review of an evaluation.
+    ReviewId,
+    "evr_"
 );
 
 #[cfg(test)]

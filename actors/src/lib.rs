@@ -10,6 +10,7 @@
 //! ├── RouterActor                      phone-route changes; keeps the route cache current
 //! ├── TenantActor                      tenant and key changes; keeps the tenant directory current
 //! ├── NotifierActor (factory)          tenant event webhooks: outbox, signed, retried, logged
+//! ├── EvaluationActor (factory)        scores finished sessions (wired under the root in phase 2)
 //! └── CallSupervisor                   one CallActor per live call
 //! ```
 //!
@@ -27,6 +28,7 @@ pub mod crypto;
 pub mod domain;
 pub mod egress;
 pub mod ending;
+pub mod evaluation;
 pub mod ids;
 pub mod media;
 pub mod meter;

@@ -21,6 +21,8 @@ pub mod kind {
     pub const CALL_SUPERVISOR: &str = "call_supervisor";
     /// The notifier actor (event webhooks).
     pub const NOTIFIER: &str = "notifier";
+    /// The evaluation actor.
+    pub const EVALUATION: &str = "evaluation";
 }
 
 /// Times one handled message of an actor kind.

@@ -23,6 +23,7 @@ mod audit;
 mod callbacks;
 mod calls;
 mod completion;
+mod evaluations;
 #[cfg(test)]
 pub(crate) mod fixtures;
 mod function_calls;
@@ -37,6 +38,11 @@ mod webhooks;
 pub use api_keys::KeyLookup;
 pub use calls::StatusUpdate;
 pub use completion::{CompletedCall, CompletedSession, Completion};
+pub use evaluations::{
+    EnqueuedJob, Evaluation, EvaluationFilter, EvaluationJob, EvaluationJobStatus,
+    EvaluationMaterial, FinishedEvaluation, JudgeUsage, MaterialTurn, NewEvaluationJob, Review,
+    SessionRubric, VersionFigures,
+};
 pub use function_calls::{
     FunctionCall, FunctionCallStatus, Handoff, NewFunctionCall, PriorInvocation, SettledCall,
 };

@@ -24,11 +24,18 @@
 //! Tests observe sessions through [`SessionSnapshot`]s without sleeping
 //! ([`wait_for`](RealtimeSimHandle::wait_for)).
 //!
+//! The same port also serves plain HTTP: `POST /v1/chat/completions` answers evaluation
+//! requests as a deterministic LLM judge ([`judge`]; [`judge_base_url`](RealtimeSimHandle::judge_base_url)
+//! replaces `https://api.openai.com/v1`), with verdicts per criterion key and faults (a
+//! delay, an HTTP error, invalid JSON, no answer) set through the config or the handle.
+//!
 //! Deviation from the real service: the default session formats are `audio/pcmu` (the
 //! real default is `audio/pcm` at 24 kHz), since the simulator only speaks μ-law.
 
 mod config;
 mod effective;
+mod http;
+pub mod judge;
 mod response;
 mod server;
 mod session;
@@ -36,6 +43,8 @@ mod standalone;
 mod state;
 mod vad;
 
+#[cfg(test)]
+mod judge_tests;
 #[cfg(test)]
 mod tests;
 
@@ -48,10 +57,11 @@ use tokio::task::AbortHandle;
 pub use config::{
     DropAfter, RealtimeScript, RealtimeSimConfig, ScriptReply, ScriptTurn, TagObserver,
 };
+pub use judge::SimVerdict;
 pub use standalone::{run_standalone, summary};
 pub use state::{
-    ErrorRecord, HandshakeRecord, ResponseRecord, SessionEnd, SessionSnapshot, ToolCallRecord,
-    TruncateRecord,
+    ErrorRecord, HandshakeRecord, JudgeFault, JudgeRequestRecord, ResponseRecord, SessionEnd,
+    SessionSnapshot, ToolCallRecord, TruncateRecord,
 };
 
 use state::{Control, Shared, lock};
@@ -122,6 +132,45 @@ impl RealtimeSimHandle {
     /// `ws://127.0.0.1:PORT/v1/realtime`, in place of `wss://api.openai.com/v1/realtime`.
     pub fn url(&self) -> String {
         format!("ws://{}{}", self.addr, server::PATH)
+    }
+
+    /// `http://127.0.0.1:PORT/v1`, the judge's base URL (in place of
+    /// `https://api.openai.com/v1`).
+    pub fn judge_base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// The judge answers `verdict` for the criterion `key` from now on.
+    pub fn set_judge_verdict(&self, key: impl Into<String>, verdict: SimVerdict) {
+        lock(&self.shared.settings)
+            .judge_verdicts
+            .insert(key.into(), verdict);
+    }
+
+    /// Every judge request from now on has this fault (`None`: answer normally).
+    pub fn set_judge_fault(&self, fault: Option<JudgeFault>) {
+        lock(&self.shared.settings).judge_fault = fault;
+    }
+
+    /// The next judge request (only) has this fault.
+    pub fn judge_fault_next(&self, fault: JudgeFault) {
+        lock(&self.shared.settings)
+            .judge_fault_next
+            .push_back(fault);
+    }
+
+    /// Every judge request received (the first 2,000), in order.
+    pub fn judge_requests(&self) -> Vec<JudgeRequestRecord> {
+        self.shared.judge_requests()
+    }
+
+    /// Waits until at least `n` judge requests arrived. Never resolves otherwise, so wrap
+    /// it in `tokio::time::timeout`.
+    pub async fn wait_for_judge_requests(&self, n: usize) {
+        let mut rx = self.shared.judge_count();
+        if rx.wait_for(|seen| *seen >= n).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Every session, in connection order.

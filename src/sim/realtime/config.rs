@@ -1,11 +1,15 @@
 //! Realtime simulator configuration: keys, timings, and the script of what the simulated
 //! assistant hears and says.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+
+use super::judge::SimVerdict;
+use super::state::JudgeFault;
 
 /// How the simulator starts.
 #[derive(Debug, Clone)]
@@ -45,6 +49,11 @@ pub struct RealtimeSimConfig {
     pub session_ttl: Duration,
     /// Told about tagged audio received and sent, and about sessions ending (default none).
     pub tag_observer: Option<Arc<dyn TagObserver>>,
+    /// The judge's verdicts by criterion key (`POST /v1/chat/completions`); criteria not
+    /// listed are judged by the keyword rules of [`super::judge`].
+    pub judge_verdicts: HashMap<String, SimVerdict>,
+    /// A fault of every judge request (default none).
+    pub judge_fault: Option<JudgeFault>,
 }
 
 /// Watches frame tags ([`crate::sim::audio::tag_frame`]) crossing the simulator, for a load
@@ -79,6 +88,8 @@ impl Default for RealtimeSimConfig {
             record_events: false,
             session_ttl: Duration::from_secs(30 * 60),
             tag_observer: None,
+            judge_verdicts: HashMap::new(),
+            judge_fault: None,
         }
     }
 }

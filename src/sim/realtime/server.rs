@@ -1,6 +1,7 @@
 //! The simulator's socket side: the accept loop, the websocket upgrade (path, bearer key,
 //! `?model=`, injected rejections) and one task per connection that moves frames between
-//! the socket and its [`Session`], paces responses and applies injected faults.
+//! the socket and its [`Session`], paces responses and applies injected faults. A request
+//! that is not a websocket upgrade goes to the plain-HTTP side ([`super::http`]).
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 
 use super::config::DropAfter;
+use super::http::{self as plain, Replay};
 use super::session::Session;
 use super::state::{Control, HandshakeRecord, SessionEnd, SharedRef, lock};
 
@@ -25,7 +27,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for the client's close reply after a server close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
-type Ws = WebSocketStream<TcpStream>;
+type Ws = WebSocketStream<Replay>;
 
 /// Accepts connections until the task is aborted.
 pub(crate) async fn serve(shared: SharedRef, listener: TcpListener) {
@@ -131,7 +133,16 @@ fn decide(
 
 // The handshake closure returns tungstenite's `Callback` result type.
 #[allow(clippy::result_large_err)]
-async fn connection(shared: SharedRef, tcp: TcpStream) {
+async fn connection(shared: SharedRef, mut tcp: TcpStream) {
+    let Ok(Some((head, read))) =
+        tokio::time::timeout(plain::HEAD_TIMEOUT, plain::read_head(&mut tcp)).await
+    else {
+        return;
+    };
+    if !head.is_upgrade() {
+        return plain::serve(shared, tcp, head, read).await;
+    }
+    let tcp = Replay::new(read, tcp);
     let mut upgrade = Upgrade::default();
     // An 8 KiB read buffer: tungstenite zero-fills its whole read buffer (128 KiB by
     // default) before every socket read, and client events are small.

@@ -55,6 +55,10 @@ pub async fn run_standalone(
     let sim = RealtimeSim::start(config).await?;
     println!("realtime simulator listening on {}", sim.url());
     println!("use it as the OpenAI Realtime URL (in place of wss://api.openai.com/v1/realtime)");
+    println!(
+        "LLM judge (chat completions) at {} (JUDGE_BASE_URL)",
+        sim.judge_base_url()
+    );
     let mut sessions = sim.shared.subscribe();
     let watcher = tokio::spawn(async move {
         let mut logged = HashSet::new();

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::AbortHandle;
 
 use super::config::{DropAfter, RealtimeScript, RealtimeSimConfig};
+use super::judge::SimVerdict;
 
 /// Client event types kept per session (later ones are only counted).
 pub(crate) const MAX_EVENT_LOG: usize = 20_000;
@@ -20,6 +21,8 @@ pub(crate) const MAX_EVENT_LOG: usize = 20_000;
 const MAX_TAGS: usize = 200_000;
 /// Handshakes kept.
 const MAX_HANDSHAKES: usize = 10_000;
+/// Judge requests kept (later ones are only counted).
+const MAX_JUDGE_REQUESTS: usize = 2_000;
 
 /// Locks `m`, ignoring poisoning (plain records; nothing is left half-updated that matters).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -219,6 +222,34 @@ pub struct HandshakeRecord {
     pub beta_header: bool,
 }
 
+/// A fault of the simulated judge (`POST /v1/chat/completions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JudgeFault {
+    /// Answer normally, after this long (longer than the client's deadline: a timeout).
+    Delay(Duration),
+    /// Answer this HTTP status with an OpenAI-style error body.
+    Status(u16),
+    /// Answer 200 with content that is not the JSON asked for.
+    InvalidJson,
+    /// Never answer; the connection stays open until the client gives up.
+    Hang,
+}
+
+/// One request to the simulated judge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JudgeRequestRecord {
+    /// Whether the bearer key was accepted.
+    pub authorized: bool,
+    /// The `model` asked for.
+    pub model: String,
+    /// The criterion keys asked about.
+    pub criteria: Vec<String>,
+    /// The status answered (0: no answer).
+    pub status: u16,
+    /// The request body, as received.
+    pub body: String,
+}
+
 /// Interrupts for a session task.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Control {
@@ -233,6 +264,12 @@ pub(crate) struct Settings {
     pub script: RealtimeScript,
     pub reject_next: VecDeque<u16>,
     pub drop_next: VecDeque<DropAfter>,
+    /// Judge verdicts by criterion key.
+    pub judge_verdicts: HashMap<String, SimVerdict>,
+    /// The judge's fault for every request, until cleared.
+    pub judge_fault: Option<JudgeFault>,
+    /// One-shot judge faults, used before `judge_fault`.
+    pub judge_fault_next: VecDeque<JudgeFault>,
 }
 
 #[derive(Default)]
@@ -250,6 +287,8 @@ pub(crate) struct Shared {
     sessions: watch::Sender<Vec<SessionSnapshot>>,
     controls: Mutex<HashMap<String, mpsc::UnboundedSender<Control>>>,
     handshakes: Mutex<Vec<HandshakeRecord>>,
+    judge_requests: Mutex<Vec<JudgeRequestRecord>>,
+    judge_count: watch::Sender<usize>,
     tags: Mutex<Tags>,
     next_tag: AtomicU32,
     next_event: AtomicU64,
@@ -266,6 +305,9 @@ impl Shared {
             script: config.script.clone(),
             reject_next: VecDeque::new(),
             drop_next: VecDeque::new(),
+            judge_verdicts: config.judge_verdicts.clone(),
+            judge_fault: config.judge_fault,
+            judge_fault_next: VecDeque::new(),
         };
         Self {
             config,
@@ -273,6 +315,8 @@ impl Shared {
             sessions: watch::Sender::new(Vec::new()),
             controls: Mutex::new(HashMap::new()),
             handshakes: Mutex::new(Vec::new()),
+            judge_requests: Mutex::new(Vec::new()),
+            judge_count: watch::Sender::new(0),
             tags: Mutex::new(Tags::default()),
             next_tag: AtomicU32::new(0),
             next_event: AtomicU64::new(0),
@@ -347,6 +391,36 @@ impl Shared {
     /// Every handshake.
     pub fn handshakes(&self) -> Vec<HandshakeRecord> {
         lock(&self.handshakes).clone()
+    }
+
+    /// The fault for the next judge request: a one-shot one first, else the standing one.
+    pub fn next_judge_fault(&self) -> Option<JudgeFault> {
+        let mut settings = lock(&self.settings);
+        settings
+            .judge_fault_next
+            .pop_front()
+            .or(settings.judge_fault)
+    }
+
+    /// Records a judge request.
+    pub fn judge_request(&self, record: JudgeRequestRecord) {
+        {
+            let mut requests = lock(&self.judge_requests);
+            if requests.len() < MAX_JUDGE_REQUESTS {
+                requests.push(record);
+            }
+        }
+        self.judge_count.send_modify(|n| *n += 1);
+    }
+
+    /// Every judge request kept.
+    pub fn judge_requests(&self) -> Vec<JudgeRequestRecord> {
+        lock(&self.judge_requests).clone()
+    }
+
+    /// Watches the number of judge requests received.
+    pub fn judge_count(&self) -> watch::Receiver<usize> {
+        self.judge_count.subscribe()
     }
 
     /// `count` consecutive fresh output frame-tag ids (offset by
