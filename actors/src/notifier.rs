@@ -287,6 +287,10 @@ pub enum NotifierMsg {
     Get(TenantId, DeliveryId, Reply<DeliveryDetail>),
     /// Resets one of a tenant's deliveries to pending (attempts kept).
     Redeliver(TenantId, DeliveryId, Reply<WebhookDelivery>),
+    /// Chaos hook: panics when chaos hooks are enabled (`CHAOS_HOOKS`), so that the
+    /// supervision of singletons (a failure counted, the actor rebuilt, meltdown) can be
+    /// exercised from outside; ignored otherwise.
+    Crash,
 }
 
 impl NotifierMsg {
@@ -299,6 +303,7 @@ impl NotifierMsg {
             NotifierMsg::List(..) => "list",
             NotifierMsg::Get(..) => "get",
             NotifierMsg::Redeliver(..) => "redeliver",
+            NotifierMsg::Crash => "crash",
         }
     }
 }
@@ -318,6 +323,8 @@ pub struct NotifierArgs {
     pub settings: NotifierSettings,
     /// The emission handle's wake flag (cleared when a wake is handled).
     pub wake: Arc<AtomicBool>,
+    /// Whether the chaos hook ([`NotifierMsg::Crash`]) is armed.
+    pub chaos: bool,
 }
 
 /// A claimed delivery being attempted by a worker.
@@ -345,6 +352,8 @@ pub struct NotifierState {
     /// past their lease are dropped on the tick (a worker that died never reports).
     in_flight: HashMap<DeliveryId, InFlight>,
     wake: Arc<AtomicBool>,
+    /// Whether [`NotifierMsg::Crash`] panics.
+    chaos: bool,
     /// The periodic tick; aborted when the state is dropped (also on a kill).
     ticker: Option<tokio::task::JoinHandle<()>>,
 }
@@ -480,6 +489,7 @@ impl Actor for NotifierActor {
             factory,
             in_flight: HashMap::new(),
             wake: args.wake,
+            chaos: args.chaos,
             ticker: None,
         })
     }
@@ -536,6 +546,11 @@ impl Actor for NotifierActor {
             NotifierMsg::Get(tenant, id, port) => {
                 let result = state.get(&tenant, &id).await;
                 reply(port, result);
+            }
+            NotifierMsg::Crash => {
+                if state.chaos {
+                    panic!("chaos hook: notifier crash requested");
+                }
             }
             NotifierMsg::Redeliver(tenant, id, port) => {
                 let result = match state.store.redeliver(&tenant, &id, now_ms()).await {

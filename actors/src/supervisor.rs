@@ -335,6 +335,7 @@ impl RootSupervisor {
                     egress: c.egress.clone(),
                     settings: c.notifier.clone(),
                     wake: state.notifier_handle.wake_flag(),
+                    chaos: c.calls.chaos,
                 };
                 let (actor, _join) =
                     Actor::spawn_linked(None, NotifierActor, args, myself.get_cell()).await?;

@@ -745,6 +745,19 @@ async fn hostile_media_input_is_counted_and_survived(backend: Backend) {
     send_start(&mut ws, &t.account_sid, &call_sid, Some(&token)).await;
     let call_id = started(&mut live, &call_sid).await;
     first_media(&mut ws).await;
+    // While the call is live it is counted by direction, never by tenant (an unbounded
+    // label).
+    let during = app.metrics().await;
+    assert!(
+        during.lines().any(|l| l.starts_with("calls_active{direction=\"inbound\"}")),
+        "{during}"
+    );
+    assert!(
+        !during
+            .lines()
+            .any(|l| l.starts_with("calls_active") && l.contains("tenant=")),
+        "{during}"
+    );
 
     let media = |payload: &str| {
         json!({"event": "media", "sequenceNumber": "9", "streamSid": "MZ0001",

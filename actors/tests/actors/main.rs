@@ -5,4 +5,5 @@ mod support;
 
 mod placement;
 mod router;
+mod supervision;
 mod tenant;

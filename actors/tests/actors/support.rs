@@ -150,6 +150,14 @@ pub struct Tree {
 
 /// Starts the tree on a fresh SQLite file with `placement` settings.
 pub async fn start(placement: PlacementSettings) -> Tree {
+    start_with(placement, |_| {}).await
+}
+
+/// Starts the tree like [`start`], letting the test adjust the configuration first.
+pub async fn start_with(
+    placement: PlacementSettings,
+    adjust: impl FnOnce(&mut RootConfig),
+) -> Tree {
     let dir = tempfile::tempdir().expect("tempdir");
     let database_url = format!("sqlite://{}", dir.path().join("t.db").display());
     let store = Store::connect(&database_url, 4).await.expect("store");
@@ -193,6 +201,8 @@ pub async fn start(placement: PlacementSettings) -> Tree {
         notifier: NotifierSettings::default(),
         placement,
     };
+    let mut config = config;
+    adjust(&mut config);
     let actors = RootSupervisor::start(config).await.expect("tree starts");
     Tree {
         actors,
