@@ -749,7 +749,9 @@ async fn hostile_media_input_is_counted_and_survived(backend: Backend) {
     // label).
     let during = app.metrics().await;
     assert!(
-        during.lines().any(|l| l.starts_with("calls_active{direction=\"inbound\"}")),
+        during
+            .lines()
+            .any(|l| l.starts_with("calls_active{direction=\"inbound\"}")),
         "{during}"
     );
     assert!(
