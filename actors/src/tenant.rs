@@ -303,7 +303,6 @@ pub fn tenant_audit_json(t: &Tenant) -> serde_json::Value {
         "runtime_config": {
             "model": t.runtime_config.model,
             "voice": t.runtime_config.voice,
-            "system_prompt_key": t.runtime_config.system_prompt_key,
         },
         "twilio": t.twilio.as_ref().map(|tw| json!({
             "account_sid": tw.account_sid,

@@ -118,7 +118,7 @@ async fn runtime_config_replaces_the_whole_config(backend: Backend) {
     let path = format!("/api/v1/admin/tenants/{id}/runtime-config");
     let body: Value = app
         .admin(Method::PUT, &path)
-        .json(&json!({"model": "gpt-realtime", "voice": "marin", "system_prompt_key": "support/v2", "webhook_url": "https://acme.example/events"}))
+        .json(&json!({"model": "gpt-realtime", "voice": "marin", "webhook_url": "https://acme.example/events"}))
         .send()
         .await
         .expect("put")
@@ -127,7 +127,7 @@ async fn runtime_config_replaces_the_whole_config(backend: Backend) {
         .expect("json");
     assert_eq!(
         body["runtime_config"],
-        json!({"model": "gpt-realtime", "voice": "marin", "system_prompt_key": "support/v2"})
+        json!({"model": "gpt-realtime", "voice": "marin"})
     );
     assert_eq!(body["webhook_url"], "https://acme.example/events");
     let body: Value = app
@@ -141,8 +141,86 @@ async fn runtime_config_replaces_the_whole_config(backend: Backend) {
         .expect("json");
     assert_eq!(
         body["runtime_config"],
-        json!({"model": null, "voice": "cedar", "system_prompt_key": null})
+        json!({"model": null, "voice": "cedar"})
     );
+    // The defaults are what the tenant's versions run when they name no model or voice.
+    let (agent, pinned) = app.approved_agent(&id, "support").await;
+    let version = |body: Value| {
+        let app = &app;
+        let agent = agent.clone();
+        async move {
+            let resp = app
+                .admin(
+                    Method::POST,
+                    &format!("/api/v1/admin/agents/{agent}/versions"),
+                )
+                .json(&body)
+                .send()
+                .await
+                .expect("post");
+            assert_eq!(resp.status(), 201);
+            resp.json::<Value>().await.expect("json")
+        }
+    };
+    let defaulted = version(json!({"instructions": "Help."})).await;
+    assert_eq!(defaulted["voice"], "cedar");
+    assert_eq!(
+        defaulted["model"], "gpt-realtime",
+        "no tenant model: the service's"
+    );
+    let own =
+        version(json!({"instructions": "Help.", "voice": "marin", "model": "gpt-realtime-mini"}))
+            .await;
+    assert_eq!(
+        (own["voice"].as_str(), own["model"].as_str()),
+        (Some("marin"), Some("gpt-realtime-mini"))
+    );
+    // A replaced draft takes the defaults of the moment; a written version keeps its own.
+    app.admin(Method::PUT, &path)
+        .json(&json!({"model": "gpt-realtime-mini", "voice": "verse"}))
+        .send()
+        .await
+        .expect("put");
+    let draft = defaulted["id"].as_str().expect("id");
+    let replaced: Value = app
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/admin/agent-versions/{draft}"),
+        )
+        .json(&json!({"instructions": "Help again."}))
+        .send()
+        .await
+        .expect("put")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (replaced["voice"].as_str(), replaced["model"].as_str()),
+        (Some("verse"), Some("gpt-realtime-mini"))
+    );
+    let kept: Value = app
+        .admin(
+            Method::GET,
+            &format!("/api/v1/admin/agent-versions/{pinned}"),
+        )
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        (kept["voice"].as_str(), kept["model"].as_str()),
+        (Some("cedar"), Some("gpt-realtime"))
+    );
+    // The removed prompt key is refused, naming the field.
+    let unknown = app
+        .admin(Method::PUT, &path)
+        .json(&json!({"system_prompt_key": "support/v2"}))
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(unknown.status(), 400);
     let bad = app
         .admin(Method::PUT, &path)
         .json(&json!({"voice": "has spaces"}))

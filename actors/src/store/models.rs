@@ -32,15 +32,15 @@ impl TenantStatus {
     }
 }
 
-/// Per-tenant defaults for the AI runtime.
+/// Per-tenant defaults for the AI runtime: the model and voice of every agent version created
+/// (or replaced) without its own. A version records what it was given, so changing these never
+/// changes a version, approved or draft, already written.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RuntimeConfig {
     /// Realtime model name (e.g. `gpt-realtime`).
     pub model: Option<String>,
     /// Voice name (e.g. `marin`).
     pub voice: Option<String>,
-    /// Key of the system prompt the tenant's agents start from.
-    pub system_prompt_key: Option<String>,
 }
 
 /// A tenant's Twilio account: SID in clear (it routes webhooks), auth token sealed.

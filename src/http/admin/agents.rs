@@ -1,10 +1,11 @@
 //! Admin API for agents and agent versions (`/api/v1/admin/agents…`,
 //! `/api/v1/admin/agent-versions/…`): drafts are editable, approval freezes a version,
-//! retirement takes it out of use.
+//! retirement takes it out of use. A version written without a model or voice takes its
+//! tenant's runtime-config defaults, then the service's (`gpt-realtime`, `marin`).
 
 use actors::ids::{AgentId, AgentVersionId, TenantId};
 use actors::rollout::{NewAgent, RolloutError, RolloutMsg, VersionSpec};
-use actors::store::{Agent, AgentVersion, TurnDetection, VersionStatus};
+use actors::store::{Agent, AgentVersion, RuntimeConfig, StoreError, TurnDetection, VersionStatus};
 use actors::tenant::AuditMeta;
 use actors::time::rfc3339;
 use ractor::call_t;
@@ -30,7 +31,7 @@ impl From<RolloutError> for ApiError {
             RolloutError::NotFound(what) => ApiError::NotFound(what.to_owned()),
             RolloutError::Conflict(m) => ApiError::Conflict(m),
             RolloutError::NoVersion(m) => ApiError::invalid("agent_version_id", m),
-            RolloutError::Store(e) => ApiError::Internal(format!("store: {e:?}")),
+            RolloutError::Store(e) => store_error(e),
         }
     }
 }
@@ -127,9 +128,9 @@ pub enum TurnDetectionDto {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VersionRequest {
-    /// Realtime model (default `gpt-realtime`).
+    /// Realtime model (default: the tenant's runtime-config model, else `gpt-realtime`).
     pub model: Option<String>,
-    /// Voice (default `marin`).
+    /// Voice (default: the tenant's runtime-config voice, else `marin`).
     pub voice: Option<String>,
     /// System instructions (1–20000 characters).
     pub instructions: String,
@@ -242,7 +243,30 @@ fn token(field: &str, v: &str) -> Result<String, ApiError> {
     }
 }
 
-fn spec(state: &AppState, r: VersionRequest) -> Result<VersionSpec, ApiError> {
+fn store_error(e: StoreError) -> ApiError {
+    ApiError::Internal(format!("store: {e:?}"))
+}
+
+/// Defaults of a version's model and voice: its agent's tenant's runtime config. An unknown
+/// agent has none (the rollout actor answers 404 for it).
+async fn tenant_defaults(state: &AppState, agent: &AgentId) -> Result<RuntimeConfig, ApiError> {
+    let Some(agent) = state.store.get_agent(agent).await.map_err(store_error)? else {
+        return Ok(RuntimeConfig::default());
+    };
+    Ok(state
+        .store
+        .get_tenant(&agent.tenant_id)
+        .await
+        .map_err(store_error)?
+        .map(|t| t.runtime_config)
+        .unwrap_or_default())
+}
+
+fn spec(
+    state: &AppState,
+    r: VersionRequest,
+    defaults: &RuntimeConfig,
+) -> Result<VersionSpec, ApiError> {
     let contract = contract_from(r.tools, r.escalation, r.identity, &|url| {
         state.check_tenant_url(url)
     })?;
@@ -310,8 +334,20 @@ fn spec(state: &AppState, r: VersionRequest) -> Result<VersionSpec, ApiError> {
         language: None,
     });
     Ok(VersionSpec {
-        model: token("model", r.model.as_deref().unwrap_or("gpt-realtime"))?,
-        voice: token("voice", r.voice.as_deref().unwrap_or("marin"))?,
+        model: token(
+            "model",
+            r.model
+                .as_deref()
+                .or(defaults.model.as_deref())
+                .unwrap_or("gpt-realtime"),
+        )?,
+        voice: token(
+            "voice",
+            r.voice
+                .as_deref()
+                .or(defaults.voice.as_deref())
+                .unwrap_or("marin"),
+        )?,
         instructions,
         greeting: r
             .greeting
@@ -442,7 +478,9 @@ pub async fn create_version(req: Request<AuditMeta, (AgentId,)>) -> Result<Respo
         body,
         ..
     } = req;
-    let spec = spec(&state, parse_json(&body)?)?;
+    let r: VersionRequest = parse_json(&body)?;
+    let defaults = tenant_defaults(&state, &id).await?;
+    let spec = spec(&state, r, &defaults)?;
     let v = call_t!(
         state.rollout_actor()?,
         RolloutMsg::CreateVersion,
@@ -483,7 +521,12 @@ pub async fn put_version(req: Request<AuditMeta, (AgentVersionId,)>) -> Result<R
         body,
         ..
     } = req;
-    let spec = spec(&state, parse_json(&body)?)?;
+    let r: VersionRequest = parse_json(&body)?;
+    let defaults = match state.store.get_version(&id).await.map_err(store_error)? {
+        Some(v) => tenant_defaults(&state, &v.agent_id).await?,
+        None => RuntimeConfig::default(),
+    };
+    let spec = spec(&state, r, &defaults)?;
     let v = call_t!(
         state.rollout_actor()?,
         RolloutMsg::UpdateVersion,

@@ -1,6 +1,7 @@
 //! Admin API of a tenant's AI runtime defaults:
 //! `PUT /api/v1/admin/tenants/{tenant_id}/runtime-config` (replaces the whole
-//! configuration; audited).
+//! configuration; audited). The model and voice are the defaults of the tenant's agent
+//! versions written without their own (see `agents::spec`).
 
 use actors::ids::TenantId;
 use actors::store::RuntimeConfig;
@@ -21,12 +22,10 @@ use crate::http::{ApiError, ErrorResponse};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfigRequest {
-    /// Realtime model name.
+    /// Realtime model of the tenant's agent versions written without one (else `gpt-realtime`).
     pub model: Option<String>,
-    /// Voice name.
+    /// Voice of the tenant's agent versions written without one (else `marin`).
     pub voice: Option<String>,
-    /// System prompt key.
-    pub system_prompt_key: Option<String>,
     /// A URL recorded with the tenant (informational; events are delivered to the event webhook, `PUT /api/v1/admin/tenants/{tenant_id}/event-webhook`).
     pub webhook_url: Option<String>,
 }
@@ -72,7 +71,6 @@ pub async fn put_runtime_config(
         config: RuntimeConfig {
             model: check_token("model", req.model)?,
             voice: check_token("voice", req.voice)?,
-            system_prompt_key: check_token("system_prompt_key", req.system_prompt_key)?,
         },
         webhook_url: req
             .webhook_url

@@ -49,15 +49,14 @@ impl From<TenantStatusDto> for TenantStatus {
     }
 }
 
-/// AI runtime defaults of a tenant.
+/// AI runtime defaults of a tenant: the model and voice of its agent versions written without
+/// their own.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RuntimeConfigView {
-    /// Realtime model.
+    /// Default realtime model.
     pub model: Option<String>,
-    /// Voice.
+    /// Default voice.
     pub voice: Option<String>,
-    /// System prompt key.
-    pub system_prompt_key: Option<String>,
 }
 
 /// Twilio account of a tenant (the auth token is never returned, only a hint).
@@ -109,7 +108,6 @@ impl From<Tenant> for TenantView {
             runtime_config: RuntimeConfigView {
                 model: t.runtime_config.model,
                 voice: t.runtime_config.voice,
-                system_prompt_key: t.runtime_config.system_prompt_key,
             },
             twilio: t.twilio.map(|tw| TwilioView {
                 account_sid: tw.account_sid,
