@@ -115,8 +115,9 @@ async fn a_finished_session_is_scored_with_the_judge_summarised_and_announced() 
     let rubric = demo_rubric();
     let v = version(&store, &t, "support", Some(&rubric)).await;
     let (call, session) = finished_session(&store, &t, &order_call(Some(v.clone()))).await;
+    // Finishing the session wrote its job (in the same transaction).
     assert!(
-        store
+        !store
             .enqueue_session_evaluation(&session, crate::time::now_ms())
             .await
             .expect("job")
@@ -391,10 +392,11 @@ async fn two_runners_on_one_database_never_evaluate_a_job_twice(backend: Backend
     for _ in 0..24 {
         let (_, session) = finished_session(&store, &t, &order_call(Some(v.clone()))).await;
         assert!(
-            store
+            !store
                 .enqueue_session_evaluation(&session, 0)
                 .await
-                .expect("job")
+                .expect("job"),
+            "written when the session finished"
         );
         sessions.push(session);
     }
