@@ -35,16 +35,23 @@ const CALLER: &str = "+15557650090";
 const ASK_CALLBACK: &str = "Please have someone call me about a quote.";
 const ASK_OPEN: &str = "Is the shop open today?";
 
+/// What the simulated model does (the simulator hears each session's caller turns as the
+/// script's, in order).
 fn script() -> RealtimeScript {
-    RealtimeScript::new(vec![
-        ScriptTurn::call_tool(
-            ASK_CALLBACK,
-            "create_callback_task",
-            json!({"reason": "wants a quote"}),
-            "A colleague will call you back about the quote.",
-        ),
-        ScriptTurn::say(ASK_OPEN, "Whatever, we are open, stupid question."),
-    ])
+    RealtimeScript::new(vec![ScriptTurn::call_tool(
+        ASK_CALLBACK,
+        "create_callback_task",
+        json!({"reason": "wants a quote"}),
+        "A colleague will call you back about the quote.",
+    )])
+}
+
+/// A rude model.
+fn rude_script() -> RealtimeScript {
+    RealtimeScript::new(vec![ScriptTurn::say(
+        ASK_OPEN,
+        "Whatever, we are open, stupid question.",
+    )])
 }
 
 async fn setup(
@@ -253,11 +260,11 @@ async fn calls_are_scored_read_scored_again_reviewed_and_summarised(backend: Bac
     bad["criteria"][2] = json!({"key": "x", "kind": "required_phrase"});
     let resp = post_version(&app, &agent, bad).await;
     let body = expect_error(resp, 422, "validation_failed").await;
-    assert_eq!(body["error"]["field"], "rubric.criteria[2].pattern", "{body}");
+    assert_eq!(body["field"], "rubric.criteria[2].pattern", "{body}");
     let mut bad = rubric();
     bad["criteria"][1]["pattern"] = json!("(");
     let body = expect_error(post_version(&app, &agent, bad).await, 422, "validation_failed").await;
-    assert_eq!(body["error"]["field"], "rubric.criteria[1].pattern", "{body}");
+    assert_eq!(body["field"], "rubric.criteria[1].pattern", "{body}");
 
     // A call of a version without a rubric is not evaluated, and cannot be.
     let sid = call_in(&app, &sim, &t, ASK_OPEN);
@@ -356,6 +363,7 @@ async fn calls_are_scored_read_scored_again_reviewed_and_summarised(backend: Bac
 
     // Call B: one critical failure (a forbidden phrase) fails a score above the pass score.
     app.realtime.set_judge_verdict("resolved", SimVerdict::yes());
+    app.realtime.set_script(rude_script());
     let sid_b = call_in(&app, &sim, &t, ASK_OPEN);
     ended(&sim, &sid_b).await;
     let session_b = session_of(&app, &t, &sid_b).await;
@@ -455,7 +463,7 @@ async fn calls_are_scored_read_scored_again_reviewed_and_summarised(backend: Bac
     assert_eq!(future["total"], 0);
     let resp = get(&app, &t.key, "/api/v1/evaluations?from=yesterday").await;
     let body = expect_error(resp, 400, "invalid_query").await;
-    assert_eq!(body["error"]["field"], "from");
+    assert_eq!(body["field"], "from");
 
     // Reviews are kept beside the automatic verdict.
     let review = |id: Value, verdict: &str, note: &str| {
@@ -475,7 +483,7 @@ async fn calls_are_scored_read_scored_again_reviewed_and_summarised(backend: Bac
     };
     let resp = review(eb["id"].clone(), "maybe", "").await;
     let body = expect_error(resp, 422, "validation_failed").await;
-    assert_eq!(body["error"]["field"], "verdict");
+    assert_eq!(body["field"], "verdict");
     let resp = review(eb["id"].clone(), "passed", "rude but helpful").await;
     assert_eq!(resp.status(), 201);
     let created: Value = resp.json().await.expect("json");
