@@ -199,9 +199,9 @@ async fn a_failing_judge_is_retried_then_recorded_as_error_with_the_deterministi
         let judge = FakeJudge::start(mode.clone()).await;
         let (tx, mut rx) = mpsc::unbounded_channel();
         let run = runner(&store, settings(&judge), tx).await;
+        // The job was written when the session finished: asking again finds it.
         let rescore = run.handle.evaluate(&t, &session).await.expect("evaluate");
-        assert!(rescore.job.created);
-        assert!(rescore.evaluation.is_none());
+        assert!(!rescore.job.created);
 
         let notice = next(&mut rx).await;
         assert_eq!(judge.requests(), 2, "{mode:?}: tried max_attempts times");
