@@ -358,36 +358,36 @@ pub async fn seed(state: &AppState, sandbox: &Sandbox) -> anyhow::Result<Seeded>
     let version_id = match current {
         Some(v) if v.contract == contract && v.rubric.as_ref() == Some(&rubric) => v.id.clone(),
         _ => {
-        let spec = VersionSpec {
-            model: String::from("gpt-realtime"),
-            voice: String::from("marin"),
-            instructions: String::from(
-                "You are the friendly receptionist of Acme Dental. Answer briefly. Opening hours: 9 to 5, Monday to Friday.",
-            ),
-            greeting: Some(String::from(
-                "Hi! This is the StateSet Voice sandbox agent. How can I help?",
-            )),
-            transcription_model: Some(String::from("gpt-4o-mini-transcribe")),
-            transcription_language: Some(String::from("en")),
-            turn_detection: TurnDetection::default(),
-            max_call_seconds: 600,
-            idle_timeout_seconds: 30,
-            contract,
-            rubric: Some(rubric),
-        };
-        let v = call_t!(
-            rollout,
-            RolloutMsg::CreateVersion,
-            ms,
-            agent.id.clone(),
-            spec,
-            meta()
-        )??;
-        call_t!(rollout, RolloutMsg::Approve, ms, v.id.clone(), meta())??;
-        if let Some(old) = current {
-            call_t!(rollout, RolloutMsg::Retire, ms, old.id.clone(), meta())??;
-        }
-        v.id
+            let spec = VersionSpec {
+                model: String::from("gpt-realtime"),
+                voice: String::from("marin"),
+                instructions: String::from(
+                    "You are the friendly receptionist of Acme Dental. Answer briefly. Opening hours: 9 to 5, Monday to Friday.",
+                ),
+                greeting: Some(String::from(
+                    "Hi! This is the StateSet Voice sandbox agent. How can I help?",
+                )),
+                transcription_model: Some(String::from("gpt-4o-mini-transcribe")),
+                transcription_language: Some(String::from("en")),
+                turn_detection: TurnDetection::default(),
+                max_call_seconds: 600,
+                idle_timeout_seconds: 30,
+                contract,
+                rubric: Some(rubric),
+            };
+            let v = call_t!(
+                rollout,
+                RolloutMsg::CreateVersion,
+                ms,
+                agent.id.clone(),
+                spec,
+                meta()
+            )??;
+            call_t!(rollout, RolloutMsg::Approve, ms, v.id.clone(), meta())??;
+            if let Some(old) = current {
+                call_t!(rollout, RolloutMsg::Retire, ms, old.id.clone(), meta())??;
+            }
+            v.id
         }
     };
     seed_events(state, &tenant.id, sandbox).await?;

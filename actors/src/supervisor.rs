@@ -25,8 +25,7 @@ use crate::carrier::Carrier;
 use crate::crypto::SecretBox;
 use crate::egress::Egress;
 use crate::evaluation::{
-    EvaluationActor, EvaluationArgs, EvaluationMsg, EvaluationSettings, EvaluationSink,
-    Evaluations,
+    EvaluationActor, EvaluationArgs, EvaluationMsg, EvaluationSettings, EvaluationSink, Evaluations,
 };
 use crate::meter::{self, HandleTimer, kind};
 use crate::notifier::{Notifier, NotifierActor, NotifierArgs, NotifierMsg, NotifierSettings};

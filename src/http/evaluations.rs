@@ -18,12 +18,12 @@ use utoipa::{IntoParams, ToSchema};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
+use super::ApiError;
 use super::admin::json;
 use super::fields;
 use super::filters::{Paging, parse_json};
 use super::mount::Request;
 use super::page::Page;
-use super::ApiError;
 use crate::http::ErrorResponse;
 
 /// Longest review note (characters).
@@ -305,7 +305,10 @@ pub struct EvaluationParams {
 }
 
 /// A time window of query parameters `from` and `to` (RFC 3339).
-fn window(from: Option<String>, to: Option<String>) -> Result<(Option<i64>, Option<i64>), ApiError> {
+fn window(
+    from: Option<String>,
+    to: Option<String>,
+) -> Result<(Option<i64>, Option<i64>), ApiError> {
     let time = |field: &str, v: Option<String>| -> Result<Option<i64>, ApiError> {
         v.map(|t| {
             parse_rfc3339(&t).ok_or_else(|| ApiError::BadRequest {
@@ -358,7 +361,9 @@ pub async fn list_evaluations(req: Request<AuthContext>) -> Result<Response, Api
 #[utoipa::path(get, path = "/api/v1/evaluations/{id}", tag = "runtime",
     params(("id" = String, Path, description = "Evaluation id (`evl_…`)")),
     responses((status = 200, body = EvaluationDetailView), (status = 404, body = ErrorResponse)))]
-pub async fn get_evaluation(req: Request<AuthContext, (EvaluationId,)>) -> Result<Response, ApiError> {
+pub async fn get_evaluation(
+    req: Request<AuthContext, (EvaluationId,)>,
+) -> Result<Response, ApiError> {
     let Request {
         state,
         auth,
@@ -455,7 +460,9 @@ pub struct EvaluateReply {
               (status = 404, body = ErrorResponse),
               (status = 409, body = ErrorResponse, description = "the session is still live"),
               (status = 422, body = ErrorResponse, description = "`no_rubric`: its agent version has no rubric")))]
-pub async fn evaluate_session(req: Request<AuthContext, (SessionId,)>) -> Result<Response, ApiError> {
+pub async fn evaluate_session(
+    req: Request<AuthContext, (SessionId,)>,
+) -> Result<Response, ApiError> {
     let Request {
         state,
         auth,

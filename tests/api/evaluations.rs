@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use actors::evaluation::{Rubric, Rescore};
+use actors::evaluation::{Rescore, Rubric};
 use actors::ids::{SessionId, TenantId};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -263,7 +263,12 @@ async fn calls_are_scored_read_scored_again_reviewed_and_summarised(backend: Bac
     assert_eq!(body["field"], "rubric.criteria[2].pattern", "{body}");
     let mut bad = rubric();
     bad["criteria"][1]["pattern"] = json!("(");
-    let body = expect_error(post_version(&app, &agent, bad).await, 422, "validation_failed").await;
+    let body = expect_error(
+        post_version(&app, &agent, bad).await,
+        422,
+        "validation_failed",
+    )
+    .await;
     assert_eq!(body["field"], "rubric.criteria[1].pattern", "{body}");
 
     // A call of a version without a rubric is not evaluated, and cannot be.
@@ -283,15 +288,24 @@ async fn calls_are_scored_read_scored_again_reviewed_and_summarised(backend: Bac
 
     let version = rubric_version(&app, &t).await;
     let shown: Value = app
-        .admin(Method::GET, &format!("/api/v1/admin/agent-versions/{version}"))
+        .admin(
+            Method::GET,
+            &format!("/api/v1/admin/agent-versions/{version}"),
+        )
         .send()
         .await
         .expect("version")
         .json()
         .await
         .expect("json");
-    assert_eq!(shown["rubric"]["criteria"].as_array().map(Vec::len), Some(9));
-    assert_eq!(shown["rubric"]["criteria"][0]["weight"], 1.0, "defaults shown");
+    assert_eq!(
+        shown["rubric"]["criteria"].as_array().map(Vec::len),
+        Some(9)
+    );
+    assert_eq!(
+        shown["rubric"]["criteria"][0]["weight"], 1.0,
+        "defaults shown"
+    );
     let hash = shown["rubric_hash"].as_str().expect("hash").to_owned();
     assert_eq!(hash.len(), 64);
 
@@ -303,7 +317,10 @@ async fn calls_are_scored_read_scored_again_reviewed_and_summarised(backend: Bac
         if let Some(id) = list["data"][0]["id"].as_str() {
             break id.to_owned();
         }
-        assert!(tokio::time::Instant::now() < deadline, "call A never went live");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "call A never went live"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     };
     let resp = app
@@ -342,7 +359,10 @@ async fn calls_are_scored_read_scored_again_reviewed_and_summarised(backend: Bac
     assert_eq!(ea["agent_version_id"], version.as_str());
     // Evidence: quoted turns, and measurements against their thresholds.
     let greeting = criterion(ea, "greeting");
-    assert_eq!(greeting["evidence"]["turns"][0]["speaker"], "agent", "{greeting}");
+    assert_eq!(
+        greeting["evidence"]["turns"][0]["speaker"], "agent",
+        "{greeting}"
+    );
     assert!(
         greeting["evidence"]["turns"][0]["quote"]
             .as_str()
@@ -351,18 +371,27 @@ async fn calls_are_scored_read_scored_again_reviewed_and_summarised(backend: Bac
     );
     let gaps = criterion(ea, "gaps");
     assert_eq!(gaps["evidence"]["unit"], "ms");
-    assert!(gaps["evidence"]["measured"].as_f64().is_some_and(|g| g > 0.0), "{gaps}");
+    assert!(
+        gaps["evidence"]["measured"]
+            .as_f64()
+            .is_some_and(|g| g > 0.0),
+        "{gaps}"
+    );
     assert_eq!(gaps["evidence"]["threshold"], 10000.0);
     assert!(criterion(ea, "first_audio")["evidence"]["measured"].is_number());
     // The judge's summary and tags fill the session's.
     assert!(ea["judge"]["model"].is_string(), "{ea}");
-    assert!(ea["summary"].as_str().is_some_and(|s| !s.is_empty()), "{ea}");
+    assert!(
+        ea["summary"].as_str().is_some_and(|s| !s.is_empty()),
+        "{ea}"
+    );
     assert_eq!(a["summary"], ea["summary"]);
     assert!(a["tags"].as_array().is_some_and(|t| !t.is_empty()), "{a}");
     assert_eq!(a["tags"], ea["tags"]);
 
     // Call B: one critical failure (a forbidden phrase) fails a score above the pass score.
-    app.realtime.set_judge_verdict("resolved", SimVerdict::yes());
+    app.realtime
+        .set_judge_verdict("resolved", SimVerdict::yes());
     app.realtime.set_script(rude_script());
     let sid_b = call_in(&app, &sim, &t, ASK_OPEN);
     ended(&sim, &sid_b).await;
@@ -396,7 +425,8 @@ async fn calls_are_scored_read_scored_again_reviewed_and_summarised(backend: Bac
     );
 
     // The kinds failing on call A under a strict rubric (scored on the stored call).
-    app.realtime.set_judge_verdict("strict_judge", SimVerdict::no());
+    app.realtime
+        .set_judge_verdict("strict_judge", SimVerdict::no());
     let strict = Rubric::from_json(
         &json!({
             "pass_score": 0.5,
@@ -444,7 +474,11 @@ async fn calls_are_scored_read_scored_again_reviewed_and_summarised(backend: Bac
         assert_eq!(again["status"], "done");
         assert_eq!(again["evaluation"]["id"], eb["id"]);
     }
-    assert_eq!(app.realtime.judge_requests().len(), judged, "nothing judged twice");
+    assert_eq!(
+        app.realtime.judge_requests().len(),
+        judged,
+        "nothing judged twice"
+    );
 
     // Listing with filters.
     let all = get_json(&app, &t.key, "/api/v1/evaluations").await;
@@ -459,7 +493,12 @@ async fn calls_are_scored_read_scored_again_reviewed_and_summarised(backend: Bac
     )
     .await;
     assert_eq!(of_version["total"], 2);
-    let future = get_json(&app, &t.key, "/api/v1/evaluations?from=2100-01-01T00:00:00Z").await;
+    let future = get_json(
+        &app,
+        &t.key,
+        "/api/v1/evaluations?from=2100-01-01T00:00:00Z",
+    )
+    .await;
     assert_eq!(future["total"], 0);
     let resp = get(&app, &t.key, "/api/v1/evaluations?from=yesterday").await;
     let body = expect_error(resp, 400, "invalid_query").await;
@@ -552,12 +591,21 @@ async fn calls_are_scored_read_scored_again_reviewed_and_summarised(backend: Bac
     let (_, other) = app.tenant_with_key("Other").await;
     let id = ea["id"].as_str().expect("id");
     assert_eq!(
-        get(&app, &other, &format!("/api/v1/evaluations/{id}")).await.status(),
+        get(&app, &other, &format!("/api/v1/evaluations/{id}"))
+            .await
+            .status(),
         404
     );
-    assert_eq!(get_json(&app, &other, "/api/v1/evaluations").await["total"], 0);
+    assert_eq!(
+        get_json(&app, &other, "/api/v1/evaluations").await["total"],
+        0
+    );
     let resp = app
-        .tenant(Method::POST, &format!("/api/v1/evaluations/{id}/review"), &other)
+        .tenant(
+            Method::POST,
+            &format!("/api/v1/evaluations/{id}/review"),
+            &other,
+        )
         .json(&json!({"verdict": "failed"}))
         .send()
         .await
@@ -576,7 +624,11 @@ async fn calls_are_scored_read_scored_again_reviewed_and_summarised(backend: Bac
     // A read-only key cannot write.
     let (_, reader) = app.create_key(&t.tenant_id, &["read"]).await;
     let resp = app
-        .tenant(Method::POST, &format!("/api/v1/evaluations/{id}/review"), &reader)
+        .tenant(
+            Method::POST,
+            &format!("/api/v1/evaluations/{id}/review"),
+            &reader,
+        )
         .json(&json!({"verdict": "failed"}))
         .send()
         .await
@@ -606,7 +658,10 @@ async fn judge_failures_are_retried_then_recorded_as_errors_with_the_determinist
     assert_eq!(criterion(e, "callback_status")["verdict"], "passed", "{e}");
     assert!(e["judge_error"].as_str().is_some(), "{e}");
     assert!(e["judge"].is_null());
-    assert_eq!(e["passed"], true, "a non-critical error does not fail the call");
+    assert_eq!(
+        e["passed"], true,
+        "a non-critical error does not fail the call"
+    );
     assert_eq!(app.realtime.judge_requests().len(), 2);
 
     let base = Rubric::from_json(&rubric().to_string()).expect("rubric");
@@ -650,7 +705,11 @@ async fn an_evaluation_cut_off_by_a_restart_is_finished_after_it(backend: Backen
     let e = &s["evaluation"];
     assert_eq!(criterion(e, "resolved")["verdict"], "passed", "{e}");
     assert_eq!(e["passed"], true);
-    assert_eq!(app.realtime.judge_requests().len(), 1, "judged once after the restart");
+    assert_eq!(
+        app.realtime.judge_requests().len(),
+        1,
+        "judged once after the restart"
+    );
     let all = get_json(&app, &key, "/api/v1/evaluations").await;
     assert_eq!(all["total"], 1, "{all}");
     app.stop().await;

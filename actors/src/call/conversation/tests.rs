@@ -70,7 +70,10 @@ fn render(effect: &Effect) -> Option<String> {
         Effect::Record(Record::Identity(s)) => format!("identity {}", s.as_str()),
         Effect::Record(Record::Reconnect) => String::from("record reconnect"),
         Effect::Record(
-            Record::Usage(_) | Record::FirstAudio(_) | Record::ResponseGap { .. } | Record::Event(..),
+            Record::Usage(_)
+            | Record::FirstAudio(_)
+            | Record::ResponseGap { .. }
+            | Record::Event(..),
         ) => {
             return None;
         }
