@@ -27,6 +27,7 @@ backend_tests!(
     judge_failures_are_retried_then_recorded_as_errors_with_the_deterministic_part_kept,
     an_evaluation_cut_off_by_a_restart_is_finished_after_it,
     two_nodes_never_evaluate_one_job_twice,
+    a_crashed_call_is_evaluated_as_an_errored_session,
 );
 
 const WAIT: Duration = Duration::from_secs(45);
@@ -388,6 +389,16 @@ async fn calls_are_scored_read_scored_again_reviewed_and_summarised(backend: Bac
     assert_eq!(a["summary"], ea["summary"]);
     assert!(a["tags"].as_array().is_some_and(|t| !t.is_empty()), "{a}");
     assert_eq!(a["tags"], ea["tags"]);
+
+    // Metrics of the path (process-wide in this test binary: at least this call's).
+    let metrics = app.metrics().await;
+    assert!(
+        crate::helpers::metric(&metrics, "evaluations_total", &[("result", "passed")]) >= 1.0,
+        "{metrics}"
+    );
+    assert!(crate::helpers::metric(&metrics, "judge_requests_total", &[("outcome", "ok")]) >= 1.0);
+    assert!(metrics.contains("evaluation_seconds_bucket{stage=\"total\""));
+    assert!(metrics.contains("evaluation_jobs_pending"));
 
     // Call B: one critical failure (a forbidden phrase) fails a score above the pass score.
     app.realtime
@@ -769,6 +780,59 @@ async fn two_nodes_never_evaluate_one_job_twice(backend: Backend) {
     hashes.dedup();
     assert_eq!(hashes.len(), 13);
     other.stop().await;
+    app.stop().await;
+}
+
+async fn a_crashed_call_is_evaluated_as_an_errored_session(backend: Backend) {
+    let (app, sim, t) = setup(backend, |_| {}).await;
+    let version = rubric_version(&app, &t).await;
+    let sid = sim
+        .place_inbound_call(InboundCall {
+            account_sid: t.account_sid.clone(),
+            from: CALLER.into(),
+            to: NUMBER.into(),
+            voice_url: app.url("/api/v1/incoming-call"),
+            status_callback: Some(app.url("/api/v1/call-status")),
+            status_callback_events: vec![],
+            script: CallerScript::default().silence(Duration::from_secs(20)),
+        })
+        .expect("place call");
+    // The call actor registers as call:{CallSid} once its stream started; crash it.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let actor = loop {
+        if let Some(actor) = ractor::registry::where_is(format!("call:{sid}")) {
+            break actor;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the call never went live"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    ractor::ActorRef::<actors::call::CallMsg>::from(actor)
+        .cast(actors::call::CallMsg::Crash)
+        .expect("cast");
+    // The call supervisor failed the live session and wrote its job in one transaction.
+    let session = session_of(&app, &t, &sid).await;
+    let s = evaluated_session(&app, &t.key, &session).await;
+    assert_eq!(s["status"], "failed");
+    let e = &s["evaluation"];
+    assert_eq!(e["errored"], true, "{e}");
+    assert_eq!(e["end_reason"], "actor_failed");
+    assert_eq!(e["agent_version_id"], version.as_str());
+    let summary: Value = app
+        .admin(
+            Method::GET,
+            &format!("/api/v1/admin/agent-versions/{version}/evaluation-summary"),
+        )
+        .send()
+        .await
+        .expect("summary")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(summary["errored"], 1, "{summary}");
+    assert_eq!(summary["error_rate"], 1.0);
     app.stop().await;
 }
 
