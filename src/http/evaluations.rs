@@ -472,14 +472,11 @@ pub async fn evaluate_session(
     let evaluations = &state.actors.evaluations;
     let Rescore { job, evaluation } = evaluations.evaluate(&auth.tenant_id, &id).await?;
     let evaluation = match evaluation {
-        Some(e) => Some(
-            evaluations
-                .get(&auth.tenant_id, &e.id)
-                .await
-                .map_err(|e| store_error(&e))?
-                .map(EvaluationDetailView::from),
-        )
-        .flatten(),
+        Some(e) => evaluations
+            .get(&auth.tenant_id, &e.id)
+            .await
+            .map_err(|e| store_error(&e))?
+            .map(EvaluationDetailView::from),
         None => None,
     };
     let status = if evaluation.is_some() {

@@ -326,6 +326,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_response_gap_lands_on_its_turn_whichever_is_recorded_first() {
+        let (store, t, c, s) = live_call().await;
+        let notifier = Notifier::new(store.clone(), crate::singleton::SingletonRef::new());
+        let mut recorder = Recorder::spawn(
+            store.clone(),
+            notifier,
+            Owner {
+                call: c.id.clone(),
+                tenant: t.clone(),
+                session: s.id.clone(),
+            },
+            tracing::Span::none(),
+        );
+        let agent = |item: &str, n: i64| TranscriptTurn {
+            role: String::from("assistant"),
+            item_id: Some(item.to_owned()),
+            ..turn(n)
+        };
+        // Usual order: the audio starts before the transcript is done.
+        recorder.record(Record::ResponseGap {
+            item_id: String::from("item_a"),
+            ms: 300,
+        });
+        recorder.record(Record::Turn(agent("item_a", 1)));
+        // The other way round.
+        recorder.record(Record::Turn(agent("item_b", 2)));
+        recorder.record(Record::ResponseGap {
+            item_id: String::from("item_b"),
+            ms: 500,
+        });
+        recorder.record(Record::Turn(turn(3)));
+        recorder.flush().await;
+        let material = store
+            .evaluation_material(&t, &s.id)
+            .await
+            .expect("material")
+            .expect("session");
+        let gaps: Vec<Option<i64>> = material.turns.iter().map(|t| t.response_gap_ms).collect();
+        assert_eq!(gaps, vec![Some(300), Some(500), None]);
+    }
+
+    #[tokio::test]
     async fn records_are_written_in_order_and_a_flush_waits_for_them_all() {
         let (store, t, c, s) = live_call().await;
         let notifier = Notifier::new(store.clone(), crate::singleton::SingletonRef::new());
