@@ -258,6 +258,11 @@ impl Evaluations {
         self.actor.get()
     }
 
+    /// Follows the dispatcher's incarnations (the root replaces it after a failure).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Option<ActorRef<EvaluationMsg>>> {
+        self.actor.subscribe()
+    }
+
     /// The flag the actor clears when it handles a wake-up (for its arguments).
     pub fn wake_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.wake_pending)
