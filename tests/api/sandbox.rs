@@ -238,5 +238,27 @@ async fn sandbox_call_uses_the_tool_escalates_and_falls_back_to_a_callback_task(
         .expect("json");
     assert_eq!(summary["evaluated"], 1, "{summary}");
     assert_eq!(summary["passed"], 1, "{summary}");
+    // The event went out like every other: a delivery, recorded as delivered once the demo
+    // receiver answered.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let deliveries: Value = client
+            .get(format!(
+                "{base}/api/v1/webhook-deliveries?event=voice.session.evaluated"
+            ))
+            .bearer_auth(&second.api_key)
+            .send()
+            .await
+            .expect("deliveries")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(deliveries["total"], 1, "{deliveries}");
+        if deliveries["data"][0]["status"] == "delivered" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{deliveries}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server.abort();
 }
