@@ -31,6 +31,7 @@ pub mod calls;
 pub mod context;
 pub mod docs;
 pub mod error;
+pub mod evaluations;
 pub mod fields;
 pub mod filters;
 pub mod guard;

@@ -14,6 +14,13 @@
 //! (`support`) whose simulated operator is busy. The demo call looks an order up through the
 //! tool, asks for a person, is transferred to the queue, nobody answers, and a callback task
 //! is created; every step is in the API and arrives as a signed event at the receiver.
+//!
+//! The demo version carries an evaluation rubric ([`demo_rubric`]): the greeting said, the
+//! order tool called when an order is asked about, a handoff when a person is asked for, and
+//! an `llm_judge` question answered by the realtime simulator's deterministic judge
+//! (`JUDGE_BASE_URL` points at it). The demo call is evaluated when it ends: the session
+//! shows its evaluation, summary and tags, `voice.session.evaluated` reaches the receiver,
+//! and the version's evaluation summary counts the call.
 
 pub mod receivers;
 
@@ -23,6 +30,7 @@ use std::time::Duration;
 use actors::contract::{
     Contract, Escalation, EscalationRule, EscalationTrigger, ToolSpec, ToolType,
 };
+use actors::evaluation::{Criterion, CriterionKind, Rubric};
 use actors::ids::TenantId;
 use actors::operator::{QueueFallback, QueueSpec};
 use actors::rollout::{NewAgent, RolloutMsg, VersionSpec};
@@ -76,6 +84,8 @@ pub struct Seeded {
     pub tenant_id: String,
     /// A fresh tenant key (runtime, read, operator).
     pub api_key: String,
+    /// The demo agent's current version (its rubric scores the demo call).
+    pub version_id: String,
 }
 
 fn demo_caller() -> CallerScript {
@@ -171,6 +181,58 @@ fn demo_contract(tools_base: &str) -> anyhow::Result<Contract> {
     .map_err(|e| anyhow::anyhow!("demo contract: {e}"))
 }
 
+/// The demo agent's rubric: what every demo call is scored against.
+pub fn demo_rubric() -> anyhow::Result<Rubric> {
+    let criterion = |key: &str, kind: CriterionKind, critical: bool| Criterion {
+        key: key.to_owned(),
+        kind,
+        weight: 1.0,
+        critical,
+    };
+    Rubric {
+        pass_score: 0.75,
+        criteria: vec![
+            criterion(
+                "greeting",
+                CriterionKind::RequiredPhrase {
+                    pattern: String::from(r"how can i help"),
+                    within_seconds: Some(15),
+                },
+                true,
+            ),
+            criterion(
+                "order_looked_up",
+                CriterionKind::ToolCalled {
+                    tool: String::from("order_status"),
+                    when_caller_says: Some(String::from(r"\border\b")),
+                    when_intent: None,
+                },
+                false,
+            ),
+            criterion(
+                "handoff_when_asked",
+                CriterionKind::HandoffWhenAsked {
+                    patterns: vec![String::from(r"\b(a person|human|someone|operator)\b")],
+                    within_seconds: 30,
+                },
+                false,
+            ),
+            criterion(
+                "resolved",
+                CriterionKind::LlmJudge {
+                    question: String::from(
+                        "Did the agent resolve the caller's question or hand off correctly?",
+                    ),
+                    min_score: None,
+                },
+                false,
+            ),
+        ],
+    }
+    .validate()
+    .map_err(|e| anyhow::anyhow!("demo rubric: {e}"))
+}
+
 /// Starts the simulators and points the settings at them (explicit settings win).
 pub async fn start(raw: &mut RawSettings) -> anyhow::Result<Sandbox> {
     let realtime =
@@ -189,6 +251,8 @@ pub async fn start(raw: &mut RawSettings) -> anyhow::Result<Sandbox> {
     raw.set("TWILIO_API_BASE_URL", carrier.base_url());
     raw.set("OPENAI_REALTIME_URL", realtime.url());
     raw.set("OPENAI_API_KEY", REALTIME_KEY);
+    // The realtime simulator also answers as the deterministic LLM judge.
+    raw.set("JUDGE_BASE_URL", realtime.judge_base_url());
     if !raw.is_set("DATABASE_URL") {
         raw.set("DATABASE_URL", "sqlite://data/sandbox.db");
     }
@@ -283,43 +347,49 @@ pub async fn seed(state: &AppState, sandbox: &Sandbox) -> anyhow::Result<Seeded>
         )??,
     };
     let contract = demo_contract(&sandbox.receivers.base)?;
+    let rubric = demo_rubric()?;
     let versions = call_t!(rollout, RolloutMsg::ListVersions, ms, agent.id.clone())??;
     // A new version when none is approved, or when the approved one predates this demo
-    // contract (the receivers' port changes at every start).
+    // contract (the receivers' port changes at every start) or rubric.
     let current = versions
         .iter()
         .filter(|v| v.status == VersionStatus::Approved)
         .max_by_key(|v| v.version);
-    if current.is_none_or(|v| v.contract != contract) {
-        let spec = VersionSpec {
-            model: String::from("gpt-realtime"),
-            voice: String::from("marin"),
-            instructions: String::from(
-                "You are the friendly receptionist of Acme Dental. Answer briefly. Opening hours: 9 to 5, Monday to Friday.",
-            ),
-            greeting: Some(String::from(
-                "Hi! This is the StateSet Voice sandbox agent. How can I help?",
-            )),
-            transcription_model: Some(String::from("gpt-4o-mini-transcribe")),
-            transcription_language: Some(String::from("en")),
-            turn_detection: TurnDetection::default(),
-            max_call_seconds: 600,
-            idle_timeout_seconds: 30,
-            contract,
-        };
-        let v = call_t!(
-            rollout,
-            RolloutMsg::CreateVersion,
-            ms,
-            agent.id.clone(),
-            spec,
-            meta()
-        )??;
-        call_t!(rollout, RolloutMsg::Approve, ms, v.id, meta())??;
-        if let Some(old) = current {
-            call_t!(rollout, RolloutMsg::Retire, ms, old.id.clone(), meta())??;
+    let version_id = match current {
+        Some(v) if v.contract == contract && v.rubric.as_ref() == Some(&rubric) => v.id.clone(),
+        _ => {
+            let spec = VersionSpec {
+                model: String::from("gpt-realtime"),
+                voice: String::from("marin"),
+                instructions: String::from(
+                    "You are the friendly receptionist of Acme Dental. Answer briefly. Opening hours: 9 to 5, Monday to Friday.",
+                ),
+                greeting: Some(String::from(
+                    "Hi! This is the StateSet Voice sandbox agent. How can I help?",
+                )),
+                transcription_model: Some(String::from("gpt-4o-mini-transcribe")),
+                transcription_language: Some(String::from("en")),
+                turn_detection: TurnDetection::default(),
+                max_call_seconds: 600,
+                idle_timeout_seconds: 30,
+                contract,
+                rubric: Some(rubric),
+            };
+            let v = call_t!(
+                rollout,
+                RolloutMsg::CreateVersion,
+                ms,
+                agent.id.clone(),
+                spec,
+                meta()
+            )??;
+            call_t!(rollout, RolloutMsg::Approve, ms, v.id.clone(), meta())??;
+            if let Some(old) = current {
+                call_t!(rollout, RolloutMsg::Retire, ms, old.id.clone(), meta())??;
+            }
+            v.id
         }
-    }
+    };
     seed_events(state, &tenant.id, sandbox).await?;
     let router = state.router_actor().map_err(|e| anyhow::anyhow!("{e}"))?;
     let routes = actors::router::list_routes(&state.store, Some(&tenant.id), 200, 0).await?;
@@ -376,6 +446,7 @@ pub async fn seed(state: &AppState, sandbox: &Sandbox) -> anyhow::Result<Seeded>
     Ok(Seeded {
         tenant_id: tenant.id.to_string(),
         api_key: key.secret,
+        version_id: version_id.to_string(),
     })
 }
 
@@ -428,8 +499,15 @@ pub fn banner(config: &Config, seeded: &Seeded, base: &str) -> String {
          signed events delivered to the demo receiver (every attempt logged):\n\n\
          curl -s {base}/api/v1/callback-tasks -H 'authorization: Bearer {key}'\n\
          curl -s {base}/api/v1/webhook-deliveries -H 'authorization: Bearer {key}'\n\n\
+         The call is evaluated against the demo rubric when it ends (greeting, order lookup,\n\
+         handoff, and a judge question answered by the simulated judge): the evaluation, with\n\
+         every criterion and its evidence, is in the session above and here; the version's\n\
+         aggregates (pass rate, Wilson interval, first audio) in the admin summary:\n\n\
+         curl -s {base}/api/v1/evaluations -H 'authorization: Bearer {key}'\n\
+         curl -s {base}/api/v1/admin/agent-versions/{version}/evaluation-summary -H 'x-admin-key: {admin}'\n\n\
          Watch live calls: curl -N {base}/api/v1/active-sessions/stream -H 'authorization: Bearer {key}'\n",
         key = seeded.api_key,
         tenant = seeded.tenant_id,
+        version = seeded.version_id,
     )
 }

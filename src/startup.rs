@@ -237,6 +237,9 @@ impl Application {
             key_cache_ttl: config.key_cache_ttl,
             max_restarts: config.supervisor_max_restarts,
             restart_window: config.supervisor_restart_window,
+            evaluation: config.evaluation.settings(config.openai_api_key.as_ref()),
+            // The rollout guardrails' feed connects here when governance reads it.
+            evaluation_sink: None,
         })
         .await
         .context("cannot start the actor tree")?;

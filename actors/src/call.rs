@@ -143,6 +143,8 @@ pub struct CallDeps {
     pub notifier: Notifier,
     /// The one recorder of how calls end.
     pub outcomes: Outcomes,
+    /// Woken when the end of a session wrote its evaluation job.
+    pub evaluations: crate::evaluation::Evaluations,
 }
 
 /// A verified stream handed to the call supervisor.
@@ -167,8 +169,8 @@ pub enum CallMsg {
     AiClosed(u64, String),
     /// The caller talked over the agent; the AI reader already sent Twilio's `clear`.
     BargeIn(Interruption),
-    /// First audio of an assistant item forwarded to Twilio.
-    FirstAudio(Instant),
+    /// First audio of an assistant item (its id) forwarded to Twilio.
+    FirstAudio(String, Instant),
     /// The audio the actor waits for has played (a mark echo drained it).
     PlaybackDrained,
     /// A key press.
@@ -310,7 +312,9 @@ impl CallState {
         self.deps.active.update(&self.call.id, |c| c.phase = phase);
     }
 
-    fn first_audio(&mut self, at: Instant) {
+    /// The first audio of assistant item `item_id` reached Twilio: the session's first audio
+    /// (once), and the response gap of that turn (from the end of the caller's speech).
+    fn first_audio(&mut self, item_id: String, at: Instant) {
         if !self.stats.first_audio_recorded {
             self.stats.first_audio_recorded = true;
             let since = at.saturating_duration_since(self.started);
@@ -323,6 +327,9 @@ impl CallState {
         }
         if let Some(stopped) = self.stats.speech_stopped_at.take() {
             let ms = i64::try_from(at.saturating_duration_since(stopped).as_millis()).unwrap_or(0);
+            metrics::histogram!("ai_response_gap_seconds")
+                .record(at.saturating_duration_since(stopped).as_secs_f64());
+            self.recorder.record(Record::ResponseGap { item_id, ms });
             self.deps
                 .active
                 .update(&self.call.id, |c| c.last_response_ms = Some(ms));
@@ -563,8 +570,8 @@ impl CallState {
             }
             CallMsg::AiClosed(..) => return,
             CallMsg::BargeIn(cut) => Input::BargeIn(cut),
-            CallMsg::FirstAudio(at) => {
-                self.first_audio(at);
+            CallMsg::FirstAudio(item_id, at) => {
+                self.first_audio(item_id, at);
                 return;
             }
             CallMsg::PlaybackDrained => Input::PlaybackDrained,

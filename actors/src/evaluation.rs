@@ -11,8 +11,8 @@
 //! - [`stats`] and [`summary`]: per-version aggregates ([`version_summary`]).
 //! - [`worker`]: one job, start to end.
 //!
-//! **The actor.** `EvaluationActor` (a singleton under the root supervisor in phase 2,
-//! restarted from its child spec) owns a ractor factory of [`worker::EvaluationWorker`]s,
+//! **The actor.** `EvaluationActor` (a singleton under the root supervisor, restarted from
+//! its child spec) owns a ractor factory of [`worker::EvaluationWorker`]s,
 //! bounded in number. On start, on every tick and whenever woken, it claims due jobs with a
 //! lease up to its free workers ([`Store::claim_evaluation_jobs`]: one conditional `UPDATE`;
 //! an expired lease is claimed again, so a node that dies mid-evaluation loses nothing) and
@@ -42,11 +42,12 @@ use ractor::factory::{Factory, FactoryArguments, FactoryRef, worker_builder};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::crypto::SecretBox;
-use crate::ids::{EvaluationId, EvaluationJobId, SessionId, TenantId};
+use crate::ids::{AgentVersionId, EvaluationId, EvaluationJobId, SessionId, TenantId};
 use crate::meter::{HandleTimer, kind};
 use crate::singleton::SingletonRef;
 use crate::store::{
-    EnqueuedJob, Evaluation, EvaluationFilter, NewEvaluationJob, Page, Review, Store, StoreError,
+    EndedSessions, EnqueuedJob, Evaluation, EvaluationFilter, NewEvaluationJob, Page, Review,
+    Store, StoreError,
 };
 use crate::time::now_ms;
 
@@ -152,8 +153,9 @@ impl EvaluationNotice {
     }
 }
 
-/// Where each recorded result is sent (phase 2: the rollout actor, which checks its
-/// guardrails on every result). Called on a worker's task: keep it cheap, never block.
+/// Where each recorded result is sent (`RootConfig::evaluation_sink`: the rollout actor's
+/// feed, which checks its guardrails on every result). Called on a worker's task: keep it
+/// cheap, never block.
 pub trait EvaluationSink: Send + Sync + 'static {
     /// A result was recorded.
     fn evaluated(&self, notice: &EvaluationNotice);
@@ -243,9 +245,22 @@ impl Evaluations {
         }
     }
 
+    /// Wakes the dispatcher when closing sessions wrote evaluation jobs
+    /// ([`Store::fail_live_sessions`]).
+    pub fn sessions_closed(&self, ended: &EndedSessions) {
+        if ended.evaluation_jobs > 0 {
+            self.wake();
+        }
+    }
+
     /// The dispatcher (current incarnation); `None` while it is down.
     pub fn actor(&self) -> Option<ActorRef<EvaluationMsg>> {
         self.actor.get()
+    }
+
+    /// Follows the dispatcher's incarnations (the root replaces it after a failure).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Option<ActorRef<EvaluationMsg>>> {
+        self.actor.subscribe()
     }
 
     /// The flag the actor clears when it handles a wake-up (for its arguments).
@@ -369,6 +384,22 @@ impl Evaluations {
         self.store
             .add_review(tenant, id, passed, note, reviewer, now_ms())
             .await
+    }
+
+    /// The aggregates of an agent version over sessions started in `[from_ms, to_ms)`;
+    /// `None` when there is no such version.
+    pub async fn summary_of(
+        &self,
+        version: &AgentVersionId,
+        from_ms: Option<i64>,
+        to_ms: Option<i64>,
+    ) -> Result<Option<VersionSummary>, StoreError> {
+        if self.store.get_version(version).await?.is_none() {
+            return Ok(None);
+        }
+        self.summary(version.as_str(), from_ms, to_ms)
+            .await
+            .map(Some)
     }
 
     /// The aggregates of an agent version over sessions started in `[from_ms, to_ms)`.

@@ -10,7 +10,7 @@
 //! ├── RouterActor                      phone-route changes; keeps the route cache current
 //! ├── TenantActor                      tenant and key changes; keeps the tenant directory current
 //! ├── NotifierActor (factory)          tenant event webhooks: outbox, signed, retried, logged
-//! ├── EvaluationActor (factory)        scores finished sessions (wired under the root in phase 2)
+//! ├── EvaluationActor (factory)        scores finished sessions, feeds rollout guardrails
 //! └── CallSupervisor                   one CallActor per live call
 //! ```
 //!

@@ -69,6 +69,8 @@ pub struct VersionSpec {
     pub idle_timeout_seconds: i64,
     /// Tools, escalation rules, identity check (validated).
     pub contract: crate::contract::Contract,
+    /// What its calls are scored against (validated, its tools in the contract).
+    pub rubric: Option<crate::evaluation::Rubric>,
 }
 
 type Reply<T> = RpcReplyPort<Result<T, RolloutError>>;
@@ -150,6 +152,7 @@ pub fn version_audit_json(v: &AgentVersion) -> serde_json::Value {
         "turn_detection": serde_json::to_value(&v.turn_detection).unwrap_or_default(),
         "max_call_seconds": v.max_call_seconds,
         "idle_timeout_seconds": v.idle_timeout_seconds,
+        "rubric_hash": v.rubric.as_ref().map(crate::evaluation::Rubric::hash),
     })
 }
 
@@ -246,6 +249,7 @@ impl RolloutState {
             max_call_seconds: spec.max_call_seconds,
             idle_timeout_seconds: spec.idle_timeout_seconds,
             contract: spec.contract,
+            rubric: spec.rubric,
             created_at: now_ms(),
             approved_at: None,
             retired_at: None,
@@ -288,6 +292,7 @@ impl RolloutState {
             max_call_seconds: spec.max_call_seconds,
             idle_timeout_seconds: spec.idle_timeout_seconds,
             contract: spec.contract,
+            rubric: spec.rubric,
             ..before.clone()
         };
         let a = audit(

@@ -47,7 +47,7 @@ pub use function_calls::{
     FunctionCall, FunctionCallStatus, Handoff, NewFunctionCall, PriorInvocation, SettledCall,
 };
 pub use models::*;
-pub use sessions::{SessionStatus, Usage};
+pub use sessions::{EndedSessions, SessionStatus, Usage};
 pub use webhooks::{
     AttemptResult, DeliveryFilter, DeliveryStatus, FinishedAttempt, NewEvent, QueuedEvent,
     Redelivery, WebhookAttempt, WebhookDelivery,

@@ -24,6 +24,9 @@ use crate::call::{CallDeps, CallSettings};
 use crate::carrier::Carrier;
 use crate::crypto::SecretBox;
 use crate::egress::Egress;
+use crate::evaluation::{
+    EvaluationActor, EvaluationArgs, EvaluationMsg, EvaluationSettings, EvaluationSink, Evaluations,
+};
 use crate::meter::{self, HandleTimer, kind};
 use crate::notifier::{Notifier, NotifierActor, NotifierArgs, NotifierMsg, NotifierSettings};
 use crate::outcome::Outcomes;
@@ -73,6 +76,11 @@ pub struct RootConfig {
     pub notifier: NotifierSettings,
     /// Reconciliation of outbound placements whose outcome is unknown.
     pub placement: PlacementSettings,
+    /// The evaluation actor (workers, retries, the LLM judge).
+    pub evaluation: EvaluationSettings,
+    /// Told about every recorded evaluation: the one place the rollout guardrails' feed is
+    /// connected (`None` until the rollout actor reads it).
+    pub evaluation_sink: Option<Arc<dyn EvaluationSink>>,
 }
 
 /// Health of the supervision tree.
@@ -124,6 +132,8 @@ pub struct Actors {
     pub calls: SingletonRef<CallSupervisorMsg>,
     /// Tenant events: emission, and the notifier actor (current incarnation).
     pub notifier: Notifier,
+    /// Evaluations: the API's reads and writes, and the evaluation actor's wake-up.
+    pub evaluations: Evaluations,
     /// The one recorder of how calls end.
     pub outcomes: Outcomes,
     /// Changes whenever the tree's health changes (e.g. meltdown).
@@ -148,6 +158,8 @@ pub struct RootArgs {
     calls: SingletonRef<CallSupervisorMsg>,
     notifier: SingletonRef<NotifierMsg>,
     notifier_handle: Notifier,
+    evaluation: SingletonRef<EvaluationMsg>,
+    evaluations: Evaluations,
     directory: TenantDirectory,
     telephony: TelephonyCtx,
     calls_deps: CallDeps,
@@ -161,16 +173,18 @@ enum ChildKind {
     Rollout,
     Router,
     Notifier,
+    Evaluation,
     Calls,
 }
 
 impl ChildKind {
-    /// Start order: the router reaches the tenant actor; calls emit events.
-    const ALL: [ChildKind; 5] = [
+    /// Start order: the router reaches the tenant actor; evaluations and calls emit events.
+    const ALL: [ChildKind; 6] = [
         ChildKind::Tenant,
         ChildKind::Rollout,
         ChildKind::Router,
         ChildKind::Notifier,
+        ChildKind::Evaluation,
         ChildKind::Calls,
     ];
 
@@ -181,6 +195,7 @@ impl ChildKind {
             ChildKind::Rollout => kind::ROLLOUT,
             ChildKind::Calls => kind::CALL_SUPERVISOR,
             ChildKind::Notifier => kind::NOTIFIER,
+            ChildKind::Evaluation => kind::EVALUATION,
         }
     }
 }
@@ -207,6 +222,8 @@ pub struct RootState {
     calls: SingletonRef<CallSupervisorMsg>,
     notifier: SingletonRef<NotifierMsg>,
     notifier_handle: Notifier,
+    evaluation: SingletonRef<EvaluationMsg>,
+    evaluations: Evaluations,
     directory: TenantDirectory,
     telephony: TelephonyCtx,
     /// What every call actor needs, complete (the call supervisor is rebuilt with it).
@@ -225,6 +242,8 @@ impl RootSupervisor {
         let calls = SingletonRef::new();
         let notifier = SingletonRef::new();
         let notifier_handle = Notifier::new(config.store.clone(), notifier.clone());
+        let evaluation = SingletonRef::new();
+        let evaluations = Evaluations::new(config.store.clone(), evaluation.clone());
         let outcomes = Outcomes::new(config.store.clone(), notifier_handle.clone());
         let directory = TenantDirectory::new(
             config.store.clone(),
@@ -259,6 +278,7 @@ impl RootSupervisor {
             egress: config.egress.clone(),
             notifier: notifier_handle.clone(),
             outcomes: outcomes.clone(),
+            evaluations: evaluations.clone(),
         };
         let args = RootArgs {
             config,
@@ -269,6 +289,8 @@ impl RootSupervisor {
             calls: calls.clone(),
             notifier,
             notifier_handle: notifier_handle.clone(),
+            evaluation,
+            evaluations: evaluations.clone(),
             directory: directory.clone(),
             telephony: telephony.clone(),
             health: health_tx,
@@ -281,6 +303,7 @@ impl RootSupervisor {
             rollout,
             calls,
             notifier: notifier_handle,
+            evaluations,
             outcomes,
             health: health_rx,
             active,
@@ -343,6 +366,22 @@ impl RootSupervisor {
                 state.notifier.set(Some(actor));
                 Ok(cell)
             }
+            ChildKind::Evaluation => {
+                let c = &state.config;
+                let args = EvaluationArgs {
+                    store: c.store.clone(),
+                    secret_box: c.secret_box.clone(),
+                    settings: c.evaluation.clone(),
+                    wake: state.evaluations.wake_flag(),
+                    sink: c.evaluation_sink.clone(),
+                    notifier: Some(state.notifier_handle.clone()),
+                };
+                let (actor, _join) =
+                    Actor::spawn_linked(None, EvaluationActor, args, myself.get_cell()).await?;
+                let cell = actor.get_cell();
+                state.evaluation.set(Some(actor));
+                Ok(cell)
+            }
             ChildKind::Router => {
                 let args = RouterArgs {
                     store: state.config.store.clone(),
@@ -364,6 +403,7 @@ impl RootSupervisor {
             ChildKind::Rollout => state.rollout.set(None),
             ChildKind::Calls => state.calls.set(None),
             ChildKind::Notifier => state.notifier.set(None),
+            ChildKind::Evaluation => state.evaluation.set(None),
         }
     }
 
@@ -453,6 +493,8 @@ impl Actor for RootSupervisor {
             calls: args.calls,
             notifier: args.notifier,
             notifier_handle: args.notifier_handle,
+            evaluation: args.evaluation,
+            evaluations: args.evaluations,
             directory: args.directory,
             telephony: args.telephony,
             calls_deps: args.calls_deps,
@@ -541,6 +583,7 @@ impl Actor for RootSupervisor {
         state.rollout.set(None);
         state.calls.set(None);
         state.notifier.set(None);
+        state.evaluation.set(None);
         myself
             .stop_children_and_wait(Some(String::from("shutdown")), Some(Duration::from_secs(5)))
             .await;

@@ -23,6 +23,7 @@ pub mod diagnostics;
 pub mod event_webhooks;
 pub mod phone_routes;
 pub mod queues;
+pub mod rubric;
 pub mod runtime_config;
 pub mod tenants;
 

@@ -125,6 +125,8 @@ id_params!(
     actors::ids::AgentId => "agent",
     actors::ids::AgentVersionId => "agent version",
     actors::ids::DeliveryId => "webhook delivery",
+    actors::ids::EvaluationId => "evaluation",
+    actors::ids::SessionId => "voice session",
 );
 
 /// The path parameters of a route, in template order.

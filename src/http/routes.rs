@@ -15,8 +15,8 @@ use super::admin::{
 use super::guard::{admin, ops, public, tenant, twilio};
 use super::mount::Mount;
 use super::{
-    callbacks, calls, docs, media, ops as health, queues, runtime, sessions, webhook_deliveries,
-    webhooks,
+    callbacks, calls, docs, evaluations, media, ops as health, queues, runtime, sessions,
+    webhook_deliveries, webhooks,
 };
 use crate::mount;
 
@@ -40,6 +40,10 @@ static TABLE: LazyLock<Vec<Mount>> = LazyLock::new(|| {
         mount!(sessions::get_session, tenant(&[Read])),
         mount!(sessions::active_sessions, tenant(&[Read])),
         mount!(sessions::active_stream, tenant(&[Read])),
+        mount!(evaluations::list_evaluations, tenant(&[Read])),
+        mount!(evaluations::get_evaluation, tenant(&[Read])),
+        mount!(evaluations::review_evaluation, tenant(&[Operator])),
+        mount!(evaluations::evaluate_session, tenant(&[Operator])),
         mount!(
             webhook_deliveries::list_deliveries,
             tenant(&[Read, Operator])
@@ -106,6 +110,7 @@ static TABLE: LazyLock<Vec<Mount>> = LazyLock::new(|| {
         mount!(agents::put_version, admin()),
         mount!(agents::approve_version, admin()),
         mount!(agents::retire_version, admin()),
+        mount!(evaluations::evaluation_summary, admin()),
     ]
 });
 

@@ -17,6 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 use warp::Reply;
 use warp::reply::Response;
 
+use super::evaluations::EvaluationDetailView;
 use super::filters::{Paging, parse_query};
 use super::mount::Request;
 use super::page::{List, Page};
@@ -140,6 +141,9 @@ pub struct VoiceSessionDetail {
     pub function_calls: Vec<FunctionCallView>,
     /// Handoffs of the call to human queues, with their context.
     pub handoffs: Vec<HandoffView>,
+    /// The session's latest evaluation (every criterion with its evidence, the reviews);
+    /// null until it is evaluated or when its version has no rubric.
+    pub evaluation: Option<EvaluationDetailView>,
 }
 
 /// One tool invocation of the model.
@@ -248,6 +252,7 @@ impl From<SessionDetail> for VoiceSessionDetail {
                 .map(FunctionCallView::from)
                 .collect(),
             handoffs: d.handoffs.into_iter().map(HandoffView::from).collect(),
+            evaluation: None,
         }
     }
 }
@@ -370,7 +375,8 @@ pub async fn list_sessions(req: Request<AuthContext>) -> Result<Response, ApiErr
     .into_response())
 }
 
-/// A voice session with its transcript (in order), function calls, summary and tags.
+/// A voice session with its transcript (in order), function calls, handoffs, summary and
+/// tags, and its evaluation.
 #[utoipa::path(get, path = "/api/v1/voice-sessions/{id}", tag = "runtime",
     params(("id" = String, Path, description = "Voice session id")),
     responses((status = 200, body = VoiceSessionDetail), (status = 404, body = ErrorResponse)))]
@@ -383,7 +389,15 @@ pub async fn get_session(req: Request<AuthContext, (String,)>) -> Result<Respons
     } = req;
     let id = SessionId::parse(&id).ok_or_else(|| ApiError::NotFound("voice session".into()))?;
     let detail = reads::session_detail(&state.actors.telephony, &auth.tenant_id, &id).await?;
-    Ok(warp::reply::json(&VoiceSessionDetail::from(detail)).into_response())
+    let evaluation = state
+        .actors
+        .evaluations
+        .of_session(&auth.tenant_id, &id)
+        .await
+        .map_err(|e| ApiError::Internal(format!("store: {e:?}")))?;
+    let mut view = VoiceSessionDetail::from(detail);
+    view.evaluation = evaluation.map(EvaluationDetailView::from);
+    Ok(warp::reply::json(&view).into_response())
 }
 
 fn active_list(state: &AppState, tenant: Option<&TenantId>) -> Response {

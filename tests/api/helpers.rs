@@ -172,6 +172,9 @@ async fn start_app(
     // Tests' webhook receivers listen on loopback; SSRF tests turn this off explicitly.
     raw.set("OUTBOUND_ALLOW_PRIVATE", "true");
     raw.set("EVENT_WEBHOOK_BACKOFF_MS", "20");
+    // The realtime simulator is also the LLM judge of evaluations.
+    raw.set("JUDGE_BASE_URL", realtime.judge_base_url());
+    raw.set("EVALUATION_BACKOFF_MS", "20");
     adjust(&mut raw);
     let config = Config::parse(&raw).expect("valid test configuration");
     let app = Application::build(config)

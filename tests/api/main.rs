@@ -12,6 +12,7 @@ mod calls;
 mod carrier;
 mod cli;
 mod errors;
+mod evaluations;
 mod event_webhooks;
 mod limits;
 mod live;

@@ -153,6 +153,7 @@ async fn sandbox_call_uses_the_tool_escalates_and_falls_back_to_a_callback_task(
         "voice.call.escalated",
         "voice.call.completed",
         "voice.callback.created",
+        "voice.session.evaluated",
     ];
     let mut events = sims.receivers.events.subscribe();
     let all_arrived = tokio::time::timeout(
@@ -169,5 +170,95 @@ async fn sandbox_call_uses_the_tool_escalates_and_falls_back_to_a_callback_task(
         "events received: {:?}",
         sims.receivers.events.borrow()
     );
+    // The demo call was evaluated against the demo rubric: every criterion with evidence,
+    // the judge's summary and tags on the session, and the version's summary counts it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let session = loop {
+        let session: Value = client
+            .get(format!("{base}/api/v1/voice-sessions/{id}"))
+            .bearer_auth(&second.api_key)
+            .send()
+            .await
+            .expect("session")
+            .json()
+            .await
+            .expect("json");
+        if !session["evaluation"].is_null() {
+            break session;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{session}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let evaluation = &session["evaluation"];
+    let verdicts: Vec<(&str, &str)> = evaluation["criteria"]
+        .as_array()
+        .expect("criteria")
+        .iter()
+        .map(|c| {
+            (
+                c["key"].as_str().expect("key"),
+                c["verdict"].as_str().expect("verdict"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("greeting", "passed"),
+            ("order_looked_up", "passed"),
+            ("handoff_when_asked", "passed"),
+            ("resolved", "passed"),
+        ],
+        "{evaluation}"
+    );
+    assert_eq!(evaluation["passed"], true);
+    assert!(
+        session["summary"].as_str().is_some_and(|s| !s.is_empty()),
+        "{session}"
+    );
+    assert!(
+        session["tags"].as_array().is_some_and(|t| !t.is_empty()),
+        "{session}"
+    );
+    assert!(banner.contains(&format!(
+        "/api/v1/admin/agent-versions/{}/evaluation-summary",
+        second.version_id
+    )));
+    let summary: Value = client
+        .get(format!(
+            "{base}/api/v1/admin/agent-versions/{}/evaluation-summary",
+            second.version_id
+        ))
+        .header("x-admin-key", crate::helpers::ADMIN_KEY)
+        .send()
+        .await
+        .expect("summary")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(summary["evaluated"], 1, "{summary}");
+    assert_eq!(summary["passed"], 1, "{summary}");
+    // The event went out like every other: a delivery, recorded as delivered once the demo
+    // receiver answered.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let deliveries: Value = client
+            .get(format!(
+                "{base}/api/v1/webhook-deliveries?event=voice.session.evaluated"
+            ))
+            .bearer_auth(&second.api_key)
+            .send()
+            .await
+            .expect("deliveries")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(deliveries["total"], 1, "{deliveries}");
+        if deliveries["data"][0]["status"] == "delivered" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{deliveries}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server.abort();
 }

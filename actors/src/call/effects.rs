@@ -183,11 +183,13 @@ impl CallState {
         self.recorder.flush().await;
         let store = &self.deps.store;
         let call = &self.call.id;
-        if let Err(error) = store
+        match store
             .finish_session(&self.session_id, status, reason, detail.as_deref())
             .await
         {
-            tracing::warn!(error = %error, "could not finish the voice session");
+            Ok(true) => self.deps.evaluations.wake(),
+            Ok(false) => {}
+            Err(error) => tracing::warn!(error = %error, "could not finish the voice session"),
         }
         if status == SessionStatus::Completed
             && let Err(error) = store.set_stream_state(call, None, "stopped").await

@@ -441,7 +441,8 @@ async fn ai_loop(reader: AiReader) {
                             });
                         }
                         if first_of_item {
-                            let _ = actor.cast(CallMsg::FirstAudio(Instant::now()));
+                            let _ =
+                                actor.cast(CallMsg::FirstAudio(d.item_id.clone(), Instant::now()));
                         }
                     }
                 }

@@ -1,6 +1,6 @@
 //! The per-call recorder: one task per call that writes the call's records in the order they
-//! happened (transcript turns, usage, first audio, timeline events, settled function calls,
-//! the identity state, tenant events), so the call actor never awaits the database while the
+//! happened (transcript turns, usage, first audio, response gaps, timeline events, settled
+//! function calls, the identity state, tenant events), so the call actor never awaits the database while the
 //! call is live and a slow database never holds up barge-in or the actor's mailbox.
 //!
 //! The queue is bounded ([`QUEUE`]); when it is full the actor keeps what does not fit in a
@@ -8,8 +8,12 @@
 //! are dropped and counted (`call_records_dropped_total`). The leg's final records are never
 //! queued: the actor [`flush`](Recorder::flush)es the recorder, which waits until everything
 //! queued before is written, and then writes them itself.
+//!
+//! A response gap is measured when the agent's audio starts, usually before the turn's
+//! transcript is recorded: the task keeps it (bounded, [`PENDING_GAPS`]) until the turn of
+//! that item is written, and stores it on the turn.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -23,6 +27,8 @@ use crate::store::{NewFunctionCall, SettledCall, Store, TranscriptTurn, Usage};
 const QUEUE: usize = 256;
 /// Records kept beyond a full queue before new ones are dropped.
 const OVERFLOW: usize = 4096;
+/// Response gaps kept until their turn is written.
+const PENDING_GAPS: usize = 64;
 
 /// A function call of the model as recorded when it starts (its id chosen in memory).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +102,14 @@ pub enum Record {
     Usage(Usage),
     /// The session's first-audio latency (ms).
     FirstAudio(i64),
+    /// The response gap of the agent's turn `item_id`: from the end of the caller's speech
+    /// to the turn's first audio (ms).
+    ResponseGap {
+        /// The assistant item.
+        item_id: String,
+        /// The gap (ms).
+        ms: i64,
+    },
     /// The AI socket was reconnected.
     Reconnect,
     /// An entry of the call's timeline.
@@ -119,6 +133,7 @@ impl Record {
             Record::Turn(_) => "turn",
             Record::Usage(_) => "usage",
             Record::FirstAudio(_) => "first_audio",
+            Record::ResponseGap { .. } => "response_gap",
             Record::Reconnect => "reconnect",
             Record::CallEvent { .. } => "call_event",
             Record::FunctionCall(_) => "function_call",
@@ -220,6 +235,7 @@ impl Recorder {
 }
 
 async fn run(store: Store, notifier: Notifier, owner: Owner, mut rx: mpsc::Receiver<Op>) {
+    let mut gaps = HashMap::new();
     while let Some(op) = rx.recv().await {
         match op {
             Op::Flush(done) => {
@@ -227,7 +243,7 @@ async fn run(store: Store, notifier: Notifier, owner: Owner, mut rx: mpsc::Recei
             }
             Op::Write(record) => {
                 let name = record.name();
-                if let Err(error) = write(&store, &notifier, &owner, *record).await {
+                if let Err(error) = write(&store, &notifier, &owner, &mut gaps, *record).await {
                     metrics::counter!("call_record_errors_total").increment(1);
                     tracing::warn!(record = name, error = %error, "could not write a call record");
                 }
@@ -240,10 +256,34 @@ async fn write(
     store: &Store,
     notifier: &Notifier,
     owner: &Owner,
+    gaps: &mut HashMap<String, i64>,
     record: Record,
 ) -> Result<(), crate::store::StoreError> {
     match record {
-        Record::Turn(turn) => store.add_turn(&owner.session, &turn).await,
+        Record::Turn(turn) => {
+            store.add_turn(&owner.session, &turn).await?;
+            match turn.item_id.as_ref().and_then(|item| gaps.remove(item)) {
+                Some(ms) => {
+                    let item = turn.item_id.as_deref().unwrap_or_default();
+                    store
+                        .set_turn_response_gap(&owner.session, item, ms)
+                        .await
+                        .map(|_| ())
+                }
+                None => Ok(()),
+            }
+        }
+        Record::ResponseGap { item_id, ms } => {
+            // The turn is usually written later (its transcript ends after its audio began).
+            if !store
+                .set_turn_response_gap(&owner.session, &item_id, ms)
+                .await?
+                && gaps.len() < PENDING_GAPS
+            {
+                gaps.insert(item_id, ms);
+            }
+            Ok(())
+        }
         Record::Usage(usage) => store.add_session_usage(&owner.session, usage).await,
         Record::FirstAudio(ms) => store.set_session_first_audio(&owner.session, ms).await,
         Record::Reconnect => store.count_session_reconnect(&owner.session).await,
@@ -283,6 +323,48 @@ mod tests {
             heard_text: None,
             created_at: n,
         }
+    }
+
+    #[tokio::test]
+    async fn a_response_gap_lands_on_its_turn_whichever_is_recorded_first() {
+        let (store, t, c, s) = live_call().await;
+        let notifier = Notifier::new(store.clone(), crate::singleton::SingletonRef::new());
+        let mut recorder = Recorder::spawn(
+            store.clone(),
+            notifier,
+            Owner {
+                call: c.id.clone(),
+                tenant: t.clone(),
+                session: s.id.clone(),
+            },
+            tracing::Span::none(),
+        );
+        let agent = |item: &str, n: i64| TranscriptTurn {
+            role: String::from("assistant"),
+            item_id: Some(item.to_owned()),
+            ..turn(n)
+        };
+        // Usual order: the audio starts before the transcript is done.
+        recorder.record(Record::ResponseGap {
+            item_id: String::from("item_a"),
+            ms: 300,
+        });
+        recorder.record(Record::Turn(agent("item_a", 1)));
+        // The other way round.
+        recorder.record(Record::Turn(agent("item_b", 2)));
+        recorder.record(Record::ResponseGap {
+            item_id: String::from("item_b"),
+            ms: 500,
+        });
+        recorder.record(Record::Turn(turn(3)));
+        recorder.flush().await;
+        let material = store
+            .evaluation_material(&t, &s.id)
+            .await
+            .expect("material")
+            .expect("session");
+        let gaps: Vec<Option<i64>> = material.turns.iter().map(|t| t.response_gap_ms).collect();
+        assert_eq!(gaps, vec![Some(300), Some(500), None]);
     }
 
     #[tokio::test]
@@ -421,8 +503,9 @@ mod tests {
             store
                 .fail_live_sessions(&c.id, crate::ending::EndReason::ActorFailed, Some("killed"))
                 .await
-                .expect("fail"),
-            1
+                .expect("fail")
+                .sessions,
+            vec![s.id.clone()]
         );
         store
             .set_continuation(&c.id, Some(crate::ending::Continuation::Fallback))

@@ -73,11 +73,12 @@ fn record_failure(deps: &CallDeps, child: Child, detail: String) {
             {
                 tracing::warn!(error = %error, "could not record the fallback");
             }
-            if let Err(error) = store
+            match store
                 .fail_live_sessions(call, EndReason::ActorFailed, Some(&detail))
                 .await
             {
-                tracing::warn!(error = %error, "could not fail the live sessions");
+                Ok(ended) => deps.evaluations.sessions_closed(&ended),
+                Err(error) => tracing::warn!(error = %error, "could not fail the live sessions"),
             }
             let event = json!({"event": "call_actor_failed", "error": detail});
             if let Err(error) = store.add_call_event(call, "supervisor", &event).await {

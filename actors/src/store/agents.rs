@@ -20,6 +20,14 @@ fn contract_columns(c: &Contract) -> (String, String, Option<String>) {
     )
 }
 
+/// The rubric's columns: its canonical JSON and its hash.
+fn rubric_columns(v: &AgentVersion) -> (Option<String>, Option<String>) {
+    match &v.rubric {
+        Some(r) => (Some(r.to_json()), Some(r.hash())),
+        None => (None, None),
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct AgentRow {
     id: String,
@@ -63,6 +71,7 @@ struct VersionRow {
     tools: String,
     escalation: String,
     identity: Option<String>,
+    rubric: Option<String>,
     created_at: i64,
     approved_at: Option<i64>,
     retired_at: Option<i64>,
@@ -70,7 +79,7 @@ struct VersionRow {
 
 const VERSION_SELECT: &str = "SELECT v.id, v.agent_id, a.key AS agent_key, v.tenant_id, v.version, v.status, v.model, v.voice, \
      v.instructions, v.greeting, v.transcription_model, v.transcription_language, v.turn_detection, v.max_call_seconds, \
-     v.idle_timeout_seconds, v.tools, v.escalation, v.identity, v.created_at, v.approved_at, v.retired_at FROM agent_versions v JOIN agents a ON a.id = v.agent_id";
+     v.idle_timeout_seconds, v.tools, v.escalation, v.identity, v.rubric, v.created_at, v.approved_at, v.retired_at FROM agent_versions v JOIN agents a ON a.id = v.agent_id";
 
 impl TryFrom<VersionRow> for AgentVersion {
     type Error = StoreError;
@@ -106,6 +115,13 @@ impl TryFrom<VersionRow> for AgentVersion {
                     .transpose()
                     .map_err(|_| StoreError::Corrupt("agent_versions.identity"))?,
             },
+            // Validated when written; read as stored (no pattern compiled per call start).
+            rubric: r
+                .rubric
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|_| StoreError::Corrupt("agent_versions.rubric"))?,
             created_at: r.created_at,
             approved_at: r.approved_at,
             retired_at: r.retired_at,
@@ -190,6 +206,7 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let td = serde_json::to_string(&v.turn_detection).unwrap_or_else(|_| String::from("{}"));
         let (tools, escalation, identity) = contract_columns(&v.contract);
+        let (rubric, rubric_hash) = rubric_columns(v);
         let number = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM agent_versions WHERE agent_id = $1")
@@ -199,8 +216,8 @@ impl Store {
             sqlx::query(
                 "INSERT INTO agent_versions (id, agent_id, tenant_id, version, status, model, voice, instructions, greeting, \
                  transcription_model, transcription_language, turn_detection, max_call_seconds, idle_timeout_seconds, \
-                 tools, escalation, identity, created_at, approved_at, retired_at) \
-                 VALUES ($1, $2, $3, $4, 'draft', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, NULL, NULL)",
+                 tools, escalation, identity, created_at, approved_at, retired_at, rubric, rubric_hash) \
+                 VALUES ($1, $2, $3, $4, 'draft', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, NULL, NULL, $18, $19)",
             )
             .bind(v.id.as_str())
             .bind(v.agent_id.as_str())
@@ -219,6 +236,8 @@ impl Store {
             .bind(&escalation)
             .bind(&identity)
             .bind(v.created_at)
+            .bind(&rubric)
+            .bind(&rubric_hash)
             .execute(&mut *tx)
             .await?;
             insert_audit!(&mut *tx, audit)?;
@@ -236,12 +255,14 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let td = serde_json::to_string(&v.turn_detection).unwrap_or_else(|_| String::from("{}"));
         let (tools, escalation, identity) = contract_columns(&v.contract);
+        let (rubric, rubric_hash) = rubric_columns(v);
         let changed = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let n = sqlx::query(
                 "UPDATE agent_versions SET model = $2, voice = $3, instructions = $4, greeting = $5, transcription_model = $6, \
                  transcription_language = $7, turn_detection = $8, max_call_seconds = $9, idle_timeout_seconds = $10, \
-                 tools = $11, escalation = $12, identity = $13 WHERE id = $1 AND status = 'draft'",
+                 tools = $11, escalation = $12, identity = $13, rubric = $14, rubric_hash = $15 \
+                 WHERE id = $1 AND status = 'draft'",
             )
             .bind(v.id.as_str())
             .bind(&v.model)
@@ -256,6 +277,8 @@ impl Store {
             .bind(&tools)
             .bind(&escalation)
             .bind(&identity)
+            .bind(&rubric)
+            .bind(&rubric_hash)
             .execute(&mut *tx)
             .await?
             .rows_affected();

@@ -2,9 +2,9 @@
 //! per-version aggregates.
 //!
 //! **Jobs** are unique per (voice session, rubric hash): enqueueing again returns the job
-//! there is ([`Store::enqueue_evaluation`]). Phase 2 writes them in the transaction that
-//! finishes a voice session with [`enqueue_session_evaluation!`] (the version's stored
-//! rubric), so a crash loses none. They are claimed with a lease by one conditional `UPDATE`
+//! there is ([`Store::enqueue_evaluation`]). They are written in the transaction that
+//! finishes a voice session ([`Store::finish_session`], [`Store::fail_live_sessions`]) with
+//! [`enqueue_session_evaluation!`] (the version's stored rubric), so a crash loses none. They are claimed with a lease by one conditional `UPDATE`
 //! ([`Store::claim_evaluation_jobs`], the same shape as webhook deliveries): two nodes never
 //! run one job at once, and a lease that expires (its node died) is claimed again. A result
 //! is written in one transaction fenced by the lease token ([`Store::finish_evaluation`]):
@@ -470,10 +470,6 @@ macro_rules! enqueue_session_evaluation {
             == 1
     }};
 }
-#[allow(
-    unused_imports,
-    reason = "for the store method that finishes a voice session (phase 2)"
-)]
 pub(crate) use enqueue_session_evaluation;
 
 impl Store {

@@ -153,11 +153,13 @@ async fn jobs_are_unique_per_session_and_rubric_and_come_from_the_version(backen
         &SessionSpec::new(Some(with_rubric.clone()), &[]),
     )
     .await;
+    // Finishing the session wrote its job from the version's rubric, in the same
+    // transaction: enqueueing the same rubric finds it.
     let first = store
         .enqueue_evaluation(&job(&t, &call, &session, &r))
         .await
         .expect("enqueue");
-    assert!(first.created);
+    assert!(!first.created);
     assert_eq!(first.status, EvaluationJobStatus::Pending);
     let again = store
         .enqueue_evaluation(&job(&t, &call, &session, &r))
@@ -185,10 +187,11 @@ async fn jobs_are_unique_per_session_and_rubric_and_come_from_the_version(backen
     )
     .await;
     assert!(
-        store
+        !store
             .enqueue_session_evaluation(&fresh, 5)
             .await
-            .expect("from version")
+            .expect("from version"),
+        "written when the session finished"
     );
     let (_, no_rubric) = finished_session(&store, &t, &SessionSpec::new(Some(without), &[])).await;
     assert!(

@@ -720,6 +720,8 @@ pub struct AgentVersion {
     pub idle_timeout_seconds: i64,
     /// Tools, escalation rules and identity check.
     pub contract: crate::contract::Contract,
+    /// The evaluation rubric (stored with its hash, immutable with the version).
+    pub rubric: Option<crate::evaluation::Rubric>,
     /// Creation (Unix ms).
     pub created_at: i64,
     /// Approval (Unix ms).

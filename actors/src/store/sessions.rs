@@ -1,8 +1,10 @@
 //! Voice sessions and transcript turns, written incrementally while a call runs so that a
 //! crash mid-call leaves the record up to that point; the end of a session (its status, its
 //! [`EndReason`] and free-text detail), and the [`Continuation`] a leg leaves for the carrier
-//! (`calls.after_stream`), both written by the call runtime as typed values.
+//! (`calls.after_stream`), both written by the call runtime as typed values. Closing a
+//! session writes its evaluation job in the same transaction.
 
+use super::evaluations::enqueue_session_evaluation;
 use super::{
     Page, SessionFilter, Store, StoreError, TranscriptTurn, VoiceSession, as_i64, on_pool,
 };
@@ -122,6 +124,15 @@ impl VoiceSession {
     }
 }
 
+/// The voice sessions a failure closed ([`Store::fail_live_sessions`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndedSessions {
+    /// The sessions closed.
+    pub sessions: Vec<SessionId>,
+    /// Evaluation jobs written with them (sessions whose version has a rubric).
+    pub evaluation_jobs: u64,
+}
+
 /// Token usage of one response.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -207,16 +218,21 @@ impl Store {
     }
 
     /// Closes a live session with its status, [`EndReason`] and free-text detail (an AI error,
-    /// a panic message). A session already closed keeps its first end.
+    /// a panic message), and writes its evaluation job (from its version's rubric, if any)
+    /// in the same transaction, so a crash between the two loses no evaluation. A session
+    /// already closed keeps its first end. True when a job was written: the caller then
+    /// wakes the evaluation actor ([`crate::evaluation::Evaluations::wake`]).
     pub async fn finish_session(
         &self,
         id: &SessionId,
         status: SessionStatus,
         reason: EndReason,
         detail: Option<&str>,
-    ) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
-            sqlx::query(
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let job = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let closed = sqlx::query(
                 "UPDATE voice_sessions SET status = $2, end_reason = $3, end_detail = $4, ended_at = $5 \
                  WHERE id = $1 AND status = 'active'",
             )
@@ -224,35 +240,51 @@ impl Store {
             .bind(status.as_str())
             .bind(reason.as_str())
             .bind(detail)
-            .bind(now_ms())
-            .execute(pool)
-            .await?;
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            let job = closed && enqueue_session_evaluation!(&mut *tx, id, now);
+            tx.commit().await?;
+            job
         });
-        Ok(())
+        Ok(job)
     }
 
-    /// Fails every session of `call` that is still live (its call actor died): returns how
-    /// many were closed.
+    /// Fails every session of `call` that is still live (its call actor died), writing their
+    /// evaluation jobs in the same transaction: returns what was closed.
     pub async fn fail_live_sessions(
         &self,
         call: &CallId,
         reason: EndReason,
         detail: Option<&str>,
-    ) -> Result<u64, StoreError> {
-        let n = on_pool!(self, pool => {
-            sqlx::query(
+    ) -> Result<EndedSessions, StoreError> {
+        let now = now_ms();
+        let ended = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let closed: Vec<String> = sqlx::query_scalar(
                 "UPDATE voice_sessions SET status = 'failed', end_reason = $2, end_detail = $3, ended_at = $4 \
-                 WHERE call_id = $1 AND status = 'active'",
+                 WHERE call_id = $1 AND status = 'active' RETURNING id",
             )
             .bind(call.as_str())
             .bind(reason.as_str())
             .bind(detail)
-            .bind(now_ms())
-            .execute(pool)
-            .await?
-            .rows_affected()
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut ended = EndedSessions::default();
+            for id in closed {
+                let id = SessionId::from_stored(id);
+                if enqueue_session_evaluation!(&mut *tx, &id, now) {
+                    ended.evaluation_jobs += 1;
+                }
+                ended.sessions.push(id);
+            }
+            tx.commit().await?;
+            ended
         });
-        Ok(n)
+        Ok(ended)
     }
 
     /// Appends a transcript turn.
@@ -279,6 +311,29 @@ impl Store {
             .await?;
         });
         Ok(())
+    }
+
+    /// Records the response gap of the session's turn of item `item_id` (ms); false when
+    /// no such turn is written yet.
+    pub async fn set_turn_response_gap(
+        &self,
+        session: &SessionId,
+        item_id: &str,
+        ms: i64,
+    ) -> Result<bool, StoreError> {
+        let n = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE transcript_turns SET response_gap_ms = $3 WHERE session_id = $1 AND item_id = $2 \
+                 AND response_gap_ms IS NULL",
+            )
+            .bind(session.as_str())
+            .bind(item_id)
+            .bind(ms)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n > 0)
     }
 
     /// A session's transcript, in order.

@@ -113,6 +113,40 @@ async fn a_panicking_singleton_is_counted_rebuilt_and_past_its_limit_melts_the_r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_evaluation_actor_is_a_supervised_singleton() {
+    let tree = support::start(PlacementSettings::default()).await;
+    let evaluations = &tree.actors.evaluations;
+    let first = evaluations.actor().expect("evaluation actor running");
+    let mut changes = evaluations.subscribe();
+    first.kill();
+    let second = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(current) = changes.borrow_and_update().clone()
+                && current.get_id() != first.get_id()
+            {
+                return current;
+            }
+            changes.changed().await.expect("root alive");
+        }
+    })
+    .await
+    .expect("the evaluation actor is rebuilt");
+    assert_eq!(
+        evaluations.actor().map(|a| a.get_id()),
+        Some(second.get_id())
+    );
+    let status = status(&tree).await;
+    let child = status
+        .children
+        .iter()
+        .find(|c| c.kind == "evaluation")
+        .expect("the evaluation actor is a child of the root");
+    assert!(child.alive);
+    assert_eq!((child.terminations, child.restarts), (1, 1), "{child:?}");
+    assert!(status.healthy);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chaos_hook_does_nothing_when_chaos_is_off() {
     let tree = support::start(PlacementSettings::default()).await;
     let notifier = tree.actors.notifier.actor().expect("notifier running");

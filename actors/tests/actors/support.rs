@@ -200,6 +200,8 @@ pub async fn start_with(
         egress,
         notifier: NotifierSettings::default(),
         placement,
+        evaluation: actors::evaluation::EvaluationSettings::default(),
+        evaluation_sink: None,
     };
     let mut config = config;
     adjust(&mut config);
@@ -299,6 +301,7 @@ pub async fn telephony_tenant(tree: &Tree) -> (TenantId, String) {
             max_call_seconds: 600,
             idle_timeout_seconds: 30,
             contract: Default::default(),
+            rubric: None,
         },
         meta()
     )

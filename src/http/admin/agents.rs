@@ -17,6 +17,7 @@ use warp::reply::Response;
 use super::contract::{
     EscalationDto, IdentityDto, ToolDto, contract_from, escalation_view, identity_view, tools_view,
 };
+use super::rubric::{RubricDto, rubric_from, rubric_view};
 use super::{check_name, json};
 use crate::http::ErrorResponse;
 use crate::http::fields;
@@ -150,6 +151,8 @@ pub struct VersionRequest {
     pub escalation: Option<EscalationDto>,
     /// The identity check behind `verify_identity`.
     pub identity: Option<IdentityDto>,
+    /// What the version's calls are scored against (every finished call is evaluated).
+    pub rubric: Option<RubricDto>,
 }
 
 /// An agent version.
@@ -190,6 +193,10 @@ pub struct VersionView {
     pub escalation: EscalationDto,
     /// Identity check.
     pub identity: Option<IdentityDto>,
+    /// The evaluation rubric.
+    pub rubric: Option<RubricDto>,
+    /// Hex SHA-256 of the rubric's canonical JSON (what evaluations name).
+    pub rubric_hash: Option<String>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -221,6 +228,8 @@ impl From<AgentVersion> for VersionView {
             tools: tools_view(&v.contract),
             escalation: escalation_view(&v.contract),
             identity: identity_view(&v.contract),
+            rubric: v.rubric.as_ref().and_then(rubric_view),
+            rubric_hash: v.rubric.as_ref().map(actors::evaluation::Rubric::hash),
             created_at: rfc3339(v.created_at),
             approved_at: v.approved_at.map(rfc3339),
             retired_at: v.retired_at.map(rfc3339),
@@ -270,6 +279,10 @@ fn spec(
     let contract = contract_from(r.tools, r.escalation, r.identity, &|url| {
         state.check_tenant_url(url)
     })?;
+    let rubric = r
+        .rubric
+        .map(|dto| rubric_from(dto, &contract))
+        .transpose()?;
     let instructions = r.instructions.trim().to_owned();
     if instructions.is_empty() || instructions.chars().count() > 20_000 {
         return Err(ApiError::invalid(
@@ -364,6 +377,7 @@ fn spec(
         max_call_seconds,
         idle_timeout_seconds,
         contract,
+        rubric,
     })
 }
 

@@ -69,7 +69,12 @@ fn render(effect: &Effect) -> Option<String> {
         }
         Effect::Record(Record::Identity(s)) => format!("identity {}", s.as_str()),
         Effect::Record(Record::Reconnect) => String::from("record reconnect"),
-        Effect::Record(Record::Usage(_) | Record::FirstAudio(_) | Record::Event(..)) => {
+        Effect::Record(
+            Record::Usage(_)
+            | Record::FirstAudio(_)
+            | Record::ResponseGap { .. }
+            | Record::Event(..),
+        ) => {
             return None;
         }
         Effect::Phase(_) | Effect::LastLine(..) | Effect::Timer(Timer::Request(_), _) => {
