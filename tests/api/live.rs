@@ -892,10 +892,12 @@ async fn fifty_concurrent_calls_keep_their_own_transcripts(backend: Backend) {
             "A{turn} for {session}",
         )]));
     let mut live = app.state.actors.active.subscribe();
-    // The callers give their model session 2.5 s to come up before speaking (audio that
-    // arrives earlier is dropped, not buffered), then stay on the line.
+    // The callers give their model session 5 s to come up and greet before speaking (audio
+    // that arrives earlier is dropped, not buffered; speech over a greeting still playing is a
+    // real barge-in and would clear it — on a loaded machine fifty sessions can take over two
+    // seconds to come up), then stay on the line.
     let script = CallerScript::default()
-        .silence(ms(2500))
+        .silence(ms(5000))
         .speak(ms(500), "my question")
         .silence(Duration::from_secs(30));
     // Calls arrive in waves of ten (the next wave once the last is live), so the setup burst
