@@ -29,6 +29,7 @@ pub mod domain;
 pub mod egress;
 pub mod ending;
 pub mod evaluation;
+pub mod governance;
 pub mod ids;
 pub mod media;
 pub mod meter;

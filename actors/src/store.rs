@@ -27,6 +27,7 @@ mod evaluations;
 #[cfg(test)]
 pub(crate) mod fixtures;
 mod function_calls;
+mod governance;
 mod idempotency;
 mod models;
 mod phone_routes;

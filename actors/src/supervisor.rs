@@ -73,6 +73,8 @@ pub struct RootConfig {
     pub notifier: NotifierSettings,
     /// Reconciliation of outbound placements whose outcome is unknown.
     pub placement: PlacementSettings,
+    /// "Now" for wall-clock decisions (the pre-dial policy); the system clock in service.
+    pub clock: crate::time::Clock,
 }
 
 /// Health of the supervision tree.
@@ -247,6 +249,7 @@ impl RootSupervisor {
             live_window: config.live_window,
             actor_timeout: config.actor_timeout,
             placement: config.placement,
+            clock: config.clock.clone(),
         });
         let (health_tx, health_rx) = watch::channel(true);
         let active = Arc::clone(&config.active);

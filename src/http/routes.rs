@@ -9,14 +9,14 @@ use std::sync::LazyLock;
 use actors::store::Scope::{Operator, Read, Runtime};
 
 use super::admin::{
-    agents, api_keys, audit, credentials, diagnostics, event_webhooks, phone_routes,
-    queues as admin_queues, runtime_config, tenants,
+    agents, api_keys, audit, credentials, diagnostics, event_webhooks, governance, identities,
+    phone_routes, queues as admin_queues, runtime_config, tenants,
 };
-use super::guard::{admin, ops, public, tenant, twilio};
+use super::guard::{admin, approver, ops, public, tenant, twilio};
 use super::mount::Mount;
 use super::{
-    callbacks, calls, docs, media, ops as health, queues, runtime, sessions, webhook_deliveries,
-    webhooks,
+    callbacks, calls, dnc, docs, media, ops as health, queues, runtime, sessions,
+    webhook_deliveries, webhooks,
 };
 use crate::mount;
 
@@ -58,6 +58,11 @@ static TABLE: LazyLock<Vec<Mount>> = LazyLock::new(|| {
         mount!(callbacks::claim_task, tenant(&[Operator])),
         mount!(callbacks::complete_task, tenant(&[Operator])),
         mount!(callbacks::cancel_task, tenant(&[Operator])),
+        // do-not-call list (tenant key)
+        mount!(dnc::list_dnc, tenant(&[Read, Operator])),
+        mount!(dnc::add_dnc, tenant(&[Operator, Runtime])),
+        mount!(dnc::import_dnc, tenant(&[Operator, Runtime])),
+        mount!(dnc::remove_dnc, tenant(&[Operator, Runtime])),
         // Twilio
         mount!(webhooks::incoming_call, twilio()),
         mount!(webhooks::stream_ended, twilio()),
@@ -104,8 +109,18 @@ static TABLE: LazyLock<Vec<Mount>> = LazyLock::new(|| {
         mount!(agents::create_version, admin()),
         mount!(agents::get_version, admin()),
         mount!(agents::put_version, admin()),
-        mount!(agents::approve_version, admin()),
+        mount!(agents::approve_version, approver()),
         mount!(agents::retire_version, admin()),
+        // governance
+        mount!(identities::list_identities, admin()),
+        mount!(identities::create_identity, admin()),
+        mount!(identities::revoke_identity, admin()),
+        mount!(governance::get_governance, admin()),
+        mount!(governance::put_governance, admin()),
+        mount!(governance::get_tenant_dial_policy, admin()),
+        mount!(governance::put_tenant_dial_policy, admin()),
+        mount!(governance::get_route_dial_policy, admin()),
+        mount!(governance::put_route_dial_policy, admin()),
     ]
 });
 

@@ -200,6 +200,7 @@ pub async fn start_with(
         egress,
         notifier: NotifierSettings::default(),
         placement,
+        clock: actors::time::Clock::System,
     };
     let mut config = config;
     adjust(&mut config);
