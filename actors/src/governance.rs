@@ -5,6 +5,8 @@
 //!   identity [`ROOT`], which holds every role.
 //! - [`approval`]: who may approve an agent version (the tenant's two-person rule).
 //! - [`settings`]: a tenant's governance settings.
+//! - [`launch`]: a tenant's launch record and the approvals given, invalidated by a material
+//!   change.
 //! - [`dnc`]: the per-tenant do-not-call list (API, bulk import, the `opt_out` built-in).
 //! - [`predial`]: the pre-dial policy every outbound call passes before anything is dialed
 //!   (do-not-call, calling windows in the callee's zone, a daily attempt limit), each
@@ -19,6 +21,7 @@ use crate::store::StoreError;
 pub mod approval;
 pub mod dnc;
 pub mod identities;
+pub mod launch;
 pub mod predial;
 pub mod settings;
 

@@ -47,6 +47,7 @@ pub use evaluations::{
 pub use function_calls::{
     FunctionCall, FunctionCallStatus, Handoff, NewFunctionCall, PriorInvocation, SettledCall,
 };
+pub use governance::LaunchRoute;
 pub use models::*;
 pub use sessions::{SessionStatus, Usage};
 pub use webhooks::{

@@ -1,5 +1,6 @@
 -- Governance (DESIGN §6), first half: named admin identities with roles, per-tenant
--- governance settings (two-person approval), and the pre-dial policy of outbound calls —
+-- governance settings (two-person approval), launch records and their approvals, and the
+-- pre-dial policy of outbound calls —
 -- the do-not-call list, dial policies (calling windows, a daily attempt limit) per tenant
 -- or route, the per-number daily attempt counters, and the decision taken for every call.
 
@@ -74,3 +75,28 @@ CREATE TABLE predial_decisions (
     decided_at BIGINT NOT NULL
 );
 CREATE INDEX predial_decisions_tenant ON predial_decisions (tenant_id, decided_at);
+
+-- A tenant's launch record: its owner, rollback path and the roles whose approval the launch
+-- needs (comma-separated).
+CREATE TABLE launch_records (
+    tenant_id      TEXT PRIMARY KEY NOT NULL REFERENCES tenants (id),
+    owner          TEXT NOT NULL,
+    rollback_path  TEXT NOT NULL,
+    required_roles TEXT NOT NULL,
+    updated_by     TEXT NOT NULL,
+    updated_at     BIGINT NOT NULL
+);
+
+-- Launch approvals, all kept: who approved in which role, with a comment, and the launch's
+-- material state they approved (`material`, JSON: the record, the routes, the routed agents'
+-- newest versions); a later change to any of it invalidates the approval.
+CREATE TABLE launch_approvals (
+    id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant_id   TEXT NOT NULL REFERENCES tenants (id),
+    identity    TEXT NOT NULL,
+    role        TEXT NOT NULL,
+    comment     TEXT NOT NULL,
+    material    TEXT NOT NULL,
+    approved_at BIGINT NOT NULL
+);
+CREATE INDEX launch_approvals_tenant ON launch_approvals (tenant_id, id);

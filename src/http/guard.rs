@@ -103,6 +103,12 @@ pub const fn approver() -> Guard<AuditMeta> {
     Guard::of(Auth::Admin(&[AdminRole::Approver]))
 }
 
+/// An admin identity with the `admin` or the `approver` role (launch approvals, given in
+/// one of the roles the identity holds).
+pub const fn admin_or_approver() -> Guard<AuditMeta> {
+    Guard::of(Auth::Admin(&[AdminRole::Admin, AdminRole::Approver]))
+}
+
 /// A signed Twilio webhook; the handler gets the verified [`Signed`] request.
 pub const fn twilio() -> Guard<Signed> {
     Guard::of(Auth::Twilio)

@@ -10,9 +10,9 @@ use actors::store::Scope::{Operator, Read, Runtime};
 
 use super::admin::{
     agents, api_keys, audit, credentials, diagnostics, event_webhooks, governance, identities,
-    phone_routes, queues as admin_queues, runtime_config, tenants,
+    launch, phone_routes, queues as admin_queues, runtime_config, tenants,
 };
-use super::guard::{admin, approver, ops, public, tenant, twilio};
+use super::guard::{admin, admin_or_approver, approver, ops, public, tenant, twilio};
 use super::mount::Mount;
 use super::{
     callbacks, calls, dnc, docs, media, ops as health, queues, runtime, sessions,
@@ -121,6 +121,9 @@ static TABLE: LazyLock<Vec<Mount>> = LazyLock::new(|| {
         mount!(governance::put_tenant_dial_policy, admin()),
         mount!(governance::get_route_dial_policy, admin()),
         mount!(governance::put_route_dial_policy, admin()),
+        mount!(launch::get_launch, admin()),
+        mount!(launch::put_launch, admin()),
+        mount!(launch::approve_launch, admin_or_approver()),
     ]
 });
 

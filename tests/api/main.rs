@@ -14,6 +14,7 @@ mod cli;
 mod errors;
 mod event_webhooks;
 mod governance;
+mod launch;
 mod limits;
 mod live;
 mod ops;

@@ -10,6 +10,7 @@ use super::{NewAudit, Page, Store, StoreError, as_i64, on_pool};
 use crate::governance::AdminRole;
 use crate::governance::dnc::{DncEntry, DncSource};
 use crate::governance::identities::AdminIdentity;
+use crate::governance::launch::{LaunchApproval, LaunchRecord};
 use crate::governance::predial::{Check, Decision, DialPolicy, DialPolicySpec, Rule};
 use crate::governance::settings::TenantGovernance;
 use crate::ids::{AdminIdentityId, AgentVersionId, CallId, TenantId};
@@ -586,4 +587,170 @@ impl Store {
         });
         row.map(Decision::try_from).transpose()
     }
+
+    // === Launch ===
+
+    /// A tenant's launch record, when set.
+    pub async fn launch_record(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<LaunchRecord>, StoreError> {
+        let row: Option<(String, String, String, String, i64)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT owner, rollback_path, required_roles, updated_by, updated_at \
+                 FROM launch_records WHERE tenant_id = $1",
+            )
+            .bind(tenant.as_str())
+            .fetch_optional(pool)
+            .await?
+        });
+        row.map(|(owner, rollback_path, roles, updated_by, updated_at)| {
+            Ok(LaunchRecord {
+                tenant_id: tenant.clone(),
+                owner,
+                rollback_path,
+                required_roles: AdminRole::split(&roles)
+                    .ok_or(StoreError::Corrupt("launch_records.required_roles"))?,
+                updated_by,
+                updated_at,
+            })
+        })
+        .transpose()
+    }
+
+    /// Replaces a tenant's launch record with its audit row.
+    pub async fn put_launch_record(
+        &self,
+        record: &LaunchRecord,
+        audit: &NewAudit,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(
+                "INSERT INTO launch_records (tenant_id, owner, rollback_path, required_roles, updated_by, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant_id) DO UPDATE SET owner = excluded.owner, \
+                 rollback_path = excluded.rollback_path, required_roles = excluded.required_roles, \
+                 updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+            )
+            .bind(record.tenant_id.as_str())
+            .bind(&record.owner)
+            .bind(&record.rollback_path)
+            .bind(AdminRole::join(&record.required_roles))
+            .bind(&record.updated_by)
+            .bind(record.updated_at)
+            .execute(&mut *tx)
+            .await?;
+            insert_audit!(&mut *tx, audit)?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Stores an approval with its audit row; answers its sequence number.
+    pub async fn insert_launch_approval(
+        &self,
+        approval: &LaunchApproval,
+        audit: &NewAudit,
+    ) -> Result<i64, StoreError> {
+        let id = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO launch_approvals (tenant_id, identity, role, comment, material, approved_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            )
+            .bind(approval.tenant_id.as_str())
+            .bind(&approval.identity)
+            .bind(approval.role.as_str())
+            .bind(&approval.comment)
+            .bind(approval.material.to_string())
+            .bind(approval.approved_at)
+            .fetch_one(&mut *tx)
+            .await?;
+            insert_audit!(&mut *tx, audit)?;
+            tx.commit().await?;
+            id
+        });
+        Ok(id)
+    }
+
+    /// Every approval of a tenant's launch, newest first.
+    pub async fn launch_approvals(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<LaunchApproval>, StoreError> {
+        let rows: Vec<(i64, String, String, String, String, i64)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT id, identity, role, comment, material, approved_at FROM launch_approvals \
+                 WHERE tenant_id = $1 ORDER BY id DESC",
+            )
+            .bind(tenant.as_str())
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|(id, identity, role, comment, material, approved_at)| {
+                Ok(LaunchApproval {
+                    id,
+                    tenant_id: tenant.clone(),
+                    identity,
+                    role: AdminRole::parse(&role)
+                        .ok_or(StoreError::Corrupt("launch_approvals.role"))?,
+                    comment,
+                    material: serde_json::from_str(&material)
+                        .map_err(|_| StoreError::Corrupt("launch_approvals.material"))?,
+                    approved_at,
+                })
+            })
+            .collect()
+    }
+
+    /// What a launch approval covers: the tenant's routes, and the newest version number of
+    /// every routed agent.
+    pub async fn launch_material(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<(Vec<LaunchRoute>, Vec<(String, i64)>), StoreError> {
+        let (routes, versions) = on_pool!(self, pool => {
+            let routes: Vec<(String, String, String, i64)> = sqlx::query_as(
+                "SELECT number, agent_key, status, updated_at FROM phone_routes WHERE tenant_id = $1 ORDER BY number",
+            )
+            .bind(tenant.as_str())
+            .fetch_all(pool)
+            .await?;
+            let versions: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT a.key, MAX(v.version) FROM agents a JOIN agent_versions v ON v.agent_id = a.id \
+                 WHERE a.tenant_id = $1 AND a.key IN (SELECT agent_key FROM phone_routes WHERE tenant_id = $1) \
+                 GROUP BY a.key ORDER BY a.key",
+            )
+            .bind(tenant.as_str())
+            .fetch_all(pool)
+            .await?;
+            (routes, versions)
+        });
+        Ok((
+            routes
+                .into_iter()
+                .map(|(number, agent_key, status, updated_at)| LaunchRoute {
+                    number,
+                    agent_key,
+                    status,
+                    updated_at,
+                })
+                .collect(),
+            versions,
+        ))
+    }
+}
+
+/// A route as a launch approval covers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchRoute {
+    /// Its number.
+    pub number: String,
+    /// Its agent.
+    pub agent_key: String,
+    /// `staged` or `live`.
+    pub status: String,
+    /// Its last change (Unix ms).
+    pub updated_at: i64,
 }
