@@ -94,6 +94,7 @@ static TABLE: LazyLock<Vec<Mount>> = LazyLock::new(|| {
         mount!(admin_queues::delete_queue, admin()),
         mount!(audit::audit_log, admin()),
         mount!(diagnostics::actor_diagnostics, admin()),
+        mount!(diagnostics::database_diagnostics, admin()),
         mount!(phone_routes::routing_diagnostics, admin()),
         mount!(phone_routes::auth_transport, admin()),
         mount!(sessions::admin_active_sessions, admin()),

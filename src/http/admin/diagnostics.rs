@@ -1,5 +1,6 @@
-//! Admin API of the supervision tree's health: `GET /api/v1/admin/diagnostics/actors`
-//! (restarts, failures and meltdown state of every singleton).
+//! Admin API of the service's health: `GET /api/v1/admin/diagnostics/actors` (restarts,
+//! failures and meltdown state of every singleton) and `GET /api/v1/admin/diagnostics/database`
+//! (a timed round trip and the pool's use).
 
 use actors::supervisor::RootMsg;
 use actors::tenant::AuditMeta;
@@ -67,6 +68,43 @@ pub async fn actor_diagnostics(req: Request<AuditMeta>) -> Result<Response, ApiE
                     last_failure: c.last_failure,
                 })
                 .collect(),
+        },
+    ))
+}
+
+/// What a database probe measured.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DatabaseDiagnostics {
+    /// `sqlite` or `postgres`.
+    pub backend: String,
+    /// One `SELECT 1` round trip (acquiring a connection included), in milliseconds.
+    pub round_trip_ms: f64,
+    /// Connections open in the pool.
+    pub connections: u32,
+    /// Of which idle.
+    pub idle: u32,
+    /// The pool's limit (`DATABASE_MAX_CONNECTIONS`).
+    pub max_connections: u32,
+}
+
+/// Probes the database: a timed round trip and the pool's use (503 when it does not answer).
+#[utoipa::path(get, path = "/api/v1/admin/diagnostics/database", tag = "admin",
+    responses((status = 200, body = DatabaseDiagnostics), (status = 503, body = ErrorResponse)))]
+pub async fn database_diagnostics(req: Request<AuditMeta>) -> Result<Response, ApiError> {
+    let probe = req
+        .state
+        .store
+        .probe()
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("the database does not answer: {e}")))?;
+    Ok(json(
+        StatusCode::OK,
+        &DatabaseDiagnostics {
+            backend: probe.backend.to_owned(),
+            round_trip_ms: probe.round_trip.as_secs_f64() * 1000.0,
+            connections: probe.connections,
+            idle: probe.idle,
+            max_connections: probe.max_connections,
         },
     ))
 }
