@@ -36,6 +36,7 @@ pub mod meter;
 pub mod notifier;
 pub mod operator;
 pub mod outcome;
+pub mod providers;
 pub mod realtime;
 pub mod rollout;
 pub mod router;

@@ -95,6 +95,7 @@ static TABLE: LazyLock<Vec<Mount>> = LazyLock::new(|| {
         mount!(audit::audit_log, admin()),
         mount!(diagnostics::actor_diagnostics, admin()),
         mount!(diagnostics::database_diagnostics, admin()),
+        mount!(diagnostics::providers_diagnostics, admin()),
         mount!(phone_routes::routing_diagnostics, admin()),
         mount!(phone_routes::auth_transport, admin()),
         mount!(sessions::admin_active_sessions, admin()),

@@ -11,6 +11,7 @@ mod callbacks;
 mod calls;
 mod carrier;
 mod cli;
+mod diagnostics;
 mod errors;
 mod event_webhooks;
 mod governance;
