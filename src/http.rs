@@ -29,6 +29,7 @@ pub mod body;
 pub mod callbacks;
 pub mod calls;
 pub mod context;
+pub mod dnc;
 pub mod docs;
 pub mod error;
 pub mod evaluations;

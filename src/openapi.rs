@@ -9,6 +9,7 @@
 
 use std::collections::BTreeSet;
 
+use actors::governance::AdminRole;
 use utoipa::openapi::path::{Operation, Paths};
 use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::{
@@ -150,12 +151,19 @@ pub fn operation(m: &Mount) -> Operation {
             );
             answers(&mut op, 503, retry);
         }
-        Auth::Admin => {
+        Auth::Admin(roles) => {
             op.security = Some(vec![SecurityRequirement::new(
                 ADMIN_KEY,
                 Vec::<String>::new(),
             )]);
             answers(&mut op, 401, "missing or wrong x-admin-key");
+            if roles.len() < AdminRole::ALL.len() {
+                answers(
+                    &mut op,
+                    403,
+                    "the admin identity lacks the role (`insufficient_role`)",
+                );
+            }
             answers(
                 &mut op,
                 404,

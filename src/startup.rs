@@ -205,6 +205,7 @@ impl Application {
                 lookup_interval: config.carrier_lookup_interval,
                 lookup_grace: config.carrier_lookup_grace,
             },
+            clock: actors::time::Clock::System,
             stream_keys,
             urls: public_urls(&config.public_base_url),
             stream_token_ttl: config.stream_token_ttl,

@@ -183,4 +183,22 @@ pub trait Carrier: Send + Sync + 'static {
         from: &'a str,
         body: &'a str,
     ) -> BoxFuture<'a, Result<String, CarrierError>>;
+
+    /// Reads the account the credentials belong to (the credential check): wrong credentials
+    /// are an error with the carrier's code.
+    fn fetch_account<'a>(
+        &'a self,
+        auth: &'a CarrierAuth,
+    ) -> BoxFuture<'a, Result<CarrierAccount, CarrierError>>;
+}
+
+/// The account a carrier credential belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarrierAccount {
+    /// `AC…`.
+    pub sid: String,
+    /// Its name.
+    pub friendly_name: Option<String>,
+    /// `active`, `suspended` or `closed`.
+    pub status: String,
 }

@@ -44,17 +44,21 @@ pub enum Builtin {
     VerifyIdentity,
     /// The model reports a named intent (escalation rules may act on it).
     ReportIntent,
+    /// The caller asks not to be called again: their number joins the tenant's do-not-call
+    /// list, with this call as evidence.
+    OptOut,
 }
 
 impl Builtin {
     /// Every built-in.
-    pub const ALL: [Builtin; 6] = [
+    pub const ALL: [Builtin; 7] = [
         Builtin::TransferToHuman,
         Builtin::EndCall,
         Builtin::CreateCallbackTask,
         Builtin::SendFollowupSms,
         Builtin::VerifyIdentity,
         Builtin::ReportIntent,
+        Builtin::OptOut,
     ];
 
     /// The tool name the model sees.
@@ -66,6 +70,7 @@ impl Builtin {
             Builtin::SendFollowupSms => "send_followup_sms",
             Builtin::VerifyIdentity => "verify_identity",
             Builtin::ReportIntent => "report_intent",
+            Builtin::OptOut => "opt_out",
         }
     }
 
@@ -91,6 +96,9 @@ impl Builtin {
             }
             Builtin::ReportIntent => {
                 "Report the caller's intent when it matches one of the listed intents."
+            }
+            Builtin::OptOut => {
+                "Record that the caller asks not to be called again. Use when they say so; their number will not be called by us again."
             }
         }
     }
@@ -283,6 +291,11 @@ pub fn builtin_parameters(builtin: Builtin, contract: &Contract) -> Value {
             "required": ["reason"],
             "additionalProperties": false
         }),
+        Builtin::OptOut => json!({
+            "type": "object",
+            "properties": {"reason": {"type": "string", "description": "What the caller said.", "maxLength": 500}},
+            "additionalProperties": false
+        }),
         Builtin::SendFollowupSms => json!({
             "type": "object",
             "properties": {"body": {"type": "string", "minLength": 1, "maxLength": 480}},
@@ -356,7 +369,7 @@ impl Contract {
                     let Some(builtin) = Builtin::from_name(&tool.name) else {
                         return Err(bad(
                             at("name"),
-                            "is not a built-in (transfer_to_human, end_call, create_callback_task, send_followup_sms, verify_identity, report_intent)",
+                            "is not a built-in (transfer_to_human, end_call, create_callback_task, send_followup_sms, verify_identity, report_intent, opt_out)",
                         ));
                     };
                     if tool.url.is_some() {

@@ -61,6 +61,9 @@ pub enum EndReason {
     Draining,
     /// Refused at admission: the agent has no version to run.
     NoAgentVersion,
+    /// Outbound: refused by the pre-dial policy (do-not-call, calling window, attempt
+    /// limit); nothing was dialed.
+    PredialRefused,
     /// Outbound: the callee's line was busy.
     Busy,
     /// Outbound: nobody answered.
@@ -80,7 +83,7 @@ pub enum EndReason {
 
 impl EndReason {
     /// Every reason.
-    pub const ALL: [EndReason; 32] = [
+    pub const ALL: [EndReason; 33] = [
         EndReason::CallerHangup,
         EndReason::SocketClosed,
         EndReason::SocketError,
@@ -106,6 +109,7 @@ impl EndReason {
         EndReason::TenantSuspended,
         EndReason::Draining,
         EndReason::NoAgentVersion,
+        EndReason::PredialRefused,
         EndReason::Busy,
         EndReason::NoAnswer,
         EndReason::Failed,
@@ -143,6 +147,7 @@ impl EndReason {
             EndReason::TenantSuspended => "tenant_suspended",
             EndReason::Draining => "draining",
             EndReason::NoAgentVersion => "no_agent_version",
+            EndReason::PredialRefused => "predial_refused",
             EndReason::Busy => "busy",
             EndReason::NoAnswer => "no_answer",
             EndReason::Failed => "failed",
@@ -185,7 +190,8 @@ impl EndReason {
             | EndReason::RouteStaged
             | EndReason::TenantSuspended
             | EndReason::Draining
-            | EndReason::NoAgentVersion => Outcome::Refused,
+            | EndReason::NoAgentVersion
+            | EndReason::PredialRefused => Outcome::Refused,
             EndReason::Busy | EndReason::NoAnswer | EndReason::Canceled => Outcome::NotAnswered,
             EndReason::CarrierError
             | EndReason::CarrierNotFound

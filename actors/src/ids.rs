@@ -135,6 +135,12 @@ id_type!(
     "evr_"
 );
 
+id_type!(
+    /// A named admin identity (an admin key with roles; the key itself is never stored).
+    AdminIdentityId,
+    "adm_"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::json;
 
+use crate::governance::{GovernanceError, approval};
 use crate::ids::{AgentId, AgentVersionId, TenantId};
 use crate::meter::{HandleTimer, kind};
 use crate::store::{
@@ -30,6 +31,9 @@ pub enum RolloutError {
     /// No version can run the call.
     #[error("{0}")]
     NoVersion(String),
+    /// The identity may not do this (code, message), e.g. the two-person approval rule.
+    #[error("{1}")]
+    Forbidden(&'static str, String),
     /// The store failed.
     #[error("store")]
     Store(#[from] StoreError),
@@ -333,6 +337,17 @@ impl RolloutState {
                 before.status.as_str(),
                 to.as_str()
             )));
+        }
+        if to == VersionStatus::Approved {
+            approval::check(&self.store, &before, &meta)
+                .await
+                .map_err(|e| match e {
+                    GovernanceError::Forbidden { code, message } => {
+                        RolloutError::Forbidden(code, message)
+                    }
+                    GovernanceError::Store(e) => RolloutError::Store(e),
+                    other => RolloutError::Conflict(other.to_string()),
+                })?;
         }
         let at = now_ms();
         let mut after = before.clone();

@@ -27,6 +27,7 @@ mod evaluations;
 #[cfg(test)]
 pub(crate) mod fixtures;
 mod function_calls;
+mod governance;
 mod idempotency;
 mod models;
 mod phone_routes;
@@ -46,6 +47,7 @@ pub use evaluations::{
 pub use function_calls::{
     FunctionCall, FunctionCallStatus, Handoff, NewFunctionCall, PriorInvocation, SettledCall,
 };
+pub use governance::LaunchRoute;
 pub use models::*;
 pub use sessions::{EndedSessions, SessionStatus, Usage};
 pub use webhooks::{
@@ -187,10 +189,44 @@ impl Store {
         Ok(())
     }
 
+    /// Probes the database: one `SELECT 1` round trip, timed, and the pool's use.
+    pub async fn probe(&self) -> Result<DbProbe, StoreError> {
+        let started = std::time::Instant::now();
+        self.ping().await?;
+        let round_trip = started.elapsed();
+        let (size, idle, max) = on_pool!(self, pool => (
+            pool.size(),
+            pool.num_idle(),
+            pool.options().get_max_connections(),
+        ));
+        Ok(DbProbe {
+            backend: self.backend(),
+            round_trip,
+            connections: size,
+            idle: u32::try_from(idle).unwrap_or(u32::MAX),
+            max_connections: max,
+        })
+    }
+
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await)
     }
+}
+
+/// What a database probe measured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DbProbe {
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+    /// One `SELECT 1`, from asking for a connection to the answer.
+    pub round_trip: Duration,
+    /// Connections open in the pool.
+    pub connections: u32,
+    /// Of which idle.
+    pub idle: u32,
+    /// The pool's limit.
+    pub max_connections: u32,
 }
 
 /// Converts a `u32` list limit / offset into the `i64` the drivers bind.

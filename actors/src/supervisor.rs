@@ -81,6 +81,8 @@ pub struct RootConfig {
     /// Told about every recorded evaluation: the one place the rollout guardrails' feed is
     /// connected (`None` until the rollout actor reads it).
     pub evaluation_sink: Option<Arc<dyn EvaluationSink>>,
+    /// "Now" for wall-clock decisions (the pre-dial policy); the system clock in service.
+    pub clock: crate::time::Clock,
 }
 
 /// Health of the supervision tree.
@@ -266,6 +268,7 @@ impl RootSupervisor {
             live_window: config.live_window,
             actor_timeout: config.actor_timeout,
             placement: config.placement,
+            clock: config.clock.clone(),
         });
         let (health_tx, health_rx) = watch::channel(true);
         let active = Arc::clone(&config.active);

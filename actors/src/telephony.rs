@@ -120,6 +120,8 @@ pub struct TelephonyConfig {
     pub actor_timeout: Duration,
     /// Reconciliation of placements whose outcome is unknown.
     pub placement: PlacementSettings,
+    /// "Now" for the pre-dial policy (calling windows, daily attempts).
+    pub clock: crate::time::Clock,
 }
 
 /// The telephony edge's context: cheap to clone, shared by handlers, tasks and actors.

@@ -68,6 +68,9 @@ pub struct MakeCallRequest {
     pub metadata: Option<serde_json::Value>,
     /// Answering-machine detection.
     pub machine_detection: Option<MachineDetectionDto>,
+    /// The callee's IANA time zone (e.g. `America/New_York`) for the calling window and
+    /// the daily attempt count; default: the zone of the dial policy's calling hours.
+    pub time_zone: Option<String>,
 }
 
 /// Reply of `POST /api/v1/make-call`: 201 once the carrier accepted the call, or 202 while
@@ -224,6 +227,53 @@ pub struct CallLogDetail {
     pub status_events: Vec<StatusEventView>,
     /// Everything else that happened, in order.
     pub events: Vec<CallEventView>,
+    /// The pre-dial policy's decision (outbound calls; null for inbound ones).
+    pub predial: Option<PredialView>,
+}
+
+/// The pre-dial decision of an outbound call.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PredialView {
+    /// Whether the call was dialed.
+    pub allowed: bool,
+    /// The refusing rule: `do_not_call`, `calling_window` or `attempt_limit`.
+    pub rule: Option<String>,
+    /// Every rule checked, in order, with what it looked at.
+    pub checks: Vec<PredialCheckView>,
+    /// RFC 3339.
+    pub decided_at: String,
+}
+
+/// One rule's check.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PredialCheckView {
+    /// The rule.
+    pub rule: String,
+    /// Whether it let the call through.
+    pub passed: bool,
+    /// What it looked at (the listed entry; the zone, local time and windows; the attempt
+    /// and the limit), and `reason` when it refused.
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+impl From<actors::governance::predial::Decision> for PredialView {
+    fn from(d: actors::governance::predial::Decision) -> Self {
+        PredialView {
+            allowed: d.allowed,
+            rule: d.rule.map(|r| r.as_str().to_owned()),
+            checks: d
+                .checks
+                .into_iter()
+                .map(|c| PredialCheckView {
+                    rule: c.rule.as_str().to_owned(),
+                    passed: c.passed,
+                    detail: c.detail,
+                })
+                .collect(),
+            decided_at: rfc3339(d.decided_at),
+        }
+    }
 }
 
 impl From<CallDetail> for CallLogDetail {
@@ -249,6 +299,7 @@ impl From<CallDetail> for CallLogDetail {
                     detail: e.detail,
                 })
                 .collect(),
+            predial: d.predial.map(PredialView::from),
         }
     }
 }
@@ -441,7 +492,7 @@ fn text_field(
     responses((status = 201, body = MakeCallResponse, description = "the carrier accepted the call"),
               (status = 202, body = MakeCallResponse, description = "the carrier has not answered yet (`status` `pending`, `call_sid` null): the placement goes on and records its outcome; retry with the same Idempotency-Key for it"),
               (status = 409, body = ErrorResponse, description = "idempotent request in progress, or no credentials"),
-              (status = 422, body = ErrorResponse), (status = 429, body = ErrorResponse, description = "rate or concurrency limit"),
+              (status = 422, body = ErrorResponse, description = "invalid input (the field named), or refused by the pre-dial policy: the code names the rule (`do_not_call`, `calling_window`, `attempt_limit`), the call is recorded as refused and nothing is dialed"), (status = 429, body = ErrorResponse, description = "rate or concurrency limit"),
               (status = 502, body = ErrorResponse, description = "carrier error, or the carrier never confirmed the call (call recorded as failed)")))]
 pub async fn make_call(req: Request<AuthContext>) -> Result<Response, ApiError> {
     let key = req.text_header("idempotency-key")?;
@@ -477,6 +528,7 @@ pub async fn make_call(req: Request<AuthContext>) -> Result<Response, ApiError> 
             MachineDetectionDto::Enable => String::from("Enable"),
             MachineDetectionDto::DetectMessageEnd => String::from("DetectMessageEnd"),
         }),
+        time_zone: text_field("time_zone", req.time_zone, 64)?,
         draining: state.is_draining(),
     };
     let key = match claim_key(&state, &auth.tenant_id, key, &raw).await {

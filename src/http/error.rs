@@ -253,6 +253,18 @@ impl From<&actors::telephony::TelephonyError> for ApiError {
                 code,
                 message: message.clone(),
             },
+            T::PolicyRefused {
+                rule,
+                message,
+                call_id,
+            } => ApiError::Status {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: rule.as_str(),
+                message: format!(
+                    "refused by the pre-dial rule `{}`: {message}; nothing was dialed (call {call_id} recorded as refused)",
+                    rule.as_str()
+                ),
+            },
             T::NoCredentials => ApiError::Status {
                 status: StatusCode::CONFLICT,
                 code: "twilio_credentials_missing",
@@ -289,6 +301,19 @@ impl From<&actors::telephony::TelephonyError> for ApiError {
             T::Store(e) => ApiError::Internal(format!("store: {e:?}")),
             T::Unavailable(m) => ApiError::Unavailable(format!("service unavailable: {m}")),
             T::Abandoned => ApiError::Internal("the request ended without an answer".into()),
+        }
+    }
+}
+
+impl From<actors::governance::GovernanceError> for ApiError {
+    fn from(err: actors::governance::GovernanceError) -> Self {
+        use actors::governance::GovernanceError as G;
+        match err {
+            G::NotFound(what) => ApiError::NotFound(what.to_owned()),
+            G::Invalid { field, message } => ApiError::Validation { field, message },
+            G::Conflict(m) => ApiError::Conflict(m),
+            G::Forbidden { code, message } => ApiError::Forbidden { code, message },
+            G::Store(e) => ApiError::Internal(format!("store: {e:?}")),
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr};
 
+use actors::governance::{AdminRole, ROOT, identities};
 use actors::store::Scope;
 use actors::tenant::{AuditMeta, AuthContext, TenantMsg};
 use serde::de::DeserializeOwned;
@@ -144,24 +145,53 @@ impl AppState {
         })
     }
 
-    /// Verifies the admin key. Without a configured key every admin path is a 404.
-    pub fn admin(&self, caller: &Caller) -> Result<AuditMeta, ApiError> {
+    /// Verifies the admin key — the bootstrap `ADMIN_API_KEY` (identity `root`, every role)
+    /// or a named identity's key, read from the store on every request so a revocation holds
+    /// from the next one — and that it holds one of `roles` (403 `insufficient_role` naming
+    /// the role needed and the roles held). Without a configured bootstrap key every admin
+    /// path is a 404.
+    pub async fn admin(
+        &self,
+        caller: &Caller,
+        roles: &'static [AdminRole],
+    ) -> Result<AuditMeta, ApiError> {
         let Some(expected) = &self.config.admin_api_key else {
             return Err(ApiError::RouteNotFound);
         };
         self.ip_guard.check_blocked(caller.ip)?;
-        match &caller.admin_key {
-            Some(presented) if expected.matches(presented) => Ok(AuditMeta {
-                actor: String::from("admin"),
-                request_id: context::request_id(),
-            }),
-            _ => {
-                self.ip_guard.record_failure(caller.ip);
-                Err(ApiError::Unauthorized(
-                    "a valid x-admin-key header is required".into(),
-                ))
+        let unauthorized = || {
+            self.ip_guard.record_failure(caller.ip);
+            ApiError::Unauthorized("a valid x-admin-key header is required".into())
+        };
+        let Some(presented) = &caller.admin_key else {
+            return Err(unauthorized());
+        };
+        let (name, held) = if expected.matches(presented) {
+            (String::from(ROOT), AdminRole::ALL.to_vec())
+        } else {
+            match identities::authenticate(&self.store, presented).await {
+                Ok(Some(identity)) => (identity.name, identity.roles),
+                Ok(None) => return Err(unauthorized()),
+                Err(e) => return Err(ApiError::Internal(format!("admin identity: {e:?}"))),
             }
+        };
+        if !roles.iter().any(|r| held.contains(r)) {
+            return Err(ApiError::Forbidden {
+                code: "insufficient_role",
+                message: format!(
+                    "this request needs the {} role; identity {name} holds {}",
+                    AdminRole::describe(roles),
+                    held.iter()
+                        .map(|r| format!("`{}`", r.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
         }
+        Ok(AuditMeta {
+            actor: name,
+            request_id: context::request_id(),
+        })
     }
 
     /// Authenticates a tenant key holding any of `scopes` (none listed: any key).

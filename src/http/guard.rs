@@ -3,10 +3,15 @@
 //! nothing (`ops`, `public`), the tenant key's [`AuthContext`], the admin's [`AuditMeta`], or
 //! a verified Twilio request ([`Signed`]). A route declared with one guard and a handler
 //! that takes another credential does not compile.
+//!
+//! Admin routes name the roles a change needs ([`admin`]: `admin`; [`approver`]:
+//! `approver`); every admin `GET` is a read, open to every role, so an `auditor` reads
+//! everything and changes nothing. The bootstrap key (`root`) holds every role.
 
 use std::future::Future;
 use std::marker::PhantomData;
 
+use actors::governance::AdminRole;
 use actors::store::Scope;
 use actors::tenant::{AuditMeta, AuthContext, TwilioAccount};
 use bytes::Bytes;
@@ -25,8 +30,9 @@ pub enum Auth {
     Public,
     /// A tenant API key holding any of these scopes (none listed: any key).
     Tenant(&'static [Scope]),
-    /// The admin key (`x-admin-key`); every such path is a 404 without a configured key.
-    Admin,
+    /// An admin key (`x-admin-key`: the bootstrap key or a named identity's) holding any of
+    /// these roles; every such path is a 404 without a configured bootstrap key.
+    Admin(&'static [AdminRole]),
     /// A Twilio webhook, verified by `X-Twilio-Signature` with its account's auth token.
     Twilio,
     /// The media websocket: the stream token in its `start` message.
@@ -36,7 +42,16 @@ pub enum Auth {
 impl Auth {
     /// Whether the route belongs to the admin document (otherwise to the public one).
     pub fn is_admin(self) -> bool {
-        matches!(self, Auth::Admin)
+        matches!(self, Auth::Admin(_))
+    }
+
+    /// The guard a route of `method` really applies: an admin read (`GET`) is open to every
+    /// role.
+    pub fn for_method(self, method: &warp::http::Method) -> Self {
+        match self {
+            Auth::Admin(_) if method == warp::http::Method::GET => Auth::Admin(&AdminRole::ALL),
+            other => other,
+        }
     }
 }
 
@@ -77,9 +92,21 @@ pub const fn tenant(scopes: &'static [Scope]) -> Guard<AuthContext> {
     Guard::of(Auth::Tenant(scopes))
 }
 
-/// The admin key; the handler gets the [`AuditMeta`] of the change.
+/// An admin identity with the `admin` role (any role for a `GET`); the handler gets the
+/// [`AuditMeta`] of the change, naming the identity.
 pub const fn admin() -> Guard<AuditMeta> {
-    Guard::of(Auth::Admin)
+    Guard::of(Auth::Admin(&[AdminRole::Admin]))
+}
+
+/// An admin identity with the `approver` role (approvals).
+pub const fn approver() -> Guard<AuditMeta> {
+    Guard::of(Auth::Admin(&[AdminRole::Approver]))
+}
+
+/// An admin identity with the `admin` or the `approver` role (launch approvals, given in
+/// one of the roles the identity holds).
+pub const fn admin_or_approver() -> Guard<AuditMeta> {
+    Guard::of(Auth::Admin(&[AdminRole::Admin, AdminRole::Approver]))
 }
 
 /// A signed Twilio webhook; the handler gets the verified [`Signed`] request.
@@ -154,13 +181,17 @@ impl Credential for AuthContext {
 
 impl Credential for AuditMeta {
     fn check<'a>(
-        _auth: Auth,
+        auth: Auth,
         _route: &'static str,
         state: &'a AppState,
         caller: &'a Caller,
         _raw: Raw<'a>,
     ) -> impl Future<Output = Result<Self, ApiError>> + Send + 'a {
-        std::future::ready(state.admin(caller))
+        let roles = match auth {
+            Auth::Admin(roles) => roles,
+            _ => &[AdminRole::Admin],
+        };
+        state.admin(caller, roles)
     }
 }
 

@@ -127,6 +127,7 @@ id_params!(
     actors::ids::DeliveryId => "webhook delivery",
     actors::ids::EvaluationId => "evaluation",
     actors::ids::SessionId => "voice session",
+    actors::ids::AdminIdentityId => "admin identity",
 );
 
 /// The path parameters of a route, in template order.
@@ -249,13 +250,14 @@ where
         Some(b) if b.content.keys().any(|ct| ct.contains("form-urlencoded")) => BodyKind::Form,
         Some(_) => BodyKind::Json,
     };
+    let http = http_method(&method);
     Route {
-        http: http_method(&method),
+        auth: auth.for_method(&http),
+        http,
         method,
         methods: methods.len(),
         path,
         template: Template::new(path),
-        auth,
         body,
         handler_params,
         operation: D::operation,

@@ -9,13 +9,13 @@ use std::sync::LazyLock;
 use actors::store::Scope::{Operator, Read, Runtime};
 
 use super::admin::{
-    agents, api_keys, audit, credentials, diagnostics, event_webhooks, phone_routes,
-    queues as admin_queues, runtime_config, tenants,
+    agents, api_keys, audit, credentials, diagnostics, event_webhooks, governance, identities,
+    launch, phone_routes, queues as admin_queues, runtime_config, tenants,
 };
-use super::guard::{admin, ops, public, tenant, twilio};
+use super::guard::{admin, admin_or_approver, approver, ops, public, tenant, twilio};
 use super::mount::Mount;
 use super::{
-    callbacks, calls, docs, evaluations, media, ops as health, queues, runtime, sessions,
+    callbacks, calls, dnc, docs, evaluations, media, ops as health, queues, runtime, sessions,
     webhook_deliveries, webhooks,
 };
 use crate::mount;
@@ -62,6 +62,11 @@ static TABLE: LazyLock<Vec<Mount>> = LazyLock::new(|| {
         mount!(callbacks::claim_task, tenant(&[Operator])),
         mount!(callbacks::complete_task, tenant(&[Operator])),
         mount!(callbacks::cancel_task, tenant(&[Operator])),
+        // do-not-call list (tenant key)
+        mount!(dnc::list_dnc, tenant(&[Read, Operator])),
+        mount!(dnc::add_dnc, tenant(&[Operator, Runtime])),
+        mount!(dnc::import_dnc, tenant(&[Operator, Runtime])),
+        mount!(dnc::remove_dnc, tenant(&[Operator, Runtime])),
         // Twilio
         mount!(webhooks::incoming_call, twilio()),
         mount!(webhooks::stream_ended, twilio()),
@@ -93,6 +98,8 @@ static TABLE: LazyLock<Vec<Mount>> = LazyLock::new(|| {
         mount!(admin_queues::delete_queue, admin()),
         mount!(audit::audit_log, admin()),
         mount!(diagnostics::actor_diagnostics, admin()),
+        mount!(diagnostics::database_diagnostics, admin()),
+        mount!(diagnostics::providers_diagnostics, admin()),
         mount!(phone_routes::routing_diagnostics, admin()),
         mount!(phone_routes::auth_transport, admin()),
         mount!(sessions::admin_active_sessions, admin()),
@@ -108,9 +115,22 @@ static TABLE: LazyLock<Vec<Mount>> = LazyLock::new(|| {
         mount!(agents::create_version, admin()),
         mount!(agents::get_version, admin()),
         mount!(agents::put_version, admin()),
-        mount!(agents::approve_version, admin()),
+        mount!(agents::approve_version, approver()),
         mount!(agents::retire_version, admin()),
         mount!(evaluations::evaluation_summary, admin()),
+        // governance
+        mount!(identities::list_identities, admin()),
+        mount!(identities::create_identity, admin()),
+        mount!(identities::revoke_identity, admin()),
+        mount!(governance::get_governance, admin()),
+        mount!(governance::put_governance, admin()),
+        mount!(governance::get_tenant_dial_policy, admin()),
+        mount!(governance::put_tenant_dial_policy, admin()),
+        mount!(governance::get_route_dial_policy, admin()),
+        mount!(governance::put_route_dial_policy, admin()),
+        mount!(launch::get_launch, admin()),
+        mount!(launch::put_launch, admin()),
+        mount!(launch::approve_launch, admin_or_approver()),
     ]
 });
 

@@ -2,7 +2,8 @@
 //! and maps Twilio's errors onto [`CarrierError`].
 
 use actors::carrier::{
-    CallChange, CallQuery, Carrier, CarrierAuth, CarrierCall, CarrierError, PlaceCall, PlacedCall,
+    CallChange, CallQuery, Carrier, CarrierAccount, CarrierAuth, CarrierCall, CarrierError,
+    PlaceCall, PlacedCall,
 };
 use futures::future::BoxFuture;
 
@@ -167,6 +168,24 @@ impl Carrier for TwilioCarrier {
                 .await
                 .map(|m| m.sid)
                 .map_err(carrier_error)
+        })
+    }
+
+    fn fetch_account<'a>(
+        &'a self,
+        a: &'a CarrierAuth,
+    ) -> BoxFuture<'a, Result<CarrierAccount, CarrierError>> {
+        Box::pin(async move {
+            let account = self
+                .client
+                .fetch_account(&auth(a))
+                .await
+                .map_err(carrier_error)?;
+            Ok(CarrierAccount {
+                sid: account.sid,
+                friendly_name: account.friendly_name,
+                status: account.status,
+            })
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Twilio REST client (docs/PROTOCOLS.md §3.4–§3.7, §6): create a call, update a live call,
 //! read a call, list calls (to find one created by a request whose answer never arrived),
-//! send an SMS, and the error model that maps Twilio's answers onto ours.
+//! send an SMS, read the account (the credential check), and the error model that maps
+//! Twilio's answers onto ours.
 //!
 //! Requests are `application/x-www-form-urlencoded` with PascalCase keys (repeated keys for
 //! arrays), authenticated with HTTP Basic (Account SID, Auth Token), and answered with JSON.
@@ -424,6 +425,18 @@ pub struct MessageResource {
     pub from: String,
 }
 
+/// The fields of Twilio's Account resource this project uses; others are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct AccountResource {
+    /// `AC…`.
+    pub sid: String,
+    /// The account's name.
+    #[serde(default)]
+    pub friendly_name: Option<String>,
+    /// `active`, `suspended` or `closed`.
+    pub status: String,
+}
+
 /// Client of the Twilio REST API. Cheap to clone (the connection pool is shared).
 #[derive(Debug, Clone)]
 pub struct TwilioClient {
@@ -541,6 +554,25 @@ impl TwilioClient {
             ("Body", body.to_owned()),
         ];
         self.post_form(auth, &["Messages.json"], &form).await
+    }
+
+    /// Reads the account the credentials belong to: `GET /2010-04-01/Accounts/{AccountSid}.json`.
+    /// Wrong credentials are [`TwilioError::Api`] with status 401 and code 20003.
+    pub async fn fetch_account(&self, auth: &TwilioAuth) -> Result<AccountResource, TwilioError> {
+        let mut url = self.base_url.clone();
+        url.path_segments_mut()
+            .map_err(|()| TwilioError::InvalidBase("cannot be a base".to_owned()))?
+            .pop_if_empty()
+            .extend([
+                API_VERSION,
+                "Accounts",
+                &format!("{}.json", auth.account_sid),
+            ]);
+        let request = self
+            .http
+            .get(url.clone())
+            .basic_auth(&auth.account_sid, Some(&auth.auth_token));
+        self.send("GET", url.path().to_owned(), request).await
     }
 
     /// `{base}/2010-04-01/Accounts/{AccountSid}/{resource…}`, every segment percent-encoded.

@@ -95,7 +95,7 @@ async fn tenant_crud_is_audited(backend: Backend) {
         .collect();
     assert_eq!(actions, ["tenant.update", "tenant.update", "tenant.create"]);
     let update = &audit["data"][1];
-    assert_eq!(update["actor"], "admin");
+    assert_eq!(update["actor"], "root");
     assert_eq!(update["before"]["status"], "active");
     assert_eq!(update["after"]["status"], "suspended");
     assert!(update["request_id"].as_str().is_some_and(|r| !r.is_empty()));

@@ -17,6 +17,7 @@ backend_tests!(
     killed_singleton_is_restarted_and_counted,
     meltdown_turns_health_to_503,
     shutdown_drains_and_stops,
+    the_database_probe_times_a_round_trip_and_reports_the_pool,
 );
 
 /// A generated id (`ten_…`, `call_…`, a Twilio `CA…` SID): prefix then 32 hex digits.
@@ -401,4 +402,41 @@ async fn shutdown_drains_and_stops(backend: Backend) {
         "listener closed after shutdown"
     );
     assert_eq!(root.get_status(), ractor::ActorStatus::Stopped);
+}
+
+async fn the_database_probe_times_a_round_trip_and_reports_the_pool(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let resp = app
+        .admin(Method::GET, "/api/v1/admin/diagnostics/database")
+        .send()
+        .await
+        .expect("probe");
+    assert_eq!(resp.status(), 200);
+    let probe: Value = resp.json().await.expect("json");
+    let expected = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    };
+    assert_eq!(probe["backend"], expected, "{probe}");
+    assert!(
+        probe["round_trip_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+        "{probe}"
+    );
+    // The test app's pool: DATABASE_MAX_CONNECTIONS=5, at least the probe's connection open.
+    assert_eq!(probe["max_connections"], 5);
+    let open = probe["connections"].as_u64().expect("connections");
+    assert!((1..=5).contains(&open), "{probe}");
+    assert!(
+        probe["idle"].as_u64().is_some_and(|idle| idle <= open),
+        "{probe}"
+    );
+    // Admin only.
+    let resp = app
+        .client
+        .get(app.url("/api/v1/admin/diagnostics/database"))
+        .send()
+        .await
+        .expect("probe");
+    assert_eq!(resp.status(), 401);
+    app.stop().await;
 }

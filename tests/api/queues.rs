@@ -481,9 +481,9 @@ async fn admin_queue_api_is_audited(backend: Backend) {
     assert_eq!(
         rows,
         vec![
-            ("operator_queue.delete", "admin"),
-            ("operator_queue.update", "admin"),
-            ("operator_queue.create", "admin"),
+            ("operator_queue.delete", "root"),
+            ("operator_queue.update", "root"),
+            ("operator_queue.create", "root"),
         ]
     );
     let update = audit

@@ -235,6 +235,36 @@ async fn work(ctx: &ToolContext, tool: &str, key: &str, work: ToolWork) -> ToolO
                 Err(why) => ToolOutcome::error(FunctionCallStatus::Failed, why),
             }
         }
+        ToolWork::OptOut { reason } => {
+            let number = match crate::domain::E164::parse(caller(call)) {
+                Ok(n) => n,
+                Err(e) => {
+                    return ToolOutcome::error(
+                        FunctionCallStatus::Failed,
+                        format!("the caller's number cannot be listed: {e}"),
+                    );
+                }
+            };
+            match crate::governance::dnc::opt_out(
+                &ctx.deps.store,
+                &call.tenant_id,
+                &number,
+                &call.id,
+                reason,
+            )
+            .await
+            {
+                Ok(added) => ToolOutcome::ok(json!({
+                    "status": "opted_out",
+                    "already_listed": !added,
+                    "instructions": "Confirm to the caller that they will not be called again."
+                })),
+                Err(e) => ToolOutcome::error(
+                    FunctionCallStatus::Failed,
+                    format!("the opt-out was not recorded: {e}"),
+                ),
+            }
+        }
         ToolWork::Sms { body } => match ctx.deps.control.send_sms(call, body).await {
             Ok(sid) => ToolOutcome::ok(json!({"status": "sent", "message_sid": sid})),
             Err(e) => ToolOutcome::error(

@@ -28,6 +28,17 @@ pub enum TelephonyError {
     /// Calls are refused: code (`route_staged`, `tenant_suspended`, `draining`) and message.
     #[error("{1}")]
     Refused(&'static str, String),
+    /// The pre-dial policy refused the call: nothing was dialed; the call is recorded as
+    /// refused with the decision.
+    #[error("refused by the pre-dial rule {}: {message}", rule.as_str())]
+    PolicyRefused {
+        /// The refusing rule.
+        rule: crate::governance::predial::Rule,
+        /// Why.
+        message: String,
+        /// The call recorded for the attempt.
+        call_id: CallId,
+    },
     /// The tenant has no Twilio credentials.
     #[error("the tenant has no Twilio credentials")]
     NoCredentials,

@@ -28,6 +28,7 @@ use super::admission::new_call;
 use super::{TelephonyCtx, TelephonyError};
 use crate::carrier::{CallQuery, CarrierError, MachineDetection, PlaceCall};
 use crate::ending::{EndReason, Outcome};
+use crate::governance::predial::{self, Dial};
 use crate::ids::{AgentVersionId, CallId, TenantId};
 use crate::store::{
     Admission, CallDirection, CallRecord, Placement, RouteStatus, TenantStatus, is_terminal_status,
@@ -60,6 +61,8 @@ pub struct OutboundRequest {
     pub metadata: Option<serde_json::Value>,
     /// `Enable` or `DetectMessageEnd`.
     pub machine_detection: Option<String>,
+    /// The callee's IANA time zone for the calling window (default: the policy's).
+    pub time_zone: Option<String>,
     /// The node is shutting down: refuse.
     pub draining: bool,
 }
@@ -283,6 +286,15 @@ async fn prepare(
         .resolve(&req.tenant_id, &agent_key, pinned)
         .await?
         .map_err(|why| TelephonyError::Invalid(field, why))?;
+    let time_zone = match &req.time_zone {
+        Some(z) => Some(z.parse::<chrono_tz::Tz>().map_err(|_| {
+            TelephonyError::Invalid(
+                "time_zone",
+                "must be an IANA time zone such as America/New_York".into(),
+            )
+        })?),
+        None => None,
+    };
     let mut call = new_call(
         &req.tenant_id,
         CallDirection::Outbound,
@@ -298,19 +310,103 @@ async fn prepare(
     call.org_id = req.org_id.clone();
     call.metadata = req.metadata.clone();
     call.machine_detection = req.machine_detection.clone();
+    // The pre-dial policy, before anything is dialed.
+    let decision = predial::decide(
+        store,
+        &Dial {
+            call_id: call.id.clone(),
+            tenant_id: req.tenant_id.clone(),
+            route_id: route.id.clone(),
+            to: req.to.clone(),
+            time_zone,
+            at_ms: ctx.config().clock.now_ms(),
+        },
+    )
+    .await?;
+    if !decision.allowed {
+        return Err(policy_refused(ctx, call, &decision).await);
+    }
     call.placement = Some(Placement::Pending);
-    match store
+    let admitted = store
         .admit_call(
             &call,
             account.max_concurrent_calls,
             Some(route.max_concurrent_calls),
             ctx.live_since(),
         )
-        .await?
+        .await;
+    let refusal = match admitted {
+        Ok(Admission::Admitted) => None,
+        Ok(Admission::TenantAtLimit) => Some(TelephonyError::AtLimit("tenant")),
+        Ok(Admission::RouteAtLimit) => Some(TelephonyError::AtLimit("route")),
+        Err(e) => Some(TelephonyError::Store(e)),
+    };
+    if let Some(refusal) = refusal {
+        // Nothing dialed: the attempt the policy counted is given back.
+        if let Err(e) = predial::release_attempt(store, &decision).await {
+            tracing::warn!(call_id = %call.id, error = %e, "could not give back a dial attempt");
+        }
+        return Err(refusal);
+    }
+    // The call is admitted: a failure to store its decision must not strand it unplaced.
+    if let Err(e) = predial::record(store, &decision).await {
+        metrics::counter!("predial_record_failures_total").increment(1);
+        tracing::error!(call_id = %call.id, error = %e, "could not record the pre-dial decision");
+    }
+    ctx.event(&call.id, "predial", decision_event(&decision))
+        .await;
+    Ok((call, account))
+}
+
+/// The timeline entry of a pre-dial decision.
+fn decision_event(decision: &predial::Decision) -> serde_json::Value {
+    json!({
+        "allowed": decision.allowed,
+        "rule": decision.rule.map(predial::Rule::as_str),
+        "checks": decision.checks_json(),
+    })
+}
+
+/// The policy refused the call: it is recorded as a finished, refused call with the decision
+/// (so the call log shows why), completed at once, and nothing is dialed.
+async fn policy_refused(
+    ctx: &TelephonyCtx,
+    mut call: CallRecord,
+    decision: &predial::Decision,
+) -> TelephonyError {
+    let rule = decision.rule.unwrap_or(predial::Rule::DoNotCall);
+    metrics::counter!("predial_refusals_total", "rule" => rule.as_str()).increment(1);
+    let reason = decision.reason();
+    call.status = String::from("refused");
+    let recorded = async {
+        // Recorded outside the limits, as a finished call.
+        ctx.store().admit_call(&call, i64::MAX, None, 0).await?;
+        predial::record(ctx.store(), decision).await?;
+        Ok::<_, TelephonyError>(())
+    }
+    .await;
+    if let Err(e) = recorded {
+        return e;
+    }
+    ctx.event(&call.id, "predial", decision_event(decision))
+        .await;
+    if let Err(e) = ctx
+        .outcomes()
+        .complete(
+            &call.id,
+            EndReason::PredialRefused,
+            Some(format!("{}: {reason}", rule.as_str())),
+            Some(Outcome::Refused),
+        )
+        .await
     {
-        Admission::Admitted => Ok((call, account)),
-        Admission::TenantAtLimit => Err(TelephonyError::AtLimit("tenant")),
-        Admission::RouteAtLimit => Err(TelephonyError::AtLimit("route")),
+        metrics::counter!("call_completion_failures_total").increment(1);
+        tracing::error!(call_id = %call.id, error = %e, "could not complete the refused call");
+    }
+    TelephonyError::PolicyRefused {
+        rule,
+        message: reason,
+        call_id: call.id,
     }
 }
 

@@ -18,6 +18,8 @@ pub struct CallDetail {
     pub status_events: Vec<StatusEvent>,
     /// Timeline.
     pub events: Vec<CallEvent>,
+    /// The pre-dial decision (outbound calls).
+    pub predial: Option<crate::governance::predial::Decision>,
 }
 
 /// A voice session with its transcript.
@@ -42,10 +44,12 @@ pub async fn call_detail(
     let call = ctx.lookup(tenant, id).await?;
     let status_events = ctx.store().status_events(&call.id).await?;
     let events = ctx.store().call_events(&call.id).await?;
+    let predial = ctx.store().predial_decision(tenant, &call.id).await?;
     Ok(CallDetail {
         call,
         status_events,
         events,
+        predial,
     })
 }
 

@@ -4,6 +4,7 @@
 mod support;
 
 mod placement;
+mod predial;
 mod router;
 mod supervision;
 mod tenant;

@@ -33,6 +33,7 @@ fn request(tenant: &TenantId) -> OutboundRequest {
         org_id: None,
         metadata: None,
         machine_detection: None,
+        time_zone: None,
         draining: false,
     }
 }

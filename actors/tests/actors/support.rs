@@ -136,6 +136,18 @@ impl Carrier for ScriptedCarrier {
     ) -> BoxFuture<'a, Result<String, CarrierError>> {
         Box::pin(async { Ok(String::from("SM1")) })
     }
+
+    fn fetch_account<'a>(
+        &'a self,
+        auth: &'a CarrierAuth,
+    ) -> BoxFuture<'a, Result<actors::carrier::CarrierAccount, CarrierError>> {
+        let account = actors::carrier::CarrierAccount {
+            sid: auth.account_sid.clone(),
+            friendly_name: None,
+            status: String::from("active"),
+        };
+        Box::pin(async move { Ok(account) })
+    }
 }
 
 /// A running tree and what it runs on.
@@ -202,6 +214,7 @@ pub async fn start_with(
         placement,
         evaluation: actors::evaluation::EvaluationSettings::default(),
         evaluation_sink: None,
+        clock: actors::time::Clock::System,
     };
     let mut config = config;
     adjust(&mut config);

@@ -32,6 +32,7 @@ impl From<RolloutError> for ApiError {
             RolloutError::NotFound(what) => ApiError::NotFound(what.to_owned()),
             RolloutError::Conflict(m) => ApiError::Conflict(m),
             RolloutError::NoVersion(m) => ApiError::invalid("agent_version_id", m),
+            RolloutError::Forbidden(code, message) => ApiError::Forbidden { code, message },
             RolloutError::Store(e) => store_error(e),
         }
     }
@@ -582,10 +583,13 @@ async fn transition(
     Ok(json(StatusCode::OK, &VersionView::from(v)))
 }
 
-/// Approves a draft: it becomes immutable and the agent's current version.
+/// Approves a draft: it becomes immutable and the agent's current version. Needs the
+/// `approver` role; when the tenant requires two-person approval, an identity other than the
+/// version's author (403 `two_person_approval`).
 #[utoipa::path(post, path = "/api/v1/admin/agent-versions/{version_id}/approve", tag = "admin",
     params(("version_id" = String, Path, description = "Version id")),
-    responses((status = 200, body = VersionView), (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
+    responses((status = 200, body = VersionView), (status = 403, body = ErrorResponse, description = "the identity lacks the `approver` role (`insufficient_role`), or authored the version under the tenant's two-person rule (`two_person_approval`)"),
+              (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse)))]
 pub async fn approve_version(
     req: Request<AuditMeta, (AgentVersionId,)>,
 ) -> Result<Response, ApiError> {

@@ -15,7 +15,7 @@ use crate::http::ApiError;
 pub struct ToolDto {
     /// Name the model calls (letters, digits, `_`, `-`). For a built-in, one of
     /// `transfer_to_human`, `end_call`, `create_callback_task`, `send_followup_sms`,
-    /// `verify_identity`, `report_intent`.
+    /// `verify_identity`, `report_intent`, `opt_out`.
     pub name: String,
     /// `webhook` (the tenant's HTTPS endpoint, called signed) or `builtin`.
     #[serde(rename = "type")]

@@ -4,7 +4,9 @@
 //!
 //! Routes, under `/2010-04-01/Accounts/{AccountSid}/`:
 //! `POST Calls.json` (create), `GET Calls.json` (list), `POST Calls/{Sid}.json` (update),
-//! `GET Calls/{Sid}.json` (fetch), `POST Messages.json` (send an SMS).
+//! `GET Calls/{Sid}.json` (fetch), `POST Messages.json` (send an SMS); and `GET
+//! /2010-04-01/Accounts/{AccountSid}.json` (the account: a credential check; a wrong token
+//! gets Twilio's 401, code 20003).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -224,6 +226,14 @@ fn route(
     let rest = path
         .strip_prefix("/2010-04-01/Accounts/")
         .ok_or_else(|| not_found(path))?;
+    if let Some(account) = rest.strip_suffix(".json").filter(|a| !a.contains('/')) {
+        // The Account resource: what a credential check reads.
+        authenticate(shared, account, auth)?;
+        return match *method {
+            Method::GET => Ok((200, account_json(account))),
+            _ => Err(method_not_allowed()),
+        };
+    }
     let (account, rest) = rest.split_once('/').ok_or_else(|| not_found(path))?;
     authenticate(shared, account, auth)?;
     let segments: Vec<&str> = rest.split('/').collect();
@@ -254,6 +264,18 @@ fn route(
         },
         _ => Err(not_found(path)),
     }
+}
+
+/// The Account resource of `account` (the fields Twilio sends that matter here).
+fn account_json(account: &str) -> Value {
+    json!({
+        "sid": account,
+        "friendly_name": format!("Simulated account {account}"),
+        "status": "active",
+        "type": "Full",
+        "owner_account_sid": account,
+        "uri": format!("/{API_VERSION}/Accounts/{account}.json"),
+    })
 }
 
 fn method_not_allowed() -> ApiError {

@@ -441,6 +441,40 @@ async fn fetch_call_gets_the_call_resource() {
 }
 
 #[tokio::test]
+async fn fetch_account_gets_the_account_resource_and_a_wrong_token_is_20003() {
+    let server = TestServer::json(
+        200,
+        r#"{"sid": "AC00000000000000000000000000000001", "friendly_name": "Acme", "status": "active",
+            "type": "Full", "owner_account_sid": "AC00000000000000000000000000000001"}"#,
+    )
+    .await;
+    let account = server
+        .client()
+        .fetch_account(&auth())
+        .await
+        .expect("fetched");
+    assert_eq!(account.sid, SID);
+    assert_eq!(account.status, "active");
+    assert_eq!(account.friendly_name.as_deref(), Some("Acme"));
+    let sent = server.only_request();
+    assert_eq!(sent.method, "GET");
+    assert_eq!(sent.path, format!("/2010-04-01/Accounts/{SID}.json"));
+    assert!(sent.authorization.is_some_and(|a| a.starts_with("Basic ")));
+
+    let refused = TestServer::json(
+        401,
+        r#"{"code": 20003, "message": "Authenticate", "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401}"#,
+    )
+    .await;
+    let err = refused
+        .client()
+        .fetch_account(&auth())
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), Some(CODE_AUTH_FAILED));
+}
+
+#[tokio::test]
 async fn list_calls_sends_the_filters_and_parses_the_page() {
     let server = TestServer::json(
         200,

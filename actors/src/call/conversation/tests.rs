@@ -88,6 +88,7 @@ fn render(effect: &Effect) -> Option<String> {
                 ToolWork::Identity { .. } => "identity",
                 ToolWork::Callback { .. } => "callback",
                 ToolWork::Sms { .. } => "sms",
+                ToolWork::OptOut { .. } => "opt_out",
             };
             format!("run {} {work}", job.invocation.model_call_id)
         }

@@ -128,6 +128,11 @@ pub enum ToolWork {
         /// The text.
         body: String,
     },
+    /// The caller's number onto the tenant's do-not-call list, the call as evidence.
+    OptOut {
+        /// What the caller said.
+        reason: Option<String>,
+    },
 }
 
 /// A tool to run in a task.
@@ -489,6 +494,12 @@ impl Conversation {
                     phone,
                     reason,
                     due_at,
+                };
+                self.run_tool(&call_id, work, TaskOptions::default());
+            }
+            Builtin::OptOut => {
+                let work = ToolWork::OptOut {
+                    reason: str_arg(&args, "reason"),
                 };
                 self.run_tool(&call_id, work, TaskOptions::default());
             }
