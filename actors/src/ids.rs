@@ -134,6 +134,11 @@ id_type!(
     ReviewId,
     "evr_"
 );
+id_type!(
+    /// A decision taken on a rollout (start, advance, pause, rollback, promote, automatic).
+    RolloutDecisionId,
+    "rod_"
+);
 
 #[cfg(test)]
 mod tests {

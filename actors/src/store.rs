@@ -31,6 +31,7 @@ mod idempotency;
 mod models;
 mod phone_routes;
 mod queues;
+mod rollouts;
 mod sessions;
 mod tenants;
 mod webhooks;
@@ -47,6 +48,7 @@ pub use function_calls::{
     FunctionCall, FunctionCallStatus, Handoff, NewFunctionCall, PriorInvocation, SettledCall,
 };
 pub use models::*;
+pub use rollouts::{RolloutDecision, RolloutPolicy, RolloutStatus, Stage};
 pub use sessions::{SessionStatus, Usage};
 pub use webhooks::{
     AttemptResult, DeliveryFilter, DeliveryStatus, FinishedAttempt, NewEvent, QueuedEvent,

@@ -27,7 +27,7 @@ use crate::egress::Egress;
 use crate::meter::{self, HandleTimer, kind};
 use crate::notifier::{Notifier, NotifierActor, NotifierArgs, NotifierMsg, NotifierSettings};
 use crate::outcome::Outcomes;
-use crate::rollout::{RolloutActor, RolloutMsg};
+use crate::rollout::{RolloutActor, RolloutArgs, RolloutMsg};
 use crate::router::{RouteCache, RouterActor, RouterArgs, RouterMsg, RoutingLog};
 use crate::singleton::SingletonRef;
 use crate::store::Store;
@@ -316,13 +316,13 @@ impl RootSupervisor {
                 Ok(cell)
             }
             ChildKind::Rollout => {
-                let (actor, _join) = Actor::spawn_linked(
-                    None,
-                    RolloutActor,
+                let mut args = RolloutArgs::new(
                     state.config.store.clone(),
-                    myself.get_cell(),
-                )
-                .await?;
+                    Some(state.notifier_handle.clone()),
+                );
+                args.live_window = state.config.live_window;
+                let (actor, _join) =
+                    Actor::spawn_linked(None, RolloutActor, args, myself.get_cell()).await?;
                 let cell = actor.get_cell();
                 state.rollout.set(Some(actor));
                 Ok(cell)

@@ -279,10 +279,11 @@ async fn prepare(
     } else {
         "agent_key"
     };
-    let version = ctx
-        .resolve(&req.tenant_id, &agent_key, pinned)
+    let resolved = ctx
+        .resolve(&req.tenant_id, &agent_key, pinned, &req.to)
         .await?
         .map_err(|why| TelephonyError::Invalid(field, why))?;
+    let version = &resolved.version;
     let mut call = new_call(
         &req.tenant_id,
         CallDirection::Outbound,
@@ -308,7 +309,10 @@ async fn prepare(
         )
         .await?
     {
-        Admission::Admitted => Ok((call, account)),
+        Admission::Admitted => {
+            ctx.record_arm(&call.id, &resolved).await;
+            Ok((call, account))
+        }
         Admission::TenantAtLimit => Err(TelephonyError::AtLimit("tenant")),
         Admission::RouteAtLimit => Err(TelephonyError::AtLimit("route")),
     }
