@@ -472,9 +472,8 @@ impl RolloutState {
             .get_version(&id)
             .await?
             .filter(|v| &v.tenant_id == tenant);
-        let v = v.ok_or_else(|| {
-            RolloutError::NoVersion(format!("agent version {id} does not exist"))
-        })?;
+        let v =
+            v.ok_or_else(|| RolloutError::NoVersion(format!("agent version {id} does not exist")))?;
         if v.agent_key != key {
             return Err(RolloutError::NoVersion(format!(
                 "agent version {id} belongs to agent {}, not {key}",
@@ -639,9 +638,7 @@ impl Actor for RolloutActor {
             RolloutMsg::Act(agent, action, reason, meta, port) => {
                 reply(port, state.act(agent, action, reason, meta).await)
             }
-            RolloutMsg::Governance(tenant, port) => {
-                reply(port, state.governance(&tenant).await)
-            }
+            RolloutMsg::Governance(tenant, port) => reply(port, state.governance(&tenant).await),
             RolloutMsg::Evaluated(notice) => {
                 if let Err(error) = state.evaluated(&notice).await {
                     tracing::warn!(evaluation_id = %notice.evaluation_id, error = %error, "rollout guardrail check failed");

@@ -23,6 +23,7 @@ pub mod diagnostics;
 pub mod event_webhooks;
 pub mod phone_routes;
 pub mod queues;
+pub mod rollouts;
 pub mod runtime_config;
 pub mod tenants;
 

@@ -10,7 +10,7 @@ use actors::store::Scope::{Operator, Read, Runtime};
 
 use super::admin::{
     agents, api_keys, audit, credentials, diagnostics, event_webhooks, phone_routes,
-    queues as admin_queues, runtime_config, tenants,
+    queues as admin_queues, rollouts, runtime_config, tenants,
 };
 use super::guard::{admin, ops, public, tenant, twilio};
 use super::mount::Mount;
@@ -106,6 +106,13 @@ static TABLE: LazyLock<Vec<Mount>> = LazyLock::new(|| {
         mount!(agents::put_version, admin()),
         mount!(agents::approve_version, admin()),
         mount!(agents::retire_version, admin()),
+        mount!(rollouts::put_rollout_policy, admin()),
+        mount!(rollouts::rollout_start, admin()),
+        mount!(rollouts::rollout_advance, admin()),
+        mount!(rollouts::rollout_pause, admin()),
+        mount!(rollouts::rollout_rollback, admin()),
+        mount!(rollouts::rollout_promote, admin()),
+        mount!(rollouts::rollout_governance, admin()),
     ]
 });
 

@@ -19,6 +19,7 @@ mod ops;
 mod outcomes;
 mod placement;
 mod queues;
+mod rollouts;
 mod sandbox;
 mod telephony;
 mod tools;

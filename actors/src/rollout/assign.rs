@@ -65,7 +65,10 @@ mod tests {
         let d = h.finalize();
         let mut first = [0u8; 8];
         first.copy_from_slice(&d[..8]);
-        assert_eq!(bucket("s1", "+15551230000"), u64::from_be_bytes(first) % 10_000);
+        assert_eq!(
+            bucket("s1", "+15551230000"),
+            u64::from_be_bytes(first) % 10_000
+        );
         assert_eq!(bucket("s1", " +15551230000 "), bucket("s1", "+15551230000"));
         assert!(!on_canary("s1", "+15551230000", 0));
         assert!(on_canary("s1", "+15551230000", 100));

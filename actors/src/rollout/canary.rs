@@ -11,9 +11,7 @@ use super::{RolloutError, RolloutState, audit};
 use crate::evaluation::EvaluationNotice;
 use crate::ids::{AgentId, AgentVersionId, RolloutDecisionId};
 use crate::notifier::{EventKind, envelope};
-use crate::store::{
-    Agent, RolloutDecision, RolloutPolicy, RolloutStatus, Stage, VersionStatus,
-};
+use crate::store::{Agent, RolloutDecision, RolloutPolicy, RolloutStatus, Stage, VersionStatus};
 use crate::tenant::AuditMeta;
 use crate::time::now_ms;
 
@@ -65,7 +63,10 @@ pub fn stages_invalid(stages: &[Stage]) -> Option<(String, String)> {
     let mut last = 0u8;
     for (i, s) in stages.iter().enumerate() {
         if !(1..=100).contains(&s.percent) {
-            return Some((format!("stages[{i}].percent"), "must be between 1 and 100".into()));
+            return Some((
+                format!("stages[{i}].percent"),
+                "must be between 1 and 100".into(),
+            ));
         }
         if s.percent <= last {
             return Some((
@@ -120,7 +121,14 @@ impl RolloutState {
                 if v.status == VersionStatus::Approved {
                     Ok(())
                 } else {
-                    Err(invalid(field, format!("version {} is {}, not approved", v.version, v.status.as_str())))
+                    Err(invalid(
+                        field,
+                        format!(
+                            "version {} is {}, not approved",
+                            v.version,
+                            v.status.as_str()
+                        ),
+                    ))
                 }
             }
             _ => Err(invalid(field, "is not a version of this agent")),
@@ -140,9 +148,13 @@ impl RolloutState {
             .await?;
         if let Some(canary) = &spec.canary_version_id {
             if canary == &spec.stable_version_id {
-                return Err(invalid("canary_version_id", "must differ from stable_version_id"));
+                return Err(invalid(
+                    "canary_version_id",
+                    "must differ from stable_version_id",
+                ));
             }
-            self.approved_of(&agent, canary, "canary_version_id").await?;
+            self.approved_of(&agent, canary, "canary_version_id")
+                .await?;
             if spec.stages.is_empty() {
                 return Err(invalid("stages", "a canary needs at least one stage"));
             }
@@ -153,16 +165,22 @@ impl RolloutState {
         if let Some((field, message)) = spec.guardrails.invalid() {
             return Err(invalid(field, message));
         }
-        let before = self.store.rollout_policy(&agent.tenant_id, &agent.id).await?;
-        if before.as_ref().is_some_and(|p| p.state == RolloutStatus::Canarying) {
+        let before = self
+            .store
+            .rollout_policy(&agent.tenant_id, &agent.id)
+            .await?;
+        if before
+            .as_ref()
+            .is_some_and(|p| p.state == RolloutStatus::Canarying)
+        {
             return Err(RolloutError::Conflict(
                 "the canary is running: pause or roll it back before changing the policy".into(),
             ));
         }
         let now = now_ms();
-        let same_canary = before
-            .as_ref()
-            .is_some_and(|p| p.canary_version_id == spec.canary_version_id && p.stages == spec.stages);
+        let same_canary = before.as_ref().is_some_and(|p| {
+            p.canary_version_id == spec.canary_version_id && p.stages == spec.stages
+        });
         let after = RolloutPolicy {
             agent_id: agent.id.clone(),
             tenant_id: agent.tenant_id.clone(),
@@ -170,9 +188,10 @@ impl RolloutState {
             canary_version_id: spec.canary_version_id,
             stages: spec.stages,
             auto_promote: spec.auto_promote,
-            salt: before
-                .as_ref()
-                .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), |p| p.salt.clone()),
+            salt: before.as_ref().map_or_else(
+                || uuid::Uuid::new_v4().simple().to_string(),
+                |p| p.salt.clone(),
+            ),
             guardrails: spec.guardrails,
             state: match &before {
                 Some(p) if same_canary && p.state == RolloutStatus::Halted => RolloutStatus::Halted,
@@ -223,12 +242,19 @@ impl RolloutState {
         if !p.guardrails.enabled {
             return Ok(None);
         }
-        let c = self.store.version_figures(canary.as_str(), Some(from), None).await?;
+        let c = self
+            .store
+            .version_figures(canary.as_str(), Some(from), None)
+            .await?;
         let s = self
             .store
             .version_figures(p.stable_version_id.as_str(), Some(from), None)
             .await?;
-        Ok(Some(assess(&p.guardrails, &ArmFigures::of(&c), &ArmFigures::of(&s))))
+        Ok(Some(assess(
+            &p.guardrails,
+            &ArmFigures::of(&c),
+            &ArmFigures::of(&s),
+        )))
     }
 
     /// Records `taken` (from `before` to `after`) with its audit row and event.
@@ -345,12 +371,12 @@ impl RolloutState {
             .rollout_policy(&agent.tenant_id, &agent.id)
             .await?
             .ok_or(RolloutError::NotFound("rollout policy"))?;
-        let (taken, after) =
-            apply(&before, action, now_ms()).map_err(RolloutError::Conflict)?;
+        let (taken, after) = apply(&before, action, now_ms()).map_err(RolloutError::Conflict)?;
         if taken == Action::Start || taken == Action::Promote {
             // The versions must still be servable.
             if let Some(canary) = &before.canary_version_id {
-                self.approved_of(&agent, canary, "canary_version_id").await?;
+                self.approved_of(&agent, canary, "canary_version_id")
+                    .await?;
             }
         }
         let evidence = self
@@ -429,7 +455,9 @@ impl RolloutState {
         };
         let concerns = n.agent_version_id.as_deref().is_some_and(|v| {
             v == p.stable_version_id.as_str()
-                || p.canary_version_id.as_ref().is_some_and(|c| c.as_str() == v)
+                || p.canary_version_id
+                    .as_ref()
+                    .is_some_and(|c| c.as_str() == v)
         });
         if concerns {
             self.check(&p).await?;

@@ -75,7 +75,9 @@ pub fn apply(
     match action {
         Action::Start => {
             if policy.canary_version_id.is_none() || policy.stages.is_empty() {
-                return Err("the policy has no canary to start; set canary_version_id and stages".into());
+                return Err(
+                    "the policy has no canary to start; set canary_version_id and stages".into(),
+                );
             }
             if !matches!(state, RolloutStatus::StableOnly | RolloutStatus::Halted) {
                 return Err(refuse());
@@ -197,8 +199,16 @@ mod tests {
             stable_version_id: AgentVersionId::generate(),
             canary_version_id: Some(AgentVersionId::generate()),
             stages: vec![
-                Stage { percent: 10, min_evaluated_calls: 5, min_seconds: 60 },
-                Stage { percent: 50, min_evaluated_calls: 5, min_seconds: 0 },
+                Stage {
+                    percent: 10,
+                    min_evaluated_calls: 5,
+                    min_seconds: 60,
+                },
+                Stage {
+                    percent: 50,
+                    min_evaluated_calls: 5,
+                    min_seconds: 0,
+                },
             ],
             auto_promote: true,
             salt: "s".into(),
@@ -234,11 +244,17 @@ mod tests {
         .expect("resume");
         assert_eq!(resumed.canary_percent(), 50, "pause keeps the stage");
         let (_, rolled) = apply(&advanced, Action::Rollback, 6_000).expect("rollback");
-        assert_eq!((rolled.state, rolled.stage_index), (RolloutStatus::Halted, 0));
+        assert_eq!(
+            (rolled.state, rolled.stage_index),
+            (RolloutStatus::Halted, 0)
+        );
         let (taken, promoted) = apply(&advanced, Action::Advance, 7_000).expect("last advance");
         assert_eq!(taken, Action::Promote);
         assert_eq!(promoted.state, RolloutStatus::Promoted);
-        assert_eq!(Some(promoted.stable_version_id.clone()), p.canary_version_id);
+        assert_eq!(
+            Some(promoted.stable_version_id.clone()),
+            p.canary_version_id
+        );
         assert_eq!(promoted.canary_version_id, None);
         assert!(apply(&promoted, Action::Start, 8_000).is_err());
     }
@@ -268,7 +284,11 @@ mod tests {
         let a = assess(&g, &good, &good);
         assert_eq!(step(&p, Some(&a), 5, 60_000), Step::Advance);
         // Too few stable calls to compare: the stage waits.
-        let few = ArmFigures { evaluated: 3, passed: 3, ..good };
+        let few = ArmFigures {
+            evaluated: 3,
+            passed: 3,
+            ..good
+        };
         let a = assess(&g, &good, &few);
         assert_eq!(step(&p, Some(&a), 5, 60_000), Step::Hold);
     }

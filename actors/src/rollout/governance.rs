@@ -37,7 +37,11 @@ impl RolloutState {
         for agent in self.store.list_agents(Some(tenant)).await? {
             let policy = self.store.rollout_policy(tenant, &agent.id).await?;
             let guardrails = match &policy {
-                Some(p) => self.assessment(p).await?.map(|a| a.checks).unwrap_or_default(),
+                Some(p) => self
+                    .assessment(p)
+                    .await?
+                    .map(|a| a.checks)
+                    .unwrap_or_default(),
                 None => Vec::new(),
             };
             let live_calls = self

@@ -190,7 +190,8 @@ impl Assessment {
                 format!(
                     "{} {} beyond threshold {} (canary n={}{})",
                     c.guardrail,
-                    c.value.map_or_else(|| "-".to_owned(), |v| format!("{v:.4}")),
+                    c.value
+                        .map_or_else(|| "-".to_owned(), |v| format!("{v:.4}")),
                     format_args!("{:.4}", c.threshold),
                     c.canary_sample,
                     c.stable_sample
@@ -361,7 +362,11 @@ mod tests {
         let check = &a.checks[0];
         assert!(close(check.threshold, 0.85), "{check:?}");
         assert!(close(check.value.expect("value"), 0.5));
-        assert!(a.breach_reason().contains("pass_rate 0.5000"), "{}", a.breach_reason());
+        assert!(
+            a.breach_reason().contains("pass_rate 0.5000"),
+            "{}",
+            a.breach_reason()
+        );
         // 15/20 vs 18/20 looks worse but the bound (0.0529) is above −0.05: no breach.
         let a = assess(&g, &arm(20, 15), &arm(20, 18));
         assert_eq!(status(&a, "pass_rate"), CheckStatus::Pass);
@@ -377,7 +382,12 @@ mod tests {
         canary.transferred = 19;
         canary.first_audio_p95_ms = Some(9_000);
         let a = assess(&g, &canary, &arm(40, 40));
-        assert!(a.checks.iter().all(|c| c.status == CheckStatus::Insufficient), "{a:?}");
+        assert!(
+            a.checks
+                .iter()
+                .all(|c| c.status == CheckStatus::Insufficient),
+            "{a:?}"
+        );
         // Enough canary calls but too few stable ones: the comparisons wait, the absolute
         // guardrails decide.
         let mut canary = arm(20, 20);
@@ -397,19 +407,34 @@ mod tests {
         stable.transferred = 2;
         let mut canary = arm(20, 20);
         canary.transferred = 3;
-        assert_eq!(status(&assess(&g, &canary, &stable), "transfer_rate"), CheckStatus::Pass);
+        assert_eq!(
+            status(&assess(&g, &canary, &stable), "transfer_rate"),
+            CheckStatus::Pass
+        );
         canary.transferred = 4;
-        assert_eq!(status(&assess(&g, &canary, &stable), "transfer_rate"), CheckStatus::Breach);
+        assert_eq!(
+            status(&assess(&g, &canary, &stable), "transfer_rate"),
+            CheckStatus::Breach
+        );
         // Errors: 1/20 = 0.05 is at the limit; 2/20 beyond.
         let mut canary = arm(20, 20);
         canary.errored = 1;
-        assert_eq!(status(&assess(&g, &canary, &stable), "error_rate"), CheckStatus::Pass);
+        assert_eq!(
+            status(&assess(&g, &canary, &stable), "error_rate"),
+            CheckStatus::Pass
+        );
         canary.errored = 2;
-        assert_eq!(status(&assess(&g, &canary, &stable), "error_rate"), CheckStatus::Breach);
+        assert_eq!(
+            status(&assess(&g, &canary, &stable), "error_rate"),
+            CheckStatus::Breach
+        );
         // First audio p95 1500 passes, 1501 breaches.
         let mut canary = arm(20, 20);
         canary.first_audio_p95_ms = Some(1500);
-        assert_eq!(status(&assess(&g, &canary, &stable), "first_audio_p95_ms"), CheckStatus::Pass);
+        assert_eq!(
+            status(&assess(&g, &canary, &stable), "first_audio_p95_ms"),
+            CheckStatus::Pass
+        );
         canary.first_audio_p95_ms = Some(1501);
         assert_eq!(
             status(&assess(&g, &canary, &stable), "first_audio_p95_ms"),
@@ -422,7 +447,10 @@ mod tests {
         let g: Guardrails = serde_json::from_str("{}").expect("defaults");
         assert_eq!(g, Guardrails::default());
         let g: Guardrails = serde_json::from_str(r#"{"max_error_rate": 2}"#).expect("parse");
-        assert_eq!(g.invalid().map(|(f, _)| f), Some("guardrails.max_error_rate"));
+        assert_eq!(
+            g.invalid().map(|(f, _)| f),
+            Some("guardrails.max_error_rate")
+        );
         assert!(serde_json::from_str::<Guardrails>(r#"{"nope": 1}"#).is_err());
     }
 }

@@ -76,7 +76,11 @@ fn rubric() -> Rubric {
     .expect("rubric")
 }
 
-async fn approved_version(store: &Store, actor: &ActorRef<RolloutMsg>, agent: &AgentId) -> AgentVersionId {
+async fn approved_version(
+    store: &Store,
+    actor: &ActorRef<RolloutMsg>,
+    agent: &AgentId,
+) -> AgentVersionId {
     let spec = VersionSpec {
         model: "gpt-realtime".into(),
         voice: "marin".into(),
@@ -89,9 +93,16 @@ async fn approved_version(store: &Store, actor: &ActorRef<RolloutMsg>, agent: &A
         idle_timeout_seconds: 30,
         contract: crate::contract::Contract::default(),
     };
-    let v = call_t!(actor, RolloutMsg::CreateVersion, MS, agent.clone(), spec, meta())
-        .expect("call")
-        .expect("version");
+    let v = call_t!(
+        actor,
+        RolloutMsg::CreateVersion,
+        MS,
+        agent.clone(),
+        spec,
+        meta()
+    )
+    .expect("call")
+    .expect("version");
     let r = rubric();
     on_pool!(store, pool => {
         sqlx::query("UPDATE agent_versions SET rubric = $1, rubric_hash = $2 WHERE id = $3")
@@ -191,9 +202,16 @@ impl World {
             },
             reason: "trial of the new greeting".into(),
         };
-        call_t!(self.rollout, RolloutMsg::PutPolicy, MS, self.agent.id.clone(), spec, meta())
-            .expect("call")
-            .expect("policy")
+        call_t!(
+            self.rollout,
+            RolloutMsg::PutPolicy,
+            MS,
+            self.agent.id.clone(),
+            spec,
+            meta()
+        )
+        .expect("call")
+        .expect("policy")
     }
 
     async fn act(&self, action: Action) -> Result<RolloutPolicy, RolloutError> {
@@ -219,11 +237,16 @@ impl World {
         for _ in 0..n {
             let mut spec = SessionSpec::new(
                 Some(version.to_string()),
-                &[("assistant", greeting), ("user", "Hi"), ("assistant", "Bye.")],
+                &[
+                    ("assistant", greeting),
+                    ("user", "Hi"),
+                    ("assistant", "Bye."),
+                ],
             );
             spec.started_at = crate::time::now_ms();
             let (_call, session) =
-                crate::evaluation::fixtures::finished_session(&self.store, &self.tenant, &spec).await;
+                crate::evaluation::fixtures::finished_session(&self.store, &self.tenant, &spec)
+                    .await;
             assert!(
                 self.store
                     .enqueue_session_evaluation(&session, crate::time::now_ms())
@@ -242,9 +265,14 @@ impl World {
     }
 
     async fn governance(&self) -> AgentGovernance {
-        let mut all = call_t!(self.rollout, RolloutMsg::Governance, MS, self.tenant.clone())
-            .expect("call")
-            .expect("governance");
+        let mut all = call_t!(
+            self.rollout,
+            RolloutMsg::Governance,
+            MS,
+            self.tenant.clone()
+        )
+        .expect("call")
+        .expect("governance");
         assert_eq!(all.len(), 1);
         all.remove(0)
     }
@@ -314,7 +342,10 @@ async fn a_failing_canary_is_rolled_back_after_the_minimum_sample(backend: Backe
     assert_eq!(p.state, RolloutStatus::Halted);
     assert_eq!(p.canary_percent(), 0);
     let d = &g.decisions[0];
-    assert_eq!((d.action.as_str(), d.actor.as_str()), ("auto_rollback", "system"));
+    assert_eq!(
+        (d.action.as_str(), d.actor.as_str()),
+        ("auto_rollback", "system")
+    );
     assert!(d.reason.contains("pass_rate"), "{}", d.reason);
     let checks = d.evidence.as_array().expect("evidence");
     let pass = checks
@@ -332,19 +363,33 @@ async fn a_failing_canary_is_rolled_back_after_the_minimum_sample(backend: Backe
     assert_eq!(events[0]["data"]["agent_key"], "support");
     assert_eq!(events[0]["data"]["canary_version_id"], w.canary.as_str());
     let audit = w.audit_actions().await;
-    assert!(audit.contains(&("rollout.auto_rollback".into(), "system".into())), "{audit:?}");
-    assert!(audit.contains(&("rollout.start".into(), "admin:alice".into())), "{audit:?}");
+    assert!(
+        audit.contains(&("rollout.auto_rollback".into(), "system".into())),
+        "{audit:?}"
+    );
+    assert!(
+        audit.contains(&("rollout.start".into(), "admin:alice".into())),
+        "{audit:?}"
+    );
     // New calls go to stable.
     for i in 0..50 {
-        let r = call_t!(w.rollout, RolloutMsg::Resolve, MS, ResolveRequest {
-            tenant: w.tenant.clone(),
-            agent_key: "support".into(),
-            pinned: None,
-            number: format!("+1555000{i:04}"),
-        })
+        let r = call_t!(
+            w.rollout,
+            RolloutMsg::Resolve,
+            MS,
+            ResolveRequest {
+                tenant: w.tenant.clone(),
+                agent_key: "support".into(),
+                pinned: None,
+                number: format!("+1555000{i:04}"),
+            }
+        )
         .expect("call")
         .expect("resolve");
-        assert_eq!((r.arm, r.version.id.clone()), (Arm::Stable, w.stable.clone()));
+        assert_eq!(
+            (r.arm, r.version.id.clone()),
+            (Arm::Stable, w.stable.clone())
+        );
     }
     // More results change nothing: the decision is taken once.
     w.calls(&canary, false, 1).await;
@@ -362,9 +407,18 @@ async fn a_healthy_canary_advances_through_its_stages_and_is_promoted(backend: B
     w.calls(&canary, true, 2).await;
     let g = w.governance().await;
     let p = g.policy.as_ref().expect("policy");
-    assert_eq!((p.state, p.stage_index, p.canary_percent()), (RolloutStatus::Canarying, 1, 50));
+    assert_eq!(
+        (p.state, p.stage_index, p.canary_percent()),
+        (RolloutStatus::Canarying, 1, 50)
+    );
     assert_eq!(g.decisions[0].action, "auto_advance");
-    assert!(g.guardrails.iter().all(|c| c.status == guardrails::CheckStatus::Pass), "{:?}", g.guardrails);
+    assert!(
+        g.guardrails
+            .iter()
+            .all(|c| c.status == guardrails::CheckStatus::Pass),
+        "{:?}",
+        g.guardrails
+    );
     // The second stage counts its own calls.
     w.calls(&canary, true, 1).await;
     assert_eq!(w.governance().await.policy.expect("policy").stage_index, 1);
@@ -381,17 +435,25 @@ async fn a_healthy_canary_advances_through_its_stages_and_is_promoted(backend: B
     assert_eq!(promoted[1]["data"]["action"], "auto_promote");
     assert_eq!(promoted[1]["data"]["stable_version_id"], w.canary.as_str());
     // Every call now runs the promoted version.
-    let r = call_t!(w.rollout, RolloutMsg::Resolve, MS, ResolveRequest {
-        tenant: w.tenant.clone(),
-        agent_key: "support".into(),
-        pinned: None,
-        number: "+15550001234".into(),
-    })
+    let r = call_t!(
+        w.rollout,
+        RolloutMsg::Resolve,
+        MS,
+        ResolveRequest {
+            tenant: w.tenant.clone(),
+            agent_key: "support".into(),
+            pinned: None,
+            number: "+15550001234".into(),
+        }
+    )
     .expect("call")
     .expect("resolve");
     assert_eq!((r.arm, r.version.id), (Arm::Stable, w.canary.clone()));
     // Promoted: nothing left to start.
-    assert!(matches!(w.act(Action::Start).await, Err(RolloutError::Conflict(_))));
+    assert!(matches!(
+        w.act(Action::Start).await,
+        Err(RolloutError::Conflict(_))
+    ));
 }
 
 async fn callers_land_on_the_arm_their_number_hashes_to(backend: Backend) {
@@ -421,7 +483,11 @@ async fn callers_land_on_the_arm_their_number_hashes_to(backend: Backend) {
         let number = format!("+1555{i:07}");
         let expected = assign::on_canary(&policy.salt, &number, 30);
         let r = resolve(number.clone(), None).await;
-        let want = if expected { (Arm::Canary, &w.canary) } else { (Arm::Stable, &w.stable) };
+        let want = if expected {
+            (Arm::Canary, &w.canary)
+        } else {
+            (Arm::Stable, &w.stable)
+        };
         assert_eq!((r.arm, &r.version.id), want, "{number}");
         // Sticky: asked again, the same.
         assert_eq!(resolve(number, None).await.arm, r.arm);
@@ -433,7 +499,10 @@ async fn callers_land_on_the_arm_their_number_hashes_to(backend: Backend) {
     assert_eq!(r.arm, Arm::Pinned);
     // Manual pause and rollback: stable only; the start again resumes.
     w.act(Action::Pause).await.expect("pause");
-    assert!(matches!(w.act(Action::Pause).await, Err(RolloutError::Conflict(_))));
+    assert!(matches!(
+        w.act(Action::Pause).await,
+        Err(RolloutError::Conflict(_))
+    ));
     let p = w.act(Action::Rollback).await.expect("rollback");
     assert_eq!(p.canary_percent(), 0);
     assert_eq!(w.events("voice.rollout.rolled_back").await.len(), 1);

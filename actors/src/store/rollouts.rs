@@ -212,9 +212,8 @@ impl TryFrom<DecisionRow> for RolloutDecision {
     type Error = StoreError;
 
     fn try_from(r: DecisionRow) -> Result<Self, StoreError> {
-        let state = |s: &str| {
-            RolloutStatus::parse(s).ok_or(StoreError::Corrupt("rollout_decisions.state"))
-        };
+        let state =
+            |s: &str| RolloutStatus::parse(s).ok_or(StoreError::Corrupt("rollout_decisions.state"));
         Ok(RolloutDecision {
             id: RolloutDecisionId::from_stored(r.id),
             tenant_id: TenantId::from_stored(r.tenant_id),

@@ -31,6 +31,7 @@ impl From<RolloutError> for ApiError {
             RolloutError::NotFound(what) => ApiError::NotFound(what.to_owned()),
             RolloutError::Conflict(m) => ApiError::Conflict(m),
             RolloutError::NoVersion(m) => ApiError::invalid("agent_version_id", m),
+            RolloutError::Invalid(field, m) => ApiError::invalid(field, m),
             RolloutError::Store(e) => store_error(e),
         }
     }
