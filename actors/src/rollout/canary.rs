@@ -91,6 +91,20 @@ pub fn stages_invalid(stages: &[Stage]) -> Option<(String, String)> {
     None
 }
 
+/// A decision to record.
+struct Decided {
+    /// The action taken.
+    taken: Action,
+    /// Taken by the guardrails or the schedule (`auto_…`).
+    automatic: bool,
+    /// Why.
+    reason: String,
+    /// Who.
+    actor: AuditMeta,
+    /// The guardrails it was taken on.
+    evidence: Value,
+}
+
 fn action_name(taken: Action, automatic: bool) -> &'static str {
     match (taken, automatic) {
         (Action::Rollback, true) => "auto_rollback",
@@ -257,17 +271,20 @@ impl RolloutState {
         )))
     }
 
-    /// Records `taken` (from `before` to `after`) with its audit row and event.
+    /// Records `decision` (from `before` to `after`) with its audit row and event.
     async fn record(
         &self,
         before: &RolloutPolicy,
         after: &RolloutPolicy,
-        taken: Action,
-        automatic: bool,
-        reason: String,
-        actor: AuditMeta,
-        evidence: Value,
+        decision: Decided,
     ) -> Result<bool, RolloutError> {
+        let Decided {
+            taken,
+            automatic,
+            reason,
+            actor,
+            evidence,
+        } = decision;
         let agent = self.agent(&before.agent_id).await?;
         let action = action_name(taken, automatic);
         let now = after.updated_at;
@@ -383,10 +400,14 @@ impl RolloutState {
             .assessment(&before)
             .await?
             .map_or(Value::Null, |a| json!(a.checks));
-        if !self
-            .record(&before, &after, taken, false, reason, meta, evidence)
-            .await?
-        {
+        let decided = Decided {
+            taken,
+            automatic: false,
+            reason,
+            actor: meta,
+            evidence,
+        };
+        if !self.record(&before, &after, decided).await? {
             return Err(RolloutError::Conflict(
                 "the rollout changed meanwhile; retry".into(),
             ));
@@ -438,9 +459,14 @@ impl RolloutState {
             request_id: None,
         };
         // Not written: another node decided first; its decision stands.
-        let _ = self
-            .record(p, &after, taken, true, reason, system, evidence)
-            .await?;
+        let decided = Decided {
+            taken,
+            automatic: true,
+            reason,
+            actor: system,
+            evidence,
+        };
+        let _ = self.record(p, &after, decided).await?;
         Ok(())
     }
 
