@@ -1,9 +1,9 @@
 //! Admin API (`x-admin-key`), one module per resource: tenants, API keys, provider
 //! credentials, runtime configuration, event webhooks and signing secrets, phone routes,
-//! agents and versions, operator queues, the audit log and diagnostics. Every admin path
-//! answers 404 when no admin key is configured (the guard of its mount); every mutation is
-//! audited by the owning actor in the same transaction. This module holds only the helpers
-//! the resources share.
+//! agents and versions, rollouts (policies, actions, governance), operator queues, the audit
+//! log and diagnostics. Every admin path answers 404 when no admin key is configured (the
+//! guard of its mount); every mutation is audited by the owning actor in the same
+//! transaction. This module holds only the helpers the resources share.
 
 use actors::ids::TenantId;
 use serde::{Deserialize, Deserializer, Serialize};
