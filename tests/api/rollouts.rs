@@ -7,11 +7,16 @@ use actors::rollout::assign::on_canary;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, backend_tests, expect_error, spawn_app};
+use stateset_voice::sim::carrier::{CalleeBehaviour, CarrierConfig, CarrierSim};
+
+use crate::helpers::{
+    Backend, TestApp, backend_tests, expect_error, metric, spawn_app, spawn_app_with,
+};
 
 backend_tests!(
     a_canary_is_started_split_paused_rolled_back_and_promoted_by_hand,
     rollout_routes_validate_and_isolate_tenants,
+    outbound_calls_land_on_the_arm_their_callee_hashes_to,
 );
 
 /// A second approved version of `agent_id`.
@@ -244,6 +249,11 @@ async fn a_canary_is_started_split_paused_rolled_back_and_promoted_by_hand(backe
             version.as_str()
         );
     }
+    // Counted by arm (the recorder is shared by every test of the process: at least ours).
+    let text = app.metrics().await;
+    let counted = metric(&text, "rollout_calls_total", &[("arm", "stable")])
+        + metric(&text, "rollout_calls_total", &[("arm", "canary")]);
+    assert!(counted >= 16.0, "{counted}");
     let g = governance(&app, &t.tenant_id).await;
     let a = &g["data"][0];
     assert_eq!(a["state"], "canarying");
@@ -534,4 +544,86 @@ async fn rollout_routes_validate_and_isolate_tenants(backend: Backend) {
         "{}",
         resp.status()
     );
+}
+
+async fn outbound_calls_land_on_the_arm_their_callee_hashes_to(backend: Backend) {
+    let sim = CarrierSim::start(CarrierConfig::default())
+        .await
+        .expect("carrier sim");
+    let base = sim.base_url();
+    let app = spawn_app_with(backend, move |raw| raw.set("TWILIO_API_BASE_URL", base)).await;
+    let t = app
+        .telephony_tenant("Acme", "+14155550100", json!({"max_concurrent_calls": 100}))
+        .await;
+    sim.add_account(t.account_sid.clone(), t.auth_token.clone());
+    let (agent, v1) = agent_of(&app, &t.tenant_id).await;
+    let v2 = approved_version(&app, &agent).await;
+    let resp = app
+        .admin(
+            Method::PUT,
+            &format!("/api/v1/admin/agents/{agent}/rollout-policy"),
+        )
+        .json(&json!({"stable_version_id": v1, "canary_version_id": v2,
+            "stages": [{"percent": 40}], "reason": "trial"}))
+        .send()
+        .await
+        .expect("put");
+    let salt = resp.json::<Value>().await.expect("json")["assignment_salt"]
+        .as_str()
+        .expect("salt")
+        .to_owned();
+    assert_eq!(
+        act(&app, &agent, "start", json!({"reason": "go"}))
+            .await
+            .status(),
+        200
+    );
+    let arm_of = |log: &Value| {
+        log["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .find(|e| e["kind"] == "rollout")
+            .map(|e| e["detail"].clone())
+            .unwrap_or_else(|| panic!("a rollout timeline entry in {log}"))
+    };
+    for i in 0..6 {
+        let to = format!("+1555765{i:04}");
+        sim.set_callee(&to, CalleeBehaviour::Busy);
+        let resp = app
+            .tenant(Method::POST, "/api/v1/make-call", &t.key)
+            .json(&json!({"to": to}))
+            .send()
+            .await
+            .expect("make-call");
+        assert!(resp.status().is_success(), "{}", resp.status());
+        let placed: Value = resp.json().await.expect("json");
+        let log = app
+            .call_log(&t.key, placed["call_id"].as_str().expect("call id"))
+            .await;
+        let (arm, version) = if on_canary(&salt, &to, 40) {
+            ("canary", &v2)
+        } else {
+            ("stable", &v1)
+        };
+        let detail = arm_of(&log);
+        assert_eq!(detail["arm"], arm, "{to}");
+        assert_eq!(detail["agent_version_id"], version.as_str());
+        assert_eq!(detail["canary_percent"], 40);
+    }
+    // A call that pins a version bypasses the policy.
+    let to = "+15557650099";
+    sim.set_callee(to, CalleeBehaviour::Busy);
+    let resp = app
+        .tenant(Method::POST, "/api/v1/make-call", &t.key)
+        .json(&json!({"to": to, "agent_version_id": v1}))
+        .send()
+        .await
+        .expect("make-call");
+    let placed: Value = resp.json().await.expect("json");
+    let log = app
+        .call_log(&t.key, placed["call_id"].as_str().expect("call id"))
+        .await;
+    assert_eq!(arm_of(&log)["arm"], "pinned");
+    assert_eq!(log["agent_version_id"], v1.as_str());
 }

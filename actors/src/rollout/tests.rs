@@ -31,17 +31,20 @@ backend_tests!(
     a_failing_canary_is_rolled_back_after_the_minimum_sample,
     a_healthy_canary_advances_through_its_stages_and_is_promoted,
     callers_land_on_the_arm_their_number_hashes_to,
+    a_result_the_feed_lost_is_caught_by_the_timer,
 );
 
-/// Tells the rollout feed, then the test.
+/// Tells the rollout feed (when there is one), then the test.
 struct Tee {
-    feed: Arc<dyn EvaluationSink>,
+    feed: Option<Arc<dyn EvaluationSink>>,
     test: mpsc::UnboundedSender<EvaluationNotice>,
 }
 
 impl EvaluationSink for Tee {
     fn evaluated(&self, notice: &EvaluationNotice) {
-        self.feed.evaluated(notice);
+        if let Some(feed) = &self.feed {
+            feed.evaluated(notice);
+        }
         let _ = self.test.send(notice.clone());
     }
 }
@@ -120,6 +123,12 @@ async fn approved_version(
 }
 
 async fn world(backend: Backend) -> Option<World> {
+    world_fed(backend, true).await
+}
+
+/// A world whose evaluation results reach the rollout actor through its feed, or (`fed`
+/// false) not at all, as when the actor was restarting.
+async fn world_fed(backend: Backend, fed: bool) -> Option<World> {
     let db = TestDb::new(backend).await?;
     let store = db.store(4).await;
     let tenant = tenant(&store).await;
@@ -166,7 +175,7 @@ async fn world(backend: Backend) -> Option<World> {
         },
         wake: handle.wake_flag(),
         sink: Some(Arc::new(Tee {
-            feed: RolloutFeed::sink(rollout_ref),
+            feed: fed.then(|| RolloutFeed::sink(rollout_ref)),
             test: tx,
         })),
         notifier: None,
@@ -528,4 +537,30 @@ async fn callers_land_on_the_arm_their_number_hashes_to(backend: Backend) {
     let p = w.act(Action::Promote).await.expect("promote");
     assert_eq!(p.stable_version_id, w.canary);
     assert_eq!(w.events("voice.rollout.promoted").await.len(), 1);
+}
+
+async fn a_result_the_feed_lost_is_caught_by_the_timer(backend: Backend) {
+    let Some(mut w) = world_fed(backend, false).await else {
+        return;
+    };
+    w.policy(vec![stage(20, 2)], 3).await;
+    w.act(Action::Start).await.expect("start");
+    let (stable, canary) = (w.stable.clone(), w.canary.clone());
+    w.calls(&stable, true, 3).await;
+    w.calls(&canary, false, 3).await;
+    // No notice reached the actor: still canarying.
+    let g = w.governance().await;
+    assert_eq!(
+        g.policy.as_ref().expect("policy").state,
+        RolloutStatus::Canarying
+    );
+    // The timer's tick checks every canary (handled before the next call).
+    w.rollout.cast(RolloutMsg::Tick).expect("tick");
+    let g = w.governance().await;
+    assert_eq!(
+        g.policy.as_ref().expect("policy").state,
+        RolloutStatus::Halted
+    );
+    assert_eq!(g.decisions[0].action, "auto_rollback");
+    assert_eq!(w.events("voice.rollout.rolled_back").await.len(), 1);
 }
