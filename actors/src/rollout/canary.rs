@@ -105,6 +105,21 @@ struct Decided {
     evidence: Value,
 }
 
+/// The audit log's action of a decision.
+fn audit_action(taken: Action, automatic: bool) -> &'static str {
+    match (taken, automatic) {
+        (Action::Rollback, true) => "rollout.auto_rollback",
+        (Action::Advance, true) => "rollout.auto_advance",
+        (Action::Promote, true) => "rollout.auto_promote",
+        (Action::Start, _) => "rollout.start",
+        (Action::Advance, false) => "rollout.advance",
+        (Action::Pause, _) => "rollout.pause",
+        (Action::Rollback, false) => "rollout.rollback",
+        (Action::Promote, false) => "rollout.promote",
+    }
+}
+
+/// The decision's action: `auto_…` when the guardrails or the schedule took it.
 fn action_name(taken: Action, automatic: bool) -> &'static str {
     match (taken, automatic) {
         (Action::Rollback, true) => "auto_rollback",
@@ -333,19 +348,9 @@ impl RolloutState {
         after_json["reason"] = json!(reason);
         after_json["decision_id"] = json!(decision.id.as_str());
         after_json["guardrails_evidence"] = evidence;
-        let static_action: &'static str = match action {
-            "start" => "rollout.start",
-            "advance" => "rollout.advance",
-            "pause" => "rollout.pause",
-            "rollback" => "rollout.rollback",
-            "promote" => "rollout.promote",
-            "auto_rollback" => "rollout.auto_rollback",
-            "auto_advance" => "rollout.auto_advance",
-            _ => "rollout.auto_promote",
-        };
         let a = audit(
             actor,
-            static_action,
+            audit_action(taken, automatic),
             &after.tenant_id,
             "rollout_policy",
             after.agent_id.to_string(),
