@@ -239,8 +239,6 @@ impl Application {
             max_restarts: config.supervisor_max_restarts,
             restart_window: config.supervisor_restart_window,
             evaluation: config.evaluation.settings(config.openai_api_key.as_ref()),
-            // The rollout guardrails' feed connects here when governance reads it.
-            evaluation_sink: None,
         })
         .await
         .context("cannot start the actor tree")?;

@@ -153,8 +153,8 @@ impl EvaluationNotice {
     }
 }
 
-/// Where each recorded result is sent (`RootConfig::evaluation_sink`: the rollout actor's
-/// feed, which checks its guardrails on every result). Called on a worker's task: keep it
+/// Where each recorded result is sent (under the root supervisor: the rollout actor's
+/// [`crate::rollout::RolloutFeed`], which checks its guardrails on every result). Called on a worker's task: keep it
 /// cheap, never block.
 pub trait EvaluationSink: Send + Sync + 'static {
     /// A result was recorded.

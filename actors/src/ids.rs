@@ -134,6 +134,11 @@ id_type!(
     ReviewId,
     "evr_"
 );
+id_type!(
+    /// A decision taken on a rollout (start, advance, pause, rollback, promote, automatic).
+    RolloutDecisionId,
+    "rod_"
+);
 
 id_type!(
     /// A named admin identity (an admin key with roles; the key itself is never stored).

@@ -67,17 +67,23 @@ pub enum EventKind {
     SessionEvaluated,
     /// `voice.webhook.delivery_failed`: a delivery ran out of attempts.
     DeliveryFailed,
+    /// `voice.rollout.rolled_back`: a canary was halted (by an admin or its guardrails).
+    RolloutRolledBack,
+    /// `voice.rollout.promoted`: a canary advanced a stage or became the stable version.
+    RolloutPromoted,
 }
 
 impl EventKind {
     /// Every event.
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::CallStarted,
         EventKind::CallCompleted,
         EventKind::CallEscalated,
         EventKind::CallbackCreated,
         EventKind::SessionEvaluated,
         EventKind::DeliveryFailed,
+        EventKind::RolloutRolledBack,
+        EventKind::RolloutPromoted,
     ];
 
     /// The wire name.
@@ -89,6 +95,8 @@ impl EventKind {
             EventKind::CallbackCreated => "voice.callback.created",
             EventKind::SessionEvaluated => "voice.session.evaluated",
             EventKind::DeliveryFailed => "voice.webhook.delivery_failed",
+            EventKind::RolloutRolledBack => "voice.rollout.rolled_back",
+            EventKind::RolloutPromoted => "voice.rollout.promoted",
         }
     }
 

@@ -1,14 +1,48 @@
 //! `RolloutActor`: agents and agent versions, and the choice of the version a call runs.
 //!
-//! It owns agent administration (each change with its audit row) and resolves an agent key
-//! to a version for a call: the pinned version when a call names one (any non-retired
-//! version of that agent), otherwise the agent's newest approved version. Approved versions
-//! are immutable; a change is a new version.
+//! It owns agent administration (each change with its audit row), the rollout policy of
+//! each agent (a stable version, an optional canary with a stage schedule and guardrails;
+//! DESIGN §6), and resolves an agent key to a version for a call:
+//!
+//! - a version pinned by the call (or its route) runs as asked (any non-retired version of
+//!   that agent): arm `pinned`, the policy bypassed;
+//! - with a policy, the caller's number (the callee's for outbound calls) is hashed
+//!   ([`assign`]): below the canary's current percentage the call runs the canary (arm
+//!   `canary`), otherwise the stable version (arm `stable`);
+//! - without a policy, the agent's newest approved version (arm `stable`).
+//!
+//! Guardrails ([`guardrails`]) are checked on every evaluation notice ([`RolloutFeed`], the
+//! evaluation actor's sink) and on a timer; the decisions ([`decide`]) are taken and
+//! recorded in [`canary`]. The governance view is [`governance`]. Approved versions are
+//! immutable; a change is a new version.
+//!
+//! Metrics: `rollout_calls_total{arm}`, `rollout_decisions_total{action}`.
 //!
 //! Messages: [`RolloutMsg`]. Supervised by: [`crate::supervisor::RootSupervisor`].
 
+use std::time::Duration;
+
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::json;
+
+pub mod assign;
+pub mod canary;
+pub mod decide;
+pub mod feed;
+pub mod governance;
+pub mod guardrails;
+#[cfg(test)]
+mod tests;
+
+pub use assign::Arm;
+pub use canary::PolicySpec;
+pub use decide::Action;
+pub use feed::RolloutFeed;
+pub use governance::AgentGovernance;
+
+use crate::evaluation::EvaluationNotice;
+use crate::notifier::Notifier;
+use crate::store::RolloutPolicy;
 
 use crate::governance::{GovernanceError, approval};
 use crate::ids::{AgentId, AgentVersionId, TenantId};
@@ -34,6 +68,9 @@ pub enum RolloutError {
     /// The identity may not do this (code, message), e.g. the two-person approval rule.
     #[error("{1}")]
     Forbidden(&'static str, String),
+    /// A value was refused (the field named).
+    #[error("{0}: {1}")]
+    Invalid(String, String),
     /// The store failed.
     #[error("store")]
     Store(#[from] StoreError),
@@ -99,13 +136,67 @@ pub enum RolloutMsg {
     GetVersion(AgentVersionId, Reply<AgentVersion>),
     /// An agent's versions, newest first.
     ListVersions(AgentId, Reply<Vec<AgentVersion>>),
-    /// The version a call of (tenant, agent key) runs, optionally pinned.
-    Resolve(
-        TenantId,
-        String,
-        Option<AgentVersionId>,
-        Reply<AgentVersion>,
-    ),
+    /// The version a call runs, and its arm.
+    Resolve(ResolveRequest, Reply<Resolved>),
+    /// Writes an agent's rollout policy.
+    PutPolicy(AgentId, PolicySpec, AuditMeta, Reply<RolloutPolicy>),
+    /// An admin action on an agent's rollout, with its reason.
+    Act(AgentId, Action, String, AuditMeta, Reply<RolloutPolicy>),
+    /// The governance view of a tenant.
+    Governance(TenantId, Reply<Vec<AgentGovernance>>),
+    /// An evaluation was recorded (from [`RolloutFeed`]): check the guardrails.
+    Evaluated(EvaluationNotice),
+    /// The timer: check every canary.
+    Tick,
+}
+
+/// What a call asks of [`RolloutMsg::Resolve`].
+#[derive(Debug, Clone)]
+pub struct ResolveRequest {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The agent key.
+    pub agent_key: String,
+    /// A version pinned by the call or its route (bypasses the policy).
+    pub pinned: Option<AgentVersionId>,
+    /// The number assignment hashes: the caller's (inbound) or the callee's (outbound).
+    pub number: String,
+}
+
+/// The version a call runs.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The version.
+    pub version: AgentVersion,
+    /// Why it was chosen.
+    pub arm: Arm,
+    /// The canary's share when the choice was made (0 without a running canary).
+    pub canary_percent: u8,
+}
+
+/// Arguments of the rollout actor.
+#[derive(Clone)]
+pub struct RolloutArgs {
+    /// The database.
+    pub store: Store,
+    /// Woken after a decision's event is in the outbox.
+    pub notifier: Option<Notifier>,
+    /// How often every canary is checked (besides every evaluation notice).
+    pub check_interval: Duration,
+    /// Creation time window within which unfinished calls count as live.
+    pub live_window: Duration,
+}
+
+impl RolloutArgs {
+    /// Default checking every 30 s; calls live for up to 4 h.
+    pub fn new(store: Store, notifier: Option<Notifier>) -> Self {
+        Self {
+            store,
+            notifier,
+            check_interval: Duration::from_secs(30),
+            live_window: Duration::from_secs(4 * 3600),
+        }
+    }
 }
 
 impl RolloutMsg {
@@ -122,6 +213,11 @@ impl RolloutMsg {
             RolloutMsg::GetVersion(..) => "get_version",
             RolloutMsg::ListVersions(..) => "list_versions",
             RolloutMsg::Resolve(..) => "resolve",
+            RolloutMsg::PutPolicy(..) => "put_policy",
+            RolloutMsg::Act(..) => "act",
+            RolloutMsg::Governance(..) => "governance",
+            RolloutMsg::Evaluated(..) => "evaluated",
+            RolloutMsg::Tick => "tick",
         }
     }
 }
@@ -132,6 +228,8 @@ pub struct RolloutActor;
 /// State of the rollout actor.
 pub struct RolloutState {
     store: Store,
+    notifier: Option<Notifier>,
+    live_window: Duration,
 }
 
 fn reply<T>(port: RpcReplyPort<T>, value: T) {
@@ -160,7 +258,7 @@ pub fn version_audit_json(v: &AgentVersion) -> serde_json::Value {
     })
 }
 
-fn audit(
+pub(crate) fn audit(
     meta: AuditMeta,
     action: &'static str,
     tenant: &TenantId,
@@ -383,57 +481,115 @@ impl RolloutState {
         Ok(after)
     }
 
-    async fn resolve(
+    async fn pinned(
         &self,
-        tenant: TenantId,
-        key: String,
-        pinned: Option<AgentVersionId>,
+        tenant: &TenantId,
+        key: &str,
+        id: AgentVersionId,
     ) -> Result<AgentVersion, RolloutError> {
-        match pinned {
-            Some(id) => {
-                let v = self
-                    .store
-                    .get_version(&id)
-                    .await?
-                    .filter(|v| v.tenant_id == tenant);
-                let v = v.ok_or_else(|| {
-                    RolloutError::NoVersion(format!("agent version {id} does not exist"))
-                })?;
-                if v.agent_key != key {
-                    return Err(RolloutError::NoVersion(format!(
-                        "agent version {id} belongs to agent {}, not {key}",
-                        v.agent_key
-                    )));
-                }
-                if v.status == VersionStatus::Retired {
-                    return Err(RolloutError::NoVersion(format!(
-                        "agent version {id} is retired"
-                    )));
-                }
-                Ok(v)
-            }
-            None => self
-                .store
-                .current_version(&tenant, &key)
-                .await?
-                .ok_or_else(|| {
-                    RolloutError::NoVersion(format!("agent {key} has no approved version"))
-                }),
+        let v = self
+            .store
+            .get_version(&id)
+            .await?
+            .filter(|v| &v.tenant_id == tenant);
+        let v =
+            v.ok_or_else(|| RolloutError::NoVersion(format!("agent version {id} does not exist")))?;
+        if v.agent_key != key {
+            return Err(RolloutError::NoVersion(format!(
+                "agent version {id} belongs to agent {}, not {key}",
+                v.agent_key
+            )));
         }
+        if v.status == VersionStatus::Retired {
+            return Err(RolloutError::NoVersion(format!(
+                "agent version {id} is retired"
+            )));
+        }
+        Ok(v)
+    }
+
+    /// An approved version of the tenant by id (`None` when gone or retired).
+    async fn servable(
+        &self,
+        tenant: &TenantId,
+        id: &AgentVersionId,
+    ) -> Result<Option<AgentVersion>, RolloutError> {
+        Ok(self
+            .store
+            .get_version(id)
+            .await?
+            .filter(|v| &v.tenant_id == tenant && v.status == VersionStatus::Approved))
+    }
+
+    async fn resolve(&self, req: ResolveRequest) -> Result<Resolved, RolloutError> {
+        let ResolveRequest {
+            tenant,
+            agent_key: key,
+            pinned,
+            number,
+        } = req;
+        if let Some(id) = pinned {
+            let version = self.pinned(&tenant, &key, id).await?;
+            return Ok(Resolved {
+                version,
+                arm: Arm::Pinned,
+                canary_percent: 0,
+            });
+        }
+        if let Some(policy) = self.store.rollout_policy_by_key(&tenant, &key).await? {
+            let percent = policy.canary_percent();
+            if let Some(canary) = &policy.canary_version_id
+                && percent > 0
+                && assign::on_canary(&policy.salt, &number, percent)
+                && let Some(version) = self.servable(&tenant, canary).await?
+            {
+                return Ok(Resolved {
+                    version,
+                    arm: Arm::Canary,
+                    canary_percent: percent,
+                });
+            }
+            if let Some(version) = self.servable(&tenant, &policy.stable_version_id).await? {
+                return Ok(Resolved {
+                    version,
+                    arm: Arm::Stable,
+                    canary_percent: percent,
+                });
+            }
+            tracing::warn!(agent_key = %key, "the rollout's stable version is not approved; using the newest approved version");
+        }
+        let version = self
+            .store
+            .current_version(&tenant, &key)
+            .await?
+            .ok_or_else(|| {
+                RolloutError::NoVersion(format!("agent {key} has no approved version"))
+            })?;
+        Ok(Resolved {
+            version,
+            arm: Arm::Stable,
+            canary_percent: 0,
+        })
     }
 }
 
 impl Actor for RolloutActor {
     type Msg = RolloutMsg;
     type State = RolloutState;
-    type Arguments = Store;
+    type Arguments = RolloutArgs;
 
     async fn pre_start(
         &self,
-        _myself: ActorRef<Self::Msg>,
-        store: Store,
+        myself: ActorRef<Self::Msg>,
+        args: RolloutArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
-        Ok(RolloutState { store })
+        // Ends by itself when the actor is gone.
+        let _timer = myself.send_interval(args.check_interval, || RolloutMsg::Tick);
+        Ok(RolloutState {
+            store: args.store,
+            notifier: args.notifier,
+            live_window: args.live_window,
+        })
     }
 
     async fn handle(
@@ -489,8 +645,29 @@ impl Actor for RolloutActor {
                         .map_err(RolloutError::from),
                 );
             }
-            RolloutMsg::Resolve(tenant, key, pinned, port) => {
-                reply(port, state.resolve(tenant, key, pinned).await)
+            RolloutMsg::Resolve(req, port) => {
+                let resolved = state.resolve(req).await;
+                if let Ok(r) = &resolved {
+                    metrics::counter!("rollout_calls_total", "arm" => r.arm.as_str()).increment(1);
+                }
+                reply(port, resolved);
+            }
+            RolloutMsg::PutPolicy(agent, spec, meta, port) => {
+                reply(port, state.put_policy(agent, spec, meta).await)
+            }
+            RolloutMsg::Act(agent, action, reason, meta, port) => {
+                reply(port, state.act(agent, action, reason, meta).await)
+            }
+            RolloutMsg::Governance(tenant, port) => reply(port, state.governance(&tenant).await),
+            RolloutMsg::Evaluated(notice) => {
+                if let Err(error) = state.evaluated(&notice).await {
+                    tracing::warn!(evaluation_id = %notice.evaluation_id, error = %error, "rollout guardrail check failed");
+                }
+            }
+            RolloutMsg::Tick => {
+                if let Err(error) = state.tick().await {
+                    tracing::warn!(error = %error, "rollout timer check failed");
+                }
             }
         }
         Ok(())

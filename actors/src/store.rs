@@ -32,6 +32,7 @@ mod idempotency;
 mod models;
 mod phone_routes;
 mod queues;
+mod rollouts;
 mod sessions;
 mod tenants;
 mod webhooks;
@@ -49,6 +50,7 @@ pub use function_calls::{
 };
 pub use governance::LaunchRoute;
 pub use models::*;
+pub use rollouts::{RolloutDecision, RolloutPolicy, RolloutStatus, Stage};
 pub use sessions::{EndedSessions, SessionStatus, Usage};
 pub use webhooks::{
     AttemptResult, DeliveryFilter, DeliveryStatus, FinishedAttempt, NewEvent, QueuedEvent,

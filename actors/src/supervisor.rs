@@ -25,12 +25,12 @@ use crate::carrier::Carrier;
 use crate::crypto::SecretBox;
 use crate::egress::Egress;
 use crate::evaluation::{
-    EvaluationActor, EvaluationArgs, EvaluationMsg, EvaluationSettings, EvaluationSink, Evaluations,
+    EvaluationActor, EvaluationArgs, EvaluationMsg, EvaluationSettings, Evaluations,
 };
 use crate::meter::{self, HandleTimer, kind};
 use crate::notifier::{Notifier, NotifierActor, NotifierArgs, NotifierMsg, NotifierSettings};
 use crate::outcome::Outcomes;
-use crate::rollout::{RolloutActor, RolloutMsg};
+use crate::rollout::{RolloutActor, RolloutArgs, RolloutFeed, RolloutMsg};
 use crate::router::{RouteCache, RouterActor, RouterArgs, RouterMsg, RoutingLog};
 use crate::singleton::SingletonRef;
 use crate::store::Store;
@@ -78,9 +78,6 @@ pub struct RootConfig {
     pub placement: PlacementSettings,
     /// The evaluation actor (workers, retries, the LLM judge).
     pub evaluation: EvaluationSettings,
-    /// Told about every recorded evaluation: the one place the rollout guardrails' feed is
-    /// connected (`None` until the rollout actor reads it).
-    pub evaluation_sink: Option<Arc<dyn EvaluationSink>>,
     /// "Now" for wall-clock decisions (the pre-dial policy); the system clock in service.
     pub clock: crate::time::Clock,
 }
@@ -342,13 +339,13 @@ impl RootSupervisor {
                 Ok(cell)
             }
             ChildKind::Rollout => {
-                let (actor, _join) = Actor::spawn_linked(
-                    None,
-                    RolloutActor,
+                let mut args = RolloutArgs::new(
                     state.config.store.clone(),
-                    myself.get_cell(),
-                )
-                .await?;
+                    Some(state.notifier_handle.clone()),
+                );
+                args.live_window = state.config.live_window;
+                let (actor, _join) =
+                    Actor::spawn_linked(None, RolloutActor, args, myself.get_cell()).await?;
                 let cell = actor.get_cell();
                 state.rollout.set(Some(actor));
                 Ok(cell)
@@ -376,7 +373,8 @@ impl RootSupervisor {
                     secret_box: c.secret_box.clone(),
                     settings: c.evaluation.clone(),
                     wake: state.evaluations.wake_flag(),
-                    sink: c.evaluation_sink.clone(),
+                    // Every result feeds the rollout guardrails (DESIGN §6).
+                    sink: Some(RolloutFeed::sink(state.rollout.clone())),
                     notifier: Some(state.notifier_handle.clone()),
                 };
                 let (actor, _join) =

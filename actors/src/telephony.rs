@@ -18,16 +18,17 @@ use std::time::Duration;
 
 use dashmap::DashMap;
 use ractor::call_t;
+use serde_json::json;
 use tokio::sync::{Notify, broadcast};
 
 use crate::carrier::{Carrier, StreamInstructions};
 use crate::ids::{AgentVersionId, CallId, TenantId};
 use crate::notifier::Notifier;
 use crate::outcome::Outcomes;
-use crate::rollout::{RolloutError, RolloutMsg};
+use crate::rollout::{ResolveRequest, Resolved, RolloutError, RolloutMsg};
 use crate::router::{RouteCache, RoutingLog};
 use crate::singleton::SingletonRef;
-use crate::store::{AgentVersion, CallRecord, Store};
+use crate::store::{CallRecord, Store};
 use crate::stream_token::{StreamClaims, StreamTokenKeys, new_nonce};
 use crate::tenant::{TenantDirectory, TwilioAccount};
 use crate::time::now_ms;
@@ -216,13 +217,15 @@ impl TelephonyCtx {
             .ok_or(TelephonyError::NoCredentials)
     }
 
-    /// The agent version a call runs (`Ok(Err(why))` when the agent has none to run).
+    /// The agent version a call runs and its rollout arm (`Ok(Err(why))` when the agent has
+    /// none to run); `number` is the one assignment hashes (caller inbound, callee outbound).
     async fn resolve(
         &self,
         tenant: &TenantId,
         key: &str,
         pinned: Option<AgentVersionId>,
-    ) -> Result<Result<AgentVersion, String>, TelephonyError> {
+        number: &str,
+    ) -> Result<Result<Resolved, String>, TelephonyError> {
         let actor = self
             .inner
             .config
@@ -230,19 +233,32 @@ impl TelephonyCtx {
             .get()
             .ok_or_else(|| TelephonyError::Unavailable("rollout restarting".into()))?;
         let ms = u64::try_from(self.inner.config.actor_timeout.as_millis()).unwrap_or(5000);
-        match call_t!(
-            actor,
-            RolloutMsg::Resolve,
-            ms,
-            tenant.clone(),
-            key.to_owned(),
-            pinned
-        ) {
+        let req = ResolveRequest {
+            tenant: tenant.clone(),
+            agent_key: key.to_owned(),
+            pinned,
+            number: number.to_owned(),
+        };
+        match call_t!(actor, RolloutMsg::Resolve, ms, req) {
             Ok(Ok(v)) => Ok(Ok(v)),
             Ok(Err(RolloutError::NoVersion(why))) => Ok(Err(why)),
             Ok(Err(e)) => Err(TelephonyError::Unavailable(e.to_string())),
             Err(e) => Err(TelephonyError::Unavailable(e.to_string())),
         }
+    }
+
+    /// Records on a call's timeline which rollout arm chose its version.
+    async fn record_arm(&self, call: &CallId, resolved: &Resolved) {
+        self.event(
+            call,
+            "rollout",
+            json!({
+                "arm": resolved.arm.as_str(),
+                "agent_version_id": resolved.version.id.as_str(),
+                "canary_percent": resolved.canary_percent,
+            }),
+        )
+        .await;
     }
 
     /// Appends to a call's timeline (a failure is logged, never fatal).

@@ -210,7 +210,8 @@ pub struct StatusEventView {
 pub struct CallEventView {
     /// RFC 3339.
     pub at: String,
-    /// `admission`, `carrier`, `stream`, `control`, `amd`, …
+    /// `admission`, `rollout` (the arm that chose the version), `carrier`, `stream`,
+    /// `control`, `amd`, …
     pub kind: String,
     /// Details.
     #[schema(value_type = Object)]

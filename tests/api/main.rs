@@ -24,6 +24,7 @@ mod outcomes;
 mod placement;
 mod predial;
 mod queues;
+mod rollouts;
 mod sandbox;
 mod telephony;
 mod tools;

@@ -38,7 +38,7 @@ pub struct WorkerContext {
     pub settings: EvaluationSettings,
     /// Told when a job's attempt is over.
     pub dispatcher: ractor::ActorRef<EvaluationMsg>,
-    /// Told about every recorded result (`RootConfig::evaluation_sink`).
+    /// Told about every recorded result (the rollout actor's `RolloutFeed` under the root supervisor).
     pub sink: Option<Arc<dyn EvaluationSink>>,
     /// Woken after a result, so its event is delivered at once.
     pub notifier: Option<crate::notifier::Notifier>,

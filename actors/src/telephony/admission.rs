@@ -151,10 +151,10 @@ pub async fn inbound(
     call.agent_key = Some(route.agent_key.clone());
     call.status = String::from("ringing");
     let version = ctx
-        .resolve(&route.tenant_id, &route.agent_key, None)
+        .resolve(&route.tenant_id, &route.agent_key, None, &req.from)
         .await?;
     if let Ok(v) = &version {
-        call.agent_version_id = Some(v.id.to_string());
+        call.agent_version_id = Some(v.version.id.to_string());
     }
     let refusal = if req.draining {
         Some(EndReason::Draining)
@@ -218,6 +218,9 @@ pub async fn inbound(
         json!({"admitted": true, "route": route.id.as_str()}),
     )
     .await;
+    if let Ok(resolved) = &version {
+        ctx.record_arm(&call.id, resolved).await;
+    }
     let stream = ctx.stream_for(&call);
     Ok(InboundDecision::Connect {
         call: Box::new(call),

@@ -282,8 +282,8 @@ async fn prepare(
     } else {
         "agent_key"
     };
-    let version = ctx
-        .resolve(&req.tenant_id, &agent_key, pinned)
+    let resolved = ctx
+        .resolve(&req.tenant_id, &agent_key, pinned, &req.to)
         .await?
         .map_err(|why| TelephonyError::Invalid(field, why))?;
     let time_zone = match &req.time_zone {
@@ -295,6 +295,7 @@ async fn prepare(
         })?),
         None => None,
     };
+    let version = &resolved.version;
     let mut call = new_call(
         &req.tenant_id,
         CallDirection::Outbound,
@@ -355,6 +356,7 @@ async fn prepare(
     }
     ctx.event(&call.id, "predial", decision_event(&decision))
         .await;
+    ctx.record_arm(&call.id, &resolved).await;
     Ok((call, account))
 }
 

@@ -213,7 +213,6 @@ pub async fn start_with(
         notifier: NotifierSettings::default(),
         placement,
         evaluation: actors::evaluation::EvaluationSettings::default(),
-        evaluation_sink: None,
         clock: actors::time::Clock::System,
     };
     let mut config = config;

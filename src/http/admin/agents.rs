@@ -33,6 +33,7 @@ impl From<RolloutError> for ApiError {
             RolloutError::Conflict(m) => ApiError::Conflict(m),
             RolloutError::NoVersion(m) => ApiError::invalid("agent_version_id", m),
             RolloutError::Forbidden(code, message) => ApiError::Forbidden { code, message },
+            RolloutError::Invalid(field, m) => ApiError::invalid(field, m),
             RolloutError::Store(e) => store_error(e),
         }
     }

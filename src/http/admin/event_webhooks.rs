@@ -32,7 +32,8 @@ pub struct EventWebhookRequest {
     pub url: String,
     /// Event names delivered (omit for every event): `voice.call.started`,
     /// `voice.call.completed`, `voice.call.escalated`, `voice.callback.created`,
-    /// `voice.session.evaluated`, `voice.webhook.delivery_failed`.
+    /// `voice.session.evaluated`, `voice.webhook.delivery_failed`, `voice.rollout.rolled_back`,
+    /// `voice.rollout.promoted`.
     pub events: Option<Vec<String>>,
 }
 
