@@ -46,58 +46,6 @@ async fn setup(backend: Backend, script: RealtimeScript) -> (TestApp, CarrierSim
     (app, sim, t)
 }
 
-/// Gives the tenant's `support` agent a new approved version with `extra` fields.
-async fn approve_version(app: &TestApp, t: &Tele, extra: Value) -> String {
-    let agents: Value = app
-        .admin(
-            Method::GET,
-            &format!("/api/v1/admin/agents?tenant_id={}", t.tenant_id),
-        )
-        .send()
-        .await
-        .expect("agents")
-        .json()
-        .await
-        .expect("json");
-    let agent = agents["data"][0]["id"].as_str().expect("agent").to_owned();
-    let mut body = json!({
-        "instructions": "You are a helpful phone agent.",
-        "greeting": "Hello, thanks for calling.",
-    });
-    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
-        for (k, v) in e {
-            b.insert(k.clone(), v.clone());
-        }
-    }
-    let resp = app
-        .admin(
-            Method::POST,
-            &format!("/api/v1/admin/agents/{agent}/versions"),
-        )
-        .json(&body)
-        .send()
-        .await
-        .expect("version");
-    assert_eq!(
-        resp.status(),
-        201,
-        "{}",
-        resp.text().await.unwrap_or_default()
-    );
-    let version: Value = resp.json().await.expect("json");
-    let id = version["id"].as_str().expect("id").to_owned();
-    let resp = app
-        .admin(
-            Method::POST,
-            &format!("/api/v1/admin/agent-versions/{id}/approve"),
-        )
-        .send()
-        .await
-        .expect("approve");
-    assert_eq!(resp.status(), 200);
-    id
-}
-
 fn call_in(app: &TestApp, sim: &CarrierSimHandle, t: &Tele, script: CallerScript) -> String {
     sim.place_inbound_call(InboundCall {
         account_sid: t.account_sid.clone(),
@@ -144,8 +92,7 @@ async fn followup_sms_and_callback_task_builtins_act_for_the_caller(backend: Bac
         ]),
     )
     .await;
-    approve_version(
-        &app,
+    app.approve_version(
         &t,
         json!({"tools": [builtin("send_followup_sms"), builtin("create_callback_task")]}),
     )
@@ -256,9 +203,7 @@ async fn a_reported_intent_escalates_to_its_queue_and_an_answer_bridges_the_call
         .await
         .expect("queue");
     assert_eq!(resp.status(), 201);
-    approve_version(
-        &app,
-        &t,
+    app.approve_version(&t,
         json!({
             "tools": [builtin("report_intent")],
             "escalation": {"rules": [{"kind": "intent", "intents": ["cancel_account"], "queue": "retention"}]}
@@ -329,8 +274,7 @@ async fn an_unanswered_queue_with_voicemail_plays_its_message(backend: Backend) 
         .await
         .expect("queue");
     assert_eq!(resp.status(), 201);
-    approve_version(
-        &app,
+    app.approve_version(
         &t,
         json!({"tools": [builtin("transfer_to_human")], "escalation": {"default_queue": "front"}}),
     )

@@ -353,6 +353,58 @@ pub struct Tele {
 }
 
 impl TestApp {
+    /// Gives the tenant's `support` agent a new approved version with `extra` fields.
+    pub async fn approve_version(&self, t: &Tele, extra: Value) -> String {
+        let agents: Value = self
+            .admin(
+                reqwest::Method::GET,
+                &format!("/api/v1/admin/agents?tenant_id={}", t.tenant_id),
+            )
+            .send()
+            .await
+            .expect("agents")
+            .json()
+            .await
+            .expect("json");
+        let agent = agents["data"][0]["id"].as_str().expect("agent").to_owned();
+        let mut body = json!({
+            "instructions": "You are a helpful phone agent.",
+            "greeting": "Hello, thanks for calling.",
+        });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        let resp = self
+            .admin(
+                reqwest::Method::POST,
+                &format!("/api/v1/admin/agents/{agent}/versions"),
+            )
+            .json(&body)
+            .send()
+            .await
+            .expect("version");
+        assert_eq!(
+            resp.status(),
+            201,
+            "{}",
+            resp.text().await.unwrap_or_default()
+        );
+        let version: Value = resp.json().await.expect("json");
+        let id = version["id"].as_str().expect("id").to_owned();
+        let resp = self
+            .admin(
+                reqwest::Method::POST,
+                &format!("/api/v1/admin/agent-versions/{id}/approve"),
+            )
+            .send()
+            .await
+            .expect("approve");
+        assert_eq!(resp.status(), 200);
+        id
+    }
+
     /// Creates agent `key` for a tenant with one approved version; returns (agent id, version id).
     pub async fn approved_agent(&self, tenant_id: &str, key: &str) -> (String, String) {
         let resp = self

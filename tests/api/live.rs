@@ -886,6 +886,11 @@ async fn hostile_media_input_is_counted_and_survived(backend: Backend) {
 async fn fifty_concurrent_calls_keep_their_own_transcripts(backend: Backend) {
     const CALLS: usize = 50;
     let (app, sim, t) = setup(backend).await;
+    // Fifty calls in waves can take longer than the default idle timeout (30 s) to be all
+    // answered on a loaded machine: the first callers, silent after their question, must not
+    // be said goodbye to before the last is answered.
+    app.approve_version(&t, json!({"idle_timeout_seconds": 600}))
+        .await;
     app.realtime
         .set_script(RealtimeScript::new(vec![ScriptTurn::say(
             "question from {session}",
@@ -899,7 +904,8 @@ async fn fifty_concurrent_calls_keep_their_own_transcripts(backend: Backend) {
     let script = CallerScript::default()
         .silence(ms(5000))
         .speak(ms(500), "my question")
-        .silence(Duration::from_secs(30));
+        .silence(Duration::from_secs(30))
+        .with_max_duration(Duration::from_secs(300));
     // Calls arrive in waves of ten (the next wave once the last is live), so the setup burst
     // is ten webhooks and media starts at a time, while all fifty end up live together.
     const WAVE: usize = 10;
