@@ -160,6 +160,19 @@ pub struct Config {
     pub event_webhook_timeout: Duration,
     /// Evaluations and the LLM judge (`JUDGE_*`, `EVALUATION_*`).
     pub evaluation: EvaluationConfig,
+    /// `NODE_ID`: this process's id in the cluster (letters, digits, `.`, `_`, `-`, `:`, `/`;
+    /// at most 128). Default: `{hostname}/{bound address}`, stable across restarts of one
+    /// configuration (and unique, since two processes cannot bind one address). Set it
+    /// when `BIND_ADDR` has port 0 or the process moves between hosts. A restarted node
+    /// reconciles the calls its earlier life left at once; two live processes must never
+    /// share one id.
+    pub node_id: Option<String>,
+    /// `NODE_HEARTBEAT_MS` (default 5000): between two heartbeats of this node (and ticks
+    /// of its reconciler).
+    pub node_heartbeat: Duration,
+    /// `NODE_STALE_AFTER_MS` (default 30000, at least twice the heartbeat): a node whose
+    /// heartbeat is older is lost, and its calls are reconciled by another node.
+    pub node_stale_after: Duration,
 }
 
 /// Settings of evaluations and of the LLM judge.
@@ -320,6 +333,9 @@ pub const SETTINGS: &[&str] = &[
     "EVALUATION_WORKERS",
     "EVALUATION_MAX_ATTEMPTS",
     "EVALUATION_BACKOFF_MS",
+    "NODE_ID",
+    "NODE_HEARTBEAT_MS",
+    "NODE_STALE_AFTER_MS",
 ];
 
 /// The raw setting values, before validation.
@@ -583,7 +599,27 @@ impl Config {
                 "must be between 1 and 120000",
             ));
         }
+        let node_id = match raw.get("NODE_ID") {
+            Some(id) => Some(
+                actors::nodes::NodeId::parse(id)
+                    .map_err(|problem| ConfigError::new("NODE_ID", problem))?
+                    .as_str()
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        let node_heartbeat = raw.positive("NODE_HEARTBEAT_MS", 5_000)?.get();
+        let node_stale_after = raw.positive("NODE_STALE_AFTER_MS", 30_000)?.get();
+        if node_stale_after < node_heartbeat.saturating_mul(2) {
+            return Err(ConfigError::new(
+                "NODE_STALE_AFTER_MS",
+                "must be at least twice NODE_HEARTBEAT_MS",
+            ));
+        }
         Ok(Config {
+            node_id,
+            node_heartbeat: Duration::from_millis(u64::from(node_heartbeat)),
+            node_stale_after: Duration::from_millis(u64::from(node_stale_after)),
             evaluation: EvaluationConfig::parse(raw)?,
             outbound_allow_private: raw.boolean("OUTBOUND_ALLOW_PRIVATE", false)?,
             event_webhook_max_attempts,

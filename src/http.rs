@@ -76,6 +76,8 @@ pub struct AppInner {
     pub webhook_limiter: DefaultKeyedRateLimiter<actors::ids::TenantId>,
     /// Process start, for uptime.
     pub started: Instant,
+    /// This node: its heartbeat and the reconciler of lost nodes' calls.
+    pub nodes: actors::nodes::Nodes,
 }
 
 impl std::ops::Deref for AppState {
@@ -87,7 +89,13 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     /// Builds the state.
-    pub fn new(config: Config, store: Store, actors: Actors, metrics: PrometheusHandle) -> Self {
+    pub fn new(
+        config: Config,
+        store: Store,
+        actors: Actors,
+        metrics: PrometheusHandle,
+        nodes: actors::nodes::Nodes,
+    ) -> Self {
         let ip_guard = IpGuard::new(config.rate_limit_per_ip_per_minute);
         let webhook_limiter = RateLimiter::keyed(Quota::per_minute(
             config.rate_limit_webhooks_per_tenant_per_minute,
@@ -103,6 +111,7 @@ impl AppState {
             ip_guard,
             metrics,
             started: Instant::now(),
+            nodes,
         }))
     }
 

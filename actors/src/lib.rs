@@ -32,6 +32,7 @@ pub mod evaluation;
 pub mod ids;
 pub mod media;
 pub mod meter;
+pub mod nodes;
 pub mod notifier;
 pub mod operator;
 pub mod outcome;

@@ -29,6 +29,7 @@ pub(crate) mod fixtures;
 mod function_calls;
 mod idempotency;
 mod models;
+mod nodes;
 mod phone_routes;
 mod queues;
 mod sessions;
@@ -47,6 +48,7 @@ pub use function_calls::{
     FunctionCall, FunctionCallStatus, Handoff, NewFunctionCall, PriorInvocation, SettledCall,
 };
 pub use models::*;
+pub use nodes::{OrphanCall, StaleNode};
 pub use sessions::{SessionStatus, Usage};
 pub use webhooks::{
     AttemptResult, DeliveryFilter, DeliveryStatus, FinishedAttempt, NewEvent, QueuedEvent,

@@ -73,6 +73,8 @@ pub struct RootConfig {
     pub notifier: NotifierSettings,
     /// Reconciliation of outbound placements whose outcome is unknown.
     pub placement: PlacementSettings,
+    /// This process as a node (`crate::nodes`).
+    pub node: crate::nodes::NodeInstance,
 }
 
 /// Health of the supervision tree.
@@ -247,6 +249,7 @@ impl RootSupervisor {
             live_window: config.live_window,
             actor_timeout: config.actor_timeout,
             placement: config.placement,
+            node: config.node.clone(),
         });
         let (health_tx, health_rx) = watch::channel(true);
         let active = Arc::clone(&config.active);

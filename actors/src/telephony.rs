@@ -39,6 +39,7 @@ pub mod dial;
 mod error;
 pub mod outbound;
 pub mod reads;
+pub mod reconcile;
 pub mod status;
 pub mod stream;
 mod urls;
@@ -120,6 +121,8 @@ pub struct TelephonyConfig {
     pub actor_timeout: Duration,
     /// Reconciliation of placements whose outcome is unknown.
     pub placement: PlacementSettings,
+    /// This process as a node: the calls it admits, places or streams name it.
+    pub node: crate::nodes::NodeInstance,
 }
 
 /// The telephony edge's context: cheap to clone, shared by handlers, tasks and actors.
@@ -166,6 +169,11 @@ impl TelephonyCtx {
     /// This service's public URLs.
     pub fn urls(&self) -> &PublicUrls {
         &self.inner.config.urls
+    }
+
+    /// This process as a node.
+    pub fn node(&self) -> &crate::nodes::NodeInstance {
+        &self.inner.config.node
     }
 
     /// The phone-route cache.

@@ -129,6 +129,8 @@ async fn start_once(
     ctx.store()
         .set_stream_state(&call.id, Some(&s.stream_sid), "started")
         .await?;
+    // The stream runs here: if this node is lost, its calls are reconciled.
+    ctx.store().hold_call(&call.id, ctx.node()).await?;
     ctx.event(
         &call.id,
         "stream",
