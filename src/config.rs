@@ -170,6 +170,14 @@ pub struct Config {
     /// `NODE_HEARTBEAT_MS` (default 5000): between two heartbeats of this node (and ticks
     /// of its reconciler).
     pub node_heartbeat: Duration,
+    /// `MEDIA_START_TIMEOUT_MS` (default 5000): how long a new media websocket has to send
+    /// `start` (its stream token) before it is closed.
+    pub media_start_timeout: Duration,
+    /// `MEDIA_PENDING_MAX` (default 512): media websockets waiting for `start` at once on
+    /// this node; more upgrades answer 429.
+    pub media_pending_max: usize,
+    /// `MEDIA_PENDING_PER_IP` (default 128): of those, from one client address.
+    pub media_pending_per_ip: usize,
     /// `NODE_STALE_AFTER_MS` (default 30000, at least twice the heartbeat): a node whose
     /// heartbeat is older is lost, and its calls are reconciled by another node.
     pub node_stale_after: Duration,
@@ -336,6 +344,9 @@ pub const SETTINGS: &[&str] = &[
     "NODE_ID",
     "NODE_HEARTBEAT_MS",
     "NODE_STALE_AFTER_MS",
+    "MEDIA_START_TIMEOUT_MS",
+    "MEDIA_PENDING_MAX",
+    "MEDIA_PENDING_PER_IP",
 ];
 
 /// The raw setting values, before validation.
@@ -616,7 +627,25 @@ impl Config {
                 "must be at least twice NODE_HEARTBEAT_MS",
             ));
         }
+        let media_start_timeout = raw.positive("MEDIA_START_TIMEOUT_MS", 5_000)?.get();
+        if !(100..=60_000).contains(&media_start_timeout) {
+            return Err(ConfigError::new(
+                "MEDIA_START_TIMEOUT_MS",
+                "must be between 100 and 60000",
+            ));
+        }
+        let media_pending_max = raw.positive("MEDIA_PENDING_MAX", 512)?.get();
+        let media_pending_per_ip = raw.positive("MEDIA_PENDING_PER_IP", 128)?.get();
+        if media_pending_per_ip > media_pending_max {
+            return Err(ConfigError::new(
+                "MEDIA_PENDING_PER_IP",
+                "must not exceed MEDIA_PENDING_MAX",
+            ));
+        }
         Ok(Config {
+            media_start_timeout: Duration::from_millis(u64::from(media_start_timeout)),
+            media_pending_max: usize::try_from(media_pending_max).unwrap_or(usize::MAX),
+            media_pending_per_ip: usize::try_from(media_pending_per_ip).unwrap_or(usize::MAX),
             node_id,
             node_heartbeat: Duration::from_millis(u64::from(node_heartbeat)),
             node_stale_after: Duration::from_millis(u64::from(node_stale_after)),

@@ -35,6 +35,7 @@ pub mod fields;
 pub mod filters;
 pub mod guard;
 pub mod media;
+pub mod media_gate;
 pub mod mount;
 pub mod ops;
 pub mod page;
@@ -78,6 +79,8 @@ pub struct AppInner {
     pub started: Instant,
     /// This node: its heartbeat and the reconciler of lost nodes' calls.
     pub nodes: actors::nodes::Nodes,
+    /// Media websockets waiting for their `start` (bounded per address and in total).
+    pub media_gate: media_gate::MediaGate,
 }
 
 impl std::ops::Deref for AppState {
@@ -97,6 +100,8 @@ impl AppState {
         nodes: actors::nodes::Nodes,
     ) -> Self {
         let ip_guard = IpGuard::new(config.rate_limit_per_ip_per_minute);
+        let media_gate =
+            media_gate::MediaGate::new(config.media_pending_max, config.media_pending_per_ip);
         let webhook_limiter = RateLimiter::keyed(Quota::per_minute(
             config.rate_limit_webhooks_per_tenant_per_minute,
         ));
@@ -112,6 +117,7 @@ impl AppState {
             metrics,
             started: Instant::now(),
             nodes,
+            media_gate,
         }))
     }
 

@@ -12,6 +12,7 @@ mod calls;
 mod carrier;
 mod cli;
 mod crash;
+mod edge;
 mod errors;
 mod event_webhooks;
 mod limits;
