@@ -170,6 +170,10 @@ pub struct Config {
     /// `NODE_HEARTBEAT_MS` (default 5000): between two heartbeats of this node (and ticks
     /// of its reconciler).
     pub node_heartbeat: Duration,
+    /// `TWILIO_LEG_RESUME_SECONDS` (default 30): a media socket lost without `stop` is
+    /// answered at `stream-ended` with a fresh stream resuming the conversation, at most once
+    /// per this many seconds per call; 0 ends the call instead.
+    pub twilio_leg_resume: Option<Duration>,
     /// `MEDIA_START_TIMEOUT_MS` (default 5000): how long a new media websocket has to send
     /// `start` (its stream token) before it is closed.
     pub media_start_timeout: Duration,
@@ -344,6 +348,7 @@ pub const SETTINGS: &[&str] = &[
     "NODE_ID",
     "NODE_HEARTBEAT_MS",
     "NODE_STALE_AFTER_MS",
+    "TWILIO_LEG_RESUME_SECONDS",
     "MEDIA_START_TIMEOUT_MS",
     "MEDIA_PENDING_MAX",
     "MEDIA_PENDING_PER_IP",
@@ -642,7 +647,11 @@ impl Config {
                 "must not exceed MEDIA_PENDING_MAX",
             ));
         }
+        let twilio_leg_resume: u64 =
+            raw.parse_num("TWILIO_LEG_RESUME_SECONDS", 30, "a number of seconds")?;
         Ok(Config {
+            twilio_leg_resume: (twilio_leg_resume > 0)
+                .then(|| Duration::from_secs(twilio_leg_resume)),
             media_start_timeout: Duration::from_millis(u64::from(media_start_timeout)),
             media_pending_max: usize::try_from(media_pending_max).unwrap_or(usize::MAX),
             media_pending_per_ip: usize::try_from(media_pending_per_ip).unwrap_or(usize::MAX),

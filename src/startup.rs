@@ -258,6 +258,7 @@ impl Application {
                 chaos: config.chaos_hooks,
                 twilio_queue: 512,
                 twilio_write_timeout: Duration::from_secs(5),
+                resume_lost_leg: config.twilio_leg_resume,
             },
             store: store.clone(),
             secret_box,

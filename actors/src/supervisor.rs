@@ -250,6 +250,7 @@ impl RootSupervisor {
             actor_timeout: config.actor_timeout,
             placement: config.placement,
             node: config.node.clone(),
+            active: Arc::clone(&config.active),
         });
         let (health_tx, health_rx) = watch::channel(true);
         let active = Arc::clone(&config.active);

@@ -123,6 +123,8 @@ pub struct TelephonyConfig {
     pub placement: PlacementSettings,
     /// This process as a node: the calls it admits, places or streams name it.
     pub node: crate::nodes::NodeInstance,
+    /// Live calls of this node (`stream-ended` lets a leg that is ending record its end).
+    pub active: Arc<crate::active::ActiveRegistry>,
 }
 
 /// The telephony edge's context: cheap to clone, shared by handlers, tasks and actors.

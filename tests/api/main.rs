@@ -15,6 +15,7 @@ mod crash;
 mod edge;
 mod errors;
 mod event_webhooks;
+mod leg_loss;
 mod limits;
 mod live;
 mod nodes;

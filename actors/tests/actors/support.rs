@@ -199,6 +199,7 @@ pub async fn start_with(
             chaos: false,
             twilio_queue: 64,
             twilio_write_timeout: Duration::from_secs(1),
+            resume_lost_leg: None,
         },
         egress,
         notifier: NotifierSettings::default(),
