@@ -19,7 +19,7 @@ async fn pending_media_upgrades_are_bounded_and_time_out(backend: Backend) {
     let app = spawn_app_with(backend, |raw| {
         raw.set("MEDIA_PENDING_PER_IP", "2");
         raw.set("MEDIA_PENDING_MAX", "8");
-        raw.set("MEDIA_START_TIMEOUT_MS", "300");
+        raw.set("MEDIA_START_TIMEOUT_MS", "2000");
     })
     .await;
     let mut first: Ws = open_media(&app, None).await;
