@@ -160,6 +160,31 @@ pub struct Config {
     pub event_webhook_timeout: Duration,
     /// Evaluations and the LLM judge (`JUDGE_*`, `EVALUATION_*`).
     pub evaluation: EvaluationConfig,
+    /// `NODE_ID`: this process's id in the cluster (letters, digits, `.`, `_`, `-`, `:`, `/`;
+    /// at most 128). Default: `{hostname}/{bound address}`, stable across restarts of one
+    /// configuration (and unique, since two processes cannot bind one address). Set it
+    /// when `BIND_ADDR` has port 0 or the process moves between hosts. A restarted node
+    /// reconciles the calls its earlier life left at once; two live processes must never
+    /// share one id.
+    pub node_id: Option<String>,
+    /// `NODE_HEARTBEAT_MS` (default 5000): between two heartbeats of this node (and ticks
+    /// of its reconciler).
+    pub node_heartbeat: Duration,
+    /// `TWILIO_LEG_RESUME_SECONDS` (default 30): a media socket lost without `stop` is
+    /// answered at `stream-ended` with a fresh stream resuming the conversation, at most once
+    /// per this many seconds per call; 0 ends the call instead.
+    pub twilio_leg_resume: Option<Duration>,
+    /// `MEDIA_START_TIMEOUT_MS` (default 5000): how long a new media websocket has to send
+    /// `start` (its stream token) before it is closed.
+    pub media_start_timeout: Duration,
+    /// `MEDIA_PENDING_MAX` (default 512): media websockets waiting for `start` at once on
+    /// this node; more upgrades answer 429.
+    pub media_pending_max: usize,
+    /// `MEDIA_PENDING_PER_IP` (default 128): of those, from one client address.
+    pub media_pending_per_ip: usize,
+    /// `NODE_STALE_AFTER_MS` (default 30000, at least twice the heartbeat): a node whose
+    /// heartbeat is older is lost, and its calls are reconciled by another node.
+    pub node_stale_after: Duration,
 }
 
 /// Settings of evaluations and of the LLM judge.
@@ -320,6 +345,13 @@ pub const SETTINGS: &[&str] = &[
     "EVALUATION_WORKERS",
     "EVALUATION_MAX_ATTEMPTS",
     "EVALUATION_BACKOFF_MS",
+    "NODE_ID",
+    "NODE_HEARTBEAT_MS",
+    "NODE_STALE_AFTER_MS",
+    "TWILIO_LEG_RESUME_SECONDS",
+    "MEDIA_START_TIMEOUT_MS",
+    "MEDIA_PENDING_MAX",
+    "MEDIA_PENDING_PER_IP",
 ];
 
 /// The raw setting values, before validation.
@@ -583,7 +615,49 @@ impl Config {
                 "must be between 1 and 120000",
             ));
         }
+        let node_id = match raw.get("NODE_ID") {
+            Some(id) => Some(
+                actors::nodes::NodeId::parse(id)
+                    .map_err(|problem| ConfigError::new("NODE_ID", problem))?
+                    .as_str()
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        let node_heartbeat = raw.positive("NODE_HEARTBEAT_MS", 5_000)?.get();
+        let node_stale_after = raw.positive("NODE_STALE_AFTER_MS", 30_000)?.get();
+        if node_stale_after < node_heartbeat.saturating_mul(2) {
+            return Err(ConfigError::new(
+                "NODE_STALE_AFTER_MS",
+                "must be at least twice NODE_HEARTBEAT_MS",
+            ));
+        }
+        let media_start_timeout = raw.positive("MEDIA_START_TIMEOUT_MS", 5_000)?.get();
+        if !(100..=60_000).contains(&media_start_timeout) {
+            return Err(ConfigError::new(
+                "MEDIA_START_TIMEOUT_MS",
+                "must be between 100 and 60000",
+            ));
+        }
+        let media_pending_max = raw.positive("MEDIA_PENDING_MAX", 512)?.get();
+        let media_pending_per_ip = raw.positive("MEDIA_PENDING_PER_IP", 128)?.get();
+        if media_pending_per_ip > media_pending_max {
+            return Err(ConfigError::new(
+                "MEDIA_PENDING_PER_IP",
+                "must not exceed MEDIA_PENDING_MAX",
+            ));
+        }
+        let twilio_leg_resume: u64 =
+            raw.parse_num("TWILIO_LEG_RESUME_SECONDS", 30, "a number of seconds")?;
         Ok(Config {
+            twilio_leg_resume: (twilio_leg_resume > 0)
+                .then(|| Duration::from_secs(twilio_leg_resume)),
+            media_start_timeout: Duration::from_millis(u64::from(media_start_timeout)),
+            media_pending_max: usize::try_from(media_pending_max).unwrap_or(usize::MAX),
+            media_pending_per_ip: usize::try_from(media_pending_per_ip).unwrap_or(usize::MAX),
+            node_id,
+            node_heartbeat: Duration::from_millis(u64::from(node_heartbeat)),
+            node_stale_after: Duration::from_millis(u64::from(node_stale_after)),
             evaluation: EvaluationConfig::parse(raw)?,
             outbound_allow_private: raw.boolean("OUTBOUND_ALLOW_PRIVATE", false)?,
             event_webhook_max_attempts,

@@ -37,6 +37,7 @@ pub mod fields;
 pub mod filters;
 pub mod guard;
 pub mod media;
+pub mod media_gate;
 pub mod mount;
 pub mod ops;
 pub mod page;
@@ -78,6 +79,10 @@ pub struct AppInner {
     pub webhook_limiter: DefaultKeyedRateLimiter<actors::ids::TenantId>,
     /// Process start, for uptime.
     pub started: Instant,
+    /// This node: its heartbeat and the reconciler of lost nodes' calls.
+    pub nodes: actors::nodes::Nodes,
+    /// Media websockets waiting for their `start` (bounded per address and in total).
+    pub media_gate: media_gate::MediaGate,
 }
 
 impl std::ops::Deref for AppState {
@@ -89,8 +94,16 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     /// Builds the state.
-    pub fn new(config: Config, store: Store, actors: Actors, metrics: PrometheusHandle) -> Self {
+    pub fn new(
+        config: Config,
+        store: Store,
+        actors: Actors,
+        metrics: PrometheusHandle,
+        nodes: actors::nodes::Nodes,
+    ) -> Self {
         let ip_guard = IpGuard::new(config.rate_limit_per_ip_per_minute);
+        let media_gate =
+            media_gate::MediaGate::new(config.media_pending_max, config.media_pending_per_ip);
         let webhook_limiter = RateLimiter::keyed(Quota::per_minute(
             config.rate_limit_webhooks_per_tenant_per_minute,
         ));
@@ -105,6 +118,8 @@ impl AppState {
             ip_guard,
             metrics,
             started: Instant::now(),
+            nodes,
+            media_gate,
         }))
     }
 

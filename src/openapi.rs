@@ -209,6 +209,11 @@ pub fn operation(m: &Mount) -> Operation {
             );
             answers(&mut op, 413, "the body is larger than the configured limit");
             answers(&mut op, 415, "the content type is not application/json");
+            answers(
+                &mut op,
+                422,
+                "the body is well-formed but a field is invalid (`field` names it)",
+            );
         }
         BodyKind::Form => answers(&mut op, 413, "the body is larger than the configured limit"),
     }
@@ -222,7 +227,30 @@ pub fn operation(m: &Mount) -> Operation {
     if m.template().params() > 0 && !matches!(m.auth(), Auth::Ops | Auth::Public) {
         answers(&mut op, 404, "no such object");
     }
+    non_empty_path_parameters(&mut op);
     op
+}
+
+/// A path segment is never empty (the router refuses it): a string path parameter the
+/// handler documents without a pattern, enumeration or format gets `minLength: 1`, so that
+/// the schema accepts nothing the server refuses.
+fn non_empty_path_parameters(op: &mut Operation) {
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::schema::{SchemaType, Type};
+    for param in op.parameters.iter_mut().flatten() {
+        if param.parameter_in != ParameterIn::Path {
+            continue;
+        }
+        if let Some(RefOr::T(Schema::Object(schema))) = param.schema.as_mut()
+            && schema.schema_type == SchemaType::Type(Type::String)
+            && schema.pattern.is_none()
+            && schema.enum_values.is_none()
+            && schema.format.is_none()
+            && schema.min_length.is_none()
+        {
+            schema.min_length = Some(1);
+        }
+    }
 }
 
 /// Builds a document.

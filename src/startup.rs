@@ -12,6 +12,7 @@ use actors::active::ActiveRegistry;
 use actors::call::{AiConfig, CallSettings};
 use actors::crypto::{SecretBox, derive_key, hex};
 use actors::egress::{Egress, EgressPolicy};
+use actors::nodes::{NodeId, NodeInstance, NodeSettings, Nodes};
 use actors::notifier::NotifierSettings;
 use actors::store::Store;
 use actors::stream_token::StreamTokenKeys;
@@ -105,6 +106,34 @@ async fn drain_calls(state: &AppState, grace: Duration) {
     }
 }
 
+/// This process's node id: `NODE_ID`, else `{hostname}/{bound address}` (stable across
+/// restarts of one configuration; unique, since two processes cannot bind one address).
+fn node_id(config: &Config, bound: SocketAddr) -> anyhow::Result<NodeId> {
+    if let Some(id) = &config.node_id {
+        return NodeId::parse(id).map_err(|e| anyhow::anyhow!("NODE_ID {e}"));
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(80)
+        .collect();
+    let host = if host.is_empty() { "node".into() } else { host };
+    NodeId::parse(&format!("{host}/{}:{}", bound.ip(), bound.port()))
+        .map_err(|e| anyhow::anyhow!("cannot derive a node id (set NODE_ID): {e}"))
+}
+
 /// Stream-token keys: the configured secrets, or one derived from the master key.
 fn stream_token_keys(config: &Config, master: &Secret) -> StreamTokenKeys {
     let current = match &config.stream_token_secret {
@@ -191,6 +220,7 @@ impl Application {
                 "OUTBOUND_ALLOW_PRIVATE is on: tenant URLs may reach private addresses (development only)"
             );
         }
+        let node = NodeInstance::new(node_id(&config, local_addr)?);
         let active: Arc<ActiveRegistry> = Arc::default();
         let actors = RootSupervisor::start(RootConfig {
             egress,
@@ -229,6 +259,7 @@ impl Application {
                 chaos: config.chaos_hooks,
                 twilio_queue: 512,
                 twilio_write_timeout: Duration::from_secs(5),
+                resume_lost_leg: config.twilio_leg_resume,
             },
             store: store.clone(),
             secret_box,
@@ -239,18 +270,32 @@ impl Application {
             max_restarts: config.supervisor_max_restarts,
             restart_window: config.supervisor_restart_window,
             evaluation: config.evaluation.settings(config.openai_api_key.as_ref()),
+            node,
         })
         .await
         .context("cannot start the actor tree")?;
+        let nodes = Nodes::start(
+            actors.telephony.clone(),
+            NodeSettings {
+                heartbeat: config.node_heartbeat,
+                stale_after: config.node_stale_after,
+                address: config.public_base_url.to_string(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            },
+            Some(api::calls::reconciled_placement_reply()),
+        )
+        .await
+        .context("cannot record this node")?;
         tracing::info!(
             listen = %local_addr,
             database = %config.database_display(),
             backend = store.backend(),
             admin_api = config.admin_api_key.is_some(),
+            node_id = %nodes.instance().id,
             public_base_url = %config.public_base_url,
             "stateset-voice ready"
         );
-        let state = AppState::new(config, store, actors, metrics);
+        let state = AppState::new(config, store, actors, metrics, nodes);
         Ok(Self {
             listener,
             local_addr,
@@ -280,6 +325,7 @@ impl Application {
         let shutdown = async move {
             shutdown.await;
             drain_state.start_draining();
+            drain_state.nodes.draining().await;
             tracing::info!(
                 grace_seconds = grace.as_secs(),
                 live_calls = drain_state.actors.active.len(),
@@ -299,6 +345,7 @@ impl Application {
             .stop_and_wait(Some(String::from("shutdown")), Some(grace))
             .await
             .ok();
+        state.nodes.stop().await;
         state.store.close().await;
         if graceful {
             tracing::info!("shutdown complete");

@@ -153,6 +153,36 @@ impl ActiveRegistry {
         calls
     }
 
+    /// Whether `id` is live on this node.
+    pub fn contains(&self, id: &CallId) -> bool {
+        self.calls.contains_key(id)
+    }
+
+    /// Waits until `id` is no longer live on this node, at most `patience`; true when it
+    /// ended (or was not live).
+    pub async fn ended(&self, id: &CallId, patience: std::time::Duration) -> bool {
+        let mut events = self.subscribe();
+        if !self.contains(id) {
+            return true;
+        }
+        tokio::time::timeout(patience, async {
+            loop {
+                match events.recv().await {
+                    Ok(ActiveEvent::Ended { call_id, .. }) if &call_id == id => return,
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        if !self.contains(id) {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        })
+        .await
+        .is_ok()
+    }
+
     /// Number of live calls.
     pub fn len(&self) -> usize {
         self.calls.len()

@@ -121,6 +121,9 @@ pub struct CallSettings {
     pub twilio_queue: usize,
     /// How long a write to Twilio may take before the peer counts as stalled.
     pub twilio_write_timeout: Duration,
+    /// A Twilio leg lost without `stop` resumes on a fresh stream at most once per this
+    /// long per call; `None` ends the call instead.
+    pub resume_lost_leg: Option<Duration>,
 }
 
 /// What every call actor needs, built complete by the root supervisor before the call
@@ -384,6 +387,7 @@ async fn load(
         started_at_ms: now_ms(),
         prior,
         prior_invocations,
+        resume_lost_leg: None,
     };
     Ok((version, setup))
 }
@@ -438,7 +442,8 @@ impl Actor for CallActor {
             call_id: call.id.clone(),
             finished: Arc::clone(&finished),
         };
-        let (version, setup) = load(&deps.store, &call).instrument(span.clone()).await?;
+        let (version, mut setup) = load(&deps.store, &call).instrument(span.clone()).await?;
+        setup.resume_lost_leg = deps.settings.resume_lost_leg;
         let session_id = SessionId::generate();
         let started_at = setup.started_at_ms;
         let session = VoiceSession::live(

@@ -33,6 +33,7 @@ pub mod governance;
 pub mod ids;
 pub mod media;
 pub mod meter;
+pub mod nodes;
 pub mod notifier;
 pub mod operator;
 pub mod outcome;

@@ -30,6 +30,7 @@ mod function_calls;
 mod governance;
 mod idempotency;
 mod models;
+mod nodes;
 mod phone_routes;
 mod queues;
 mod rollouts;
@@ -50,6 +51,7 @@ pub use function_calls::{
 };
 pub use governance::LaunchRoute;
 pub use models::*;
+pub use nodes::{OrphanCall, StaleNode};
 pub use rollouts::{RolloutDecision, RolloutPolicy, RolloutStatus, Stage};
 pub use sessions::{EndedSessions, SessionStatus, Usage};
 pub use webhooks::{

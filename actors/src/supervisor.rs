@@ -80,6 +80,8 @@ pub struct RootConfig {
     pub evaluation: EvaluationSettings,
     /// "Now" for wall-clock decisions (the pre-dial policy); the system clock in service.
     pub clock: crate::time::Clock,
+    /// This process as a node (`crate::nodes`).
+    pub node: crate::nodes::NodeInstance,
 }
 
 /// Health of the supervision tree.
@@ -266,6 +268,9 @@ impl RootSupervisor {
             actor_timeout: config.actor_timeout,
             placement: config.placement,
             clock: config.clock.clone(),
+            node: config.node.clone(),
+            active: Arc::clone(&config.active),
+            evaluations: evaluations.clone(),
         });
         let (health_tx, health_rx) = watch::channel(true);
         let active = Arc::clone(&config.active);

@@ -40,6 +40,7 @@ pub mod dial;
 mod error;
 pub mod outbound;
 pub mod reads;
+pub mod reconcile;
 pub mod status;
 pub mod stream;
 mod urls;
@@ -123,6 +124,13 @@ pub struct TelephonyConfig {
     pub placement: PlacementSettings,
     /// "Now" for the pre-dial policy (calling windows, daily attempts).
     pub clock: crate::time::Clock,
+    /// This process as a node: the calls it admits, places or streams name it.
+    pub node: crate::nodes::NodeInstance,
+    /// Live calls of this node (`stream-ended` lets a leg that is ending record its end).
+    pub active: Arc<crate::active::ActiveRegistry>,
+    /// The evaluation actor's handle: woken when reconciliation closes sessions that left
+    /// evaluation jobs.
+    pub evaluations: crate::evaluation::Evaluations,
 }
 
 /// The telephony edge's context: cheap to clone, shared by handlers, tasks and actors.
@@ -169,6 +177,16 @@ impl TelephonyCtx {
     /// This service's public URLs.
     pub fn urls(&self) -> &PublicUrls {
         &self.inner.config.urls
+    }
+
+    /// This process as a node.
+    pub fn node(&self) -> &crate::nodes::NodeInstance {
+        &self.inner.config.node
+    }
+
+    /// The evaluation actor's handle.
+    pub fn evaluations(&self) -> &crate::evaluation::Evaluations {
+        &self.inner.config.evaluations
     }
 
     /// The phone-route cache.

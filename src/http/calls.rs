@@ -458,6 +458,18 @@ fn placement_reply(
     }
 }
 
+/// How the result of a placement taken over after its node was lost is stored for its
+/// idempotency key (the same reply the request would have stored, without a request id).
+pub fn reconciled_placement_reply() -> outbound::RenderReply {
+    Arc::new(|result: &PlacementResult| {
+        let (status, body) = placement_reply(result, None);
+        StoredReply {
+            status: status.as_u16(),
+            body: body.to_string(),
+        }
+    })
+}
+
 fn make_call_body(call: &CallRecord, status: Option<&str>) -> serde_json::Value {
     serde_json::to_value(MakeCallResponse {
         ok: true,

@@ -7,8 +7,6 @@
 //! valid stream is handed to the `CallSupervisor`, which spawns the call's actor; from then
 //! on the socket belongs to that actor.
 
-use std::time::Duration;
-
 use actors::call::supervisor::CallSupervisorMsg;
 use actors::call::{CallStart, TwilioFrame, TwilioIncoming, TwilioOut, TwilioOutgoing};
 use actors::media::{StartMeta, TwilioInbound};
@@ -19,13 +17,14 @@ use futures::{SinkExt, StreamExt};
 use ractor::call_t;
 use warp::Reply;
 use warp::reply::Response;
-use warp::ws::{Message, WebSocket, Ws};
+use warp::ws::{Message, WebSocket};
 
 use super::AppState;
+use super::error::ApiError;
+use super::media_gate::PendingStream;
+use super::mount::WsUpgrade;
 use crate::twilio::signature;
 
-/// How long a new socket has to send `start`.
-const START_DEADLINE: Duration = Duration::from_secs(10);
 /// Largest accepted frame (a 20 ms frame is ~350 bytes; Twilio never sends large ones).
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 
@@ -33,17 +32,34 @@ pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 #[utoipa::path(get, path = "/media-stream", tag = "webhooks",
     params(("x-twilio-signature" = Option<String>, Header, description = "Signature over the wss:// URL")),
     responses((status = 101, description = "Switching protocols; Twilio Media Streams messages follow"),
-              (status = 400, body = crate::http::error::ErrorResponse, description = "not a websocket upgrade")))]
-pub fn media_stream(
-    state: AppState,
-    route: &'static str,
-    signature: Option<String>,
-    path: String,
-    ws: Ws,
-) -> Response {
+              (status = 400, body = crate::http::error::ErrorResponse, description = "not a websocket upgrade"),
+              (status = 429, body = crate::http::error::ErrorResponse, description = "too many media streams of this address (or of this node) are waiting for their `start`")))]
+pub fn media_stream(state: AppState, route: &'static str, upgrade: WsUpgrade) -> Response {
+    let WsUpgrade {
+        ip,
+        signature,
+        path,
+        ws,
+    } = upgrade;
+    // Unauthenticated until `start` carries its token: bounded before anything is allocated.
+    let pending = match state.media_gate.admit(ip) {
+        Ok(pending) => pending,
+        Err(refusal) => {
+            metrics::counter!("media_upgrades_refused_total", "reason" => refusal.label())
+                .increment(1);
+            tracing::warn!(
+                reason = refusal.label(),
+                "media upgrade refused: too many pending"
+            );
+            return ApiError::ConcurrencyLimit(
+                "too many media streams are waiting for their start; retry shortly".into(),
+            )
+            .into_response();
+        }
+    };
     ws.max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| run(socket, state, route, signature, path))
+        .on_upgrade(move |socket| run(socket, state, route, signature, path, pending))
         .into_response()
 }
 
@@ -85,10 +101,14 @@ async fn run(
     route: &'static str,
     upgrade_signature: Option<String>,
     path: String,
+    pending: PendingStream,
 ) {
     let (tx, mut rx) = socket.split();
-    let (stream_sid, start) = match tokio::time::timeout(START_DEADLINE, wait_start(&mut rx)).await
-    {
+    let deadline = state.config.media_start_timeout;
+    let started = tokio::time::timeout(deadline, wait_start(&mut rx)).await;
+    // Whatever came, the socket is no longer waiting for its start.
+    drop(pending);
+    let (stream_sid, start) = match started {
         Ok(Some(s)) => s,
         Ok(None) => return reject(tx, "no_start").await,
         Err(_) => return reject(tx, "start_timeout").await,

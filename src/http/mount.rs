@@ -15,6 +15,7 @@
 //! metrics labels and the three documents are all derived from it.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -292,9 +293,7 @@ impl Mount {
     /// The media websocket: `handler` gets the state, the route template, the upgrade's
     /// `X-Twilio-Signature`, the path as received and the upgrade (400 `invalid_upgrade`
     /// when the request is not one).
-    pub fn websocket<D>(
-        handler: fn(AppState, &'static str, Option<String>, String, Ws) -> Response,
-    ) -> Self
+    pub fn websocket<D>(handler: fn(AppState, &'static str, WsUpgrade) -> Response) -> Self
     where
         D: utoipa::Path + utoipa::__dev::SchemaReferences + utoipa::__dev::Tags<'static>,
     {
@@ -313,9 +312,12 @@ impl Mount {
                     handler(
                         state,
                         route.path,
-                        signature,
-                        parts.path.as_str().to_owned(),
-                        ws,
+                        WsUpgrade {
+                            ip: parts.ip.map(|ip| ip.0),
+                            signature,
+                            path: parts.path.as_str().to_owned(),
+                            ws,
+                        },
                     )
                 }
                 None => ApiError::BadRequest {
@@ -426,6 +428,18 @@ fn http_method(m: &HttpMethod) -> warp::http::Method {
         HttpMethod::Patch => Method::PATCH,
         HttpMethod::Trace => Method::TRACE,
     }
+}
+
+/// A websocket upgrade as its route's handler gets it.
+pub struct WsUpgrade {
+    /// The client's address.
+    pub ip: Option<IpAddr>,
+    /// The upgrade's `X-Twilio-Signature`.
+    pub signature: Option<String>,
+    /// The path as received.
+    pub path: String,
+    /// The upgrade.
+    pub ws: Ws,
 }
 
 /// The server's one filter over `table`: extracts the request's parts, finds the route whose

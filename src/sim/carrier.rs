@@ -333,6 +333,19 @@ impl CarrierSimHandle {
             .map_err(|_| SimError::CallEnded(call_sid.to_owned()))
     }
 
+    /// Drops the call's open media websocket as a network fault would (no `stop`, no close
+    /// frame); the call then asks its `<Connect action>` what follows.
+    pub fn reset_stream(&self, call_sid: &str) -> Result<(), SimError> {
+        let entry = self
+            .shared
+            .call(call_sid)
+            .ok_or_else(|| SimError::UnknownCall(call_sid.to_owned()))?;
+        entry
+            .control
+            .send(Control::ResetStream)
+            .map_err(|_| SimError::CallEnded(call_sid.to_owned()))
+    }
+
     /// The current snapshot of a call.
     pub fn call(&self, call_sid: &str) -> Option<CallSnapshot> {
         self.shared

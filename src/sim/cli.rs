@@ -204,6 +204,7 @@ pub fn summary(call: &CallSnapshot) -> String {
                     StreamCloser::Server => "the server",
                     StreamCloser::Redirect => "a REST redirect",
                     StreamCloser::Hangup => "a REST hang-up",
+                    StreamCloser::Reset => "a network reset",
                 };
                 format!("  stream {stream_sid} closed by {by}")
             }

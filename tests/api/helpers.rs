@@ -96,7 +96,7 @@ pub struct TestApp {
 }
 
 /// A fresh PostgreSQL database on the server of `TEST_POSTGRES_URL`.
-async fn fresh_postgres() -> String {
+pub async fn fresh_postgres() -> String {
     let base = std::env::var("TEST_POSTGRES_URL").expect("TEST_POSTGRES_URL");
     let name = format!("sv_test_{}", uuid::Uuid::new_v4().simple());
     let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&base)
@@ -310,6 +310,14 @@ impl TestApp {
     /// Stops the server and waits for the shutdown protocol to finish.
     pub async fn stop(mut self) {
         self.shut_down().await;
+    }
+
+    /// Stops the server and hands over the folder of its database, so that another process
+    /// can run on the same database.
+    pub async fn stop_keeping_database(mut self) -> tempfile::TempDir {
+        self.shut_down().await;
+        let TestApp { _dir, .. } = self;
+        _dir
     }
 }
 
@@ -812,30 +820,36 @@ impl TestApp {
     /// The `data` of every `voice.call.completed` event written for `call_id` (read from the
     /// event outbox, whether or not the tenant has an event webhook).
     pub async fn completed_events(&self, call_id: &str) -> Vec<Value> {
-        use sqlx::Connection;
-        const SQL: &str = "SELECT payload FROM webhook_events WHERE event = 'voice.call.completed'";
-        let payloads: Vec<String> = if self.database_url.starts_with("sqlite:") {
-            let mut conn = sqlx::SqliteConnection::connect(&self.database_url)
-                .await
-                .expect("sqlite connection");
-            sqlx::query_scalar(SQL)
-                .fetch_all(&mut conn)
-                .await
-                .expect("events")
-        } else {
-            let mut conn = sqlx::PgConnection::connect(&self.database_url)
-                .await
-                .expect("postgres connection");
-            sqlx::query_scalar(SQL)
-                .fetch_all(&mut conn)
-                .await
-                .expect("events")
-        };
-        payloads
-            .iter()
-            .filter_map(|p| serde_json::from_str::<Value>(p).ok())
-            .map(|e| e["data"].clone())
-            .filter(|d| d["call_id"] == call_id)
-            .collect()
+        completed_events_at(&self.database_url, call_id).await
     }
+}
+
+/// The `data` of every `voice.call.completed` event written for `call_id` in the database
+/// at `database_url`.
+pub async fn completed_events_at(database_url: &str, call_id: &str) -> Vec<Value> {
+    use sqlx::Connection;
+    const SQL: &str = "SELECT payload FROM webhook_events WHERE event = 'voice.call.completed'";
+    let payloads: Vec<String> = if database_url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(database_url)
+            .await
+            .expect("sqlite connection");
+        sqlx::query_scalar(SQL)
+            .fetch_all(&mut conn)
+            .await
+            .expect("events")
+    } else {
+        let mut conn = sqlx::PgConnection::connect(database_url)
+            .await
+            .expect("postgres connection");
+        sqlx::query_scalar(SQL)
+            .fetch_all(&mut conn)
+            .await
+            .expect("events")
+    };
+    payloads
+        .iter()
+        .filter_map(|p| serde_json::from_str::<Value>(p).ok())
+        .map(|e| e["data"].clone())
+        .filter(|d| d["call_id"] == call_id)
+        .collect()
 }

@@ -29,7 +29,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{
     Backend, REALTIME_KEY, Tele, TestApp, Ws, backend_tests, close_frame, metric, open_media,
-    send_start, spawn_app, spawn_app_with, spawn_app_with_realtime, token_of,
+    send_start, spawn_app_with, spawn_app_with_realtime, token_of,
 };
 
 backend_tests!(
@@ -665,7 +665,8 @@ async fn a_failed_ai_reconnect_hands_the_caller_to_the_fallback(backend: Backend
 // === 4. Twilio socket gone without `stop` ===
 
 async fn a_twilio_socket_closed_without_stop_finalizes_the_call(backend: Backend) {
-    let app = spawn_app(backend).await;
+    // Without resuming lost legs (`leg_loss.rs` tests the resume), the call ends.
+    let app = spawn_app_with(backend, |raw| raw.set("TWILIO_LEG_RESUME_SECONDS", "0")).await;
     let t = app.telephony_tenant("Acme", NUMBER, json!({})).await;
     let mut live = app.state.actors.active.subscribe();
     // A close frame without `stop`, then a TCP connection that just goes away.
@@ -735,7 +736,8 @@ async fn a_twilio_socket_closed_without_stop_finalizes_the_call(backend: Backend
 // === 5. Hostile media input ===
 
 async fn hostile_media_input_is_counted_and_survived(backend: Backend) {
-    let app = spawn_app(backend).await;
+    // No carrier behind this socket to resume on: the call ends with it.
+    let app = spawn_app_with(backend, |raw| raw.set("TWILIO_LEG_RESUME_SECONDS", "0")).await;
     let t = app.telephony_tenant("Acme", NUMBER, json!({})).await;
     let mut live = app.state.actors.active.subscribe();
     let before = app.metrics().await;

@@ -217,6 +217,19 @@ async fn openapi_documents_cover_every_mounted_route(backend: Backend) {
                 op["tags"].as_array().is_some_and(|t| !t.is_empty()),
                 "{method} {path} has no tag"
             );
+            // A path segment is never empty: no string path parameter's schema accepts one.
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let schema = &p["schema"];
+                if p["in"] == "path" && schema["type"] == "string" {
+                    assert!(
+                        ["pattern", "enum", "format", "minLength"]
+                            .iter()
+                            .any(|k| schema.get(*k).is_some()),
+                        "{method} {path}: parameter {} accepts an empty value",
+                        p["name"]
+                    );
+                }
+            }
             let security = op["security"].to_string();
             if security.contains("bearer") || security.contains("admin_key") {
                 for status in ["401", "429"] {
@@ -231,7 +244,7 @@ async fn openapi_documents_cover_every_mounted_route(backend: Backend) {
                     .get("application/json")
                     .is_some()
             {
-                for status in ["400", "413", "415"] {
+                for status in ["400", "413", "415", "422"] {
                     assert!(
                         op["responses"].get(status).is_some(),
                         "{method} {path} lacks {status}"

@@ -232,7 +232,7 @@ impl Conversation {
             Input::BargeIn(cut) => self.on_barge_in(cut),
             Input::Dtmf(digit) => self.on_dtmf(&digit),
             Input::TwilioStopped => self.end_leg(EndReason::CallerHangup, None),
-            Input::TwilioGone(reason, detail) => self.end_leg(reason, detail),
+            Input::TwilioGone(reason, detail) => self.twilio_lost(reason, detail),
             Input::PlaybackDrained => self.on_drained(),
             Input::Timer(timer) => self.on_timer(timer),
             Input::ToolDone(id, outcome) => self.tool_done(&id, outcome),
@@ -589,6 +589,27 @@ impl Conversation {
             },
         };
         self.finish(ending);
+    }
+
+    /// The Twilio socket went away without `stop`: the caller may still be on the line, so
+    /// a live leg asks for a fresh stream that resumes the conversation (`stream-ended`
+    /// answers it) — at most once per `resume_lost_leg` of the call, counted from the start
+    /// of a stream that was itself a resume, so a leg that keeps failing ends the call.
+    fn twilio_lost(&mut self, reason: EndReason, detail: Option<String>) {
+        let lost = matches!(reason, EndReason::SocketClosed | EndReason::SocketError);
+        let may_resume = self.setup.resume_lost_leg.is_some_and(|interval| {
+            !self.resumed() || u128::from(self.now) >= interval.as_millis()
+        });
+        if lost && may_resume && matches!(self.leg, Leg::Live) {
+            self.finish(Ending {
+                reason,
+                detail,
+                continuation: Some(Continuation::Resume),
+                status: SessionStatus::Completed,
+            });
+        } else {
+            self.end_leg(reason, detail);
+        }
     }
 
     fn finish(&mut self, ending: Ending) {

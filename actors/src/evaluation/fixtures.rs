@@ -254,6 +254,8 @@ pub async fn finished_session(
         outcome: None,
         completed_at: None,
         placement: None,
+        node_id: None,
+        node_started_at: None,
         created_at: spec.started_at,
         updated_at: spec.started_at,
         started_at: None,

@@ -43,6 +43,8 @@ pub(super) struct CallRow {
     outcome: Option<String>,
     completed_at: Option<i64>,
     placement: Option<String>,
+    node_id: Option<String>,
+    node_started_at: Option<i64>,
     created_at: i64,
     updated_at: i64,
     started_at: Option<i64>,
@@ -52,7 +54,7 @@ pub(super) struct CallRow {
 pub(super) const CALL_COLUMNS: &str = "id, tenant_id, call_sid, account_sid, route_id, direction, from_number, to_number, \
      status, status_sequence, agent_key, agent_version_id, end_reason, answered_by, duration_seconds, metadata, \
      stream_sid, stream_status, after_stream, greeting, org_id, machine_detection, error_code, error_message, \
-     identity_state, escalated_to, end_detail, outcome, completed_at, placement, created_at, updated_at, started_at, ended_at";
+     identity_state, escalated_to, end_detail, outcome, completed_at, placement, node_id, node_started_at, created_at, updated_at, started_at, ended_at";
 
 /// SQL list of live statuses, for `IN (…)`.
 const LIVE_SQL: &str = "('queued', 'initiated', 'ringing', 'in-progress')";
@@ -109,6 +111,8 @@ impl TryFrom<CallRow> for CallRecord {
                 }
                 None => None,
             },
+            node_id: r.node_id,
+            node_started_at: r.node_started_at,
             created_at: r.created_at,
             updated_at: r.updated_at,
             started_at: r.started_at,
@@ -190,8 +194,9 @@ impl Store {
     ) -> Result<Admission, StoreError> {
         let sql = format!(
             "INSERT INTO calls (id, tenant_id, call_sid, account_sid, route_id, direction, from_number, to_number, \
-             status, agent_key, agent_version_id, metadata, greeting, org_id, machine_detection, created_at, updated_at, placement) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $21 WHERE \
+             status, agent_key, agent_version_id, metadata, greeting, org_id, machine_detection, created_at, updated_at, placement, \
+             node_id, node_started_at) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $21, $22, $23 WHERE \
              (SELECT COUNT(*) FROM calls WHERE tenant_id = $2 AND status IN {LIVE_SQL} AND ended_at IS NULL AND created_at >= $18) < $19 \
              AND ($5 IS NULL OR (SELECT COUNT(*) FROM calls WHERE route_id = $5 AND status IN {LIVE_SQL} AND ended_at IS NULL AND created_at >= $18) < $20)"
         );
@@ -219,6 +224,8 @@ impl Store {
                     .bind(tenant_limit)
                     .bind(route_limit.unwrap_or(i64::MAX))
                     .bind(call.placement.map(Placement::as_str))
+                    .bind(&call.node_id)
+                    .bind(call.node_started_at)
                     .execute($exec)
                     .await?
                     .rows_affected()

@@ -76,6 +76,8 @@ pub(crate) fn call(tenant: &TenantId) -> CallRecord {
         outcome: None,
         completed_at: None,
         placement: None,
+        node_id: None,
+        node_started_at: None,
         created_at: 1,
         updated_at: 1,
         started_at: None,

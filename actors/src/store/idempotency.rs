@@ -118,6 +118,23 @@ impl Store {
         Ok(())
     }
 
+    /// The key whose request created `call` and is still waiting for its outcome (its
+    /// placement's owner died: a reconciler completes it with the real outcome).
+    pub async fn idempotency_key_of_call(
+        &self,
+        call: &crate::ids::CallId,
+    ) -> Result<Option<(TenantId, String)>, StoreError> {
+        let row: Option<(String, String)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT tenant_id, key FROM idempotency_keys WHERE call_id = $1 AND state = 'in_progress'",
+            )
+            .bind(call.as_str())
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(row.map(|(tenant, key)| (TenantId::from_stored(tenant), key)))
+    }
+
     /// Releases `key` without a stored response (the request did not start its work), so a
     /// retry runs again. Only the request's owner may release it, knowing its work never
     /// reached anyone (a key attached to a call is otherwise never released).

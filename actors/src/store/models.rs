@@ -472,6 +472,11 @@ pub struct CallRecord {
     pub completed_at: Option<i64>,
     /// Outbound: where asking the carrier stands (`None` for inbound calls).
     pub placement: Option<Placement>,
+    /// The node holding the call's work: the node that admitted or placed it, then the node
+    /// its media stream runs on (`crate::nodes`); a node's lost calls are reconciled.
+    pub node_id: Option<String>,
+    /// The incarnation (process start, Unix ms) of that node.
+    pub node_started_at: Option<i64>,
     /// Creation (Unix ms).
     pub created_at: i64,
     /// Last change (Unix ms).

@@ -64,6 +64,7 @@ pub(super) fn new_call(
     direction: CallDirection,
     from: &str,
     to: &str,
+    node: &crate::nodes::NodeInstance,
 ) -> CallRecord {
     let now = now_ms();
     CallRecord {
@@ -97,6 +98,8 @@ pub(super) fn new_call(
         outcome: None,
         completed_at: None,
         placement: None,
+        node_id: Some(node.id.as_str().to_owned()),
+        node_started_at: Some(node.started_at),
         created_at: now,
         updated_at: now,
         started_at: None,
@@ -144,7 +147,13 @@ pub async fn inbound(
             fallback: Fallback::of(Some(&route)),
         });
     }
-    let mut call = new_call(&route.tenant_id, CallDirection::Inbound, &req.from, &req.to);
+    let mut call = new_call(
+        &route.tenant_id,
+        CallDirection::Inbound,
+        &req.from,
+        &req.to,
+        ctx.node(),
+    );
     call.call_sid = Some(req.call_sid.clone());
     call.account_sid = Some(req.account.auth.account_sid.clone());
     call.route_id = Some(route.id.clone());

@@ -301,6 +301,7 @@ async fn prepare(
         CallDirection::Outbound,
         &route.number,
         &req.to,
+        ctx.node(),
     );
     call.id = call_id;
     call.account_sid = Some(account.auth.account_sid.clone());
@@ -471,7 +472,8 @@ async fn place(
             .await;
             progress.send_replace(Progress::Unknown(Box::new(call.clone())));
             let wake = ctx.watch_placement(&call.id);
-            let result = reconcile(ctx, &call, account, sent_at, &wake).await;
+            let deadline = tokio::time::Instant::now() + ctx.config().placement.lookup_grace;
+            let result = reconcile(ctx, &call, account, sent_at, deadline, &wake).await;
             ctx.unwatch_placement(&call.id);
             result
         }
@@ -530,10 +532,10 @@ async fn reconcile(
     call: &CallRecord,
     account: &TwilioAccount,
     sent_at: i64,
+    deadline: tokio::time::Instant,
     wake: &tokio::sync::Notify,
 ) -> PlacementResult {
     let settings = ctx.config().placement;
-    let deadline = tokio::time::Instant::now() + settings.lookup_grace;
     let query = CallQuery {
         to: call.to_number.clone(),
         from: call.from_number.clone(),
@@ -598,6 +600,97 @@ async fn reconcile(
         tokio::select! {
             () = wake.notified() => {}
             () = tokio::time::sleep(nap) => {}
+        }
+    }
+}
+
+/// Takes over a placement whose node died while it asked the carrier (no `CallSid` was
+/// recorded): in a task that owns the outcome, the call is looked up at the carrier by the
+/// request's parameters (`To`, `From`, created since the call was recorded) until the grace
+/// period, counted from the call's creation, is over; the result goes into the call and,
+/// through `render`, into the idempotency key its request attached, so a retry replays the
+/// real outcome and never places a second call.
+pub(crate) fn resume_lost(ctx: &TelephonyCtx, call: CallRecord, render: Option<RenderReply>) {
+    let ctx = ctx.clone();
+    let span = tracing::info_span!("lost_placement", call_id = %call.id, tenant = %call.tenant_id);
+    let task = async move {
+        tracing::warn!(call_id = %call.id, "placement lost with its node: looking the call up at the carrier");
+        let result = async {
+            let account = ctx.account(&call.tenant_id).await?;
+            ctx.store()
+                .set_placement(&call.id, Placement::Unknown)
+                .await?;
+            let waited = now_ms().saturating_sub(call.created_at);
+            let left = ctx
+                .config()
+                .placement
+                .lookup_grace
+                .saturating_sub(Duration::from_millis(u64::try_from(waited).unwrap_or(0)));
+            let deadline = tokio::time::Instant::now() + left;
+            let wake = ctx.watch_placement(&call.id);
+            let result = reconcile(&ctx, &call, &account, call.created_at, deadline, &wake).await;
+            ctx.unwatch_placement(&call.id);
+            result
+        }
+        .await;
+        let key = match ctx.store().idempotency_key_of_call(&call.id).await {
+            Ok(key) => key,
+            Err(error) => {
+                tracing::error!(call_id = %call.id, error = %error, "could not read the placement's idempotency key");
+                None
+            }
+        };
+        match (render, key) {
+            // The request may have reached the carrier: the key is never released.
+            (Some(_), Some(_))
+                if result
+                    .as_ref()
+                    .is_err_and(TelephonyError::nothing_attempted) =>
+            {
+                tracing::error!(call_id = %call.id, "the lost placement could not be looked up; its idempotency key stays in progress");
+            }
+            (Some(render), Some((tenant, key))) => {
+                settle(
+                    &ctx,
+                    &IdempotencySlot {
+                        tenant,
+                        key,
+                        render,
+                    },
+                    &result,
+                )
+                .await;
+            }
+            _ => {}
+        }
+        ctx.placement_settled(call.id);
+    };
+    tokio::spawn(task.instrument(span));
+}
+
+/// Completes the idempotency key still waiting on `call` (its request's node died) with the
+/// call as recorded now: a retry replays the real outcome.
+pub(crate) async fn settle_lost_key(ctx: &TelephonyCtx, call: &CallId, render: &RenderReply) {
+    let found = async {
+        let Some((tenant, key)) = ctx.store().idempotency_key_of_call(call).await? else {
+            return Ok(None);
+        };
+        let record = ctx.store().get_call_by_id(call).await?;
+        Ok::<_, crate::store::StoreError>(record.map(|r| (tenant, key, r)))
+    }
+    .await;
+    match found {
+        Ok(Some((tenant, key, record))) => {
+            let slot = IdempotencySlot {
+                tenant,
+                key,
+                render: Arc::clone(render),
+            };
+            settle(ctx, &slot, &Ok(record)).await;
+        }
+        Ok(None) => {}
+        Err(error) => {
+            tracing::error!(call_id = %call, error = %error, "could not settle the idempotency key of a reconciled call");
         }
     }
 }

@@ -38,6 +38,9 @@ pub struct StreamStart {
     pub token: String,
 }
 
+/// How long `stream-ended` waits for a leg still live on this node to record its end.
+const LEG_END_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Detail recorded when a stream started after its media handler gave up.
 const ABANDONED_DETAIL: &str = "the media handler gave up before the stream started";
 
@@ -129,6 +132,8 @@ async fn start_once(
     ctx.store()
         .set_stream_state(&call.id, Some(&s.stream_sid), "started")
         .await?;
+    // The stream runs here: if this node is lost, its calls are reconciled.
+    ctx.store().hold_call(&call.id, ctx.node()).await?;
     ctx.event(
         &call.id,
         "stream",
@@ -166,9 +171,17 @@ pub async fn stream_ended(
     ctx: &TelephonyCtx,
     target: CallbackTarget,
 ) -> Result<AfterStream, TelephonyError> {
-    let Some(call) = ctx.find_call(&target).await? else {
+    let Some(mut call) = ctx.find_call(&target).await? else {
         return Ok(AfterStream::Hangup);
     };
+    // The carrier may ask before the leg's owner on this node has recorded how its leg
+    // ended (the socket dropped under it): let it finish, then read what it decided.
+    if ctx.config().active.contains(&call.id) {
+        if !ctx.config().active.ended(&call.id, LEG_END_PATIENCE).await {
+            tracing::warn!(call_id = %call.id, "the leg did not end in time: answering without it");
+        }
+        call = ctx.find_call(&target).await?.unwrap_or(call);
+    }
     let route = match &call.route_id {
         Some(id) => ctx.store().get_route(id).await?,
         None => None,

@@ -196,6 +196,9 @@ pub async fn start_with(
             ws_base: "ws://127.0.0.1:9".into(),
         },
         stream_token_ttl: Duration::from_secs(300),
+        node: actors::nodes::NodeInstance::new(
+            actors::nodes::NodeId::parse("actor-test").expect("node id"),
+        ),
         live_window: Duration::from_secs(3600),
         actor_timeout: Duration::from_secs(5),
         active: Arc::clone(&active),
@@ -208,6 +211,7 @@ pub async fn start_with(
             chaos: false,
             twilio_queue: 64,
             twilio_write_timeout: Duration::from_secs(1),
+            resume_lost_leg: None,
         },
         egress,
         notifier: NotifierSettings::default(),

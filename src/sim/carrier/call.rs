@@ -48,6 +48,9 @@ pub(crate) enum Control {
     Hangup,
     /// `Status=canceled`: end a call that is not answered yet (ignored once answered).
     Cancel,
+    /// The network drops the media websocket (no `stop`, no close frame); the call goes on
+    /// to the `<Connect action>`. Ignored when no stream is open.
+    ResetStream,
 }
 
 /// Call-progress events a status callback can ask for.
@@ -200,7 +203,9 @@ impl CallRunner {
             tokio::select! {
                 biased;
                 Some(control) = self.control.recv() => {
-                    if matches!(control, Control::Cancel) && self.answered.is_some() {
+                    if matches!(control, Control::Cancel) && self.answered.is_some()
+                        || matches!(control, Control::ResetStream)
+                    {
                         continue;
                     }
                     return Err(control);
@@ -351,6 +356,8 @@ impl CallRunner {
                 // A queued or ringing call may get new TwiML before it is answered.
                 Err(Control::Redirect(new)) => source = new,
                 Err(Control::Hangup | Control::Cancel) => return CallStatus::Canceled,
+                // No stream to drop while ringing (the guard never returns it).
+                Err(Control::ResetStream) => {}
             }
         }
         match behaviour {
@@ -450,11 +457,14 @@ impl CallRunner {
                         method,
                         extra: Vec::new(),
                     },
-                    Control::Hangup | Control::Cancel => Flow::End(if self.answered.is_some() {
-                        CallStatus::Completed
-                    } else {
-                        CallStatus::Canceled
-                    }),
+                    // A dropped stream never interrupts a flow (the media task handles it).
+                    Control::Hangup | Control::Cancel | Control::ResetStream => {
+                        Flow::End(if self.answered.is_some() {
+                            CallStatus::Completed
+                        } else {
+                            CallStatus::Canceled
+                        })
+                    }
                 },
             };
         }

@@ -60,6 +60,8 @@ pub(crate) enum StreamEnd {
 
 enum PumpEnd {
     ServerClosed,
+    /// The network dropped the socket (`Control::ResetStream`).
+    Reset,
     CallerHungUp,
     Interrupted(Control),
 }
@@ -418,6 +420,8 @@ impl CallRunner {
                 let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
                 (StreamCloser::Server, StreamEnd::ServerClosed)
             }
+            // No close frame, no `stop`: the socket just goes away.
+            PumpEnd::Reset => (StreamCloser::Reset, StreamEnd::ServerClosed),
             PumpEnd::CallerHungUp => {
                 close_from_our_side(&mut session, &mut sink, &mut source).await;
                 (StreamCloser::Caller, StreamEnd::CallerHungUp)
@@ -426,7 +430,9 @@ impl CallRunner {
                 close_from_our_side(&mut session, &mut sink, &mut source).await;
                 let by = match control {
                     Control::Redirect(_) => StreamCloser::Redirect,
-                    Control::Hangup | Control::Cancel => StreamCloser::Hangup,
+                    Control::Hangup | Control::Cancel | Control::ResetStream => {
+                        StreamCloser::Hangup
+                    }
                 };
                 (by, StreamEnd::Interrupted(control))
             }
@@ -455,8 +461,10 @@ impl CallRunner {
                 biased;
                 Some(control) = self.control.recv() => {
                     // The call is answered: `canceled` does not apply.
-                    if !matches!(control, Control::Cancel) {
-                        return PumpEnd::Interrupted(control);
+                    match control {
+                        Control::Cancel => {}
+                        Control::ResetStream => return PumpEnd::Reset,
+                        other => return PumpEnd::Interrupted(other),
                     }
                 }
                 _ = ticker.tick() => {

@@ -153,8 +153,28 @@ async fn handle(
     let result = match fault {
         Some(Fault::Fail(spec)) => Err(ApiError::new(spec.status, spec.code, spec.message)),
         Some(Fault::Delay(delay)) => {
-            tokio::time::sleep(delay).await;
-            route(&shared, &method, &path, &params, auth.as_ref())
+            // The request has reached the carrier: it is carried out even if the client
+            // goes away meanwhile (its process died), as a real carrier would.
+            let work = {
+                let (shared, method, path, params, auth) = (
+                    shared.clone(),
+                    method.clone(),
+                    path.clone(),
+                    params.clone(),
+                    auth.clone(),
+                );
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    route(&shared, &method, &path, &params, auth.as_ref())
+                })
+            };
+            work.await.unwrap_or_else(|_| {
+                Err(ApiError::new(
+                    500,
+                    20500,
+                    "the simulator's request task failed",
+                ))
+            })
         }
         None => route(&shared, &method, &path, &params, auth.as_ref()),
     };

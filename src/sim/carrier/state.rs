@@ -145,6 +145,8 @@ pub enum StreamCloser {
     Redirect,
     /// A REST update with `Status=completed`.
     Hangup,
+    /// The network dropped the socket (no `stop`, no close frame).
+    Reset,
 }
 
 /// How a `<Dial>` ended.

@@ -173,6 +173,7 @@ fn setup() -> Setup {
         started_at_ms: 1_000_000,
         prior: Vec::new(),
         prior_invocations: Vec::new(),
+        resume_lost_leg: None,
     }
 }
 
@@ -1115,4 +1116,49 @@ fn identity_verification_opens_gated_tools() {
         call.at(2_110, function_call("b1", "i2", "r1", "balance", "{}")),
         ["run b1 webhook"]
     );
+}
+
+#[test]
+fn a_lost_twilio_leg_resumes_on_a_fresh_stream_at_most_once_per_interval() {
+    let resumable = Setup {
+        resume_lost_leg: Some(Duration::from_secs(30)),
+        ..setup()
+    };
+    // A first leg lost without `stop` asks for a fresh stream.
+    let mut call = Call::live(resumable.clone());
+    call.play(vec![(
+        2_000,
+        Input::TwilioGone(EndReason::SocketError, None),
+        &["end socket_error resume completed"],
+    )]);
+    // A leg that itself resumed the call resumes again only once the interval has passed.
+    let resumed = Setup {
+        prior: vec![(Speaker::Agent, GREETING.to_owned())],
+        ..resumable.clone()
+    };
+    let mut call = Call::live(resumed.clone());
+    call.play(vec![(
+        5_000,
+        Input::TwilioGone(EndReason::SocketClosed, None),
+        &["end socket_closed - completed"],
+    )]);
+    let mut call = Call::live(resumed);
+    call.play(vec![(
+        30_000,
+        Input::TwilioGone(EndReason::SocketClosed, None),
+        &["end socket_closed resume completed"],
+    )]);
+    // A write failure is not a lost leg, and a caller's `stop` is a hang-up.
+    let mut call = Call::live(resumable.clone());
+    call.play(vec![(
+        2_000,
+        Input::TwilioGone(EndReason::TwilioStalled, None),
+        &["end twilio_stalled - completed"],
+    )]);
+    let mut call = Call::live(resumable);
+    call.play(vec![(
+        2_000,
+        Input::TwilioStopped,
+        &["end caller_hangup - completed"],
+    )]);
 }

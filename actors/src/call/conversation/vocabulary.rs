@@ -369,4 +369,8 @@ pub struct Setup {
     pub prior: Vec<(Speaker, String)>,
     /// Tool invocations of earlier streams of this call.
     pub prior_invocations: Vec<PriorInvocation>,
+    /// A Twilio leg lost without `stop` (the socket closed or failed) is answered with a
+    /// fresh stream that resumes the conversation, unless this stream itself resumed the
+    /// call less than this long ago; `None` never resumes (the call ends).
+    pub resume_lost_leg: Option<Duration>,
 }
