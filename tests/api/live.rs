@@ -1317,14 +1317,10 @@ async fn every_client_event_the_runtime_sends_conforms_to_the_schema(backend: Ba
         "{:?}",
         first.user_turns
     );
-    let history = app.voice_session_of(&t.key, &sid).await["transcript"]
-        .as_array()
-        .expect("turns")
-        .len();
-    assert_eq!(
-        history, 6,
-        "greeting, question, cut reply, question, two replies"
-    );
+    // Greeting, question, cut reply, question, two replies: what the reconnect replays (from
+    // the conversation's own history; the stored transcript is checked once the call ended,
+    // when its recorder has written every turn).
+    let history = 6;
     assert!(app.realtime.drop_session(&first.id));
     // The runtime reconnects and replays the conversation; then the caller hangs up.
     tokio::time::timeout(
@@ -1352,6 +1348,11 @@ async fn every_client_event_the_runtime_sends_conforms_to_the_schema(backend: Ba
     )
     .await
     .expect("ai sessions closed");
+    let stored = app.voice_session_of(&t.key, &sid).await["transcript"]
+        .as_array()
+        .expect("turns")
+        .len();
+    assert!(stored >= history, "{stored} turns stored");
 
     let mut kinds = HashSet::new();
     let mut total = 0;
