@@ -160,6 +160,12 @@ pub struct Config {
     pub event_webhook_timeout: Duration,
     /// Evaluations and the LLM judge (`JUDGE_*`, `EVALUATION_*`).
     pub evaluation: EvaluationConfig,
+    /// `READINESS_MIN_EVALUATED_CALLS` (default 20): evaluated calls a routed agent's version
+    /// needs before the readiness review's evaluation gate passes.
+    pub readiness_min_evaluated_calls: u32,
+    /// `READINESS_MIN_PASS_PERCENT` (default 90, 1–100): the pass rate (in percent) those
+    /// calls need.
+    pub readiness_min_pass_percent: u32,
 }
 
 /// Settings of evaluations and of the LLM judge.
@@ -320,6 +326,8 @@ pub const SETTINGS: &[&str] = &[
     "EVALUATION_WORKERS",
     "EVALUATION_MAX_ATTEMPTS",
     "EVALUATION_BACKOFF_MS",
+    "READINESS_MIN_EVALUATED_CALLS",
+    "READINESS_MIN_PASS_PERCENT",
 ];
 
 /// The raw setting values, before validation.
@@ -583,8 +591,17 @@ impl Config {
                 "must be between 1 and 120000",
             ));
         }
+        let readiness_min_pass_percent = raw.positive("READINESS_MIN_PASS_PERCENT", 90)?.get();
+        if readiness_min_pass_percent > 100 {
+            return Err(ConfigError::new(
+                "READINESS_MIN_PASS_PERCENT",
+                "must be between 1 and 100",
+            ));
+        }
         Ok(Config {
             evaluation: EvaluationConfig::parse(raw)?,
+            readiness_min_evaluated_calls: raw.positive("READINESS_MIN_EVALUATED_CALLS", 20)?.get(),
+            readiness_min_pass_percent,
             outbound_allow_private: raw.boolean("OUTBOUND_ALLOW_PRIVATE", false)?,
             event_webhook_max_attempts,
             event_webhook_backoff: Duration::from_millis(u64::from(

@@ -45,6 +45,7 @@ pub mod routes;
 pub mod runtime;
 pub mod server;
 pub mod sessions;
+pub mod signals;
 pub mod template;
 pub mod webhook_deliveries;
 pub mod webhooks;
@@ -78,6 +79,8 @@ pub struct AppInner {
     pub webhook_limiter: DefaultKeyedRateLimiter<actors::ids::TenantId>,
     /// Process start, for uptime.
     pub started: Instant,
+    /// The last verified signed webhook per tenant and the last metrics scrape (readiness).
+    pub signals: signals::ReadinessSignals,
 }
 
 impl std::ops::Deref for AppState {
@@ -105,6 +108,7 @@ impl AppState {
             ip_guard,
             metrics,
             started: Instant::now(),
+            signals: signals::ReadinessSignals::default(),
         }))
     }
 

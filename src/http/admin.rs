@@ -1,7 +1,7 @@
 //! Admin API (`x-admin-key`), one module per resource: tenants, API keys, provider
 //! credentials, runtime configuration, event webhooks and signing secrets, phone routes,
 //! agents and versions, operator queues, the audit log, diagnostics, admin identities and
-//! governance settings (two-person approval, dial policies) and launches. Every admin path
+//! governance settings (two-person approval, dial policies), launches and the readiness review. Every admin path
 //! answers 404 when no admin key is configured (the guard of its mount); every mutation is
 //! audited by the owning actor in the same transaction. This module holds only the helpers
 //! the resources share.
@@ -27,6 +27,7 @@ pub mod identities;
 pub mod launch;
 pub mod phone_routes;
 pub mod queues;
+pub mod readiness;
 pub mod rubric;
 pub mod runtime_config;
 pub mod tenants;

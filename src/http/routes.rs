@@ -10,7 +10,7 @@ use actors::store::Scope::{Operator, Read, Runtime};
 
 use super::admin::{
     agents, api_keys, audit, credentials, diagnostics, event_webhooks, governance, identities,
-    launch, phone_routes, queues as admin_queues, runtime_config, tenants,
+    launch, phone_routes, queues as admin_queues, readiness, runtime_config, tenants,
 };
 use super::guard::{admin, admin_or_approver, approver, ops, public, tenant, twilio};
 use super::mount::Mount;
@@ -131,6 +131,7 @@ static TABLE: LazyLock<Vec<Mount>> = LazyLock::new(|| {
         mount!(launch::get_launch, admin()),
         mount!(launch::put_launch, admin()),
         mount!(launch::approve_launch, admin_or_approver()),
+        mount!(readiness::get_readiness, admin()),
     ]
 });
 

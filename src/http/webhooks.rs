@@ -154,6 +154,7 @@ impl AppState {
                 retry_after: not_until.wait_time_from(DefaultClock::default().now()),
             });
         }
+        self.signals.signed_webhook(&account.tenant_id);
         Ok(account)
     }
 

@@ -24,6 +24,7 @@ mod outcomes;
 mod placement;
 mod predial;
 mod queues;
+mod readiness;
 mod sandbox;
 mod telephony;
 mod tools;
