@@ -397,7 +397,7 @@ pub async fn seed(state: &AppState, sandbox: &Sandbox) -> anyhow::Result<Seeded>
         // The demo route goes live at once through the audited override (reason `sandbox`,
         // with the gates that failed): a fresh sandbox has no evaluated calls, approvals or
         // metrics scrape yet, and its point is to take a call right away.
-        let review = crate::http::admin::readiness::review(state, &tenant.id, None)
+        let review = crate::http::admin::readiness::review(state, &tenant.id, None, false)
             .await
             .map_err(|e| anyhow::anyhow!("readiness review: {e}"))?;
         let live_override = Some(actors::router::LiveOverride {

@@ -438,10 +438,11 @@ impl Actor for RolloutActor {
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        crate::singleton::handled(myself.get_id());
         let _timer = HandleTimer::start(kind::ROLLOUT, message.name());
         match message {
             RolloutMsg::CreateAgent(new, meta, port) => {

@@ -339,10 +339,11 @@ impl Actor for RouterActor {
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        crate::singleton::handled(myself.get_id());
         let _timer = HandleTimer::start(kind::ROUTER, message.name());
         match message {
             RouterMsg::CreateRoute(new, meta, port) => {

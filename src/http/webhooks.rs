@@ -159,7 +159,7 @@ impl AppState {
     }
 
     /// The router actor, or 503 while it is down.
-    pub fn router_actor(&self) -> Result<ractor::ActorRef<RouterMsg>, ApiError> {
+    pub fn router_actor(&self) -> Result<actors::singleton::Mailbox<RouterMsg>, ApiError> {
         self.actors.router.get().ok_or_else(|| {
             ApiError::Unavailable("call routing is restarting; retry shortly".into())
         })

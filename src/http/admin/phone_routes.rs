@@ -290,7 +290,9 @@ async fn gate_live(
             }
         })
         .transpose()?;
-    let review = readiness::review(state, &prospect.tenant_id, Some(prospect)).await?;
+    // With an override the review is recorded, not waited on: the carrier is not asked.
+    let review =
+        readiness::review(state, &prospect.tenant_id, Some(prospect), reason.is_none()).await?;
     let failing: Vec<_> = review
         .gates
         .iter()

@@ -72,11 +72,12 @@ fn readiness_view(r: Readiness) -> ReadinessView {
 }
 
 /// Reviews every launch gate of `tenant` now; `prospect` is a route as a change would leave
-/// it.
+/// it; `ask_carrier: false` leaves the credentials unchecked (`warn`).
 pub async fn review(
     state: &AppState,
     tenant: &TenantId,
     prospect: Option<&PhoneRoute>,
+    ask_carrier: bool,
 ) -> Result<Readiness, ApiError> {
     let account = state
         .actors
@@ -91,6 +92,7 @@ pub async fn review(
     let inputs = ReviewInputs {
         carrier: carrier.as_ref(),
         carrier_auth: account.as_ref().map(|a| &a.auth),
+        ask_carrier,
         last_signed_webhook_ms: state.signals.last_signed_webhook(tenant),
         last_metrics_scrape_ms: state.signals.last_scrape(),
         min_evaluated_calls: state.config.readiness_min_evaluated_calls,
@@ -112,6 +114,6 @@ pub async fn get_readiness(req: Request<AuditMeta, (TenantId,)>) -> Result<Respo
     let Request {
         state, path: (id,), ..
     } = req;
-    let r = review(&state, &id, None).await?;
+    let r = review(&state, &id, None, true).await?;
     Ok(json(StatusCode::OK, &readiness_view(r)))
 }
