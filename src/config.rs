@@ -185,6 +185,12 @@ pub struct Config {
     /// `NODE_STALE_AFTER_MS` (default 30000, at least twice the heartbeat): a node whose
     /// heartbeat is older is lost, and its calls are reconciled by another node.
     pub node_stale_after: Duration,
+    /// `READINESS_MIN_EVALUATED_CALLS` (default 20): evaluated calls a routed agent's version
+    /// needs before the readiness review's evaluation gate passes.
+    pub readiness_min_evaluated_calls: u32,
+    /// `READINESS_MIN_PASS_PERCENT` (default 90, 1–100): the pass rate (in percent) those
+    /// calls need.
+    pub readiness_min_pass_percent: u32,
 }
 
 /// Settings of evaluations and of the LLM judge.
@@ -352,6 +358,8 @@ pub const SETTINGS: &[&str] = &[
     "MEDIA_START_TIMEOUT_MS",
     "MEDIA_PENDING_MAX",
     "MEDIA_PENDING_PER_IP",
+    "READINESS_MIN_EVALUATED_CALLS",
+    "READINESS_MIN_PASS_PERCENT",
 ];
 
 /// The raw setting values, before validation.
@@ -649,6 +657,13 @@ impl Config {
         }
         let twilio_leg_resume: u64 =
             raw.parse_num("TWILIO_LEG_RESUME_SECONDS", 30, "a number of seconds")?;
+        let readiness_min_pass_percent = raw.positive("READINESS_MIN_PASS_PERCENT", 90)?.get();
+        if readiness_min_pass_percent > 100 {
+            return Err(ConfigError::new(
+                "READINESS_MIN_PASS_PERCENT",
+                "must be between 1 and 100",
+            ));
+        }
         Ok(Config {
             twilio_leg_resume: (twilio_leg_resume > 0)
                 .then(|| Duration::from_secs(twilio_leg_resume)),
@@ -659,6 +674,8 @@ impl Config {
             node_heartbeat: Duration::from_millis(u64::from(node_heartbeat)),
             node_stale_after: Duration::from_millis(u64::from(node_stale_after)),
             evaluation: EvaluationConfig::parse(raw)?,
+            readiness_min_evaluated_calls: raw.positive("READINESS_MIN_EVALUATED_CALLS", 20)?.get(),
+            readiness_min_pass_percent,
             outbound_allow_private: raw.boolean("OUTBOUND_ALLOW_PRIVATE", false)?,
             event_webhook_max_attempts,
             event_webhook_backoff: Duration::from_millis(u64::from(

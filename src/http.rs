@@ -46,6 +46,7 @@ pub mod routes;
 pub mod runtime;
 pub mod server;
 pub mod sessions;
+pub mod signals;
 pub mod template;
 pub mod webhook_deliveries;
 pub mod webhooks;
@@ -83,6 +84,8 @@ pub struct AppInner {
     pub nodes: actors::nodes::Nodes,
     /// Media websockets waiting for their `start` (bounded per address and in total).
     pub media_gate: media_gate::MediaGate,
+    /// The last verified signed webhook per tenant and the last metrics scrape (readiness).
+    pub signals: signals::ReadinessSignals,
 }
 
 impl std::ops::Deref for AppState {
@@ -120,6 +123,7 @@ impl AppState {
             started: Instant::now(),
             nodes,
             media_gate,
+            signals: signals::ReadinessSignals::default(),
         }))
     }
 

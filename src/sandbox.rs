@@ -394,6 +394,16 @@ pub async fn seed(state: &AppState, sandbox: &Sandbox) -> anyhow::Result<Seeded>
     let router = state.router_actor().map_err(|e| anyhow::anyhow!("{e}"))?;
     let routes = actors::router::list_routes(&state.store, Some(&tenant.id), 200, 0).await?;
     if !routes.items.iter().any(|r| r.number == NUMBER) {
+        // The demo route goes live at once through the audited override (reason `sandbox`,
+        // with the gates that failed): a fresh sandbox has no evaluated calls, approvals or
+        // metrics scrape yet, and its point is to take a call right away.
+        let review = crate::http::admin::readiness::review(state, &tenant.id, None, false)
+            .await
+            .map_err(|e| anyhow::anyhow!("readiness review: {e}"))?;
+        let live_override = Some(actors::router::LiveOverride {
+            reason: String::from("sandbox"),
+            failing_gates: review.failing().into_iter().map(str::to_owned).collect(),
+        });
         call_t!(
             router,
             RouterMsg::CreateRoute,
@@ -409,6 +419,7 @@ pub async fn seed(state: &AppState, sandbox: &Sandbox) -> anyhow::Result<Seeded>
                 over_limit: OverLimit::Fallback,
                 max_concurrent_calls: 20,
                 test_callers: Vec::new(),
+                live_override,
             },
             meta()
         )??;

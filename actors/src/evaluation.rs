@@ -254,7 +254,7 @@ impl Evaluations {
     }
 
     /// The dispatcher (current incarnation); `None` while it is down.
-    pub fn actor(&self) -> Option<ActorRef<EvaluationMsg>> {
+    pub fn actor(&self) -> Option<crate::singleton::Mailbox<EvaluationMsg>> {
         self.actor.get()
     }
 
@@ -603,7 +603,11 @@ impl Actor for EvaluationActor {
         myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        state.ticker = Some(myself.send_interval(state.settings.tick, || EvaluationMsg::Tick));
+        let id = myself.get_id();
+        state.ticker = Some(myself.send_interval(state.settings.tick, move || {
+            crate::singleton::sent(id);
+            EvaluationMsg::Tick
+        }));
         // Pick up everything left pending (or leased by a dead incarnation) at once.
         state.refresh_gauge().await;
         state.fill().await;
@@ -616,6 +620,7 @@ impl Actor for EvaluationActor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        crate::singleton::handled(myself.get_id());
         let _timer = HandleTimer::start(kind::EVALUATION, message.name());
         match message {
             EvaluationMsg::Tick => {
@@ -635,7 +640,11 @@ impl Actor for EvaluationActor {
                     && delay < state.settings.tick
                 {
                     // Due before the next tick: come back for it on time.
-                    myself.send_after(delay, || EvaluationMsg::Wake);
+                    let id = myself.get_id();
+                    myself.send_after(delay, move || {
+                        crate::singleton::sent(id);
+                        EvaluationMsg::Wake
+                    });
                 }
                 state.fill().await;
             }

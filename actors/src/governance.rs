@@ -11,6 +11,8 @@
 //! - [`predial`]: the pre-dial policy every outbound call passes before anything is dialed
 //!   (do-not-call, calling windows in the callee's zone, a daily attempt limit), each
 //!   decision recorded with its rule.
+//! - [`readiness`]: the readiness review, every launch gate with its status, reason, owner
+//!   and evidence; what a route's `staged → live` is gated on.
 //!
 //! These are plain modules over the [`Store`](crate::store::Store): every change and its
 //! audit row are one transaction, and no state lives outside the database, so no actor
@@ -23,6 +25,7 @@ pub mod dnc;
 pub mod identities;
 pub mod launch;
 pub mod predial;
+pub mod readiness;
 pub mod settings;
 
 /// The identity of the bootstrap admin key (`ADMIN_API_KEY`); it holds every role.

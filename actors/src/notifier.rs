@@ -238,7 +238,7 @@ impl Notifier {
     }
 
     /// The dispatcher (current incarnation), for the deliveries API; `None` while it is down.
-    pub fn actor(&self) -> Option<ActorRef<NotifierMsg>> {
+    pub fn actor(&self) -> Option<crate::singleton::Mailbox<NotifierMsg>> {
         self.actor.get()
     }
 
@@ -507,7 +507,11 @@ impl Actor for NotifierActor {
         myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        state.ticker = Some(myself.send_interval(state.settings.tick, || NotifierMsg::Tick));
+        let id = myself.get_id();
+        state.ticker = Some(myself.send_interval(state.settings.tick, move || {
+            crate::singleton::sent(id);
+            NotifierMsg::Tick
+        }));
         // Pick up everything left pending (or leased by a dead incarnation) at once.
         state.refresh_gauge().await;
         state.fill().await;
@@ -520,6 +524,7 @@ impl Actor for NotifierActor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        crate::singleton::handled(myself.get_id());
         let _timer = HandleTimer::start(kind::NOTIFIER, message.name());
         match message {
             NotifierMsg::Tick => {
@@ -539,7 +544,11 @@ impl Actor for NotifierActor {
                     && delay < state.settings.tick
                 {
                     // Due before the next tick: come back for it on time.
-                    myself.send_after(delay, || NotifierMsg::Wake);
+                    let id = myself.get_id();
+                    myself.send_after(delay, move || {
+                        crate::singleton::sent(id);
+                        NotifierMsg::Wake
+                    });
                 }
                 state.fill().await;
             }

@@ -584,7 +584,12 @@ impl Actor for RolloutActor {
         args: RolloutArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         // Ends by itself when the actor is gone.
-        let _timer = myself.send_interval(args.check_interval, || RolloutMsg::Tick);
+        let id = myself.get_id();
+        let _timer = myself.send_interval(args.check_interval, move || {
+            // Counted like any other message to the singleton (its mailbox depth).
+            crate::singleton::sent(id);
+            RolloutMsg::Tick
+        });
         Ok(RolloutState {
             store: args.store,
             notifier: args.notifier,
@@ -594,10 +599,11 @@ impl Actor for RolloutActor {
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        crate::singleton::handled(myself.get_id());
         let _timer = HandleTimer::start(kind::ROLLOUT, message.name());
         match message {
             RolloutMsg::CreateAgent(new, meta, port) => {

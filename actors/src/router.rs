@@ -54,6 +54,28 @@ pub struct NewRoute {
     pub max_concurrent_calls: i64,
     /// Staged-route test callers.
     pub test_callers: Vec<String>,
+    /// Why an admin made it live although the readiness review failed (recorded on the
+    /// audit row with the gates that failed).
+    pub live_override: Option<LiveOverride>,
+}
+
+/// An admin's override of the readiness gate on `staged → live`, kept on the audit row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveOverride {
+    /// Why.
+    pub reason: String,
+    /// The gates that failed when it was given.
+    pub failing_gates: Vec<String>,
+}
+
+fn with_override(mut after: serde_json::Value, o: Option<&LiveOverride>) -> serde_json::Value {
+    if let (Some(o), Some(map)) = (o, after.as_object_mut()) {
+        map.insert(
+            "live_override".into(),
+            json!({"reason": o.reason, "failing_gates": o.failing_gates}),
+        );
+    }
+    after
 }
 
 /// Changes to a route (`None` keeps; `Some(None)` clears a nullable field).
@@ -77,6 +99,8 @@ pub struct RoutePatch {
     pub max_concurrent_calls: Option<i64>,
     /// New test callers.
     pub test_callers: Option<Vec<String>>,
+    /// An admin's override of the readiness gate (when this change makes it live).
+    pub live_override: Option<LiveOverride>,
 }
 
 type Reply<T> = RpcReplyPort<Result<T, RouterError>>;
@@ -199,7 +223,10 @@ impl RouterState {
             target_type: "phone_route",
             target_id: route.id.to_string(),
             before: None,
-            after: Some(route_audit_json(&route)),
+            after: Some(with_override(
+                route_audit_json(&route),
+                new.live_override.as_ref(),
+            )),
             request_id: meta.request_id,
         };
         self.store
@@ -253,7 +280,10 @@ impl RouterState {
             target_type: "phone_route",
             target_id: after.id.to_string(),
             before: Some(route_audit_json(&before)),
-            after: Some(route_audit_json(&after)),
+            after: Some(with_override(
+                route_audit_json(&after),
+                p.live_override.as_ref(),
+            )),
             request_id: meta.request_id,
         };
         self.store
@@ -309,10 +339,11 @@ impl Actor for RouterActor {
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        crate::singleton::handled(myself.get_id());
         let _timer = HandleTimer::start(kind::ROUTER, message.name());
         match message {
             RouterMsg::CreateRoute(new, meta, port) => {

@@ -110,6 +110,10 @@ pub struct ChildStatus {
     pub terminations: u32,
     /// Description of the last failure or termination.
     pub last_failure: Option<String>,
+    /// Messages sent to the running incarnation and not yet taken by its handler (`None`
+    /// while it is down); counted on the send and the handle side, since ractor has no
+    /// queue-length API.
+    pub mailbox_depth: Option<u64>,
 }
 
 /// Messages of the root supervisor.
@@ -402,6 +406,17 @@ impl RootSupervisor {
         }
     }
 
+    fn mailbox_depth(state: &RootState, kind: ChildKind) -> Option<u64> {
+        match kind {
+            ChildKind::Tenant => state.tenant.mailbox_depth(),
+            ChildKind::Router => state.router.mailbox_depth(),
+            ChildKind::Rollout => state.rollout.mailbox_depth(),
+            ChildKind::Calls => state.calls.mailbox_depth(),
+            ChildKind::Notifier => state.notifier.mailbox_depth(),
+            ChildKind::Evaluation => state.evaluation.mailbox_depth(),
+        }
+    }
+
     fn clear_handle(state: &RootState, kind: ChildKind) {
         match kind {
             ChildKind::Tenant => state.tenant.set(None),
@@ -544,6 +559,7 @@ impl Actor for RootSupervisor {
                             failures: c.failures,
                             terminations: c.terminations,
                             last_failure: c.last_failure.clone(),
+                            mailbox_depth: Self::mailbox_depth(state, c.kind),
                         })
                         .collect(),
                 };

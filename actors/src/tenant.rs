@@ -598,10 +598,11 @@ impl Actor for TenantActor {
 
     async fn handle(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        crate::singleton::handled(myself.get_id());
         let _timer = HandleTimer::start(kind::TENANT, message.name());
         match message {
             TenantMsg::Create(input, meta, port) => {

@@ -2,9 +2,9 @@
 //! credentials, runtime configuration, event webhooks and signing secrets, phone routes,
 //! agents and versions, rollouts (policies, actions, governance), operator queues, the audit
 //! log, diagnostics, admin identities and governance settings (two-person approval, dial
-//! policies) and launches. Every admin path answers 404 when no admin key is configured (the
-//! guard of its mount); every mutation is audited by the owning actor in the same
-//! transaction. This module holds only the helpers the resources share.
+//! policies), launches and the readiness review. Every admin path answers 404 when no admin
+//! key is configured (the guard of its mount); every mutation is audited by the owning actor
+//! in the same transaction. This module holds only the helpers the resources share.
 
 use actors::ids::TenantId;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -27,6 +27,7 @@ pub mod identities;
 pub mod launch;
 pub mod phone_routes;
 pub mod queues;
+pub mod readiness;
 pub mod rollouts;
 pub mod rubric;
 pub mod runtime_config;

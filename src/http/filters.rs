@@ -139,7 +139,7 @@ impl Paging {
 
 impl AppState {
     /// The tenant actor, or 503 while it is down.
-    pub fn tenant_actor(&self) -> Result<ractor::ActorRef<TenantMsg>, ApiError> {
+    pub fn tenant_actor(&self) -> Result<actors::singleton::Mailbox<TenantMsg>, ApiError> {
         self.actors.tenant.get().ok_or_else(|| {
             ApiError::Unavailable("tenant service is restarting; retry shortly".into())
         })

@@ -86,5 +86,6 @@ pub async fn ready(req: Request) -> Result<Response, ApiError> {
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(req: Request) -> Result<Response, ApiError> {
     let body = req.state.metrics.render();
+    req.state.signals.scraped();
     Ok(warp::reply::with_header(body, "content-type", "text/plain; version=0.0.4").into_response())
 }

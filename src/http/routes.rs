@@ -10,7 +10,7 @@ use actors::store::Scope::{Operator, Read, Runtime};
 
 use super::admin::{
     agents, api_keys, audit, credentials, diagnostics, event_webhooks, governance, identities,
-    launch, phone_routes, queues as admin_queues, rollouts, runtime_config, tenants,
+    launch, phone_routes, queues as admin_queues, readiness, rollouts, runtime_config, tenants,
 };
 use super::guard::{admin, admin_or_approver, approver, ops, public, tenant, twilio};
 use super::mount::Mount;
@@ -138,6 +138,7 @@ static TABLE: LazyLock<Vec<Mount>> = LazyLock::new(|| {
         mount!(rollouts::rollout_rollback, admin()),
         mount!(rollouts::rollout_promote, admin()),
         mount!(rollouts::rollout_governance, admin()),
+        mount!(readiness::get_readiness, admin()),
     ]
 });
 

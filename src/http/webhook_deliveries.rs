@@ -9,7 +9,7 @@ use actors::notifier::{DeliveryDetail, NotifierMsg};
 use actors::store::{DeliveryFilter, DeliveryStatus, WebhookAttempt, WebhookDelivery};
 use actors::tenant::AuthContext;
 use actors::time::rfc3339;
-use ractor::{ActorRef, call_t};
+use ractor::call_t;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use warp::http::StatusCode;
@@ -147,7 +147,7 @@ pub struct WebhookDeliveryParams {
 
 impl AppState {
     /// The notifier actor, or 503 while it is down.
-    pub fn notifier_actor(&self) -> Result<ActorRef<NotifierMsg>, ApiError> {
+    pub fn notifier_actor(&self) -> Result<actors::singleton::Mailbox<NotifierMsg>, ApiError> {
         self.actors.notifier.actor().ok_or_else(|| {
             ApiError::Unavailable("webhook service is restarting; retry shortly".into())
         })

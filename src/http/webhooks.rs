@@ -154,11 +154,12 @@ impl AppState {
                 retry_after: not_until.wait_time_from(DefaultClock::default().now()),
             });
         }
+        self.signals.signed_webhook(&account.tenant_id);
         Ok(account)
     }
 
     /// The router actor, or 503 while it is down.
-    pub fn router_actor(&self) -> Result<ractor::ActorRef<RouterMsg>, ApiError> {
+    pub fn router_actor(&self) -> Result<actors::singleton::Mailbox<RouterMsg>, ApiError> {
         self.actors.router.get().ok_or_else(|| {
             ApiError::Unavailable("call routing is restarting; retry shortly".into())
         })

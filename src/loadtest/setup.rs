@@ -174,6 +174,7 @@ impl Admin<'_> {
                 "agent_key": AGENT_KEY,
                 "direction": "inbound",
                 "status": "live",
+                "live_override_reason": "loadtest",
                 "fallback_number": "+15550199999",
                 "max_concurrent_calls": limit,
             })),

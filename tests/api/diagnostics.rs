@@ -1,6 +1,8 @@
 //! Provider diagnostics (issue 11, item 7): a tenant's Twilio credential checked at the
 //! carrier (`GET Accounts/{sid}.json` on the carrier simulator, which refuses a wrong token
-//! as Twilio does) and the realtime model endpoint's handshake with the key its calls use.
+//! as Twilio does) and the realtime model endpoint's handshake with the key its calls use;
+//! the actor tree's mailbox depths (messages queued behind a singleton stalled on a
+//! database write, then drained).
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -8,7 +10,101 @@ use stateset_voice::sim::carrier::{CarrierConfig, CarrierSim};
 
 use crate::helpers::{Backend, backend_tests, expect_error, spawn_app_with};
 
-backend_tests!(provider_checks_ask_the_carrier_and_the_model_endpoint);
+backend_tests!(
+    provider_checks_ask_the_carrier_and_the_model_endpoint,
+    the_actor_tree_shows_mailbox_depths,
+);
+
+async fn router_depth(app: &crate::helpers::TestApp) -> Value {
+    let resp = app
+        .admin(Method::GET, "/api/v1/admin/diagnostics/actors")
+        .send()
+        .await
+        .expect("actors");
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.expect("json");
+    for child in body["children"].as_array().expect("children") {
+        assert!(child["mailbox_depth"].is_u64(), "{child}");
+    }
+    body["children"]
+        .as_array()
+        .expect("children")
+        .iter()
+        .find(|c| c["kind"] == "router")
+        .expect("router")["mailbox_depth"]
+        .clone()
+}
+
+/// Polls the router's mailbox depth until it is `want`.
+async fn wait_depth(app: &crate::helpers::TestApp, want: u64) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let depth = router_depth(app).await;
+        if depth == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "router mailbox depth {depth}, expected {want}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+async fn the_actor_tree_shows_mailbox_depths(backend: Backend) {
+    use sqlx::{Connection, Executor};
+    let app = spawn_app_with(backend, |raw| raw.set("ACTOR_CALL_TIMEOUT_MS", "60000")).await;
+    let t = app
+        .telephony_tenant("Acme", "+14155550170", json!({}))
+        .await;
+    wait_depth(&app, 0).await;
+
+    // Stall writes to the routes: the router takes the first change and blocks on it; the
+    // next two wait in its mailbox.
+    enum Lock {
+        Sqlite(sqlx::SqliteConnection),
+        Postgres(sqlx::PgConnection),
+    }
+    let lock = if app.database_url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(&app.database_url)
+            .await
+            .expect("sqlite");
+        conn.execute("BEGIN EXCLUSIVE").await.expect("lock");
+        Lock::Sqlite(conn)
+    } else {
+        let mut conn = sqlx::PgConnection::connect(&app.database_url)
+            .await
+            .expect("postgres");
+        conn.execute("BEGIN").await.expect("begin");
+        conn.execute("LOCK TABLE phone_routes IN EXCLUSIVE MODE")
+            .await
+            .expect("lock");
+        Lock::Postgres(conn)
+    };
+    let patches: Vec<_> = (1..=3)
+        .map(|n| {
+            let request = app
+                .admin(
+                    Method::PATCH,
+                    &format!("/api/v1/admin/phone-routes/{}", t.route_id),
+                )
+                .json(&json!({"max_concurrent_calls": n}));
+            tokio::spawn(async move { request.send().await.expect("patch").status() })
+        })
+        .collect();
+    wait_depth(&app, 2).await;
+
+    // Released, the router drains its mailbox.
+    match lock {
+        Lock::Sqlite(mut conn) => conn.execute("ROLLBACK").await.map(|_| ()),
+        Lock::Postgres(mut conn) => conn.execute("ROLLBACK").await.map(|_| ()),
+    }
+    .expect("unlock");
+    for patch in patches {
+        assert_eq!(patch.await.expect("task"), 200);
+    }
+    wait_depth(&app, 0).await;
+}
 
 async fn providers(app: &crate::helpers::TestApp, tenant: &str) -> Value {
     let resp = app

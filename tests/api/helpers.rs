@@ -454,7 +454,8 @@ impl TestApp {
 
     /// Creates a tenant with Twilio credentials, a key, an approved agent `support` and a
     /// route for `number`; `route`
-    /// fields override the route defaults (live, both directions, fallback +15550009999).
+    /// fields override the route defaults (live through the audited readiness override,
+    /// both directions, fallback +15550009999).
     pub async fn telephony_tenant(&self, name: &str, number: &str, route: Value) -> Tele {
         let (tenant_id, key) = self.tenant_with_key(name).await;
         self.approved_agent(&tenant_id, "support").await;
@@ -482,6 +483,12 @@ impl TestApp {
         if let (Some(b), Some(extra)) = (body.as_object_mut(), route.as_object()) {
             for (k, v) in extra {
                 b.insert(k.clone(), v.clone());
+            }
+            // A fixture's route goes live through the audited override: the tests using it
+            // are about calls, not about the launch (tests/api/readiness.rs is).
+            if b.get("status") == Some(&json!("live")) {
+                b.entry("live_override_reason")
+                    .or_insert_with(|| json!("test fixture: telephony_tenant"));
             }
         }
         let resp = self

@@ -28,6 +28,7 @@ mod outcomes;
 mod placement;
 mod predial;
 mod queues;
+mod readiness;
 mod rollouts;
 mod sandbox;
 mod telephony;

@@ -105,7 +105,7 @@ async fn phone_routes_crud_conflicts_and_audit(backend: Backend) {
 
     let patched: Value = app
         .admin(Method::PATCH, &format!("/api/v1/admin/phone-routes/{id}"))
-        .json(&json!({"status": "live", "fallback_number": "+15550001111", "test_callers": ["+15550002222"]}))
+        .json(&json!({"status": "live", "fallback_number": "+15550001111", "test_callers": ["+15550002222"], "live_override_reason": "route CRUD test"}))
         .send()
         .await
         .expect("patch")
@@ -500,7 +500,7 @@ async fn over_limit_calls_get_busy_or_the_fallback(backend: Backend) {
     .await
     .expect("patch");
     app.admin(Method::POST, "/api/v1/admin/phone-routes")
-        .json(&json!({"tenant_id": t.tenant_id, "number": "+14155550101", "agent_key": "support", "status": "live"}))
+        .json(&json!({"tenant_id": t.tenant_id, "number": "+14155550101", "agent_key": "support", "status": "live", "live_override_reason": "limits test"}))
         .send()
         .await
         .expect("post");

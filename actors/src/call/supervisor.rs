@@ -125,6 +125,7 @@ impl Actor for CallSupervisor {
         message: Self::Msg,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        crate::singleton::handled(myself.get_id());
         match message {
             CallSupervisorMsg::Start(start, reply) => {
                 let _timer = HandleTimer::start(kind::CALL_SUPERVISOR, "start");

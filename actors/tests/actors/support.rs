@@ -342,6 +342,7 @@ pub async fn telephony_tenant(tree: &Tree) -> (TenantId, String) {
             over_limit: OverLimit::Fallback,
             max_concurrent_calls: 10,
             test_callers: Vec::new(),
+            live_override: None,
         },
         meta()
     )

@@ -41,7 +41,7 @@ impl From<RolloutError> for ApiError {
 
 impl AppState {
     /// The rollout actor, or 503 while it is down.
-    pub fn rollout_actor(&self) -> Result<ractor::ActorRef<RolloutMsg>, ApiError> {
+    pub fn rollout_actor(&self) -> Result<actors::singleton::Mailbox<RolloutMsg>, ApiError> {
         self.actors.rollout.get().ok_or_else(|| {
             ApiError::Unavailable("agent service is restarting; retry shortly".into())
         })

@@ -1,5 +1,5 @@
 //! Admin API of the service's health: `GET /api/v1/admin/diagnostics/actors` (restarts,
-//! failures and meltdown state of every singleton), `GET /api/v1/admin/diagnostics/database`
+//! failures, mailbox depth and meltdown state of every singleton), `GET /api/v1/admin/diagnostics/database`
 //! (a timed round trip and the pool's use) and `GET /api/v1/admin/diagnostics/providers`
 //! (a tenant's carrier credential checked at the carrier, the realtime model endpoint's
 //! handshake, each within a short deadline).
@@ -36,6 +36,8 @@ pub struct ActorChildView {
     pub terminations: u32,
     /// Last failure or termination.
     pub last_failure: Option<String>,
+    /// Messages waiting in its mailbox (sent, not yet handled); null while it is down.
+    pub mailbox_depth: Option<u64>,
 }
 
 /// The actor tree's health.
@@ -51,7 +53,8 @@ pub struct ActorDiagnostics {
     pub children: Vec<ActorChildView>,
 }
 
-/// The supervision tree: restarts, failures and meltdown state of every singleton.
+/// The supervision tree: restarts, failures, mailbox depth and meltdown state of every
+/// singleton.
 #[utoipa::path(get, path = "/api/v1/admin/diagnostics/actors", tag = "admin",
     responses((status = 200, body = ActorDiagnostics), (status = 503, body = ErrorResponse)))]
 pub async fn actor_diagnostics(req: Request<AuditMeta>) -> Result<Response, ApiError> {
@@ -73,6 +76,7 @@ pub async fn actor_diagnostics(req: Request<AuditMeta>) -> Result<Response, ApiE
                     failures: c.failures,
                     terminations: c.terminations,
                     last_failure: c.last_failure,
+                    mailbox_depth: c.mailbox_depth,
                 })
                 .collect(),
         },

@@ -1,8 +1,9 @@
 //! Admin API for phone routes (`/api/v1/admin/phone-routes`), routing diagnostics and the
 //! auth-transport alerts.
 
+use actors::governance::readiness::GateStatus;
 use actors::ids::{RouteId, TenantId};
-use actors::router::{self, NewRoute, RoutePatch, RouterMsg};
+use actors::router::{self, LiveOverride, NewRoute, RoutePatch, RouterMsg};
 use actors::store::{OverLimit, PhoneRoute, RouteDirection, RouteStatus};
 use actors::tenant::AuditMeta;
 use actors::time::rfc3339;
@@ -12,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use warp::http::StatusCode;
 use warp::reply::Response;
 
+use super::readiness;
 use super::{check_name, double_option, json};
 use crate::http::ApiError;
 use crate::http::ErrorResponse;
@@ -145,6 +147,9 @@ pub struct CreatePhoneRouteRequest {
     pub max_concurrent_calls: Option<i64>,
     /// Callers (E.164) connected to the agent while staged.
     pub test_callers: Option<Vec<String>>,
+    /// With `status: live`: an `admin`'s reason to make the route live although the
+    /// readiness review fails (1–2000 characters; audited with the failing gates).
+    pub live_override_reason: Option<String>,
 }
 
 /// Body of `PATCH /api/v1/admin/phone-routes/{route_id}`.
@@ -173,6 +178,9 @@ pub struct PatchPhoneRouteRequest {
     pub max_concurrent_calls: Option<i64>,
     /// New test callers.
     pub test_callers: Option<Vec<String>>,
+    /// With `status: live` on a staged route: an `admin`'s reason to make it live although
+    /// the readiness review fails (1–2000 characters; audited with the failing gates).
+    pub live_override_reason: Option<String>,
 }
 
 /// Filters of the route listing.
@@ -252,10 +260,80 @@ pub async fn list_routes(req: Request<AuditMeta>) -> Result<Response, ApiError> 
     ))
 }
 
+fn override_without_live() -> ApiError {
+    ApiError::invalid(
+        "live_override_reason",
+        "is only accepted with `status: live` on a route that is not live yet",
+    )
+}
+
+/// The gate on `staged → live`: the tenant's readiness review as the change would leave it
+/// must have no failing gate (409 `readiness_failed` listing each with its reason), unless
+/// an admin gives a reason to override it, which the route's audit row keeps with the
+/// gates that failed. Only `admin` reaches a route change (its guard), so the override
+/// needs that role.
+async fn gate_live(
+    state: &crate::http::AppState,
+    prospect: &PhoneRoute,
+    override_reason: Option<&str>,
+) -> Result<Option<LiveOverride>, ApiError> {
+    let reason = override_reason
+        .map(|r| {
+            let r = r.trim();
+            if r.is_empty() || r.chars().count() > 2000 || r.chars().any(char::is_control) {
+                Err(ApiError::invalid(
+                    "live_override_reason",
+                    "must be 1 to 2000 characters without control characters",
+                ))
+            } else {
+                Ok(r.to_owned())
+            }
+        })
+        .transpose()?;
+    // With an override the review is recorded, not waited on: the carrier is not asked.
+    let review =
+        readiness::review(state, &prospect.tenant_id, Some(prospect), reason.is_none()).await?;
+    let failing: Vec<_> = review
+        .gates
+        .iter()
+        .filter(|g| g.status == GateStatus::Fail)
+        .collect();
+    if failing.is_empty() {
+        return Ok(None);
+    }
+    match reason {
+        Some(reason) => {
+            tracing::warn!(
+                tenant_id = %prospect.tenant_id,
+                number = %prospect.number,
+                failing = failing.len(),
+                "phone route made live over a failing readiness review"
+            );
+            Ok(Some(LiveOverride {
+                reason,
+                failing_gates: failing.iter().map(|g| g.key.to_owned()).collect(),
+            }))
+        }
+        None => Err(ApiError::Status {
+            status: StatusCode::CONFLICT,
+            code: "readiness_failed",
+            message: format!(
+                "the readiness review fails, so the route cannot go live: {}",
+                failing
+                    .iter()
+                    .map(|g| format!("{} ({}: {})", g.key, g.owner.as_str(), g.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        }),
+    }
+}
+
 /// Creates a phone route (409 when the number already has one).
 #[utoipa::path(post, path = "/api/v1/admin/phone-routes", tag = "admin", request_body = CreatePhoneRouteRequest,
     responses((status = 201, body = PhoneRouteView), (status = 404, body = ErrorResponse),
-              (status = 409, body = ErrorResponse), (status = 422, body = ErrorResponse)))]
+              (status = 409, body = ErrorResponse, description = "the number is already routed, or the route would go live while the readiness review fails (`readiness_failed`, naming each failing gate)"),
+              (status = 422, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
 pub async fn create_route(req: Request<AuditMeta>) -> Result<Response, ApiError> {
     let Request {
         state,
@@ -284,7 +362,29 @@ pub async fn create_route(req: Request<AuditMeta>) -> Result<Response, ApiError>
         over_limit: r.over_limit.unwrap_or(OverLimitDto::Fallback).into(),
         max_concurrent_calls: check_limit(r.max_concurrent_calls.unwrap_or(10))?,
         test_callers: check_callers(r.test_callers.unwrap_or_default())?,
+        live_override: None,
     };
+    let mut new = new;
+    if new.status == RouteStatus::Live {
+        let prospect = PhoneRoute {
+            id: RouteId::generate(),
+            tenant_id: new.tenant_id.clone(),
+            number: new.number.clone(),
+            agent_key: new.agent_key.clone(),
+            direction: new.direction,
+            status: new.status,
+            fallback_number: new.fallback_number.clone(),
+            fallback_message: new.fallback_message.clone(),
+            over_limit: new.over_limit,
+            max_concurrent_calls: new.max_concurrent_calls,
+            test_callers: new.test_callers.clone(),
+            created_at: 0,
+            updated_at: 0,
+        };
+        new.live_override = gate_live(&state, &prospect, r.live_override_reason.as_deref()).await?;
+    } else if r.live_override_reason.is_some() {
+        return Err(override_without_live());
+    }
     let route = call_t!(
         state.router_actor()?,
         RouterMsg::CreateRoute,
@@ -312,7 +412,8 @@ pub async fn get_route(req: Request<AuditMeta, (String,)>) -> Result<Response, A
 #[utoipa::path(patch, path = "/api/v1/admin/phone-routes/{route_id}", tag = "admin", request_body = PatchPhoneRouteRequest,
     params(("route_id" = String, Path, description = "Route id")),
     responses((status = 200, body = PhoneRouteView), (status = 404, body = ErrorResponse),
-              (status = 409, body = ErrorResponse), (status = 422, body = ErrorResponse)))]
+              (status = 409, body = ErrorResponse, description = "the number is already routed, or the route would go live while the readiness review fails (`readiness_failed`, naming each failing gate)"),
+              (status = 422, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
 pub async fn patch_route(req: Request<AuditMeta, (String,)>) -> Result<Response, ApiError> {
     let Request {
         state,
@@ -349,7 +450,27 @@ pub async fn patch_route(req: Request<AuditMeta, (String,)>) -> Result<Response,
         over_limit: r.over_limit.map(Into::into),
         max_concurrent_calls: r.max_concurrent_calls.map(check_limit).transpose()?,
         test_callers: r.test_callers.map(check_callers).transpose()?,
+        live_override: None,
     };
+    let mut patch = patch;
+    let before = router::get_route(&state.store, &id).await?;
+    if patch.status == Some(RouteStatus::Live) && before.status != RouteStatus::Live {
+        let mut prospect = before;
+        prospect.status = RouteStatus::Live;
+        if let Some(v) = &patch.number {
+            prospect.number.clone_from(v);
+        }
+        if let Some(v) = &patch.agent_key {
+            prospect.agent_key.clone_from(v);
+        }
+        if let Some(v) = &patch.fallback_number {
+            prospect.fallback_number.clone_from(v);
+        }
+        patch.live_override =
+            gate_live(&state, &prospect, r.live_override_reason.as_deref()).await?;
+    } else if r.live_override_reason.is_some() {
+        return Err(override_without_live());
+    }
     let route = call_t!(
         state.router_actor()?,
         RouterMsg::UpdateRoute,
