@@ -9,6 +9,7 @@ mod auth;
 mod builtins;
 mod callbacks;
 mod calls;
+mod canary;
 mod carrier;
 mod cli;
 mod diagnostics;
