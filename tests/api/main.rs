@@ -18,6 +18,7 @@ mod evaluations;
 mod event_webhooks;
 mod governance;
 mod launch;
+mod launch_walk;
 mod limits;
 mod live;
 mod ops;
