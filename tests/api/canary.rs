@@ -114,6 +114,8 @@ async fn version_requiring(w: &World, phrase: &str) -> String {
         .json(&json!({
             "instructions": "You are the receptionist of Acme.",
             "greeting": "Hello, thanks for calling Acme.",
+            // A caller silent through a rollback is not an idle call.
+            "idle_timeout_seconds": 600,
             "rubric": {"pass_score": 0.5, "criteria": [
                 {"key": "required", "kind": "required_phrase", "pattern": phrase, "critical": true}
             ]},

@@ -260,7 +260,7 @@ async fn a_canary_is_started_split_paused_rolled_back_and_promoted_by_hand(backe
     assert_eq!(a["split"], json!({"stable": 50, "canary": 50}));
     assert_eq!(a["decisions"][0]["action"], "start");
     assert_eq!(a["decisions"][0]["reason"], "go");
-    assert_eq!(a["decisions"][0]["actor"], "admin");
+    assert_eq!(a["decisions"][0]["actor"], "root");
     let names: Vec<&str> = a["guardrails"]
         .as_array()
         .expect("guardrails")
