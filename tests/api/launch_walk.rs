@@ -78,7 +78,8 @@ async fn the_launch_walk_runs_as_written_in_the_readme() {
     let config = Config::parse(&raw).expect("config");
     let app = Application::build(config).await.expect("app");
     let base = format!("http://{}", app.local_addr());
-    let seeded = sandbox::seed(&app.state(), &sims).await.expect("seed");
+    let state = app.state();
+    let seeded = sandbox::seed(&state, &sims).await.expect("seed");
     let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
     let w = Walk {
         client: reqwest::Client::new(),
@@ -383,5 +384,56 @@ async fn the_launch_walk_runs_as_written_in_the_readme() {
             .any(|a| a["actor"] == "bob"),
         "{audit}"
     );
+
+    // The sandbox starts again on the same data: its demo version moves to the new start's
+    // receiver, which the sandbox may not approve itself under the two-person rule the walk
+    // turned on. The version waits as a draft, the banner says so, and another approver
+    // approves it.
+    let mut again = RawSettings::default();
+    again.set("ADMIN_API_KEY", ADMIN_KEY);
+    again.set("DATABASE_URL", "sqlite://unused.db");
+    let restarted = sandbox::start(&mut again).await.expect("simulators");
+    let reseeded = sandbox::seed(&state, &restarted).await.expect("seed");
+    let pending = reseeded
+        .awaiting_approval
+        .clone()
+        .expect("a version awaiting approval");
+    assert_eq!(reseeded.tenant_id, tenant);
+    let config = Config::parse(&raw).expect("config");
+    let text = sandbox::banner(&config, &reseeded, &w.base);
+    assert!(
+        text.contains(&format!("/api/v1/admin/agent-versions/{pending}/approve")),
+        "{text}"
+    );
+    let versions = w
+        .get(&format!("/api/v1/admin/agents/{agent}/versions"), root)
+        .await;
+    let status_of = |id: &str| {
+        versions["data"]
+            .as_array()
+            .expect("versions")
+            .iter()
+            .find(|v| v["id"] == id)
+            .map(|v| v["status"].clone())
+    };
+    assert_eq!(status_of(&pending), Some(json!("draft")), "{versions}");
+    // Seeding again reuses the draft.
+    let third = sandbox::seed(&state, &restarted).await.expect("seed");
+    assert_eq!(third.awaiting_approval.as_deref(), Some(pending.as_str()));
+    body(
+        w.request(
+            Method::POST,
+            &format!("/api/v1/admin/agent-versions/{pending}/approve"),
+            bob,
+        )
+        .send()
+        .await
+        .expect("approve"),
+        200,
+    )
+    .await;
+    let fourth = sandbox::seed(&state, &restarted).await.expect("seed");
+    assert_eq!(fourth.awaiting_approval, None);
+    assert_eq!(fourth.version_id, pending);
     server.abort();
 }
