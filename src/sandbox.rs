@@ -21,6 +21,11 @@
 //! (`JUDGE_BASE_URL` points at it). The demo call is evaluated when it ends: the session
 //! shows its evaluation, summary and tags, `voice.session.evaluated` reaches the receiver,
 //! and the version's evaluation summary counts the call.
+//!
+//! A restart writes a new demo version when the receivers' port moved. When the demo tenant
+//! requires two-person approval (the README's "Launching an agent" walk turns it on), the
+//! sandbox, the version's author, may not approve it: the version waits as a draft (reused
+//! by later starts) and the banner shows how another approver approves it.
 
 pub mod receivers;
 
@@ -33,10 +38,11 @@ use actors::contract::{
 use actors::evaluation::{Criterion, CriterionKind, Rubric};
 use actors::ids::TenantId;
 use actors::operator::{QueueFallback, QueueSpec};
-use actors::rollout::{NewAgent, RolloutMsg, VersionSpec};
+use actors::rollout::{NewAgent, RolloutError, RolloutMsg, VersionSpec};
 use actors::router::{NewRoute, RouterMsg};
 use actors::store::{
-    EventWebhook, OverLimit, RouteDirection, RouteStatus, Scope, TurnDetection, VersionStatus,
+    AgentVersion, EventWebhook, OverLimit, RouteDirection, RouteStatus, Scope, TurnDetection,
+    VersionStatus,
 };
 use actors::tenant::{AuditMeta, NewApiKey, NewTenant, TenantMsg, TwilioCredentialsInput};
 use anyhow::Context as _;
@@ -86,6 +92,9 @@ pub struct Seeded {
     pub api_key: String,
     /// The demo agent's current version (its rubric scores the demo call).
     pub version_id: String,
+    /// A demo version written at this start that the sandbox may not approve itself (the
+    /// tenant requires two-person approval): it waits, as a draft, for another approver.
+    pub awaiting_approval: Option<String>,
 }
 
 fn demo_caller() -> CallerScript {
@@ -355,8 +364,17 @@ pub async fn seed(state: &AppState, sandbox: &Sandbox) -> anyhow::Result<Seeded>
         .iter()
         .filter(|v| v.status == VersionStatus::Approved)
         .max_by_key(|v| v.version);
+    let is_demo = |v: &&AgentVersion| v.contract == contract && v.rubric.as_ref() == Some(&rubric);
+    // A demo version written at an earlier start and left awaiting approval is reused.
+    let draft = versions
+        .iter()
+        .filter(|v| v.status == VersionStatus::Draft)
+        .filter(is_demo)
+        .max_by_key(|v| v.version)
+        .map(|v| v.id.clone());
+    let mut awaiting_approval = None;
     let version_id = match current {
-        Some(v) if v.contract == contract && v.rubric.as_ref() == Some(&rubric) => v.id.clone(),
+        Some(v) if is_demo(&v) => v.id.clone(),
         _ => {
             let spec = VersionSpec {
                 model: String::from("gpt-realtime"),
@@ -375,19 +393,36 @@ pub async fn seed(state: &AppState, sandbox: &Sandbox) -> anyhow::Result<Seeded>
                 contract,
                 rubric: Some(rubric),
             };
-            let v = call_t!(
-                rollout,
-                RolloutMsg::CreateVersion,
-                ms,
-                agent.id.clone(),
-                spec,
-                meta()
-            )??;
-            call_t!(rollout, RolloutMsg::Approve, ms, v.id.clone(), meta())??;
-            if let Some(old) = current {
-                call_t!(rollout, RolloutMsg::Retire, ms, old.id.clone(), meta())??;
+            let id = match draft {
+                Some(id) => id,
+                None => {
+                    call_t!(
+                        rollout,
+                        RolloutMsg::CreateVersion,
+                        ms,
+                        agent.id.clone(),
+                        spec,
+                        meta()
+                    )??
+                    .id
+                }
+            };
+            match call_t!(rollout, RolloutMsg::Approve, ms, id.clone(), meta())? {
+                Ok(_) => {
+                    if let Some(old) = current {
+                        call_t!(rollout, RolloutMsg::Retire, ms, old.id.clone(), meta())??;
+                    }
+                    id
+                }
+                // The tenant requires two-person approval (the "Launching an agent" walk
+                // turns it on): the sandbox wrote this version, so it may not approve it. It
+                // stays a draft for another approver; the banner says so.
+                Err(RolloutError::Forbidden("two_person_approval", _)) => {
+                    awaiting_approval = Some(id.to_string());
+                    current.map_or(id, |v| v.id.clone())
+                }
+                Err(e) => return Err(e.into()),
             }
-            v.id
         }
     };
     seed_events(state, &tenant.id, sandbox).await?;
@@ -458,6 +493,7 @@ pub async fn seed(state: &AppState, sandbox: &Sandbox) -> anyhow::Result<Seeded>
         tenant_id: tenant.id.to_string(),
         api_key: key.secret,
         version_id: version_id.to_string(),
+        awaiting_approval,
     })
 }
 
@@ -491,7 +527,15 @@ pub fn banner(config: &Config, seeded: &Seeded, base: &str) -> String {
         .admin_api_key
         .as_ref()
         .map_or("(unset)", |k| k.expose());
-    format!(
+    let awaiting = seeded.awaiting_approval.as_ref().map_or_else(String::new, |v| {
+        format!(
+            "\nThe demo tenant requires two-person approval, so the sandbox may not approve the\n\
+             demo version it wrote at this start, whose webhook tool is at this start's receiver\n\
+             ({v}); until another approver does, calls run the approved versions as before:\n\n\
+             curl -s -X POST {base}/api/v1/admin/agent-versions/{v}/approve -H 'x-admin-key: <approver key>'\n"
+        )
+    });
+    let text = format!(
         "\nStateSet Voice sandbox is running at {base}\n\
          (carrier and realtime model simulated in-process; nothing leaves this machine)\n\n\
          admin key  (x-admin-key):          {admin}\n\
@@ -520,5 +564,6 @@ pub fn banner(config: &Config, seeded: &Seeded, base: &str) -> String {
         key = seeded.api_key,
         tenant = seeded.tenant_id,
         version = seeded.version_id,
-    )
+    );
+    text + &awaiting
 }
