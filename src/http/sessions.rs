@@ -388,13 +388,15 @@ pub async fn get_session(req: Request<AuthContext, (String,)>) -> Result<Respons
         ..
     } = req;
     let id = SessionId::parse(&id).ok_or_else(|| ApiError::NotFound("voice session".into()))?;
-    let detail = reads::session_detail(&state.actors.telephony, &auth.tenant_id, &id).await?;
+    // The evaluation is read first: it is written in one transaction with the session's
+    // summary and tags, so a session read after it never lacks what its evaluation wrote.
     let evaluation = state
         .actors
         .evaluations
         .of_session(&auth.tenant_id, &id)
         .await
         .map_err(|e| ApiError::Internal(format!("store: {e:?}")))?;
+    let detail = reads::session_detail(&state.actors.telephony, &auth.tenant_id, &id).await?;
     let mut view = VoiceSessionDetail::from(detail);
     view.evaluation = evaluation.map(EvaluationDetailView::from);
     Ok(warp::reply::json(&view).into_response())
