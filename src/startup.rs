@@ -1,6 +1,6 @@
 //! Building and running the application: store, migrations, actor tree, HTTP server, and
-//! the shutdown protocol (readiness 503 → connections drained within the grace period →
-//! actor tree stopped → pool closed).
+//! the shutdown protocol (readiness 503 → live calls drained within the grace period, then
+//! handed on through the carrier → connections drained → actor tree stopped → pool closed).
 
 use std::future::Future;
 use std::net::SocketAddr;
