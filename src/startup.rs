@@ -1,6 +1,6 @@
 //! Building and running the application: store, migrations, actor tree, HTTP server, and
-//! the shutdown protocol (readiness 503 → connections drained within the grace period →
-//! actor tree stopped → pool closed).
+//! the shutdown protocol (readiness 503 → live calls drained within the grace period, then
+//! handed on through the carrier → connections drained → actor tree stopped → pool closed).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::active::ActiveRegistry;
-use actors::call::{AiConfig, CallSettings};
+use actors::call::{AiConfig, CallMsg, CallSettings};
 use actors::crypto::{SecretBox, derive_key, hex};
 use actors::egress::{Egress, EgressPolicy};
 use actors::nodes::{NodeId, NodeInstance, NodeSettings, Nodes};
@@ -90,20 +90,61 @@ fn master_key(config: &Config) -> anyhow::Result<Secret> {
     }
 }
 
-/// Waits until no call is live on this node, or `grace` passes.
+/// How long calls handed on at the end of the grace period may take to leave this node
+/// (the carrier redirects each one and ends its stream, which ends its actor).
+const HANDOFF_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Drains the live calls of this node: waits up to `grace` for them to end; then hands every
+/// call still live on through the carrier (each call actor asks for a redirect: to a fresh
+/// stream that resumes the conversation when another node is up to take it, else to the
+/// route's fallback) and waits, bounded, for their streams to close. The listener serves
+/// carrier callbacks all along, since this runs before it stops accepting.
 async fn drain_calls(state: &AppState, grace: Duration) {
     let mut changes = state.actors.active.subscribe();
-    let deadline = tokio::time::Instant::now() + grace;
+    let start = tokio::time::Instant::now();
+    if calls_ended(state, &mut changes, start + grace).await {
+        return;
+    }
+    let resume = state.nodes.peer_available().await;
+    let live = state.actors.active.list(None);
+    tracing::info!(
+        live_calls = live.len(),
+        to = if resume { "resume" } else { "fallback" },
+        "grace period over: handing live calls on"
+    );
+    for call in &live {
+        let actor = ractor::registry::where_is(format!("call:{}", call.call_sid))
+            .map(ractor::ActorRef::<CallMsg>::from);
+        let sent = actor.is_some_and(|a| a.cast(CallMsg::Drain { resume }).is_ok());
+        let outcome = match (sent, resume) {
+            (false, _) => "gone",
+            (true, true) => "resume",
+            (true, false) => "fallback",
+        };
+        metrics::counter!("drain_handoffs_total", "to" => outcome).increment(1);
+    }
+    let handed = tokio::time::Instant::now();
+    if !calls_ended(state, &mut changes, handed + HANDOFF_PATIENCE).await {
+        tracing::warn!(
+            live_calls = state.actors.active.len(),
+            "calls still live after they were handed on"
+        );
+    }
+}
+
+/// Waits until no call is live on this node (true), or `deadline` passes (false).
+async fn calls_ended(
+    state: &AppState,
+    changes: &mut tokio::sync::broadcast::Receiver<actors::active::ActiveEvent>,
+    deadline: tokio::time::Instant,
+) -> bool {
     while !state.actors.active.is_empty() {
         match tokio::time::timeout_at(deadline, changes.recv()).await {
             Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => continue,
             _ => break,
         }
     }
-    let left = state.actors.active.len();
-    if left > 0 {
-        tracing::warn!(live_calls = left, "grace period over with calls still live");
-    }
+    state.actors.active.is_empty()
 }
 
 /// This process's node id: `NODE_ID`, else `{hostname}/{bound address}` (stable across

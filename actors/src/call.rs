@@ -190,6 +190,12 @@ pub enum CallMsg {
     Escalated(Box<Resolution>),
     /// A carrier change finished.
     ControlDone(ControlReport),
+    /// The node drains: hand the caller on through the carrier (to a fresh stream when
+    /// `resume`, another node being there to take it; else to the route's fallback).
+    Drain {
+        /// Whether another node can take the call.
+        resume: bool,
+    },
     /// Test-only: panic (when chaos hooks are enabled).
     Crash,
 }
@@ -211,6 +217,7 @@ impl CallMsg {
             CallMsg::ToolDone(..) => "tool_done",
             CallMsg::Escalated(..) => "escalated",
             CallMsg::ControlDone(..) => "control_done",
+            CallMsg::Drain { .. } => "drain",
             CallMsg::Crash => "crash",
         }
     }
@@ -591,6 +598,7 @@ impl CallState {
             }
             CallMsg::Escalated(resolution) => Input::Escalated(*resolution),
             CallMsg::ControlDone(report) => Input::ControlDone(report),
+            CallMsg::Drain { resume } => Input::Drain { resume },
             CallMsg::Crash => {
                 if self.deps.settings.chaos {
                     panic!("chaos hook: call actor crash requested");

@@ -120,6 +120,8 @@ pub struct ReconcileReport {
 /// This node: its heartbeat and reconciler tasks.
 pub struct Nodes {
     ctx: TelephonyCtx,
+    /// A node whose heartbeat is older than this is lost (not a peer to hand calls to).
+    stale_after: Duration,
     stop: watch::Sender<bool>,
     report: watch::Receiver<ReconcileReport>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
@@ -137,6 +139,7 @@ impl Nodes {
             .register_node(ctx.node(), &settings.address, &settings.version)
             .await?;
         tracing::info!(node_id = %ctx.node().id, started_at = ctx.node().started_at, "node registered");
+        let stale_after = settings.stale_after;
         let (stop, stop_rx) = watch::channel(false);
         let (report_tx, report) = watch::channel(ReconcileReport::default());
         let beats = tokio::spawn(heartbeat(ctx.clone(), settings.clone(), stop_rx.clone()));
@@ -152,6 +155,7 @@ impl Nodes {
         );
         Ok(Self {
             ctx,
+            stale_after,
             stop,
             report,
             tasks: std::sync::Mutex::new(vec![beats, reconciler]),
@@ -172,6 +176,26 @@ impl Nodes {
     pub async fn draining(&self) {
         if let Err(error) = self.ctx.store().set_node_draining(self.ctx.node()).await {
             tracing::warn!(error = %error, "could not record the node as draining");
+        }
+    }
+
+    /// Whether another node is up to take calls this one hands on when it drains: recorded,
+    /// not draining, its heartbeat fresh. A failed read answers false (the caller then goes
+    /// to the fallback, which needs no other node).
+    pub async fn peer_available(&self) -> bool {
+        let fresh_after =
+            now_ms() - i64::try_from(self.stale_after.as_millis()).unwrap_or(i64::MAX);
+        match self
+            .ctx
+            .store()
+            .live_peers(self.ctx.node().id.as_str(), fresh_after)
+            .await
+        {
+            Ok(n) => n > 0,
+            Err(error) => {
+                tracing::warn!(error = %error, "could not read the other nodes");
+                false
+            }
         }
     }
 

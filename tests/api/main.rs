@@ -14,6 +14,7 @@ mod carrier;
 mod cli;
 mod crash;
 mod diagnostics;
+mod drain;
 mod edge;
 mod errors;
 mod evaluations;

@@ -34,6 +34,11 @@ pub enum CarrierAction {
         /// The words.
         message: String,
     },
+    /// The node drains: a fresh media stream that resumes the conversation (on whichever
+    /// node the carrier reaches at the public address).
+    Resume,
+    /// The node drains and no other node can take the call: the route's fallback.
+    Fallback,
 }
 
 impl CarrierAction {
@@ -43,6 +48,8 @@ impl CarrierAction {
             CarrierAction::Hangup => "hangup",
             CarrierAction::Handoff { .. } => "handoff",
             CarrierAction::Say { .. } => "say",
+            CarrierAction::Resume => "resume",
+            CarrierAction::Fallback => "fallback",
         }
     }
 }

@@ -28,6 +28,7 @@ use crate::ending::{Continuation, EndReason};
 use crate::realtime::ClientEvent;
 use crate::store::{SessionStatus, TranscriptTurn, Usage};
 
+use super::control::CarrierAction;
 use super::recorder::Record;
 
 mod arbiter;
@@ -77,6 +78,9 @@ enum Leg {
         reason: EndReason,
         continuation: Continuation,
     },
+    /// The node drains: the carrier is asked to take the caller to `continuation` (a fresh
+    /// stream or the fallback); the stream ends when it does.
+    Handing { continuation: Continuation },
     /// Over: nothing more happens.
     Ended,
 }
@@ -238,6 +242,7 @@ impl Conversation {
             Input::ToolDone(id, outcome) => self.tool_done(&id, outcome),
             Input::Escalated(resolution) => self.on_escalated(resolution),
             Input::ControlDone(report) => self.on_control_done(report),
+            Input::Drain { resume } => self.drain(resume),
         }
         std::mem::take(&mut self.out)
     }
@@ -337,6 +342,7 @@ impl Conversation {
             reason: EndReason::AiFailed,
             detail: Some(detail),
             continuation: Some(Continuation::Fallback),
+            redirected: false,
             status: SessionStatus::Failed,
         });
     }
@@ -510,6 +516,7 @@ impl Conversation {
                 reason: EndReason::MaxDuration,
                 detail: None,
                 continuation: Some(Continuation::Hangup),
+                redirected: false,
                 status: SessionStatus::Completed,
             }),
             Timer::DurationRule => {
@@ -579,12 +586,22 @@ impl Conversation {
                 reason,
                 detail: None,
                 continuation: Some(continuation),
+                redirected: false,
+                status: SessionStatus::Completed,
+            },
+            // The redirect the drain asked for ended the stream.
+            Leg::Handing { continuation } => Ending {
+                reason: EndReason::Drained,
+                detail: None,
+                continuation: Some(continuation),
+                redirected: true,
                 status: SessionStatus::Completed,
             },
             _ => Ending {
                 reason,
                 detail,
                 continuation: None,
+                redirected: false,
                 status: SessionStatus::Completed,
             },
         };
@@ -605,10 +622,49 @@ impl Conversation {
                 reason,
                 detail,
                 continuation: Some(Continuation::Resume),
+                redirected: false,
                 status: SessionStatus::Completed,
             });
         } else {
             self.end_leg(reason, detail);
+        }
+    }
+
+    /// The node drains (its grace period is over): a live leg asks the carrier to take the
+    /// caller on — to a fresh stream that resumes the conversation when another node can
+    /// take it, else to the route's fallback — and ends when the carrier ends its stream. A
+    /// leg already closing for the agent's own reason goes on closing.
+    fn drain(&mut self, resume: bool) {
+        if self.leg != Leg::Live {
+            return;
+        }
+        let (continuation, action) = if resume {
+            (Continuation::Resume, CarrierAction::Resume)
+        } else {
+            (Continuation::Fallback, CarrierAction::Fallback)
+        };
+        // A line planned before an action (a goodbye, a transfer) no longer runs.
+        self.line = None;
+        self.leg = Leg::Handing { continuation };
+        self.emit(Effect::Control(Box::new(ControlRequest {
+            action,
+            continuation,
+            reason: Some(EndReason::Drained),
+            queue: None,
+        })));
+    }
+
+    /// The drain's redirect failed: the stream is closed with the same continuation
+    /// recorded, so the carrier asks `stream-ended`, which follows it.
+    pub(super) fn redirect_failed(&mut self, why: String) {
+        if let Leg::Handing { continuation } = self.leg {
+            self.finish(Ending {
+                reason: EndReason::Drained,
+                detail: Some(why),
+                continuation: Some(continuation),
+                redirected: false,
+                status: SessionStatus::Completed,
+            });
         }
     }
 

@@ -171,6 +171,7 @@ impl CallState {
             reason,
             detail,
             continuation,
+            redirected,
             status,
         } = ending;
         tracing::info!(end_reason = reason.as_str(), continuation = ?continuation, "call leg ended");
@@ -197,6 +198,7 @@ impl CallState {
             tracing::warn!(error = %error, "could not record the stream as stopped");
         }
         if let Some(continuation) = continuation
+            && !redirected
             && let Err(error) = store.set_continuation(call, Some(continuation)).await
         {
             tracing::warn!(error = %error, "could not record the continuation");

@@ -191,13 +191,17 @@ pub(super) async fn control(
     // What `stream-ended` follows once the carrier ends the stream, and (for the agent's own
     // hang-up) why the call ended: recorded before the carrier can act, so nobody records
     // another reason first.
-    if let Err(error) = store
-        .set_continuation(&call.id, Some(req.continuation))
-        .await
+    // A drain's redirect to a fresh stream records nothing: the carrier runs the new stream
+    // without asking `stream-ended`, and a stale `resume` would answer a later one.
+    if !matches!(req.action, CarrierAction::Resume)
+        && let Err(error) = store
+            .set_continuation(&call.id, Some(req.continuation))
+            .await
     {
         tracing::warn!(error = %error, "could not record the continuation");
     }
-    if let (CarrierAction::Hangup, Some(reason)) = (&req.action, req.reason)
+    if let (CarrierAction::Hangup | CarrierAction::Fallback, Some(reason)) =
+        (&req.action, req.reason)
         && let Err(error) = deps.outcomes.record_reason(&call.id, reason, None).await
     {
         tracing::warn!(error = %error, "could not record the end reason");
@@ -223,6 +227,7 @@ pub(super) async fn control(
             }
             ControlReport::Say(result)
         }
+        CarrierAction::Resume | CarrierAction::Fallback => ControlReport::Redirect(result),
         CarrierAction::Handoff { handoff, .. } => match result {
             Ok(()) => ControlReport::Dial(Ok(())),
             Err(why) => {

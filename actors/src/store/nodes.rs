@@ -105,6 +105,21 @@ impl Store {
         Ok(row)
     }
 
+    /// How many nodes other than `me` are up to take calls: not draining, their last
+    /// heartbeat at or after `fresh_after`.
+    pub async fn live_peers(&self, me: &str, fresh_after: i64) -> Result<i64, StoreError> {
+        let n: i64 = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM nodes WHERE id <> $1 AND draining = FALSE AND heartbeat_at >= $2",
+            )
+            .bind(me)
+            .bind(fresh_after)
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(n)
+    }
+
     /// Nodes other than `me` whose last heartbeat is older than `before`.
     pub async fn stale_nodes(&self, me: &str, before: i64) -> Result<Vec<StaleNode>, StoreError> {
         let rows: Vec<(String, i64)> = on_pool!(self, pool => {

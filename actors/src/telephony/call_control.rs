@@ -28,6 +28,8 @@ fn action_of(action: CarrierAction) -> ControlAction {
     match action {
         CarrierAction::Hangup => ControlAction::Hangup,
         CarrierAction::Say { message } => ControlAction::Say { message },
+        CarrierAction::Resume => ControlAction::Resume,
+        CarrierAction::Fallback => ControlAction::Fallback,
         CarrierAction::Handoff {
             numbers,
             announcement,

@@ -8,7 +8,7 @@
 
 use serde_json::json;
 
-use super::{TelephonyCtx, TelephonyError};
+use super::{Fallback, TelephonyCtx, TelephonyError};
 use crate::carrier::CallChange;
 use crate::ending::EndReason;
 use crate::ids::{CallId, HandoffId, TenantId};
@@ -45,6 +45,11 @@ pub enum ControlAction {
         /// The words.
         message: String,
     },
+    /// A fresh media stream that resumes the conversation (a draining node hands its call
+    /// on; the stream URL is the public address, so another node takes it).
+    Resume,
+    /// The route's fallback (a draining node with no other node to take the call).
+    Fallback,
 }
 
 impl ControlAction {
@@ -54,6 +59,8 @@ impl ControlAction {
             ControlAction::Transfer { .. } => "transfer",
             ControlAction::Handoff { .. } => "handoff",
             ControlAction::Say { .. } => "say",
+            ControlAction::Resume => "resume",
+            ControlAction::Fallback => "fallback",
         }
     }
 }
@@ -102,6 +109,18 @@ pub async fn control(
             message: message.clone(),
             number: None,
         },
+        ControlAction::Resume => CallChange::Stream(ctx.stream_for(&call)),
+        ControlAction::Fallback => {
+            let route = match &call.route_id {
+                Some(route) => ctx.store().get_route(route).await?,
+                None => None,
+            };
+            let fallback = Fallback::of(route.as_ref());
+            CallChange::Fallback {
+                message: fallback.message,
+                number: fallback.number,
+            }
+        }
         ControlAction::Transfer {
             numbers,
             announcement,
@@ -123,7 +142,10 @@ pub async fn control(
         let reason = match &action {
             ControlAction::Hangup => Some(EndReason::HangupRequested),
             ControlAction::Transfer { .. } => Some(EndReason::TransferRequested),
-            ControlAction::Handoff { .. } | ControlAction::Say { .. } => None,
+            ControlAction::Handoff { .. }
+            | ControlAction::Say { .. }
+            | ControlAction::Resume
+            | ControlAction::Fallback => None,
         };
         if let Some(reason) = reason {
             ctx.outcomes().record_reason(&call.id, reason, None).await?;
@@ -162,6 +184,9 @@ pub async fn control(
             numbers, handoff, ..
         } => json!({"action": "handoff", "to": numbers, "handoff_id": handoff.as_str()}),
         ControlAction::Say { .. } => json!({"action": "say"}),
+        ControlAction::Resume | ControlAction::Fallback => {
+            json!({"action": action.label(), "initiator": "drain"})
+        }
     };
     ctx.event(&call.id, "control", detail).await;
     Ok(ctx.store().get_call_by_id(&call.id).await?.unwrap_or(call))

@@ -305,6 +305,11 @@ impl Conversation {
     pub(super) fn on_control_done(&mut self, report: ControlReport) {
         match report {
             ControlReport::Hangup(Ok(())) | ControlReport::Say(Ok(())) => {}
+            ControlReport::Redirect(Ok(())) => {}
+            ControlReport::Redirect(Err(why)) => {
+                tracing::warn!(error = %why, "the carrier refused the drain's redirect; closing the stream");
+                self.redirect_failed(why);
+            }
             ControlReport::Dial(Ok(())) => {
                 metrics::counter!("handoffs_total", "outcome" => "dialing").increment(1);
             }
@@ -315,6 +320,7 @@ impl Conversation {
                         reason,
                         detail: None,
                         continuation: Some(Continuation::Hangup),
+                        redirected: false,
                         status: SessionStatus::Completed,
                     });
                 }

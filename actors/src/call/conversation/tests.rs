@@ -1162,3 +1162,84 @@ fn a_lost_twilio_leg_resumes_on_a_fresh_stream_at_most_once_per_interval() {
         &["end caller_hangup - completed"],
     )]);
 }
+
+#[test]
+fn a_draining_node_hands_a_live_call_to_a_fresh_stream_and_ends_when_the_carrier_does() {
+    let mut call = Call::greeted(setup());
+    call.play(vec![
+        (
+            5_000,
+            Input::Drain { resume: true },
+            &["control resume then resume"],
+        ),
+        // Asked again (a second signal): nothing more.
+        (5_001, Input::Drain { resume: true }, &[]),
+        (
+            5_050,
+            Input::ControlDone(ControlReport::Redirect(Ok(()))),
+            &[],
+        ),
+    ]);
+    let effects = call.raw(5_100, Input::TwilioStopped);
+    let Some(Effect::End(ending)) = effects.last() else {
+        panic!("the leg ends: {effects:?}")
+    };
+    assert_eq!(ending.reason, EndReason::Drained);
+    assert_eq!(ending.continuation, Some(Continuation::Resume));
+    assert_eq!(ending.status, SessionStatus::Completed);
+    // The carrier already runs the fresh stream: `stream-ended` is not asked.
+    assert!(ending.redirected);
+}
+
+#[test]
+fn a_draining_node_without_a_peer_hands_the_caller_to_the_fallback() {
+    let mut call = Call::greeted(setup());
+    call.play(vec![
+        (
+            5_000,
+            Input::Drain { resume: false },
+            &["control fallback then fallback"],
+        ),
+        (
+            5_100,
+            Input::TwilioGone(EndReason::SocketClosed, None),
+            &["end drained fallback completed"],
+        ),
+    ]);
+}
+
+#[test]
+fn a_refused_drain_redirect_closes_the_stream_for_stream_ended_to_follow() {
+    let mut call = Call::greeted(setup());
+    call.at(5_000, Input::Drain { resume: true });
+    let effects = call.raw(
+        5_050,
+        Input::ControlDone(ControlReport::Redirect(Err(String::from("HTTP 503")))),
+    );
+    let Some(Effect::End(ending)) = effects.last() else {
+        panic!("the leg ends: {effects:?}")
+    };
+    assert_eq!(ending.reason, EndReason::Drained);
+    assert_eq!(ending.continuation, Some(Continuation::Resume));
+    assert_eq!(ending.detail.as_deref(), Some("HTTP 503"));
+    // Recorded for `stream-ended`, which the carrier asks once the stream closes.
+    assert!(!ending.redirected);
+}
+
+#[test]
+fn a_drain_leaves_a_leg_the_agent_is_already_closing() {
+    let mut call = Call::greeted(setup());
+    // The agent's goodbye: closing for its own reason.
+    call.c.leg = Leg::Closing {
+        reason: EndReason::AgentEndedCall,
+        continuation: Continuation::Hangup,
+    };
+    call.play(vec![
+        (5_000, Input::Drain { resume: true }, &[]),
+        (
+            5_100,
+            Input::TwilioStopped,
+            &["end agent_ended_call hangup completed"],
+        ),
+    ]);
+}

@@ -239,6 +239,8 @@ pub enum ControlReport {
     Dial(Result<(), bool>),
     /// The voicemail message.
     Say(Result<(), String>),
+    /// The drain's redirect of the call (to a fresh stream or the fallback).
+    Redirect(Result<(), String>),
 }
 
 /// An input of the conversation.
@@ -270,6 +272,12 @@ pub enum Input {
     Escalated(Resolution),
     /// A carrier change finished.
     ControlDone(ControlReport),
+    /// The node drains: the carrier is to take the caller to a fresh stream that resumes
+    /// the conversation (`resume`: another node is there to take it) or to the fallback.
+    Drain {
+        /// Whether another node can take the call.
+        resume: bool,
+    },
 }
 
 /// How the leg ends.
@@ -281,6 +289,9 @@ pub struct Ending {
     pub detail: Option<String>,
     /// What the carrier is told next (`None`: nothing planned, `stream-ended` decides).
     pub continuation: Option<Continuation>,
+    /// The carrier was already redirected to what follows (a drain's redirect): nothing is
+    /// recorded for `stream-ended`, which the carrier no longer asks.
+    pub redirected: bool,
     /// The voice session's final status.
     pub status: SessionStatus,
 }

@@ -1,0 +1,307 @@
+//! The drain (issue 12, item 2): on shutdown the node serves carrier callbacks while its live
+//! calls drain; at the end of the grace period every call still live is redirected through
+//! the carrier's REST API (to the route's fallback when no other node is up, to a fresh
+//! stream that resumes the conversation when one is), and the process exits with every
+//! record final.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actors::active::ActiveEvent;
+use serde_json::{Value, json};
+use stateset_voice::sim::carrier::{
+    CallEvent, CallerScript, CarrierConfig, CarrierSim, CarrierSimHandle, InboundCall, StreamCloser,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
+
+use crate::helpers::{Backend, Tele, TestApp, backend_tests, completed_events_at, spawn_app_with};
+
+backend_tests!(
+    a_call_live_at_the_end_of_the_grace_period_goes_to_the_fallback_before_exit,
+    a_draining_node_hands_its_call_to_another_node_that_resumes_the_conversation,
+);
+
+const WAIT: Duration = Duration::from_secs(30);
+const NUMBER: &str = "+14155550100";
+
+/// A TCP forwarder standing in for the load balancer in front of the nodes: new
+/// connections go to the node it currently sends to (as a balancer stops sending to a node
+/// whose readiness answers 503).
+struct Balancer {
+    addr: SocketAddr,
+    target: Arc<Mutex<Option<SocketAddr>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Balancer {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let target = Arc::new(Mutex::new(None::<SocketAddr>));
+        let to = Arc::clone(&target);
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let Some(node) = *to.lock().expect("target") else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(node).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Self { addr, target, task }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn send_to(&self, app: &TestApp) {
+        let node = app
+            .base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("node address");
+        *self.target.lock().expect("target") = Some(node);
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Places an inbound call whose caller stays on the line; waits until the agent greeted.
+async fn live_call(
+    sim: &CarrierSimHandle,
+    t: &Tele,
+    live: &mut broadcast::Receiver<ActiveEvent>,
+    base: &str,
+) -> (String, String) {
+    let sid = sim
+        .place_inbound_call(InboundCall {
+            account_sid: t.account_sid.clone(),
+            from: "+15550000001".into(),
+            to: NUMBER.into(),
+            voice_url: format!("{base}/api/v1/incoming-call"),
+            status_callback: Some(format!("{base}/api/v1/call-status")),
+            status_callback_events: vec![],
+            script: CallerScript::default(),
+        })
+        .expect("place call");
+    let call_id = tokio::time::timeout(WAIT, async {
+        loop {
+            match live.recv().await {
+                Ok(ActiveEvent::Started(c)) if c.call_sid == sid => {
+                    return c.call_id.as_str().to_owned();
+                }
+                Ok(_) => continue,
+                Err(e) => panic!("live-call feed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the call goes live");
+    tokio::time::timeout(WAIT, sim.wait_for(&sid, |s| s.media.media_received > 0))
+        .await
+        .expect("the agent greets");
+    (sid, call_id)
+}
+
+/// Waits on a node's live-call feed for `call_sid` to start there.
+async fn starts(live: &mut broadcast::Receiver<ActiveEvent>, call_sid: &str) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match live.recv().await {
+                Ok(ActiveEvent::Started(c)) if c.call_sid == call_sid => return,
+                Ok(_) => continue,
+                Err(e) => panic!("live-call feed: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("the call goes live on the node");
+}
+
+/// `(status, end_reason)` of every voice session of `call_id` in the database at `url`.
+async fn sessions_at(url: &str, call_id: &str) -> Vec<(String, Option<String>)> {
+    use sqlx::Connection;
+    const SQL: &str = "SELECT status, end_reason FROM voice_sessions WHERE call_id = $1";
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.expect("sqlite");
+        sqlx::query_as(SQL)
+            .bind(call_id)
+            .fetch_all(&mut conn)
+            .await
+            .expect("sessions")
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.expect("postgres");
+        sqlx::query_as(SQL)
+            .bind(call_id)
+            .fetch_all(&mut conn)
+            .await
+            .expect("sessions")
+    }
+}
+
+async fn a_call_live_at_the_end_of_the_grace_period_goes_to_the_fallback_before_exit(
+    backend: Backend,
+) {
+    let sim = CarrierSim::start(CarrierConfig::default())
+        .await
+        .expect("carrier sim");
+    let base = sim.base_url();
+    let app = spawn_app_with(backend, move |raw| {
+        raw.set("TWILIO_API_BASE_URL", base);
+        raw.set("SHUTDOWN_GRACE_SECONDS", "1");
+    })
+    .await;
+    let t = app.telephony_tenant("Acme", NUMBER, json!({})).await;
+    sim.add_account(t.account_sid.clone(), t.auth_token.clone());
+    let mut live = app.state.actors.active.subscribe();
+    let (sid, call_id) = live_call(&sim, &t, &mut live, &app.base).await;
+
+    // Shutdown with the caller still talking: no other node is up, so at the end of the
+    // grace period the carrier is told to take the caller to the route's fallback, and the
+    // process exits cleanly once the record is final.
+    let database_url = app.database_url.clone();
+    let _dir = app.stop_keeping_database().await;
+
+    let redirected = tokio::time::timeout(
+        WAIT,
+        sim.wait_for(&sid, |c| {
+            c.events
+                .iter()
+                .any(|e| matches!(e, CallEvent::Dialed { .. }))
+        }),
+    )
+    .await
+    .expect("the carrier dials the fallback");
+    assert_eq!(redirected.stream_closed_by(), Some(StreamCloser::Redirect));
+    assert!(
+        redirected
+            .said
+            .contains(&"Connecting you to our team.".to_owned()),
+        "{:?}",
+        redirected.said
+    );
+    let dialed = redirected.events.iter().find_map(|e| match e {
+        CallEvent::Dialed { numbers, .. } => Some(numbers.clone()),
+        _ => None,
+    });
+    assert_eq!(dialed, Some(vec!["+15550009999".to_owned()]));
+
+    // Every record was final when the process exited.
+    let events: Vec<Value> = completed_events_at(&database_url, &call_id).await;
+    assert_eq!(events.len(), 1, "one voice.call.completed: {events:?}");
+    assert_eq!(events[0]["outcome"], "fallback", "{}", events[0]);
+    assert_eq!(events[0]["end_reason"], "drained", "{}", events[0]);
+    assert_eq!(
+        sessions_at(&database_url, &call_id).await,
+        vec![("completed".to_owned(), Some("drained".to_owned()))]
+    );
+}
+
+async fn a_draining_node_hands_its_call_to_another_node_that_resumes_the_conversation(
+    backend: Backend,
+) {
+    let sim = CarrierSim::start(CarrierConfig::default())
+        .await
+        .expect("carrier sim");
+    let lb = Balancer::start().await;
+    let settings = |raw: &mut stateset_voice::config::RawSettings| {
+        raw.set("TWILIO_API_BASE_URL", sim.base_url());
+        raw.set("PUBLIC_BASE_URL", lb.url());
+        raw.set("SHUTDOWN_GRACE_SECONDS", "1");
+    };
+    let first = spawn_app_with(backend, settings).await;
+    let second = first.another_node(settings).await;
+    lb.send_to(&first);
+    let t = first.telephony_tenant("Acme", NUMBER, json!({})).await;
+    sim.add_account(t.account_sid.clone(), t.auth_token.clone());
+    let mut on_first = first.state.actors.active.subscribe();
+    let mut on_second = second.state.actors.active.subscribe();
+    let (sid, call_id) = live_call(&sim, &t, &mut on_first, &lb.url()).await;
+    tokio::time::timeout(
+        WAIT,
+        first
+            .realtime
+            .wait_for(|s| s.first().is_some_and(|s| s.responses_completed >= 1)),
+    )
+    .await
+    .expect("the greeting is complete");
+
+    // The first node shuts down; the balancer sends new connections to the second. At the
+    // end of the grace period the call is redirected to a fresh stream, which the second
+    // node takes, resuming the conversation.
+    lb.send_to(&second);
+    let database_url = first.database_url.clone();
+    let _first_dir = first.stop_keeping_database().await;
+    starts(&mut on_second, &sid).await;
+    let resumed = tokio::time::timeout(WAIT, sim.wait_for(&sid, |s| s.media.streams_opened == 2))
+        .await
+        .expect("a second stream");
+    assert!(!resumed.status.is_final());
+    assert!(
+        resumed.events.iter().any(|e| matches!(
+            e,
+            CallEvent::StreamClosed {
+                by: StreamCloser::Redirect,
+                ..
+            }
+        )),
+        "the first stream ended by the redirect: {:?}",
+        resumed.events
+    );
+    let replayed = tokio::time::timeout(
+        WAIT,
+        second.realtime.wait_for(|s| {
+            s.first().is_some_and(|s| {
+                s.client_events
+                    .iter()
+                    .any(|e| e == "conversation.item.create")
+            })
+        }),
+    )
+    .await;
+    assert!(replayed.is_ok(), "the second node replays the conversation");
+    // The call goes on: nothing completed it; the first leg ended drained.
+    assert!(
+        completed_events_at(&database_url, &call_id)
+            .await
+            .is_empty()
+    );
+    let mut sessions = sessions_at(&database_url, &call_id).await;
+    sessions.sort();
+    assert_eq!(
+        sessions,
+        vec![
+            ("active".to_owned(), None),
+            ("completed".to_owned(), Some("drained".to_owned())),
+        ]
+    );
+
+    // The second node drains too, with no node left: the caller goes to the fallback, and
+    // the call completes once, with both legs.
+    second.stop().await;
+    tokio::time::timeout(
+        WAIT,
+        sim.wait_for(&sid, |c| {
+            c.events
+                .iter()
+                .any(|e| matches!(e, CallEvent::Dialed { .. }))
+        }),
+    )
+    .await
+    .expect("the carrier dials the fallback");
+    let events = completed_events_at(&database_url, &call_id).await;
+    assert_eq!(events.len(), 1, "one voice.call.completed: {events:?}");
+    assert_eq!(events[0]["outcome"], "fallback", "{}", events[0]);
+    assert_eq!(events[0]["end_reason"], "drained", "{}", events[0]);
+    assert_eq!(events[0]["session_ids"].as_array().map(Vec::len), Some(2));
+}
