@@ -1,4 +1,5 @@
-//! Governance (DESIGN §6), first half: who may change what, and what may be dialed.
+//! Governance (DESIGN §6): who may change what, what may go live, and what may be dialed
+//! (canary rollouts and their guardrails are the rollout actor's, `crate::rollout`).
 //!
 //! - [`identities`]: named admin identities (admin keys with [`AdminRole`]s), created, listed
 //!   and revoked by an admin, each change audited; the bootstrap `ADMIN_API_KEY` is the
