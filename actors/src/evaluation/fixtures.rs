@@ -15,8 +15,8 @@ use super::judge::{Answer, JudgeInput};
 use super::rubric::Rubric;
 use crate::ids::{CallId, SessionId, TenantId};
 use crate::store::{
-    CallDirection, CallRecord, FunctionCallStatus, NewAudit, NewFunctionCall, RuntimeConfig, Store,
-    Tenant, TenantStatus, TranscriptTurn, VoiceSession, on_pool,
+    CallDirection, CallRecord, FunctionCallStatus, NewFunctionCall, Store, TranscriptTurn,
+    VoiceSession, on_pool,
 };
 
 /// The database a test runs on.
@@ -100,39 +100,12 @@ pub(crate) use backend_tests;
 
 /// A migrated in-memory SQLite store (one connection).
 pub async fn memory_store() -> Store {
-    let store = Store::connect("sqlite::memory:", 1).await.expect("store");
-    store.migrate().await.expect("migrate");
-    store
+    crate::store::fixtures::store().await
 }
 
-/// A new active tenant.
+/// A new active tenant (limits high enough for throughput runs).
 pub async fn tenant(store: &Store) -> TenantId {
-    let tenant = Tenant {
-        id: TenantId::generate(),
-        name: "Acme".into(),
-        status: TenantStatus::Active,
-        max_concurrent_calls: 1000,
-        webhook_url: None,
-        runtime_config: RuntimeConfig::default(),
-        twilio: None,
-        openai_key: None,
-        signing_secret: None,
-        event_webhook: None,
-        created_at: 0,
-        updated_at: 0,
-    };
-    let audit = NewAudit {
-        actor: "test".into(),
-        action: "tenant.create",
-        tenant_id: Some(tenant.id.clone()),
-        target_type: "tenant",
-        target_id: tenant.id.to_string(),
-        before: None,
-        after: None,
-        request_id: None,
-    };
-    store.insert_tenant(&tenant, &audit).await.expect("tenant");
-    tenant.id
+    crate::store::fixtures::tenant_with_limit(store, 1000).await
 }
 
 /// An agent `key` with one version carrying `rubric` (if any); returns the version id.

@@ -13,13 +13,18 @@ pub(crate) async fn store() -> Store {
     store
 }
 
-/// An active tenant.
+/// An active tenant that may run 10 calls at once.
 pub(crate) async fn tenant(store: &Store) -> TenantId {
+    tenant_with_limit(store, 10).await
+}
+
+/// An active tenant that may run `max_concurrent_calls` at once.
+pub(crate) async fn tenant_with_limit(store: &Store, max_concurrent_calls: i64) -> TenantId {
     let tenant = Tenant {
         id: TenantId::generate(),
         name: "Acme".into(),
         status: TenantStatus::Active,
-        max_concurrent_calls: 10,
+        max_concurrent_calls,
         webhook_url: None,
         runtime_config: RuntimeConfig::default(),
         twilio: None,

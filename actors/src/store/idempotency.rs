@@ -158,37 +158,11 @@ impl Store {
 mod tests {
     use super::*;
     use crate::ids::CallId;
-    use crate::store::{NewAudit, RuntimeConfig, Tenant, TenantStatus};
 
     async fn store_with_tenant() -> (Store, TenantId) {
-        let store = Store::connect("sqlite::memory:", 1).await.expect("store");
-        store.migrate().await.expect("migrate");
-        let tenant = Tenant {
-            id: TenantId::generate(),
-            name: "Acme".into(),
-            status: TenantStatus::Active,
-            max_concurrent_calls: 10,
-            webhook_url: None,
-            runtime_config: RuntimeConfig::default(),
-            twilio: None,
-            openai_key: None,
-            signing_secret: None,
-            event_webhook: None,
-            created_at: 0,
-            updated_at: 0,
-        };
-        let audit = NewAudit {
-            actor: "test".into(),
-            action: "tenant.create",
-            tenant_id: Some(tenant.id.clone()),
-            target_type: "tenant",
-            target_id: tenant.id.to_string(),
-            before: None,
-            after: None,
-            request_id: None,
-        };
-        store.insert_tenant(&tenant, &audit).await.expect("tenant");
-        (store, tenant.id)
+        let store = crate::store::fixtures::store().await;
+        let tenant = crate::store::fixtures::tenant(&store).await;
+        (store, tenant)
     }
 
     /// Ages every claim past the abandonment limit.
