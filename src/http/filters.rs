@@ -110,6 +110,9 @@ fn form_urlencoded_parse(raw: &str) -> url::form_urlencoded::Parse<'_> {
     url::form_urlencoded::parse(raw.as_bytes())
 }
 
+/// Largest `offset` accepted (the int32 the API documents declare).
+pub const MAX_OFFSET: u32 = i32::MAX as u32;
+
 /// Paging parameters shared by list endpoints.
 #[derive(Debug, Clone, Copy)]
 pub struct Paging {
@@ -130,10 +133,16 @@ impl Paging {
                 field: Some("limit".into()),
             });
         }
-        Ok(Self {
-            limit,
-            offset: offset.unwrap_or(0),
-        })
+        let offset = offset.unwrap_or(0);
+        // The documents declare `offset` an int32, as generated clients hold it.
+        if offset > MAX_OFFSET {
+            return Err(ApiError::BadRequest {
+                code: "invalid_query",
+                message: format!("offset must be between 0 and {MAX_OFFSET}"),
+                field: Some("offset".into()),
+            });
+        }
+        Ok(Self { limit, offset })
     }
 }
 
