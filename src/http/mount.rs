@@ -444,7 +444,7 @@ pub struct WsUpgrade {
 
 /// The server's one filter over `table`: extracts the request's parts, finds the route whose
 /// template matches the path exactly and whose method matches (404 `route_not_found`
-/// otherwise, 405 when only the method differs), labels the request with its template and
+/// otherwise, 405 with `Allow` when only the method differs), labels the request with its template and
 /// runs it. One lookup and one boxed future per request, whatever the table's size.
 pub fn dispatch(state: AppState, table: &'static [Mount]) -> BoxedFilter<(Response,)> {
     let upgrade = warp::ws().map(Some).or(warp::any().map(|| None)).unify();
@@ -463,15 +463,16 @@ pub fn dispatch(state: AppState, table: &'static [Mount]) -> BoxedFilter<(Respon
                   query: String,
                   body: BodyStream,
                   ws: Option<Ws>| {
-                let mut path_known = false;
+                // The methods of the templates the path matches, for `Allow` on a 405.
+                let mut allow: Vec<&'static str> = Vec::new();
                 let mut found = None;
                 for mount in table {
                     if let Some(params) = mount.route.template.matches(path.as_str()) {
-                        path_known = true;
                         if mount.route.http == method {
                             found = Some((mount, params));
                             break;
                         }
+                        allow.push(method_name(&mount.route.method));
                     }
                 }
                 match found {
@@ -488,18 +489,28 @@ pub fn dispatch(state: AppState, table: &'static [Mount]) -> BoxedFilter<(Respon
                         };
                         (mount.handle)(mount.route.clone(), state.clone(), parts)
                     }
-                    None => {
-                        let error = if path_known {
-                            ApiError::MethodNotAllowed
-                        } else {
-                            ApiError::RouteNotFound
-                        };
-                        Box::pin(std::future::ready(error.into_response()))
+                    None if allow.is_empty() => {
+                        Box::pin(std::future::ready(ApiError::RouteNotFound.into_response()))
                     }
+                    None => Box::pin(std::future::ready(method_not_allowed(&allow))),
                 }
             },
         )
         .boxed()
+}
+
+/// 405 with `Allow` naming the methods the path supports (RFC 9110 §15.5.6).
+fn method_not_allowed(allow: &[&'static str]) -> Response {
+    let mut methods = allow.to_vec();
+    methods.sort_unstable();
+    methods.dedup();
+    let mut response = ApiError::MethodNotAllowed.into_response();
+    if let Ok(value) = warp::http::HeaderValue::from_str(&methods.join(", ")) {
+        response
+            .headers_mut()
+            .insert(warp::http::header::ALLOW, value);
+    }
+    response
 }
 
 async fn serve<A, P, H, F>(route: Arc<Route>, state: AppState, parts: Parts, handler: H) -> Response

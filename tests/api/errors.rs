@@ -272,14 +272,24 @@ async fn wrong_content_type_and_unknown_routes(backend: Backend) {
         .await
         .expect("get");
     expect_error(resp, 404, "route_not_found").await;
-    let resp = app
-        .client
-        .delete(app.url("/health/live"))
-        .send()
-        .await
-        .expect("delete");
-    let status = resp.status().as_u16();
-    assert!(status == 405 || status == 404, "status {status}");
+    // A known path with another method: 405 naming every method the path supports.
+    for (method, path, allow) in [
+        (Method::DELETE, "/health/live", "GET"),
+        (Method::PATCH, "/api/v1/operator-queues/oq_x", "DELETE, GET, PUT"),
+        // `import` also matches `/api/v1/dnc/{number}`: both templates' methods.
+        (Method::GET, "/api/v1/dnc/import", "DELETE, POST"),
+        (Method::TRACE, "/api-docs/openapi.json", "GET"),
+    ] {
+        let resp = app
+            .client
+            .request(method.clone(), app.url(path))
+            .send()
+            .await
+            .expect("request");
+        let headers = resp.headers().clone();
+        expect_error(resp, 405, "method_not_allowed").await;
+        assert_eq!(headers["allow"], allow, "{method} {path}");
+    }
     // A client-supplied request id is echoed back; a hostile one is replaced.
     let resp = app
         .client
