@@ -5,7 +5,10 @@
 //! alternatives), and the 400/401/403/404/413/415/429/503 answers of authentication, body
 //! and query parsing, so no operation omits them. Membership follows the guard: routes
 //! behind the admin key make the admin document, every other route the public one, and the
-//! full document holds both.
+//! full document holds both. Request fields that name a shared rule by format (E.164, texts,
+//! times, time zones) get the rule itself ([`formats`]).
+
+pub mod formats;
 
 use std::collections::BTreeSet;
 
@@ -253,8 +256,16 @@ fn non_empty_path_parameters(op: &mut Operation) {
     }
 }
 
-/// Builds a document.
-pub fn document(which: Document) -> OpenApi {
+/// A document, as served: the derived operations ([`operation`]) with every named format
+/// replaced by its rule ([`formats`]).
+pub fn document(which: Document) -> serde_json::Value {
+    let mut value = serde_json::to_value(derived(which)).unwrap_or_default();
+    formats::apply(&mut value);
+    value
+}
+
+/// The document as utoipa derives it from the route table (named formats left as they are).
+pub fn derived(which: Document) -> OpenApi {
     let mut paths = Paths::new();
     let mut schemas: Vec<(String, RefOr<Schema>)> = Vec::new();
     let mut tags: BTreeSet<String> = BTreeSet::new();
@@ -316,7 +327,22 @@ pub fn document(which: Document) -> OpenApi {
 
 /// The document as pretty JSON.
 pub fn document_json(which: Document) -> String {
-    document(which)
-        .to_pretty_json()
-        .unwrap_or_else(|_| String::from("{}"))
+    serde_json::to_string_pretty(&document(which)).unwrap_or_else(|_| String::from("{}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_formats_are_replaced_in_every_document() {
+        for which in [Document::Public, Document::Admin, Document::Full] {
+            let mut value = document(which);
+            let before = value.clone();
+            formats::apply(&mut value);
+            assert_eq!(value, before, "{which:?}: a named format is left");
+            let text = document_json(which);
+            assert!(text.contains(formats::E164.replace('\\', "\\\\").as_str()), "{which:?}");
+        }
+    }
 }

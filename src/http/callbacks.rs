@@ -159,16 +159,21 @@ impl From<CallbackTask> for CallbackTaskView {
 #[serde(deny_unknown_fields)]
 pub struct CreateCallbackTaskRequest {
     /// Number to call back (E.164).
+    #[schema(format = "e164")]
     pub phone: String,
     /// Why (1–500 characters).
+    #[schema(min_length = 1, max_length = 500, format = "label")]
     pub reason: String,
     /// The call it came from: one of the tenant's calls (`call_…`).
+    #[schema(pattern = r"^call_[A-Za-z0-9_-]{1,64}$")]
     pub source_call_id: Option<String>,
     /// The operator queue it belongs to: one of the tenant's queues (`oq_…`).
+    #[schema(pattern = r"^oq_[A-Za-z0-9_-]{1,64}$")]
     pub queue_id: Option<String>,
     /// Default `normal`.
     pub priority: Option<CallbackPriorityDto>,
     /// When it should be done by (RFC 3339).
+    #[schema(format = "rfc3339")]
     pub due_at: Option<String>,
 }
 
@@ -177,6 +182,7 @@ pub struct CreateCallbackTaskRequest {
 #[serde(deny_unknown_fields)]
 pub struct ClaimCallbackTaskRequest {
     /// Who takes the task (1–100 characters, e.g. an operator's email).
+    #[schema(min_length = 1, max_length = 100, format = "label")]
     pub assignee: String,
 }
 
@@ -185,8 +191,10 @@ pub struct ClaimCallbackTaskRequest {
 #[serde(deny_unknown_fields)]
 pub struct CompleteCallbackTaskRequest {
     /// Result (1–500 characters), e.g. `refund issued`.
+    #[schema(min_length = 1, max_length = 500, format = "label")]
     pub outcome: Option<String>,
     /// Operator notes (1–2000 characters).
+    #[schema(min_length = 1, max_length = 2000, format = "label")]
     pub notes: Option<String>,
 }
 
@@ -195,6 +203,7 @@ pub struct CompleteCallbackTaskRequest {
 #[serde(deny_unknown_fields)]
 pub struct CancelCallbackTaskRequest {
     /// Why (1–500 characters).
+    #[schema(min_length = 1, max_length = 500, format = "label")]
     pub reason: Option<String>,
 }
 
@@ -216,7 +225,7 @@ pub struct CallbackTaskParams {
     /// Only this priority.
     pub priority: Option<CallbackPriorityDto>,
     /// Only tasks due before this time (RFC 3339); tasks without a due time are left out.
-    #[param(format = DateTime)]
+    #[param(format = "rfc3339")]
     pub due_before: Option<String>,
     /// Page size (1–200, default 50).
     #[param(minimum = 1, maximum = 200)]

@@ -52,16 +52,22 @@ pub enum MachineDetectionDto {
 #[serde(deny_unknown_fields)]
 pub struct MakeCallRequest {
     /// Callee, E.164.
+    #[schema(format = "e164")]
     pub to: String,
     /// Caller id, E.164: one of the tenant's outbound numbers (default: its outbound route).
+    #[schema(format = "e164")]
     pub from: Option<String>,
     /// Agent key (default: the route's).
+    #[schema(min_length = 1, max_length = 100, format = "text")]
     pub agent_key: Option<String>,
     /// Pin an agent version.
+    #[schema(min_length = 1, max_length = 100, format = "text")]
     pub agent_version_id: Option<String>,
     /// First sentence the agent says.
+    #[schema(min_length = 1, max_length = 1000, format = "text")]
     pub greeting: Option<String>,
     /// Your organisation reference.
+    #[schema(min_length = 1, max_length = 200, format = "text")]
     pub org_id: Option<String>,
     /// Free-form metadata (a JSON object, at most 8 KiB).
     #[schema(value_type = Option<Object>)]
@@ -70,6 +76,7 @@ pub struct MakeCallRequest {
     pub machine_detection: Option<MachineDetectionDto>,
     /// The callee's IANA time zone (e.g. `America/New_York`) for the calling window and
     /// the daily attempt count; default: the zone of the dial policy's calling hours.
+    #[schema(format = "time-zone")]
     pub time_zone: Option<String>,
 }
 
@@ -316,10 +323,10 @@ pub struct CallLogParams {
     #[param(pattern = "^(inbound|outbound)$")]
     pub direction: Option<String>,
     /// Created at or after (RFC 3339).
-    #[param(format = DateTime)]
+    #[param(format = "rfc3339")]
     pub from: Option<String>,
     /// Created before (RFC 3339).
-    #[param(format = DateTime)]
+    #[param(format = "rfc3339")]
     pub to: Option<String>,
     /// Page size (1–200, default 50).
     #[param(minimum = 1, maximum = 200)]
@@ -333,8 +340,10 @@ pub struct CallLogParams {
 #[serde(deny_unknown_fields)]
 pub struct TransferRequest {
     /// Number to transfer to (E.164).
+    #[schema(format = "e164")]
     pub to: String,
     /// Said to the caller before dialling.
+    #[schema(min_length = 1, max_length = 500, format = "text")]
     pub announcement: Option<String>,
 }
 
@@ -495,6 +504,10 @@ fn text_field(
             format!("must be at most {max} characters"),
         )),
         Some(s) if s.trim().is_empty() => Err(ApiError::invalid(field, "must not be empty")),
+        Some(s) if s.chars().any(char::is_control) => Err(ApiError::invalid(
+            field,
+            "must not contain control characters",
+        )),
         other => Ok(other),
     }
 }

@@ -53,8 +53,10 @@ impl From<DncEntry> for DncView {
 #[serde(deny_unknown_fields)]
 pub struct AddDncRequest {
     /// E.164 number.
+    #[schema(format = "e164")]
     pub number: String,
     /// Why (at most 500 characters).
+    #[schema(max_length = 500)]
     pub reason: Option<String>,
 }
 
@@ -63,8 +65,10 @@ pub struct AddDncRequest {
 #[serde(deny_unknown_fields)]
 pub struct ImportDncRequest {
     /// E.164 numbers (1–1000; duplicates and listed numbers are skipped).
+    #[schema(value_type = Vec<super::fields::PhoneNumber>, min_items = 1, max_items = 1000)]
     pub numbers: Vec<String>,
     /// Why, for every number (at most 500 characters).
+    #[schema(max_length = 500)]
     pub reason: Option<String>,
 }
 
@@ -174,7 +178,7 @@ pub async fn import_dnc(req: Request<AuthContext>) -> Result<Response, ApiError>
 
 /// Removes a number from the list (`+` may be sent as is or as `%2B`).
 #[utoipa::path(delete, path = "/api/v1/dnc/{number}", tag = "runtime",
-    params(("number" = String, Path, description = "E.164 number")),
+    params(("number" = String, Path, format = "e164", description = "E.164 number")),
     responses((status = 200, body = DncView), (status = 404, body = ErrorResponse),
               (status = 422, body = ErrorResponse)))]
 pub async fn remove_dnc(req: Request<AuthContext, (String,)>) -> Result<Response, ApiError> {

@@ -294,8 +294,10 @@ pub struct EvaluationParams {
     /// Only passed (`true`) or failed (`false`) calls.
     pub passed: Option<bool>,
     /// RFC 3339: sessions started at or after.
+    #[param(format = "rfc3339")]
     pub from: Option<String>,
     /// RFC 3339: sessions started before.
+    #[param(format = "rfc3339")]
     pub to: Option<String>,
     /// Page size (1–200, default 50).
     #[param(minimum = 1, maximum = 200)]
@@ -386,8 +388,10 @@ pub async fn get_evaluation(
 pub struct ReviewRequest {
     /// The operator's verdict: `passed` or `failed`.
     #[schema(example = "failed")]
+    #[schema(pattern = "^(passed|failed)$")]
     pub verdict: String,
     /// Why (at most 2000 characters).
+    #[schema(min_length = 1, max_length = 2000, format = "label")]
     pub note: Option<String>,
 }
 
@@ -501,8 +505,10 @@ pub async fn evaluate_session(
 #[into_params(parameter_in = Query)]
 pub struct SummaryParams {
     /// RFC 3339: sessions started at or after.
+    #[param(format = "rfc3339")]
     pub from: Option<String>,
     /// RFC 3339: sessions started before.
+    #[param(format = "rfc3339")]
     pub to: Option<String>,
 }
 

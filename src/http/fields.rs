@@ -5,6 +5,12 @@ use actors::domain::{AccountSid, E164, Label};
 
 use super::ApiError;
 
+/// An E.164 phone number as the documents show it: the items of a list of numbers
+/// (`#[schema(value_type = Vec<PhoneNumber>)]`; a single field says `format = "e164"`).
+#[derive(utoipa::ToSchema)]
+#[schema(format = "e164")]
+pub struct PhoneNumber(pub String);
+
 /// `v` as an E.164 phone number.
 pub fn e164(field: &str, v: &str) -> Result<E164, ApiError> {
     E164::parse(v).map_err(|e| ApiError::invalid(field, e.to_string()))
@@ -23,4 +29,36 @@ pub fn label(field: &str, v: &str, max: usize) -> Result<Label, ApiError> {
 /// An optional label.
 pub fn optional_label(field: &str, v: Option<&str>, max: usize) -> Result<Option<Label>, ApiError> {
     v.map(|v| label(field, v, max)).transpose()
+}
+
+/// The schema of a list of strings from `values` (each at most once when `unique`), of
+/// `min..=max` items (`max` 0: unbounded), `null` allowed when `nullable`: for
+/// `#[schema(schema_with = ...)]`, as utoipa has no `uniqueItems` attribute.
+pub fn string_list(
+    description: &str,
+    values: Option<&[&str]>,
+    format: Option<&str>,
+    (min, max): (usize, usize),
+    unique: bool,
+    nullable: bool,
+) -> utoipa::openapi::Array {
+    use utoipa::openapi::schema::{SchemaFormat, SchemaType, Type};
+    use utoipa::openapi::{ArrayBuilder, ObjectBuilder};
+    let mut item = ObjectBuilder::new().schema_type(Type::String);
+    if let Some(values) = values {
+        item = item.enum_values(Some(values.iter().copied()));
+    }
+    if let Some(format) = format {
+        item = item.format(Some(SchemaFormat::Custom(format.to_owned())));
+    }
+    let mut list = ArrayBuilder::new()
+        .items(item)
+        .min_items(Some(min))
+        .max_items((max > 0).then_some(max))
+        .unique_items(unique)
+        .description(Some(description));
+    if nullable {
+        list = list.schema_type(SchemaType::from_iter([Type::Array, Type::Null]));
+    }
+    list.build()
 }

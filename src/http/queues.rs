@@ -59,14 +59,40 @@ impl From<QueueFallback> for QueueFallbackDto {
     }
 }
 
+/// `days` of a window: 1 to 7 distinct day names.
+fn day_names() -> utoipa::openapi::Array {
+    super::fields::string_list(
+        "Days it opens on, each once: `mon`, `tue`, `wed`, `thu`, `fri`, `sat`, `sun`.",
+        Some(&["mon", "tue", "wed", "thu", "fri", "sat", "sun"]),
+        None,
+        (1, 7),
+        true,
+        false,
+    )
+}
+
+/// `numbers` of a queue: 1 to 10 distinct E.164 numbers.
+fn queue_numbers() -> utoipa::openapi::Array {
+    super::fields::string_list(
+        "1–10 distinct E.164 numbers, rung simultaneously.",
+        None,
+        Some("e164"),
+        (1, actors::operator::MAX_QUEUE_NUMBERS),
+        true,
+        false,
+    )
+}
+
 /// Opening hours in one IANA time zone; times are local wall-clock times, so a window opens
 /// at the same local time on both sides of a daylight-saving change.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct BusinessHoursDto {
     /// IANA time zone, e.g. `America/New_York`.
+    #[schema(format = "time-zone")]
     pub timezone: String,
     /// Opening windows (1–50); the queue is open when any window covers the moment.
+    #[schema(min_items = 1, max_items = 50)]
     pub windows: Vec<HoursWindowDto>,
 }
 
@@ -75,11 +101,14 @@ pub struct BusinessHoursDto {
 #[serde(deny_unknown_fields)]
 pub struct HoursWindowDto {
     /// Days it opens on: `mon`, `tue`, `wed`, `thu`, `fri`, `sat`, `sun`.
+    #[schema(schema_with = day_names)]
     pub days: Vec<String>,
     /// Opening time, `HH:MM` (24-hour, local).
+    #[schema(format = "hh-mm")]
     pub open: String,
     /// Closing time, `HH:MM` (`24:00` allowed); earlier than `open` means the window closes
     /// the next day (e.g. `22:00`–`06:00`).
+    #[schema(format = "hh-mm-end")]
     pub close: String,
 }
 
@@ -178,12 +207,16 @@ impl OperatorQueueView {
 #[serde(deny_unknown_fields)]
 pub struct OperatorQueueRequest {
     /// 1–64 of lowercase letters, digits, `_` and `-`; unique per tenant (409 otherwise).
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
     pub name: String,
     /// 1–10 distinct E.164 numbers, rung simultaneously.
+    #[schema(schema_with = queue_numbers)]
     pub numbers: Vec<String>,
     /// Caller id shown to the operators (E.164); default: the call's own number.
+    #[schema(format = "e164")]
     pub caller_id: Option<String>,
     /// 5–120, default 25.
+    #[schema(minimum = 5, maximum = 120)]
     pub ring_timeout_seconds: Option<i64>,
     /// Opening hours; absent or `null` means always open.
     pub business_hours: Option<BusinessHoursDto>,
@@ -192,8 +225,10 @@ pub struct OperatorQueueRequest {
     /// Default `callback_task`.
     pub when_unanswered: Option<QueueFallbackDto>,
     /// 1–500 characters; required when either fallback is `voicemail`.
+    #[schema(min_length = 1, max_length = 500, format = "text")]
     pub voicemail_message: Option<String>,
     /// 1–500 characters said before dialing.
+    #[schema(min_length = 1, max_length = 500, format = "text")]
     pub announcement: Option<String>,
 }
 

@@ -80,10 +80,13 @@ impl From<Agent> for AgentView {
 #[serde(deny_unknown_fields)]
 pub struct CreateAgentRequest {
     /// Owning tenant.
+    #[schema(pattern = r"^ten_[A-Za-z0-9_-]{1,64}$")]
     pub tenant_id: String,
     /// Key (letters, digits, `-`, `_`; unique per tenant).
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,100}$")]
     pub key: String,
     /// Display name.
+    #[schema(min_length = 1, max_length = 200, format = "label")]
     pub name: String,
 }
 

@@ -57,8 +57,10 @@ impl From<Scope> for ScopeDto {
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKeyRequest {
     /// Label (1–100 characters).
+    #[schema(min_length = 1, max_length = 100, format = "label")]
     pub name: String,
     /// Scopes granted (at least one).
+    #[schema(min_items = 1)]
     pub scopes: Vec<ScopeDto>,
 }
 

@@ -22,8 +22,10 @@ use crate::http::{ApiError, ErrorResponse};
 #[serde(deny_unknown_fields)]
 pub struct TwilioCredentialsRequest {
     /// `AC` followed by 32 hex digits.
+    #[schema(pattern = "^AC[0-9a-fA-F]{32}$")]
     pub account_sid: String,
     /// The account's auth token (stored encrypted, never returned).
+    #[schema(pattern = "^[!-~]{16,128}$")]
     pub auth_token: String,
 }
 
@@ -32,6 +34,7 @@ pub struct TwilioCredentialsRequest {
 #[serde(deny_unknown_fields)]
 pub struct OpenAiKeyRequest {
     /// The tenant's realtime-model API key (stored encrypted, never returned).
+    #[schema(pattern = "^[!-~]{8,512}$")]
     pub api_key: String,
 }
 

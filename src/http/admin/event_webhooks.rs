@@ -23,17 +23,32 @@ use crate::http::ErrorResponse;
 use crate::http::filters::parse_json;
 use crate::http::mount::Request;
 
+/// `events`: known event names, at least one; `null` or absent for every event.
+fn event_names() -> utoipa::openapi::Array {
+    let names: Vec<&str> = EventKind::ALL.iter().map(|e| e.as_str()).collect();
+    crate::http::fields::string_list(
+        "Event names delivered (omit or `null` for every event; duplicates are merged).",
+        Some(&names),
+        None,
+        (1, 0),
+        false,
+        true,
+    )
+}
+
 /// Body of `PUT /api/v1/admin/tenants/{tenant_id}/event-webhook`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventWebhookRequest {
     /// The endpoint: `https://` and a public address (plain `http://` and private addresses
     /// only when `OUTBOUND_ALLOW_PRIVATE` is on).
+    #[schema(max_length = 2048, format = "https-url")]
     pub url: String,
     /// Event names delivered (omit for every event): `voice.call.started`,
     /// `voice.call.completed`, `voice.call.escalated`, `voice.callback.created`,
     /// `voice.session.evaluated`, `voice.webhook.delivery_failed`, `voice.rollout.rolled_back`,
     /// `voice.rollout.promoted`.
+    #[schema(schema_with = event_names)]
     pub events: Option<Vec<String>>,
 }
 

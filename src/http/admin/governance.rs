@@ -49,8 +49,8 @@ fn governance_view(tenant: &TenantId, g: TenantGovernance) -> GovernanceView {
     }
 }
 
-/// A dial policy (the wire form of both the request and the answer).
-#[derive(Debug, Deserialize, Serialize, ToSchema, Default)]
+/// A dial policy, as a request body.
+#[derive(Debug, Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct DialPolicyBody {
     /// Calling hours in the callee's zone (this zone unless the call names one); null: no
@@ -59,19 +59,22 @@ pub struct DialPolicyBody {
     pub calling_hours: Option<BusinessHoursDto>,
     /// Attempts per callee number and local day (1–100); null: no limit.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
     pub daily_attempt_limit: Option<i64>,
 }
 
-/// A stored dial policy.
+/// A stored dial policy (its own schema: the request body allows no other field).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DialPolicyView {
     /// The tenant.
     pub tenant_id: String,
     /// The route, for a route's policy.
     pub route_id: Option<String>,
-    /// The policy.
-    #[serde(flatten)]
-    pub policy: DialPolicyBody,
+    /// Calling hours in the callee's zone (this zone unless the call names one); null: no
+    /// window.
+    pub calling_hours: Option<BusinessHoursDto>,
+    /// Attempts per callee number and local day; null: no limit.
+    pub daily_attempt_limit: Option<i64>,
     /// RFC 3339 of the last change (null: never set).
     pub updated_at: Option<String>,
 }
@@ -81,10 +84,8 @@ fn policy_view(tenant: &TenantId, route: Option<&RouteId>, p: &DialPolicy) -> Di
     DialPolicyView {
         tenant_id: tenant.to_string(),
         route_id: route.map(RouteId::to_string),
-        policy: DialPolicyBody {
-            calling_hours: spec.calling_hours.map(BusinessHoursDto::from),
-            daily_attempt_limit: spec.daily_attempt_limit,
-        },
+        calling_hours: spec.calling_hours.map(BusinessHoursDto::from),
+        daily_attempt_limit: spec.daily_attempt_limit,
         updated_at: p.updated_at.map(rfc3339),
     }
 }

@@ -57,8 +57,12 @@ impl From<AdminRole> for AdminRoleDto {
 #[serde(deny_unknown_fields)]
 pub struct CreateIdentityRequest {
     /// Name (1–64 of `a-z`, `0-9`, `.`, `_`, `-`; never reused; `root` is the bootstrap key).
+    #[schema(
+        pattern = "^([a-z0-9][a-z0-9._-]{0,2}|[a-z0-9][a-z0-9._-]{4,63}|[a-qs-z0-9][a-z0-9._-]{3}|r[a-np-z0-9._-][a-z0-9._-]{2}|ro[a-np-z0-9._-][a-z0-9._-]|roo[a-su-z0-9._-])$"
+    )]
     pub name: String,
     /// Roles (at least one).
+    #[schema(min_items = 1)]
     pub roles: Vec<AdminRoleDto>,
 }
 

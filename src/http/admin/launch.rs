@@ -21,15 +21,30 @@ use crate::http::filters::parse_json;
 use crate::http::mount::Request;
 use crate::http::{ApiError, ErrorResponse};
 
+/// `required_roles`: `admin` and `approver`, at least one (an auditor approves nothing).
+fn launch_roles() -> utoipa::openapi::Array {
+    crate::http::fields::string_list(
+        "The roles whose approval the launch needs (`admin`, `approver`; at least one).",
+        Some(&["admin", "approver"]),
+        None,
+        (1, 0),
+        false,
+        false,
+    )
+}
+
 /// Body of `PUT /api/v1/admin/tenants/{tenant_id}/launch`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutLaunchRequest {
     /// Who owns the launch (1–200 characters).
+    #[schema(min_length = 1, max_length = 200, format = "label")]
     pub owner: String,
     /// How to roll back (1–2000 characters).
+    #[schema(min_length = 1, max_length = 2000, format = "label")]
     pub rollback_path: String,
     /// The roles whose approval the launch needs (`admin`, `approver`; at least one).
+    #[schema(schema_with = launch_roles)]
     pub required_roles: Vec<AdminRoleDto>,
 }
 
@@ -40,6 +55,7 @@ pub struct ApproveLaunchRequest {
     /// The role approved in (the identity must hold it; the record must require it).
     pub role: AdminRoleDto,
     /// Why (1–2000 characters).
+    #[schema(min_length = 1, max_length = 2000, format = "label")]
     pub comment: String,
 }
 

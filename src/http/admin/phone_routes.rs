@@ -128,27 +128,35 @@ impl From<PhoneRoute> for PhoneRouteView {
 #[serde(deny_unknown_fields)]
 pub struct CreatePhoneRouteRequest {
     /// Owning tenant.
+    #[schema(pattern = r"^ten_[A-Za-z0-9_-]{1,64}$")]
     pub tenant_id: String,
     /// E.164 number (one route per number).
+    #[schema(format = "e164")]
     pub number: String,
     /// Agent answering on it.
+    #[schema(min_length = 1, max_length = 100, format = "label")]
     pub agent_key: String,
     /// Default `inbound`.
     pub direction: Option<RouteDirectionDto>,
     /// Default `staged`.
     pub status: Option<RouteStatusDto>,
     /// Human fallback number (E.164).
+    #[schema(format = "e164")]
     pub fallback_number: Option<String>,
     /// Said before the fallback dial (or before hanging up).
+    #[schema(min_length = 1, max_length = 500, format = "label")]
     pub fallback_message: Option<String>,
     /// Default `fallback`.
     pub over_limit: Option<OverLimitDto>,
     /// Default 10 (1–10000).
+    #[schema(minimum = 1, maximum = 10000)]
     pub max_concurrent_calls: Option<i64>,
     /// Callers (E.164) connected to the agent while staged.
+    #[schema(value_type = Option<Vec<crate::http::fields::PhoneNumber>>, max_items = 100)]
     pub test_callers: Option<Vec<String>>,
     /// With `status: live`: an `admin`'s reason to make the route live although the
     /// readiness review fails (1–2000 characters; audited with the failing gates).
+    #[schema(min_length = 1, max_length = 2000, format = "label")]
     pub live_override_reason: Option<String>,
 }
 
@@ -157,8 +165,10 @@ pub struct CreatePhoneRouteRequest {
 #[serde(deny_unknown_fields)]
 pub struct PatchPhoneRouteRequest {
     /// New number.
+    #[schema(format = "e164")]
     pub number: Option<String>,
     /// New agent.
+    #[schema(min_length = 1, max_length = 100, format = "label")]
     pub agent_key: Option<String>,
     /// New direction.
     pub direction: Option<RouteDirectionDto>,
@@ -167,19 +177,24 @@ pub struct PatchPhoneRouteRequest {
     /// New fallback number; `null` clears it.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
+    #[schema(format = "e164")]
     pub fallback_number: Option<Option<String>>,
     /// New fallback message; `null` clears it.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
+    #[schema(min_length = 1, max_length = 500, format = "label")]
     pub fallback_message: Option<Option<String>>,
     /// New over-limit behaviour.
     pub over_limit: Option<OverLimitDto>,
     /// New limit.
+    #[schema(minimum = 1, maximum = 10000)]
     pub max_concurrent_calls: Option<i64>,
     /// New test callers.
+    #[schema(value_type = Option<Vec<crate::http::fields::PhoneNumber>>, max_items = 100)]
     pub test_callers: Option<Vec<String>>,
     /// With `status: live` on a staged route: an `admin`'s reason to make it live although
     /// the readiness review fails (1–2000 characters; audited with the failing gates).
+    #[schema(min_length = 1, max_length = 2000, format = "label")]
     pub live_override_reason: Option<String>,
 }
 

@@ -81,8 +81,10 @@ impl GuardrailsDto {
 #[serde(deny_unknown_fields)]
 pub struct PolicyRequest {
     /// The version most callers get (approved, of this agent).
+    #[schema(pattern = r"^agv_[A-Za-z0-9_-]{1,64}$")]
     pub stable_version_id: String,
     /// The version under trial (approved, of this agent, not the stable one).
+    #[schema(pattern = r"^agv_[A-Za-z0-9_-]{1,64}$")]
     pub canary_version_id: Option<String>,
     /// The stage schedule (required with a canary).
     #[serde(default)]
@@ -94,6 +96,7 @@ pub struct PolicyRequest {
     #[serde(default)]
     pub guardrails: GuardrailsDto,
     /// Why (required; audited).
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 1000, format = "label")]
     pub reason: Option<String>,
 }
 
@@ -102,6 +105,7 @@ pub struct PolicyRequest {
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
     /// Why (required; audited and kept with the decision).
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 1000, format = "label")]
     pub reason: Option<String>,
 }
 
@@ -369,9 +373,9 @@ impl From<AgentGovernance> for AgentRolloutView {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct GovernanceParams {
-    /// The tenant (`ten_…`; required).
+    /// The tenant (`ten_…`).
     #[param(pattern = r"^ten_[A-Za-z0-9_-]{1,64}$")]
-    pub tenant_id: Option<String>,
+    pub tenant_id: String,
 }
 
 /// The reason of an action: required, trimmed, at most 1000 characters (422 naming
@@ -521,8 +525,7 @@ pub async fn rollout_governance(req: Request<AuditMeta>) -> Result<Response, Api
         message: message.into(),
         field: Some("tenant_id".into()),
     };
-    let tenant = p.tenant_id.ok_or_else(|| bad("tenant_id is required"))?;
-    let tenant = TenantId::parse(&tenant).ok_or_else(|| bad("tenant_id is not a tenant id"))?;
+    let tenant = TenantId::parse(&p.tenant_id).ok_or_else(|| bad("tenant_id is not a tenant id"))?;
     if state
         .store
         .get_tenant(&tenant)

@@ -23,10 +23,13 @@ use crate::http::{ApiError, ErrorResponse};
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfigRequest {
     /// Realtime model of the tenant's agent versions written without one (else `gpt-realtime`).
+    #[schema(pattern = "^[A-Za-z0-9._:/-]{1,200}$")]
     pub model: Option<String>,
     /// Voice of the tenant's agent versions written without one (else `marin`).
+    #[schema(pattern = "^[A-Za-z0-9._:/-]{1,200}$")]
     pub voice: Option<String>,
     /// A URL recorded with the tenant (informational; events are delivered to the event webhook, `PUT /api/v1/admin/tenants/{tenant_id}/event-webhook`).
+    #[schema(max_length = 2048, format = "http-url")]
     pub webhook_url: Option<String>,
 }
 

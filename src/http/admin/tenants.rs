@@ -139,10 +139,13 @@ pub struct EventWebhookSummary {
 #[serde(deny_unknown_fields)]
 pub struct CreateTenantRequest {
     /// Display name (1–200 characters).
+    #[schema(min_length = 1, max_length = 200, format = "label")]
     pub name: String,
     /// Simultaneous live calls allowed (1–10000, default 10).
+    #[schema(minimum = 1, maximum = 10000)]
     pub max_concurrent_calls: Option<i64>,
     /// A URL recorded with the tenant, http or https (informational; events are delivered to the event webhook, `PUT /api/v1/admin/tenants/{tenant_id}/event-webhook`).
+    #[schema(max_length = 2048, format = "http-url")]
     pub webhook_url: Option<String>,
 }
 
@@ -151,14 +154,17 @@ pub struct CreateTenantRequest {
 #[serde(deny_unknown_fields)]
 pub struct PatchTenantRequest {
     /// New name.
+    #[schema(min_length = 1, max_length = 200, format = "label")]
     pub name: Option<String>,
     /// New status.
     pub status: Option<TenantStatusDto>,
     /// New concurrency limit.
+    #[schema(minimum = 1, maximum = 10000)]
     pub max_concurrent_calls: Option<i64>,
     /// New webhook URL; `null` clears it.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
+    #[schema(max_length = 2048, format = "http-url")]
     pub webhook_url: Option<Option<String>>,
 }
 
