@@ -56,6 +56,11 @@ pub fn rfc3339(ms: i64) -> String {
 
 /// Parses an RFC 3339 timestamp into Unix milliseconds.
 pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    // RFC 3339 `date-time` separates date and time with `T` (chrono also takes a space,
+    // which the API documents' `format: date-time` does not).
+    if !matches!(s.as_bytes().get(10), Some(b'T' | b't')) {
+        return None;
+    }
     DateTime::parse_from_rfc3339(s)
         .ok()
         .map(|t| t.with_timezone(&Utc).timestamp_millis())

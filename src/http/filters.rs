@@ -53,6 +53,10 @@ fn field_of(path: &serde_path_to_error::Path) -> Option<String> {
 }
 
 /// Parses a JSON body into `T`, naming the field at fault on error (400).
+///
+/// The body must be a JSON object (every request body is one; serde alone would also read a
+/// struct from an array). A number with a zero fraction (`5.0`) is an integer, as JSON
+/// Schema has it, so it is read into integer fields like `5`.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.is_empty() {
         return Err(ApiError::BadRequest {
@@ -61,8 +65,21 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             field: None,
         });
     }
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|err| {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|err| ApiError::BadRequest {
+            code: "invalid_json",
+            message: err.to_string(),
+            field: None,
+        })?;
+    if !value.is_object() {
+        return Err(ApiError::BadRequest {
+            code: "invalid_body",
+            message: "the body must be a JSON object".into(),
+            field: None,
+        });
+    }
+    integral_floats_as_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|err| {
         let field = field_of(err.path());
         let inner = err.into_inner();
         let unknown = inner.to_string();
@@ -73,17 +90,33 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
                 .and_then(|rest| rest.split('`').next())
                 .map(str::to_owned)
         });
-        let code = if inner.is_syntax() || inner.is_eof() {
-            "invalid_json"
-        } else {
-            "invalid_body"
-        };
         ApiError::BadRequest {
-            code,
+            code: "invalid_body",
             message: inner.to_string(),
             field,
         }
     })
+}
+
+/// Rewrites every number with a zero fraction that fits an `i64` as that integer.
+fn integral_floats_as_integers(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f >= i64::MIN as f64
+                && f < i64::MAX as f64
+            {
+                // Exact: `f` is integral and within range.
+                let i = f as i64;
+                *value = Value::from(i);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
+    }
 }
 
 /// Parses a query string into `T`, naming the parameter at fault on error (400).

@@ -443,8 +443,9 @@ pub struct WsUpgrade {
 }
 
 /// The server's one filter over `table`: extracts the request's parts, finds the route whose
-/// template matches the path exactly and whose method matches (404 `route_not_found`
-/// otherwise, 405 with `Allow` when only the method differs), labels the request with its template and
+/// template matches the path exactly (the most specific: fewest parameters) and whose
+/// method matches (404 `route_not_found` otherwise, 405 with `Allow` when only the method
+/// differs), labels the request with its template and
 /// runs it. One lookup and one boxed future per request, whatever the table's size.
 pub fn dispatch(state: AppState, table: &'static [Mount]) -> BoxedFilter<(Response,)> {
     let upgrade = warp::ws().map(Some).or(warp::any().map(|| None)).unify();
@@ -463,16 +464,28 @@ pub fn dispatch(state: AppState, table: &'static [Mount]) -> BoxedFilter<(Respon
                   query: String,
                   body: BodyStream,
                   ws: Option<Ws>| {
-                // The methods of the templates the path matches, for `Allow` on a 405.
+                // Only the most specific templates the path matches count (the fewest
+                // parameters: `/dnc/import` is not `/dnc/{number}`); their methods make
+                // `Allow` on a 405.
+                let mut fewest = usize::MAX;
                 let mut allow: Vec<&'static str> = Vec::new();
                 let mut found = None;
                 for mount in table {
-                    if let Some(params) = mount.route.template.matches(path.as_str()) {
-                        if mount.route.http == method {
-                            found = Some((mount, params));
-                            break;
-                        }
-                        allow.push(method_name(&mount.route.method));
+                    let Some(params) = mount.route.template.matches(path.as_str()) else {
+                        continue;
+                    };
+                    let n = mount.route.template.params();
+                    if n > fewest {
+                        continue;
+                    }
+                    if n < fewest {
+                        fewest = n;
+                        allow.clear();
+                        found = None;
+                    }
+                    allow.push(method_name(&mount.route.method));
+                    if found.is_none() && mount.route.http == method {
+                        found = Some((mount, params));
                     }
                 }
                 match found {

@@ -175,9 +175,14 @@ fn no_content() -> Response {
     warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response()
 }
 
+/// A Twilio webhook's form parameters (`AccountSid`, `CallSid`, …, named as Twilio sends
+/// them; the signature covers them all).
+#[derive(utoipa::ToSchema)]
+pub struct TwilioForm(pub std::collections::BTreeMap<String, String>);
+
 /// Twilio's voice webhook for an inbound call: route, admit, record, and answer TwiML.
 #[utoipa::path(post, path = "/api/v1/incoming-call", tag = "webhooks",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded",
+    request_body(content = TwilioForm, content_type = "application/x-www-form-urlencoded",
                  description = "Twilio voice webhook parameters (CallSid, AccountSid, From, To, …)"),
     responses((status = 200, description = "TwiML", content_type = "text/xml"),
               (status = 403, body = ErrorResponse, description = "signature does not verify")))]
@@ -224,7 +229,7 @@ pub async fn incoming_call(req: Request<Signed>) -> Result<Response, ApiError> {
 
 /// The `<Connect action>`: what the caller hears once the AI leg ended.
 #[utoipa::path(post, path = "/api/v1/stream-ended", tag = "webhooks",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = TwilioForm, content_type = "application/x-www-form-urlencoded"),
     params(("call_id" = Option<String>, Query, description = "Our call id (set in the action URL)")),
     responses((status = 200, description = "TwiML: hangup, fallback dial, or a fresh stream", content_type = "text/xml"),
               (status = 403, body = ErrorResponse)))]
@@ -251,7 +256,7 @@ pub async fn stream_ended(req: Request<Signed>) -> Result<Response, ApiError> {
 /// busy / no-answer / failed → the queue's fallback (callback task, voicemail message, or a
 /// fresh stream back to the agent).
 #[utoipa::path(post, path = "/api/v1/dial-result", tag = "webhooks",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = TwilioForm, content_type = "application/x-www-form-urlencoded"),
     params(("call_id" = Option<String>, Query, description = "Our call id (set in the action URL)"),
            ("handoff_id" = String, Query, description = "The handoff (set in the action URL)")),
     responses((status = 200, description = "TwiML: hangup, a message, or a fresh stream", content_type = "text/xml"),
@@ -298,7 +303,7 @@ fn parse_rfc2822_ms(ts: Option<&str>) -> Option<i64> {
 /// Call status callbacks: each event stored once; the status advances only with a higher
 /// `SequenceNumber`.
 #[utoipa::path(post, path = "/api/v1/call-status", tag = "webhooks",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = TwilioForm, content_type = "application/x-www-form-urlencoded"),
     params(("call_id" = Option<String>, Query, description = "Our call id (set in the callback URL)")),
     responses((status = 204, description = "Recorded (or a duplicate)"), (status = 400, body = ErrorResponse),
               (status = 403, body = ErrorResponse)))]
@@ -337,7 +342,7 @@ pub async fn call_status(req: Request<Signed>) -> Result<Response, ApiError> {
 
 /// `<Stream statusCallback>`: stream started, stopped or failed.
 #[utoipa::path(post, path = "/api/v1/stream-status", tag = "webhooks",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = TwilioForm, content_type = "application/x-www-form-urlencoded"),
     params(("call_id" = Option<String>, Query, description = "Our call id")),
     responses((status = 204, description = "Recorded"), (status = 403, body = ErrorResponse)))]
 pub async fn stream_status(req: Request<Signed>) -> Result<Response, ApiError> {
@@ -361,7 +366,7 @@ pub async fn stream_status(req: Request<Signed>) -> Result<Response, ApiError> {
 
 /// Asynchronous answering-machine detection result.
 #[utoipa::path(post, path = "/api/v1/amd-status", tag = "webhooks",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = TwilioForm, content_type = "application/x-www-form-urlencoded"),
     params(("call_id" = Option<String>, Query, description = "Our call id")),
     responses((status = 204, description = "Recorded"), (status = 403, body = ErrorResponse)))]
 pub async fn amd_status(req: Request<Signed>) -> Result<Response, ApiError> {

@@ -20,6 +20,9 @@ pub const LABEL: &str = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\
 /// white space. Lengths are the field's.
 pub const TEXT: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
 
+/// A text that is not only white space (any character allowed, newlines included).
+pub const NOT_BLANK: &str = r"^[\s\S]*[^\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][\s\S]*$";
+
 /// A wall-clock time `HH:MM` from `00:00` to `23:59`.
 pub const HH_MM: &str = r"^([01][0-9]|2[0-3]):[0-5][0-9]$";
 
@@ -28,7 +31,7 @@ pub const HH_MM_END: &str = r"^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$";
 
 /// An RFC 3339 time as the server parses it (chrono's `parse_from_rfc3339`).
 /// (29 February is left out rather than spelling leap years).
-pub const RFC3339: &str = r"^[0-9]{4}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8]))[Tt ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$";
+pub const RFC3339: &str = r"^[0-9]{4}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8]))[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$";
 
 /// An `http://` or `https://` URL the server accepts: a host name (its last label starts
 /// with a letter, so it is never read as an address), an optional port and a plain path.
@@ -44,6 +47,7 @@ fn constraint(format: &str) -> Option<Constraint> {
         "e164" => Constraint::Pattern(E164),
         "label" => Constraint::Pattern(LABEL),
         "text" => Constraint::Pattern(TEXT),
+        "not-blank" => Constraint::Pattern(NOT_BLANK),
         "hh-mm" => Constraint::Pattern(HH_MM),
         "hh-mm-end" => Constraint::Pattern(HH_MM_END),
         "rfc3339" => Constraint::DateTime,
@@ -121,11 +125,13 @@ mod tests {
             assert_eq!(matches(LABEL, s), actors::domain::Label::parse(s, 100).is_ok(), "{s:?}");
             let strict = !s.trim().is_empty() && !s.chars().any(char::is_control);
             assert_eq!(matches(TEXT, s), strict, "{s:?}");
+            assert_eq!(matches(NOT_BLANK, s), !s.trim().is_empty(), "{s:?}");
         }
-        for s in ["2026-12-05T14:30:25Z", "2026-12-05t14:30:25.123+01:00", "2026-02-28 00:00:00-23:59"] {
+        for s in ["2026-12-05T14:30:25Z", "2026-12-05t14:30:25.123+01:00", "2026-02-28T00:00:00-23:59"] {
             assert!(matches(RFC3339, s) && actors::time::parse_rfc3339(s).is_some(), "{s}");
         }
-        for s in ["2026-02-30T00:00:00Z", "2026-04-31T00:00:00Z", "2026-12-05", "2026-12-05T24:00:00Z"] {
+        assert!(actors::time::parse_rfc3339("2026-12-05 14:30:25Z").is_none());
+        for s in ["2026-12-05 14:30:25Z", "2026-02-30T00:00:00Z", "2026-04-31T00:00:00Z", "2026-12-05", "2026-12-05T24:00:00Z"] {
             assert!(!matches(RFC3339, s), "{s}");
         }
         for s in ["https://example.com", "http://a.b-c.io:8080/x/y_z", "https://x/"] {

@@ -276,8 +276,9 @@ async fn wrong_content_type_and_unknown_routes(backend: Backend) {
     for (method, path, allow) in [
         (Method::DELETE, "/health/live", "GET"),
         (Method::PATCH, "/api/v1/operator-queues/oq_x", "DELETE, GET, PUT"),
-        // `import` also matches `/api/v1/dnc/{number}`: both templates' methods.
-        (Method::GET, "/api/v1/dnc/import", "DELETE, POST"),
+        // `import` is not a `{number}`: the literal template wins, DELETE included.
+        (Method::GET, "/api/v1/dnc/import", "POST"),
+        (Method::DELETE, "/api/v1/dnc/import", "POST"),
         (Method::TRACE, "/api-docs/openapi.json", "GET"),
     ] {
         let resp = app

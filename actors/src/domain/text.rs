@@ -1,5 +1,5 @@
-//! `Label`: a short human-written text (a name, a reason, an assignee): trimmed, 1 to a
-//! given number of characters, no control characters.
+//! `Label`: a short human-written text (a name, a reason, an assignee): at most a given
+//! number of characters as sent, not blank, trimmed, no control characters in what is kept.
 
 use std::fmt;
 
@@ -22,10 +22,13 @@ pub enum LabelError {
 }
 
 impl Label {
-    /// Trims `s` and accepts it when it has 1 to `max` characters and no control character.
+    /// Accepts `s` trimmed when it has at most `max` characters as sent (so a length bound
+    /// of the API documents holds as written), is not blank, and its trimmed text has no
+    /// control character.
     pub fn parse(s: &str, max: usize) -> Result<Self, LabelError> {
+        let too_long = s.chars().count() > max;
         let s = s.trim();
-        if s.is_empty() || s.chars().count() > max {
+        if s.is_empty() || too_long {
             return Err(LabelError::Length { max });
         }
         if s.chars().any(char::is_control) {
@@ -81,6 +84,7 @@ mod tests {
         );
         assert_eq!(Label::parse("   ", 10), Err(LabelError::Length { max: 10 }));
         assert_eq!(Label::parse("abcd", 3), Err(LabelError::Length { max: 3 }));
+        assert_eq!(Label::parse(" abc ", 3), Err(LabelError::Length { max: 3 }));
         assert_eq!(Label::parse("a\nb", 10), Err(LabelError::Control));
         assert_eq!(
             LabelError::Length { max: 200 }.to_string(),
@@ -90,7 +94,7 @@ mod tests {
 
     fn reference(s: &str, max: usize) -> bool {
         let t = s.trim();
-        !t.is_empty() && t.chars().count() <= max && !t.chars().any(char::is_control)
+        !t.is_empty() && s.chars().count() <= max && !t.chars().any(char::is_control)
     }
 
     proptest! {

@@ -83,8 +83,10 @@ pub struct LaunchStatus {
 }
 
 fn text(field: &str, v: &str, max: usize) -> Result<String, GovernanceError> {
+    // The length as sent, as the API documents bound it; then the text kept is trimmed.
+    let too_long = v.chars().count() > max;
     let v = v.trim();
-    if v.is_empty() || v.chars().count() > max || v.chars().any(char::is_control) {
+    if v.is_empty() || too_long || v.chars().any(char::is_control) {
         return Err(GovernanceError::invalid(
             field,
             format!("must be 1 to {max} characters without control characters"),

@@ -139,6 +139,7 @@ pub struct VersionRequest {
     /// Voice (default: the tenant's runtime-config voice, else `marin`).
     pub voice: Option<String>,
     /// System instructions (1–20000 characters).
+    #[schema(min_length = 1, max_length = 20000, format = "not-blank")]
     pub instructions: String,
     /// First sentence the agent says.
     pub greeting: Option<String>,
@@ -288,8 +289,10 @@ fn spec(
         .rubric
         .map(|dto| rubric_from(dto, &contract))
         .transpose()?;
+    // The length as sent, as the documents bound it; the instructions kept are trimmed.
+    let too_long = r.instructions.chars().count() > 20_000;
     let instructions = r.instructions.trim().to_owned();
-    if instructions.is_empty() || instructions.chars().count() > 20_000 {
+    if instructions.is_empty() || too_long {
         return Err(ApiError::invalid(
             "instructions",
             "must be 1 to 20000 characters",

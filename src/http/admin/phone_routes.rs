@@ -294,8 +294,9 @@ async fn gate_live(
 ) -> Result<Option<LiveOverride>, ApiError> {
     let reason = override_reason
         .map(|r| {
+            let too_long = r.chars().count() > 2000;
             let r = r.trim();
-            if r.is_empty() || r.chars().count() > 2000 || r.chars().any(char::is_control) {
+            if r.is_empty() || too_long || r.chars().any(char::is_control) {
                 Err(ApiError::invalid(
                     "live_override_reason",
                     "must be 1 to 2000 characters without control characters",

@@ -381,11 +381,14 @@ pub struct GovernanceParams {
 /// The reason of an action: required, trimmed, at most 1000 characters (422 naming
 /// `reason`).
 fn reason(r: Option<String>) -> Result<String, ApiError> {
-    let r = r.map(|r| r.trim().to_owned()).unwrap_or_default();
+    let r = r.unwrap_or_default();
+    // The length as sent, as the documents bound it; the reason kept is trimmed.
+    let too_long = r.chars().count() > MAX_REASON;
+    let r = r.trim().to_owned();
     if r.is_empty() {
         return Err(ApiError::invalid("reason", "is required"));
     }
-    if r.chars().count() > MAX_REASON || r.chars().any(char::is_control) {
+    if too_long || r.chars().any(char::is_control) {
         return Err(ApiError::invalid(
             "reason",
             "must be at most 1000 characters without control characters",
