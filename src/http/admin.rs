@@ -49,8 +49,14 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-/// Validates an http(s) URL a tenant gives us.
+/// What [`fields::is_web_url`] asks of a URL, as an error message.
+pub(crate) const WEB_URL_RULE: &str = "must be an http:// or https:// URL of a lowercase host name or IPv4 address, an optional port and a plain path (letters, digits, . _ ~ - /)";
+
+/// Validates an http(s) URL a tenant gives us (the documents' `HTTP_URL` shape first).
 pub fn check_url(field: &str, v: &str) -> Result<String, ApiError> {
+    if !fields::is_web_url(v) {
+        return Err(ApiError::invalid(field, WEB_URL_RULE));
+    }
     let url =
         url::Url::parse(v).map_err(|_| ApiError::invalid(field, "must be an absolute URL"))?;
     if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {

@@ -396,7 +396,7 @@ pub async fn claim_task(req: Request<AuthContext, (String,)>) -> Result<Response
 }
 
 /// Completes a claimed task, with an optional outcome and notes.
-#[utoipa::path(post, path = "/api/v1/callback-tasks/{id}/complete", tag = "operator", request_body = CompleteCallbackTaskRequest,
+#[utoipa::path(post, path = "/api/v1/callback-tasks/{id}/complete", tag = "operator", request_body = Option<CompleteCallbackTaskRequest>,
     params(("id" = String, Path, description = "Task id (`cbt_…`)")),
     responses((status = 200, body = CallbackTaskView), (status = 400, body = ErrorResponse),
               (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
@@ -427,7 +427,7 @@ pub async fn complete_task(req: Request<AuthContext, (String,)>) -> Result<Respo
 }
 
 /// Cancels an open or claimed task, with an optional reason.
-#[utoipa::path(post, path = "/api/v1/callback-tasks/{id}/cancel", tag = "operator", request_body = CancelCallbackTaskRequest,
+#[utoipa::path(post, path = "/api/v1/callback-tasks/{id}/cancel", tag = "operator", request_body = Option<CancelCallbackTaskRequest>,
     params(("id" = String, Path, description = "Task id (`cbt_…`)")),
     responses((status = 200, body = CallbackTaskView), (status = 400, body = ErrorResponse),
               (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),

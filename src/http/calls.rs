@@ -514,7 +514,7 @@ fn text_field(
 
 /// Places an outbound call through the carrier; the agent talks once the callee answers.
 #[utoipa::path(post, path = "/api/v1/make-call", tag = "runtime", request_body = MakeCallRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the stored response for 24 h")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "Replays the stored response for 24 h (1 to 255 visible ASCII characters)")),
     responses((status = 201, body = MakeCallResponse, description = "the carrier accepted the call"),
               (status = 202, body = MakeCallResponse, description = "the carrier has not answered yet (`status` `pending`, `call_sid` null): the placement goes on and records its outcome; retry with the same Idempotency-Key for it"),
               (status = 409, body = ErrorResponse, description = "idempotent request in progress, or no credentials"),

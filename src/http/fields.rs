@@ -5,6 +5,56 @@ use actors::domain::{AccountSid, E164, Label};
 
 use super::ApiError;
 
+/// Whether `s` is a plain web URL, the shape the documents give URL fields
+/// ([`crate::openapi::formats::HTTP_URL`]): `http://` or `https://`, a host name in lowercase
+/// (its last label starts with a letter) or a dotted IPv4 address, an optional port
+/// (1–65535), and a path of letters, digits, `.`, `_`, `~`, `-` and `/` (no query, no
+/// fragment, no credentials).
+pub fn is_web_url(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://")) else {
+        return false;
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (host, port) = match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    };
+    let port_ok = port.is_none_or(|p| {
+        (1..=5).contains(&p.len())
+            && !p.starts_with('0')
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u32>().is_ok_and(|n| n <= 65_535)
+    });
+    let path_ok = path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._~-/".contains(&b));
+    port_ok && path_ok && (is_host_name(host) || is_ipv4(host))
+}
+
+fn is_host_name(host: &str) -> bool {
+    let labels: Vec<&str> = host.split('.').collect();
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    labels.iter().all(|l| label_ok(l))
+        && labels
+            .last()
+            .is_some_and(|l| l.as_bytes().first().is_some_and(u8::is_ascii_lowercase))
+}
+
+fn is_ipv4(host: &str) -> bool {
+    let parts: Vec<&str> = host.split('.').collect();
+    parts.len() == 4
+        && parts.iter().all(|p| {
+            (1..=3).contains(&p.len())
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && (p.len() == 1 || !p.starts_with('0'))
+                && p.parse::<u8>().is_ok()
+        })
+}
+
 /// An E.164 phone number as the documents show it: the items of a list of numbers
 /// (`#[schema(value_type = Vec<PhoneNumber>)]`; a single field says `format = "e164"`).
 #[derive(utoipa::ToSchema)]

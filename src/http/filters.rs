@@ -304,9 +304,11 @@ impl AppState {
     }
 }
 
-/// Parses an optional JSON body: an empty body is `T::default()`.
+/// Parses an optional JSON body: an empty body, or `null`, is `T::default()`.
 pub fn parse_optional_json<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
+    // No body, or `null` (the documents show an optional body as nullable).
+    let text = body.trim_ascii();
+    if text.is_empty() || text == b"null" {
         Ok(T::default())
     } else {
         parse_json(body)

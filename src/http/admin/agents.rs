@@ -130,13 +130,85 @@ pub enum TurnDetectionDto {
     },
 }
 
+/// The schema of `turn_detection` as the server reads it: one of the two kinds, no other
+/// field (utoipa leaves a tagged variant open), each bound as `spec` checks it.
+fn turn_detection_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{
+        AdditionalProperties, ObjectBuilder, OneOfBuilder, SchemaType, Type,
+    };
+    let kind = |name: &str| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some([name]))
+    };
+    let nullable = |t: Type| SchemaType::from_iter([t, Type::Null]);
+    let server_vad = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some("Energy-based VAD."))
+        .property("type", kind("server_vad"))
+        .required("type")
+        .property(
+            "threshold",
+            ObjectBuilder::new()
+                .schema_type(nullable(Type::Number))
+                .minimum(Some(0.0))
+                .maximum(Some(1.0))
+                .description(Some("0–1 (default 0.5).")),
+        )
+        .property(
+            "prefix_padding_ms",
+            ObjectBuilder::new()
+                .schema_type(nullable(Type::Integer))
+                .minimum(Some(0))
+                .maximum(Some(u32::MAX))
+                .description(Some("Default 300 (at most 2000 is used).")),
+        )
+        .property(
+            "silence_duration_ms",
+            ObjectBuilder::new()
+                .schema_type(nullable(Type::Integer))
+                .minimum(Some(100))
+                .maximum(Some(5000))
+                .description(Some("100–5000 (default 500).")),
+        )
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    let semantic_vad = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some("Model-based end of turn."))
+        .property("type", kind("semantic_vad"))
+        .required("type")
+        .property(
+            "eagerness",
+            ObjectBuilder::new()
+                .schema_type(nullable(Type::String))
+                .enum_values(Some([
+                    Some("low"),
+                    Some("medium"),
+                    Some("high"),
+                    Some("auto"),
+                    None,
+                ]))
+                .description(Some("`low`, `medium`, `high`, `auto` (default `auto`).")),
+        )
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    let oneof = OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .item(server_vad)
+        .item(semantic_vad)
+        .description(Some("Turn detection (default server VAD); `null` for the default."))
+        .build();
+    utoipa::openapi::schema::Schema::OneOf(oneof)
+}
+
 /// Content of an agent version.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VersionRequest {
     /// Realtime model (default: the tenant's runtime-config model, else `gpt-realtime`).
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,100}$")]
     pub model: Option<String>,
     /// Voice (default: the tenant's runtime-config voice, else `marin`).
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,100}$")]
     pub voice: Option<String>,
     /// System instructions (1–20000 characters).
     #[schema(min_length = 1, max_length = 20000, format = "not-blank")]
@@ -146,10 +218,13 @@ pub struct VersionRequest {
     /// Input transcription (default `gpt-4o-mini-transcribe`).
     pub transcription: Option<TranscriptionDto>,
     /// Turn detection (default server VAD).
+    #[schema(schema_with = turn_detection_schema)]
     pub turn_detection: Option<TurnDetectionDto>,
     /// Longest call in seconds (30–14400, default 1800).
+    #[schema(minimum = 30, maximum = 14400)]
     pub max_call_seconds: Option<i64>,
     /// Caller silence before the agent ends the call, in seconds (5–600, default 30).
+    #[schema(minimum = 5, maximum = 600)]
     pub idle_timeout_seconds: Option<i64>,
     /// Tools the model may call (webhooks and built-ins).
     pub tools: Option<Vec<ToolDto>>,

@@ -42,7 +42,7 @@ fn event_names() -> utoipa::openapi::Array {
 pub struct EventWebhookRequest {
     /// The endpoint: `https://` and a public address (plain `http://` and private addresses
     /// only when `OUTBOUND_ALLOW_PRIVATE` is on).
-    #[schema(max_length = 2048, format = "https-url")]
+    #[schema(max_length = 2048, format = "http-url")]
     pub url: String,
     /// Event names delivered (omit for every event): `voice.call.started`,
     /// `voice.call.completed`, `voice.call.escalated`, `voice.callback.created`,
@@ -144,6 +144,13 @@ pub async fn put_event_webhook(req: Request<AuditMeta, (TenantId,)>) -> Result<R
     let policy = EgressPolicy {
         allow_private: state.config.outbound_allow_private,
     };
+    if !crate::http::fields::is_web_url(&req.url) {
+        return Err(bad(
+            "url",
+            "invalid_url",
+            crate::http::admin::WEB_URL_RULE.into(),
+        ));
+    }
     let url = check_url(&req.url, &policy).map_err(|e| bad("url", "invalid_url", e.to_string()))?;
     let webhook = EventWebhook {
         url: url.to_string(),

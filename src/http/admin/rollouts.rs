@@ -32,12 +32,15 @@ const MAX_REASON: usize = 1000;
 #[serde(deny_unknown_fields)]
 pub struct StageDto {
     /// Share of callers on the canary (1–100, rising from stage to stage).
+    #[schema(minimum = 1, maximum = 100)]
     pub percent: u8,
     /// Evaluated canary calls in this stage before it advances (default 0).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000000)]
     pub min_evaluated_calls: i64,
     /// Seconds in this stage before it advances (default 0).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 31536000)]
     pub min_seconds: i64,
 }
 

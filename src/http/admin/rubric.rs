@@ -23,8 +23,10 @@ use crate::http::ApiError;
 }))]
 pub struct RubricDto {
     /// The weighted score (0–1) a call needs to pass.
+    #[schema(minimum = 0, maximum = 1)]
     pub pass_score: f64,
     /// The criteria (1–32, keys unique), scored in order.
+    #[schema(min_items = 1, max_items = 32)]
     pub criteria: Vec<CriterionDto>,
 }
 
@@ -33,6 +35,7 @@ pub struct RubricDto {
 #[serde(deny_unknown_fields)]
 pub struct CriterionDto {
     /// Unique within the rubric (letters, digits, `_`, `-`; 1–64).
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub key: String,
     /// `required_phrase` (`pattern`, optional `within_seconds`), `forbidden_phrase`
     /// (`pattern`), `tool_called` (`tool`, optional `when_caller_says` or `when_intent`),
@@ -89,6 +92,7 @@ pub struct CriterionDto {
     pub question: Option<String>,
     /// Pass on a 1–5 score of at least this instead of on "yes" (`llm_judge`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 5)]
     pub min_score: Option<u8>,
 }
 
