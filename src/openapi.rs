@@ -342,7 +342,10 @@ mod tests {
             formats::apply(&mut value);
             assert_eq!(value, before, "{which:?}: a named format is left");
             let text = document_json(which);
-            assert!(text.contains(formats::E164.replace('\\', "\\\\").as_str()), "{which:?}");
+            assert!(
+                text.contains(formats::E164.replace('\\', "\\\\").as_str()),
+                "{which:?}"
+            );
         }
     }
 }

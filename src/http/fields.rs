@@ -11,7 +11,10 @@ use super::ApiError;
 /// (1–65535), and a path of letters, digits, `.`, `_`, `~`, `-` and `/` (no query, no
 /// fragment, no credentials).
 pub fn is_web_url(s: &str) -> bool {
-    let Some(rest) = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://")) else {
+    let Some(rest) = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+    else {
         return false;
     };
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));

@@ -83,10 +83,11 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         let field = field_of(err.path());
         let inner = err.into_inner();
         let unknown = inner.to_string();
-        // serde names an unknown field in its message, not in the path.
+        // serde names an unknown or missing field in its message, not in the path.
         let field = field.or_else(|| {
             unknown
                 .strip_prefix("unknown field `")
+                .or_else(|| unknown.strip_prefix("missing field `"))
                 .and_then(|rest| rest.split('`').next())
                 .map(str::to_owned)
         });
@@ -128,6 +129,7 @@ pub fn parse_query<T: DeserializeOwned>(raw: &str) -> Result<T, ApiError> {
         let field = field.or_else(|| {
             message
                 .strip_prefix("unknown field `")
+                .or_else(|| message.strip_prefix("missing field `"))
                 .and_then(|rest| rest.split('`').next())
                 .map(str::to_owned)
         });

@@ -21,7 +21,8 @@ pub const LABEL: &str = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\
 pub const TEXT: &str = r"^[^\x00-\x1f\x7f-\x9f]*[^\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
 
 /// A text that is not only white space (any character allowed, newlines included).
-pub const NOT_BLANK: &str = r"^[\s\S]*[^\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][\s\S]*$";
+pub const NOT_BLANK: &str =
+    r"^[\s\S]*[^\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][\s\S]*$";
 
 /// A wall-clock time `HH:MM` from `00:00` to `23:59`.
 pub const HH_MM: &str = r"^([01][0-9]|2[0-3]):[0-5][0-9]$";
@@ -66,7 +67,11 @@ enum Constraint {
 pub fn apply(doc: &mut Value) {
     match doc {
         Value::Object(map) => {
-            if let Some(c) = map.get("format").and_then(Value::as_str).and_then(constraint) {
+            if let Some(c) = map
+                .get("format")
+                .and_then(Value::as_str)
+                .and_then(constraint)
+            {
                 map.remove("format");
                 constrain(map, &c);
             }
@@ -113,21 +118,48 @@ mod tests {
 
     #[test]
     fn the_patterns_are_the_server_rules() {
-        for s in ["+14155550100", "+1", "+10", "+0123", "14155550100", "+1234567890123456", "+1 415"] {
+        for s in [
+            "+14155550100",
+            "+1",
+            "+10",
+            "+0123",
+            "14155550100",
+            "+1234567890123456",
+            "+1 415",
+        ] {
             assert_eq!(matches(E164, s), actors::domain::E164::is_valid(s), "{s}");
         }
-        let texts = ["a", " a ", "", "  ", "a\tb", "\u{85}x", "x\n", "\u{1c}a", "Zoë", "a b"];
+        let texts = [
+            "a", " a ", "", "  ", "a\tb", "\u{85}x", "x\n", "\u{1c}a", "Zoë", "a b",
+        ];
         for s in texts {
-            assert_eq!(matches(LABEL, s), actors::domain::Label::parse(s, 100).is_ok(), "{s:?}");
+            assert_eq!(
+                matches(LABEL, s),
+                actors::domain::Label::parse(s, 100).is_ok(),
+                "{s:?}"
+            );
             let strict = !s.trim().is_empty() && !s.chars().any(char::is_control);
             assert_eq!(matches(TEXT, s), strict, "{s:?}");
             assert_eq!(matches(NOT_BLANK, s), !s.trim().is_empty(), "{s:?}");
         }
-        for s in ["2026-12-05T14:30:25Z", "2026-12-05t14:30:25.123+01:00", "2026-02-28T00:00:00-23:59"] {
-            assert!(matches(RFC3339, s) && actors::time::parse_rfc3339(s).is_some(), "{s}");
+        for s in [
+            "2026-12-05T14:30:25Z",
+            "2026-12-05t14:30:25.123+01:00",
+            "2026-02-28T00:00:00-23:59",
+        ] {
+            assert!(
+                matches(RFC3339, s) && actors::time::parse_rfc3339(s).is_some(),
+                "{s}"
+            );
         }
         assert!(actors::time::parse_rfc3339("2026-12-05 14:30:25Z").is_none());
-        for s in ["2026-12-05 14:30:25Z", "2026-02-30T00:00:00Z", "2026-04-31T00:00:00Z", "2026-12-05", "2026-12-05T24:00:00Z"] {
+        for s in [
+            "2026-12-05 14:30:25Z",
+            "2026-02-30T00:00:00Z",
+            "2026-04-31T00:00:00Z",
+            "2026-12-05",
+            "2026-12-05T24:00:00Z",
+        ] {
             assert!(!matches(RFC3339, s), "{s}");
         }
         for s in [
@@ -151,7 +183,10 @@ mod tests {
             let shape = crate::http::fields::is_web_url(s);
             assert_eq!(matches(HTTP_URL, s), shape, "{s}");
             if shape {
-                assert!(url::Url::parse(s).is_ok_and(|u| u.host_str().is_some()), "{s}");
+                assert!(
+                    url::Url::parse(s).is_ok_and(|u| u.host_str().is_some()),
+                    "{s}"
+                );
             }
         }
         assert!(matches(HH_MM, "23:59") && !matches(HH_MM, "24:00") && !matches(HH_MM, "9:00"));
@@ -166,7 +201,10 @@ mod tests {
             "c": {"type": "string", "format": "date-time"},
         });
         apply(&mut doc);
-        assert_eq!(doc["a"], serde_json::json!({"type": "string", "pattern": E164}));
+        assert_eq!(
+            doc["a"],
+            serde_json::json!({"type": "string", "pattern": E164})
+        );
         let zones = doc["b"]["enum"].as_array().expect("enum");
         assert!(zones.contains(&Value::from("America/New_York")));
         assert!(zones.contains(&Value::Null));

@@ -275,7 +275,11 @@ async fn wrong_content_type_and_unknown_routes(backend: Backend) {
     // A known path with another method: 405 naming every method the path supports.
     for (method, path, allow) in [
         (Method::DELETE, "/health/live", "GET"),
-        (Method::PATCH, "/api/v1/operator-queues/oq_x", "DELETE, GET, PUT"),
+        (
+            Method::PATCH,
+            "/api/v1/operator-queues/oq_x",
+            "DELETE, GET, PUT",
+        ),
         // `import` is not a `{number}`: the literal template wins, DELETE included.
         (Method::GET, "/api/v1/dnc/import", "POST"),
         (Method::DELETE, "/api/v1/dnc/import", "POST"),

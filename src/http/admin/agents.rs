@@ -195,7 +195,9 @@ fn turn_detection_schema() -> utoipa::openapi::schema::Schema {
         .item(ObjectBuilder::new().schema_type(Type::Null))
         .item(server_vad)
         .item(semantic_vad)
-        .description(Some("Turn detection (default server VAD); `null` for the default."))
+        .description(Some(
+            "Turn detection (default server VAD); `null` for the default.",
+        ))
         .build();
     utoipa::openapi::schema::Schema::OneOf(oneof)
 }

@@ -531,7 +531,8 @@ pub async fn rollout_governance(req: Request<AuditMeta>) -> Result<Response, Api
         message: message.into(),
         field: Some("tenant_id".into()),
     };
-    let tenant = TenantId::parse(&p.tenant_id).ok_or_else(|| bad("tenant_id is not a tenant id"))?;
+    let tenant =
+        TenantId::parse(&p.tenant_id).ok_or_else(|| bad("tenant_id is not a tenant id"))?;
     if state
         .store
         .get_tenant(&tenant)
