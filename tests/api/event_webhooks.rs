@@ -242,12 +242,8 @@ async fn event_webhook_and_signing_secret_admin(backend: Backend) {
     let app = spawn_app(backend).await;
     let (tenant_id, _) = app.tenant_with_key("Acme").await;
     let path = format!("/api/v1/admin/tenants/{tenant_id}/event-webhook");
-    // None set: the webhook reads with `null` fields (as a dial policy never set).
     let missing = app.admin(Method::GET, &path).send().await.expect("get");
-    assert_eq!(missing.status(), 200);
-    let missing: Value = missing.json().await.expect("json");
-    assert_eq!(missing["url"], Value::Null, "{missing}");
-    assert_eq!(missing["events"], Value::Null, "{missing}");
+    expect_error(missing, 404, "not_found").await;
 
     let created = set_webhook(
         &app,
@@ -697,12 +693,8 @@ async fn private_destinations_are_refused_at_config_and_at_delivery(backend: Bac
         let err = expect_error(resp, 400, "invalid_url").await;
         assert_eq!(err["field"], "url", "{url}");
     }
-    // None set: the webhook reads with `null` fields (as a dial policy never set).
     let missing = app.admin(Method::GET, &path).send().await.expect("get");
-    assert_eq!(missing.status(), 200);
-    let missing: Value = missing.json().await.expect("json");
-    assert_eq!(missing["url"], Value::Null, "{missing}");
-    assert_eq!(missing["events"], Value::Null, "{missing}");
+    expect_error(missing, 404, "not_found").await;
 
     // A name is only resolved when used: accepted here, refused at delivery.
     let url = format!("https://localhost:{port}/events");

@@ -52,12 +52,11 @@ pub struct EventWebhookRequest {
     pub events: Option<Vec<String>>,
 }
 
-/// A tenant's event webhook (every field `null` but the secret's hint while none is set,
-/// as a dial policy never set reads with `null` fields).
+/// A tenant's event webhook.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventWebhookView {
-    /// The endpoint (`null`: none is set, no event is delivered).
-    pub url: Option<String>,
+    /// The endpoint.
+    pub url: String,
     /// Event names delivered (`null`: every event).
     pub events: Option<Vec<String>>,
     /// Hint of the signing secret (its last characters).
@@ -77,14 +76,13 @@ pub struct SigningSecretView {
 }
 
 impl EventWebhookView {
-    fn of(tenant: &Tenant, created_secret: Option<String>) -> Self {
-        let webhook = tenant.event_webhook.as_ref();
-        EventWebhookView {
-            url: webhook.map(|w| w.url.clone()),
-            events: webhook.and_then(|w| w.events.clone()),
+    fn of(tenant: &Tenant, created_secret: Option<String>) -> Option<Self> {
+        tenant.event_webhook.as_ref().map(|w| EventWebhookView {
+            url: w.url.clone(),
+            events: w.events.clone(),
             signing_secret_hint: tenant.signing_secret.as_ref().map(|s| s.hint.clone()),
             signing_secret: created_secret,
-        }
+        })
     }
 }
 
@@ -169,14 +167,15 @@ pub async fn put_event_webhook(req: Request<AuditMeta, (TenantId,)>) -> Result<R
         Some(webhook),
         meta
     )??;
-    let view = EventWebhookView::of(&tenant, created_secret);
+    let view = EventWebhookView::of(&tenant, created_secret)
+        .ok_or_else(|| ApiError::Internal("event webhook missing after update".into()))?;
     Ok(json(StatusCode::OK, &view))
 }
 
-/// The tenant's event webhook (`url` null while none is set).
+/// The tenant's event webhook (404 when none is configured).
 #[utoipa::path(get, path = "/api/v1/admin/tenants/{tenant_id}/event-webhook", tag = "admin",
     params(("tenant_id" = String, Path, description = "Tenant id")),
-    responses((status = 200, body = EventWebhookView), (status = 404, body = ErrorResponse, description = "no such tenant")))]
+    responses((status = 200, body = EventWebhookView), (status = 404, body = ErrorResponse)))]
 pub async fn get_event_webhook(req: Request<AuditMeta, (TenantId,)>) -> Result<Response, ApiError> {
     let Request {
         state, path: (id,), ..
@@ -187,7 +186,8 @@ pub async fn get_event_webhook(req: Request<AuditMeta, (TenantId,)>) -> Result<R
         state.actor_timeout_ms(),
         id
     )??;
-    let view = EventWebhookView::of(&tenant, None);
+    let view = EventWebhookView::of(&tenant, None)
+        .ok_or_else(|| ApiError::NotFound("event webhook".into()))?;
     Ok(json(StatusCode::OK, &view))
 }
 
