@@ -34,6 +34,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::json;
 use tokio::sync::{oneshot, watch};
 use tokio::task::{AbortHandle, JoinHandle};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::Instrument as _;
 
 use crate::active::{ActiveCall, ActiveRegistry, CallPhase};
@@ -52,6 +53,7 @@ mod ai;
 pub mod control;
 pub mod conversation;
 mod effects;
+pub mod frames;
 mod handoff;
 pub mod playback;
 mod pumps;
@@ -71,8 +73,8 @@ use recorder::{Record, Recorder};
 /// A frame read from Twilio's media socket.
 #[derive(Debug)]
 pub enum TwilioFrame {
-    /// A text frame (one JSON message).
-    Text(String),
+    /// A text frame (one JSON message), as the websocket read it (not copied).
+    Text(Utf8Bytes),
     /// The socket closed or failed (why: `socket_closed`, `socket_error`).
     Closed(String),
 }
