@@ -165,7 +165,7 @@ mod tests {
         // RFC 6455 §1.3's example.
         assert_eq!(
             derive_accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxVaAs9GQWtMoYYhEzo="
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
 }
