@@ -9,7 +9,9 @@
 //! route) and with the media route's configuration.
 //!
 //! `cargo bench -p stateset-voice-actors --bench frames` prints the allocation table, then
-//! criterion's timings.
+//! criterion's timings. Instructions per frame, which do not depend on what else the machine
+//! runs: `FRAMES_ALLOCATIONS_ONLY=1 valgrind --tool=callgrind <the bench binary>`, then
+//! `callgrind_annotate --inclusive=yes` (each function runs 20,100 times).
 
 use std::alloc::System;
 use std::hint::black_box;
@@ -26,7 +28,7 @@ use actors::media::TwilioInbound;
 use actors::realtime::{ServerEvent, append_json};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use serde::Serialize;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocket, WebSocketConfig};
@@ -128,6 +130,7 @@ fn before_mark_text(stream_sid: &str, epoch: u64, cumulative_ms: u64, item: &str
 
 /// Caller → model, before: the route copied the text frame, the reader parsed it in full,
 /// decoded the base64 into a zeroed buffer, and wrote the append.
+#[inline(never)]
 fn caller_before(frame: &Utf8Bytes) -> Option<String> {
     let text = frame.as_str().to_owned();
     match TwilioInbound::parse(&text) {
@@ -139,6 +142,7 @@ fn caller_before(frame: &Utf8Bytes) -> Option<String> {
 }
 
 /// Caller → model, after.
+#[inline(never)]
 fn caller_after(frame: &Utf8Bytes) -> Option<String> {
     match sniff_caller(frame.as_str()) {
         Ok(CallerFrame::Media(payload)) if valid_audio(payload.as_str()) => {
@@ -149,6 +153,7 @@ fn caller_after(frame: &Utf8Bytes) -> Option<String> {
 }
 
 /// A mark echo, before: copied and parsed in full.
+#[inline(never)]
 fn mark_before(frame: &Utf8Bytes, playback: &Mutex<Playback>) {
     let text = frame.as_str().to_owned();
     if let Ok(TwilioInbound::Mark { mark, .. }) = TwilioInbound::parse(&text)
@@ -159,6 +164,7 @@ fn mark_before(frame: &Utf8Bytes, playback: &Mutex<Playback>) {
 }
 
 /// A mark echo, after: the name borrowed.
+#[inline(never)]
 fn mark_after(frame: &Utf8Bytes, playback: &Mutex<Playback>) {
     if let Ok(CallerFrame::Mark(name)) = sniff_caller(frame.as_str())
         && let Ok(mut p) = playback.lock()
@@ -168,6 +174,7 @@ fn mark_after(frame: &Utf8Bytes, playback: &Mutex<Playback>) {
 }
 
 /// Model → caller, before: envelope and typed parse (owned strings), the serde messages.
+#[inline(never)]
 fn ai_before(text: &str, playback: &Mutex<Playback>) -> Option<(String, String)> {
     let Ok(ServerEvent::AudioDelta(d)) = ServerEvent::parse(text) else {
         return None;
@@ -190,6 +197,7 @@ fn ai_before(text: &str, playback: &Mutex<Playback>) -> Option<(String, String)>
 }
 
 /// Model → caller, after: one borrowed pass.
+#[inline(never)]
 fn ai_after(text: &str, playback: &Mutex<Playback>) -> Option<(String, String)> {
     let Ok(AiFrame::Audio(d)) = sniff_ai(text) else {
         return None;
@@ -298,11 +306,24 @@ fn server(config: WebSocketConfig) -> WebSocket<Trickle> {
     )
 }
 
+#[inline(never)]
 fn read_frame(socket: &mut WebSocket<Trickle>) -> Option<Utf8Bytes> {
     match socket.read() {
         Ok(Message::Text(text)) => Some(text),
         _ => None,
     }
+}
+
+/// A frame read through a socket with warp's buffers (a function of its own for callgrind).
+#[inline(never)]
+fn read_frame_warp(socket: &mut WebSocket<Trickle>) -> Option<Utf8Bytes> {
+    read_frame(socket)
+}
+
+/// A frame read through a socket with the media route's buffers.
+#[inline(never)]
+fn read_frame_media(socket: &mut WebSocket<Trickle>) -> Option<Utf8Bytes> {
+    read_frame(socket)
 }
 
 // ---- allocations per frame ----------------------------------------------------------------
@@ -378,13 +399,13 @@ fn print_allocations() {
         ("socket read, warp's buffers", {
             let mut socket = server(warp_config());
             per_frame(N, || {
-                black_box(read_frame(&mut socket));
+                black_box(read_frame_warp(&mut socket));
             })
         }),
         ("socket read, media route's", {
             let mut socket = server(media_config());
             per_frame(N, || {
-                black_box(read_frame(&mut socket));
+                black_box(read_frame_media(&mut socket));
             })
         }),
     ];
@@ -402,7 +423,6 @@ fn print_allocations() {
 // ---- timings ------------------------------------------------------------------------------
 
 fn frames(c: &mut Criterion) {
-    print_allocations();
     let caller = Utf8Bytes::from(caller_frame());
     let echo = Utf8Bytes::from(mark_echo());
     let delta = ai_delta();
@@ -427,11 +447,11 @@ fn frames(c: &mut Criterion) {
     });
     let mut warp = server(warp_config());
     c.bench_function("socket_read/warp_buffers", |b| {
-        b.iter(|| read_frame(&mut warp))
+        b.iter(|| read_frame_warp(&mut warp))
     });
     let mut media = server(media_config());
     c.bench_function("socket_read/media_route", |b| {
-        b.iter(|| read_frame(&mut media))
+        b.iter(|| read_frame_media(&mut media))
     });
 }
 
@@ -443,4 +463,14 @@ criterion_group! {
         .measurement_time(Duration::from_secs(2));
     targets = frames
 }
-criterion_main!(benches);
+
+/// The allocation table, then criterion's timings (only the table with
+/// `FRAMES_ALLOCATIONS_ONLY=1`, e.g. under `valgrind --tool=callgrind`).
+fn main() {
+    print_allocations();
+    if std::env::var_os("FRAMES_ALLOCATIONS_ONLY").is_some() {
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -119,6 +119,30 @@ async fn run(
         Ok(None) => return reject(tx, "no_start").await,
         Err(_) => return reject(tx, "start_timeout").await,
     };
+    // Boxed: a socket waiting for its `start` holds only the wait, not the larger state of
+    // what follows it (an idle unauthenticated socket stays small).
+    Box::pin(started_stream(
+        tx,
+        rx,
+        state,
+        route,
+        upgrade_signature,
+        path,
+        (stream_sid, start),
+    ))
+    .await;
+}
+
+/// What follows a `start`: the account, the signature, the token, then the call actor.
+async fn started_stream(
+    tx: SplitSink<MediaSocket, Message>,
+    rx: SplitStream<MediaSocket>,
+    state: AppState,
+    route: &'static str,
+    upgrade_signature: Option<String>,
+    path: String,
+    (stream_sid, start): (String, StartMeta),
+) {
     let account = match state.twilio_account(&start.account_sid).await {
         Ok(Some(a)) => a,
         Ok(None) => {

@@ -20,6 +20,7 @@ use std::io::Write as _;
 use serde::Deserialize;
 
 use super::playback::mark_name;
+use crate::realtime::client_event::{json_verbatim, push_json_str};
 
 /// Largest caller frame accepted, decoded (Twilio sends 160-byte frames).
 pub const MAX_FRAME_BYTES: usize = 8 * 1024;
@@ -86,13 +87,12 @@ impl Text<'_> {
     fn write_json(&self, out: &mut Vec<u8>) {
         match &self.0 {
             Cow::Borrowed(s) => {
+                out.reserve(s.len() + 2);
                 out.push(b'"');
                 out.extend_from_slice(s.as_bytes());
                 out.push(b'"');
             }
-            Cow::Owned(s) => {
-                let _ = serde_json::to_writer(&mut *out, s);
-            }
+            Cow::Owned(s) => push_json_str(out, s),
         }
     }
 }
@@ -215,7 +215,7 @@ pub fn sniff_ai(text: &str) -> Result<AiFrame<'_>, serde_json::Error> {
 pub fn media_text(stream_sid: &str, payload: &Text<'_>) -> String {
     let mut out = Vec::with_capacity(payload.as_str().len() + stream_sid.len() + 64);
     out.extend_from_slice(br#"{"event":"media","streamSid":"#);
-    let _ = serde_json::to_writer(&mut out, stream_sid);
+    push_json_str(&mut out, stream_sid);
     out.extend_from_slice(br#","media":{"payload":"#);
     payload.write_json(&mut out);
     out.extend_from_slice(b"}}");
@@ -226,12 +226,14 @@ pub fn media_text(stream_sid: &str, payload: &Text<'_>) -> String {
 pub fn mark_text(stream_sid: &str, epoch: u64, cumulative_ms: u64, item: &str) -> String {
     let mut out = Vec::with_capacity(stream_sid.len() + item.len() + 80);
     out.extend_from_slice(br#"{"event":"mark","streamSid":"#);
-    let _ = serde_json::to_writer(&mut out, stream_sid);
+    push_json_str(&mut out, stream_sid);
     out.extend_from_slice(br#","mark":{"name":"#);
-    let _ = serde_json::to_writer(
-        &mut out,
-        &format_args!("{}", mark_name(epoch, cumulative_ms, item)),
-    );
+    let name = mark_name(epoch, cumulative_ms, item);
+    if json_verbatim(item) {
+        let _ = write!(out, "\"{name}\"");
+    } else {
+        let _ = serde_json::to_writer(&mut out, &format_args!("{name}"));
+    }
     out.extend_from_slice(b"}}");
     String::from_utf8(out).unwrap_or_default()
 }
@@ -239,8 +241,8 @@ pub fn mark_text(stream_sid: &str, epoch: u64, cumulative_ms: u64, item: &str) -
 /// The Twilio `clear` message.
 pub fn clear_text(stream_sid: &str) -> String {
     let mut out = Vec::with_capacity(stream_sid.len() + 40);
-    let _ = write!(out, r#"{{"event":"clear","streamSid":"#);
-    let _ = serde_json::to_writer(&mut out, stream_sid);
+    out.extend_from_slice(br#"{"event":"clear","streamSid":"#);
+    push_json_str(&mut out, stream_sid);
     out.push(b'}');
     String::from_utf8(out).unwrap_or_default()
 }

@@ -141,6 +141,13 @@ fn frames_are_twilio_messages() {
             }
         }
     );
+    // An item id that needs escaping (never seen) still makes a valid message.
+    let TwilioOutbound::Mark { mark, .. } =
+        TwilioOutbound::parse(&mark_text("M\"Z", 0, 20, "it\"em\n")).expect("escaped mark")
+    else {
+        panic!("not a mark");
+    };
+    assert_eq!(mark.name, "0:20:it\"em\n");
     assert_eq!(
         TwilioOutbound::parse(&clear_text("MZ1")).expect("clear"),
         TwilioOutbound::Clear {
