@@ -15,7 +15,7 @@
 //! character and needs none.
 
 use std::borrow::Cow;
-use std::io::Write as _;
+use std::fmt::Write as _;
 
 use serde::Deserialize;
 
@@ -84,13 +84,13 @@ impl Text<'_> {
     }
 
     /// Writes it as a JSON string: verbatim when borrowed (see the module docs).
-    fn write_json(&self, out: &mut Vec<u8>) {
+    fn write_json(&self, out: &mut String) {
         match &self.0 {
             Cow::Borrowed(s) => {
                 out.reserve(s.len() + 2);
-                out.push(b'"');
-                out.extend_from_slice(s.as_bytes());
-                out.push(b'"');
+                out.push('"');
+                out.push_str(s);
+                out.push('"');
             }
             Cow::Owned(s) => push_json_str(out, s),
         }
@@ -213,38 +213,38 @@ pub fn sniff_ai(text: &str) -> Result<AiFrame<'_>, serde_json::Error> {
 
 /// The Twilio `media` message of `payload` (one allocation: the message itself).
 pub fn media_text(stream_sid: &str, payload: &Text<'_>) -> String {
-    let mut out = Vec::with_capacity(payload.as_str().len() + stream_sid.len() + 64);
-    out.extend_from_slice(br#"{"event":"media","streamSid":"#);
+    let mut out = String::with_capacity(payload.as_str().len() + stream_sid.len() + 64);
+    out.push_str(r#"{"event":"media","streamSid":"#);
     push_json_str(&mut out, stream_sid);
-    out.extend_from_slice(br#","media":{"payload":"#);
+    out.push_str(r#","media":{"payload":"#);
     payload.write_json(&mut out);
-    out.extend_from_slice(b"}}");
-    String::from_utf8(out).unwrap_or_default()
+    out.push_str("}}");
+    out
 }
 
 /// The Twilio `mark` message after audio of `item` (one allocation: the message itself).
 pub fn mark_text(stream_sid: &str, epoch: u64, cumulative_ms: u64, item: &str) -> String {
-    let mut out = Vec::with_capacity(stream_sid.len() + item.len() + 80);
-    out.extend_from_slice(br#"{"event":"mark","streamSid":"#);
+    let mut out = String::with_capacity(stream_sid.len() + item.len() + 80);
+    out.push_str(r#"{"event":"mark","streamSid":"#);
     push_json_str(&mut out, stream_sid);
-    out.extend_from_slice(br#","mark":{"name":"#);
+    out.push_str(r#","mark":{"name":"#);
     let name = mark_name(epoch, cumulative_ms, item);
     if json_verbatim(item) {
         let _ = write!(out, "\"{name}\"");
     } else {
-        let _ = serde_json::to_writer(&mut out, &format_args!("{name}"));
+        push_json_str(&mut out, &name.to_string());
     }
-    out.extend_from_slice(b"}}");
-    String::from_utf8(out).unwrap_or_default()
+    out.push_str("}}");
+    out
 }
 
 /// The Twilio `clear` message.
 pub fn clear_text(stream_sid: &str) -> String {
-    let mut out = Vec::with_capacity(stream_sid.len() + 40);
-    out.extend_from_slice(br#"{"event":"clear","streamSid":"#);
+    let mut out = String::with_capacity(stream_sid.len() + 40);
+    out.push_str(r#"{"event":"clear","streamSid":"#);
     push_json_str(&mut out, stream_sid);
-    out.push(b'}');
-    String::from_utf8(out).unwrap_or_default()
+    out.push('}');
+    out
 }
 
 #[cfg(test)]

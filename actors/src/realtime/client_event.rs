@@ -318,13 +318,12 @@ impl ClientEvent {
 /// borrowed string (the audio is copied once, into the result; base64 needs no escaping, so
 /// it is copied verbatim after one check).
 pub fn append_json(audio_b64: &str) -> String {
-    const HEAD: &[u8] = br#"{"type":"input_audio_buffer.append","audio":"#;
-    let mut out = Vec::with_capacity(audio_b64.len() + HEAD.len() + 3);
-    out.extend_from_slice(HEAD);
+    const HEAD: &str = r#"{"type":"input_audio_buffer.append","audio":"#;
+    let mut out = String::with_capacity(audio_b64.len() + HEAD.len() + 3);
+    out.push_str(HEAD);
     push_json_str(&mut out, audio_b64);
-    out.push(b'}');
-    // Only UTF-8 was written; the fallback keeps the function total without an unwrap.
-    String::from_utf8(out).unwrap_or_default()
+    out.push('}');
+    out
 }
 
 /// Whether `s` can be written inside a JSON string as it is (no `"`, `\\` or control
@@ -335,13 +334,13 @@ pub fn json_verbatim(s: &str) -> bool {
 
 /// Writes `s` as a JSON string: verbatim between quotes when nothing in it needs escaping
 /// (no `"`, `\` or control character: base64, ids), through serde_json otherwise.
-pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
-    if !json_verbatim(s) {
-        let _ = serde_json::to_writer(&mut *out, s);
-    } else {
+pub fn push_json_str(out: &mut String, s: &str) {
+    if json_verbatim(s) {
         out.reserve(s.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else if let Ok(escaped) = serde_json::to_string(s) {
+        out.push_str(&escaped);
     }
 }
