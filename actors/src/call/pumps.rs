@@ -40,6 +40,8 @@ use crate::realtime::{RealtimeReceiver, RealtimeSender, ServerEvent, TrySendErro
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Room of the writer's priority lane.
 const URGENT_QUEUE: usize = 8;
+/// Media frames the Twilio writer feeds before it flushes even though more are queued.
+const MAX_UNFLUSHED: usize = 32;
 /// Caller frames kept while no model session is ready (2 s of 20 ms frames), sent once it
 /// is; beyond that the oldest is dropped and counted.
 pub(super) const EARLY_AUDIO_FRAMES: usize = 100;
@@ -138,7 +140,8 @@ impl WriterMetrics {
 }
 
 /// Messages are fed to the socket as they come and flushed only when both queues are empty
-/// (one write for a burst, not one per message); the relay latency of model audio is
+/// (one write for a burst, not one per message), or after [`MAX_UNFLUSHED`] media frames
+/// when they never are; the relay latency of model audio is
 /// recorded once its flush is done. Every feed and flush has the stall deadline.
 async fn write_loop(
     args: WriterArgs,
@@ -158,7 +161,8 @@ async fn write_loop(
     let mut unflushed = false;
     let mut pending_latency: Vec<Instant> = Vec::new();
     let closing = loop {
-        if unflushed && rx.is_empty() && urgent.is_empty() {
+        let idle = rx.is_empty() && urgent.is_empty();
+        if unflushed && (idle || pending_latency.len() >= MAX_UNFLUSHED) {
             if let Err(failure) = bounded(write_timeout, sink.flush()).await {
                 return writer_failed(failure, &metrics, &actor);
             }

@@ -369,3 +369,77 @@ async fn caller_audio_before_the_model_session_is_ready_is_kept_and_sent_in_orde
     assert_eq!(got, expected);
     probe.stop(None);
 }
+
+/// A socket that counts what is written to it and how often it is flushed.
+#[derive(Clone, Default)]
+struct Counting {
+    written: Arc<StdMutex<usize>>,
+    flushes: Arc<StdMutex<usize>>,
+}
+
+impl futures::Sink<TwilioOut> for Counting {
+    type Error = String;
+
+    fn poll_ready(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), String>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn start_send(self: std::pin::Pin<&mut Self>, _: TwilioOut) -> Result<(), String> {
+        *self.written.lock().expect("lock") += 1;
+        Ok(())
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), String>> {
+        *self.flushes.lock().expect("lock") += 1;
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), String>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn the_writer_flushes_a_burst_once() {
+    let (probe, _gone) = probe().await;
+    let sink = Counting::default();
+    let (queue, _release) = writer(Box::pin(sink.clone()), &probe);
+    // On this one thread the writer runs only once the test awaits: it finds the whole
+    // burst queued (a frame and its mark, four times), writes it, then flushes once.
+    for n in 0..4 {
+        queue
+            .normal
+            .try_send(Outgoing::Media {
+                text: format!("m{n}"),
+                received: Instant::now(),
+                epoch: 0,
+            })
+            .expect("room");
+        queue
+            .normal
+            .try_send(Outgoing::Mark {
+                text: format!("k{n}"),
+                epoch: 0,
+            })
+            .expect("room");
+    }
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while *sink.flushes.lock().expect("lock") == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("flushed");
+    assert_eq!(*sink.written.lock().expect("lock"), 8);
+    assert_eq!(*sink.flushes.lock().expect("lock"), 1);
+    probe.stop(None);
+}
