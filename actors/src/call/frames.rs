@@ -43,7 +43,7 @@ const BASE64_VALUES: [u8; 256] = {
 /// nothing decoded, nothing allocated or zeroed.
 pub fn valid_audio(payload: &str) -> bool {
     let bytes = payload.as_bytes();
-    if bytes.is_empty() || bytes.len() % 4 != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(4) {
         return false;
     }
     let pad = bytes.iter().rev().take_while(|b| **b == b'=').count();
