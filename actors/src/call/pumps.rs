@@ -1,18 +1,22 @@
 //! The three media tasks of a call; audio never passes through the actor's mailbox.
 //!
 //! - The **Twilio reader** forwards caller audio straight to the AI sender (bounded; a full
-//!   queue drops and counts), accounts mark echoes in the shared [`Playback`] (telling the
-//!   actor only when a drain it waits for happened), and casts the few control events (key
-//!   presses, `stop`, the socket going away).
+//!   queue drops and counts; audio that comes before a model session is ready is kept, up to
+//!   [`EARLY_AUDIO_FRAMES`], and sent as soon as one is), accounts mark echoes in the shared
+//!   [`Playback`] (telling the actor only when a drain it waits for happened), and casts the
+//!   few control events (key presses, `stop`, the socket going away).
 //! - The **AI reader** forwards model audio straight to the Twilio writer with a mark after
 //!   each delta, and at barge-in (`speech_started` while audio plays) sends Twilio's `clear`
 //!   itself, on the writer's priority lane, before the actor hears of it; it casts only the
 //!   control events the conversation needs ([`AiEvent`]), never a per-delta message.
 //! - The **Twilio writer** is the only owner of the socket's write half: bounded, with a stall
 //!   deadline, a priority lane for `clear` (audio queued before a barge-in is discarded, not
-//!   played after the clear), and a close. When the actor dies without closing, the writer
-//!   waits for the call supervisor to record the failure (its release) before it closes the
-//!   socket, so the `stream-ended` that follows finds the fallback recorded.
+//!   played after the clear), and a close; it flushes when its queues are empty, not after
+//!   each message. When the actor dies without closing, the writer waits for the call
+//!   supervisor to record the failure (its release) before it closes the socket, so the
+//!   `stream-ended` that follows finds the fallback recorded.
+//!
+//! What each does per frame is `call/frames.rs`; their metrics are handles registered once.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
