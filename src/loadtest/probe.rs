@@ -134,6 +134,16 @@ pub struct Probe {
     ai: Direction,
     calls: Vec<CallTrack>,
     session_ends: DashMap<u32, Instant>,
+    /// The call index of each model session (from the first caller tag it received).
+    session_calls: DashMap<u32, u32>,
+}
+
+/// Where a frame still in flight at the end is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leftover {
+    BeforeAiReady,
+    AtHangUp,
+    Lost,
 }
 
 impl std::fmt::Debug for Probe {
@@ -161,6 +171,7 @@ impl Probe {
                 })
                 .collect(),
             session_ends: DashMap::new(),
+            session_calls: DashMap::new(),
         }
     }
 
@@ -177,40 +188,77 @@ impl Probe {
         self.session_ends.len()
     }
 
+    fn caller_leftover(&self, flight: &Flight) -> Leftover {
+        let track = self.calls.get(flight.owner as usize);
+        let first = track
+            .map(|t| t.first_relayed.load(Ordering::Relaxed))
+            .filter(|n| *n != u64::MAX)
+            .map(|n| self.instant(n));
+        let last = track
+            .map(|t| t.last_sent.load(Ordering::Relaxed))
+            .filter(|n| *n != 0)
+            .map(|n| self.instant(n - 1));
+        if first.is_none_or(|first| flight.sent < first) {
+            Leftover::BeforeAiReady
+        } else if last.is_some_and(|last| flight.sent + TEARDOWN_WINDOW >= last) {
+            Leftover::AtHangUp
+        } else {
+            Leftover::Lost
+        }
+    }
+
+    fn ai_leftover(&self, flight: &Flight) -> Leftover {
+        let ended = self.session_ends.get(&flight.owner).map(|e| *e.value());
+        if ended.is_some_and(|end| flight.sent + TEARDOWN_WINDOW >= end) {
+            Leftover::AtHangUp
+        } else {
+            Leftover::Lost
+        }
+    }
+
     /// Classifies what is still in flight and reports both directions: (caller → AI,
     /// AI → caller).
     pub fn report(&self) -> (DirectionReport, DirectionReport) {
         let mut caller = self.base_report(&self.caller);
         for entry in self.caller.in_flight.iter() {
-            let flight = entry.value();
-            let track = self.calls.get(flight.owner as usize);
-            let first = track
-                .map(|t| t.first_relayed.load(Ordering::Relaxed))
-                .filter(|n| *n != u64::MAX)
-                .map(|n| self.instant(n));
-            let last = track
-                .map(|t| t.last_sent.load(Ordering::Relaxed))
-                .filter(|n| *n != 0)
-                .map(|n| self.instant(n - 1));
-            if first.is_none_or(|first| flight.sent < first) {
-                caller.frames_before_ai_ready += 1;
-            } else if last.is_some_and(|last| flight.sent + TEARDOWN_WINDOW >= last) {
-                caller.frames_at_hang_up += 1;
-            } else {
-                caller.frames_lost += 1;
+            match self.caller_leftover(entry.value()) {
+                Leftover::BeforeAiReady => caller.frames_before_ai_ready += 1,
+                Leftover::AtHangUp => caller.frames_at_hang_up += 1,
+                Leftover::Lost => caller.frames_lost += 1,
             }
         }
         let mut ai = self.base_report(&self.ai);
         for entry in self.ai.in_flight.iter() {
-            let flight = entry.value();
-            let ended = self.session_ends.get(&flight.owner).map(|e| *e.value());
-            if ended.is_some_and(|end| flight.sent + TEARDOWN_WINDOW >= end) {
-                ai.frames_at_hang_up += 1;
-            } else {
-                ai.frames_lost += 1;
+            match self.ai_leftover(entry.value()) {
+                Leftover::AtHangUp => ai.frames_at_hang_up += 1,
+                Leftover::BeforeAiReady | Leftover::Lost => ai.frames_lost += 1,
             }
         }
         (caller, ai)
+    }
+
+    /// Frames lost per call index: (caller → AI, AI → caller). Model audio is attributed to
+    /// the call whose caller frames its session received; a session that received none is
+    /// left out (`u32::MAX`).
+    pub fn lost_by_call(&self) -> std::collections::BTreeMap<u32, (u64, u64)> {
+        let mut lost = std::collections::BTreeMap::<u32, (u64, u64)>::new();
+        for entry in self.caller.in_flight.iter() {
+            let flight = entry.value();
+            if self.caller_leftover(flight) == Leftover::Lost {
+                lost.entry(flight.owner).or_default().0 += 1;
+            }
+        }
+        for entry in self.ai.in_flight.iter() {
+            let flight = entry.value();
+            if self.ai_leftover(flight) == Leftover::Lost {
+                let call = self
+                    .session_calls
+                    .get(&flight.owner)
+                    .map_or(u32::MAX, |c| *c.value());
+                lost.entry(call).or_default().1 += 1;
+            }
+        }
+        lost
     }
 
     fn base_report(&self, d: &Direction) -> DirectionReport {
@@ -252,11 +300,15 @@ impl MediaObserver for Probe {
 }
 
 impl TagObserver for Probe {
-    fn input_tags_received(&self, _session: usize, tags: &[u32], at: Instant) {
+    fn input_tags_received(&self, session: usize, tags: &[u32], at: Instant) {
         for &tag in tags {
             if tag >= OUTPUT_TAG_BASE {
                 self.caller.unexpected.fetch_add(1, Ordering::Relaxed);
                 continue;
+            }
+            let session = u32::try_from(session).unwrap_or(u32::MAX);
+            if !self.session_calls.contains_key(&session) {
+                self.session_calls.insert(session, tag >> TAG_SHIFT);
             }
             if let Some(flight) = self.caller.arrived(tag, at)
                 && let Some(track) = self.calls.get(flight.owner as usize)
@@ -333,6 +385,11 @@ mod tests {
         assert_eq!(ai.frames_unexpected, 1);
         assert_eq!(ai.latency.p99_ms, Some(1.0));
         assert_eq!(probe.sessions_ended(), 1);
+        // Per call: call 2 lost caller frame 40; session 1 (which never heard a caller) lost
+        // 5 model frames.
+        let lost = probe.lost_by_call();
+        assert_eq!(lost.get(&2), Some(&(1, 0)));
+        assert_eq!(lost.get(&u32::MAX), Some(&(0, 5)));
     }
 
     #[test]

@@ -6,7 +6,10 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::chaos::ChaosReport;
+use super::faults::{Drain, Recovery};
 use super::histogram::LatencySummary;
+use super::soak::SoakReport;
 use super::probe::DirectionReport;
 use super::procfs::{Machine, MachineCpu, ProcessReport};
 
@@ -55,6 +58,18 @@ pub struct Report {
     pub load_generator_process: Option<ProcessReport>,
     /// How busy the whole machine was (from `/proc/stat`).
     pub machine_cpu: Option<MachineCpu>,
+    /// `--chaos`: what became of every call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<ChaosReport>,
+    /// `--fault kill`: the recovery after the restart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
+    /// `--fault term`: the drain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain: Option<Drain>,
+    /// `--soak`: the server's resources over time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soak: Option<SoakReport>,
 }
 
 /// How the calls ended.
@@ -103,7 +118,8 @@ fn secs(v: f64) -> String {
     }
 }
 
-fn latency_line(l: &LatencySummary) -> String {
+/// `p50 … ms, p99 … ms, max … ms (n = …)`.
+pub(crate) fn latency_line(l: &LatencySummary) -> String {
     format!(
         "p50 {} ms, p99 {} ms, max {} ms (n = {})",
         ms(l.p50_ms),
@@ -220,7 +236,78 @@ pub fn render_text(r: &Report) -> String {
             m.busy_percent, r.machine.cpus, m.other_seconds, m.steal_seconds
         );
     }
+    if let Some(c) = &r.chaos {
+        c.render(&mut out);
+    }
+    if let Some(k) = &r.recovery {
+        recovery(&mut out, k);
+    }
+    if let Some(d) = &r.drain {
+        drain(&mut out, d);
+    }
+    if let Some(s) = &r.soak {
+        s.render(&mut out);
+    }
     out
+}
+
+fn seconds(v: Option<f64>) -> String {
+    v.map_or_else(|| String::from("never (deadline)"), |v| format!("{v:.1} s"))
+}
+
+fn recovery(out: &mut String, k: &Recovery) {
+    let _ = writeln!(
+        out,
+        "kill -9 with {} live calls: ready again after {}; every record terminal after {}; every completion event after {}; concurrency 0 after {}",
+        k.calls_live_at_fault,
+        seconds(k.ready_after_seconds),
+        seconds(k.records_final_after_seconds),
+        seconds(k.completion_events_after_seconds),
+        seconds(k.concurrency_zero_after_seconds),
+    );
+    let _ = writeln!(
+        out,
+        "  records: {} calls, {} terminal, {} open, {} counted live; voice.call.completed per call: {} none, {} one, {} more",
+        k.records.calls,
+        k.records.completed,
+        k.records.open,
+        k.records.live,
+        k.completion_events.none,
+        k.completion_events.one,
+        k.completion_events.more,
+    );
+    let reasons: Vec<String> = k.end_reasons.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    let _ = writeln!(out, "  end reasons: {}", reasons.join(", "));
+}
+
+fn drain(out: &mut String, d: &Drain) {
+    let opt = |v: Option<u64>| v.map_or_else(|| String::from("not read"), |v| v.to_string());
+    let _ = writeln!(
+        out,
+        "SIGTERM with {} live calls: exited after {}, exit code {}",
+        d.calls_live_at_fault,
+        seconds(d.exited_after_seconds),
+        d.exit_code
+            .map_or_else(|| String::from("unknown"), |c| c.to_string()),
+    );
+    let c = &d.callers;
+    let _ = writeln!(
+        out,
+        "  callers: {} heard an application error, {} fallback, {} resumed, {} normal",
+        c.application_error, c.fallback, c.resumed, c.normal
+    );
+    for (kind, n) in &c.failed_webhooks {
+        let _ = writeln!(out, "  failed webhooks: {kind}: {n}");
+    }
+    let _ = writeln!(
+        out,
+        "  records left open after exit: {} calls, {} active sessions{}",
+        opt(d.records_left_open),
+        opt(d.sessions_left_active),
+        d.records_error
+            .as_ref()
+            .map_or_else(String::new, |e| format!(" ({e})"))
+    );
 }
 
 #[cfg(test)]
@@ -294,6 +381,10 @@ pub(crate) mod tests {
                 other_seconds: 4.25,
                 steal_seconds: 0.0,
             }),
+            chaos: None,
+            recovery: None,
+            drain: None,
+            soak: None,
         }
     }
 
