@@ -648,6 +648,8 @@ impl LoadTest {
             let at = Instant::now();
             match fault {
                 ProcessFault::Kill => {
+                    // Readiness is polled only once the killed process is gone.
+                    let _ = faults::wait_exit(pid, at, Duration::from_secs(10)).await;
                     if let (Some(reader), Some(events)) = (reader, events) {
                         phase.recovery = Some(
                             faults::measure_recovery(

@@ -24,7 +24,7 @@ use serde::Serialize;
 use super::LoadTestError;
 use super::chaos::{Fate, classify, heard_application_error};
 use super::reader::{CompletionEvents, EventSink, Reader, RecordCounts, count_records, poll_until};
-use crate::sim::carrier::{CallSnapshot, CallStatus, CarrierSimHandle};
+use crate::sim::carrier::{CallSnapshot, CallStatus, CarrierSimHandle, WebhookKind};
 
 /// Between two polls of the server or the process.
 pub const POLL: Duration = Duration::from_millis(200);
@@ -218,8 +218,9 @@ pub fn end_reasons(logs: &[serde_json::Value]) -> std::collections::BTreeMap<Str
 /// What the callers of a run heard, from the carrier's snapshots.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Callers {
-    /// Callers who heard an application error (an application error event at the
-    /// carrier, or a webhook of the call that failed or answered an error).
+    /// Callers who heard an application error: the carrier met an application error, or a
+    /// webhook whose answer is TwiML the caller hears (voice URL, redirect, `<Connect
+    /// action>`, `<Dial action>`) failed or answered an error.
     pub application_error: u64,
     /// Callers sent to the route's fallback.
     pub fallback: u64,
@@ -227,32 +228,62 @@ pub struct Callers {
     pub resumed: u64,
     /// Callers whose call ended normally.
     pub normal: u64,
-    /// Failed webhooks by kind (`stream_ended`, `status_callback`, …).
+    /// Failed webhooks by kind, including those no caller hears (status callbacks, stream
+    /// status): a record they would have finished is counted by the records left open.
     pub failed_webhooks: std::collections::BTreeMap<String, u64>,
+    /// The callers who heard an application error: `CA…` and what the carrier met.
+    pub application_error_calls: Vec<(String, String)>,
 }
 
 /// Counts what the callers heard.
 pub fn callers(calls: &[CallSnapshot]) -> Callers {
     let mut c = Callers::default();
     for call in calls {
-        let mut failed_webhook = false;
+        let mut failed_webhook = None;
         for w in call.webhooks() {
             if w.status.is_none_or(|s| s >= 400) {
-                failed_webhook = true;
+                let heard = matches!(
+                    w.kind,
+                    WebhookKind::Voice
+                        | WebhookKind::Redirect
+                        | WebhookKind::ConnectAction
+                        | WebhookKind::DialAction
+                );
+                if heard && failed_webhook.is_none() {
+                    failed_webhook = Some(format!(
+                        "{:?} {}",
+                        w.kind,
+                        w.status.map_or_else(
+                            || w.error.clone().unwrap_or_default(),
+                            |s| s.to_string()
+                        )
+                    ));
+                }
                 *c.failed_webhooks
                     .entry(format!("{:?}", w.kind))
                     .or_default() += 1;
             }
         }
-        if heard_application_error(call) || failed_webhook {
+        let error = call.events.iter().find_map(|e| match e {
+            crate::sim::carrier::CallEvent::ApplicationError { detail } => Some(detail.clone()),
+            _ => None,
+        });
+        if heard_application_error(call) || failed_webhook.is_some() {
             c.application_error += 1;
+            let what = [failed_webhook, error].into_iter().flatten().collect::<Vec<_>>();
+            c.application_error_calls
+                .push((call.sid.clone(), what.join("; ")));
             continue;
         }
         match classify(call) {
             Fate::Fallback => c.fallback += 1,
             Fate::Resumed => c.resumed += 1,
             Fate::Normal => c.normal += 1,
-            Fate::Failed => c.application_error += 1,
+            Fate::Failed => {
+                c.application_error += 1;
+                c.application_error_calls
+                    .push((call.sid.clone(), String::from("call failed")));
+            }
         }
     }
     c
@@ -355,6 +386,67 @@ mod tests {
     fn a_process_that_does_not_exist_is_not_alive_and_this_one_is() {
         assert!(alive(std::process::id()));
         assert!(!alive(u32::MAX - 1));
+    }
+
+    fn webhook(kind: WebhookKind, status: Option<u16>) -> crate::sim::carrier::CallEvent {
+        crate::sim::carrier::CallEvent::WebhookSent(crate::sim::carrier::WebhookRecord {
+            kind,
+            method: "POST".into(),
+            url: "http://127.0.0.1:1/x".into(),
+            params: Vec::new(),
+            signature: String::new(),
+            status,
+            error: status.is_none().then(|| String::from("connection refused")),
+        })
+    }
+
+    #[test]
+    fn only_webhooks_a_caller_hears_count_as_an_application_error() {
+        use crate::sim::carrier::{CallDirection, CallEvent, StreamCloser};
+        let call = |events: Vec<CallEvent>| {
+            let mut c = CallSnapshot::new(
+                "CA1".into(),
+                "AC1".into(),
+                "+1".into(),
+                "+2".into(),
+                CallDirection::Inbound,
+                CallStatus::Completed,
+            );
+            c.media.streams_opened = 1;
+            c.media.first_audio_ms = Some(1);
+            c.events = events;
+            c
+        };
+        let closed = CallEvent::StreamClosed {
+            stream_sid: "MZ".into(),
+            by: StreamCloser::Caller,
+        };
+        let fallback = CallEvent::Said(actors::telephony::DEFAULT_FALLBACK_MESSAGE.into());
+        let calls = [
+            // Sent to the fallback; its final status callback found the server gone.
+            call(vec![
+                fallback.clone(),
+                webhook(WebhookKind::StatusCallback, None),
+            ]),
+            // stream-ended refused: the carrier plays an application error.
+            call(vec![
+                webhook(WebhookKind::ConnectAction, Some(503)),
+                CallEvent::ApplicationError {
+                    detail: "503".into(),
+                },
+            ]),
+            // A redirect that failed without the carrier noting it otherwise.
+            call(vec![webhook(WebhookKind::Redirect, None), closed.clone()]),
+            call(vec![closed]),
+        ];
+        let c = callers(&calls);
+        assert_eq!(
+            (c.application_error, c.fallback, c.resumed, c.normal),
+            (2, 1, 0, 1)
+        );
+        assert_eq!(c.failed_webhooks.get("StatusCallback"), Some(&1));
+        assert_eq!(c.failed_webhooks.get("ConnectAction"), Some(&1));
+        assert_eq!(c.failed_webhooks.get("Redirect"), Some(&1));
     }
 
     #[test]

@@ -296,6 +296,9 @@ fn drain(out: &mut String, d: &Drain) {
         "  callers: {} heard an application error, {} fallback, {} resumed, {} normal",
         c.application_error, c.fallback, c.resumed, c.normal
     );
+    for (sid, what) in c.application_error_calls.iter().take(10) {
+        let _ = writeln!(out, "  application error: {sid}: {what}");
+    }
     for (kind, n) in &c.failed_webhooks {
         let _ = writeln!(out, "  failed webhooks: {kind}: {n}");
     }
