@@ -345,7 +345,9 @@ struct Phase {
     chaos: Option<ChaosPhase>,
     recovery: Option<Recovery>,
     drain: Option<Drain>,
+    baseline: Option<Sample>,
     samples: Vec<Sample>,
+    after: Option<Sample>,
 }
 
 /// What the chaos request did.
@@ -693,27 +695,8 @@ impl LoadTest {
                 }
             }
         }
-        if options.soak.is_some() {
-            let mut next = Instant::now();
-            while !stop.load(Ordering::SeqCst) {
-                if Instant::now() >= next {
-                    phase.samples.push(
-                        soak::sample(
-                            client,
-                            server,
-                            options.server_pid,
-                            started,
-                            live.in_progress.load(Ordering::Relaxed),
-                            live.completed.load(Ordering::Relaxed)
-                                + live.failed.load(Ordering::Relaxed),
-                        )
-                        .await,
-                    );
-                    next += options.sample_every;
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            phase.samples.push(
+        if let Some(soak) = options.soak {
+            let take = || {
                 soak::sample(
                     client,
                     server,
@@ -722,8 +705,21 @@ impl LoadTest {
                     live.in_progress.load(Ordering::Relaxed),
                     live.completed.load(Ordering::Relaxed) + live.failed.load(Ordering::Relaxed),
                 )
-                .await,
-            );
+            };
+            // Before the calls, then from the end of the ramp every `sample_every` while the
+            // churn goes on, and once every call has ended.
+            phase.baseline = Some(take().await);
+            let mut next = started + options.ramp + Duration::from_secs(5);
+            let churn_end = started + soak;
+            while !stop.load(Ordering::SeqCst) {
+                let now = Instant::now();
+                if now >= next && now < churn_end {
+                    phase.samples.push(take().await);
+                    next += options.sample_every;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            phase.after = Some(take().await);
         }
         phase
     }
@@ -860,8 +856,10 @@ impl LoadTest {
                 minutes: soak.as_secs_f64() / 60.0,
                 calls_placed: outcomes.len() as u64,
                 tokio_tasks: "not available (tokio runtime metrics need tokio_unstable); see calls_active and threads",
+                baseline: phase.baseline,
                 start: phase.samples.first().cloned(),
                 end: phase.samples.last().cloned(),
+                after: phase.after,
                 series: phase.samples,
             }),
         }

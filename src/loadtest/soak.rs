@@ -1,7 +1,9 @@
 //! `--soak MINUTES`: `--calls` slots, each placing calls of `--duration` one after another
 //! (churn: a call ended is replaced at once) until MINUTES have passed, while the server's
 //! resident memory, open file descriptors (`/proc/PID/fd`) and what `/metrics` says about
-//! live work are sampled every `--sample-every` seconds.
+//! live work are sampled: once before the calls, every `--sample-every` seconds from 5 s
+//! after the ramp until the churn stops (the first and last of these are the report's
+//! start and end), and once every call has ended.
 //!
 //! Tokio's task count needs `tokio_unstable` runtime metrics, which this build does not
 //! enable; the samples carry the server's own gauges of live work instead (`calls_active`,
@@ -49,11 +51,15 @@ pub struct SoakReport {
     pub calls_placed: u64,
     /// Tokio task counts are not available (see the module docs).
     pub tokio_tasks: &'static str,
-    /// The first sample.
+    /// Before the first call.
+    pub baseline: Option<Sample>,
+    /// The first sample at full load (5 s after the ramp).
     pub start: Option<Sample>,
-    /// The last sample.
+    /// The last sample at full load (before the churn stopped).
     pub end: Option<Sample>,
-    /// Every sample.
+    /// Once every call had ended.
+    pub after: Option<Sample>,
+    /// Every sample at full load, every `--sample-every` seconds.
     pub series: Vec<Sample>,
 }
 
@@ -132,7 +138,12 @@ impl SoakReport {
             self.calls_placed,
             self.series.len()
         );
-        for (name, s) in [("start", &self.start), ("end", &self.end)] {
+        for (name, s) in [
+            ("before the calls", &self.baseline),
+            ("start", &self.start),
+            ("end", &self.end),
+            ("after the calls", &self.after),
+        ] {
             if let Some(s) = s {
                 let _ = writeln!(
                     out,
