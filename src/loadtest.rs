@@ -145,6 +145,9 @@ pub struct Options {
     pub realtime_bind: SocketAddr,
     /// The key the realtime simulator accepts (the server's `OPENAI_API_KEY`).
     pub realtime_key: String,
+    /// Where the carrier simulator listens (port 0: any; a fixed port lets the server use
+    /// it as `TWILIO_API_BASE_URL`, which reconciliation and the drain need).
+    pub carrier_bind: SocketAddr,
     /// The simulated model's latency from `response.created` to its first audio.
     pub model_latency: Duration,
     /// The server's process id, to read its CPU time and memory from `/proc`.
@@ -193,6 +196,7 @@ impl Default for Options {
             ramp: Duration::from_secs(10),
             realtime_bind: SocketAddr::from(([127, 0, 0, 1], 5070)),
             realtime_key: String::from("sk-loadtest"),
+            carrier_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             model_latency: Duration::from_millis(200),
             server_pid: None,
             chaos: None,
@@ -409,6 +413,7 @@ impl LoadTest {
             media_observer: Some(probe.clone()),
             ws_connect_timeout: Duration::from_secs(30),
             webhook_timeout: Duration::from_secs(30),
+            bind: options.carrier_bind,
             ..CarrierConfig::with_account(account_sid.clone(), auth_token.clone())
         })
         .await?;
@@ -1009,6 +1014,11 @@ pub struct LoadtestArgs {
     /// The key the realtime simulator accepts (the server's OPENAI_API_KEY).
     #[arg(long, default_value = "sk-loadtest")]
     pub realtime_key: String,
+    /// Where the carrier simulator listens (the server's TWILIO_API_BASE_URL is
+    /// http://THIS; port 0: any free port, when the server never calls the carrier's REST
+    /// API).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub carrier_bind: SocketAddr,
     /// The simulated model's latency to first audio, ms.
     #[arg(long, default_value_t = 200)]
     pub model_latency_ms: u64,
@@ -1054,6 +1064,7 @@ impl LoadtestArgs {
             ramp: Duration::try_from_secs_f64(self.ramp.max(0.0)).unwrap_or_default(),
             realtime_bind: self.realtime_bind,
             realtime_key: self.realtime_key.clone(),
+            carrier_bind: self.carrier_bind,
             model_latency: Duration::from_millis(self.model_latency_ms),
             server_pid: self.server_pid,
             chaos: self.chaos,
