@@ -223,7 +223,7 @@ pub fn render_text(r: &Report) -> String {
     match &r.server_process {
         Some(p) => process(&mut out, "server", p),
         None => {
-            let _ = writeln!(out, "server: CPU and memory not measured (no --server-pid)");
+            let _ = writeln!(out, "server: CPU and memory not measured (no --server-pid, or the process ended during the run)");
         }
     }
     if let Some(p) = &r.load_generator_process {
