@@ -65,11 +65,11 @@ use crate::sim::realtime::{
 use self::chaos::{CallFate, ChaosReport, ChaosSpec, Injected};
 use self::faults::{Drain, ProcessFault, Recovery};
 use self::histogram::Histogram;
-use self::reader::{EventSink, Reader};
-use self::soak::{Sample, SoakReport};
 use self::probe::{MAX_CALLS, MAX_FRAMES_PER_CALL, Probe};
 use self::procfs::{Machine, ProcessWatch};
+use self::reader::{EventSink, Reader};
 use self::report::{BargeIns, CallsReport, Report};
+use self::soak::{Sample, SoakReport};
 
 /// What the simulated agent answers every caller turn with (about 3 s of speech).
 pub const REPLY: &str = "Sure, I can help with that. Let me check the details for you now.";
@@ -231,7 +231,11 @@ impl Options {
         if self.fault.is_some() && self.server_pid.is_none() {
             return bad(String::from("--fault needs --server-pid"));
         }
-        let shapes = [self.chaos.is_some(), self.fault.is_some(), self.soak.is_some()];
+        let shapes = [
+            self.chaos.is_some(),
+            self.fault.is_some(),
+            self.soak.is_some(),
+        ];
         if shapes.iter().filter(|s| **s).count() > 1 {
             return bad(String::from(
                 "--chaos, --fault and --soak are separate runs: give one",
@@ -380,10 +384,7 @@ struct Live {
 
 impl Live {
     fn sids(&self) -> BTreeMap<u32, String> {
-        self.sids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.sids.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -391,9 +392,7 @@ impl LoadTest {
     /// Starts both simulators (the realtime one on `options.realtime_bind`). The server
     /// under test must use [`LoadTest::realtime_url`] and `options.realtime_key`.
     pub async fn start(options: &Options) -> Result<Self, LoadTestError> {
-        let probe = Arc::new(Probe::new(
-            options.call_indexes().unwrap_or(MAX_CALLS),
-        ));
+        let probe = Arc::new(Probe::new(options.call_indexes().unwrap_or(MAX_CALLS)));
         let script = RealtimeScript {
             default_reply: String::from(REPLY),
             default_user: String::from("(load-test caller)"),
@@ -638,7 +637,13 @@ impl LoadTest {
         if let (Some(fault), Some(pid)) = (options.fault, options.server_pid) {
             let deadline = started + options.ramp + Duration::from_secs(120);
             let expected = options.calls as usize;
-            let all = faults::wait_all_live(&self.carrier, expected, || live.sids().into_values().collect(), deadline).await;
+            let all = faults::wait_all_live(
+                &self.carrier,
+                expected,
+                || live.sids().into_values().collect(),
+                deadline,
+            )
+            .await;
             let live_now = live
                 .sids()
                 .values()
@@ -647,7 +652,9 @@ impl LoadTest {
             if !all {
                 eprintln!("loadtest: only {live_now} of {expected} calls live; signalling anyway");
             }
-            eprintln!("loadtest: {live_now} calls live: sending {fault:?} to the server (pid {pid})");
+            eprintln!(
+                "loadtest: {live_now} calls live: sending {fault:?} to the server (pid {pid})"
+            );
             if let Err(error) = faults::signal(pid, fault) {
                 eprintln!("loadtest: {error}");
                 return phase;

@@ -160,7 +160,9 @@ pub async fn inject(admin: &Admin<'_>, spec: &ChaosSpec) -> Result<Vec<Injected>
         )
         .await
         .map_err(|e| match e {
-            LoadTestError::Admin { status: 403, body, .. } => LoadTestError::Admin {
+            LoadTestError::Admin {
+                status: 403, body, ..
+            } => LoadTestError::Admin {
                 step: step.to_owned(),
                 status: 403,
                 body: format!("{body} (is the server started with CHAOS_HOOKS=true?)"),

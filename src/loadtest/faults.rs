@@ -75,7 +75,9 @@ pub fn alive(pid: u32) -> bool {
         .ok()
         .and_then(|s| {
             let rest = &s[s.rfind(')')? + 1..];
-            rest.split_whitespace().next().map(|state| state != "Z" && state != "X")
+            rest.split_whitespace()
+                .next()
+                .map(|state| state != "Z" && state != "X")
         })
         .unwrap_or(false)
 }
@@ -253,10 +255,8 @@ pub fn callers(calls: &[CallSnapshot]) -> Callers {
                     failed_webhook = Some(format!(
                         "{:?} {}",
                         w.kind,
-                        w.status.map_or_else(
-                            || w.error.clone().unwrap_or_default(),
-                            |s| s.to_string()
-                        )
+                        w.status
+                            .map_or_else(|| w.error.clone().unwrap_or_default(), |s| s.to_string())
                     ));
                 }
                 *c.failed_webhooks
@@ -270,7 +270,10 @@ pub fn callers(calls: &[CallSnapshot]) -> Callers {
         });
         if heard_application_error(call) || failed_webhook.is_some() {
             c.application_error += 1;
-            let what = [failed_webhook, error].into_iter().flatten().collect::<Vec<_>>();
+            let what = [failed_webhook, error]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>();
             c.application_error_calls
                 .push((call.sid.clone(), what.join("; ")));
             continue;

@@ -14,7 +14,8 @@
 //! - *before AI ready* (caller → AI): sent before the first frame of the same call reached
 //!   the model, i.e. while the runtime was still connecting the AI session;
 //! - *at hang-up*: sent within [`TEARDOWN_WINDOW`] of the call's last caller frame (caller →
-//!   AI) or of the end of the model session (AI → caller);
+//!   AI), or of the end of the model session or after the last caller frame of its call
+//!   (AI → caller: audio the model produced once the caller was gone);
 //! - *lost*: everything else.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -209,7 +210,18 @@ impl Probe {
 
     fn ai_leftover(&self, flight: &Flight) -> Leftover {
         let ended = self.session_ends.get(&flight.owner).map(|e| *e.value());
-        if ended.is_some_and(|end| flight.sent + TEARDOWN_WINDOW >= end) {
+        // The caller's last frame: model audio sent after the caller hung up has nobody to
+        // reach, however long the runtime takes to close the model session.
+        let hung_up = self
+            .session_calls
+            .get(&flight.owner)
+            .and_then(|c| self.calls.get(*c.value() as usize))
+            .map(|t| t.last_sent.load(Ordering::Relaxed))
+            .filter(|n| *n != 0)
+            .map(|n| self.instant(n - 1));
+        if ended.is_some_and(|end| flight.sent + TEARDOWN_WINDOW >= end)
+            || hung_up.is_some_and(|last| flight.sent + TEARDOWN_WINDOW >= last)
+        {
             Leftover::AtHangUp
         } else {
             Leftover::Lost
@@ -390,6 +402,26 @@ mod tests {
         let lost = probe.lost_by_call();
         assert_eq!(lost.get(&2), Some(&(1, 0)));
         assert_eq!(lost.get(&u32::MAX), Some(&(0, 5)));
+    }
+
+    #[test]
+    fn model_audio_sent_after_the_caller_hung_up_is_not_lost() {
+        let probe = Probe::new(2);
+        let t0 = probe.epoch;
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        // Call 1 speaks until 3 s; its session (3) hears it, and keeps sending audio at 5 s
+        // (after the hang-up) and never ends before the report; at 0.5 s a frame is lost
+        // mid-call.
+        let base = tag_base(1);
+        for chunk in 1..=150_u32 {
+            probe.caller_frame_sent(SID, base + chunk, ms(u64::from(chunk) * 20));
+            probe.input_tags_received(3, &[base + chunk], ms(u64::from(chunk) * 20 + 1));
+        }
+        probe.output_tags_sent(3, &[OUTPUT_TAG_BASE + 1], ms(500));
+        probe.output_tags_sent(3, &[OUTPUT_TAG_BASE + 2], ms(5000));
+        let (_, ai) = probe.report();
+        assert_eq!((ai.frames_lost, ai.frames_at_hang_up), (1, 1));
+        assert_eq!(probe.lost_by_call().get(&1), Some(&(0, 1)));
     }
 
     #[test]

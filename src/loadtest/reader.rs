@@ -106,10 +106,7 @@ impl<'a> Reader<'a> {
         let mut all = Vec::new();
         loop {
             let page = self
-                .get(&format!(
-                    "/api/v1/call-logs?limit=200&offset={}",
-                    all.len()
-                ))
+                .get(&format!("/api/v1/call-logs?limit=200&offset={}", all.len()))
                 .await?
                 .unwrap_or(Value::Null);
             let data = page["data"].as_array().cloned().unwrap_or_default();
@@ -335,14 +332,14 @@ mod tests {
     #[test]
     fn completion_events_count_distinct_event_ids_per_call() {
         let sink = EventSink::default();
-        let event = |id: &str, call: &str| {
-            json!({"id": id, "event": "voice.call.completed", "data": {"call_id": call}})
-        };
+        let event = |id: &str, call: &str| json!({"id": id, "event": "voice.call.completed", "data": {"call_id": call}});
         sink.record(&event("evt_1", "call_a"));
         sink.record(&event("evt_1", "call_a")); // a redelivery
         sink.record(&event("evt_2", "call_b"));
         sink.record(&event("evt_3", "call_b"));
-        sink.record(&json!({"id": "evt_4", "event": "voice.call.started", "data": {"call_id": "call_c"}}));
+        sink.record(
+            &json!({"id": "evt_4", "event": "voice.call.started", "data": {"call_id": "call_c"}}),
+        );
         let ids = ["call_a", "call_b", "call_c"].map(String::from);
         assert_eq!(
             sink.completions(&ids),

@@ -9,9 +9,9 @@ use serde::Serialize;
 use super::chaos::ChaosReport;
 use super::faults::{Drain, Recovery};
 use super::histogram::LatencySummary;
-use super::soak::SoakReport;
 use super::probe::DirectionReport;
 use super::procfs::{Machine, MachineCpu, ProcessReport};
+use super::soak::SoakReport;
 
 /// Everything a run measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -223,7 +223,10 @@ pub fn render_text(r: &Report) -> String {
     match &r.server_process {
         Some(p) => process(&mut out, "server", p),
         None => {
-            let _ = writeln!(out, "server: CPU and memory not measured (no --server-pid, or the process ended during the run)");
+            let _ = writeln!(
+                out,
+                "server: CPU and memory not measured (no --server-pid, or the process ended during the run)"
+            );
         }
     }
     if let Some(p) = &r.load_generator_process {
@@ -276,7 +279,11 @@ fn recovery(out: &mut String, k: &Recovery) {
         k.completion_events.one,
         k.completion_events.more,
     );
-    let reasons: Vec<String> = k.end_reasons.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    let reasons: Vec<String> = k
+        .end_reasons
+        .iter()
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
     let _ = writeln!(out, "  end reasons: {}", reasons.join(", "));
 }
 
@@ -419,7 +426,7 @@ pub(crate) mod tests {
         no_server.server_process = None;
         no_server.ramp_seconds = 0.5;
         let text = render_text(&no_server);
-        assert!(text.contains("not measured (no --server-pid)"));
+        assert!(text.contains("not measured (no --server-pid, or the process ended"));
         assert!(text.contains("(ramp 0.5 s,"), "{text}");
     }
 

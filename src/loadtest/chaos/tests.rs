@@ -21,7 +21,10 @@ fn chaos_specs_parse() {
     assert_eq!(spec.mode, ChaosMode::TwilioReset);
     assert_eq!(spec.percent, 2.5);
     assert_eq!(spec.at, Duration::from_millis(12_500));
-    for (text, mode) in [("panic:100@0", ChaosMode::Panic), ("ai_reset:1@5", ChaosMode::AiReset)] {
+    for (text, mode) in [
+        ("panic:100@0", ChaosMode::Panic),
+        ("ai_reset:1@5", ChaosMode::AiReset),
+    ] {
         assert_eq!(text.parse::<ChaosSpec>().expect("spec").mode, mode);
     }
     for bad in [
@@ -164,7 +167,10 @@ fn the_report_counts_touched_and_untouched_calls_apart() {
         ],
         untouched_loss(&lost, &touched),
     );
-    assert_eq!(report.calls.iter().map(|c| c.index).collect::<Vec<_>>(), [0, 1, 2, 3]);
+    assert_eq!(
+        report.calls.iter().map(|c| c.index).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
     assert_eq!(
         report.touched,
         FateCounts {
@@ -186,8 +192,14 @@ fn the_report_counts_touched_and_untouched_calls_apart() {
     );
     let mut text = String::new();
     report.render(&mut text);
-    assert!(text.contains("chaos kill: 50% of live calls at 10.0 s: 2 selected"), "{text}");
-    assert!(text.contains("touched calls: 0 normal, 1 resumed, 0 fallback, 1 failed"), "{text}");
+    assert!(
+        text.contains("chaos kill: 50% of live calls at 10.0 s: 2 selected"),
+        "{text}"
+    );
+    assert!(
+        text.contains("touched calls: 0 normal, 1 resumed, 0 fallback, 1 failed"),
+        "{text}"
+    );
     assert!(text.contains("1 not recorded in time"), "{text}");
     assert!(text.contains("caller -> AI 0, AI -> caller 2"), "{text}");
     let json = serde_json::to_value(&report).expect("json");
