@@ -16,6 +16,8 @@
 //! - *at hang-up*: sent within [`TEARDOWN_WINDOW`] of the call's last caller frame (caller →
 //!   AI), or of the end of the model session or after the last caller frame of its call
 //!   (AI → caller: audio the model produced once the caller was gone);
+//! - *cleared* (AI → caller): sent at most [`TEARDOWN_WINDOW`] before a `clear` of its call
+//!   reached the caller: audio the runtime discarded at a barge-in, as it must;
 //! - *lost*: everything else.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,6 +113,9 @@ pub struct DirectionReport {
     pub frames_before_ai_ready: u64,
     /// Frames still in flight when their call ended (see the module docs).
     pub frames_at_hang_up: u64,
+    /// Model frames sent before a `clear` of their call and never delivered: discarded by the
+    /// runtime at a barge-in (0 for caller → AI).
+    pub frames_cleared: u64,
     /// Tags that arrived without being in flight (duplicates, or reused tags).
     pub frames_unexpected: u64,
     /// Relay latency (send instant to arrival instant).
@@ -137,6 +142,10 @@ pub struct Probe {
     session_ends: DashMap<u32, Instant>,
     /// The call index of each model session (from the first caller tag it received).
     session_calls: DashMap<u32, u32>,
+    /// The call index of each `CA…` (from its caller tags).
+    sid_calls: DashMap<String, u32>,
+    /// When each call received a `clear` (barge-ins).
+    clears: DashMap<u32, Vec<Instant>>,
 }
 
 /// Where a frame still in flight at the end is counted.
@@ -144,6 +153,7 @@ pub struct Probe {
 enum Leftover {
     BeforeAiReady,
     AtHangUp,
+    Cleared,
     Lost,
 }
 
@@ -173,6 +183,8 @@ impl Probe {
                 .collect(),
             session_ends: DashMap::new(),
             session_calls: DashMap::new(),
+            sid_calls: DashMap::new(),
+            clears: DashMap::new(),
         }
     }
 
@@ -212,10 +224,21 @@ impl Probe {
         let ended = self.session_ends.get(&flight.owner).map(|e| *e.value());
         // The caller's last frame: model audio sent after the caller hung up has nobody to
         // reach, however long the runtime takes to close the model session.
-        let hung_up = self
-            .session_calls
-            .get(&flight.owner)
-            .and_then(|c| self.calls.get(*c.value() as usize))
+        let call = self.session_calls.get(&flight.owner).map(|c| *c.value());
+        // Sent before a `clear` of its call and not arrived: the runtime discarded it at a
+        // barge-in, as it should.
+        let cleared = call
+            .and_then(|c| self.clears.get(&c))
+            .is_some_and(|clears| {
+                clears
+                    .iter()
+                    .any(|c| flight.sent <= *c && *c <= flight.sent + TEARDOWN_WINDOW)
+            });
+        if cleared {
+            return Leftover::Cleared;
+        }
+        let hung_up = call
+            .and_then(|c| self.calls.get(c as usize))
             .map(|t| t.last_sent.load(Ordering::Relaxed))
             .filter(|n| *n != 0)
             .map(|n| self.instant(n - 1));
@@ -236,13 +259,14 @@ impl Probe {
             match self.caller_leftover(entry.value()) {
                 Leftover::BeforeAiReady => caller.frames_before_ai_ready += 1,
                 Leftover::AtHangUp => caller.frames_at_hang_up += 1,
-                Leftover::Lost => caller.frames_lost += 1,
+                Leftover::Cleared | Leftover::Lost => caller.frames_lost += 1,
             }
         }
         let mut ai = self.base_report(&self.ai);
         for entry in self.ai.in_flight.iter() {
             match self.ai_leftover(entry.value()) {
                 Leftover::AtHangUp => ai.frames_at_hang_up += 1,
+                Leftover::Cleared => ai.frames_cleared += 1,
                 Leftover::BeforeAiReady | Leftover::Lost => ai.frames_lost += 1,
             }
         }
@@ -280,6 +304,7 @@ impl Probe {
             frames_lost: 0,
             frames_before_ai_ready: 0,
             frames_at_hang_up: 0,
+            frames_cleared: 0,
             frames_unexpected: d.unexpected.load(Ordering::Relaxed),
             latency: d.latency.summary(),
         }
@@ -287,15 +312,24 @@ impl Probe {
 }
 
 impl MediaObserver for Probe {
-    fn caller_frame_sent(&self, _call_sid: &str, tag: u32, at: Instant) {
+    fn caller_frame_sent(&self, call_sid: &str, tag: u32, at: Instant) {
         if tag >= OUTPUT_TAG_BASE {
             return;
         }
         let call = tag >> TAG_SHIFT;
+        if !self.sid_calls.contains_key(call_sid) {
+            self.sid_calls.insert(call_sid.to_owned(), call);
+        }
         self.caller.sent(tag, at, call);
         if let Some(track) = self.calls.get(call as usize) {
             let n = self.nanos(at).saturating_add(1);
             track.last_sent.fetch_max(n, Ordering::Relaxed);
+        }
+    }
+
+    fn clear_received(&self, call_sid: &str, at: Instant) {
+        if let Some(call) = self.sid_calls.get(call_sid).map(|c| *c.value()) {
+            self.clears.entry(call).or_default().push(at);
         }
     }
 
@@ -422,6 +456,11 @@ mod tests {
         let (_, ai) = probe.report();
         assert_eq!((ai.frames_lost, ai.frames_at_hang_up), (1, 1));
         assert_eq!(probe.lost_by_call().get(&1), Some(&(0, 1)));
+        // A barge-in at 1.2 s: the frame of 0.5 s was discarded with the queue.
+        probe.clear_received(SID, ms(1200));
+        let (_, ai) = probe.report();
+        assert_eq!((ai.frames_lost, ai.frames_cleared), (0, 1));
+        assert!(probe.lost_by_call().is_empty());
     }
 
     #[test]

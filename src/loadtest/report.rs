@@ -152,6 +152,9 @@ fn direction(out: &mut String, name: &str, d: &DirectionReport) {
     if d.frames_at_hang_up > 0 {
         notes.push(format!("{} in flight at hang-up", d.frames_at_hang_up));
     }
+    if d.frames_cleared > 0 {
+        notes.push(format!("{} discarded at a barge-in", d.frames_cleared));
+    }
     if d.frames_unexpected > 0 {
         notes.push(format!("{} unexpected", d.frames_unexpected));
     }
@@ -339,6 +342,7 @@ pub(crate) mod tests {
             frames_lost: 3,
             frames_before_ai_ready: 950,
             frames_at_hang_up: 47,
+            frames_cleared: 0,
             frames_unexpected: 0,
             latency,
         };
@@ -364,6 +368,7 @@ pub(crate) mod tests {
             ai_to_caller: DirectionReport {
                 frames_before_ai_ready: 0,
                 frames_lost: 0,
+                frames_cleared: 5,
                 ..direction
             },
             first_audio: LatencySummary {
@@ -409,7 +414,7 @@ pub(crate) mod tests {
             "  not counted as lost: 950 sent before the AI session was ready, 47 in flight at hang-up",
             "  relay latency: p50 0.41 ms, p99 12.3 ms, max 250 ms (n = 1000)",
             "AI -> caller: 300000 frames sent, 299000 relayed, 0 lost (0.000 %)",
-            "  not counted as lost: 47 in flight at hang-up",
+            "  not counted as lost: 47 in flight at hang-up, 5 discarded at a barge-in",
             "AI first audio: p50 - ms, p99 - ms, max - ms (n = 0) (the simulated model adds 200 ms)",
             "load generator scheduling lag: p50 0.41 ms, p99 12.3 ms, max 250 ms (n = 1000)",
             "barge-ins: 300 attempted, 280 clears received, 20 responses cancelled, 280 truncations; 100 model sessions",
