@@ -49,6 +49,7 @@ use crate::tenant::TenantMsg;
 use crate::time::now_ms;
 
 mod ai;
+pub mod chaos;
 pub mod control;
 pub mod conversation;
 mod effects;
@@ -115,7 +116,7 @@ pub struct AiConfig {
 pub struct CallSettings {
     /// The realtime service.
     pub ai: AiConfig,
-    /// Test-only fault injection (`CallMsg::Crash` panics only when true).
+    /// Fault injection (`CallMsg::Crash` panics and `CallMsg::Fault` acts only when true).
     pub chaos: bool,
     /// Capacity of the Twilio write queue (frames).
     pub twilio_queue: usize,
@@ -198,6 +199,8 @@ pub enum CallMsg {
     },
     /// Test-only: panic (when chaos hooks are enabled).
     Crash,
+    /// Fault injection (when chaos hooks are enabled): drop one of the call's sockets.
+    Fault(chaos::Fault),
 }
 
 impl CallMsg {
@@ -219,6 +222,7 @@ impl CallMsg {
             CallMsg::ControlDone(..) => "control_done",
             CallMsg::Drain { .. } => "drain",
             CallMsg::Crash => "crash",
+            CallMsg::Fault(..) => "fault",
         }
     }
 }
@@ -287,6 +291,10 @@ pub struct CallState {
     ai_tx: watch::Sender<Option<RealtimeSender>>,
     /// Generation of the AI connection (events of an older one are ignored).
     ai_generation: u64,
+    /// The Twilio reader task (also in the guard).
+    twilio_reader: AbortHandle,
+    /// The reader task of the current AI connection (also in the guard).
+    ai_reader: Option<AbortHandle>,
     playback: Arc<Mutex<Playback>>,
     /// Running tool tasks by model call id.
     tools: HashMap<String, tools::RunningTool>,
@@ -444,7 +452,7 @@ impl Actor for CallActor {
             span.clone(),
         );
         let guard = Guard {
-            tasks: vec![reader],
+            tasks: vec![reader.clone()],
             active: Arc::clone(&deps.active),
             call_id: call.id.clone(),
             finished: Arc::clone(&finished),
@@ -483,6 +491,8 @@ impl Actor for CallActor {
             stream_sid: Arc::from(start.stream_sid.as_str()),
             ai_tx,
             ai_generation: 0,
+            twilio_reader: reader,
+            ai_reader: None,
             playback,
             tools: HashMap::new(),
             cancelled: Vec::new(),
@@ -507,6 +517,7 @@ impl Actor for CallActor {
             state.deps.active.insert(ActiveCall {
                 call_id: call.id.clone(),
                 call_sid: call.call_sid.clone().unwrap_or_default(),
+                stream_sid: Some(state.stream_sid.to_string()),
                 tenant_id: call.tenant_id.clone(),
                 direction: call.direction.as_str(),
                 from: call.from_number.clone(),
@@ -605,6 +616,12 @@ impl CallState {
                 }
                 return;
             }
+            CallMsg::Fault(fault) => {
+                if !self.deps.settings.chaos {
+                    return;
+                }
+                self.fault(fault).await
+            }
         };
         self.feed(myself, input).await;
     }
@@ -628,8 +645,32 @@ impl CallState {
             },
             self.span.clone(),
         );
-        self.guard.tasks.push(reader);
+        self.guard.tasks.push(reader.clone());
+        self.ai_reader = Some(reader);
         self.ai_tx.send_replace(Some(link.tx));
+    }
+
+    /// Drops one of the call's sockets without a close frame, as a network reset would,
+    /// and returns the loss the conversation then handles as any other: the model's socket
+    /// (its reader aborted before it could report, its writer aborted), or Twilio's (its
+    /// reader aborted, its writer dropping the write half without `stop` or close frame).
+    async fn fault(&mut self, fault: chaos::Fault) -> Input {
+        match fault {
+            chaos::Fault::AiReset => {
+                if let Some(reader) = self.ai_reader.take() {
+                    reader.abort();
+                }
+                if let Some(tx) = self.ai_tx.send_replace(None) {
+                    tx.reset();
+                }
+                Input::AiClosed(String::from(chaos::RESET_DETAIL))
+            }
+            chaos::Fault::TwilioReset => {
+                self.twilio_reader.abort();
+                let _ = self.twilio.urgent.send(pumps::Outgoing::Reset).await;
+                Input::TwilioGone(EndReason::SocketError, Some(chaos::RESET_DETAIL.into()))
+            }
+        }
     }
 
     /// Ends the AI session with a close frame (PROTOCOLS §5.1: on `stop` or a closed Twilio
