@@ -387,6 +387,7 @@ async fn load(
             Vec::new()
         }
     };
+    let cut_off = !prior.is_empty() && previous_leg_cut_off(store, call).await;
     let setup = Setup {
         caller: tools::caller(call).to_owned(),
         greeting: ai::greeting(call, version.as_ref()),
@@ -402,9 +403,32 @@ async fn load(
         started_at_ms: now_ms(),
         prior,
         prior_invocations,
+        cut_off,
         resume_lost_leg: None,
     };
     Ok((version, setup))
+}
+
+/// Whether the latest earlier stream of `call` was cut off (its socket lost, or its node
+/// drained) rather than handed to a human who never answered.
+async fn previous_leg_cut_off(store: &Store, call: &CallRecord) -> bool {
+    match store.sessions_of_call(&call.id).await {
+        Ok(sessions) => sessions.last().is_some_and(|s| {
+            s.end_reason
+                .as_deref()
+                .and_then(EndReason::parse)
+                .is_some_and(|r| {
+                    matches!(
+                        r,
+                        EndReason::SocketClosed | EndReason::SocketError | EndReason::Drained
+                    )
+                })
+        }),
+        Err(error) => {
+            tracing::warn!(error = %error, "could not read the earlier streams");
+            false
+        }
+    }
 }
 
 impl Actor for CallActor {

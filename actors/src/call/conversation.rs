@@ -85,6 +85,12 @@ enum Leg {
     Ended,
 }
 
+/// The line of a stream resumed after a handoff nobody answered.
+pub const RESUME_AFTER_HANDOFF: &str =
+    "I'm sorry, nobody was able to take your call. I'm back with you. How else can I help?";
+/// The line of a stream resumed after the previous one was cut off (a lost socket, a drain).
+pub const RESUME_AFTER_CUT: &str = "Sorry, we were cut off for a moment. I'm back with you.";
+
 /// The conversation of one media stream.
 #[derive(Debug)]
 pub struct Conversation {
@@ -392,12 +398,12 @@ impl Conversation {
         }
         if self.resumed() {
             self.phase(CallPhase::Greeting);
-            self.opening = Opening::Waiting(
-                Purpose::Resume,
-                String::from(
-                    "I'm sorry, nobody was able to take your call. I'm back with you. How else can I help?",
-                ),
-            );
+            let line = if self.setup.cut_off {
+                RESUME_AFTER_CUT
+            } else {
+                RESUME_AFTER_HANDOFF
+            };
+            self.opening = Opening::Waiting(Purpose::Resume, String::from(line));
         } else if let Some(text) = self.setup.greeting.clone() {
             self.phase(CallPhase::Greeting);
             self.opening = Opening::Waiting(Purpose::Greeting, text);

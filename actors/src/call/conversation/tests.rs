@@ -173,6 +173,7 @@ fn setup() -> Setup {
         started_at_ms: 1_000_000,
         prior: Vec::new(),
         prior_invocations: Vec::new(),
+        cut_off: false,
         resume_lost_leg: None,
     }
 }
@@ -1116,6 +1117,24 @@ fn identity_verification_opens_gated_tools() {
         call.at(2_110, function_call("b1", "i2", "r1", "balance", "{}")),
         ["run b1 webhook"]
     );
+}
+
+#[test]
+fn a_resumed_stream_tells_the_caller_why_the_agent_is_back() {
+    for (cut_off, line) in [
+        (false, super::RESUME_AFTER_HANDOFF),
+        (true, super::RESUME_AFTER_CUT),
+    ] {
+        let (mut call, _) = Call::new(Setup {
+            prior: vec![(Speaker::Agent, GREETING.to_owned())],
+            cut_off,
+            ..setup()
+        });
+        call.at(0, Input::AiConnected);
+        let effects = call.raw(10, ai(AiEvent::SessionUpdated));
+        let asked = format!("{effects:?}");
+        assert!(asked.contains(line), "cut off {cut_off}: {asked}");
+    }
 }
 
 #[test]
