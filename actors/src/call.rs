@@ -125,6 +125,9 @@ pub struct CallSettings {
     /// A Twilio leg lost without `stop` resumes on a fresh stream at most once per this
     /// long per call; `None` ends the call instead.
     pub resume_lost_leg: Option<Duration>,
+    /// A model socket lost is reconnected at most once per this long per stream; `None`
+    /// hands the caller to the fallback instead.
+    pub ai_reconnect: Option<Duration>,
 }
 
 /// What every call actor needs, built complete by the root supervisor before the call
@@ -405,6 +408,7 @@ async fn load(
         prior_invocations,
         cut_off,
         resume_lost_leg: None,
+        ai_reconnect: None,
     };
     Ok((version, setup))
 }
@@ -483,6 +487,7 @@ impl Actor for CallActor {
         };
         let (version, mut setup) = load(&deps.store, &call).instrument(span.clone()).await?;
         setup.resume_lost_leg = deps.settings.resume_lost_leg;
+        setup.ai_reconnect = deps.settings.ai_reconnect;
         let session_id = SessionId::generate();
         let started_at = setup.started_at_ms;
         let session = VoiceSession::live(

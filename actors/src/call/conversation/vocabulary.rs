@@ -387,4 +387,7 @@ pub struct Setup {
     /// fresh stream that resumes the conversation, unless this stream itself resumed the
     /// call less than this long ago; `None` never resumes (the call ends).
     pub resume_lost_leg: Option<Duration>,
+    /// A model socket lost is reconnected (the conversation replayed) at most once per this
+    /// long; lost again sooner, or `None`, the caller gets the fallback.
+    pub ai_reconnect: Option<Duration>,
 }
