@@ -43,11 +43,28 @@ pub struct ChaosRequest {
     #[schema(exclusive_minimum = 0, maximum = 100)]
     pub percent: Option<f64>,
     /// These calls (call log ids, `call_…`), each live on this node.
-    #[schema(min_items = 1)]
+    #[schema(min_items = 1, value_type = Option<Vec<CallIdSchema>>)]
     pub call_ids: Option<Vec<String>>,
     /// Only this tenant's calls.
+    #[schema(pattern = r"^ten_[A-Za-z0-9_-]{1,64}$")]
     pub tenant_id: Option<String>,
 }
+
+/// The schema of a call log id (`call_…`), as `call_ids[i]` is checked.
+pub struct CallIdSchema;
+
+impl utoipa::PartialSchema for CallIdSchema {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        ObjectBuilder::new()
+            .schema_type(SchemaType::new(Type::String))
+            .pattern(Some(r"^call_[A-Za-z0-9_-]{1,64}$"))
+            .description(Some("A call log id (`call_…`)."))
+            .into()
+    }
+}
+
+impl ToSchema for CallIdSchema {}
 
 /// One call a fault was injected into.
 #[derive(Debug, Serialize, ToSchema)]
@@ -143,7 +160,7 @@ fn parse(r: ChaosRequest) -> Result<(ChaosMode, Selection), ApiError> {
 /// (`chaos.inject`) and a timeline entry (`chaos`).
 #[utoipa::path(post, path = "/api/v1/admin/chaos/calls", tag = "admin",
     request_body = ChaosRequest,
-    responses((status = 200, body = ChaosView),
+    responses((status = 200, body = ChaosView, description = "the calls the fault was injected into (none when no call is live)"),
               (status = 403, body = ErrorResponse, description = "chaos hooks are off on this node (`chaos_disabled`; nothing was touched), or the admin identity lacks the role (`insufficient_role`)"),
               (status = 404, body = ErrorResponse, description = "a named call is not live on this node (`call_not_live`; nothing was touched)"),
               (status = 422, body = ErrorResponse, description = "a bad mode, percent out of range, both or neither of percent and call_ids, an empty or malformed call_ids (`field` names it)")))]
