@@ -38,6 +38,9 @@ pub struct CarrierConfig {
     /// How long the lookups (`GET Calls.json`, `GET Calls/{Sid}.json`) take to answer
     /// (default none).
     pub lookup_response_delay: Duration,
+    /// How long after a call ends its final (`completed`, `busy`, …) status callback is sent
+    /// (default none), as when the carrier's callbacks lag the end of the media stream.
+    pub final_status_delay: Duration,
 }
 
 /// Watches tagged audio on every media stream, for a load generator that matches frames
@@ -70,6 +73,7 @@ impl Default for CarrierConfig {
             media_observer: None,
             create_response_delay: Duration::ZERO,
             lookup_response_delay: Duration::ZERO,
+            final_status_delay: Duration::ZERO,
         }
     }
 }
