@@ -616,7 +616,7 @@ impl LoadTest {
                 .into_iter()
                 .map(|c| (c.sid, c.media.streams_opened))
                 .collect();
-            match chaos::inject(admin, &spec).await {
+            match chaos::inject(admin, &spec, tenant_id).await {
                 Ok(injected) => {
                     let fault = Instant::now();
                     let recorded = futures::future::join_all(injected.iter().map(|i| {

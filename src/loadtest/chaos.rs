@@ -149,14 +149,23 @@ pub fn parse_injected(body: &Value) -> Result<Vec<Injected>, String> {
         .collect()
 }
 
-/// Asks the server to inject `spec` (403 `chaos_disabled` when `CHAOS_HOOKS` is off).
-pub async fn inject(admin: &Admin<'_>, spec: &ChaosSpec) -> Result<Vec<Injected>, LoadTestError> {
+/// Asks the server to inject `spec` into the live calls of `tenant_id` (the run's tenant;
+/// 403 `chaos_disabled` when `CHAOS_HOOKS` is off).
+pub async fn inject(
+    admin: &Admin<'_>,
+    spec: &ChaosSpec,
+    tenant_id: &str,
+) -> Result<Vec<Injected>, LoadTestError> {
     let step = "POST /api/v1/admin/chaos/calls";
     let body = admin
         .call(
             reqwest::Method::POST,
             "/api/v1/admin/chaos/calls",
-            Some(json!({"mode": spec.mode.as_str(), "percent": spec.percent})),
+            Some(json!({
+                "mode": spec.mode.as_str(),
+                "percent": spec.percent,
+                "tenant_id": tenant_id,
+            })),
         )
         .await
         .map_err(|e| match e {
