@@ -754,11 +754,13 @@ impl LoadTest {
                 if recorded.is_some() {
                     touched.insert(*index);
                 }
+                let fate = chaos::classify(&snapshot);
                 Some(CallFate {
+                    detail: (fate == chaos::Fate::Failed).then(|| chaos::failure_detail(&snapshot)),
                     call_sid: sid.clone(),
                     index: *index,
                     touched: recorded.is_some(),
-                    fate: chaos::classify(&snapshot),
+                    fate,
                     streams: snapshot.media.streams_opened,
                     fault_to_outcome_ms: recorded
                         .copied()

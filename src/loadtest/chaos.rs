@@ -262,6 +262,41 @@ pub struct CallFate {
     /// Touched calls: from the fault to the recorded outcome, ms (`None`: not recorded
     /// within [`OUTCOME_DEADLINE`]).
     pub fault_to_outcome_ms: Option<u64>,
+    /// A failed call: what the carrier saw last ([`failure_detail`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// What the carrier saw of a call that did not end well: who closed its last stream, the
+/// verbs of the last TwiML it ran, and the last application error.
+pub fn failure_detail(call: &CallSnapshot) -> String {
+    let closer = call
+        .stream_closed_by()
+        .map_or_else(|| String::from("none"), |c| format!("{c:?}"));
+    let verbs = call
+        .events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            CallEvent::TwimlRun { verbs, .. } => Some(verbs.join(",")),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let error = call
+        .events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            CallEvent::ApplicationError { detail } => {
+                Some(format!("; application error: {detail}"))
+            }
+            _ => None,
+        })
+        .unwrap_or_default();
+    format!(
+        "status {}, {} streams, last stream closed by {closer}, last TwiML [{verbs}]{error}",
+        call.status, call.media.streams_opened
+    )
 }
 
 /// Fates counted.
@@ -392,6 +427,20 @@ impl ChaosReport {
             "  frames lost by untouched calls: caller -> AI {}, AI -> caller {}",
             self.untouched_frames_lost.caller_to_ai, self.untouched_frames_lost.ai_to_caller
         );
+        for c in self
+            .calls
+            .iter()
+            .filter(|c| c.fate == Fate::Failed)
+            .take(10)
+        {
+            let _ = writeln!(
+                out,
+                "  failed: {} ({}): {}",
+                c.call_sid,
+                if c.touched { "touched" } else { "untouched" },
+                c.detail.as_deref().unwrap_or("-")
+            );
+        }
     }
 }
 

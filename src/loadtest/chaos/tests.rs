@@ -131,8 +131,22 @@ fn calls_are_classified_from_their_snapshots() {
         ],
     );
     assert_eq!(classify(&app_error), Fate::Failed);
-    let hung_up_by_server = call(1, vec![closed(StreamCloser::Server), CallEvent::HungUp]);
+    let hung_up_by_server = call(
+        1,
+        vec![
+            closed(StreamCloser::Server),
+            CallEvent::TwimlRun {
+                source: "http://x/stream-ended".into(),
+                verbs: vec!["Hangup".into()],
+            },
+            CallEvent::HungUp,
+        ],
+    );
     assert_eq!(classify(&hung_up_by_server), Fate::Failed);
+    assert_eq!(
+        failure_detail(&hung_up_by_server),
+        "status completed, 1 streams, last stream closed by Server, last TwiML [Hangup]"
+    );
     let mut no_audio = call(1, vec![closed(StreamCloser::Caller)]);
     no_audio.media.first_audio_ms = None;
     assert_eq!(classify(&no_audio), Fate::Failed);
@@ -152,6 +166,7 @@ fn the_report_counts_touched_and_untouched_calls_apart() {
         fate,
         streams: 1,
         fault_to_outcome_ms: ms,
+        detail: (fate == Fate::Failed).then(|| String::from("status completed")),
     };
     let lost = BTreeMap::from([(0, (0, 0)), (1, (3, 1)), (2, (0, 2))]);
     let touched = HashSet::from([1]);
@@ -202,6 +217,10 @@ fn the_report_counts_touched_and_untouched_calls_apart() {
     );
     assert!(text.contains("1 not recorded in time"), "{text}");
     assert!(text.contains("caller -> AI 0, AI -> caller 2"), "{text}");
+    assert!(
+        text.contains("  failed: CA3 (touched): status completed"),
+        "{text}"
+    );
     let json = serde_json::to_value(&report).expect("json");
     assert_eq!(json["spec"]["mode"], "kill");
     assert_eq!(json["spec"]["at_seconds"], 10.0);
