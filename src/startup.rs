@@ -1,6 +1,7 @@
 //! Building and running the application: store, migrations, actor tree, HTTP server, and
 //! the shutdown protocol (readiness 503 → live calls drained within the grace period, then
-//! handed on through the carrier → connections drained → actor tree stopped → pool closed).
+//! handed on through the carrier → the carrier's final status callbacks awaited, bounded →
+//! connections drained → actor tree stopped → pool closed).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -93,6 +94,10 @@ fn master_key(config: &Config) -> anyhow::Result<Secret> {
 /// How long calls handed on at the end of the grace period may take to leave this node
 /// (the carrier redirects each one and ends its stream, which ends its actor).
 const HANDOFF_PATIENCE: Duration = Duration::from_secs(10);
+
+/// How long a stopping node keeps listening for the final status callbacks of the calls it
+/// completed (the carrier sends them shortly after the media stream ends).
+const FINAL_STATUS_PATIENCE: Duration = Duration::from_secs(5);
 
 /// Drains the live calls of this node: waits up to `grace` for them to end; then hands every
 /// call still live on through the carrier (each call actor asks for a redirect: to a fresh
@@ -301,6 +306,7 @@ impl Application {
                 twilio_queue: 512,
                 twilio_write_timeout: Duration::from_secs(5),
                 resume_lost_leg: config.twilio_leg_resume,
+                ai_reconnect: config.ai_reconnect,
             },
             store: store.clone(),
             secret_box,
@@ -373,6 +379,10 @@ impl Application {
                 "shutdown requested: draining"
             );
             drain_calls(&drain_state, grace).await;
+            drain_state
+                .nodes
+                .await_final_statuses(FINAL_STATUS_PATIENCE)
+                .await;
         };
         let header = state
             .config

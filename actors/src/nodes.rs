@@ -199,6 +199,41 @@ impl Nodes {
         }
     }
 
+    /// Waits, at most `patience`, until every call this node completed since it started has
+    /// its final carrier status: the carrier's last status callback follows the end of the
+    /// media stream, and a node that stopped listening at once would leave those records
+    /// `in-progress` until it or another node reconciles them. Returns how many still wait.
+    pub async fn await_final_statuses(&self, patience: Duration) -> i64 {
+        const POLL: Duration = Duration::from_millis(100);
+        let me = self.ctx.node();
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let waiting = match self
+                .ctx
+                .store()
+                .calls_awaiting_final_status(me.id.as_str(), me.started_at)
+                .await
+            {
+                Ok(n) => n,
+                Err(error) => {
+                    tracing::warn!(error = %error, "could not read the calls awaiting their final status");
+                    return -1;
+                }
+            };
+            if waiting == 0 {
+                return 0;
+            }
+            if tokio::time::Instant::now() + POLL > deadline {
+                tracing::warn!(
+                    calls = waiting,
+                    "stopping before the carrier's final status of every call arrived: reconciled at the next start or by another node"
+                );
+                return waiting;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// Stops the heartbeat and the reconciler; forgets the node when it holds no open call
     /// (otherwise its calls are reconciled at its next start, or by another node).
     pub async fn stop(&self) {

@@ -21,6 +21,7 @@ use crate::helpers::{Backend, Tele, TestApp, backend_tests, completed_events_at,
 backend_tests!(
     a_call_live_at_the_end_of_the_grace_period_goes_to_the_fallback_before_exit,
     a_draining_node_hands_its_call_to_another_node_that_resumes_the_conversation,
+    a_call_ending_during_the_grace_period_gets_its_late_final_status_before_exit,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -147,6 +148,83 @@ async fn sessions_at(url: &str, call_id: &str) -> Vec<(String, Option<String>)> 
             .await
             .expect("sessions")
     }
+}
+
+/// The carrier status recorded for `call_id` in the database at `url`.
+async fn call_status_at(url: &str, call_id: &str) -> String {
+    use sqlx::Connection;
+    const SQL: &str = "SELECT status FROM calls WHERE id = $1";
+    if url.starts_with("sqlite:") {
+        let mut conn = sqlx::SqliteConnection::connect(url).await.expect("sqlite");
+        sqlx::query_scalar(SQL)
+            .bind(call_id)
+            .fetch_one(&mut conn)
+            .await
+            .expect("call")
+    } else {
+        let mut conn = sqlx::PgConnection::connect(url).await.expect("postgres");
+        sqlx::query_scalar(SQL)
+            .bind(call_id)
+            .fetch_one(&mut conn)
+            .await
+            .expect("call")
+    }
+}
+
+async fn a_call_ending_during_the_grace_period_gets_its_late_final_status_before_exit(
+    backend: Backend,
+) {
+    // The carrier's final status callback comes a second after the caller hangs up.
+    let sim = CarrierSim::start(CarrierConfig {
+        final_status_delay: Duration::from_secs(1),
+        ..CarrierConfig::default()
+    })
+    .await
+    .expect("carrier sim");
+    let base = sim.base_url();
+    let app = spawn_app_with(backend, move |raw| {
+        raw.set("TWILIO_API_BASE_URL", base);
+        raw.set("SHUTDOWN_GRACE_SECONDS", "20");
+    })
+    .await;
+    let t = app.telephony_tenant("Acme", NUMBER, json!({})).await;
+    sim.add_account(t.account_sid.clone(), t.auth_token.clone());
+    let mut live = app.state.actors.active.subscribe();
+    let (sid, call_id) = live_call(&sim, &t, &mut live, &app.base).await;
+
+    let database_url = app.database_url.clone();
+    let state = app.state.clone();
+    let stopping = tokio::spawn(app.stop_keeping_database());
+    tokio::time::timeout(WAIT, state.drained())
+        .await
+        .expect("shutdown starts");
+    // The caller hangs up during the grace period: the last live call ends, and the node
+    // keeps listening until the carrier's late final status has been recorded.
+    sim.hangup(&sid).expect("hang up");
+    let _dir = tokio::time::timeout(WAIT, stopping)
+        .await
+        .expect("the node stops")
+        .expect("shutdown task");
+
+    let ended = tokio::time::timeout(
+        WAIT,
+        sim.wait_for(&sid, |c| {
+            c.status_callbacks
+                .iter()
+                .any(|c| c.call_status == "completed")
+        }),
+    )
+    .await
+    .expect("the carrier sends its final status");
+    let delivered = ended
+        .status_callbacks
+        .iter()
+        .find(|c| c.call_status == "completed")
+        .map(|c| c.http_status);
+    assert_eq!(delivered, Some(Some(204)), "{:?}", ended.status_callbacks);
+    assert_eq!(call_status_at(&database_url, &call_id).await, "completed");
+    let events: Vec<Value> = completed_events_at(&database_url, &call_id).await;
+    assert_eq!(events.len(), 1, "one voice.call.completed: {events:?}");
 }
 
 async fn a_call_live_at_the_end_of_the_grace_period_goes_to_the_fallback_before_exit(

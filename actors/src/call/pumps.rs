@@ -11,10 +11,11 @@
 //!   control events the conversation needs ([`AiEvent`]), never a per-delta message.
 //! - The **Twilio writer** is the only owner of the socket's write half: bounded, with a stall
 //!   deadline, a priority lane for `clear` (audio queued before a barge-in is discarded, not
-//!   played after the clear), and a close; it flushes when its queues are empty, not after
-//!   each message. When the actor dies without closing, the writer waits for the call
-//!   supervisor to record the failure (its release) before it closes the socket, so the
-//!   `stream-ended` that follows finds the fallback recorded.
+//!   played after the clear), a close, and (fault injection) a reset that drops the socket
+//!   without a close frame; it flushes when its queues are empty, not after each message.
+//!   When the actor dies without closing, the writer waits for the call supervisor to
+//!   record the failure (its release) before it closes the socket, so the `stream-ended`
+//!   that follows finds the fallback recorded.
 //!
 //! What each does per frame is `call/frames.rs`; their metrics are handles registered once.
 
@@ -83,6 +84,9 @@ pub(super) enum Outgoing {
         /// Reason.
         reason: String,
     },
+    /// Drop the socket at once, without a close frame (fault injection: a network reset;
+    /// sent on the priority lane).
+    Reset,
 }
 
 /// The queues of the Twilio writer.
@@ -212,6 +216,8 @@ async fn write_loop(
                 (TwilioOut::Text(text), None)
             }
             Outgoing::Close { code, reason } => break Some(TwilioOut::Close { code, reason }),
+            // The write half goes without a word; the reader's half is aborted by the actor.
+            Outgoing::Reset => return,
         };
         // The socket failed or stalled while the actor is alive: it is told and ends the
         // call itself.

@@ -379,6 +379,14 @@ impl RealtimeSender {
         }
     }
 
+    /// Drops the connection at once, without a close frame (what a network reset looks
+    /// like to the server): the writer task is aborted, and the socket goes as soon as the
+    /// receiver is dropped too. Fault injection (`CHAOS_HOOKS`); a normal end uses
+    /// [`close`](Self::close).
+    pub fn reset(&self) {
+        self._guard.0.abort();
+    }
+
     /// True once the writer task has stopped.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()

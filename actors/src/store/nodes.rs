@@ -168,6 +168,30 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Calls of `node` the runtime completed at or after `since` (the conversation is over,
+    /// the caller hung up or was hung up on) whose final carrier status has not arrived yet:
+    /// a node shutting down waits, bounded, for their status callbacks before it stops
+    /// listening. Calls handed on (fallback, operators) stay live at the carrier and are not
+    /// counted.
+    pub async fn calls_awaiting_final_status(
+        &self,
+        node: &str,
+        since: i64,
+    ) -> Result<i64, StoreError> {
+        let n: i64 = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM calls WHERE node_id = $1 AND completed_at >= $2 \
+                 AND outcome IN ('completed', 'refused') \
+                 AND status NOT IN ('completed', 'busy', 'failed', 'no-answer', 'canceled')",
+            )
+            .bind(node)
+            .bind(since)
+            .fetch_one(pool)
+            .await?
+        });
+        Ok(n)
+    }
+
     /// Takes (or renews) the lease `name` for `holder` until `now + ttl_ms`: true when
     /// `holder` has it, false while another holder's lease runs.
     pub async fn try_lease(

@@ -258,6 +258,10 @@ impl CallRunner {
         params.push(("Timestamp".into(), rfc2822_now()));
         params.push(("SequenceNumber".into(), sequence.to_string()));
         params.push(("CallbackSource".into(), "call-progress-events".into()));
+        let delay = self.shared.config.final_status_delay;
+        if event == ProgressEvent::Completed && !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let snapshot = self.state.borrow().clone();
         if event == ProgressEvent::Completed {
             let secs = snapshot.duration_secs.unwrap_or(0);

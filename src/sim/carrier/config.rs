@@ -38,6 +38,9 @@ pub struct CarrierConfig {
     /// How long the lookups (`GET Calls.json`, `GET Calls/{Sid}.json`) take to answer
     /// (default none).
     pub lookup_response_delay: Duration,
+    /// How long after a call ends its final (`completed`, `busy`, …) status callback is sent
+    /// (default none), as when the carrier's callbacks lag the end of the media stream.
+    pub final_status_delay: Duration,
 }
 
 /// Watches tagged audio on every media stream, for a load generator that matches frames
@@ -50,6 +53,9 @@ pub trait MediaObserver: Send + Sync + std::fmt::Debug {
     /// A `media` message from the server arrived at `at`; `tags` are the tags found at the
     /// start of its 20 ms frames, in order (called only when there is at least one).
     fn server_audio_received(&self, call_sid: &str, tags: &[u32], at: Instant);
+    /// A `clear` from the server arrived at `at` (audio still queued for the call is
+    /// discarded by the server: a barge-in).
+    fn clear_received(&self, _call_sid: &str, _at: Instant) {}
 }
 
 impl Default for CarrierConfig {
@@ -67,6 +73,7 @@ impl Default for CarrierConfig {
             media_observer: None,
             create_response_delay: Duration::ZERO,
             lookup_response_delay: Duration::ZERO,
+            final_status_delay: Duration::ZERO,
         }
     }
 }
