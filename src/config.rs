@@ -174,6 +174,10 @@ pub struct Config {
     /// answered at `stream-ended` with a fresh stream resuming the conversation, at most once
     /// per this many seconds per call; 0 ends the call instead.
     pub twilio_leg_resume: Option<Duration>,
+    /// `AI_RECONNECT_SECONDS` (default 30): a model socket lost during a stream is
+    /// reconnected with the conversation replayed, at most once per this many seconds per
+    /// stream (lost again sooner, the caller gets the fallback); 0 never reconnects.
+    pub ai_reconnect: Option<Duration>,
     /// `MEDIA_START_TIMEOUT_MS` (default 5000): how long a new media websocket has to send
     /// `start` (its stream token) before it is closed.
     pub media_start_timeout: Duration,
@@ -355,6 +359,7 @@ pub const SETTINGS: &[&str] = &[
     "NODE_HEARTBEAT_MS",
     "NODE_STALE_AFTER_MS",
     "TWILIO_LEG_RESUME_SECONDS",
+    "AI_RECONNECT_SECONDS",
     "MEDIA_START_TIMEOUT_MS",
     "MEDIA_PENDING_MAX",
     "MEDIA_PENDING_PER_IP",
@@ -657,6 +662,7 @@ impl Config {
         }
         let twilio_leg_resume: u64 =
             raw.parse_num("TWILIO_LEG_RESUME_SECONDS", 30, "a number of seconds")?;
+        let ai_reconnect: u64 = raw.parse_num("AI_RECONNECT_SECONDS", 30, "a number of seconds")?;
         let readiness_min_pass_percent = raw.positive("READINESS_MIN_PASS_PERCENT", 90)?.get();
         if readiness_min_pass_percent > 100 {
             return Err(ConfigError::new(
@@ -667,6 +673,7 @@ impl Config {
         Ok(Config {
             twilio_leg_resume: (twilio_leg_resume > 0)
                 .then(|| Duration::from_secs(twilio_leg_resume)),
+            ai_reconnect: (ai_reconnect > 0).then(|| Duration::from_secs(ai_reconnect)),
             media_start_timeout: Duration::from_millis(u64::from(media_start_timeout)),
             media_pending_max: usize::try_from(media_pending_max).unwrap_or(usize::MAX),
             media_pending_per_ip: usize::try_from(media_pending_per_ip).unwrap_or(usize::MAX),

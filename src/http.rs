@@ -48,6 +48,7 @@ pub mod server;
 pub mod sessions;
 pub mod signals;
 pub mod template;
+pub mod upgrade;
 pub mod webhook_deliveries;
 pub mod webhooks;
 

@@ -25,15 +25,26 @@
 //! `--server-pid` the server's CPU time and peak RSS are read from `/proc` ([`procfs`]).
 //!
 //! The report ([`report`]) is printed as text and, with `--json FILE`, written as JSON.
+//!
+//! Faults (see `docs/resilience.md`): `--chaos MODE:PERCENT@SECONDS` asks the server to
+//! inject a fault into a share of its live calls and reports every call's fate ([`chaos`]);
+//! `--fault kill|term` signals the server once every call is live and measures the recovery
+//! after a restart or the drain ([`faults`]); `--soak MINUTES` keeps `--calls` calls going
+//! with churn and samples the server's resources ([`soak`]). What the load generator reads
+//! back from the server goes through [`reader`].
 
+pub mod chaos;
+pub mod faults;
 pub mod histogram;
 pub mod probe;
 pub mod procfs;
+pub mod reader;
 pub mod report;
 pub mod script;
 pub mod setup;
+pub mod soak;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,10 +62,14 @@ use crate::sim::realtime::{
     RealtimeScript, RealtimeSim, RealtimeSimConfig, RealtimeSimError, RealtimeSimHandle,
 };
 
+use self::chaos::{CallFate, ChaosReport, ChaosSpec, Injected};
+use self::faults::{Drain, ProcessFault, Recovery};
 use self::histogram::Histogram;
 use self::probe::{MAX_CALLS, MAX_FRAMES_PER_CALL, Probe};
 use self::procfs::{Machine, ProcessWatch};
+use self::reader::{EventSink, Reader};
 use self::report::{BargeIns, CallsReport, Report};
+use self::soak::{Sample, SoakReport};
 
 /// What the simulated agent answers every caller turn with (about 3 s of speech).
 pub const REPLY: &str = "Sure, I can help with that. Let me check the details for you now.";
@@ -130,10 +145,27 @@ pub struct Options {
     pub realtime_bind: SocketAddr,
     /// The key the realtime simulator accepts (the server's `OPENAI_API_KEY`).
     pub realtime_key: String,
+    /// Where the carrier simulator listens (port 0: any; a fixed port lets the server use
+    /// it as `TWILIO_API_BASE_URL`, which reconciliation and the drain need).
+    pub carrier_bind: SocketAddr,
     /// The simulated model's latency from `response.created` to its first audio.
     pub model_latency: Duration,
     /// The server's process id, to read its CPU time and memory from `/proc`.
     pub server_pid: Option<u32>,
+    /// A fault injected through the chaos API.
+    pub chaos: Option<ChaosSpec>,
+    /// A signal sent to the server once every call is live.
+    pub fault: Option<ProcessFault>,
+    /// `kill`: how long the recovery is waited for.
+    pub recovery_timeout: Duration,
+    /// `term`: the file the script writes the server's exit code to.
+    pub exit_code_file: Option<PathBuf>,
+    /// `term`: the server's database, read once it exited.
+    pub database_url: Option<String>,
+    /// Churn for this long (calls replaced as they end).
+    pub soak: Option<Duration>,
+    /// Between two soak samples.
+    pub sample_every: Duration,
 }
 
 impl std::fmt::Debug for Options {
@@ -147,6 +179,9 @@ impl std::fmt::Debug for Options {
             .field("realtime_bind", &self.realtime_bind)
             .field("model_latency", &self.model_latency)
             .field("server_pid", &self.server_pid)
+            .field("chaos", &self.chaos)
+            .field("fault", &self.fault)
+            .field("soak", &self.soak)
             .finish_non_exhaustive()
     }
 }
@@ -161,8 +196,16 @@ impl Default for Options {
             ramp: Duration::from_secs(10),
             realtime_bind: SocketAddr::from(([127, 0, 0, 1], 5070)),
             realtime_key: String::from("sk-loadtest"),
+            carrier_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             model_latency: Duration::from_millis(200),
             server_pid: None,
+            chaos: None,
+            fault: None,
+            recovery_timeout: Duration::from_secs(600),
+            exit_code_file: None,
+            database_url: None,
+            soak: None,
+            sample_every: Duration::from_secs(30),
         }
     }
 }
@@ -185,7 +228,40 @@ impl Options {
         if url::Url::parse(&self.server).is_err() {
             return bad(format!("--server {:?} is not a URL", self.server));
         }
+        if self.fault.is_some() && self.server_pid.is_none() {
+            return bad(String::from("--fault needs --server-pid"));
+        }
+        let shapes = [
+            self.chaos.is_some(),
+            self.fault.is_some(),
+            self.soak.is_some(),
+        ];
+        if shapes.iter().filter(|s| **s).count() > 1 {
+            return bad(String::from(
+                "--chaos, --fault and --soak are separate runs: give one",
+            ));
+        }
+        if self.call_indexes().is_none() {
+            return bad(format!(
+                "--soak: too many calls for one run (at most {MAX_CALLS} in all)"
+            ));
+        }
+        if self.sample_every < Duration::from_secs(1) {
+            return bad(String::from("--sample-every must be at least 1 second"));
+        }
         Ok(())
+    }
+
+    /// How many calls the run may place (`None`: more than can be tagged).
+    pub fn call_indexes(&self) -> Option<u32> {
+        let n = match self.soak {
+            None => u64::from(self.calls),
+            Some(soak) => {
+                let per_slot = soak.as_secs() / self.duration.as_secs().max(1) + 2;
+                u64::from(self.calls) * per_slot
+            }
+        };
+        u32::try_from(n).ok().filter(|n| *n <= MAX_CALLS)
     }
 }
 
@@ -268,6 +344,28 @@ struct Measured<'a> {
     wall_seconds: f64,
     watches: Option<Watches>,
     lag: &'a Histogram,
+    phase: Phase,
+}
+
+/// What the fault phase of a run measured.
+#[derive(Debug, Default)]
+struct Phase {
+    chaos: Option<ChaosPhase>,
+    recovery: Option<Recovery>,
+    drain: Option<Drain>,
+    baseline: Option<Sample>,
+    samples: Vec<Sample>,
+    after: Option<Sample>,
+}
+
+/// What the chaos request did.
+#[derive(Debug)]
+struct ChaosPhase {
+    spec: ChaosSpec,
+    injected: Vec<Injected>,
+    after: Duration,
+    /// Fault → recorded outcome of each injected call (same order).
+    recorded: Vec<Option<Duration>>,
 }
 
 /// The server's and this process's watches.
@@ -280,13 +378,21 @@ struct Live {
     peak: AtomicU64,
     completed: AtomicU64,
     failed: AtomicU64,
+    /// Every call placed: index → `CA…`.
+    sids: std::sync::Mutex<BTreeMap<u32, String>>,
+}
+
+impl Live {
+    fn sids(&self) -> BTreeMap<u32, String> {
+        self.sids.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 impl LoadTest {
     /// Starts both simulators (the realtime one on `options.realtime_bind`). The server
     /// under test must use [`LoadTest::realtime_url`] and `options.realtime_key`.
     pub async fn start(options: &Options) -> Result<Self, LoadTestError> {
-        let probe = Arc::new(Probe::new(options.calls));
+        let probe = Arc::new(Probe::new(options.call_indexes().unwrap_or(MAX_CALLS)));
         let script = RealtimeScript {
             default_reply: String::from(REPLY),
             default_user: String::from("(load-test caller)"),
@@ -306,6 +412,7 @@ impl LoadTest {
             media_observer: Some(probe.clone()),
             ws_connect_timeout: Duration::from_secs(30),
             webhook_timeout: Duration::from_secs(30),
+            bind: options.carrier_bind,
             ..CarrierConfig::with_account(account_sid.clone(), auth_token.clone())
         })
         .await?;
@@ -376,17 +483,33 @@ impl LoadTest {
             started,
         ));
 
+        let reader = if options.chaos.is_some() || options.fault.is_some() {
+            Some(Reader::create(&admin, &provisioned.tenant_id).await?)
+        } else {
+            None
+        };
+        let events = if options.fault == Some(ProcessFault::Kill) {
+            let sink = EventSink::start().await?;
+            sink.register(&admin, &provisioned.tenant_id).await?;
+            Some(sink)
+        } else {
+            None
+        };
+
+        let soak_end = options.soak.map(|soak| started + soak);
+        let next_index = Arc::new(AtomicU64::new(u64::from(options.calls)));
         let mut calls = JoinSet::new();
-        for index in 0..options.calls {
+        for slot in 0..options.calls {
             let at = started
                 + options
                     .ramp
-                    .mul_f64(f64::from(index) / f64::from(options.calls));
+                    .mul_f64(f64::from(slot) / f64::from(options.calls));
             let carrier = self.carrier.clone();
             let live = live.clone();
+            let next_index = next_index.clone();
             let call = InboundCall {
                 account_sid: self.account_sid.clone(),
-                from: format!("+1556{index:07}"),
+                from: String::new(),
                 to: provisioned.number.clone(),
                 voice_url: format!("{server}/api/v1/incoming-call"),
                 status_callback: Some(format!("{server}/api/v1/call-status")),
@@ -396,17 +519,56 @@ impl LoadTest {
             let length = options.duration;
             calls.spawn(async move {
                 tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
-                run_call(&carrier, call, index, length, &live).await
+                let mut outcomes = Vec::new();
+                let mut index = slot;
+                loop {
+                    let call = InboundCall {
+                        from: format!("+1556{index:07}"),
+                        ..call.clone()
+                    };
+                    outcomes.push(run_call(&carrier, call, index, length, &live).await);
+                    match soak_end {
+                        Some(end) if Instant::now() < end => {
+                            let n = next_index.fetch_add(1, Ordering::Relaxed);
+                            match u32::try_from(n) {
+                                Ok(n) if n < MAX_CALLS => index = n,
+                                _ => break,
+                            }
+                        }
+                        _ => break,
+                    }
+                }
+                outcomes
             });
         }
-        let mut outcomes = Vec::with_capacity(options.calls as usize);
-        while let Some(joined) = calls.join_next().await {
-            outcomes.push(joined.unwrap_or_else(|e| CallOutcome {
-                failure: Some(format!("load generator task failed: {e}")),
-                ..CallOutcome::default()
-            }));
-        }
-        let wall_seconds = started.elapsed().as_secs_f64();
+        let stop_phase = Arc::new(AtomicBool::new(false));
+        let collect = async {
+            let mut outcomes = Vec::with_capacity(options.calls as usize);
+            while let Some(joined) = calls.join_next().await {
+                match joined {
+                    Ok(o) => outcomes.extend(o),
+                    Err(e) => outcomes.push(CallOutcome {
+                        failure: Some(format!("load generator task failed: {e}")),
+                        ..CallOutcome::default()
+                    }),
+                }
+            }
+            stop_phase.store(true, Ordering::SeqCst);
+            (outcomes, started.elapsed().as_secs_f64())
+        };
+        let phase = self.phase(
+            options,
+            &client,
+            &server,
+            &admin,
+            reader.as_ref(),
+            events.as_deref(),
+            &provisioned.tenant_id,
+            &live,
+            started,
+            &stop_phase,
+        );
+        let ((outcomes, wall_seconds), phase) = tokio::join!(collect, phase);
         let sessions = self.realtime.sessions().len();
         let settle_until = Instant::now() + SETTLE;
         while self.probe.sessions_ended() < sessions && Instant::now() < settle_until {
@@ -424,8 +586,191 @@ impl LoadTest {
             wall_seconds,
             watches,
             lag: &lag,
+            phase,
         };
         Ok(self.report(options, &server, measured))
+    }
+
+    /// The fault phase, alongside the calls: the chaos request, the process fault, or the
+    /// soak samples (until `stop` is set when every call has ended).
+    #[allow(clippy::too_many_arguments)]
+    async fn phase(
+        &self,
+        options: &Options,
+        client: &reqwest::Client,
+        server: &str,
+        admin: &setup::Admin<'_>,
+        reader: Option<&Reader<'_>>,
+        events: Option<&EventSink>,
+        tenant_id: &str,
+        live: &Live,
+        started: Instant,
+        stop: &AtomicBool,
+    ) -> Phase {
+        let mut phase = Phase::default();
+        if let (Some(spec), Some(reader)) = (options.chaos, reader) {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(started + spec.at)).await;
+            let streams: BTreeMap<String, u32> = self
+                .carrier
+                .calls()
+                .into_iter()
+                .map(|c| (c.sid, c.media.streams_opened))
+                .collect();
+            match chaos::inject(admin, &spec, tenant_id).await {
+                Ok(injected) => {
+                    let fault = Instant::now();
+                    let recorded = futures::future::join_all(injected.iter().map(|i| {
+                        let at_fault = streams.get(&i.call_sid).copied().unwrap_or(1);
+                        chaos::wait_recorded(reader, &self.carrier, i, at_fault, fault)
+                    }))
+                    .await;
+                    phase.chaos = Some(ChaosPhase {
+                        spec,
+                        injected,
+                        after: fault.saturating_duration_since(started),
+                        recorded,
+                    });
+                }
+                Err(error) => eprintln!("loadtest: chaos request failed: {error}"),
+            }
+        }
+        if let (Some(fault), Some(pid)) = (options.fault, options.server_pid) {
+            let deadline = started + options.ramp + Duration::from_secs(120);
+            let expected = options.calls as usize;
+            let all = faults::wait_all_live(
+                &self.carrier,
+                expected,
+                || live.sids().into_values().collect(),
+                deadline,
+            )
+            .await;
+            let live_now = live
+                .sids()
+                .values()
+                .filter(|sid| self.carrier.call(sid).is_some_and(|c| faults::is_live(&c)))
+                .count() as u64;
+            if !all {
+                eprintln!("loadtest: only {live_now} of {expected} calls live; signalling anyway");
+            }
+            eprintln!(
+                "loadtest: {live_now} calls live: sending {fault:?} to the server (pid {pid})"
+            );
+            if let Err(error) = faults::signal(pid, fault) {
+                eprintln!("loadtest: {error}");
+                return phase;
+            }
+            let at = Instant::now();
+            match fault {
+                ProcessFault::Kill => {
+                    // Readiness is polled only once the killed process is gone.
+                    let _ = faults::wait_exit(pid, at, Duration::from_secs(10)).await;
+                    if let (Some(reader), Some(events)) = (reader, events) {
+                        phase.recovery = Some(
+                            faults::measure_recovery(
+                                client,
+                                server,
+                                reader,
+                                events,
+                                live_now,
+                                at,
+                                options.recovery_timeout,
+                            )
+                            .await,
+                        );
+                    }
+                }
+                ProcessFault::Term => {
+                    let exited = faults::wait_exit(pid, at, options.recovery_timeout).await;
+                    let exit_code = match &options.exit_code_file {
+                        Some(path) if exited.is_some() => {
+                            faults::read_exit_code(path, Duration::from_secs(30)).await
+                        }
+                        _ => None,
+                    };
+                    let (open, records_error) = match (&options.database_url, exited) {
+                        (Some(url), Some(_)) => match faults::open_records(url, tenant_id).await {
+                            Ok(counts) => (Some(counts), None),
+                            Err(e) => (None, Some(e)),
+                        },
+                        (None, _) => (None, Some(String::from("no --database-url"))),
+                        (_, None) => (None, Some(String::from("the server did not exit"))),
+                    };
+                    phase.drain = Some(Drain {
+                        calls_live_at_fault: live_now,
+                        exited_after_seconds: exited.map(|d| d.as_secs_f64()),
+                        exit_code,
+                        callers: faults::Callers::default(),
+                        records_left_open: open.map(|o| o.0),
+                        sessions_left_active: open.map(|o| o.1),
+                        records_error,
+                    });
+                }
+            }
+        }
+        if let Some(soak) = options.soak {
+            let take = || {
+                soak::sample(
+                    client,
+                    server,
+                    options.server_pid,
+                    started,
+                    live.in_progress.load(Ordering::Relaxed),
+                    live.completed.load(Ordering::Relaxed) + live.failed.load(Ordering::Relaxed),
+                )
+            };
+            // Before the calls, then from the end of the ramp every `sample_every` while the
+            // churn goes on, and once every call has ended.
+            phase.baseline = Some(take().await);
+            let mut next = started + options.ramp + Duration::from_secs(5);
+            let churn_end = started + soak;
+            while !stop.load(Ordering::SeqCst) {
+                let now = Instant::now();
+                if now >= next && now < churn_end {
+                    phase.samples.push(take().await);
+                    next += options.sample_every;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            phase.after = Some(take().await);
+        }
+        phase
+    }
+
+    /// The chaos report from the phase and the calls' final snapshots.
+    fn chaos_report(&self, live: &Live, c: ChaosPhase) -> ChaosReport {
+        let sids = live.sids();
+        let touched_sids: BTreeMap<&str, Option<Duration>> = c
+            .injected
+            .iter()
+            .zip(&c.recorded)
+            .map(|(i, r)| (i.call_sid.as_str(), *r))
+            .collect();
+        let mut touched = HashSet::new();
+        let fates = sids
+            .iter()
+            .filter_map(|(index, sid)| {
+                let snapshot = self.carrier.call(sid)?;
+                let recorded = touched_sids.get(sid.as_str());
+                if recorded.is_some() {
+                    touched.insert(*index);
+                }
+                let fate = chaos::classify(&snapshot);
+                Some(CallFate {
+                    detail: (fate == chaos::Fate::Failed).then(|| chaos::failure_detail(&snapshot)),
+                    call_sid: sid.clone(),
+                    index: *index,
+                    touched: recorded.is_some(),
+                    fate,
+                    streams: snapshot.media.streams_opened,
+                    fault_to_outcome_ms: recorded
+                        .copied()
+                        .flatten()
+                        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                })
+            })
+            .collect();
+        let loss = chaos::untouched_loss(&self.probe.lost_by_call(), &touched);
+        ChaosReport::new(c.spec, c.injected.len() as u64, c.after, fates, loss)
     }
 
     fn report(&self, options: &Options, server: &str, measured: Measured<'_>) -> Report {
@@ -437,6 +782,7 @@ impl LoadTest {
             wall_seconds,
             watches,
             lag,
+            phase,
         } = measured;
         let first_audio = Histogram::new();
         let turn_response = Histogram::new();
@@ -509,6 +855,27 @@ impl LoadTest {
             server_process,
             load_generator_process,
             machine_cpu,
+            chaos: phase.chaos.map(|c| self.chaos_report(live, c)),
+            recovery: phase.recovery,
+            drain: phase.drain.map(|mut d| {
+                let snapshots: Vec<CallSnapshot> = live
+                    .sids()
+                    .values()
+                    .filter_map(|sid| self.carrier.call(sid))
+                    .collect();
+                d.callers = faults::callers(&snapshots);
+                d
+            }),
+            soak: options.soak.map(|soak| SoakReport {
+                minutes: soak.as_secs_f64() / 60.0,
+                calls_placed: outcomes.len() as u64,
+                tokio_tasks: "not available (tokio runtime metrics need tokio_unstable); see calls_active and threads",
+                baseline: phase.baseline,
+                start: phase.samples.first().cloned(),
+                end: phase.samples.last().cloned(),
+                after: phase.after,
+                series: phase.samples,
+            }),
         }
     }
 }
@@ -551,6 +918,10 @@ async fn run_call(
             ..CallOutcome::default()
         },
         Ok(sid) => {
+            live.sids
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(index, sid.clone());
             // Ringing, TwiML and the stream's handshake come before the script's clock.
             let limit = length + CALL_GRACE;
             match tokio::time::timeout(limit, carrier.wait_ended(&sid)).await {
@@ -652,6 +1023,11 @@ pub struct LoadtestArgs {
     /// The key the realtime simulator accepts (the server's OPENAI_API_KEY).
     #[arg(long, default_value = "sk-loadtest")]
     pub realtime_key: String,
+    /// Where the carrier simulator listens (the server's TWILIO_API_BASE_URL is
+    /// http://THIS; port 0: any free port, when the server never calls the carrier's REST
+    /// API).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub carrier_bind: SocketAddr,
     /// The simulated model's latency to first audio, ms.
     #[arg(long, default_value_t = 200)]
     pub model_latency_ms: u64,
@@ -661,6 +1037,29 @@ pub struct LoadtestArgs {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// MODE:PERCENT@SECONDS (MODE kill, panic, ai_reset or twilio_reset): at SECONDS after
+    /// the start, the server (CHAOS_HOOKS=true) injects MODE into PERCENT % of its live calls.
+    #[arg(long)]
+    pub chaos: Option<ChaosSpec>,
+    /// Once every call is live, send the server (--server-pid) SIGKILL (`kill`: measure the
+    /// recovery once it is restarted) or SIGTERM (`term`: measure the drain).
+    #[arg(long, value_enum, requires = "server_pid")]
+    pub fault: Option<ProcessFault>,
+    /// `--fault`: how long the recovery or the exit is waited for, seconds.
+    #[arg(long, default_value_t = 600)]
+    pub recovery_timeout: u64,
+    /// `--fault term`: the file the server's exit code is written to by whoever waits for it.
+    #[arg(long)]
+    pub exit_code_file: Option<PathBuf>,
+    /// `--fault term`: the server's DATABASE_URL, read after it exited (records left open).
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Keep --calls calls going for this many minutes, each ended call replaced by a new one.
+    #[arg(long)]
+    pub soak: Option<f64>,
+    /// `--soak`: seconds between two samples of the server.
+    #[arg(long, default_value_t = 30)]
+    pub sample_every: u64,
 }
 
 impl LoadtestArgs {
@@ -674,10 +1073,41 @@ impl LoadtestArgs {
             ramp: Duration::try_from_secs_f64(self.ramp.max(0.0)).unwrap_or_default(),
             realtime_bind: self.realtime_bind,
             realtime_key: self.realtime_key.clone(),
+            carrier_bind: self.carrier_bind,
             model_latency: Duration::from_millis(self.model_latency_ms),
             server_pid: self.server_pid,
+            chaos: self.chaos,
+            fault: self.fault,
+            recovery_timeout: Duration::from_secs(self.recovery_timeout),
+            exit_code_file: self.exit_code_file.clone(),
+            database_url: self.database_url.clone(),
+            soak: self
+                .soak
+                .and_then(|m| Duration::try_from_secs_f64(m.max(0.0) * 60.0).ok()),
+            sample_every: Duration::from_secs(self.sample_every),
         }
     }
+}
+
+/// Whether the run met what it measures: without a fault, every call completed without a
+/// lost frame; with one, what `docs/resilience.md` states must hold.
+pub fn clean(report: &Report) -> bool {
+    let frames = report.caller_to_ai.frames_lost == 0 && report.ai_to_caller.frames_lost == 0;
+    if let Some(c) = &report.chaos {
+        return c.untouched_frames_lost == chaos::UntouchedLoss::default()
+            && c.touched.failed == 0
+            && c.outcome_not_recorded == 0
+            && c.untouched.resumed + c.untouched.fallback + c.untouched.failed == 0;
+    }
+    if let Some(k) = &report.recovery {
+        return k.recovered && k.completion_events.more == 0;
+    }
+    if let Some(d) = &report.drain {
+        return d.callers.application_error == 0
+            && d.records_left_open == Some(0)
+            && d.exit_code == Some(0);
+    }
+    report.calls.failed == 0 && frames
 }
 
 /// Runs the command: exit 0 when every call completed without a lost frame, 2 when the
@@ -719,10 +1149,7 @@ pub fn main(args: LoadtestArgs) -> ExitCode {
                     options.realtime_key
                 );
             }
-            let clean = report.calls.failed == 0
-                && report.caller_to_ai.frames_lost == 0
-                && report.ai_to_caller.frames_lost == 0;
-            if clean {
+            if clean(&report) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(2)

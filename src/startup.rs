@@ -306,6 +306,7 @@ impl Application {
                 twilio_queue: 512,
                 twilio_write_timeout: Duration::from_secs(5),
                 resume_lost_leg: config.twilio_leg_resume,
+                ai_reconnect: config.ai_reconnect,
             },
             store: store.clone(),
             secret_box,

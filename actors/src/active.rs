@@ -42,6 +42,8 @@ pub struct ActiveCall {
     pub call_id: CallId,
     /// Twilio `CallSid`.
     pub call_sid: String,
+    /// Twilio `StreamSid` of the live media stream (`MZ…`).
+    pub stream_sid: Option<String>,
     /// Owning tenant.
     pub tenant_id: TenantId,
     /// `inbound` or `outbound`.
@@ -207,6 +209,7 @@ mod tests {
         ActiveCall {
             call_id: CallId::generate(),
             call_sid: "CA1".into(),
+            stream_sid: Some("MZ1".into()),
             tenant_id: tenant.clone(),
             direction: "inbound",
             from: "+1".into(),

@@ -34,6 +34,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::json;
 use tokio::sync::{oneshot, watch};
 use tokio::task::{AbortHandle, JoinHandle};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::Instrument as _;
 
 use crate::active::{ActiveCall, ActiveRegistry, CallPhase};
@@ -49,9 +50,11 @@ use crate::tenant::TenantMsg;
 use crate::time::now_ms;
 
 mod ai;
+pub mod chaos;
 pub mod control;
 pub mod conversation;
 mod effects;
+pub mod frames;
 mod handoff;
 pub mod playback;
 mod pumps;
@@ -71,8 +74,8 @@ use recorder::{Record, Recorder};
 /// A frame read from Twilio's media socket.
 #[derive(Debug)]
 pub enum TwilioFrame {
-    /// A text frame (one JSON message).
-    Text(String),
+    /// A text frame (one JSON message), as the websocket read it (not copied).
+    Text(Utf8Bytes),
     /// The socket closed or failed (why: `socket_closed`, `socket_error`).
     Closed(String),
 }
@@ -115,7 +118,7 @@ pub struct AiConfig {
 pub struct CallSettings {
     /// The realtime service.
     pub ai: AiConfig,
-    /// Test-only fault injection (`CallMsg::Crash` panics only when true).
+    /// Fault injection (`CallMsg::Crash` panics and `CallMsg::Fault` acts only when true).
     pub chaos: bool,
     /// Capacity of the Twilio write queue (frames).
     pub twilio_queue: usize,
@@ -124,6 +127,9 @@ pub struct CallSettings {
     /// A Twilio leg lost without `stop` resumes on a fresh stream at most once per this
     /// long per call; `None` ends the call instead.
     pub resume_lost_leg: Option<Duration>,
+    /// A model socket lost is reconnected at most once per this long per stream; `None`
+    /// hands the caller to the fallback instead.
+    pub ai_reconnect: Option<Duration>,
 }
 
 /// What every call actor needs, built complete by the root supervisor before the call
@@ -198,6 +204,8 @@ pub enum CallMsg {
     },
     /// Test-only: panic (when chaos hooks are enabled).
     Crash,
+    /// Fault injection (when chaos hooks are enabled): drop one of the call's sockets.
+    Fault(chaos::Fault),
 }
 
 impl CallMsg {
@@ -219,6 +227,7 @@ impl CallMsg {
             CallMsg::ControlDone(..) => "control_done",
             CallMsg::Drain { .. } => "drain",
             CallMsg::Crash => "crash",
+            CallMsg::Fault(..) => "fault",
         }
     }
 }
@@ -287,6 +296,10 @@ pub struct CallState {
     ai_tx: watch::Sender<Option<RealtimeSender>>,
     /// Generation of the AI connection (events of an older one are ignored).
     ai_generation: u64,
+    /// The Twilio reader task (also in the guard).
+    twilio_reader: AbortHandle,
+    /// The reader task of the current AI connection (also in the guard).
+    ai_reader: Option<AbortHandle>,
     playback: Arc<Mutex<Playback>>,
     /// Running tool tasks by model call id.
     tools: HashMap<String, tools::RunningTool>,
@@ -379,6 +392,7 @@ async fn load(
             Vec::new()
         }
     };
+    let cut_off = !prior.is_empty() && previous_leg_cut_off(store, call).await;
     let setup = Setup {
         caller: tools::caller(call).to_owned(),
         greeting: ai::greeting(call, version.as_ref()),
@@ -394,9 +408,33 @@ async fn load(
         started_at_ms: now_ms(),
         prior,
         prior_invocations,
+        cut_off,
         resume_lost_leg: None,
+        ai_reconnect: None,
     };
     Ok((version, setup))
+}
+
+/// Whether the latest earlier stream of `call` was cut off (its socket lost, or its node
+/// drained) rather than handed to a human who never answered.
+async fn previous_leg_cut_off(store: &Store, call: &CallRecord) -> bool {
+    match store.sessions_of_call(&call.id).await {
+        Ok(sessions) => sessions.last().is_some_and(|s| {
+            s.end_reason
+                .as_deref()
+                .and_then(EndReason::parse)
+                .is_some_and(|r| {
+                    matches!(
+                        r,
+                        EndReason::SocketClosed | EndReason::SocketError | EndReason::Drained
+                    )
+                })
+        }),
+        Err(error) => {
+            tracing::warn!(error = %error, "could not read the earlier streams");
+            false
+        }
+    }
 }
 
 impl Actor for CallActor {
@@ -444,13 +482,14 @@ impl Actor for CallActor {
             span.clone(),
         );
         let guard = Guard {
-            tasks: vec![reader],
+            tasks: vec![reader.clone()],
             active: Arc::clone(&deps.active),
             call_id: call.id.clone(),
             finished: Arc::clone(&finished),
         };
         let (version, mut setup) = load(&deps.store, &call).instrument(span.clone()).await?;
         setup.resume_lost_leg = deps.settings.resume_lost_leg;
+        setup.ai_reconnect = deps.settings.ai_reconnect;
         let session_id = SessionId::generate();
         let started_at = setup.started_at_ms;
         let session = VoiceSession::live(
@@ -483,6 +522,8 @@ impl Actor for CallActor {
             stream_sid: Arc::from(start.stream_sid.as_str()),
             ai_tx,
             ai_generation: 0,
+            twilio_reader: reader,
+            ai_reader: None,
             playback,
             tools: HashMap::new(),
             cancelled: Vec::new(),
@@ -507,6 +548,7 @@ impl Actor for CallActor {
             state.deps.active.insert(ActiveCall {
                 call_id: call.id.clone(),
                 call_sid: call.call_sid.clone().unwrap_or_default(),
+                stream_sid: Some(state.stream_sid.to_string()),
                 tenant_id: call.tenant_id.clone(),
                 direction: call.direction.as_str(),
                 from: call.from_number.clone(),
@@ -605,6 +647,12 @@ impl CallState {
                 }
                 return;
             }
+            CallMsg::Fault(fault) => {
+                if !self.deps.settings.chaos {
+                    return;
+                }
+                self.fault(fault).await
+            }
         };
         self.feed(myself, input).await;
     }
@@ -628,8 +676,32 @@ impl CallState {
             },
             self.span.clone(),
         );
-        self.guard.tasks.push(reader);
+        self.guard.tasks.push(reader.clone());
+        self.ai_reader = Some(reader);
         self.ai_tx.send_replace(Some(link.tx));
+    }
+
+    /// Drops one of the call's sockets without a close frame, as a network reset would,
+    /// and returns the loss the conversation then handles as any other: the model's socket
+    /// (its reader aborted before it could report, its writer aborted), or Twilio's (its
+    /// reader aborted, its writer dropping the write half without `stop` or close frame).
+    async fn fault(&mut self, fault: chaos::Fault) -> Input {
+        match fault {
+            chaos::Fault::AiReset => {
+                if let Some(reader) = self.ai_reader.take() {
+                    reader.abort();
+                }
+                if let Some(tx) = self.ai_tx.send_replace(None) {
+                    tx.reset();
+                }
+                Input::AiClosed(String::from(chaos::RESET_DETAIL))
+            }
+            chaos::Fault::TwilioReset => {
+                self.twilio_reader.abort();
+                let _ = self.twilio.urgent.send(pumps::Outgoing::Reset).await;
+                Input::TwilioGone(EndReason::SocketError, Some(chaos::RESET_DETAIL.into()))
+            }
+        }
     }
 
     /// Ends the AI session with a close frame (PROTOCOLS §5.1: on `stop` or a closed Twilio

@@ -149,6 +149,8 @@ pub struct Actors {
     pub tenants: TenantDirectory,
     /// The telephony edge (admission, streams, callbacks, control, placement, reads).
     pub telephony: TelephonyCtx,
+    /// Fault injection into live calls (armed by `CHAOS_HOOKS`).
+    pub chaos: crate::call::chaos::Chaos,
 }
 
 /// The root supervisor behaviour.
@@ -278,6 +280,11 @@ impl RootSupervisor {
         });
         let (health_tx, health_rx) = watch::channel(true);
         let active = Arc::clone(&config.active);
+        let chaos = crate::call::chaos::Chaos::new(
+            config.calls.chaos,
+            Arc::clone(&config.active),
+            config.store.clone(),
+        );
         let calls_deps = CallDeps {
             store: config.store.clone(),
             settings: config.calls.clone(),
@@ -318,6 +325,7 @@ impl RootSupervisor {
             active,
             tenants: directory,
             telephony,
+            chaos,
         })
     }
 

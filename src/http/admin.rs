@@ -2,7 +2,8 @@
 //! credentials, runtime configuration, event webhooks and signing secrets, phone routes,
 //! agents and versions, rollouts (policies, actions, governance), operator queues, the audit
 //! log, diagnostics, admin identities and governance settings (two-person approval, dial
-//! policies), launches and the readiness review. Every admin path answers 404 when no admin
+//! policies), launches and the readiness review, and fault injection into live calls (chaos
+//! testing, `CHAOS_HOOKS`). Every admin path answers 404 when no admin
 //! key is configured (the guard of its mount); every mutation is audited by the owning actor
 //! in the same transaction. This module holds only the helpers the resources share.
 
@@ -18,6 +19,7 @@ use super::fields;
 pub mod agents;
 pub mod api_keys;
 pub mod audit;
+pub mod chaos;
 pub mod contract;
 pub mod credentials;
 pub mod diagnostics;

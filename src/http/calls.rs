@@ -218,7 +218,7 @@ pub struct CallEventView {
     /// RFC 3339.
     pub at: String,
     /// `admission`, `rollout` (the arm that chose the version), `carrier`, `stream`,
-    /// `control`, `amd`, …
+    /// `control`, `amd`, `chaos` (a fault injected by an admin), …
     pub kind: String,
     /// Details.
     #[schema(value_type = Object)]

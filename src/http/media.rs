@@ -15,14 +15,16 @@ use actors::telephony::stream::{self, StreamStart};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use ractor::call_t;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use warp::Reply;
 use warp::reply::Response;
-use warp::ws::{Message, WebSocket};
 
 use super::AppState;
 use super::error::ApiError;
 use super::media_gate::PendingStream;
 use super::mount::WsUpgrade;
+use super::upgrade::{self, MediaSocket};
 use crate::twilio::signature;
 
 /// Largest accepted frame (a 20 ms frame is ~350 bytes; Twilio never sends large ones).
@@ -57,30 +59,34 @@ pub fn media_stream(state: AppState, route: &'static str, upgrade: WsUpgrade) ->
             .into_response();
         }
     };
-    ws.max_message_size(MAX_FRAME_BYTES)
-        .max_frame_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| run(socket, state, route, signature, path, pending))
-        .into_response()
+    ws.on_upgrade(upgrade::config(MAX_FRAME_BYTES), move |socket| {
+        run(socket, state, route, signature, path, pending)
+    })
 }
 
-async fn reject(mut socket: futures::stream::SplitSink<WebSocket, Message>, reason: &'static str) {
+/// A close frame with `code` and `reason`.
+fn close(code: u16, reason: impl Into<String>) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: code.into(),
+        reason: reason.into().into(),
+    }))
+}
+
+async fn reject(mut socket: SplitSink<MediaSocket, Message>, reason: &'static str) {
     tracing::warn!(reason, "media stream refused");
-    let _ = socket.send(Message::close_with(1008u16, reason)).await;
+    let _ = socket.send(close(1008, reason)).await;
     let _ = socket.close().await;
 }
 
 /// Reads until `start` (returns its stream SID and metadata) or the end of the socket.
-async fn wait_start(
-    rx: &mut futures::stream::SplitStream<WebSocket>,
-) -> Option<(String, StartMeta)> {
+async fn wait_start(rx: &mut SplitStream<MediaSocket>) -> Option<(String, StartMeta)> {
     while let Some(Ok(msg)) = rx.next().await {
-        let Ok(text) = msg.to_str() else {
-            if msg.is_close() {
-                return None;
-            }
-            continue;
+        let text = match msg {
+            Message::Text(text) => text,
+            Message::Close(_) => return None,
+            _ => continue,
         };
-        match TwilioInbound::parse(text) {
+        match TwilioInbound::parse(text.as_str()) {
             Ok(TwilioInbound::Start {
                 stream_sid, start, ..
             }) => return Some((stream_sid, start)),
@@ -96,7 +102,7 @@ async fn wait_start(
 }
 
 async fn run(
-    socket: WebSocket,
+    socket: MediaSocket,
     state: AppState,
     route: &'static str,
     upgrade_signature: Option<String>,
@@ -113,6 +119,30 @@ async fn run(
         Ok(None) => return reject(tx, "no_start").await,
         Err(_) => return reject(tx, "start_timeout").await,
     };
+    // Boxed: a socket waiting for its `start` holds only the wait, not the larger state of
+    // what follows it (an idle unauthenticated socket stays small).
+    Box::pin(started_stream(
+        tx,
+        rx,
+        state,
+        route,
+        upgrade_signature,
+        path,
+        (stream_sid, start),
+    ))
+    .await;
+}
+
+/// What follows a `start`: the account, the signature, the token, then the call actor.
+async fn started_stream(
+    tx: SplitSink<MediaSocket, Message>,
+    rx: SplitStream<MediaSocket>,
+    state: AppState,
+    route: &'static str,
+    upgrade_signature: Option<String>,
+    path: String,
+    (stream_sid, start): (String, StartMeta),
+) {
     let account = match state.twilio_account(&start.account_sid).await {
         Ok(Some(a)) => a,
         Ok(None) => {
@@ -184,12 +214,14 @@ async fn run(
     }
 }
 
-/// Twilio's frames as the call actor reads them (pings and binary frames skipped).
-fn incoming(rx: SplitStream<WebSocket>) -> TwilioIncoming {
+/// Twilio's frames as the call actor reads them (pings and binary frames skipped; text
+/// handed on as read, not copied).
+fn incoming(rx: SplitStream<MediaSocket>) -> TwilioIncoming {
     rx.filter_map(|frame| async move {
         match frame {
-            Ok(msg) if msg.is_close() => Some(TwilioFrame::Closed(String::from("socket_closed"))),
-            Ok(msg) => msg.to_str().ok().map(|t| TwilioFrame::Text(t.to_owned())),
+            Ok(Message::Close(_)) => Some(TwilioFrame::Closed(String::from("socket_closed"))),
+            Ok(Message::Text(text)) => Some(TwilioFrame::Text(text)),
+            Ok(_) => None,
             Err(_) => Some(TwilioFrame::Closed(String::from("socket_error"))),
         }
     })
@@ -197,12 +229,12 @@ fn incoming(rx: SplitStream<WebSocket>) -> TwilioIncoming {
 }
 
 /// The call actor's writes as websocket messages.
-fn outgoing(tx: SplitSink<WebSocket, Message>) -> TwilioOutgoing {
+fn outgoing(tx: SplitSink<MediaSocket, Message>) -> TwilioOutgoing {
     Box::pin(
         tx.with(|out: TwilioOut| async move {
-            Ok::<_, warp::Error>(match out {
+            Ok::<_, tokio_tungstenite::tungstenite::Error>(match out {
                 TwilioOut::Text(text) | TwilioOut::Media(text, _) => Message::text(text),
-                TwilioOut::Close { code, reason } => Message::close_with(code, reason),
+                TwilioOut::Close { code, reason } => close(code, reason),
             })
         })
         .sink_map_err(|e| e.to_string()),

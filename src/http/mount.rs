@@ -28,7 +28,6 @@ use warp::filters::BoxedFilter;
 use warp::http::HeaderMap;
 use warp::path::FullPath;
 use warp::reply::Response;
-use warp::ws::Ws;
 use warp::{Filter, Reply};
 
 use super::body::{self, BodyStream};
@@ -37,6 +36,7 @@ use super::filters::{Caller, parse_json, parse_optional_json, parse_query, raw_q
 use super::guard::{Auth, Credential, Guard, Raw};
 use super::server::ClientIp;
 use super::template::Template;
+use super::upgrade::Upgrade;
 use super::{ApiError, AppState};
 
 // === Request ===
@@ -200,7 +200,7 @@ pub struct Parts {
     /// The body, not yet read.
     pub body: BodyStream,
     /// The websocket upgrade, when the request is one.
-    pub ws: Option<Ws>,
+    pub ws: Option<Upgrade>,
 }
 
 type Handle = dyn Fn(Arc<Route>, AppState, Parts) -> BoxFuture<'static, Response> + Send + Sync;
@@ -439,7 +439,7 @@ pub struct WsUpgrade {
     /// The path as received.
     pub path: String,
     /// The upgrade.
-    pub ws: Ws,
+    pub ws: Upgrade,
 }
 
 /// The server's one filter over `table`: extracts the request's parts, finds the route whose
@@ -448,14 +448,13 @@ pub struct WsUpgrade {
 /// differs), labels the request with its template and
 /// runs it. One lookup and one boxed future per request, whatever the table's size.
 pub fn dispatch(state: AppState, table: &'static [Mount]) -> BoxedFilter<(Response,)> {
-    let upgrade = warp::ws().map(Some).or(warp::any().map(|| None)).unify();
     warp::path::full()
         .and(warp::method())
         .and(warp::ext::optional::<ClientIp>())
         .and(warp::header::headers_cloned())
         .and(raw_query())
         .and(body::stream())
-        .and(upgrade)
+        .and(warp::ext::optional::<hyper::upgrade::OnUpgrade>())
         .then(
             move |path: FullPath,
                   method: warp::http::Method,
@@ -463,7 +462,7 @@ pub fn dispatch(state: AppState, table: &'static [Mount]) -> BoxedFilter<(Respon
                   headers: HeaderMap,
                   query: String,
                   body: BodyStream,
-                  ws: Option<Ws>| {
+                  on_upgrade: Option<hyper::upgrade::OnUpgrade>| {
                 // Only the most specific templates the path matches count (the fewest
                 // parameters: `/dnc/import` is not `/dnc/{number}`); their methods make
                 // `Allow` on a 405.
@@ -491,6 +490,7 @@ pub fn dispatch(state: AppState, table: &'static [Mount]) -> BoxedFilter<(Respon
                 match found {
                     Some((mount, params)) => {
                         context::set_route(mount.route.path);
+                        let ws = Upgrade::of(&method, &headers, on_upgrade);
                         let parts = Parts {
                             path,
                             params,

@@ -9,8 +9,9 @@ use std::sync::LazyLock;
 use actors::store::Scope::{Operator, Read, Runtime};
 
 use super::admin::{
-    agents, api_keys, audit, credentials, diagnostics, event_webhooks, governance, identities,
-    launch, phone_routes, queues as admin_queues, readiness, rollouts, runtime_config, tenants,
+    agents, api_keys, audit, chaos, credentials, diagnostics, event_webhooks, governance,
+    identities, launch, phone_routes, queues as admin_queues, readiness, rollouts, runtime_config,
+    tenants,
 };
 use super::guard::{admin, admin_or_approver, approver, ops, public, tenant, twilio};
 use super::mount::Mount;
@@ -139,6 +140,8 @@ static TABLE: LazyLock<Vec<Mount>> = LazyLock::new(|| {
         mount!(rollouts::rollout_promote, admin()),
         mount!(rollouts::rollout_governance, admin()),
         mount!(readiness::get_readiness, admin()),
+        // chaos testing
+        mount!(chaos::inject_chaos, admin()),
     ]
 });
 

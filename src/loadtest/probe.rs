@@ -14,7 +14,10 @@
 //! - *before AI ready* (caller → AI): sent before the first frame of the same call reached
 //!   the model, i.e. while the runtime was still connecting the AI session;
 //! - *at hang-up*: sent within [`TEARDOWN_WINDOW`] of the call's last caller frame (caller →
-//!   AI) or of the end of the model session (AI → caller);
+//!   AI), or of the end of the model session or after the last caller frame of its call
+//!   (AI → caller: audio the model produced once the caller was gone);
+//! - *cleared* (AI → caller): sent at most [`TEARDOWN_WINDOW`] before a `clear` of its call
+//!   reached the caller: audio the runtime discarded at a barge-in, as it must;
 //! - *lost*: everything else.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -110,6 +113,9 @@ pub struct DirectionReport {
     pub frames_before_ai_ready: u64,
     /// Frames still in flight when their call ended (see the module docs).
     pub frames_at_hang_up: u64,
+    /// Model frames sent before a `clear` of their call and never delivered: discarded by the
+    /// runtime at a barge-in (0 for caller → AI).
+    pub frames_cleared: u64,
     /// Tags that arrived without being in flight (duplicates, or reused tags).
     pub frames_unexpected: u64,
     /// Relay latency (send instant to arrival instant).
@@ -134,6 +140,21 @@ pub struct Probe {
     ai: Direction,
     calls: Vec<CallTrack>,
     session_ends: DashMap<u32, Instant>,
+    /// The call index of each model session (from the first caller tag it received).
+    session_calls: DashMap<u32, u32>,
+    /// The call index of each `CA…` (from its caller tags).
+    sid_calls: DashMap<String, u32>,
+    /// When each call received a `clear` (barge-ins).
+    clears: DashMap<u32, Vec<Instant>>,
+}
+
+/// Where a frame still in flight at the end is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leftover {
+    BeforeAiReady,
+    AtHangUp,
+    Cleared,
+    Lost,
 }
 
 impl std::fmt::Debug for Probe {
@@ -161,6 +182,9 @@ impl Probe {
                 })
                 .collect(),
             session_ends: DashMap::new(),
+            session_calls: DashMap::new(),
+            sid_calls: DashMap::new(),
+            clears: DashMap::new(),
         }
     }
 
@@ -177,40 +201,100 @@ impl Probe {
         self.session_ends.len()
     }
 
+    fn caller_leftover(&self, flight: &Flight) -> Leftover {
+        let track = self.calls.get(flight.owner as usize);
+        let first = track
+            .map(|t| t.first_relayed.load(Ordering::Relaxed))
+            .filter(|n| *n != u64::MAX)
+            .map(|n| self.instant(n));
+        let last = track
+            .map(|t| t.last_sent.load(Ordering::Relaxed))
+            .filter(|n| *n != 0)
+            .map(|n| self.instant(n - 1));
+        if first.is_none_or(|first| flight.sent < first) {
+            Leftover::BeforeAiReady
+        } else if last.is_some_and(|last| flight.sent + TEARDOWN_WINDOW >= last) {
+            Leftover::AtHangUp
+        } else {
+            Leftover::Lost
+        }
+    }
+
+    fn ai_leftover(&self, flight: &Flight) -> Leftover {
+        let ended = self.session_ends.get(&flight.owner).map(|e| *e.value());
+        // The caller's last frame: model audio sent after the caller hung up has nobody to
+        // reach, however long the runtime takes to close the model session.
+        let call = self.session_calls.get(&flight.owner).map(|c| *c.value());
+        // Sent before a `clear` of its call and not arrived: the runtime discarded it at a
+        // barge-in, as it should.
+        let cleared = call
+            .and_then(|c| self.clears.get(&c))
+            .is_some_and(|clears| {
+                clears
+                    .iter()
+                    .any(|c| flight.sent <= *c && *c <= flight.sent + TEARDOWN_WINDOW)
+            });
+        if cleared {
+            return Leftover::Cleared;
+        }
+        let hung_up = call
+            .and_then(|c| self.calls.get(c as usize))
+            .map(|t| t.last_sent.load(Ordering::Relaxed))
+            .filter(|n| *n != 0)
+            .map(|n| self.instant(n - 1));
+        if ended.is_some_and(|end| flight.sent + TEARDOWN_WINDOW >= end)
+            || hung_up.is_some_and(|last| flight.sent + TEARDOWN_WINDOW >= last)
+        {
+            Leftover::AtHangUp
+        } else {
+            Leftover::Lost
+        }
+    }
+
     /// Classifies what is still in flight and reports both directions: (caller → AI,
     /// AI → caller).
     pub fn report(&self) -> (DirectionReport, DirectionReport) {
         let mut caller = self.base_report(&self.caller);
         for entry in self.caller.in_flight.iter() {
-            let flight = entry.value();
-            let track = self.calls.get(flight.owner as usize);
-            let first = track
-                .map(|t| t.first_relayed.load(Ordering::Relaxed))
-                .filter(|n| *n != u64::MAX)
-                .map(|n| self.instant(n));
-            let last = track
-                .map(|t| t.last_sent.load(Ordering::Relaxed))
-                .filter(|n| *n != 0)
-                .map(|n| self.instant(n - 1));
-            if first.is_none_or(|first| flight.sent < first) {
-                caller.frames_before_ai_ready += 1;
-            } else if last.is_some_and(|last| flight.sent + TEARDOWN_WINDOW >= last) {
-                caller.frames_at_hang_up += 1;
-            } else {
-                caller.frames_lost += 1;
+            match self.caller_leftover(entry.value()) {
+                Leftover::BeforeAiReady => caller.frames_before_ai_ready += 1,
+                Leftover::AtHangUp => caller.frames_at_hang_up += 1,
+                Leftover::Cleared | Leftover::Lost => caller.frames_lost += 1,
             }
         }
         let mut ai = self.base_report(&self.ai);
         for entry in self.ai.in_flight.iter() {
-            let flight = entry.value();
-            let ended = self.session_ends.get(&flight.owner).map(|e| *e.value());
-            if ended.is_some_and(|end| flight.sent + TEARDOWN_WINDOW >= end) {
-                ai.frames_at_hang_up += 1;
-            } else {
-                ai.frames_lost += 1;
+            match self.ai_leftover(entry.value()) {
+                Leftover::AtHangUp => ai.frames_at_hang_up += 1,
+                Leftover::Cleared => ai.frames_cleared += 1,
+                Leftover::BeforeAiReady | Leftover::Lost => ai.frames_lost += 1,
             }
         }
         (caller, ai)
+    }
+
+    /// Frames lost per call index: (caller → AI, AI → caller). Model audio is attributed to
+    /// the call whose caller frames its session received; a session that received none is
+    /// left out (`u32::MAX`).
+    pub fn lost_by_call(&self) -> std::collections::BTreeMap<u32, (u64, u64)> {
+        let mut lost = std::collections::BTreeMap::<u32, (u64, u64)>::new();
+        for entry in self.caller.in_flight.iter() {
+            let flight = entry.value();
+            if self.caller_leftover(flight) == Leftover::Lost {
+                lost.entry(flight.owner).or_default().0 += 1;
+            }
+        }
+        for entry in self.ai.in_flight.iter() {
+            let flight = entry.value();
+            if self.ai_leftover(flight) == Leftover::Lost {
+                let call = self
+                    .session_calls
+                    .get(&flight.owner)
+                    .map_or(u32::MAX, |c| *c.value());
+                lost.entry(call).or_default().1 += 1;
+            }
+        }
+        lost
     }
 
     fn base_report(&self, d: &Direction) -> DirectionReport {
@@ -220,6 +304,7 @@ impl Probe {
             frames_lost: 0,
             frames_before_ai_ready: 0,
             frames_at_hang_up: 0,
+            frames_cleared: 0,
             frames_unexpected: d.unexpected.load(Ordering::Relaxed),
             latency: d.latency.summary(),
         }
@@ -227,15 +312,24 @@ impl Probe {
 }
 
 impl MediaObserver for Probe {
-    fn caller_frame_sent(&self, _call_sid: &str, tag: u32, at: Instant) {
+    fn caller_frame_sent(&self, call_sid: &str, tag: u32, at: Instant) {
         if tag >= OUTPUT_TAG_BASE {
             return;
         }
         let call = tag >> TAG_SHIFT;
+        if !self.sid_calls.contains_key(call_sid) {
+            self.sid_calls.insert(call_sid.to_owned(), call);
+        }
         self.caller.sent(tag, at, call);
         if let Some(track) = self.calls.get(call as usize) {
             let n = self.nanos(at).saturating_add(1);
             track.last_sent.fetch_max(n, Ordering::Relaxed);
+        }
+    }
+
+    fn clear_received(&self, call_sid: &str, at: Instant) {
+        if let Some(call) = self.sid_calls.get(call_sid).map(|c| *c.value()) {
+            self.clears.entry(call).or_default().push(at);
         }
     }
 
@@ -252,11 +346,15 @@ impl MediaObserver for Probe {
 }
 
 impl TagObserver for Probe {
-    fn input_tags_received(&self, _session: usize, tags: &[u32], at: Instant) {
+    fn input_tags_received(&self, session: usize, tags: &[u32], at: Instant) {
         for &tag in tags {
             if tag >= OUTPUT_TAG_BASE {
                 self.caller.unexpected.fetch_add(1, Ordering::Relaxed);
                 continue;
+            }
+            let session = u32::try_from(session).unwrap_or(u32::MAX);
+            if !self.session_calls.contains_key(&session) {
+                self.session_calls.insert(session, tag >> TAG_SHIFT);
             }
             if let Some(flight) = self.caller.arrived(tag, at)
                 && let Some(track) = self.calls.get(flight.owner as usize)
@@ -333,6 +431,36 @@ mod tests {
         assert_eq!(ai.frames_unexpected, 1);
         assert_eq!(ai.latency.p99_ms, Some(1.0));
         assert_eq!(probe.sessions_ended(), 1);
+        // Per call: call 2 lost caller frame 40; session 1 (which never heard a caller) lost
+        // 5 model frames.
+        let lost = probe.lost_by_call();
+        assert_eq!(lost.get(&2), Some(&(1, 0)));
+        assert_eq!(lost.get(&u32::MAX), Some(&(0, 5)));
+    }
+
+    #[test]
+    fn model_audio_sent_after_the_caller_hung_up_is_not_lost() {
+        let probe = Probe::new(2);
+        let t0 = probe.epoch;
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        // Call 1 speaks until 3 s; its session (3) hears it, and keeps sending audio at 5 s
+        // (after the hang-up) and never ends before the report; at 0.5 s a frame is lost
+        // mid-call.
+        let base = tag_base(1);
+        for chunk in 1..=150_u32 {
+            probe.caller_frame_sent(SID, base + chunk, ms(u64::from(chunk) * 20));
+            probe.input_tags_received(3, &[base + chunk], ms(u64::from(chunk) * 20 + 1));
+        }
+        probe.output_tags_sent(3, &[OUTPUT_TAG_BASE + 1], ms(500));
+        probe.output_tags_sent(3, &[OUTPUT_TAG_BASE + 2], ms(5000));
+        let (_, ai) = probe.report();
+        assert_eq!((ai.frames_lost, ai.frames_at_hang_up), (1, 1));
+        assert_eq!(probe.lost_by_call().get(&1), Some(&(0, 1)));
+        // A barge-in at 1.2 s: the frame of 0.5 s was discarded with the queue.
+        probe.clear_received(SID, ms(1200));
+        let (_, ai) = probe.report();
+        assert_eq!((ai.frames_lost, ai.frames_cleared), (0, 1));
+        assert!(probe.lost_by_call().is_empty());
     }
 
     #[test]

@@ -6,9 +6,12 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
+use super::chaos::ChaosReport;
+use super::faults::{Drain, Recovery};
 use super::histogram::LatencySummary;
 use super::probe::DirectionReport;
 use super::procfs::{Machine, MachineCpu, ProcessReport};
+use super::soak::SoakReport;
 
 /// Everything a run measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -55,6 +58,18 @@ pub struct Report {
     pub load_generator_process: Option<ProcessReport>,
     /// How busy the whole machine was (from `/proc/stat`).
     pub machine_cpu: Option<MachineCpu>,
+    /// `--chaos`: what became of every call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<ChaosReport>,
+    /// `--fault kill`: the recovery after the restart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
+    /// `--fault term`: the drain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain: Option<Drain>,
+    /// `--soak`: the server's resources over time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soak: Option<SoakReport>,
 }
 
 /// How the calls ended.
@@ -103,7 +118,8 @@ fn secs(v: f64) -> String {
     }
 }
 
-fn latency_line(l: &LatencySummary) -> String {
+/// `p50 … ms, p99 … ms, max … ms (n = …)`.
+pub(crate) fn latency_line(l: &LatencySummary) -> String {
     format!(
         "p50 {} ms, p99 {} ms, max {} ms (n = {})",
         ms(l.p50_ms),
@@ -135,6 +151,9 @@ fn direction(out: &mut String, name: &str, d: &DirectionReport) {
     }
     if d.frames_at_hang_up > 0 {
         notes.push(format!("{} in flight at hang-up", d.frames_at_hang_up));
+    }
+    if d.frames_cleared > 0 {
+        notes.push(format!("{} discarded at a barge-in", d.frames_cleared));
     }
     if d.frames_unexpected > 0 {
         notes.push(format!("{} unexpected", d.frames_unexpected));
@@ -207,7 +226,10 @@ pub fn render_text(r: &Report) -> String {
     match &r.server_process {
         Some(p) => process(&mut out, "server", p),
         None => {
-            let _ = writeln!(out, "server: CPU and memory not measured (no --server-pid)");
+            let _ = writeln!(
+                out,
+                "server: CPU and memory not measured (no --server-pid, or the process ended during the run)"
+            );
         }
     }
     if let Some(p) = &r.load_generator_process {
@@ -220,7 +242,85 @@ pub fn render_text(r: &Report) -> String {
             m.busy_percent, r.machine.cpus, m.other_seconds, m.steal_seconds
         );
     }
+    if let Some(c) = &r.chaos {
+        c.render(&mut out);
+    }
+    if let Some(k) = &r.recovery {
+        recovery(&mut out, k);
+    }
+    if let Some(d) = &r.drain {
+        drain(&mut out, d);
+    }
+    if let Some(s) = &r.soak {
+        s.render(&mut out);
+    }
     out
+}
+
+fn seconds(v: Option<f64>) -> String {
+    v.map_or_else(|| String::from("never (deadline)"), |v| format!("{v:.1} s"))
+}
+
+fn recovery(out: &mut String, k: &Recovery) {
+    let _ = writeln!(
+        out,
+        "kill -9 with {} live calls: ready again after {}; every record terminal after {}; every completion event after {}; concurrency 0 after {}",
+        k.calls_live_at_fault,
+        seconds(k.ready_after_seconds),
+        seconds(k.records_final_after_seconds),
+        seconds(k.completion_events_after_seconds),
+        seconds(k.concurrency_zero_after_seconds),
+    );
+    let _ = writeln!(
+        out,
+        "  records: {} calls, {} terminal, {} open, {} counted live; voice.call.completed per call: {} none, {} one, {} more",
+        k.records.calls,
+        k.records.completed,
+        k.records.open,
+        k.records.live,
+        k.completion_events.none,
+        k.completion_events.one,
+        k.completion_events.more,
+    );
+    let reasons: Vec<String> = k
+        .end_reasons
+        .iter()
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
+    let _ = writeln!(out, "  end reasons: {}", reasons.join(", "));
+}
+
+fn drain(out: &mut String, d: &Drain) {
+    let opt = |v: Option<u64>| v.map_or_else(|| String::from("not read"), |v| v.to_string());
+    let _ = writeln!(
+        out,
+        "SIGTERM with {} live calls: exited after {}, exit code {}",
+        d.calls_live_at_fault,
+        seconds(d.exited_after_seconds),
+        d.exit_code
+            .map_or_else(|| String::from("unknown"), |c| c.to_string()),
+    );
+    let c = &d.callers;
+    let _ = writeln!(
+        out,
+        "  callers: {} heard an application error, {} fallback, {} resumed, {} normal",
+        c.application_error, c.fallback, c.resumed, c.normal
+    );
+    for (sid, what) in c.application_error_calls.iter().take(10) {
+        let _ = writeln!(out, "  application error: {sid}: {what}");
+    }
+    for (kind, n) in &c.failed_webhooks {
+        let _ = writeln!(out, "  failed webhooks: {kind}: {n}");
+    }
+    let _ = writeln!(
+        out,
+        "  records left open after exit: {} calls, {} active sessions{}",
+        opt(d.records_left_open),
+        opt(d.sessions_left_active),
+        d.records_error
+            .as_ref()
+            .map_or_else(String::new, |e| format!(" ({e})"))
+    );
 }
 
 #[cfg(test)]
@@ -242,6 +342,7 @@ pub(crate) mod tests {
             frames_lost: 3,
             frames_before_ai_ready: 950,
             frames_at_hang_up: 47,
+            frames_cleared: 0,
             frames_unexpected: 0,
             latency,
         };
@@ -267,6 +368,7 @@ pub(crate) mod tests {
             ai_to_caller: DirectionReport {
                 frames_before_ai_ready: 0,
                 frames_lost: 0,
+                frames_cleared: 5,
                 ..direction
             },
             first_audio: LatencySummary {
@@ -294,6 +396,10 @@ pub(crate) mod tests {
                 other_seconds: 4.25,
                 steal_seconds: 0.0,
             }),
+            chaos: None,
+            recovery: None,
+            drain: None,
+            soak: None,
         }
     }
 
@@ -308,7 +414,7 @@ pub(crate) mod tests {
             "  not counted as lost: 950 sent before the AI session was ready, 47 in flight at hang-up",
             "  relay latency: p50 0.41 ms, p99 12.3 ms, max 250 ms (n = 1000)",
             "AI -> caller: 300000 frames sent, 299000 relayed, 0 lost (0.000 %)",
-            "  not counted as lost: 47 in flight at hang-up",
+            "  not counted as lost: 47 in flight at hang-up, 5 discarded at a barge-in",
             "AI first audio: p50 - ms, p99 - ms, max - ms (n = 0) (the simulated model adds 200 ms)",
             "load generator scheduling lag: p50 0.41 ms, p99 12.3 ms, max 250 ms (n = 1000)",
             "barge-ins: 300 attempted, 280 clears received, 20 responses cancelled, 280 truncations; 100 model sessions",
@@ -325,7 +431,7 @@ pub(crate) mod tests {
         no_server.server_process = None;
         no_server.ramp_seconds = 0.5;
         let text = render_text(&no_server);
-        assert!(text.contains("not measured (no --server-pid)"));
+        assert!(text.contains("not measured (no --server-pid, or the process ended"));
         assert!(text.contains("(ramp 0.5 s,"), "{text}");
     }
 

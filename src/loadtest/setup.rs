@@ -15,6 +15,8 @@ use super::LoadTestError;
 pub const GREETING: &str = "Thanks for calling the load test line. How can I help?";
 /// The agent key of the load-test route.
 pub const AGENT_KEY: &str = "loadtest";
+/// The route's fallback number (a caller sent to the fallback has it dialled).
+pub const FALLBACK_NUMBER: &str = "+15550199999";
 
 /// What was created.
 #[derive(Debug, Clone)]
@@ -38,7 +40,8 @@ pub struct Admin<'a> {
 }
 
 impl Admin<'_> {
-    async fn call(
+    /// One admin request; the JSON answered (`null` when empty).
+    pub async fn call(
         &self,
         method: Method,
         path: &str,
@@ -175,7 +178,7 @@ impl Admin<'_> {
                 "direction": "inbound",
                 "status": "live",
                 "live_override_reason": "loadtest",
-                "fallback_number": "+15550199999",
+                "fallback_number": FALLBACK_NUMBER,
                 "max_concurrent_calls": limit,
             })),
         )

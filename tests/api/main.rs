@@ -11,6 +11,7 @@ mod callbacks;
 mod calls;
 mod canary;
 mod carrier;
+mod chaos;
 mod cli;
 mod crash;
 mod diagnostics;

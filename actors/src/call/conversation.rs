@@ -85,6 +85,12 @@ enum Leg {
     Ended,
 }
 
+/// The line of a stream resumed after a handoff nobody answered.
+pub const RESUME_AFTER_HANDOFF: &str =
+    "I'm sorry, nobody was able to take your call. I'm back with you. How else can I help?";
+/// The line of a stream resumed after the previous one was cut off (a lost socket, a drain).
+pub const RESUME_AFTER_CUT: &str = "Sorry, we were cut off for a moment. I'm back with you.";
+
 /// The conversation of one media stream.
 #[derive(Debug)]
 pub struct Conversation {
@@ -92,8 +98,9 @@ pub struct Conversation {
     setup: Setup,
     /// The AI connection.
     link: Link,
-    /// AI reconnects so far (one is allowed).
-    reconnects: u32,
+    /// When the AI connection was last reconnected (at most once per
+    /// `Setup::ai_reconnect`).
+    last_reconnect: Option<Millis>,
     /// Whether the leg goes on, is closing for the agent's reason, or is over.
     leg: Leg,
     /// The model's responses: active, requested, whose.
@@ -177,7 +184,7 @@ impl Conversation {
         Self {
             setup,
             link: Link::Connecting { reconnect: false },
-            reconnects: 0,
+            last_reconnect: None,
             leg: Leg::Live,
             gate: ResponseGate::default(),
             opening: Opening::NotYet,
@@ -312,13 +319,26 @@ impl Conversation {
         self.fail_over(detail);
     }
 
+    /// The model's socket went away: reconnected with the conversation replayed, unless it
+    /// was reconnected less than `Setup::ai_reconnect` ago (or never may be): then the
+    /// caller gets the fallback.
     fn on_ai_closed(&mut self, why: &str) {
         metrics::counter!("ai_session_errors_total", "code" => "closed").increment(1);
-        if self.reconnects > 0 {
-            self.fail_over(format!("closed again: {why}"));
+        let now = self.now;
+        let may_reconnect = self.setup.ai_reconnect.is_some_and(|interval| {
+            self.last_reconnect
+                .is_none_or(|at| u128::from(now.saturating_sub(at)) >= interval.as_millis())
+        });
+        if !may_reconnect {
+            let detail = if self.last_reconnect.is_some() {
+                format!("closed again: {why}")
+            } else {
+                format!("closed: {why}")
+            };
+            self.fail_over(detail);
             return;
         }
-        self.reconnects += 1;
+        self.last_reconnect = Some(now);
         self.link = Link::Connecting { reconnect: true };
         metrics::counter!("ai_ws_reconnects_total").increment(1);
         self.record(Record::Reconnect);
@@ -392,12 +412,12 @@ impl Conversation {
         }
         if self.resumed() {
             self.phase(CallPhase::Greeting);
-            self.opening = Opening::Waiting(
-                Purpose::Resume,
-                String::from(
-                    "I'm sorry, nobody was able to take your call. I'm back with you. How else can I help?",
-                ),
-            );
+            let line = if self.setup.cut_off {
+                RESUME_AFTER_CUT
+            } else {
+                RESUME_AFTER_HANDOFF
+            };
+            self.opening = Opening::Waiting(Purpose::Resume, String::from(line));
         } else if let Some(text) = self.setup.greeting.clone() {
             self.phase(CallPhase::Greeting);
             self.opening = Opening::Waiting(Purpose::Greeting, text);

@@ -315,24 +315,32 @@ impl ClientEvent {
 }
 
 /// The `input_audio_buffer.append` frame for `audio_b64`, written directly from the
-/// borrowed string (the audio is copied once, into the result).
+/// borrowed string (the audio is copied once, into the result; base64 needs no escaping, so
+/// it is copied verbatim after one check).
 pub fn append_json(audio_b64: &str) -> String {
-    #[derive(Serialize)]
-    struct Append<'a> {
-        #[serde(rename = "type")]
-        kind: &'static str,
-        audio: &'a str,
+    const HEAD: &str = r#"{"type":"input_audio_buffer.append","audio":"#;
+    let mut out = String::with_capacity(audio_b64.len() + HEAD.len() + 3);
+    out.push_str(HEAD);
+    push_json_str(&mut out, audio_b64);
+    out.push('}');
+    out
+}
+
+/// Whether `s` can be written inside a JSON string as it is (no `"`, `\\` or control
+/// character).
+pub fn json_verbatim(s: &str) -> bool {
+    !s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
+/// Writes `s` as a JSON string: verbatim between quotes when nothing in it needs escaping
+/// (no `"`, `\` or control character: base64, ids), through serde_json otherwise.
+pub fn push_json_str(out: &mut String, s: &str) {
+    if json_verbatim(s) {
+        out.reserve(s.len() + 2);
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else if let Ok(escaped) = serde_json::to_string(s) {
+        out.push_str(&escaped);
     }
-    const OVERHEAD: usize = r#"{"type":"input_audio_buffer.append","audio":""}"#.len();
-    let mut out = Vec::with_capacity(audio_b64.len() + OVERHEAD);
-    let frame = Append {
-        kind: "input_audio_buffer.append",
-        audio: audio_b64,
-    };
-    // Serialising two strings into a Vec cannot fail, and serde_json writes UTF-8; the
-    // fallbacks keep the function total without an unwrap.
-    if serde_json::to_writer(&mut out, &frame).is_err() {
-        return String::new();
-    }
-    String::from_utf8(out).unwrap_or_default()
 }

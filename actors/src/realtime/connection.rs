@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use super::client_event::{ClientEvent, append_json};
@@ -83,7 +83,11 @@ pub struct RealtimeOptions {
     pub connect_timeout: Duration,
     /// Frames queued for the writer task before `try_send` reports `Full`.
     pub channel_capacity: usize,
-    /// Bytes the writer buffers before writing to the socket.
+    /// Initial room of the read buffer (it grows for a larger message; tungstenite's
+    /// default, 128 KiB, is allocated per socket and zeroed as it is read into).
+    pub read_buffer_size: usize,
+    /// Bytes the writer buffers before writing to the socket (it also writes when its
+    /// queue is empty).
     pub write_buffer_size: usize,
     /// Hard cap of the write buffer (a stalled socket errors instead of growing).
     pub max_write_buffer_size: usize,
@@ -98,7 +102,8 @@ impl Default for RealtimeOptions {
         Self {
             connect_timeout: Duration::from_secs(10),
             channel_capacity: 256,
-            write_buffer_size: 64 * 1024,
+            read_buffer_size: 4 * 1024,
+            write_buffer_size: 4 * 1024,
             max_write_buffer_size: 4 * 1024 * 1024,
             max_message_size: 16 * 1024 * 1024,
             max_frame_size: 16 * 1024 * 1024,
@@ -109,6 +114,7 @@ impl Default for RealtimeOptions {
 impl RealtimeOptions {
     fn websocket_config(&self) -> WebSocketConfig {
         WebSocketConfig::default()
+            .read_buffer_size(self.read_buffer_size)
             .write_buffer_size(self.write_buffer_size)
             .max_write_buffer_size(self.max_write_buffer_size.max(self.write_buffer_size + 1))
             .max_message_size(Some(self.max_message_size))
@@ -373,6 +379,14 @@ impl RealtimeSender {
         }
     }
 
+    /// Drops the connection at once, without a close frame (what a network reset looks
+    /// like to the server): the writer task is aborted, and the socket goes as soon as the
+    /// receiver is dropped too. Fault injection (`CHAOS_HOOKS`); a normal end uses
+    /// [`close`](Self::close).
+    pub fn reset(&self) {
+        self._guard.0.abort();
+    }
+
     /// True once the writer task has stopped.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
@@ -402,6 +416,16 @@ impl RealtimeReceiver {
     /// close frame; `Some(Err(Protocol))` for a frame that is not a valid event (the
     /// connection stays usable).
     pub async fn recv(&mut self) -> Option<Result<ServerEvent, RealtimeError>> {
+        let text = self.recv_text().await?;
+        Some(text.and_then(|text| {
+            ServerEvent::parse(text.as_str()).map_err(|e| RealtimeError::Protocol(e.to_string()))
+        }))
+    }
+
+    /// The next text frame, unparsed (the call's AI reader reads audio deltas borrowed from
+    /// it, `call::frames`); otherwise as [`recv`](Self::recv), a binary frame being
+    /// `Some(Err(Protocol))`.
+    pub async fn recv_text(&mut self) -> Option<Result<Utf8Bytes, RealtimeError>> {
         if self.done {
             return None;
         }
@@ -425,12 +449,7 @@ impl RealtimeReceiver {
                 }
             };
             match message {
-                Message::Text(text) => {
-                    return Some(
-                        ServerEvent::parse(text.as_str())
-                            .map_err(|e| RealtimeError::Protocol(e.to_string())),
-                    );
-                }
+                Message::Text(text) => return Some(Ok(text)),
                 Message::Binary(_) => {
                     return Some(Err(RealtimeError::Protocol("binary frame".into())));
                 }

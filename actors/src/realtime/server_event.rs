@@ -789,7 +789,12 @@ impl ServerEvent {
     /// event missing a field the runtime relies on (ids, `delta`).
     pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
         let envelope: Envelope<'_> = serde_json::from_str(text)?;
-        match envelope.kind.as_ref() {
+        Self::parse_kind(envelope.kind.as_ref(), text)
+    }
+
+    /// Parses one text frame whose `type` is already known to be `kind` (one typed pass).
+    pub fn parse_kind(kind: &str, text: &str) -> Result<Self, serde_json::Error> {
+        match kind {
             "response.output_audio.delta" => typed(text, ServerEvent::AudioDelta),
             "response.output_audio_transcript.delta" => {
                 typed(text, ServerEvent::AudioTranscriptDelta)

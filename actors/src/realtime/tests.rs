@@ -137,6 +137,14 @@ fn append_is_exact_and_the_hot_path_matches_serde() {
 }
 
 #[test]
+fn append_escapes_only_what_needs_it() {
+    for audio in ["a\"b", "back\\slash", "line\nbreak", "é"] {
+        let frame: Value = serde_json::from_str(&append_json(audio)).expect("valid JSON");
+        assert_eq!(frame["audio"], audio);
+    }
+}
+
+#[test]
 fn buffer_item_and_response_events() {
     let cases: Vec<(ClientEvent, Value)> = vec![
         (

@@ -90,3 +90,28 @@ impl Store {
         })
     }
 }
+
+impl Store {
+    /// Writes the audit row and the call-timeline entry of every injected fault in one
+    /// transaction (`entries`: the call, its audit row, the timeline entry's detail).
+    pub async fn record_chaos(
+        &self,
+        entries: &[(crate::ids::CallId, super::NewAudit, serde_json::Value)],
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            for (call, audit, detail) in entries {
+                insert_audit!(&mut *tx, audit)?;
+                sqlx::query("INSERT INTO call_events (call_id, at, kind, detail) VALUES ($1, $2, $3, $4)")
+                    .bind(call.as_str())
+                    .bind(crate::time::now_ms())
+                    .bind("chaos")
+                    .bind(detail.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}

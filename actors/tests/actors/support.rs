@@ -212,6 +212,7 @@ pub async fn start_with(
             twilio_queue: 64,
             twilio_write_timeout: Duration::from_secs(1),
             resume_lost_leg: None,
+            ai_reconnect: Some(Duration::from_secs(30)),
         },
         egress,
         notifier: NotifierSettings::default(),

@@ -53,6 +53,9 @@ pub trait MediaObserver: Send + Sync + std::fmt::Debug {
     /// A `media` message from the server arrived at `at`; `tags` are the tags found at the
     /// start of its 20 ms frames, in order (called only when there is at least one).
     fn server_audio_received(&self, call_sid: &str, tags: &[u32], at: Instant);
+    /// A `clear` from the server arrived at `at` (audio still queued for the call is
+    /// discarded by the server: a barge-in).
+    fn clear_received(&self, _call_sid: &str, _at: Instant) {}
 }
 
 impl Default for CarrierConfig {

@@ -256,6 +256,9 @@ impl Session {
                 }
             }
             TwilioOutbound::Clear { .. } => {
+                if let Some(observer) = &self.observer {
+                    observer.clear_received(&self.call_sid, now.into_std());
+                }
                 let cleared = self.play_until.saturating_duration_since(now);
                 self.play_until = now;
                 let pending: Vec<String> = self.marks.drain(..).map(|(name, _)| name).collect();

@@ -173,7 +173,9 @@ fn setup() -> Setup {
         started_at_ms: 1_000_000,
         prior: Vec::new(),
         prior_invocations: Vec::new(),
+        cut_off: false,
         resume_lost_leg: None,
+        ai_reconnect: Some(Duration::from_secs(30)),
     }
 }
 
@@ -990,7 +992,7 @@ fn a_barge_in_truncates_to_what_was_heard_and_the_transcript_keeps_it() {
 // === the end of the leg ===
 
 #[test]
-fn a_dropped_ai_socket_reconnects_once_with_the_conversation_then_fails_over() {
+fn a_dropped_ai_socket_reconnects_with_the_conversation_then_fails_over_when_lost_again_soon() {
     let mut call = Call::live(setup());
     call.at(40, created("resp_greet", Some("greeting_1")));
     call.at(41, said("item_g", GREETING));
@@ -1014,6 +1016,40 @@ fn a_dropped_ai_socket_reconnects_once_with_the_conversation_then_fails_over() {
             &["event ai failed", "end ai_failed fallback failed"],
         ),
     ]);
+}
+
+#[test]
+fn a_model_socket_is_reconnected_again_once_the_interval_has_passed() {
+    let mut call = Call::greeted(setup());
+    let reconnected: &[&str] = &[
+        "record reconnect",
+        "event ai reconnect",
+        "connect replaying 0",
+    ];
+    call.play(vec![
+        (1_200, Input::AiClosed(String::from("reset")), reconnected),
+        (1_300, Input::AiConnected, &[]),
+        (1_310, ai(AiEvent::SessionUpdated), &[]),
+        // 30 s after the last reconnect: another one.
+        (31_200, Input::AiClosed(String::from("reset")), reconnected),
+        (31_300, Input::AiConnected, &[]),
+        (31_310, ai(AiEvent::SessionUpdated), &[]),
+        (
+            40_000,
+            Input::AiClosed(String::from("reset")),
+            &["event ai failed", "end ai_failed fallback failed"],
+        ),
+    ]);
+    // Without reconnects, the first loss fails over.
+    let mut never = Call::greeted(Setup {
+        ai_reconnect: None,
+        ..setup()
+    });
+    let effects = never.raw(1_200, Input::AiClosed(String::from("reset")));
+    let Some(Effect::End(ending)) = effects.last() else {
+        panic!("the leg ends: {effects:?}")
+    };
+    assert_eq!(ending.detail.as_deref(), Some("closed: reset"));
 }
 
 #[test]
@@ -1116,6 +1152,24 @@ fn identity_verification_opens_gated_tools() {
         call.at(2_110, function_call("b1", "i2", "r1", "balance", "{}")),
         ["run b1 webhook"]
     );
+}
+
+#[test]
+fn a_resumed_stream_tells_the_caller_why_the_agent_is_back() {
+    for (cut_off, line) in [
+        (false, super::RESUME_AFTER_HANDOFF),
+        (true, super::RESUME_AFTER_CUT),
+    ] {
+        let (mut call, _) = Call::new(Setup {
+            prior: vec![(Speaker::Agent, GREETING.to_owned())],
+            cut_off,
+            ..setup()
+        });
+        call.at(0, Input::AiConnected);
+        let effects = call.raw(10, ai(AiEvent::SessionUpdated));
+        let asked = format!("{effects:?}");
+        assert!(asked.contains(line), "cut off {cut_off}: {asked}");
+    }
 }
 
 #[test]

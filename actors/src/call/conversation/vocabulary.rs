@@ -380,8 +380,14 @@ pub struct Setup {
     pub prior: Vec<(Speaker, String)>,
     /// Tool invocations of earlier streams of this call.
     pub prior_invocations: Vec<PriorInvocation>,
+    /// The previous stream of this resumed call was cut off (its socket lost, or its node
+    /// drained), not a handoff nobody answered: the line it resumes with says so.
+    pub cut_off: bool,
     /// A Twilio leg lost without `stop` (the socket closed or failed) is answered with a
     /// fresh stream that resumes the conversation, unless this stream itself resumed the
     /// call less than this long ago; `None` never resumes (the call ends).
     pub resume_lost_leg: Option<Duration>,
+    /// A model socket lost is reconnected (the conversation replayed) at most once per this
+    /// long; lost again sooner, or `None`, the caller gets the fallback.
+    pub ai_reconnect: Option<Duration>,
 }

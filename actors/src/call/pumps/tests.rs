@@ -7,44 +7,10 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::*;
 
-#[test]
-fn audio_checks() {
-    assert!(valid_audio("//////////8="));
-    assert!(!valid_audio("not base64!"));
-    assert!(!valid_audio(""));
-    assert_eq!(decoded_len("AAAA"), 3);
-    assert_eq!(decoded_len("//8="), 2);
-    let big = STANDARD.encode(vec![0u8; MAX_FRAME_BYTES + 1]);
-    assert!(!valid_audio(&big));
-}
+// The frame checks and the Twilio messages are tested with them, in `call/frames/tests.rs`.
 
 #[test]
-fn frames_are_twilio_messages() {
-    use crate::media::{MarkName, OutboundMedia, TwilioOutbound};
-    assert_eq!(
-        TwilioOutbound::parse(&media_text("MZ1", "AAAA")).expect("media"),
-        TwilioOutbound::Media {
-            stream_sid: "MZ1".into(),
-            media: OutboundMedia {
-                payload: "AAAA".into()
-            }
-        }
-    );
-    assert_eq!(
-        TwilioOutbound::parse(&mark_text("MZ1", 2, 140, "item_7")).expect("mark"),
-        TwilioOutbound::Mark {
-            stream_sid: "MZ1".into(),
-            mark: MarkName {
-                name: "2:140:item_7".into()
-            }
-        }
-    );
-    assert_eq!(
-        TwilioOutbound::parse(&clear_text("MZ1")).expect("clear"),
-        TwilioOutbound::Clear {
-            stream_sid: "MZ1".into()
-        }
-    );
+fn gone_reasons() {
     assert_eq!(
         gone_reason("socket_closed"),
         (EndReason::SocketClosed, None)
@@ -308,5 +274,172 @@ async fn a_dead_actors_socket_closes_only_once_its_failure_is_recorded() {
             reason: String::from("call_actor_failed")
         }]
     );
+    probe.stop(None);
+}
+
+/// A Twilio `media` frame whose payload names frame `n`.
+fn caller_frame(n: u32) -> (String, String) {
+    use base64::Engine as _;
+    let payload = base64::engine::general_purpose::STANDARD.encode(n.to_be_bytes());
+    let frame = format!(
+        r#"{{"event":"media","sequenceNumber":"{n}","streamSid":"MZ1","media":{{"track":"inbound","payload":"{payload}"}}}}"#
+    );
+    (frame, payload)
+}
+
+#[tokio::test]
+async fn caller_audio_before_the_model_session_is_ready_is_kept_and_sent_in_order() {
+    use crate::realtime::{RealtimeClient, RealtimeEndpoint, append_json};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (probe, _gone) = probe().await;
+    // The model: collects what it is sent.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("ws://{}/v1/realtime", listener.local_addr().expect("addr"));
+    let early = EARLY_AUDIO_FRAMES as u32 + 2;
+    let total = early + 2;
+    let model = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.expect("upgrade");
+        let mut got = Vec::new();
+        while let Some(Ok(message)) = ws.next().await {
+            if let Message::Text(text) = message {
+                got.push(text.to_string());
+                if got.len() == (total - 2) as usize {
+                    break;
+                }
+            }
+        }
+        got
+    });
+    let (frames, incoming) = futures::channel::mpsc::unbounded();
+    let read = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&read);
+    let incoming = incoming
+        .inspect(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+        })
+        .boxed();
+    let (ai_tx, ai_rx) = watch::channel(None);
+    let _reader = spawn_twilio_reader(
+        incoming,
+        probe.clone(),
+        ai_rx,
+        Arc::new(Mutex::new(Playback::default())),
+        tracing::Span::none(),
+    );
+    // The caller speaks right after `start`, before the model session is ready: more than
+    // the buffer holds, so the oldest two are dropped.
+    for n in 0..early {
+        frames
+            .unbounded_send(TwilioFrame::Text(caller_frame(n).0.into()))
+            .expect("frame");
+    }
+    // This test runs on one thread: once the reader has taken the last frame, it has
+    // handled it (nothing awaits in between).
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while read.load(Ordering::SeqCst) < early as usize {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("frames read");
+    let endpoint = RealtimeEndpoint {
+        url,
+        api_key: String::from("sk-test"),
+        model: String::from("gpt-realtime"),
+    };
+    let (tx, _rx) = RealtimeClient::connect(endpoint).await.expect("connect");
+    ai_tx.send_replace(Some(tx));
+    for n in early..total {
+        frames
+            .unbounded_send(TwilioFrame::Text(caller_frame(n).0.into()))
+            .expect("frame");
+    }
+    let got = tokio::time::timeout(Duration::from_secs(5), model)
+        .await
+        .expect("model got the audio")
+        .expect("model task");
+    let expected: Vec<String> = (2..total)
+        .map(|n| append_json(&caller_frame(n).1))
+        .collect();
+    assert_eq!(got, expected);
+    probe.stop(None);
+}
+
+/// A socket that counts what is written to it and how often it is flushed.
+#[derive(Clone, Default)]
+struct Counting {
+    written: Arc<StdMutex<usize>>,
+    flushes: Arc<StdMutex<usize>>,
+}
+
+impl futures::Sink<TwilioOut> for Counting {
+    type Error = String;
+
+    fn poll_ready(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), String>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn start_send(self: std::pin::Pin<&mut Self>, _: TwilioOut) -> Result<(), String> {
+        *self.written.lock().expect("lock") += 1;
+        Ok(())
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), String>> {
+        *self.flushes.lock().expect("lock") += 1;
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), String>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn the_writer_flushes_a_burst_once() {
+    let (probe, _gone) = probe().await;
+    let sink = Counting::default();
+    let (queue, _release) = writer(Box::pin(sink.clone()), &probe);
+    // On this one thread the writer runs only once the test awaits: it finds the whole
+    // burst queued (a frame and its mark, four times), writes it, then flushes once.
+    for n in 0..4 {
+        queue
+            .normal
+            .try_send(Outgoing::Media {
+                text: format!("m{n}"),
+                received: Instant::now(),
+                epoch: 0,
+            })
+            .expect("room");
+        queue
+            .normal
+            .try_send(Outgoing::Mark {
+                text: format!("k{n}"),
+                epoch: 0,
+            })
+            .expect("room");
+    }
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while *sink.flushes.lock().expect("lock") == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("flushed");
+    assert_eq!(*sink.written.lock().expect("lock"), 8);
+    assert_eq!(*sink.flushes.lock().expect("lock"), 1);
     probe.stop(None);
 }
