@@ -35,36 +35,19 @@ pub const OUTCOME_POLL: Duration = Duration::from_millis(100);
 /// How long a touched call's outcome is waited for.
 pub const OUTCOME_DEADLINE: Duration = Duration::from_secs(120);
 
-/// What the server injects (the chaos API's `mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ChaosMode {
-    /// The call actor is killed.
-    Kill,
-    /// The call actor panics.
-    Panic,
-    /// The call's model socket is reset.
-    AiReset,
-    /// The call's Twilio media socket is reset.
-    TwilioReset,
-}
+/// What the server injects (the chaos API's `mode`): the runtime's own modes.
+pub use actors::call::chaos::ChaosMode;
 
-impl ChaosMode {
-    /// The API's name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Kill => "kill",
-            Self::Panic => "panic",
-            Self::AiReset => "ai_reset",
-            Self::TwilioReset => "twilio_reset",
-        }
-    }
+/// A mode as the API names it, for the JSON report.
+fn mode_name<S: serde::Serializer>(mode: &ChaosMode, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(mode.as_str())
 }
 
 /// One `--chaos MODE:PERCENT@SECONDS`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ChaosSpec {
     /// What to inject.
+    #[serde(serialize_with = "mode_name")]
     pub mode: ChaosMode,
     /// Share of the live calls, percent (0 < p ≤ 100).
     pub percent: f64,
@@ -84,17 +67,12 @@ impl FromStr for ChaosSpec {
         let usage = || format!("{s:?}: expected MODE:PERCENT@SECONDS, e.g. kill:10@30");
         let (mode, rest) = s.split_once(':').ok_or_else(usage)?;
         let (percent, at) = rest.split_once('@').ok_or_else(usage)?;
-        let mode = match mode.trim() {
-            "kill" => ChaosMode::Kill,
-            "panic" => ChaosMode::Panic,
-            "ai_reset" => ChaosMode::AiReset,
-            "twilio_reset" => ChaosMode::TwilioReset,
-            other => {
-                return Err(format!(
-                    "unknown chaos mode {other:?} (kill, panic, ai_reset, twilio_reset)"
-                ));
-            }
-        };
+        let mode = ChaosMode::parse(mode.trim()).ok_or_else(|| {
+            format!(
+                "unknown chaos mode {:?} (kill, panic, ai_reset, twilio_reset)",
+                mode.trim()
+            )
+        })?;
         let percent: f64 = percent
             .trim()
             .trim_end_matches('%')

@@ -129,46 +129,47 @@ async fn starts(live: &mut broadcast::Receiver<ActiveEvent>, call_sid: &str) {
     .expect("the call goes live on the node");
 }
 
-/// `(status, end_reason)` of every voice session of `call_id` in the database at `url`.
-async fn sessions_at(url: &str, call_id: &str) -> Vec<(String, Option<String>)> {
+/// Rows of `sql` (one bind: `call_id`) in the database at `url`, the process that wrote them
+/// stopped.
+async fn rows_at<T>(url: &str, sql: &'static str, call_id: &str) -> Vec<T>
+where
+    T: Send + Unpin,
+    T: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>,
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>,
+{
     use sqlx::Connection;
-    const SQL: &str = "SELECT status, end_reason FROM voice_sessions WHERE call_id = $1";
     if url.starts_with("sqlite:") {
         let mut conn = sqlx::SqliteConnection::connect(url).await.expect("sqlite");
-        sqlx::query_as(SQL)
+        sqlx::query_as(sql)
             .bind(call_id)
             .fetch_all(&mut conn)
             .await
-            .expect("sessions")
+            .expect("rows")
     } else {
         let mut conn = sqlx::PgConnection::connect(url).await.expect("postgres");
-        sqlx::query_as(SQL)
+        sqlx::query_as(sql)
             .bind(call_id)
             .fetch_all(&mut conn)
             .await
-            .expect("sessions")
+            .expect("rows")
     }
+}
+
+/// `(status, end_reason)` of every voice session of `call_id` in the database at `url`.
+async fn sessions_at(url: &str, call_id: &str) -> Vec<(String, Option<String>)> {
+    rows_at(
+        url,
+        "SELECT status, end_reason FROM voice_sessions WHERE call_id = $1",
+        call_id,
+    )
+    .await
 }
 
 /// The carrier status recorded for `call_id` in the database at `url`.
 async fn call_status_at(url: &str, call_id: &str) -> String {
-    use sqlx::Connection;
-    const SQL: &str = "SELECT status FROM calls WHERE id = $1";
-    if url.starts_with("sqlite:") {
-        let mut conn = sqlx::SqliteConnection::connect(url).await.expect("sqlite");
-        sqlx::query_scalar(SQL)
-            .bind(call_id)
-            .fetch_one(&mut conn)
-            .await
-            .expect("call")
-    } else {
-        let mut conn = sqlx::PgConnection::connect(url).await.expect("postgres");
-        sqlx::query_scalar(SQL)
-            .bind(call_id)
-            .fetch_one(&mut conn)
-            .await
-            .expect("call")
-    }
+    let rows: Vec<(String,)> =
+        rows_at(url, "SELECT status FROM calls WHERE id = $1", call_id).await;
+    rows.into_iter().next().expect("the call").0
 }
 
 async fn a_call_ending_during_the_grace_period_gets_its_late_final_status_before_exit(
