@@ -36,6 +36,7 @@ pub mod evaluations;
 pub mod fields;
 pub mod filters;
 pub mod guard;
+pub mod live_stream;
 pub mod media;
 pub mod media_gate;
 pub mod mount;
@@ -83,6 +84,8 @@ pub struct AppInner {
     pub started: Instant,
     /// This node: its heartbeat and the reconciler of lost nodes' calls.
     pub nodes: actors::nodes::Nodes,
+    /// The cluster-wide live-call registry: this node's publisher and feed, and the reads.
+    pub live: actors::active::LiveRegistry,
     /// Media websockets waiting for their `start` (bounded per address and in total).
     pub media_gate: media_gate::MediaGate,
     /// The last verified signed webhook per tenant and the last metrics scrape (readiness).
@@ -104,6 +107,7 @@ impl AppState {
         actors: Actors,
         metrics: PrometheusHandle,
         nodes: actors::nodes::Nodes,
+        live: actors::active::LiveRegistry,
     ) -> Self {
         let ip_guard = IpGuard::new(config.rate_limit_per_ip_per_minute);
         let media_gate =
@@ -123,6 +127,7 @@ impl AppState {
             metrics,
             started: Instant::now(),
             nodes,
+            live,
             media_gate,
             signals: signals::ReadinessSignals::default(),
         }))

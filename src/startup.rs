@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actors::active::ActiveRegistry;
+use actors::active::{ActiveRegistry, LiveRegistry, LiveSettings};
 use actors::call::{AiConfig, CallMsg, CallSettings};
 use actors::crypto::{SecretBox, derive_key, hex};
 use actors::egress::{Egress, EgressPolicy};
@@ -333,6 +333,12 @@ impl Application {
         )
         .await
         .context("cannot record this node")?;
+        let live = LiveRegistry::start(
+            store.clone(),
+            Arc::clone(&active),
+            nodes.instance().clone(),
+            LiveSettings::default(),
+        );
         tracing::info!(
             listen = %local_addr,
             database = %config.database_display(),
@@ -342,7 +348,7 @@ impl Application {
             public_base_url = %config.public_base_url,
             "stateset-voice ready"
         );
-        let state = AppState::new(config, store, actors, metrics, nodes);
+        let state = AppState::new(config, store, actors, metrics, nodes, live);
         Ok(Self {
             listener,
             local_addr,
@@ -396,6 +402,8 @@ impl Application {
             .stop_and_wait(Some(String::from("shutdown")), Some(grace))
             .await
             .ok();
+        // The call actors are gone: their ends are published before the node stops.
+        state.live.stop().await;
         state.nodes.stop().await;
         state.store.close().await;
         if graceful {

@@ -1,11 +1,24 @@
 //! The registry of live calls on this node: call actors insert, update and remove their
-//! entry; readers (the active-sessions API) read it concurrently and subscribe to its
-//! changes. Lock-free for readers (dashmap); change events fan out on a broadcast channel.
+//! entry; node-local code (the stream-end wait, the drain, chaos selection) reads it
+//! concurrently and subscribes to its changes. Lock-free for readers (dashmap); change
+//! events fan out on a broadcast channel.
+//!
+//! The cluster's view is in the database: [`publisher`] mirrors this registry into
+//! `live_calls` and `live_call_events` (coalesced per call over a short window, see
+//! [`coalesce`]), and [`feed`] reads the events of every node in order and fans them out
+//! to this node's readers; [`LiveRegistry`] owns both tasks.
 
 use dashmap::DashMap;
 use tokio::sync::broadcast;
 
 use crate::ids::{CallId, TenantId};
+
+pub mod coalesce;
+pub mod feed;
+pub mod live;
+pub mod publisher;
+
+pub use live::{LiveCall, LiveChange, LiveEvent, LiveRegistry, LiveSettings, LiveSnapshot};
 
 /// What a live call is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +45,18 @@ impl CallPhase {
             CallPhase::Tool => "tool",
             CallPhase::Handoff => "handoff",
         }
+    }
+
+    /// Parses the wire form.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "greeting" => CallPhase::Greeting,
+            "listening" => CallPhase::Listening,
+            "speaking" => CallPhase::Speaking,
+            "tool" => CallPhase::Tool,
+            "handoff" => CallPhase::Handoff,
+            _ => return None,
+        })
     }
 }
 

@@ -14,9 +14,11 @@
 //!   cluster), reconciles the calls of every node whose heartbeat is older than
 //!   `stale_after`, then forgets that node once it holds no open call.
 //!
-//! Each call is claimed by one conditional `UPDATE` and reconciled by
+//! Each call is claimed by one conditional `UPDATE` (its row in the cluster's live-call
+//! registry ending `node_lost` in the same transaction) and reconciled by
 //! [`crate::telephony::reconcile`]; a call whose reconciliation failed (the carrier did not
-//! answer) is retried on the next tick.
+//! answer) is retried on the next tick. The lease holder also ends any live-call row still
+//! held by a lost node or incarnation.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -346,6 +348,13 @@ impl Reconciler {
                 Ok(false) => {}
                 Err(error) => tracing::warn!(error = %error, "could not forget a lost node"),
             }
+        }
+        // Rows of the live-call registry a lost node left without an open call behind
+        // them (it died between a call's end and its publishing window).
+        match store.end_lost_live_calls(before, now_ms()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(calls = n, "live calls of lost nodes ended"),
+            Err(error) => tracing::warn!(error = %error, "could not end lost nodes' live calls"),
         }
     }
 

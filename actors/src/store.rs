@@ -29,6 +29,7 @@ pub(crate) mod fixtures;
 mod function_calls;
 mod governance;
 mod idempotency;
+mod live_calls;
 mod models;
 mod nodes;
 mod phone_routes;
@@ -51,7 +52,7 @@ pub use function_calls::{
 };
 pub use governance::LaunchRoute;
 pub use models::*;
-pub use nodes::{OrphanCall, StaleNode};
+pub use nodes::{NodeRecord, OrphanCall, StaleNode};
 pub use rollouts::{RolloutDecision, RolloutPolicy, RolloutStatus, Stage};
 pub use sessions::{EndedSessions, SessionStatus, Usage};
 pub use webhooks::{

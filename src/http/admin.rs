@@ -1,7 +1,7 @@
 //! Admin API (`x-admin-key`), one module per resource: tenants, API keys, provider
 //! credentials, runtime configuration, event webhooks and signing secrets, phone routes,
 //! agents and versions, rollouts (policies, actions, governance), operator queues, the audit
-//! log, diagnostics, admin identities and governance settings (two-person approval, dial
+//! log, diagnostics, the cluster's nodes, admin identities and governance settings (two-person approval, dial
 //! policies), launches and the readiness review, and fault injection into live calls (chaos
 //! testing, `CHAOS_HOOKS`). Every admin path answers 404 when no admin
 //! key is configured (the guard of its mount); every mutation is audited by the owning actor
@@ -27,6 +27,7 @@ pub mod event_webhooks;
 pub mod governance;
 pub mod identities;
 pub mod launch;
+pub mod nodes;
 pub mod phone_routes;
 pub mod queues;
 pub mod readiness;

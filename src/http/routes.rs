@@ -10,14 +10,14 @@ use actors::store::Scope::{Operator, Read, Runtime};
 
 use super::admin::{
     agents, api_keys, audit, chaos, credentials, diagnostics, event_webhooks, governance,
-    identities, launch, phone_routes, queues as admin_queues, readiness, rollouts, runtime_config,
-    tenants,
+    identities, launch, nodes as admin_nodes, phone_routes, queues as admin_queues, readiness,
+    rollouts, runtime_config, tenants,
 };
 use super::guard::{admin, admin_or_approver, approver, ops, public, tenant, twilio};
 use super::mount::Mount;
 use super::{
-    callbacks, calls, dnc, docs, evaluations, media, ops as health, queues, runtime, sessions,
-    webhook_deliveries, webhooks,
+    callbacks, calls, dnc, docs, evaluations, live_stream, media, ops as health, queues, runtime,
+    sessions, webhook_deliveries, webhooks,
 };
 use crate::mount;
 
@@ -40,7 +40,8 @@ static TABLE: LazyLock<Vec<Mount>> = LazyLock::new(|| {
         mount!(sessions::list_sessions, tenant(&[Read])),
         mount!(sessions::get_session, tenant(&[Read])),
         mount!(sessions::active_sessions, tenant(&[Read])),
-        mount!(sessions::active_stream, tenant(&[Read])),
+        mount!(sessions::active_session, tenant(&[Read])),
+        mount!(live_stream::active_stream, tenant(&[Read])),
         mount!(evaluations::list_evaluations, tenant(&[Read])),
         mount!(evaluations::get_evaluation, tenant(&[Read])),
         mount!(evaluations::review_evaluation, tenant(&[Operator])),
@@ -104,6 +105,7 @@ static TABLE: LazyLock<Vec<Mount>> = LazyLock::new(|| {
         mount!(phone_routes::routing_diagnostics, admin()),
         mount!(phone_routes::auth_transport, admin()),
         mount!(sessions::admin_active_sessions, admin()),
+        mount!(admin_nodes::list_nodes, admin()),
         mount!(phone_routes::list_routes, admin()),
         mount!(phone_routes::create_route, admin()),
         mount!(phone_routes::get_route, admin()),

@@ -1,18 +1,16 @@
 //! Voice sessions (records) and active sessions (live calls): `GET /api/v1/voice-sessions`,
-//! `GET /api/v1/voice-sessions/{id}`, `GET /api/v1/active-sessions`, the Server-Sent Events
-//! stream `GET /api/v1/active-sessions/stream`, and the admin view across tenants.
+//! `GET /api/v1/voice-sessions/{id}`, `GET /api/v1/active-sessions`, one live call
+//! `GET /api/v1/active-sessions/calls/{call_id}`, the Server-Sent Events stream
+//! `GET /api/v1/active-sessions/stream` (`live_stream.rs`), and the admin view across
+//! tenants. Live calls are the cluster's (`actors::active::LiveRegistry`): every node's.
 
-use std::convert::Infallible;
-
-use actors::active::{ActiveCall, ActiveEvent};
-use actors::ids::{SessionId, TenantId};
+use actors::active::LiveCall;
+use actors::ids::{CallId, SessionId, TenantId};
 use actors::store::{SessionFilter, TranscriptTurn, VoiceSession};
 use actors::telephony::reads::{self, SessionDetail};
 use actors::tenant::{AuditMeta, AuthContext};
 use actors::time::rfc3339;
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use tokio_stream::wrappers::BroadcastStream;
 use utoipa::{IntoParams, ToSchema};
 use warp::Reply;
 use warp::reply::Response;
@@ -284,6 +282,8 @@ pub struct ActiveSessionView {
     pub call_sid: String,
     /// Tenant.
     pub tenant_id: String,
+    /// The node holding the call's media stream.
+    pub node_id: String,
     /// `inbound` or `outbound`.
     pub direction: String,
     /// Caller.
@@ -302,6 +302,8 @@ pub struct ActiveSessionView {
     pub last_transcript: Option<TranscriptLine>,
     /// Latency figures (ms).
     pub latency: LatencyView,
+    /// RFC 3339: the call's last change.
+    pub last_activity_at: String,
 }
 
 /// A transcript line.
@@ -322,12 +324,14 @@ pub struct LatencyView {
     pub last_response_ms: Option<i64>,
 }
 
-impl From<ActiveCall> for ActiveSessionView {
-    fn from(c: ActiveCall) -> Self {
+impl From<LiveCall> for ActiveSessionView {
+    fn from(live: LiveCall) -> Self {
+        let c = live.call;
         ActiveSessionView {
             call_id: c.call_id.into_string(),
             call_sid: c.call_sid,
             tenant_id: c.tenant_id.into_string(),
+            node_id: live.node_id,
             direction: c.direction.to_owned(),
             from: c.from,
             to: c.to,
@@ -342,6 +346,7 @@ impl From<ActiveCall> for ActiveSessionView {
                 first_audio_ms: c.first_audio_ms,
                 last_response_ms: c.last_response_ms,
             },
+            last_activity_at: rfc3339(live.last_activity_at),
         }
     }
 }
@@ -402,75 +407,51 @@ pub async fn get_session(req: Request<AuthContext, (String,)>) -> Result<Respons
     Ok(warp::reply::json(&view).into_response())
 }
 
-fn active_list(state: &AppState, tenant: Option<&TenantId>) -> Response {
-    let data = state
-        .actors
-        .active
-        .list(tenant)
-        .into_iter()
-        .map(ActiveSessionView::from);
-    warp::reply::json(&List::new(data)).into_response()
+async fn active_list(state: &AppState, tenant: Option<&TenantId>) -> Result<Response, ApiError> {
+    let snapshot = state
+        .live
+        .snapshot(tenant)
+        .await
+        .map_err(|e| ApiError::Internal(format!("store: {e:?}")))?;
+    let data = snapshot.calls.into_iter().map(ActiveSessionView::from);
+    Ok(warp::reply::json(&List::new(data)).into_response())
 }
 
-/// The tenant's live calls on this node.
+/// The tenant's live calls on every node, oldest first.
 #[utoipa::path(get, path = "/api/v1/active-sessions", tag = "runtime",
     responses((status = 200, body = List<ActiveSessionView>), (status = 401, body = ErrorResponse)))]
 pub async fn active_sessions(req: Request<AuthContext>) -> Result<Response, ApiError> {
     let Request { state, auth, .. } = req;
-    Ok(active_list(&state, Some(&auth.tenant_id)))
+    active_list(&state, Some(&auth.tenant_id)).await
 }
 
-/// Live calls of every tenant (admin).
+/// One live call of the tenant (on any node).
+#[utoipa::path(get, path = "/api/v1/active-sessions/calls/{call_id}", tag = "runtime",
+    params(("call_id" = String, Path, description = "Call id (`call_…`)")),
+    responses((status = 200, body = ActiveSessionView), (status = 401, body = ErrorResponse),
+              (status = 404, body = ErrorResponse, description = "No live call of the tenant has this id")))]
+pub async fn active_session(req: Request<AuthContext, (String,)>) -> Result<Response, ApiError> {
+    let Request {
+        state,
+        auth,
+        path: (id,),
+        ..
+    } = req;
+    let not_found = || ApiError::NotFound("active session".into());
+    let id = CallId::parse(&id).ok_or_else(not_found)?;
+    let live = state
+        .live
+        .call(&auth.tenant_id, &id)
+        .await
+        .map_err(|e| ApiError::Internal(format!("store: {e:?}")))?
+        .ok_or_else(not_found)?;
+    Ok(warp::reply::json(&ActiveSessionView::from(live)).into_response())
+}
+
+/// Live calls of every tenant on every node (admin).
 #[utoipa::path(get, path = "/api/v1/admin/active-sessions", tag = "admin",
     responses((status = 200, body = List<ActiveSessionView>), (status = 401, body = ErrorResponse)))]
 pub async fn admin_active_sessions(req: Request<AuditMeta>) -> Result<Response, ApiError> {
     let state = req.state;
-    Ok(active_list(&state, None))
-}
-
-fn sse_event(event: ActiveEvent) -> warp::sse::Event {
-    let (name, data) = match event {
-        ActiveEvent::Started(c) => ("started", serde_json::to_value(ActiveSessionView::from(c))),
-        ActiveEvent::Updated(c) => ("updated", serde_json::to_value(ActiveSessionView::from(c))),
-        ActiveEvent::Ended {
-            call_id, reason, ..
-        } => (
-            "ended",
-            Ok(serde_json::json!({"call_id": call_id.as_str(), "reason": reason})),
-        ),
-    };
-    warp::sse::Event::default()
-        .event(name)
-        .data(data.map(|d| d.to_string()).unwrap_or_default())
-}
-
-/// Server-Sent Events of the tenant's live calls: `started`, `updated`, `ended`.
-#[utoipa::path(get, path = "/api/v1/active-sessions/stream", tag = "runtime",
-    responses((status = 200, description = "text/event-stream of started / updated / ended events", content_type = "text/event-stream"),
-              (status = 401, body = ErrorResponse)))]
-pub async fn active_stream(req: Request<AuthContext>) -> Result<Response, ApiError> {
-    let Request { state, auth, .. } = req;
-    let tenant = auth.tenant_id;
-    // Subscribe before the snapshot so nothing between the two is missed.
-    let rx = state.actors.active.subscribe();
-    let snapshot: Vec<ActiveEvent> = state
-        .actors
-        .active
-        .list(Some(&tenant))
-        .into_iter()
-        .map(ActiveEvent::Started)
-        .collect();
-    let live = BroadcastStream::new(rx).filter_map(move |e| {
-        let keep = match e {
-            Ok(e) if e.tenant_id() == &tenant => Some(e),
-            _ => None,
-        };
-        async move { keep }
-    });
-    // The stream ends when shutdown starts, so an open dashboard never holds the shutdown.
-    let events = futures::stream::iter(snapshot)
-        .chain(live)
-        .take_until(state.drained())
-        .map(|e| Ok::<_, Infallible>(sse_event(e)));
-    Ok(warp::sse::reply(warp::sse::keep_alive().stream(events)).into_response())
+    active_list(&state, None).await
 }

@@ -19,6 +19,25 @@ pub struct OrphanCall {
     pub node_started_at: Option<i64>,
 }
 
+/// A recorded node, as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRecord {
+    /// Its id.
+    pub id: String,
+    /// Where it serves.
+    pub address: String,
+    /// Its service version.
+    pub version: String,
+    /// Its incarnation's start (Unix ms).
+    pub started_at: i64,
+    /// Its last heartbeat (Unix ms).
+    pub heartbeat_at: i64,
+    /// Whether it is shutting down.
+    pub draining: bool,
+    /// Live calls its current incarnation holds.
+    pub live_calls: i64,
+}
+
 /// A node whose heartbeat went stale.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StaleNode {
@@ -261,14 +280,24 @@ impl Store {
     }
 
     /// Takes an orphan over for `me` if it is still held as found (nobody claimed it since,
-    /// no stream started on a live node, not completed). True when `me` has it now.
+    /// no stream started on a live node, not completed). True when `me` has it now; its row
+    /// in the live-call registry (held by the lost node) then ends with a `node_lost` event
+    /// in the same transaction.
     pub async fn claim_orphan(
         &self,
         orphan: &OrphanCall,
         me: &NodeInstance,
     ) -> Result<bool, StoreError> {
-        let n = on_pool!(self, pool => {
-            sqlx::query(
+        let now = crate::time::now_ms();
+        let claimed = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            if matches!(self, Store::Postgres(_)) {
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(super::live_calls::LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let n = sqlx::query(
                 "UPDATE calls SET node_id = $2, node_started_at = $3, updated_at = $6 \
                  WHERE id = $1 AND completed_at IS NULL AND node_id = $4 \
                  AND ((node_started_at IS NULL AND $5 IS NULL) OR node_started_at = $5)",
@@ -278,12 +307,74 @@ impl Store {
             .bind(me.started_at)
             .bind(&orphan.node_id)
             .bind(orphan.node_started_at)
-            .bind(crate::time::now_ms())
-            .execute(pool)
+            .bind(now)
+            .execute(&mut *tx)
             .await?
-            .rows_affected()
+            .rows_affected();
+            if n == 1 {
+                let lost: Option<String> = sqlx::query_scalar(
+                    "DELETE FROM live_calls WHERE call_id = $1 AND node_id = $2 \
+                     AND ($3 IS NULL OR node_started_at = $3) RETURNING tenant_id",
+                )
+                .bind(orphan.call.as_str())
+                .bind(&orphan.node_id)
+                .bind(orphan.node_started_at)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(tenant) = lost {
+                    let seq: i64 = sqlx::query_scalar(
+                        "INSERT INTO live_call_events (tenant_id, call_id, kind, payload, at) \
+                         VALUES ($1, $2, 'ended', $3, $4) RETURNING seq",
+                    )
+                    .bind(&tenant)
+                    .bind(orphan.call.as_str())
+                    .bind(r#"{"reason":"node_lost"}"#)
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if matches!(self, Store::Postgres(_)) {
+                        sqlx::query("SELECT pg_notify($1, $2)")
+                            .bind(crate::active::feed::CHANNEL)
+                            .bind(seq.to_string())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+            }
+            tx.commit().await?;
+            n == 1
         });
-        Ok(n == 1)
+        Ok(claimed)
+    }
+
+    /// Every recorded node with the number of live calls its current incarnation holds,
+    /// by id.
+    pub async fn list_nodes(&self) -> Result<Vec<NodeRecord>, StoreError> {
+        let rows: Vec<(String, String, String, i64, i64, bool, i64)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT n.id, n.address, n.version, n.started_at, n.heartbeat_at, n.draining, \
+                 (SELECT COUNT(*) FROM live_calls l WHERE l.node_id = n.id AND l.node_started_at = n.started_at) \
+                 FROM nodes n ORDER BY n.id",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, address, version, started_at, heartbeat_at, draining, live_calls)| {
+                    NodeRecord {
+                        id,
+                        address,
+                        version,
+                        started_at,
+                        heartbeat_at,
+                        draining,
+                        live_calls,
+                    }
+                },
+            )
+            .collect())
     }
 
     /// `node` holds `call` from now on (its media stream started there).
