@@ -13,6 +13,7 @@ mod canary;
 mod carrier;
 mod chaos;
 mod cli;
+mod cluster;
 mod crash;
 mod diagnostics;
 mod drain;

@@ -1,0 +1,373 @@
+//! The cluster-wide live-call registry (issue 14 §1, §2), two nodes in process on one
+//! database: a call live on node B is listed, shown and streamed by node A with B's node id
+//! (on PostgreSQL through `LISTEN/NOTIFY`); a client resuming with `Last-Event-ID` gets
+//! exactly the events it missed; a lost node's rows end `node_lost` by the reconciler;
+//! other tenants see none of it; the admin nodes view counts each node's live calls.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use stateset_voice::sim::carrier::{
+    CallerScript, CarrierConfig, CarrierSim, CarrierSimHandle, InboundCall,
+};
+use stateset_voice::sim::realtime::{RealtimeScript, ScriptTurn};
+
+use crate::helpers::{Backend, Tele, TestApp, backend_tests, spawn_app_with};
+
+backend_tests!(
+    a_call_on_another_node_is_listed_shown_and_streamed,
+    a_lost_nodes_live_calls_end_with_the_reconciler,
+);
+
+const WAIT: Duration = Duration::from_secs(30);
+const NUMBER: &str = "+14155550100";
+const OTHER_NUMBER: &str = "+14155550199";
+
+fn call_in(app: &TestApp, sim: &CarrierSimHandle, t: &Tele, from: &str, to: &str) -> String {
+    sim.place_inbound_call(InboundCall {
+        account_sid: t.account_sid.clone(),
+        from: from.into(),
+        to: to.into(),
+        voice_url: app.url("/api/v1/incoming-call"),
+        status_callback: Some(app.url("/api/v1/call-status")),
+        status_callback_events: vec![],
+        script: CallerScript::default()
+            .silence(Duration::from_millis(1500))
+            .speak(Duration::from_millis(600), "Where is my order?")
+            .silence(Duration::from_secs(60)),
+    })
+    .expect("place call")
+}
+
+/// One SSE event: its id, name and JSON data.
+#[derive(Debug, Clone, PartialEq)]
+struct Event {
+    id: Option<String>,
+    name: String,
+    data: Value,
+}
+
+/// A Server-Sent Events reader.
+struct Sse {
+    resp: reqwest::Response,
+    buf: Vec<u8>,
+}
+
+impl Sse {
+    async fn open(app: &TestApp, key: &str, last_event_id: Option<&str>) -> Sse {
+        let mut req = app.tenant(Method::GET, "/api/v1/active-sessions/stream", key);
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        let resp = req.send().await.expect("sse");
+        assert_eq!(resp.status(), 200);
+        Sse {
+            resp,
+            buf: Vec::new(),
+        }
+    }
+
+    async fn next(&mut self) -> Event {
+        loop {
+            if let Some(at) = self.buf.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = self.buf.drain(..at + 2).collect();
+                let block = String::from_utf8(block).expect("utf-8");
+                let (mut id, mut name, mut data) = (None, None, String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        name = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                    }
+                }
+                if let Some(name) = name {
+                    let data = serde_json::from_str(&data).expect("event data is JSON");
+                    return Event { id, name, data };
+                }
+                continue;
+            }
+            let chunk = self
+                .resp
+                .chunk()
+                .await
+                .expect("sse read")
+                .expect("the stream stays open");
+            self.buf.extend_from_slice(&chunk);
+        }
+    }
+
+    /// Events until (and with) the first that satisfies `pred`.
+    async fn until(&mut self, mut pred: impl FnMut(&Event) -> bool) -> Vec<Event> {
+        tokio::time::timeout(WAIT, async {
+            let mut seen = Vec::new();
+            loop {
+                let e = self.next().await;
+                let done = pred(&e);
+                seen.push(e);
+                if done {
+                    return seen;
+                }
+            }
+        })
+        .await
+        .expect("sse event")
+    }
+}
+
+async fn get(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("json"))
+}
+
+async fn two_nodes(backend: Backend, sim: &CarrierSimHandle) -> (TestApp, TestApp) {
+    let base = sim.base_url();
+    let a = spawn_app_with(backend, {
+        let base = base.clone();
+        move |raw| {
+            raw.set("TWILIO_API_BASE_URL", base);
+            raw.set("NODE_ID", "node-a");
+        }
+    })
+    .await;
+    let b = a
+        .another_node(move |raw| {
+            raw.set("TWILIO_API_BASE_URL", base);
+            raw.set("NODE_ID", "node-b");
+        })
+        .await;
+    (a, b)
+}
+
+async fn a_call_on_another_node_is_listed_shown_and_streamed(backend: Backend) {
+    let sim = CarrierSim::start(CarrierConfig::default())
+        .await
+        .expect("carrier sim");
+    let (a, b) = two_nodes(backend, &sim).await;
+    let t = a.telephony_tenant("Acme", NUMBER, json!({})).await;
+    sim.add_account(t.account_sid.clone(), t.auth_token.clone());
+    let other = a.telephony_tenant("Other", OTHER_NUMBER, json!({})).await;
+    sim.add_account(other.account_sid.clone(), other.auth_token.clone());
+
+    b.realtime
+        .set_script(RealtimeScript::new(vec![ScriptTurn::say(
+            "Where is my order?",
+            "It ships today.",
+        )]));
+    // Clients on node A, before the call exists; the call goes to node B.
+    let mut mine = Sse::open(&a, &t.key, None).await;
+    let mut theirs = Sse::open(&a, &other.key, None).await;
+    let mut on_b = b.state.actors.active.subscribe();
+    let sid = call_in(&b, &sim, &t, "+15551230070", NUMBER);
+    let went_live = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(actors::active::ActiveEvent::Started(c)) = on_b.recv().await
+                && c.call_sid == sid
+            {
+                return Instant::now();
+            }
+        }
+    })
+    .await
+    .expect("the call goes live on node B");
+
+    let first = mine
+        .until(|e| e.name == "started" && e.data["call_sid"] == sid.as_str())
+        .await;
+    eprintln!(
+        "{backend:?}: node B's call start reached node A's stream {} ms after it went live",
+        went_live.elapsed().as_millis()
+    );
+    let start = first.last().expect("started").clone();
+    assert_eq!(start.data["node_id"], "node-b", "{:?}", start);
+    assert_eq!(start.data["tenant_id"], t.tenant_id.as_str());
+    let call_id = start.data["call_id"].as_str().expect("call id").to_owned();
+    let start_id = start.id.clone().expect("every event has an id");
+
+    // Mid-call (the caller's question is the last line): node A lists and shows it.
+    let updates = mine
+        .until(|e| {
+            e.name == "updated"
+                && e.data["last_transcript"]
+                    == json!({"role": "user", "text": "Where is my order?"})
+        })
+        .await;
+    let (status, listed) = get(a.tenant(Method::GET, "/api/v1/active-sessions", &t.key)).await;
+    assert_eq!(status, 200);
+    let listed = listed["data"].as_array().expect("data").clone();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["call_id"], call_id.as_str());
+    assert_eq!(listed[0]["node_id"], "node-b");
+    let detail_path = format!("/api/v1/active-sessions/calls/{call_id}");
+    let (status, detail) = get(a.tenant(Method::GET, &detail_path, &t.key)).await;
+    assert_eq!(status, 200, "{detail}");
+    assert_eq!(detail["call_sid"], sid.as_str());
+    assert_eq!(detail["node_id"], "node-b");
+    assert!(detail["last_transcript"]["text"].is_string(), "{detail}");
+    // Another tenant neither lists nor finds it; the admin lists it.
+    let (_, foreign) = get(a.tenant(Method::GET, "/api/v1/active-sessions", &other.key)).await;
+    assert_eq!(foreign["data"], json!([]), "{foreign}");
+    let (status, missing) = get(a.tenant(Method::GET, &detail_path, &other.key)).await;
+    assert_eq!(status, 404, "{missing}");
+    let (status, _) = get(a.tenant(
+        Method::GET,
+        "/api/v1/active-sessions/calls/call_unknown",
+        &t.key,
+    ))
+    .await;
+    assert_eq!(status, 404);
+    let (_, all) = get(a.admin(Method::GET, "/api/v1/admin/active-sessions")).await;
+    assert!(
+        all["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .any(|c| c["call_id"] == call_id.as_str() && c["node_id"] == "node-b"),
+        "{all}"
+    );
+    let (status, nodes) = get(a.admin(Method::GET, "/api/v1/admin/nodes")).await;
+    assert_eq!(status, 200, "{nodes}");
+    let nodes = nodes["data"].as_array().expect("data").clone();
+    let count = |id: &str| {
+        nodes
+            .iter()
+            .find(|n| n["id"] == id)
+            .map(|n| n["live_calls"].clone())
+    };
+    assert_eq!(count("node-a"), Some(json!(0)), "{nodes:?}");
+    assert_eq!(count("node-b"), Some(json!(1)), "{nodes:?}");
+
+    // The caller hangs up on node B: node A's client sees the end.
+    sim.hangup(&sid).expect("hang up");
+    let rest = mine
+        .until(|e| e.name == "ended" && e.data["call_id"] == call_id.as_str())
+        .await;
+    assert_eq!(rest.last().expect("ended").data["reason"], "ended");
+    let (_, listed) = get(a.tenant(Method::GET, "/api/v1/active-sessions", &t.key)).await;
+    assert_eq!(listed["data"], json!([]), "{listed}");
+    let (status, _) = get(a.tenant(Method::GET, &detail_path, &t.key)).await;
+    assert_eq!(status, 404);
+
+    // Everything after `started`, in order, ids increasing.
+    let missed: Vec<Event> = first
+        .iter()
+        .skip_while(|e| e.id.as_deref() != Some(start_id.as_str()))
+        .skip(1)
+        .chain(updates.iter())
+        .chain(rest.iter())
+        .cloned()
+        .collect();
+    assert!(missed.iter().any(|e| e.name == "updated"), "{missed:?}");
+    let ids: Vec<i64> = missed
+        .iter()
+        .map(|e| e.id.as_deref().expect("id").parse().expect("numeric id"))
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+
+    // A client resuming after `started` (on either node) gets exactly those events.
+    for node in [&a, &b] {
+        let mut resumed = Sse::open(node, &t.key, Some(&start_id)).await;
+        let got = resumed
+            .until(|e| e.name == "ended" && e.data["call_id"] == call_id.as_str())
+            .await;
+        assert_eq!(got, missed);
+    }
+    // An id that was never given out: a fresh snapshot (nothing live, so the other
+    // tenant's next call is the first event); a malformed one: 400 naming the header.
+    let mut fresh = Sse::open(&a, &t.key, Some("999999999")).await;
+    let resp = a
+        .tenant(Method::GET, "/api/v1/active-sessions/stream", &t.key)
+        .header("Last-Event-ID", "abc")
+        .send()
+        .await
+        .expect("sse");
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["field"], "Last-Event-ID", "{body}");
+
+    // The other tenant's stream: its own call's events are the first it sees.
+    let other_sid = call_in(&b, &sim, &other, "+15551230071", OTHER_NUMBER);
+    let seen = theirs
+        .until(|e| e.name == "started" && e.data["call_sid"] == other_sid.as_str())
+        .await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    sim.hangup(&other_sid).expect("hang up");
+    let seen = theirs.until(|e| e.name == "ended").await;
+    assert!(
+        seen.iter()
+            .all(|e| e.data["call_id"] != call_id.as_str() && e.data["call_sid"] != sid.as_str()),
+        "{seen:?}"
+    );
+    // The first tenant's fresh client saw none of it: its next event is its own.
+    let next_sid = call_in(&b, &sim, &t, "+15551230072", NUMBER);
+    let seen = fresh.until(|e| e.name == "started").await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].data["call_sid"], next_sid.as_str());
+    sim.hangup(&next_sid).expect("hang up");
+    fresh.until(|e| e.name == "ended").await;
+    b.stop().await;
+    a.stop().await;
+}
+
+async fn a_lost_nodes_live_calls_end_with_the_reconciler(backend: Backend) {
+    let sim = CarrierSim::start(CarrierConfig::default())
+        .await
+        .expect("carrier sim");
+    let base = sim.base_url();
+    // Node A beats once, at start: to anyone else it goes stale and stays so.
+    let a = spawn_app_with(backend, {
+        let base = base.clone();
+        move |raw| {
+            raw.set("TWILIO_API_BASE_URL", base);
+            raw.set("NODE_ID", "node-a");
+            raw.set("NODE_HEARTBEAT_MS", "3600000");
+            raw.set("NODE_STALE_AFTER_MS", "7200000");
+        }
+    })
+    .await;
+    let t = a.telephony_tenant("Acme", NUMBER, json!({})).await;
+    sim.add_account(t.account_sid.clone(), t.auth_token.clone());
+    let mut stream = Sse::open(&a, &t.key, None).await;
+    let sid = call_in(&a, &sim, &t, "+15550000001", NUMBER);
+    let started = stream
+        .until(|e| e.name == "started" && e.data["call_sid"] == sid.as_str())
+        .await;
+    let call_id = started.last().expect("started").data["call_id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+
+    // Node B sees A's heartbeat stale and, holding the lease, reconciles A's call: its
+    // live row ends `node_lost`, seen by a client of either node.
+    let b = a
+        .another_node(move |raw| {
+            raw.set("TWILIO_API_BASE_URL", base);
+            raw.set("NODE_ID", "node-b");
+            raw.set("NODE_HEARTBEAT_MS", "50");
+            raw.set("NODE_STALE_AFTER_MS", "200");
+        })
+        .await;
+    let start_id = started.last().and_then(|e| e.id.clone()).expect("id");
+    let mut on_b = Sse::open(&b, &t.key, Some(&start_id)).await;
+    for s in [&mut stream, &mut on_b] {
+        let ended = s
+            .until(|e| e.name == "ended" && e.data["call_id"] == call_id.as_str())
+            .await;
+        assert_eq!(ended.last().expect("ended").data["reason"], "node_lost");
+    }
+    let (_, listed) = get(b.tenant(Method::GET, "/api/v1/active-sessions", &t.key)).await;
+    assert_eq!(listed["data"], json!([]), "{listed}");
+    let mut reports = b.state.nodes.reports();
+    tokio::time::timeout(WAIT, reports.wait_for(|r| r.completed >= 1))
+        .await
+        .expect("reconciled in time")
+        .expect("reconciler running");
+    tokio::time::timeout(WAIT, sim.wait_ended(&sid))
+        .await
+        .expect("the call ends");
+    b.stop().await;
+    a.stop().await;
+}
