@@ -170,6 +170,13 @@ pub struct Config {
     /// `NODE_HEARTBEAT_MS` (default 5000): between two heartbeats of this node (and ticks
     /// of its reconciler).
     pub node_heartbeat: Duration,
+    /// `LIVE_FEED_POLL_MS` (default 1000): the node's live-call feed reads the cluster's
+    /// new events at least this often (it is woken sooner by this node's publisher and, on
+    /// PostgreSQL, by `NOTIFY`).
+    pub live_feed_poll: Duration,
+    /// `LIVE_EVENTS_RETENTION_SECONDS` (default 900): live-call events are kept this long; an
+    /// SSE client resuming from an older `Last-Event-ID` gets a fresh snapshot.
+    pub live_events_retention: Duration,
     /// `TWILIO_LEG_RESUME_SECONDS` (default 30): a media socket lost without `stop` is
     /// answered at `stream-ended` with a fresh stream resuming the conversation, at most once
     /// per this many seconds per call; 0 ends the call instead.
@@ -358,6 +365,8 @@ pub const SETTINGS: &[&str] = &[
     "NODE_ID",
     "NODE_HEARTBEAT_MS",
     "NODE_STALE_AFTER_MS",
+    "LIVE_FEED_POLL_MS",
+    "LIVE_EVENTS_RETENTION_SECONDS",
     "TWILIO_LEG_RESUME_SECONDS",
     "AI_RECONNECT_SECONDS",
     "MEDIA_START_TIMEOUT_MS",
@@ -645,6 +654,8 @@ impl Config {
                 "must be at least twice NODE_HEARTBEAT_MS",
             ));
         }
+        let live_feed_poll = raw.positive("LIVE_FEED_POLL_MS", 1_000)?.get();
+        let live_events_retention = raw.positive("LIVE_EVENTS_RETENTION_SECONDS", 900)?.get();
         let media_start_timeout = raw.positive("MEDIA_START_TIMEOUT_MS", 5_000)?.get();
         if !(100..=60_000).contains(&media_start_timeout) {
             return Err(ConfigError::new(
@@ -680,6 +691,8 @@ impl Config {
             node_id,
             node_heartbeat: Duration::from_millis(u64::from(node_heartbeat)),
             node_stale_after: Duration::from_millis(u64::from(node_stale_after)),
+            live_feed_poll: Duration::from_millis(u64::from(live_feed_poll)),
+            live_events_retention: Duration::from_secs(u64::from(live_events_retention)),
             evaluation: EvaluationConfig::parse(raw)?,
             readiness_min_evaluated_calls: raw.positive("READINESS_MIN_EVALUATED_CALLS", 20)?.get(),
             readiness_min_pass_percent,

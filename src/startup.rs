@@ -337,7 +337,11 @@ impl Application {
             store.clone(),
             Arc::clone(&active),
             nodes.instance().clone(),
-            LiveSettings::default(),
+            LiveSettings {
+                poll: config.live_feed_poll,
+                retention: config.live_events_retention,
+                ..LiveSettings::default()
+            },
         );
         tracing::info!(
             listen = %local_addr,

@@ -123,6 +123,16 @@ async fn get(req: reqwest::RequestBuilder) -> (u16, Value) {
     (status, resp.json().await.expect("json"))
 }
 
+/// How often a node's feed reads without being woken: on PostgreSQL never within a test,
+/// so another node's changes can only arrive through `NOTIFY`; SQLite has no `NOTIFY`.
+fn feed_poll(backend: Backend) -> &'static str {
+    if matches!(backend, Backend::Postgres) {
+        "3600000"
+    } else {
+        "200"
+    }
+}
+
 async fn two_nodes(backend: Backend, sim: &CarrierSimHandle) -> (TestApp, TestApp) {
     let base = sim.base_url();
     let a = spawn_app_with(backend, {
@@ -130,6 +140,7 @@ async fn two_nodes(backend: Backend, sim: &CarrierSimHandle) -> (TestApp, TestAp
         move |raw| {
             raw.set("TWILIO_API_BASE_URL", base);
             raw.set("NODE_ID", "node-a");
+            raw.set("LIVE_FEED_POLL_MS", feed_poll(backend));
         }
     })
     .await;
@@ -137,6 +148,7 @@ async fn two_nodes(backend: Backend, sim: &CarrierSimHandle) -> (TestApp, TestAp
         .another_node(move |raw| {
             raw.set("TWILIO_API_BASE_URL", base);
             raw.set("NODE_ID", "node-b");
+            raw.set("LIVE_FEED_POLL_MS", feed_poll(backend));
         })
         .await;
     (a, b)
@@ -323,6 +335,7 @@ async fn a_lost_nodes_live_calls_end_with_the_reconciler(backend: Backend) {
         move |raw| {
             raw.set("TWILIO_API_BASE_URL", base);
             raw.set("NODE_ID", "node-a");
+            raw.set("LIVE_FEED_POLL_MS", feed_poll(backend));
             raw.set("NODE_HEARTBEAT_MS", "3600000");
             raw.set("NODE_STALE_AFTER_MS", "7200000");
         }
@@ -346,6 +359,7 @@ async fn a_lost_nodes_live_calls_end_with_the_reconciler(backend: Backend) {
         .another_node(move |raw| {
             raw.set("TWILIO_API_BASE_URL", base);
             raw.set("NODE_ID", "node-b");
+            raw.set("LIVE_FEED_POLL_MS", feed_poll(backend));
             raw.set("NODE_HEARTBEAT_MS", "50");
             raw.set("NODE_STALE_AFTER_MS", "200");
         })
