@@ -385,3 +385,66 @@ async fn a_lost_nodes_live_calls_end_with_the_reconciler(backend: Backend) {
     b.stop().await;
     a.stop().await;
 }
+
+/// PostgreSQL only: a node whose `LISTEN` connection is cut listens again on a new one and
+/// reads every event written in between (its feed does not poll within the test). The
+/// change follows the cut at once; whether its event is written before or after the new
+/// `LISTEN` (the test cannot hold the reconnection back), it arrives exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_whose_listener_lost_its_connection_misses_nothing() {
+    if !crate::helpers::postgres_available() {
+        return;
+    }
+    let backend = Backend::Postgres;
+    let sim = CarrierSim::start(CarrierConfig::default())
+        .await
+        .expect("carrier sim");
+    let (a, b) = two_nodes(backend, &sim).await;
+    let (tenant, key) = a.tenant_with_key("Acme").await;
+    let tenant = actors::ids::TenantId::parse(&tenant).expect("tenant id");
+    let mut stream = Sse::open(&a, &key, None).await;
+    let live = |n: u32| actors::active::ActiveCall {
+        call_id: actors::ids::CallId::generate(),
+        call_sid: format!("CA{n:032}"),
+        stream_sid: None,
+        tenant_id: tenant.clone(),
+        direction: "inbound",
+        from: "+15550000001".into(),
+        to: NUMBER.into(),
+        agent_key: None,
+        agent_version_id: None,
+        started_at: actors::time::now_ms(),
+        phase: actors::active::CallPhase::Greeting,
+        last_line: None,
+        first_audio_ms: None,
+        last_response_ms: None,
+    };
+    let registry = &b.state.actors.active;
+    for n in 0..3 {
+        // Cut every `LISTEN` connection of both nodes, then change a call on node B at once.
+        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&a.database_url)
+            .await
+            .expect("connect");
+        let cut: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() AND query ILIKE 'LISTEN%'",
+        )
+        .fetch_all(&mut admin)
+        .await
+        .expect("terminate listeners");
+        assert!(!cut.is_empty(), "the nodes listen");
+        let call = live(n);
+        registry.insert(call.clone());
+        let seen = stream
+            .until(|e| e.name == "started" && e.data["call_sid"] == call.call_sid.as_str())
+            .await;
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(seen[0].data["node_id"], "node-b");
+        registry.remove(&call.call_id, "ended");
+        stream
+            .until(|e| e.name == "ended" && e.data["call_id"] == call.call_id.as_str())
+            .await;
+    }
+    b.stop().await;
+    a.stop().await;
+}

@@ -88,9 +88,9 @@ impl Feed {
     }
 }
 
-/// Wakes the feed on every `NOTIFY live_calls`, and after each reconnect of the listener
-/// (notifications sent while it was away are lost; the feed's read after its last `seq` is
-/// not).
+/// Wakes the feed on every `NOTIFY live_calls`, and once each (re)connected listener
+/// listens (notifications sent while it was away are lost; the feed's read after its last
+/// `seq` then finds their events).
 pub async fn listen(pool: PgPool, wake: Arc<Notify>, mut stop: watch::Receiver<bool>) {
     loop {
         let mut listener = match connect(&pool).await {
@@ -113,9 +113,11 @@ pub async fn listen(pool: PgPool, wake: Arc<Notify>, mut stop: watch::Receiver<b
             match received {
                 Ok(Some(_)) => wake.notify_one(),
                 Ok(None) => {
-                    // The connection was lost and is re-established on the next call.
+                    // The connection was lost: listen again on a new one, then read what
+                    // was written in between.
                     metrics::counter!("live_registry_listener_reconnects_total").increment(1);
-                    wake.notify_one();
+                    tracing::info!("live-call listener lost its connection: reconnecting");
+                    break;
                 }
                 Err(error) => {
                     tracing::warn!(error = %error, "live-call listener failed: reconnecting");
