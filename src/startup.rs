@@ -342,7 +342,9 @@ impl Application {
                 retention: config.live_events_retention,
                 ..LiveSettings::default()
             },
-        );
+        )
+        .await
+        .context("cannot read the live-call events")?;
         tracing::info!(
             listen = %local_addr,
             database = %config.database_display(),

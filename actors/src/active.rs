@@ -145,11 +145,13 @@ impl ActiveRegistry {
         let _ = self.events.send(ActiveEvent::Started(call));
     }
 
-    /// Changes a live call (no-op when it is not registered).
+    /// Changes a live call (no-op when it is not registered); a change that changes nothing
+    /// is not announced.
     pub fn update(&self, id: &CallId, change: impl FnOnce(&mut ActiveCall)) {
-        let updated = self.calls.get_mut(id).map(|mut entry| {
+        let updated = self.calls.get_mut(id).and_then(|mut entry| {
+            let before = entry.clone();
             change(&mut entry);
-            entry.clone()
+            (*entry != before).then(|| entry.clone())
         });
         if let Some(call) = updated {
             let _ = self.events.send(ActiveEvent::Updated(call));
@@ -260,6 +262,8 @@ mod tests {
         reg.insert(call(&b));
         assert_eq!(reg.list(Some(&a)).len(), 1);
         assert_eq!(reg.list(None).len(), 2);
+        reg.update(&ca.call_id, |c| c.phase = CallPhase::Speaking);
+        // The same phase again: nothing to announce.
         reg.update(&ca.call_id, |c| c.phase = CallPhase::Speaking);
         reg.remove(&ca.call_id, "stop");
         assert!(matches!(rx.recv().await, Ok(ActiveEvent::Started(_))));

@@ -38,23 +38,10 @@ pub struct Feed {
 }
 
 impl Feed {
-    /// Runs until `stop`: starts after the newest event written before it started.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    /// Runs until `stop`, from the events after `last`.
+    pub async fn run(self, mut last: i64, mut stop: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(self.poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last = loop {
-            match self.store.live_event_bounds().await {
-                Ok((_, newest)) => break newest.unwrap_or(0),
-                Err(error) => {
-                    tracing::warn!(error = %error, "live-call feed cannot read the events yet");
-                    tokio::select! {
-                        _ = stop.wait_for(|s| *s) => return,
-                        _ = tick.tick() => {}
-                    }
-                }
-            }
-        };
-        self.seen.send_replace(last);
         loop {
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => return,

@@ -116,16 +116,18 @@ pub struct LiveRegistry {
 }
 
 impl LiveRegistry {
-    /// Starts publishing `registry` as `node` and following the cluster's changes.
-    pub fn start(
+    /// Starts publishing `registry` as `node` and following the cluster's changes from the
+    /// newest event now (read before any reader can subscribe).
+    pub async fn start(
         store: Store,
         registry: Arc<ActiveRegistry>,
         node: NodeInstance,
         settings: LiveSettings,
-    ) -> Self {
+    ) -> Result<Self, StoreError> {
+        let (_, newest) = store.live_event_bounds().await?;
         let (stop, stop_rx) = watch::channel(false);
         let (fanout, _) = broadcast::channel(FANOUT);
-        let (seen_tx, seen) = watch::channel(0);
+        let (seen_tx, seen) = watch::channel(newest.unwrap_or(0));
         let wake = Arc::new(Notify::new());
         let mut tasks = Vec::new();
         let changes = registry.subscribe();
@@ -149,7 +151,7 @@ impl LiveRegistry {
                 wake: Arc::clone(&wake),
                 poll: settings.poll,
             }
-            .run(stop_rx.clone()),
+            .run(newest.unwrap_or(0), stop_rx.clone()),
         ));
         if let Store::Postgres(pool) = &store {
             tasks.push(tokio::spawn(feed::listen(
@@ -164,14 +166,14 @@ impl LiveRegistry {
             settings.prune_every,
             stop_rx,
         )));
-        Self {
+        Ok(Self {
             store,
             fanout,
             seen,
             stop,
             tasks: std::sync::Mutex::new(tasks),
             retention: settings.retention,
-        }
+        })
     }
 
     /// The cluster's changes as this node's feed reads them, in order (subscribe before

@@ -346,8 +346,13 @@ mod tests {
         // publisher lags and rewrites instead of writing what it missed.
         let b = call(&t);
         registry.insert(b.clone());
-        for _ in 0..2000 {
-            registry.update(&b.call_id, |c| c.phase = CallPhase::Speaking);
+        for i in 0..2000 {
+            let phase = if i % 2 == 0 {
+                CallPhase::Speaking
+            } else {
+                CallPhase::Listening
+            };
+            registry.update(&b.call_id, |c| c.phase = phase);
         }
         registry.remove(&a.call_id, "ended");
         recorder.wait_writes(3).await;
