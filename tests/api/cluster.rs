@@ -2,7 +2,8 @@
 //! database: a call live on node B is listed, shown and streamed by node A with B's node id
 //! (on PostgreSQL through `LISTEN/NOTIFY`); a client resuming with `Last-Event-ID` gets
 //! exactly the events it missed; a lost node's rows end `node_lost` by the reconciler;
-//! other tenants see none of it; the admin nodes view counts each node's live calls.
+//! other tenants see none of it; the admin nodes view counts each node's live calls, and
+//! the rollout view counts another node's live call of a version.
 
 use std::time::{Duration, Instant};
 
@@ -251,6 +252,27 @@ async fn a_call_on_another_node_is_listed_shown_and_streamed(backend: Backend) {
     };
     assert_eq!(count("node-a"), Some(json!(0)), "{nodes:?}");
     assert_eq!(count("node-b"), Some(json!(1)), "{nodes:?}");
+    // The rollout view on node A counts node B's live call of the agent's version.
+    let (status, governance) = get(a.admin(
+        Method::GET,
+        &format!("/api/v1/admin/rollout-governance?tenant_id={}", t.tenant_id),
+    ))
+    .await;
+    assert_eq!(status, 200, "{governance}");
+    let support = governance["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .find(|g| g["agent_key"] == "support")
+        .unwrap_or_else(|| panic!("{governance}"))
+        .clone();
+    let live: i64 = support["live_calls"]
+        .as_array()
+        .expect("live calls")
+        .iter()
+        .map(|v| v["calls"].as_i64().expect("calls"))
+        .sum();
+    assert_eq!(live, 1, "{support}");
 
     // The caller hangs up on node B: node A's client sees the end.
     sim.hangup(&sid).expect("hang up");
