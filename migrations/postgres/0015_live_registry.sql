@@ -30,7 +30,7 @@ CREATE INDEX live_calls_tenant ON live_calls (tenant_id, started_at);
 CREATE INDEX live_calls_node ON live_calls (node_id, node_started_at);
 
 CREATE TABLE live_call_events (
-    seq           BIGSERIAL PRIMARY KEY,
+    seq           BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     tenant_id     TEXT NOT NULL,
     call_id       TEXT NOT NULL,
     kind          TEXT NOT NULL,
