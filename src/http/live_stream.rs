@@ -2,8 +2,9 @@
 //! `GET /api/v1/active-sessions/stream`. Each event is `started`, `updated` or `ended` and
 //! carries `id: <seq>`, its place in the cluster's order of changes.
 //!
-//! A new client gets a snapshot (one `started` per live call, each with the snapshot's
-//! `seq`), then every change after it. A client reconnecting with `Last-Event-ID` gets every
+//! A new client gets a snapshot (one `started` per live call, the last one with the
+//! snapshot's `seq` as its id, so a client cut off within the snapshot gets it whole
+//! again), then every change after it. A client reconnecting with `Last-Event-ID` gets every
 //! event of its tenant after that id instead, while those events are still kept (15
 //! minutes); otherwise a fresh snapshot. The node's feed is subscribed to before the
 //! snapshot or backlog is read, and an event is sent only when its `seq` is above the last
@@ -56,8 +57,10 @@ pub async fn active_stream(req: Request<AuthContext>) -> Result<Response, ApiErr
         Some(seq) if resumable => (seq, true),
         _ => {
             let snapshot = state.live.snapshot(Some(&tenant)).await.map_err(internal)?;
-            for call in snapshot.calls {
-                out.push_back(started(snapshot.seq, call));
+            let n = snapshot.calls.len();
+            for (i, call) in snapshot.calls.into_iter().enumerate() {
+                let last = (i + 1 == n).then_some(snapshot.seq);
+                out.push_back(started(last, call));
             }
             (snapshot.seq, false)
         }
@@ -173,12 +176,15 @@ impl Follow {
     }
 }
 
-fn started(seq: i64, call: actors::active::LiveCall) -> warp::sse::Event {
+/// A snapshot's `started` event; only the snapshot's last one carries its `seq`, so a
+/// client cut off in the middle of a snapshot does not resume after it.
+fn started(seq: Option<i64>, call: actors::active::LiveCall) -> warp::sse::Event {
     let data = serde_json::to_string(&ActiveSessionView::from(call)).unwrap_or_default();
-    warp::sse::Event::default()
-        .id(seq.to_string())
-        .event("started")
-        .data(data)
+    let event = warp::sse::Event::default().event("started").data(data);
+    match seq {
+        Some(seq) => event.id(seq.to_string()),
+        None => event,
+    }
 }
 
 fn sse_event(event: &LiveEvent) -> warp::sse::Event {

@@ -214,6 +214,19 @@ async fn a_call_on_another_node_is_listed_shown_and_streamed(backend: Backend) {
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(listed[0]["call_id"], call_id.as_str());
     assert_eq!(listed[0]["node_id"], "node-b");
+    // A client connecting now gets the call in its snapshot (the snapshot's last event
+    // carries its id), with the changes after it.
+    let mut late = Sse::open(&a, &t.key, None).await;
+    let snapshot = late.next().await;
+    assert_eq!(snapshot.name, "started");
+    assert_eq!(snapshot.data["call_id"], call_id.as_str());
+    assert_eq!(snapshot.data["node_id"], "node-b");
+    let snapshot_id: i64 = snapshot
+        .id
+        .as_deref()
+        .expect("the snapshot's id")
+        .parse()
+        .expect("numeric");
     let detail_path = format!("/api/v1/active-sessions/calls/{call_id}");
     let (status, detail) = get(a.tenant(Method::GET, &detail_path, &t.key)).await;
     assert_eq!(status, 200, "{detail}");
@@ -280,6 +293,15 @@ async fn a_call_on_another_node_is_listed_shown_and_streamed(backend: Backend) {
         .until(|e| e.name == "ended" && e.data["call_id"] == call_id.as_str())
         .await;
     assert_eq!(rest.last().expect("ended").data["reason"], "ended");
+    let after_snapshot = late
+        .until(|e| e.name == "ended" && e.data["call_id"] == call_id.as_str())
+        .await;
+    assert!(
+        after_snapshot
+            .iter()
+            .all(|e| e.id.as_deref().and_then(|id| id.parse::<i64>().ok()) > Some(snapshot_id)),
+        "{after_snapshot:?}"
+    );
     let (_, listed) = get(a.tenant(Method::GET, "/api/v1/active-sessions", &t.key)).await;
     assert_eq!(listed["data"], json!([]), "{listed}");
     let (status, _) = get(a.tenant(Method::GET, &detail_path, &t.key)).await;
