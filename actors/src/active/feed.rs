@@ -29,8 +29,6 @@ pub struct Feed {
     pub store: Store,
     /// The local fan-out.
     pub fanout: broadcast::Sender<Arc<LiveEvent>>,
-    /// The last `seq` fanned out.
-    pub seen: watch::Sender<i64>,
     /// Woken by the publisher and the listener.
     pub wake: Arc<Notify>,
     /// Read at least this often.
@@ -67,7 +65,6 @@ impl Feed {
                 last = event.seq;
                 let _ = self.fanout.send(Arc::new(event));
             }
-            self.seen.send_replace(last);
             if !full {
                 return last;
             }

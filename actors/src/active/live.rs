@@ -109,10 +109,8 @@ const FANOUT: usize = 4096;
 pub struct LiveRegistry {
     store: Store,
     fanout: broadcast::Sender<Arc<LiveEvent>>,
-    seen: watch::Receiver<i64>,
     stop: watch::Sender<bool>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
-    retention: Duration,
 }
 
 impl LiveRegistry {
@@ -127,7 +125,6 @@ impl LiveRegistry {
         let (_, newest) = store.live_event_bounds().await?;
         let (stop, stop_rx) = watch::channel(false);
         let (fanout, _) = broadcast::channel(FANOUT);
-        let (seen_tx, seen) = watch::channel(newest.unwrap_or(0));
         let wake = Arc::new(Notify::new());
         let mut tasks = Vec::new();
         let changes = registry.subscribe();
@@ -147,7 +144,6 @@ impl LiveRegistry {
             feed::Feed {
                 store: store.clone(),
                 fanout: fanout.clone(),
-                seen: seen_tx,
                 wake: Arc::clone(&wake),
                 poll: settings.poll,
             }
@@ -169,10 +165,8 @@ impl LiveRegistry {
         Ok(Self {
             store,
             fanout,
-            seen,
             stop,
             tasks: std::sync::Mutex::new(tasks),
-            retention: settings.retention,
         })
     }
 
@@ -180,16 +174,6 @@ impl LiveRegistry {
     /// reading a snapshot: an event after the snapshot's `seq` then always arrives here).
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<LiveEvent>> {
         self.fanout.subscribe()
-    }
-
-    /// The last event the feed has fanned out.
-    pub fn seen(&self) -> watch::Receiver<i64> {
-        self.seen.clone()
-    }
-
-    /// How long events are kept.
-    pub fn retention(&self) -> Duration {
-        self.retention
     }
 
     /// The live calls of `tenant` (of every tenant with `None`) and the last event they
