@@ -28,21 +28,51 @@ macro_rules! lock {
     };
 }
 
-/// Appends one event in `$tx`; evaluates to its `seq`.
+/// Events appended per statement (five parameters each, within both backends' limits).
+const EVENTS_PER_INSERT: usize = 1000;
+
+/// An event to append at the end of a transaction.
+struct NewLiveEvent {
+    tenant: String,
+    call: String,
+    kind: &'static str,
+    payload: String,
+    at: i64,
+}
+
+impl NewLiveEvent {
+    fn new(tenant: &str, call: &str, kind: &'static str, payload: String, at: i64) -> Self {
+        Self {
+            tenant: tenant.to_owned(),
+            call: call.to_owned(),
+            kind,
+            payload,
+            at,
+        }
+    }
+}
+
+/// Appends `$events` (a slice of [`NewLiveEvent`], in order) in `$tx`, a multi-row insert
+/// per [`EVENTS_PER_INSERT`]; evaluates to the last `seq` (none when there were none).
 macro_rules! append {
-    ($tx:expr, $tenant:expr, $call:expr, $kind:expr, $payload:expr, $at:expr) => {{
-        let seq: i64 = sqlx::query_scalar(
-            "INSERT INTO live_call_events (tenant_id, call_id, kind, payload, at) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING seq",
-        )
-        .bind($tenant)
-        .bind($call)
-        .bind($kind)
-        .bind($payload)
-        .bind($at)
-        .fetch_one(&mut *$tx)
-        .await?;
-        seq
+    ($tx:expr, $events:expr) => {{
+        let mut last: Option<i64> = None;
+        for chunk in $events.chunks(EVENTS_PER_INSERT) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO live_call_events (tenant_id, call_id, kind, payload, at) ",
+            );
+            insert.push_values(chunk, |mut row, e: &NewLiveEvent| {
+                row.push_bind(e.tenant.clone())
+                    .push_bind(e.call.clone())
+                    .push_bind(e.kind)
+                    .push_bind(e.payload.clone())
+                    .push_bind(e.at);
+            });
+            insert.push(" RETURNING seq");
+            let seqs: Vec<i64> = insert.build_query_scalar().fetch_all(&mut *$tx).await?;
+            last = last.max(seqs.into_iter().max());
+        }
+        last
     }};
 }
 
@@ -332,19 +362,19 @@ impl Store {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             lock!(self, tx);
-            let mut last = None;
+            let mut events = Vec::with_capacity(changes.len());
             for change in changes {
                 let call_id = change.call_id.as_str();
                 match &change.op {
                     Op::Started(call) => {
                         upsert!(tx, node, call, change.at);
                         let payload = call_payload(call, node.id.as_str(), change.at);
-                        last = Some(append!(tx, call.tenant_id.as_str(), call_id, "started", payload, change.at));
+                        events.push(NewLiveEvent::new(call.tenant_id.as_str(), call_id, "started", payload, change.at));
                     }
                     Op::Updated(call) => {
                         if update!(tx, node, call, change.at) {
                             let payload = call_payload(call, node.id.as_str(), change.at);
-                            last = Some(append!(tx, call.tenant_id.as_str(), call_id, "updated", payload, change.at));
+                            events.push(NewLiveEvent::new(call.tenant_id.as_str(), call_id, "updated", payload, change.at));
                         }
                     }
                     Op::Ended { tenant_id, reason } => {
@@ -358,11 +388,12 @@ impl Store {
                         .await?
                         .rows_affected();
                         if n == 1 {
-                            last = Some(append!(tx, tenant_id.as_str(), call_id, "ended", end_payload(reason), change.at));
+                            events.push(NewLiveEvent::new(tenant_id.as_str(), call_id, "ended", end_payload(reason), change.at));
                         }
                     }
                 }
             }
+            let last = append!(tx, events);
             notify!(self, tx, last);
             tx.commit().await?;
         });
@@ -390,7 +421,7 @@ impl Store {
             .bind(node.started_at)
             .fetch_all(&mut *tx)
             .await?;
-            let mut last = None;
+            let mut events = Vec::with_capacity(held.len() + calls.len());
             for (call_id, tenant_id) in &held {
                 if calls.iter().any(|c| c.call_id.as_str() == call_id) {
                     continue;
@@ -399,7 +430,7 @@ impl Store {
                     .bind(call_id)
                     .execute(&mut *tx)
                     .await?;
-                last = Some(append!(tx, tenant_id, call_id, "ended", end_payload("ended"), at));
+                events.push(NewLiveEvent::new(tenant_id, call_id, "ended", end_payload("ended"), at));
             }
             for call in calls {
                 let kind = if held.iter().any(|(id, _)| id == call.call_id.as_str()) {
@@ -409,8 +440,9 @@ impl Store {
                 };
                 upsert!(tx, node, call, at);
                 let payload = call_payload(call, node.id.as_str(), at);
-                last = Some(append!(tx, call.tenant_id.as_str(), call.call_id.as_str(), kind, payload, at));
+                events.push(NewLiveEvent::new(call.tenant_id.as_str(), call.call_id.as_str(), kind, payload, at));
             }
+            let last = append!(tx, events);
             notify!(self, tx, last);
             tx.commit().await?;
         });
@@ -436,10 +468,11 @@ impl Store {
             .bind(fresh_after)
             .fetch_all(&mut *tx)
             .await?;
-            let mut last = None;
-            for (call_id, tenant_id) in &lost {
-                last = Some(append!(tx, tenant_id, call_id, "ended", end_payload("node_lost"), at));
-            }
+            let events: Vec<NewLiveEvent> = lost
+                .iter()
+                .map(|(call_id, tenant_id)| NewLiveEvent::new(tenant_id, call_id, "ended", end_payload("node_lost"), at))
+                .collect();
+            let last = append!(tx, events);
             notify!(self, tx, last);
             tx.commit().await?;
             lost.len()
