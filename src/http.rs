@@ -69,6 +69,10 @@ pub struct AppInner {
     pub actors: Actors,
     /// Set when shutdown starts: readiness answers 503.
     pub draining: AtomicBool,
+    /// Set when shutdown starts with another node up to take calls: new inbound calls and
+    /// media streams are refused with 503 before any work, so the load balancer retries
+    /// them on a peer (without a peer they are served as before: the fallback).
+    peer_takes_new: AtomicBool,
     /// Flips to true when shutdown starts, for long-lived responses (SSE) to end.
     drain_signal: tokio::sync::watch::Sender<bool>,
     /// Per-client-IP limits of unauthenticated routes and failed authentication.
@@ -118,6 +122,7 @@ impl AppState {
             store,
             actors,
             draining: AtomicBool::new(false),
+            peer_takes_new: AtomicBool::new(false),
             drain_signal: tokio::sync::watch::Sender::new(false),
             ip_guard,
             metrics,
@@ -144,6 +149,22 @@ impl AppState {
         actors::egress::check_url(url, &policy)
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+
+    /// Whether new inbound calls and media streams go to another node: this one is draining
+    /// and a peer was up when it started to.
+    pub fn refuses_new_calls(&self) -> bool {
+        self.is_draining() && self.peer_takes_new.load(Ordering::SeqCst)
+    }
+
+    /// The start of the shutdown protocol: asks whether a peer is up (new calls are then
+    /// refused with 503 for the load balancer to retry elsewhere), starts draining and
+    /// records the node draining in the database.
+    pub async fn begin_drain(&self) {
+        let peer = self.nodes.peer_available().await;
+        self.peer_takes_new.store(peer, Ordering::SeqCst);
+        self.start_draining();
+        self.nodes.draining().await;
     }
 
     /// Starts draining (readiness turns 503).

@@ -371,8 +371,7 @@ impl Application {
         let drain_state = state.clone();
         let shutdown = async move {
             shutdown.await;
-            drain_state.start_draining();
-            drain_state.nodes.draining().await;
+            drain_state.begin_drain().await;
             tracing::info!(
                 grace_seconds = grace.as_secs(),
                 live_calls = drain_state.actors.active.len(),

@@ -185,7 +185,8 @@ pub struct TwilioForm(pub std::collections::BTreeMap<String, String>);
     request_body(content = TwilioForm, content_type = "application/x-www-form-urlencoded",
                  description = "Twilio voice webhook parameters (CallSid, AccountSid, From, To, …)"),
     responses((status = 200, description = "TwiML", content_type = "text/xml"),
-              (status = 403, body = ErrorResponse, description = "signature does not verify")))]
+              (status = 403, body = ErrorResponse, description = "signature does not verify"),
+              (status = 503, body = ErrorResponse, description = "this node is draining and another node is up: the load balancer retries the call there")))]
 pub async fn incoming_call(req: Request<Signed>) -> Result<Response, ApiError> {
     let Request {
         state,
@@ -195,6 +196,9 @@ pub async fn incoming_call(req: Request<Signed>) -> Result<Response, ApiError> {
         },
         ..
     } = req;
+    if state.refuses_new_calls() {
+        return Err(ApiError::Unavailable(super::media::DRAINING.into()));
+    }
     let inbound = InboundRequest {
         account,
         call_sid: req.required("CallSid")?.to_owned(),

@@ -16,12 +16,17 @@ use stateset_voice::sim::carrier::{
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 
-use crate::helpers::{Backend, Tele, TestApp, backend_tests, completed_events_at, spawn_app_with};
+use crate::helpers::{
+    Backend, Tele, TestApp, backend_tests, completed_events_at, expect_error, sid, spawn_app,
+    spawn_app_with,
+};
 
 backend_tests!(
     a_call_live_at_the_end_of_the_grace_period_goes_to_the_fallback_before_exit,
     a_draining_node_hands_its_call_to_another_node_that_resumes_the_conversation,
     a_call_ending_during_the_grace_period_gets_its_late_final_status_before_exit,
+    a_draining_node_with_a_peer_up_refuses_new_calls_and_streams_with_503,
+    a_draining_node_alone_still_answers_new_calls_with_the_fallback,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -383,4 +388,78 @@ async fn a_draining_node_hands_its_call_to_another_node_that_resumes_the_convers
     assert_eq!(events[0]["outcome"], "fallback", "{}", events[0]);
     assert_eq!(events[0]["end_reason"], "drained", "{}", events[0]);
     assert_eq!(events[0]["session_ids"].as_array().map(Vec::len), Some(2));
+}
+
+/// Posts a signed `incoming-call` for a new call SID to `app`; returns (CallSid, response).
+async fn incoming(app: &TestApp, t: &Tele) -> (String, reqwest::Response) {
+    let call_sid = sid("CA");
+    let resp = app
+        .twilio_post(
+            "/api/v1/incoming-call",
+            &[
+                ("AccountSid", &t.account_sid),
+                ("CallSid", &call_sid),
+                ("From", "+15550000001"),
+                ("To", NUMBER),
+                ("CallStatus", "ringing"),
+                ("Direction", "inbound"),
+                ("ApiVersion", "2010-04-01"),
+            ],
+            &t.auth_token,
+        )
+        .await;
+    (call_sid, resp)
+}
+
+/// Calls recorded with `call_sid` in the database at `url`.
+async fn calls_with_sid(url: &str, call_sid: &str) -> usize {
+    let rows: Vec<(String,)> =
+        rows_at(url, "SELECT id FROM calls WHERE call_sid = $1", call_sid).await;
+    rows.len()
+}
+
+async fn a_draining_node_with_a_peer_up_refuses_new_calls_and_streams_with_503(backend: Backend) {
+    let first = spawn_app(backend).await;
+    let second = first.another_node(|_| {}).await;
+    let t = first.telephony_tenant("Acme", NUMBER, json!({})).await;
+
+    // Shutdown starts with a peer up: new work is refused before anything is done, so the
+    // load balancer (retry-on 503) sends it to the peer.
+    first.state.begin_drain().await;
+    assert!(first.state.refuses_new_calls());
+    let (call_sid, resp) = incoming(&first, &t).await;
+    expect_error(resp, 503, "unavailable").await;
+    assert_eq!(calls_with_sid(&first.database_url, &call_sid).await, 0);
+
+    let url = first.url("/media-stream").replacen("http://", "ws://", 1);
+    match tokio_tungstenite::connect_async(url.as_str()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 503);
+        }
+        Err(other) => panic!("unexpected upgrade error: {other}"),
+        Ok(_) => panic!("a draining node upgraded a new media stream"),
+    }
+
+    // The peer takes the same call.
+    let (call_sid, resp) = incoming(&second, &t).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(calls_with_sid(&first.database_url, &call_sid).await, 1);
+    second.stop().await;
+    first.stop().await;
+}
+
+async fn a_draining_node_alone_still_answers_new_calls_with_the_fallback(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.telephony_tenant("Acme", NUMBER, json!({})).await;
+
+    // No other node: a 503 would reach the caller, so the call is refused with the route's
+    // fallback, as before.
+    app.state.begin_drain().await;
+    assert!(!app.state.refuses_new_calls());
+    let (call_sid, resp) = incoming(&app, &t).await;
+    assert_eq!(resp.status(), 200);
+    let twiml = resp.text().await.expect("twiml");
+    assert!(twiml.contains("+15550009999"), "{twiml}");
+    assert_eq!(calls_with_sid(&app.database_url, &call_sid).await, 1);
+    app.stop().await;
 }
