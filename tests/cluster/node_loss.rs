@@ -114,8 +114,30 @@ async fn a_killed_node_s_calls_are_reconciled_by_another_node_within_30_s() {
         }
         panic!("the calls of {victim} are not all reconciled within 30 s: {states:?}");
     };
+    let mut fates = Vec::new();
+    for sid in &lost {
+        let outcome = cluster.completion_of(sid).await.flatten();
+        let sessions = cluster.sessions_of(sid).await;
+        assert!(
+            sessions
+                .iter()
+                .any(|(_, reason)| reason.as_deref() == Some("node_lost")),
+            "{sid}: the lost leg is recorded node_lost: {sessions:?}"
+        );
+        // The caller was not left on a dead line: the carrier asked `stream-ended` through
+        // the balancer, a live node answered with the route's fallback.
+        let snapshot = cluster.carrier.call(sid).expect("the call");
+        assert!(
+            snapshot
+                .said
+                .contains(&"Connecting you to our team.".to_owned()),
+            "{sid}: the caller hears the fallback: {:?}",
+            snapshot.said
+        );
+        fates.push((outcome, sessions));
+    }
     println!(
-        "cluster figures: kill -9 of {victim} with {} live calls: all reconciled {} ms after the kill",
+        "cluster figures: kill -9 of {victim} with {} live calls: all reconciled {} ms after the kill: {fates:?}",
         lost.len(),
         elapsed.as_millis()
     );
@@ -144,6 +166,32 @@ async fn a_draining_node_s_calls_continue_on_the_other_nodes() {
 
     cluster.node(&victim).terminate();
     let terminated = Instant::now();
+    // New calls while the node drains, before the balancer's checks took it out of
+    // rotation: whatever node the balancer picks, each call is admitted by a node that is
+    // not draining (the draining one answers 503 and the balancer retries elsewhere).
+    let ready = cluster.node(&victim).url("/health/ready");
+    let draining = eventually(WAIT, || async {
+        let resp = cluster.client.get(&ready).send().await.ok()?;
+        (resp.status() == 503).then_some(())
+    })
+    .await;
+    assert!(draining.is_some(), "{victim} reports itself draining");
+    let public = cluster.public.clone();
+    let burst = (0..6).map(|i| {
+        let cluster = &cluster;
+        let (t, public) = (&t, &public);
+        async move {
+            cluster
+                .incoming_call(public, t, &format!("+1555300{i:04}"))
+                .await
+        }
+    });
+    for (sid, status, twiml) in futures::future::join_all(burst).await {
+        assert_eq!(status, 200, "{twiml}");
+        assert!(twiml.contains("<Stream"), "admitted: {twiml}");
+        let node = cluster.node_of(&sid).await.expect("the call's node");
+        assert_ne!(node, victim, "a draining node admitted a new call");
+    }
     // Each call gets a fresh stream on another node, which takes the conversation on.
     let resumed = eventually(WAIT, || async {
         for sid in &handed {

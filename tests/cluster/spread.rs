@@ -75,7 +75,7 @@ async fn a_stream_token_minted_by_one_node_is_accepted_by_another_and_only_once(
 
     // node2 verifies it (same secret) and consumes its nonce: the call is now its own.
     let node2 = cluster.nodes[1].url("");
-    let _stream = cluster.start_stream(&node2, &t, &sid, &token).await;
+    let stream = cluster.start_stream(&node2, &t, &sid, &token).await;
     let moved = eventually(WAIT, || async {
         let node = cluster.node_of(&sid).await;
         let live = cluster
@@ -96,5 +96,18 @@ async fn a_stream_token_minted_by_one_node_is_accepted_by_another_and_only_once(
         (1008, "reused".to_owned())
     );
     assert_eq!(cluster.node_of(&sid).await.as_deref(), Some("node2"));
+
+    // The caller hangs up: the stream ends on node2 and the call completes.
+    drop(stream);
+    let completed = eventually(WAIT, || async {
+        let live = cluster
+            .sessions_of(&sid)
+            .await
+            .iter()
+            .any(|(status, _)| status == "active");
+        (!live).then_some(())
+    })
+    .await;
+    assert!(completed.is_some(), "the leg on node2 ends");
     cluster.stop().await;
 }
