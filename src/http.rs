@@ -58,6 +58,10 @@ pub use error::{ApiError, ErrorResponse};
 #[derive(Clone)]
 pub struct AppState(Arc<AppInner>);
 
+/// The message of the 503 a draining node answers new calls and media streams with while a
+/// peer takes them ([`AppState::refuses_new_calls`]).
+pub const DRAINING_REFUSAL: &str = "this node is shutting down; another node takes new calls";
+
 /// What handlers can reach.
 pub struct AppInner {
     /// Validated configuration.
@@ -151,8 +155,8 @@ impl AppState {
             .map_err(|e| e.to_string())
     }
 
-    /// Whether new inbound calls and media streams go to another node: this one is draining
-    /// and a peer was up when it started to.
+    /// Whether new inbound calls and media streams go to another node (answered 503 with
+    /// [`DRAINING_REFUSAL`]): this one is draining and a peer was up when it started to.
     pub fn refuses_new_calls(&self) -> bool {
         self.is_draining() && self.peer_takes_new.load(Ordering::SeqCst)
     }

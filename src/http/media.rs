@@ -27,9 +27,6 @@ use super::mount::WsUpgrade;
 use super::upgrade::{self, MediaSocket};
 use crate::twilio::signature;
 
-/// The refusal of new work by a draining node whose peers take it.
-pub const DRAINING: &str = "this node is shutting down; another node takes new calls";
-
 /// Largest accepted frame (a 20 ms frame is ~350 bytes; Twilio never sends large ones).
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 
@@ -49,7 +46,7 @@ pub fn media_stream(state: AppState, route: &'static str, upgrade: WsUpgrade) ->
     } = upgrade;
     if state.refuses_new_calls() {
         metrics::counter!("media_upgrades_refused_total", "reason" => "draining").increment(1);
-        return ApiError::Unavailable(DRAINING.into()).into_response();
+        return ApiError::Unavailable(super::DRAINING_REFUSAL.into()).into_response();
     }
     // Unauthenticated until `start` carries its token: bounded before anything is allocated.
     let pending = match state.media_gate.admit(ip) {

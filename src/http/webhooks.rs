@@ -197,7 +197,7 @@ pub async fn incoming_call(req: Request<Signed>) -> Result<Response, ApiError> {
         ..
     } = req;
     if state.refuses_new_calls() {
-        return Err(ApiError::Unavailable(super::media::DRAINING.into()));
+        return Err(ApiError::Unavailable(super::DRAINING_REFUSAL.into()));
     }
     let inbound = InboundRequest {
         account,
