@@ -13,6 +13,7 @@ mod canary;
 mod carrier;
 mod chaos;
 mod cli;
+mod cluster_limits;
 mod crash;
 mod diagnostics;
 mod drain;
