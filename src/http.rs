@@ -77,8 +77,8 @@ pub struct AppInner {
     pub metrics: PrometheusHandle,
     /// Recent signature failures and stream-token rejections.
     pub auth_log: alerts::AuthTransportLog,
-    /// Verified Twilio webhooks per tenant.
-    pub webhook_limiter: DefaultKeyedRateLimiter<actors::ids::TenantId>,
+    /// Verified Twilio webhooks per tenant: a cluster-wide budget, this node's share.
+    pub webhook_limiter: actors::ratelimit::ClusterRateLimiter,
     /// Process start, for uptime.
     pub started: Instant,
     /// This node: its heartbeat and the reconciler of lost nodes' calls.
@@ -108,9 +108,10 @@ impl AppState {
         let ip_guard = IpGuard::new(config.rate_limit_per_ip_per_minute);
         let media_gate =
             media_gate::MediaGate::new(config.media_pending_max, config.media_pending_per_ip);
-        let webhook_limiter = RateLimiter::keyed(Quota::per_minute(
+        let webhook_limiter = actors::ratelimit::ClusterRateLimiter::new(
             config.rate_limit_webhooks_per_tenant_per_minute,
-        ));
+            nodes.cluster_size().clone(),
+        );
         Self(Arc::new(AppInner {
             auth_log: alerts::AuthTransportLog::default(),
             webhook_limiter,
@@ -169,6 +170,7 @@ impl AppState {
 
 /// Per-IP limiting: a GCRA limiter for routes without credentials, and a block list fed by
 /// failed authentication, checked *before* a credential is verified so guessing is throttled.
+/// Per node, unlike the per-tenant budgets: an address is throttled by each node it reaches.
 pub struct IpGuard {
     limiter: DefaultKeyedRateLimiter<IpAddr>,
     blocked: DashMap<IpAddr, Instant>,

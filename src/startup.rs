@@ -15,6 +15,7 @@ use actors::crypto::{SecretBox, derive_key, hex};
 use actors::egress::{Egress, EgressPolicy};
 use actors::nodes::{NodeId, NodeInstance, NodeSettings, Nodes};
 use actors::notifier::NotifierSettings;
+use actors::ratelimit::ClusterSize;
 use actors::store::Store;
 use actors::stream_token::StreamTokenKeys;
 use actors::supervisor::{RootConfig, RootSupervisor};
@@ -268,6 +269,8 @@ impl Application {
         }
         let node = NodeInstance::new(node_id(&config, local_addr)?);
         let active: Arc<ActiveRegistry> = Arc::default();
+        // The live nodes the per-tenant budgets are divided by, counted on every heartbeat.
+        let cluster = ClusterSize::default();
         let actors = RootSupervisor::start(RootConfig {
             egress,
             notifier: NotifierSettings {
@@ -312,6 +315,7 @@ impl Application {
             secret_box,
             tenant_rate_limiter: Arc::new(tenant_rate_limiter(
                 config.rate_limit_per_tenant_per_minute,
+                cluster.clone(),
             )),
             key_cache_ttl: config.key_cache_ttl,
             max_restarts: config.supervisor_max_restarts,
@@ -330,6 +334,7 @@ impl Application {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             },
             Some(api::calls::reconciled_placement_reply()),
+            cluster,
         )
         .await
         .context("cannot record this node")?;

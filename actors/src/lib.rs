@@ -38,6 +38,7 @@ pub mod notifier;
 pub mod operator;
 pub mod outcome;
 pub mod providers;
+pub mod ratelimit;
 pub mod realtime;
 pub mod rollout;
 pub mod router;

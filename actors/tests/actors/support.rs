@@ -185,6 +185,7 @@ pub async fn start_with(
         secret_box: SecretBox::from_master_key(b"actor-test-master-key-0123456789abcdef"),
         tenant_rate_limiter: Arc::new(tenant_rate_limiter(
             std::num::NonZeroU32::new(100_000).expect("non-zero"),
+            actors::ratelimit::ClusterSize::default(),
         )),
         key_cache_ttl: Duration::from_secs(30),
         max_restarts: 5,
