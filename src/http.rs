@@ -75,7 +75,7 @@ pub struct AppInner {
     pub ip_guard: IpGuard,
     /// Prometheus registry.
     pub metrics: PrometheusHandle,
-    /// Recent signature failures and stream-token rejections.
+    /// Signature failures and stream-token rejections, recorded into the cluster views.
     pub auth_log: alerts::AuthTransportLog,
     /// Verified Twilio webhooks per tenant: a cluster-wide budget, this node's share.
     pub webhook_limiter: actors::ratelimit::ClusterRateLimiter,
@@ -113,7 +113,7 @@ impl AppState {
             nodes.cluster_size().clone(),
         );
         Self(Arc::new(AppInner {
-            auth_log: alerts::AuthTransportLog::default(),
+            auth_log: alerts::AuthTransportLog::new(actors.telephony.views().clone()),
             webhook_limiter,
             config,
             store,

@@ -21,6 +21,7 @@ use actors::stream_token::StreamTokenKeys;
 use actors::supervisor::{RootConfig, RootSupervisor};
 use actors::telephony::{PlacementSettings, PublicUrls};
 use actors::tenant::tenant_rate_limiter;
+use actors::views::ClusterViews;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
@@ -291,6 +292,7 @@ impl Application {
             live_window: config.call_live_window,
             actor_timeout: config.actor_call_timeout,
             active: Arc::clone(&active),
+            views: ClusterViews::start(store.clone(), node.id.to_string()),
             calls: CallSettings {
                 ai: AiConfig {
                     url: config
@@ -402,6 +404,8 @@ impl Application {
             .await
             .ok();
         state.nodes.stop().await;
+        // The cluster views' entries still queued are written before the pool closes.
+        state.actors.telephony.views().flush().await;
         state.store.close().await;
         if graceful {
             tracing::info!("shutdown complete");

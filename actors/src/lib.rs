@@ -49,5 +49,6 @@ pub mod supervisor;
 pub mod telephony;
 pub mod tenant;
 pub mod time;
+pub mod views;
 
 pub use supervisor::{Actors, RootConfig, SupervisorStatus};

@@ -36,6 +36,7 @@ mod queues;
 mod rollouts;
 mod sessions;
 mod tenants;
+mod views;
 mod webhooks;
 
 pub use api_keys::KeyLookup;
@@ -54,6 +55,7 @@ pub use models::*;
 pub use nodes::{OrphanCall, StaleNode};
 pub use rollouts::{RolloutDecision, RolloutPolicy, RolloutStatus, Stage};
 pub use sessions::{EndedSessions, SessionStatus, Usage};
+pub use views::{AuthFailure, StoredAuthFailure, StoredRoutingDiagnostic, ViewRetention};
 pub use webhooks::{
     AttemptResult, DeliveryFilter, DeliveryStatus, FinishedAttempt, NewEvent, QueuedEvent,
     Redelivery, WebhookAttempt, WebhookDelivery,

@@ -14,6 +14,7 @@ mod carrier;
 mod chaos;
 mod cli;
 mod cluster_limits;
+mod cluster_views;
 mod crash;
 mod diagnostics;
 mod drain;

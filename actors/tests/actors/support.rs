@@ -203,6 +203,7 @@ pub async fn start_with(
         live_window: Duration::from_secs(3600),
         actor_timeout: Duration::from_secs(5),
         active: Arc::clone(&active),
+        views: actors::views::ClusterViews::start(store.clone(), "actors-test".into()),
         calls: CallSettings {
             ai: AiConfig {
                 url: "ws://127.0.0.1:9".into(),
