@@ -8,6 +8,8 @@
 //! queue into the database (with the node's id) and, every [`PRUNE_EVERY`], prunes both
 //! views by age and count ([`RETENTION`]). The task ends when the last handle is dropped.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -47,6 +49,7 @@ enum Write {
 #[derive(Debug, Clone)]
 pub struct ClusterViews {
     tx: mpsc::Sender<Write>,
+    dropped: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Write {
@@ -63,9 +66,23 @@ impl std::fmt::Debug for Write {
 impl ClusterViews {
     /// Starts the writer of node `node_id` over `store`.
     pub fn start(store: Store, node_id: String) -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let (views, rx) = Self::queue(QUEUE);
         tokio::spawn(writer(store, node_id, rx));
-        Self { tx }
+        views
+    }
+
+    fn queue(capacity: usize) -> (Self, mpsc::Receiver<Write>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let views = Self {
+            tx,
+            dropped: Arc::default(),
+        };
+        (views, rx)
+    }
+
+    /// Entries dropped so far because the queue was full (or the writer gone).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Records an inbound call that was not routed or was refused.
@@ -86,6 +103,7 @@ impl ClusterViews {
 
     fn offer(&self, w: Write, view: &'static str) {
         if self.tx.try_send(w).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("cluster_view_dropped_total", "view" => view).increment(1);
         }
     }
@@ -169,6 +187,23 @@ mod tests {
             to: "+15550002222".into(),
             reason: "unrouted",
         }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_and_counts_without_waiting() {
+        let (views, mut rx) = ClusterViews::queue(2);
+        for i in 0..5 {
+            views.routing(diagnostic(i));
+        }
+        assert_eq!(views.dropped(), 3);
+        // The writer takes one: there is room for one more.
+        assert!(matches!(rx.recv().await, Some(Write::Routing(_))));
+        views.auth_failure(AuthFailure::StreamToken {
+            reason: "forged".into(),
+        });
+        assert_eq!(views.dropped(), 3);
+        views.routing(diagnostic(9));
+        assert_eq!(views.dropped(), 4);
     }
 
     #[tokio::test]
