@@ -53,7 +53,7 @@ pub use governance::LaunchRoute;
 pub use models::*;
 pub use nodes::{OrphanCall, StaleNode};
 pub use rollouts::{RolloutDecision, RolloutPolicy, RolloutStatus, Stage};
-pub use sessions::{EndedSessions, SessionStatus, Usage};
+pub use sessions::{EndedSessions, LegEnd, SessionStatus, Usage};
 pub use webhooks::{
     AttemptResult, DeliveryFilter, DeliveryStatus, FinishedAttempt, NewEvent, QueuedEvent,
     Redelivery, WebhookAttempt, WebhookDelivery,
