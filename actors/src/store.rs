@@ -35,6 +35,7 @@ mod phone_routes;
 mod queues;
 mod rollouts;
 mod sessions;
+mod signals;
 mod tenants;
 mod webhooks;
 
@@ -54,6 +55,7 @@ pub use models::*;
 pub use nodes::{OrphanCall, StaleNode};
 pub use rollouts::{RolloutDecision, RolloutPolicy, RolloutStatus, Stage};
 pub use sessions::{EndedSessions, LegEnd, SessionStatus, Usage};
+pub use signals::{EdgeSignal, NodeScrape, SignalKind};
 pub use webhooks::{
     AttemptResult, DeliveryFilter, DeliveryStatus, FinishedAttempt, NewEvent, QueuedEvent,
     Redelivery, WebhookAttempt, WebhookDelivery,
