@@ -85,8 +85,9 @@ pub struct AppInner {
     pub nodes: actors::nodes::Nodes,
     /// Media websockets waiting for their `start` (bounded per address and in total).
     pub media_gate: media_gate::MediaGate,
-    /// The last verified signed webhook per tenant and the last metrics scrape (readiness).
-    pub signals: signals::ReadinessSignals,
+    /// The last verified signed webhook per tenant and the last metrics scrape (readiness),
+    /// flushed to the database for the other nodes.
+    pub signals: Arc<signals::ReadinessSignals>,
 }
 
 impl std::ops::Deref for AppState {
@@ -112,6 +113,16 @@ impl AppState {
             config.rate_limit_webhooks_per_tenant_per_minute,
             nodes.cluster_size().clone(),
         );
+        let drain_signal = tokio::sync::watch::Sender::new(false);
+        let signals = Arc::new(signals::ReadinessSignals::default());
+        let mut drained = drain_signal.subscribe();
+        Arc::clone(&signals).spawn_flusher(
+            store.clone(),
+            nodes.instance().id.as_str().to_owned(),
+            async move {
+                let _ = drained.wait_for(|draining| *draining).await;
+            },
+        );
         Self(Arc::new(AppInner {
             auth_log: alerts::AuthTransportLog::new(actors.telephony.views().clone()),
             webhook_limiter,
@@ -119,13 +130,13 @@ impl AppState {
             store,
             actors,
             draining: AtomicBool::new(false),
-            drain_signal: tokio::sync::watch::Sender::new(false),
+            drain_signal,
             ip_guard,
             metrics,
             started: Instant::now(),
             nodes,
             media_gate,
-            signals: signals::ReadinessSignals::default(),
+            signals,
         }))
     }
 

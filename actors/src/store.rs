@@ -35,6 +35,7 @@ mod phone_routes;
 mod queues;
 mod rollouts;
 mod sessions;
+mod signals;
 mod tenants;
 mod views;
 mod webhooks;
@@ -54,7 +55,8 @@ pub use governance::LaunchRoute;
 pub use models::*;
 pub use nodes::{OrphanCall, StaleNode};
 pub use rollouts::{RolloutDecision, RolloutPolicy, RolloutStatus, Stage};
-pub use sessions::{EndedSessions, SessionStatus, Usage};
+pub use sessions::{EndedSessions, LegEnd, SessionStatus, Usage};
+pub use signals::{EdgeSignal, NodeScrape, SignalKind};
 pub use views::{AuthFailure, StoredAuthFailure, StoredRoutingDiagnostic, ViewRetention};
 pub use webhooks::{
     AttemptResult, DeliveryFilter, DeliveryStatus, FinishedAttempt, NewEvent, QueuedEvent,
