@@ -83,18 +83,19 @@ pub struct AppInner {
     pub ip_guard: IpGuard,
     /// Prometheus registry.
     pub metrics: PrometheusHandle,
-    /// Recent signature failures and stream-token rejections.
+    /// Signature failures and stream-token rejections, recorded into the cluster views.
     pub auth_log: alerts::AuthTransportLog,
-    /// Verified Twilio webhooks per tenant.
-    pub webhook_limiter: DefaultKeyedRateLimiter<actors::ids::TenantId>,
+    /// Verified Twilio webhooks per tenant: a cluster-wide budget, this node's share.
+    pub webhook_limiter: actors::ratelimit::ClusterRateLimiter,
     /// Process start, for uptime.
     pub started: Instant,
     /// This node: its heartbeat and the reconciler of lost nodes' calls.
     pub nodes: actors::nodes::Nodes,
     /// Media websockets waiting for their `start` (bounded per address and in total).
     pub media_gate: media_gate::MediaGate,
-    /// The last verified signed webhook per tenant and the last metrics scrape (readiness).
-    pub signals: signals::ReadinessSignals,
+    /// The last verified signed webhook per tenant and the last metrics scrape (readiness),
+    /// flushed to the database for the other nodes.
+    pub signals: Arc<signals::ReadinessSignals>,
 }
 
 impl std::ops::Deref for AppState {
@@ -116,24 +117,35 @@ impl AppState {
         let ip_guard = IpGuard::new(config.rate_limit_per_ip_per_minute);
         let media_gate =
             media_gate::MediaGate::new(config.media_pending_max, config.media_pending_per_ip);
-        let webhook_limiter = RateLimiter::keyed(Quota::per_minute(
+        let webhook_limiter = actors::ratelimit::ClusterRateLimiter::new(
             config.rate_limit_webhooks_per_tenant_per_minute,
-        ));
+            nodes.cluster_size().clone(),
+        );
+        let drain_signal = tokio::sync::watch::Sender::new(false);
+        let signals = Arc::new(signals::ReadinessSignals::default());
+        let mut drained = drain_signal.subscribe();
+        Arc::clone(&signals).spawn_flusher(
+            store.clone(),
+            nodes.instance().id.as_str().to_owned(),
+            async move {
+                let _ = drained.wait_for(|draining| *draining).await;
+            },
+        );
         Self(Arc::new(AppInner {
-            auth_log: alerts::AuthTransportLog::default(),
+            auth_log: alerts::AuthTransportLog::new(actors.telephony.views().clone()),
             webhook_limiter,
             config,
             store,
             actors,
             draining: AtomicBool::new(false),
             peer_takes_new: AtomicBool::new(false),
-            drain_signal: tokio::sync::watch::Sender::new(false),
+            drain_signal,
             ip_guard,
             metrics,
             started: Instant::now(),
             nodes,
             media_gate,
-            signals: signals::ReadinessSignals::default(),
+            signals,
         }))
     }
 
@@ -194,6 +206,7 @@ impl AppState {
 
 /// Per-IP limiting: a GCRA limiter for routes without credentials, and a block list fed by
 /// failed authentication, checked *before* a credential is verified so guessing is throttled.
+/// Per node, unlike the per-tenant budgets: an address is throttled by each node it reaches.
 pub struct IpGuard {
     limiter: DefaultKeyedRateLimiter<IpAddr>,
     blocked: DashMap<IpAddr, Instant>,

@@ -15,11 +15,13 @@ use actors::crypto::{SecretBox, derive_key, hex};
 use actors::egress::{Egress, EgressPolicy};
 use actors::nodes::{NodeId, NodeInstance, NodeSettings, Nodes};
 use actors::notifier::NotifierSettings;
+use actors::ratelimit::ClusterSize;
 use actors::store::Store;
 use actors::stream_token::StreamTokenKeys;
 use actors::supervisor::{RootConfig, RootSupervisor};
 use actors::telephony::{PlacementSettings, PublicUrls};
 use actors::tenant::tenant_rate_limiter;
+use actors::views::ClusterViews;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
@@ -268,6 +270,8 @@ impl Application {
         }
         let node = NodeInstance::new(node_id(&config, local_addr)?);
         let active: Arc<ActiveRegistry> = Arc::default();
+        // The live nodes the per-tenant budgets are divided by, counted on every heartbeat.
+        let cluster = ClusterSize::default();
         let actors = RootSupervisor::start(RootConfig {
             egress,
             notifier: NotifierSettings {
@@ -288,6 +292,7 @@ impl Application {
             live_window: config.call_live_window,
             actor_timeout: config.actor_call_timeout,
             active: Arc::clone(&active),
+            views: ClusterViews::start(store.clone(), node.id.to_string()),
             calls: CallSettings {
                 ai: AiConfig {
                     url: config
@@ -312,6 +317,7 @@ impl Application {
             secret_box,
             tenant_rate_limiter: Arc::new(tenant_rate_limiter(
                 config.rate_limit_per_tenant_per_minute,
+                cluster.clone(),
             )),
             key_cache_ttl: config.key_cache_ttl,
             max_restarts: config.supervisor_max_restarts,
@@ -330,6 +336,7 @@ impl Application {
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             },
             Some(api::calls::reconciled_placement_reply()),
+            cluster,
         )
         .await
         .context("cannot record this node")?;
@@ -396,6 +403,8 @@ impl Application {
             .await
             .ok();
         state.nodes.stop().await;
+        // The cluster views' entries still queued are written before the pool closes.
+        state.actors.telephony.views().flush().await;
         state.store.close().await;
         if graceful {
             tracing::info!("shutdown complete");

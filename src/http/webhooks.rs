@@ -14,7 +14,6 @@ use actors::telephony::dial::{self, DialReport};
 use actors::telephony::status::{self, StreamCallback};
 use actors::telephony::{AfterStream, CallbackTarget, UNROUTED_MESSAGE, stream};
 use actors::tenant::TwilioAccount;
-use governor::clock::{Clock, DefaultClock};
 use warp::Reply;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -148,11 +147,9 @@ impl AppState {
                 message: "the X-Twilio-Signature does not verify".into(),
             });
         };
-        if let Err(not_until) = self.webhook_limiter.check_key(&account.tenant_id) {
+        if let Err(retry_after) = self.webhook_limiter.check(&account.tenant_id) {
             metrics::counter!("rate_limited_total", "limit" => "webhooks").increment(1);
-            return Err(ApiError::RateLimited {
-                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
-            });
+            return Err(ApiError::RateLimited { retry_after });
         }
         self.signals.signed_webhook(&account.tenant_id);
         Ok(account)

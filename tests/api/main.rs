@@ -13,6 +13,8 @@ mod canary;
 mod carrier;
 mod chaos;
 mod cli;
+mod cluster_limits;
+mod cluster_views;
 mod crash;
 mod diagnostics;
 mod drain;

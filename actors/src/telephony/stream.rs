@@ -38,8 +38,13 @@ pub struct StreamStart {
     pub token: String,
 }
 
-/// How long `stream-ended` waits for a leg still live on this node to record its end.
-const LEG_END_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long `stream-ended` waits for a leg still live (on this node or another) to record
+/// its end: its tool tasks are given 2 s to record their cancellation, then its recorder is
+/// flushed and the end written in one transaction. Well inside the carrier's 15 s timeout.
+const LEG_END_PATIENCE: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// How often `stream-ended` reads whether a leg live on another node has ended.
+const LEG_END_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Detail recorded when a stream started after its media handler gave up.
 const ABANDONED_DETAIL: &str = "the media handler gave up before the stream started";
@@ -166,6 +171,24 @@ async fn abandoned(ctx: &TelephonyCtx, call: &CallId) {
     }
 }
 
+/// Waits, at most [`LEG_END_PATIENCE`], until no session of `call` is live on another
+/// node; true when it ended in time. (Across processes there is no signal to await: the
+/// database is read every [`LEG_END_POLL`].)
+async fn leg_ended_elsewhere(ctx: &TelephonyCtx, call: &CallId) -> Result<bool, TelephonyError> {
+    let deadline = tokio::time::Instant::now() + LEG_END_PATIENCE;
+    let mut ticks = tokio::time::interval(LEG_END_POLL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if !ctx.store().leg_live_elsewhere(call, ctx.node()).await? {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+    }
+}
+
 /// The `<Connect action>`: what the caller hears once the AI leg ended.
 pub async fn stream_ended(
     ctx: &TelephonyCtx,
@@ -179,6 +202,14 @@ pub async fn stream_ended(
     if ctx.config().active.contains(&call.id) {
         if !ctx.config().active.ended(&call.id, LEG_END_PATIENCE).await {
             tracing::warn!(call_id = %call.id, "the leg did not end in time: answering without it");
+        }
+        call = ctx.find_call(&target).await?.unwrap_or(call);
+    } else if ctx.store().leg_live_elsewhere(&call.id, ctx.node()).await? {
+        // Behind a load balancer the carrier's request may reach another node than the
+        // leg's: that node records the end in one transaction, read here once it is in.
+        tracing::info!(call_id = %call.id, "stream-ended: waiting for the leg on another node to record its end");
+        if !leg_ended_elsewhere(ctx, &call.id).await? {
+            tracing::warn!(call_id = %call.id, "the leg on another node did not end in time: answering without it");
         }
         call = ctx.find_call(&target).await?.unwrap_or(call);
     }
