@@ -154,6 +154,25 @@ async fn calls_ended(
     state.actors.active.is_empty()
 }
 
+/// Where the other nodes reach this one: `NODE_ADDRESS`, else the bound address, or
+/// `{hostname}:{port}` when bound to every interface.
+fn node_address(config: &Config, bound: SocketAddr) -> String {
+    if let Some(address) = &config.node_address {
+        return address.clone();
+    }
+    if !bound.ip().is_unspecified() {
+        return bound.to_string();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| String::from("localhost"));
+    format!("{host}:{}", bound.port())
+}
+
 /// This process's node id: `NODE_ID`, else `{hostname}/{bound address}` (stable across
 /// restarts of one configuration; unique, since two processes cannot bind one address).
 fn node_id(config: &Config, bound: SocketAddr) -> anyhow::Result<NodeId> {
@@ -332,7 +351,7 @@ impl Application {
             NodeSettings {
                 heartbeat: config.node_heartbeat,
                 stale_after: config.node_stale_after,
-                address: config.public_base_url.to_string(),
+                address: node_address(&config, local_addr),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             },
             Some(api::calls::reconciled_placement_reply()),

@@ -171,6 +171,22 @@ async fn abandoned(ctx: &TelephonyCtx, call: &CallId) {
     }
 }
 
+/// How long a node that holds a leg gets to accept a connection.
+const HOLDER_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Whether the node at `address` (`host:port`) accepts a connection: a killed process's
+/// port refuses at once.
+async fn node_reachable(address: &str) -> bool {
+    matches!(
+        tokio::time::timeout(
+            HOLDER_PROBE_TIMEOUT,
+            tokio::net::TcpStream::connect(address)
+        )
+        .await,
+        Ok(Ok(_))
+    )
+}
+
 /// Waits, at most [`LEG_END_PATIENCE`], until no session of `call` is live on another
 /// node; true when it ended in time. (Across processes there is no signal to await: the
 /// database is read every [`LEG_END_POLL`].)
@@ -180,7 +196,12 @@ async fn leg_ended_elsewhere(ctx: &TelephonyCtx, call: &CallId) -> Result<bool, 
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        if !ctx.store().leg_live_elsewhere(call, ctx.node()).await? {
+        if ctx
+            .store()
+            .leg_live_elsewhere(call, ctx.node())
+            .await?
+            .is_none()
+        {
             return Ok(true);
         }
         if tokio::time::Instant::now() >= deadline {
@@ -204,14 +225,19 @@ pub async fn stream_ended(
             tracing::warn!(call_id = %call.id, "the leg did not end in time: answering without it");
         }
         call = ctx.find_call(&target).await?.unwrap_or(call);
-    } else if ctx.store().leg_live_elsewhere(&call.id, ctx.node()).await? {
+    } else if let Some(holder) = ctx.store().leg_live_elsewhere(&call.id, ctx.node()).await? {
         // Behind a load balancer the carrier's request may reach another node than the
-        // leg's: that node records the end in one transaction, read here once it is in.
-        tracing::info!(call_id = %call.id, "stream-ended: waiting for the leg on another node to record its end");
-        if !leg_ended_elsewhere(ctx, &call.id).await? {
-            tracing::warn!(call_id = %call.id, "the leg on another node did not end in time: answering without it");
+        // leg's: that node records the end in one transaction, read here once it is in —
+        // unless the node is gone (killed: nobody will record it; the reconciler does).
+        if node_reachable(&holder).await {
+            tracing::info!(call_id = %call.id, holder = %holder, "stream-ended: waiting for the leg on another node to record its end");
+            if !leg_ended_elsewhere(ctx, &call.id).await? {
+                tracing::warn!(call_id = %call.id, "the leg on another node did not end in time: answering without it");
+            }
+            call = ctx.find_call(&target).await?.unwrap_or(call);
+        } else {
+            tracing::warn!(call_id = %call.id, holder = %holder, "stream-ended: the node of the leg is unreachable: answering without it");
         }
-        call = ctx.find_call(&target).await?.unwrap_or(call);
     }
     let route = match &call.route_id {
         Some(id) => ctx.store().get_route(id).await?,
