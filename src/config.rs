@@ -167,6 +167,11 @@ pub struct Config {
     /// reconciles the calls its earlier life left at once; two live processes must never
     /// share one id.
     pub node_id: Option<String>,
+    /// `NODE_ADDRESS` (`host:port`): where the other nodes reach this one (recorded in
+    /// `nodes`; a node asked `stream-ended` for a leg held here checks that this node is
+    /// still up before waiting for it). Default: the bound address, or `{hostname}:{port}`
+    /// when bound to every interface.
+    pub node_address: Option<String>,
     /// `NODE_HEARTBEAT_MS` (default 5000): between two heartbeats of this node (and ticks
     /// of its reconciler).
     pub node_heartbeat: Duration,
@@ -363,6 +368,7 @@ pub const SETTINGS: &[&str] = &[
     "EVALUATION_MAX_ATTEMPTS",
     "EVALUATION_BACKOFF_MS",
     "NODE_ID",
+    "NODE_ADDRESS",
     "NODE_HEARTBEAT_MS",
     "NODE_STALE_AFTER_MS",
     "LIVE_FEED_POLL_MS",
@@ -646,6 +652,13 @@ impl Config {
             ),
             None => None,
         };
+        let node_address = match raw.get("NODE_ADDRESS") {
+            Some(address) => Some(
+                parse_host_port(address)
+                    .map_err(|problem| ConfigError::new("NODE_ADDRESS", problem))?,
+            ),
+            None => None,
+        };
         let node_heartbeat = raw.positive("NODE_HEARTBEAT_MS", 5_000)?.get();
         let node_stale_after = raw.positive("NODE_STALE_AFTER_MS", 30_000)?.get();
         if node_stale_after < node_heartbeat.saturating_mul(2) {
@@ -689,6 +702,7 @@ impl Config {
             media_pending_max: usize::try_from(media_pending_max).unwrap_or(usize::MAX),
             media_pending_per_ip: usize::try_from(media_pending_per_ip).unwrap_or(usize::MAX),
             node_id,
+            node_address,
             node_heartbeat: Duration::from_millis(u64::from(node_heartbeat)),
             node_stale_after: Duration::from_millis(u64::from(node_stale_after)),
             live_feed_poll: Duration::from_millis(u64::from(live_feed_poll)),
@@ -954,5 +968,59 @@ mod tests {
         std::fs::write(&path, "no_such_setting = 1\n").expect("write");
         let err = RawSettings::gather(Some(&path), |_| None).expect_err("unknown key");
         assert_eq!(err.setting, "no_such_setting");
+    }
+}
+
+/// A `host:port` other processes can connect to (a name, an IPv4 address, or a bracketed
+/// IPv6 address, and a port from 1 to 65535).
+fn parse_host_port(value: &str) -> Result<String, String> {
+    let (host, port) = value
+        .rsplit_once(':')
+        .ok_or_else(|| String::from("must be host:port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| String::from("must end with a port number"))?;
+    if port == 0 {
+        return Err(String::from("needs a port other than 0"));
+    }
+    let host_ok = if let Some(inner) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        inner.parse::<std::net::Ipv6Addr>().is_ok()
+    } else {
+        !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    };
+    if !host_ok {
+        return Err(String::from("needs a host name or address before the port"));
+    }
+    Ok(value.to_owned())
+}
+
+#[cfg(test)]
+mod node_address_tests {
+    use super::parse_host_port;
+
+    #[test]
+    fn host_port_takes_names_and_addresses_with_a_port() {
+        for ok in [
+            "node1:5050",
+            "10.0.0.7:5151",
+            "[::1]:5050",
+            "svc.cluster.local:80",
+        ] {
+            assert_eq!(parse_host_port(ok).as_deref(), Ok(ok));
+        }
+        for bad in [
+            "node1",
+            "node1:",
+            ":5050",
+            "node1:0",
+            "node1:99999",
+            "a b:1",
+            "::1:5050",
+        ] {
+            assert!(parse_host_port(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -59,6 +59,10 @@ pub use error::{ApiError, ErrorResponse};
 #[derive(Clone)]
 pub struct AppState(Arc<AppInner>);
 
+/// The message of the 503 a draining node answers new calls and media streams with while a
+/// peer takes them ([`AppState::refuses_new_calls`]).
+pub const DRAINING_REFUSAL: &str = "this node is shutting down; another node takes new calls";
+
 /// What handlers can reach.
 pub struct AppInner {
     /// Validated configuration.
@@ -70,16 +74,20 @@ pub struct AppInner {
     pub actors: Actors,
     /// Set when shutdown starts: readiness answers 503.
     pub draining: AtomicBool,
+    /// Set when shutdown starts with another node up to take calls: new inbound calls and
+    /// media streams are refused with 503 before any work, so the load balancer retries
+    /// them on a peer (without a peer they are served as before: the fallback).
+    peer_takes_new: AtomicBool,
     /// Flips to true when shutdown starts, for long-lived responses (SSE) to end.
     drain_signal: tokio::sync::watch::Sender<bool>,
     /// Per-client-IP limits of unauthenticated routes and failed authentication.
     pub ip_guard: IpGuard,
     /// Prometheus registry.
     pub metrics: PrometheusHandle,
-    /// Recent signature failures and stream-token rejections.
+    /// Signature failures and stream-token rejections, recorded into the cluster views.
     pub auth_log: alerts::AuthTransportLog,
-    /// Verified Twilio webhooks per tenant.
-    pub webhook_limiter: DefaultKeyedRateLimiter<actors::ids::TenantId>,
+    /// Verified Twilio webhooks per tenant: a cluster-wide budget, this node's share.
+    pub webhook_limiter: actors::ratelimit::ClusterRateLimiter,
     /// Process start, for uptime.
     pub started: Instant,
     /// This node: its heartbeat and the reconciler of lost nodes' calls.
@@ -88,8 +96,9 @@ pub struct AppInner {
     pub live: actors::active::LiveRegistry,
     /// Media websockets waiting for their `start` (bounded per address and in total).
     pub media_gate: media_gate::MediaGate,
-    /// The last verified signed webhook per tenant and the last metrics scrape (readiness).
-    pub signals: signals::ReadinessSignals,
+    /// The last verified signed webhook per tenant and the last metrics scrape (readiness),
+    /// flushed to the database for the other nodes.
+    pub signals: Arc<signals::ReadinessSignals>,
 }
 
 impl std::ops::Deref for AppState {
@@ -112,24 +121,36 @@ impl AppState {
         let ip_guard = IpGuard::new(config.rate_limit_per_ip_per_minute);
         let media_gate =
             media_gate::MediaGate::new(config.media_pending_max, config.media_pending_per_ip);
-        let webhook_limiter = RateLimiter::keyed(Quota::per_minute(
+        let webhook_limiter = actors::ratelimit::ClusterRateLimiter::new(
             config.rate_limit_webhooks_per_tenant_per_minute,
-        ));
+            nodes.cluster_size().clone(),
+        );
+        let drain_signal = tokio::sync::watch::Sender::new(false);
+        let signals = Arc::new(signals::ReadinessSignals::default());
+        let mut drained = drain_signal.subscribe();
+        Arc::clone(&signals).spawn_flusher(
+            store.clone(),
+            nodes.instance().id.as_str().to_owned(),
+            async move {
+                let _ = drained.wait_for(|draining| *draining).await;
+            },
+        );
         Self(Arc::new(AppInner {
-            auth_log: alerts::AuthTransportLog::default(),
+            auth_log: alerts::AuthTransportLog::new(actors.telephony.views().clone()),
             webhook_limiter,
             config,
             store,
             actors,
             draining: AtomicBool::new(false),
-            drain_signal: tokio::sync::watch::Sender::new(false),
+            peer_takes_new: AtomicBool::new(false),
+            drain_signal,
             ip_guard,
             metrics,
             started: Instant::now(),
             nodes,
             live,
             media_gate,
-            signals: signals::ReadinessSignals::default(),
+            signals,
         }))
     }
 
@@ -149,6 +170,22 @@ impl AppState {
         actors::egress::check_url(url, &policy)
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+
+    /// Whether new inbound calls and media streams go to another node (answered 503 with
+    /// [`DRAINING_REFUSAL`]): this one is draining and a peer was up when it started to.
+    pub fn refuses_new_calls(&self) -> bool {
+        self.is_draining() && self.peer_takes_new.load(Ordering::SeqCst)
+    }
+
+    /// The start of the shutdown protocol: asks whether a peer is up (new calls are then
+    /// refused with 503 for the load balancer to retry elsewhere), starts draining and
+    /// records the node draining in the database.
+    pub async fn begin_drain(&self) {
+        let peer = self.nodes.peer_available().await;
+        self.peer_takes_new.store(peer, Ordering::SeqCst);
+        self.start_draining();
+        self.nodes.draining().await;
     }
 
     /// Starts draining (readiness turns 503).
@@ -174,6 +211,7 @@ impl AppState {
 
 /// Per-IP limiting: a GCRA limiter for routes without credentials, and a block list fed by
 /// failed authentication, checked *before* a credential is verified so guessing is throttled.
+/// Per node, unlike the per-tenant budgets: an address is throttled by each node it reaches.
 pub struct IpGuard {
     limiter: DefaultKeyedRateLimiter<IpAddr>,
     blocked: DashMap<IpAddr, Instant>,

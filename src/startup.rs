@@ -15,11 +15,13 @@ use actors::crypto::{SecretBox, derive_key, hex};
 use actors::egress::{Egress, EgressPolicy};
 use actors::nodes::{NodeId, NodeInstance, NodeSettings, Nodes};
 use actors::notifier::NotifierSettings;
+use actors::ratelimit::ClusterSize;
 use actors::store::Store;
 use actors::stream_token::StreamTokenKeys;
 use actors::supervisor::{RootConfig, RootSupervisor};
 use actors::telephony::{PlacementSettings, PublicUrls};
 use actors::tenant::tenant_rate_limiter;
+use actors::views::ClusterViews;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
@@ -152,6 +154,25 @@ async fn calls_ended(
     state.actors.active.is_empty()
 }
 
+/// Where the other nodes reach this one: `NODE_ADDRESS`, else the bound address, or
+/// `{hostname}:{port}` when bound to every interface.
+fn node_address(config: &Config, bound: SocketAddr) -> String {
+    if let Some(address) = &config.node_address {
+        return address.clone();
+    }
+    if !bound.ip().is_unspecified() {
+        return bound.to_string();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| String::from("localhost"));
+    format!("{host}:{}", bound.port())
+}
+
 /// This process's node id: `NODE_ID`, else `{hostname}/{bound address}` (stable across
 /// restarts of one configuration; unique, since two processes cannot bind one address).
 fn node_id(config: &Config, bound: SocketAddr) -> anyhow::Result<NodeId> {
@@ -268,6 +289,8 @@ impl Application {
         }
         let node = NodeInstance::new(node_id(&config, local_addr)?);
         let active: Arc<ActiveRegistry> = Arc::default();
+        // The live nodes the per-tenant budgets are divided by, counted on every heartbeat.
+        let cluster = ClusterSize::default();
         let actors = RootSupervisor::start(RootConfig {
             egress,
             notifier: NotifierSettings {
@@ -288,6 +311,7 @@ impl Application {
             live_window: config.call_live_window,
             actor_timeout: config.actor_call_timeout,
             active: Arc::clone(&active),
+            views: ClusterViews::start(store.clone(), node.id.to_string()),
             calls: CallSettings {
                 ai: AiConfig {
                     url: config
@@ -312,6 +336,7 @@ impl Application {
             secret_box,
             tenant_rate_limiter: Arc::new(tenant_rate_limiter(
                 config.rate_limit_per_tenant_per_minute,
+                cluster.clone(),
             )),
             key_cache_ttl: config.key_cache_ttl,
             max_restarts: config.supervisor_max_restarts,
@@ -326,10 +351,11 @@ impl Application {
             NodeSettings {
                 heartbeat: config.node_heartbeat,
                 stale_after: config.node_stale_after,
-                address: config.public_base_url.to_string(),
+                address: node_address(&config, local_addr),
                 version: env!("CARGO_PKG_VERSION").to_owned(),
             },
             Some(api::calls::reconciled_placement_reply()),
+            cluster,
         )
         .await
         .context("cannot record this node")?;
@@ -383,8 +409,7 @@ impl Application {
         let drain_state = state.clone();
         let shutdown = async move {
             shutdown.await;
-            drain_state.start_draining();
-            drain_state.nodes.draining().await;
+            drain_state.begin_drain().await;
             tracing::info!(
                 grace_seconds = grace.as_secs(),
                 live_calls = drain_state.actors.active.len(),
@@ -411,6 +436,8 @@ impl Application {
         // The call actors are gone: their ends are published before the node stops.
         state.live.stop().await;
         state.nodes.stop().await;
+        // The cluster views' entries still queued are written before the pool closes.
+        state.actors.telephony.views().flush().await;
         state.store.close().await;
         if graceful {
             tracing::info!("shutdown complete");

@@ -38,6 +38,7 @@ pub mod notifier;
 pub mod operator;
 pub mod outcome;
 pub mod providers;
+pub mod ratelimit;
 pub mod realtime;
 pub mod rollout;
 pub mod router;
@@ -48,5 +49,6 @@ pub mod supervisor;
 pub mod telephony;
 pub mod tenant;
 pub mod time;
+pub mod views;
 
 pub use supervisor::{Actors, RootConfig, SupervisorStatus};

@@ -14,6 +14,10 @@
 //!   cluster), reconciles the calls of every node whose heartbeat is older than
 //!   `stale_after`, then forgets that node once it holds no open call.
 //!
+//! The heartbeat task also counts the live nodes (recorded, not draining, heartbeat fresh;
+//! this node always counts) into [`ClusterSize`], which divides the per-tenant request
+//! budgets among the nodes ([`crate::ratelimit`]).
+//!
 //! Each call is claimed by one conditional `UPDATE` (its row in the cluster's live-call
 //! registry ending `node_lost` in the same transaction) and reconciled by
 //! [`crate::telephony::reconcile`]; a call whose reconciliation failed (the carrier did not
@@ -27,6 +31,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::ids::CallId;
+use crate::ratelimit::ClusterSize;
 use crate::store::StoreError;
 use crate::telephony::TelephonyCtx;
 use crate::telephony::outbound::RenderReply;
@@ -126,16 +131,19 @@ pub struct Nodes {
     stale_after: Duration,
     stop: watch::Sender<bool>,
     report: watch::Receiver<ReconcileReport>,
+    cluster: ClusterSize,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Nodes {
     /// Records this node (`ctx.node()`) and starts its heartbeat and reconciler. `render`
-    /// turns the outcome of a lost placement into the response its idempotency key replays.
+    /// turns the outcome of a lost placement into the response its idempotency key replays;
+    /// `cluster` is kept at the number of live nodes on every heartbeat.
     pub async fn start(
         ctx: TelephonyCtx,
         settings: NodeSettings,
         render: Option<RenderReply>,
+        cluster: ClusterSize,
     ) -> Result<Self, StoreError> {
         ctx.store()
             .register_node(ctx.node(), &settings.address, &settings.version)
@@ -144,7 +152,12 @@ impl Nodes {
         let stale_after = settings.stale_after;
         let (stop, stop_rx) = watch::channel(false);
         let (report_tx, report) = watch::channel(ReconcileReport::default());
-        let beats = tokio::spawn(heartbeat(ctx.clone(), settings.clone(), stop_rx.clone()));
+        let beats = tokio::spawn(heartbeat(
+            ctx.clone(),
+            settings.clone(),
+            cluster.clone(),
+            stop_rx.clone(),
+        ));
         let reconciler = tokio::spawn(
             Reconciler {
                 ctx: ctx.clone(),
@@ -160,6 +173,7 @@ impl Nodes {
             stale_after,
             stop,
             report,
+            cluster,
             tasks: std::sync::Mutex::new(vec![beats, reconciler]),
         })
     }
@@ -167,6 +181,11 @@ impl Nodes {
     /// This node.
     pub fn instance(&self) -> &crate::nodes::NodeInstance {
         self.ctx.node()
+    }
+
+    /// The number of live nodes, as of the last heartbeat.
+    pub fn cluster_size(&self) -> &ClusterSize {
+        &self.cluster
     }
 
     /// The reconciler's progress.
@@ -259,7 +278,12 @@ impl Nodes {
     }
 }
 
-async fn heartbeat(ctx: TelephonyCtx, settings: NodeSettings, mut stop: watch::Receiver<bool>) {
+async fn heartbeat(
+    ctx: TelephonyCtx,
+    settings: NodeSettings,
+    cluster: ClusterSize,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(settings.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -281,6 +305,21 @@ async fn heartbeat(ctx: TelephonyCtx, settings: NodeSettings, mut stop: watch::R
                 metrics::counter!("node_heartbeat_failures_total").increment(1);
                 tracing::warn!(error = %error, "node heartbeat failed");
             }
+        }
+        let fresh_after =
+            now_ms() - i64::try_from(settings.stale_after.as_millis()).unwrap_or(i64::MAX);
+        match ctx
+            .store()
+            .live_peers(ctx.node().id.as_str(), fresh_after)
+            .await
+        {
+            Ok(peers) => {
+                let nodes = u32::try_from(peers.saturating_add(1)).unwrap_or(u32::MAX);
+                metrics::gauge!("cluster_live_nodes").set(f64::from(nodes));
+                cluster.set(nodes);
+            }
+            // The last count stands until the next tick.
+            Err(error) => tracing::warn!(error = %error, "could not count the live nodes"),
         }
     }
 }

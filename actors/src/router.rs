@@ -2,8 +2,9 @@
 //!
 //! It performs every route mutation (create, update, delete) with its audit row, and keeps
 //! the shared route cache ([`RouteCache`]) current with each committed change, so readers —
-//! inbound admission, outbound placement — look routes up without a mailbox hop. It also
-//! holds the routing diagnostics ([`RoutingLog`], a bounded ring admission records into).
+//! inbound admission, outbound placement — look routes up without a mailbox hop. What
+//! admission records about calls it could not route ([`RoutingDiagnostic`]) goes to the
+//! cluster views ([`crate::views`]).
 //!
 //! Everything else of the telephony edge (admission, streams, callbacks, control,
 //! placement, reads) is plain modules in [`crate::telephony`], called directly.
@@ -29,7 +30,7 @@ pub use crate::telephony::TelephonyError as RouterError;
 /// The control actions of a live call (re-exported for the call runtime).
 pub use crate::telephony::control::ControlAction;
 pub use cache::{ROUTE_CACHE_TTL, RouteCache};
-pub use diagnostics::{MAX_DIAGNOSTICS, RoutingDiagnostic, RoutingLog};
+pub use diagnostics::{MAX_DIAGNOSTICS, RoutingDiagnostic};
 
 /// A phone route to create.
 #[derive(Debug, Clone)]

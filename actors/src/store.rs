@@ -36,7 +36,9 @@ mod phone_routes;
 mod queues;
 mod rollouts;
 mod sessions;
+mod signals;
 mod tenants;
+mod views;
 mod webhooks;
 
 pub use api_keys::KeyLookup;
@@ -54,7 +56,9 @@ pub use governance::LaunchRoute;
 pub use models::*;
 pub use nodes::{NodeRecord, OrphanCall, StaleNode};
 pub use rollouts::{RolloutDecision, RolloutPolicy, RolloutStatus, Stage};
-pub use sessions::{EndedSessions, SessionStatus, Usage};
+pub use sessions::{EndedSessions, LegEnd, SessionStatus, Usage};
+pub use signals::{EdgeSignal, NodeScrape, SignalKind};
+pub use views::{AuthFailure, StoredAuthFailure, StoredRoutingDiagnostic, ViewRetention};
 pub use webhooks::{
     AttemptResult, DeliveryFilter, DeliveryStatus, FinishedAttempt, NewEvent, QueuedEvent,
     Redelivery, WebhookAttempt, WebhookDelivery,

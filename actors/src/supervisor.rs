@@ -31,7 +31,7 @@ use crate::meter::{self, HandleTimer, kind};
 use crate::notifier::{Notifier, NotifierActor, NotifierArgs, NotifierMsg, NotifierSettings};
 use crate::outcome::Outcomes;
 use crate::rollout::{RolloutActor, RolloutArgs, RolloutFeed, RolloutMsg};
-use crate::router::{RouteCache, RouterActor, RouterArgs, RouterMsg, RoutingLog};
+use crate::router::{RouteCache, RouterActor, RouterArgs, RouterMsg};
 use crate::singleton::SingletonRef;
 use crate::store::Store;
 use crate::stream_token::StreamTokenKeys;
@@ -68,6 +68,8 @@ pub struct RootConfig {
     pub actor_timeout: Duration,
     /// Live calls of this node.
     pub active: Arc<crate::active::ActiveRegistry>,
+    /// The writer of the cluster views (routing diagnostics, auth-transport failures).
+    pub views: crate::views::ClusterViews,
     /// How call actors run (the AI endpoint, queue sizes, chaos hooks).
     pub calls: CallSettings,
     /// Outbound HTTP to tenant endpoints (SSRF-safe, signed).
@@ -268,7 +270,7 @@ impl RootSupervisor {
             outcomes: outcomes.clone(),
             notifier: notifier_handle.clone(),
             routes: RouteCache::default(),
-            diagnostics: RoutingLog::default(),
+            views: config.views.clone(),
             token_ttl: config.stream_token_ttl,
             live_window: config.live_window,
             actor_timeout: config.actor_timeout,

@@ -5,8 +5,9 @@
 //! context, [`TelephonyCtx`], that handlers and the call runtime call directly.
 //!
 //! No actor stands in front of these: none of them owns state that must change in one place.
-//! What does — the phone-route cache and the routing diagnostics — belongs to the router
-//! actor ([`crate::router`]), whose shared handles the context reads. Whoever does the work
+//! What does — the phone-route cache — belongs to the router actor ([`crate::router`]),
+//! whose shared handle the context reads; the routing diagnostics go to the cluster views
+//! ([`crate::views`]). Whoever does the work
 //! records its outcome: every way a call ends goes through [`Outcomes`], and outbound
 //! placement runs in a task that owns its result whether or not anyone still waits for it.
 //!
@@ -26,12 +27,13 @@ use crate::ids::{AgentVersionId, CallId, TenantId};
 use crate::notifier::Notifier;
 use crate::outcome::Outcomes;
 use crate::rollout::{ResolveRequest, Resolved, RolloutError, RolloutMsg};
-use crate::router::{RouteCache, RoutingLog};
+use crate::router::RouteCache;
 use crate::singleton::SingletonRef;
 use crate::store::{CallRecord, Store};
 use crate::stream_token::{StreamClaims, StreamTokenKeys, new_nonce};
 use crate::tenant::{TenantDirectory, TwilioAccount};
 use crate::time::now_ms;
+use crate::views::ClusterViews;
 
 pub mod admission;
 pub mod call_control;
@@ -111,8 +113,8 @@ pub struct TelephonyConfig {
     pub notifier: Notifier,
     /// Number → phone route (kept current by the router actor).
     pub routes: RouteCache,
-    /// Recent unrouted and refused inbound calls (the router's diagnostics ring).
-    pub diagnostics: RoutingLog,
+    /// Where unrouted and refused inbound calls are recorded (the cluster views).
+    pub views: ClusterViews,
     /// Stream-token lifetime.
     pub token_ttl: Duration,
     /// Calls older than this no longer count as live (a lost final callback cannot hold a
@@ -194,9 +196,9 @@ impl TelephonyCtx {
         &self.inner.config.routes
     }
 
-    /// The routing diagnostics ring.
-    pub fn diagnostics(&self) -> &RoutingLog {
-        &self.inner.config.diagnostics
+    /// The cluster views' writer (routing diagnostics, auth-transport failures).
+    pub fn views(&self) -> &ClusterViews {
+        &self.inner.config.views
     }
 
     /// Creation time from which unfinished calls count as live.

@@ -12,7 +12,6 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde_json::json;
 
@@ -20,6 +19,7 @@ use crate::carrier::CarrierAuth;
 use crate::crypto::{self, SecretBox};
 use crate::ids::{ApiKeyId, TenantId};
 use crate::meter::{HandleTimer, kind};
+use crate::ratelimit::{ClusterRateLimiter, ClusterSize};
 use crate::store::{
     ApiKey, AuditEntry, AuditFilter, EventWebhook, NewAudit, Page, RuntimeConfig, Scope,
     SealedSecret, Store, StoreError, Tenant, TenantStatus, TwilioCredentials,
@@ -30,12 +30,13 @@ mod directory;
 
 pub use directory::TenantDirectory;
 
-/// The per-tenant request limiter (GCRA, keyed by tenant).
-pub type TenantRateLimiter = DefaultKeyedRateLimiter<TenantId>;
+/// The per-tenant request limiter: a cluster-wide budget, this node's share enforced.
+pub type TenantRateLimiter = ClusterRateLimiter;
 
-/// Builds the per-tenant limiter: `per_minute` requests a minute, bursting up to that many.
-pub fn tenant_rate_limiter(per_minute: NonZeroU32) -> TenantRateLimiter {
-    RateLimiter::keyed(Quota::per_minute(per_minute))
+/// Builds the per-tenant limiter: `per_minute` requests a minute for the cluster, divided
+/// among the live nodes counted in `cluster`.
+pub fn tenant_rate_limiter(per_minute: NonZeroU32, cluster: ClusterSize) -> TenantRateLimiter {
+    ClusterRateLimiter::new(per_minute, cluster)
 }
 
 /// Who made a change and under which request (for the audit log).

@@ -1,71 +1,69 @@
-//! Auth-transport alerts: recent Twilio signature failures (per route and account) and
-//! stream-token rejections (per reason), kept in memory on this node for a window, and
-//! turned into alerts with a severity and a suggested action.
+//! Auth-transport alerts: Twilio signature failures (per route and account) and stream-token
+//! rejections (per reason) of every node, recorded off the request path into the cluster
+//! views ([`actors::views`]: a bounded queue, dropped and counted when full) and counted over
+//! a window when the alerts are asked for, with the nodes that saw them.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, BTreeSet};
 
 use actors::domain::AccountSid;
+use actors::store::{AuthFailure, Store, StoreError};
+use actors::time::now_ms;
+use actors::views::ClusterViews;
 
-/// How far back alerts look.
-pub const ALERT_WINDOW: Duration = Duration::from_secs(15 * 60);
-/// Most failures remembered (older ones are dropped first).
-const MAX_REMEMBERED: usize = 10_000;
+pub use actors::views::ALERT_WINDOW;
 
+/// Failures read for one report at most (the views keep no more).
+const MAX_READ: i64 = 10_000;
+
+/// Records authentication failures on the Twilio transport (cheap to clone).
 #[derive(Debug, Clone)]
-struct Failure {
-    at: Instant,
-    kind: FailureKind,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum FailureKind {
-    Signature {
-        route: &'static str,
-        account_sid: Option<String>,
-    },
-    StreamToken {
-        reason: &'static str,
-    },
-}
-
-/// Recent authentication failures on the Twilio transport.
-#[derive(Debug, Default)]
 pub struct AuthTransportLog {
-    failures: Mutex<VecDeque<Failure>>,
+    views: ClusterViews,
 }
 
-/// Counted failures of one kind in the window.
+/// Counted signature failures of one route and claimed account in the window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignatureFailureCount {
     /// Route template.
-    pub route: &'static str,
+    pub route: String,
     /// `AccountSid` claimed by the request (unverified), if any.
     pub account_sid: Option<String>,
     /// Failures in the window.
     pub count: usize,
+    /// The nodes that saw them.
+    pub node_ids: Vec<String>,
 }
 
-/// Counted stream-token rejections in the window.
+/// Counted stream-token rejections of one reason in the window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenRejectionCount {
     /// `missing`, `forged`, `expired`, `reused`.
-    pub reason: &'static str,
+    pub reason: String,
     /// Rejections in the window.
     pub count: usize,
+    /// The nodes that saw them.
+    pub node_ids: Vec<String>,
+}
+
+#[derive(Default)]
+struct Tally {
+    count: usize,
+    nodes: BTreeSet<String>,
+}
+
+impl Tally {
+    fn add(&mut self, node: &str) {
+        self.count += 1;
+        if !self.nodes.contains(node) {
+            self.nodes.insert(node.to_owned());
+        }
+    }
 }
 
 impl AuthTransportLog {
-    fn push(&self, kind: FailureKind) {
-        let mut q = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if q.len() >= MAX_REMEMBERED {
-            q.pop_front();
-        }
-        q.push_back(Failure {
-            at: Instant::now(),
-            kind,
-        });
+    /// Records into `views`.
+    pub fn new(views: ClusterViews) -> Self {
+        Self { views }
     }
 
     /// Records a webhook whose signature did not verify.
@@ -75,46 +73,58 @@ impl AuthTransportLog {
         let account_sid = account_sid
             .filter(|a| AccountSid::is_valid(a))
             .map(str::to_owned);
-        self.push(FailureKind::Signature { route, account_sid });
+        self.views.auth_failure(AuthFailure::Signature {
+            route: route.to_owned(),
+            account_sid,
+        });
     }
 
     /// Records a refused media stream.
     pub fn token_rejection(&self, reason: &'static str) {
         metrics::counter!("media_stream_rejections_total", "reason" => reason).increment(1);
-        self.push(FailureKind::StreamToken { reason });
+        self.views.auth_failure(AuthFailure::StreamToken {
+            reason: reason.to_owned(),
+        });
     }
 
-    /// Counts in the window, by kind.
-    pub fn counts(&self) -> (Vec<SignatureFailureCount>, Vec<TokenRejectionCount>) {
-        let now = Instant::now();
-        let mut q = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        while q
-            .front()
-            .is_some_and(|f| now.duration_since(f.at) > ALERT_WINDOW)
-        {
-            q.pop_front();
-        }
-        let mut sig: BTreeMap<(&'static str, Option<String>), usize> = BTreeMap::new();
-        let mut tok: BTreeMap<&'static str, usize> = BTreeMap::new();
-        for f in q.iter() {
-            match &f.kind {
-                FailureKind::Signature { route, account_sid } => {
-                    *sig.entry((route, account_sid.clone())).or_default() += 1
+    /// Counts of every node in the window, by kind.
+    pub async fn counts(
+        &self,
+        store: &Store,
+    ) -> Result<(Vec<SignatureFailureCount>, Vec<TokenRejectionCount>), StoreError> {
+        let window = i64::try_from(ALERT_WINDOW.as_millis()).unwrap_or(i64::MAX);
+        let failures = store
+            .auth_failures_since(now_ms().saturating_sub(window), MAX_READ)
+            .await?;
+        let mut sig: BTreeMap<(String, Option<String>), Tally> = BTreeMap::new();
+        let mut tok: BTreeMap<String, Tally> = BTreeMap::new();
+        for f in &failures {
+            match &f.failure {
+                AuthFailure::Signature { route, account_sid } => sig
+                    .entry((route.clone(), account_sid.clone()))
+                    .or_default()
+                    .add(&f.node_id),
+                AuthFailure::StreamToken { reason } => {
+                    tok.entry(reason.clone()).or_default().add(&f.node_id)
                 }
-                FailureKind::StreamToken { reason } => *tok.entry(reason).or_default() += 1,
             }
         }
-        (
+        Ok((
             sig.into_iter()
-                .map(|((route, account_sid), count)| SignatureFailureCount {
+                .map(|((route, account_sid), t)| SignatureFailureCount {
                     route,
                     account_sid,
-                    count,
+                    count: t.count,
+                    node_ids: t.nodes.into_iter().collect(),
                 })
                 .collect(),
             tok.into_iter()
-                .map(|(reason, count)| TokenRejectionCount { reason, count })
+                .map(|(reason, t)| TokenRejectionCount {
+                    reason,
+                    count: t.count,
+                    node_ids: t.nodes.into_iter().collect(),
+                })
                 .collect(),
-        )
+        ))
     }
 }

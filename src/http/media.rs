@@ -35,7 +35,8 @@ pub const MAX_FRAME_BYTES: usize = 64 * 1024;
     params(("x-twilio-signature" = Option<String>, Header, description = "Signature over the wss:// URL")),
     responses((status = 101, description = "Switching protocols; Twilio Media Streams messages follow"),
               (status = 400, body = crate::http::error::ErrorResponse, description = "not a websocket upgrade"),
-              (status = 429, body = crate::http::error::ErrorResponse, description = "too many media streams of this address (or of this node) are waiting for their `start`")))]
+              (status = 429, body = crate::http::error::ErrorResponse, description = "too many media streams of this address (or of this node) are waiting for their `start`"),
+              (status = 503, body = crate::http::error::ErrorResponse, description = "this node is draining and another node is up: the load balancer retries the upgrade there")))]
 pub fn media_stream(state: AppState, route: &'static str, upgrade: WsUpgrade) -> Response {
     let WsUpgrade {
         ip,
@@ -43,6 +44,10 @@ pub fn media_stream(state: AppState, route: &'static str, upgrade: WsUpgrade) ->
         path,
         ws,
     } = upgrade;
+    if state.refuses_new_calls() {
+        metrics::counter!("media_upgrades_refused_total", "reason" => "draining").increment(1);
+        return ApiError::Unavailable(super::DRAINING_REFUSAL.into()).into_response();
+    }
     // Unauthenticated until `start` carries its token: bounded before anything is allocated.
     let pending = match state.media_gate.admit(ip) {
         Ok(pending) => pending,

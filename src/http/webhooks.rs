@@ -14,7 +14,6 @@ use actors::telephony::dial::{self, DialReport};
 use actors::telephony::status::{self, StreamCallback};
 use actors::telephony::{AfterStream, CallbackTarget, UNROUTED_MESSAGE, stream};
 use actors::tenant::TwilioAccount;
-use governor::clock::{Clock, DefaultClock};
 use warp::Reply;
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -148,11 +147,9 @@ impl AppState {
                 message: "the X-Twilio-Signature does not verify".into(),
             });
         };
-        if let Err(not_until) = self.webhook_limiter.check_key(&account.tenant_id) {
+        if let Err(retry_after) = self.webhook_limiter.check(&account.tenant_id) {
             metrics::counter!("rate_limited_total", "limit" => "webhooks").increment(1);
-            return Err(ApiError::RateLimited {
-                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
-            });
+            return Err(ApiError::RateLimited { retry_after });
         }
         self.signals.signed_webhook(&account.tenant_id);
         Ok(account)
@@ -185,7 +182,8 @@ pub struct TwilioForm(pub std::collections::BTreeMap<String, String>);
     request_body(content = TwilioForm, content_type = "application/x-www-form-urlencoded",
                  description = "Twilio voice webhook parameters (CallSid, AccountSid, From, To, …)"),
     responses((status = 200, description = "TwiML", content_type = "text/xml"),
-              (status = 403, body = ErrorResponse, description = "signature does not verify")))]
+              (status = 403, body = ErrorResponse, description = "signature does not verify"),
+              (status = 503, body = ErrorResponse, description = "this node is draining and another node is up: the load balancer retries the call there")))]
 pub async fn incoming_call(req: Request<Signed>) -> Result<Response, ApiError> {
     let Request {
         state,
@@ -195,6 +193,9 @@ pub async fn incoming_call(req: Request<Signed>) -> Result<Response, ApiError> {
         },
         ..
     } = req;
+    if state.refuses_new_calls() {
+        return Err(ApiError::Unavailable(super::DRAINING_REFUSAL.into()));
+    }
     let inbound = InboundRequest {
         account,
         call_sid: req.required("CallSid")?.to_owned(),

@@ -16,13 +16,26 @@ use stateset_voice::sim::carrier::{
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 
-use crate::helpers::{Backend, Tele, TestApp, backend_tests, completed_events_at, spawn_app_with};
+use crate::helpers::{
+    Backend, Tele, TestApp, backend_tests, completed_events_at, expect_error, logs, sid, spawn_app,
+    spawn_app_with,
+};
 
 backend_tests!(
     a_call_live_at_the_end_of_the_grace_period_goes_to_the_fallback_before_exit,
     a_draining_node_hands_its_call_to_another_node_that_resumes_the_conversation,
     a_call_ending_during_the_grace_period_gets_its_late_final_status_before_exit,
+    a_draining_node_with_a_peer_up_refuses_new_calls_and_streams_with_503,
+    a_draining_node_alone_still_answers_new_calls_with_the_fallback,
 );
+
+/// Several nodes share one database only on PostgreSQL (SQLite is one node's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_ended_on_another_node_waits_for_the_leg_to_record_its_end() {
+    if crate::helpers::postgres_available() {
+        stream_ended_on_another_node_waits_for_the_leg(Backend::Postgres).await;
+    }
+}
 
 const WAIT: Duration = Duration::from_secs(30);
 const NUMBER: &str = "+14155550100";
@@ -33,6 +46,7 @@ const NUMBER: &str = "+14155550100";
 struct Balancer {
     addr: SocketAddr,
     target: Arc<Mutex<Option<SocketAddr>>>,
+    connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -42,19 +56,29 @@ impl Balancer {
         let addr = listener.local_addr().expect("address");
         let target = Arc::new(Mutex::new(None::<SocketAddr>));
         let to = Arc::clone(&target);
+        let connections = Arc::new(Mutex::new(Vec::new()));
+        let open = Arc::clone(&connections);
         let task = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 let Some(node) = *to.lock().expect("target") else {
                     continue;
                 };
-                tokio::spawn(async move {
+                let connection = tokio::spawn(async move {
                     if let Ok(mut outbound) = TcpStream::connect(node).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
                     }
                 });
+                open.lock()
+                    .expect("connections")
+                    .push(connection.abort_handle());
             }
         });
-        Self { addr, target, task }
+        Self {
+            addr,
+            target,
+            connections,
+            task,
+        }
     }
 
     fn url(&self) -> String {
@@ -68,6 +92,14 @@ impl Balancer {
             .parse()
             .expect("node address");
         *self.target.lock().expect("target") = Some(node);
+    }
+
+    /// Drops every connection it forwards, without a close on either side (as the network
+    /// between the balancer and a node may).
+    fn cut_all(&self) {
+        for connection in self.connections.lock().expect("connections").drain(..) {
+            connection.abort();
+        }
     }
 }
 
@@ -383,4 +415,164 @@ async fn a_draining_node_hands_its_call_to_another_node_that_resumes_the_convers
     assert_eq!(events[0]["outcome"], "fallback", "{}", events[0]);
     assert_eq!(events[0]["end_reason"], "drained", "{}", events[0]);
     assert_eq!(events[0]["session_ids"].as_array().map(Vec::len), Some(2));
+}
+
+/// Posts a signed `incoming-call` for a new call SID to `app`; returns (CallSid, response).
+async fn incoming(app: &TestApp, t: &Tele) -> (String, reqwest::Response) {
+    let call_sid = sid("CA");
+    let resp = app
+        .twilio_post(
+            "/api/v1/incoming-call",
+            &[
+                ("AccountSid", &t.account_sid),
+                ("CallSid", &call_sid),
+                ("From", "+15550000001"),
+                ("To", NUMBER),
+                ("CallStatus", "ringing"),
+                ("Direction", "inbound"),
+                ("ApiVersion", "2010-04-01"),
+            ],
+            &t.auth_token,
+        )
+        .await;
+    (call_sid, resp)
+}
+
+/// Calls recorded with `call_sid` in the database at `url`.
+async fn calls_with_sid(url: &str, call_sid: &str) -> usize {
+    let rows: Vec<(String,)> =
+        rows_at(url, "SELECT id FROM calls WHERE call_sid = $1", call_sid).await;
+    rows.len()
+}
+
+async fn a_draining_node_with_a_peer_up_refuses_new_calls_and_streams_with_503(backend: Backend) {
+    let first = spawn_app(backend).await;
+    let second = first.another_node(|_| {}).await;
+    let t = first.telephony_tenant("Acme", NUMBER, json!({})).await;
+
+    // Shutdown starts with a peer up: new work is refused before anything is done, so the
+    // load balancer (retry-on 503) sends it to the peer.
+    first.state.begin_drain().await;
+    assert!(first.state.refuses_new_calls());
+    let (call_sid, resp) = incoming(&first, &t).await;
+    expect_error(resp, 503, "unavailable").await;
+    assert_eq!(calls_with_sid(&first.database_url, &call_sid).await, 0);
+
+    let url = first.url("/media-stream").replacen("http://", "ws://", 1);
+    match tokio_tungstenite::connect_async(url.as_str()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 503);
+        }
+        Err(other) => panic!("unexpected upgrade error: {other}"),
+        Ok(_) => panic!("a draining node upgraded a new media stream"),
+    }
+
+    // The peer takes the same call.
+    let (call_sid, resp) = incoming(&second, &t).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(calls_with_sid(&first.database_url, &call_sid).await, 1);
+    second.stop().await;
+    first.stop().await;
+}
+
+async fn a_draining_node_alone_still_answers_new_calls_with_the_fallback(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let t = app.telephony_tenant("Acme", NUMBER, json!({})).await;
+
+    // No other node: a 503 would reach the caller, so the call is refused with the route's
+    // fallback, as before.
+    app.state.begin_drain().await;
+    assert!(!app.state.refuses_new_calls());
+    let (call_sid, resp) = incoming(&app, &t).await;
+    assert_eq!(resp.status(), 200);
+    let twiml = resp.text().await.expect("twiml");
+    assert!(twiml.contains("+15550009999"), "{twiml}");
+    assert_eq!(calls_with_sid(&app.database_url, &call_sid).await, 1);
+    app.stop().await;
+}
+
+/// Behind a load balancer the carrier's `stream-ended` may reach another node than the one
+/// whose leg just lost its socket, before that leg has recorded how it ended (here its
+/// writes of voice sessions are held back by a table lock). The other node waits for the
+/// record instead of reading a live session as a dead actor: the caller gets a fresh stream
+/// and the conversation goes on.
+async fn stream_ended_on_another_node_waits_for_the_leg(backend: Backend) {
+    let sim = CarrierSim::start(CarrierConfig::default())
+        .await
+        .expect("carrier sim");
+    let lb = Balancer::start().await;
+    let settings = |raw: &mut stateset_voice::config::RawSettings| {
+        raw.set("TWILIO_API_BASE_URL", sim.base_url());
+        raw.set("PUBLIC_BASE_URL", lb.url());
+        raw.set("TWILIO_LEG_RESUME_SECONDS", "30");
+    };
+    let holder = spawn_app_with(backend, settings).await;
+    let other = holder.another_node(settings).await;
+    lb.send_to(&holder);
+    let t = holder.telephony_tenant("Acme", NUMBER, json!({})).await;
+    sim.add_account(t.account_sid.clone(), t.auth_token.clone());
+    let mut on_holder = holder.state.actors.active.subscribe();
+    let mut on_other = other.state.actors.active.subscribe();
+    let (sid, call_id) = live_call(&sim, &t, &mut on_holder, &lb.url()).await;
+    tokio::time::timeout(
+        WAIT,
+        holder
+            .realtime
+            .wait_for(|s| s.first().is_some_and(|s| s.responses_completed >= 1)),
+    )
+    .await
+    .expect("the greeting is complete");
+
+    // The leg's records are held back; the network drops its connections (the media
+    // socket among them); the carrier's `stream-ended` reaches the other node.
+    let mut lock = {
+        use sqlx::{Connection, Executor};
+        let mut conn = sqlx::PgConnection::connect(&holder.database_url)
+            .await
+            .expect("postgres connection");
+        conn.execute("BEGIN").await.expect("begin");
+        conn.execute("LOCK TABLE voice_sessions IN EXCLUSIVE MODE")
+            .await
+            .expect("lock");
+        conn
+    };
+    lb.send_to(&other);
+    lb.cut_all();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if logs()
+                .contents()
+                .lines()
+                .any(|l| l.contains(&call_id) && l.contains("waiting for the leg on another node"))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the other node waits for the leg's end");
+    sqlx::Executor::execute(&mut lock, "ROLLBACK")
+        .await
+        .expect("unlock");
+
+    // The record arrives: the other node answers with a fresh stream, which it takes.
+    starts(&mut on_other, &sid).await;
+    let resumed = tokio::time::timeout(WAIT, sim.wait_for(&sid, |s| s.media.streams_opened == 2))
+        .await
+        .expect("a second stream");
+    assert!(!resumed.status.is_final());
+    assert!(
+        !resumed
+            .events
+            .iter()
+            .any(|e| matches!(e, CallEvent::Dialed { .. })),
+        "nobody sent the caller to the fallback: {:?}",
+        resumed.events
+    );
+    assert!(holder.completed_events(&call_id).await.is_empty());
+    let log = holder.call_log(&t.key, &call_id).await;
+    assert!(log["completed_at"].is_null(), "the call goes on: {log}");
+    other.stop().await;
+    holder.stop().await;
 }

@@ -307,6 +307,17 @@ impl TestApp {
         }
     }
 
+    /// Waits until this node's cluster-view entries (routing diagnostics, auth-transport
+    /// failures) recorded so far are in the database.
+    pub async fn flush_views(&self) {
+        self.state.actors.telephony.views().flush().await;
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> String {
+        self.state.nodes.instance().id.to_string()
+    }
+
     /// Stops the server and waits for the shutdown protocol to finish.
     pub async fn stop(mut self) {
         self.shut_down().await;

@@ -14,6 +14,8 @@ mod carrier;
 mod chaos;
 mod cli;
 mod cluster;
+mod cluster_limits;
+mod cluster_views;
 mod crash;
 mod diagnostics;
 mod drain;

@@ -23,6 +23,7 @@ use crate::helpers::{
 backend_tests!(
     readiness_lists_failing_gates_then_passes_and_only_then_the_route_goes_live,
     an_override_needs_an_admin_and_a_reason_and_is_audited,
+    every_node_reviews_the_signals_any_node_saw,
 );
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -508,4 +509,93 @@ async fn an_override_needs_an_admin_and_a_reason_and_is_audited(backend: Backend
     assert!(failing.contains(&"signed_webhook"), "{o}");
     assert!(failing.contains(&"route_fallbacks"), "{o}");
     assert!(failing.contains(&"evaluations"), "{o}");
+}
+
+/// A signed webhook and a scrape reach one node; the review on another node sees them, and
+/// telemetry passes only once every node serving was scraped.
+async fn every_node_reviews_the_signals_any_node_saw(backend: Backend) {
+    let (app, sim, t) = setup(backend).await;
+    let tenant = t.tenant_id.as_str();
+    let base = sim.base_url();
+    let other = app
+        .another_node(move |raw| raw.set("TWILIO_API_BASE_URL", base))
+        .await;
+    let review = readiness(&app, tenant).await;
+    assert_eq!(
+        gate(&review, "signed_webhook")["status"],
+        "fail",
+        "{review}"
+    );
+
+    // The carrier's signed webhook and the scrape reach the other node only.
+    other.inbound(&t, CALLER, NUMBER).await;
+    let resp = other
+        .client
+        .get(other.url("/metrics"))
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(resp.status(), 200);
+    let review = wait_gate(&app, tenant, "signed_webhook", "pass").await;
+    assert!(
+        gate(&review, "signed_webhook")["evidence"]["last_verified_at"].is_string(),
+        "{review}"
+    );
+    // Telemetry names the node nobody scraped: this one.
+    let unscraped = tokio::time::timeout(WAIT, async {
+        loop {
+            let review = readiness(&app, tenant).await;
+            let telemetry = gate(&review, "telemetry").clone();
+            let nodes = telemetry["evidence"]["nodes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if nodes.len() == 2 && nodes.iter().any(|n| n["last_scraped_at"].is_string()) {
+                return (telemetry, nodes);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("both nodes in the telemetry gate");
+    let (telemetry, nodes) = unscraped;
+    assert_eq!(telemetry["status"], "fail", "{telemetry}");
+    let here = nodes
+        .iter()
+        .find(|n| n["last_scraped_at"].is_null())
+        .expect("an unscraped node");
+    let here = here["node_id"].as_str().expect("node id");
+    assert!(
+        telemetry["reason"]
+            .as_str()
+            .expect("reason")
+            .starts_with(&format!("node {here}: no scrape")),
+        "{telemetry}"
+    );
+    assert!(
+        telemetry["evidence"]["last_scraped_at"].is_null(),
+        "{telemetry}"
+    );
+
+    // Scraped here too: the gate passes on either node.
+    let resp = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(resp.status(), 200);
+    let review = readiness(&app, tenant).await;
+    let telemetry = gate(&review, "telemetry");
+    assert_eq!(telemetry["status"], "pass", "{telemetry}");
+    assert!(
+        telemetry["reason"]
+            .as_str()
+            .expect("reason")
+            .starts_with("every one of 2 nodes scraped"),
+        "{telemetry}"
+    );
+    wait_gate(&other, tenant, "telemetry", "pass").await;
+    other.stop().await;
+    app.stop().await;
 }

@@ -271,6 +271,7 @@ async fn unsigned_or_tampered_webhooks_are_refused_and_write_nothing(backend: Ba
         expect_error(resp, 403, "invalid_signature").await;
     }
     assert_eq!(calls_total(&app, &t.key).await, 0, "nothing written");
+    app.flush_views().await;
 
     let alerts: Value = app
         .admin(Method::GET, "/api/v1/admin/alerts/auth-transport")
@@ -435,6 +436,7 @@ async fn unknown_number_gets_a_safe_message(backend: Backend) {
         );
     }
     assert_eq!(calls_total(&app, &t.key).await, 0);
+    app.flush_views().await;
     let diag: Value = app
         .admin(Method::GET, "/api/v1/admin/diagnostics/routing")
         .send()
@@ -799,6 +801,7 @@ async fn media_stream_refuses_bad_tokens_and_signatures(backend: Backend) {
         close_frame(&mut ws).await,
         (1000, "caller_hangup".to_owned())
     );
+    app.flush_views().await;
     let alerts: Value = app
         .admin(Method::GET, "/api/v1/admin/alerts/auth-transport")
         .send()

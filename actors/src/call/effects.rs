@@ -12,13 +12,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use ractor::ActorRef;
-use serde_json::json;
 use tracing::Instrument as _;
 
 use super::conversation::{Effect, Ending, Input};
 use super::pumps::Outgoing;
 use super::{CallMsg, CallState, ai, handoff, tools};
-use crate::store::SessionStatus;
+use crate::store::LegEnd;
 
 /// How long the end of a leg waits for cancelled tool tasks to record their cancellation.
 const TOOLS_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -182,32 +181,19 @@ impl CallState {
         }
         let _ = tokio::time::timeout(TOOLS_DRAIN_TIMEOUT, futures::future::join_all(tasks)).await;
         self.recorder.flush().await;
-        let store = &self.deps.store;
         let call = &self.call.id;
-        match store
-            .finish_session(&self.session_id, status, reason, detail.as_deref())
-            .await
-        {
+        let leg = LegEnd {
+            call,
+            session: &self.session_id,
+            status,
+            reason,
+            detail: detail.as_deref(),
+            continuation: continuation.filter(|_| !redirected),
+        };
+        match self.deps.store.end_leg(&leg).await {
             Ok(true) => self.deps.evaluations.wake(),
             Ok(false) => {}
-            Err(error) => tracing::warn!(error = %error, "could not finish the voice session"),
-        }
-        if status == SessionStatus::Completed
-            && let Err(error) = store.set_stream_state(call, None, "stopped").await
-        {
-            tracing::warn!(error = %error, "could not record the stream as stopped");
-        }
-        if let Some(continuation) = continuation
-            && !redirected
-            && let Err(error) = store.set_continuation(call, Some(continuation)).await
-        {
-            tracing::warn!(error = %error, "could not record the continuation");
-        }
-        if status == SessionStatus::Completed {
-            let detail = json!({"reason": reason.as_str(), "session_id": self.session_id.as_str()});
-            if let Err(error) = store.add_call_event(call, "call.completed", &detail).await {
-                tracing::warn!(error = %error, "could not record the end of the leg");
-            }
+            Err(error) => tracing::warn!(error = %error, "could not record the end of the leg"),
         }
         if (!continuation.is_some_and(|c| c.continues()) || self.handoff_settled().await)
             && let Err(error) = self

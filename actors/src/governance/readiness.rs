@@ -124,8 +124,9 @@ pub struct ReviewInputs<'a> {
     pub ask_carrier: bool,
     /// When a signed webhook of the tenant last verified (Unix ms).
     pub last_signed_webhook_ms: Option<i64>,
-    /// When `/metrics` was last scraped (Unix ms).
-    pub last_metrics_scrape_ms: Option<i64>,
+    /// Every node serving now with its last scrape of `/metrics` (each node is scraped on
+    /// its own: the gate passes when every one was scraped recently).
+    pub metrics_scrapes: Vec<crate::store::NodeScrape>,
     /// Evaluated calls a routed version needs.
     pub min_evaluated_calls: u32,
     /// The pass rate those calls need (0–1).
@@ -184,6 +185,47 @@ fn recency(now: i64, at: Option<i64>, max_age_ms: i64, what: &str) -> (GateStatu
                 max_age_ms / 60_000
             ),
         ),
+    }
+}
+
+/// The oldest of the nodes' last scrapes (`None` when a node was never scraped).
+fn oldest_scrape(nodes: &[crate::store::NodeScrape]) -> Option<i64> {
+    nodes
+        .iter()
+        .map(|n| n.last_scrape)
+        .try_fold(i64::MAX, |oldest, at| at.map(|at| oldest.min(at)))
+        .filter(|at| *at != i64::MAX)
+}
+
+/// The telemetry gate: every node serving was scraped within the window; the reason names
+/// the node that was not.
+fn telemetry(now: i64, nodes: &[crate::store::NodeScrape]) -> (GateStatus, String) {
+    let stalest = nodes
+        .iter()
+        .min_by_key(|n| n.last_scrape.unwrap_or(i64::MIN));
+    match stalest {
+        None => (GateStatus::Fail, String::from("no node is serving")),
+        Some(n) => {
+            let (status, reason) = recency(
+                now,
+                n.last_scrape,
+                METRICS_SCRAPE_MAX_AGE_MS,
+                "scrape of /metrics",
+            );
+            if nodes.len() == 1 || status == GateStatus::Pass {
+                let reason = if nodes.len() == 1 {
+                    reason
+                } else {
+                    format!(
+                        "every one of {} nodes scraped; {reason} (the oldest)",
+                        nodes.len()
+                    )
+                };
+                (status, reason)
+            } else {
+                (status, format!("node {}: {reason}", n.node_id))
+            }
+        }
     }
 }
 
@@ -438,19 +480,20 @@ pub async fn review(
         }),
     );
 
-    // Telemetry flowing.
-    let (status, reason) = recency(
-        at,
-        inputs.last_metrics_scrape_ms,
-        METRICS_SCRAPE_MAX_AGE_MS,
-        "scrape of /metrics",
-    );
+    // Telemetry flowing, from every node.
+    let (status, reason) = telemetry(at, &inputs.metrics_scrapes);
+    let nodes: Vec<Value> = inputs
+        .metrics_scrapes
+        .iter()
+        .map(|n| json!({"node_id": n.node_id, "last_scraped_at": n.last_scrape.map(rfc3339)}))
+        .collect();
+    let oldest = oldest_scrape(&inputs.metrics_scrapes);
     g.add(
         "telemetry",
         GateOwner::Operations,
         status,
         reason,
-        json!({"last_scraped_at": inputs.last_metrics_scrape_ms.map(rfc3339)}),
+        json!({"last_scraped_at": oldest.map(rfc3339), "nodes": nodes}),
     );
 
     // Launch owner and rollback path; approvals by every required role.
@@ -517,6 +560,45 @@ pub async fn review(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn telemetry_passes_only_when_every_node_was_scraped_recently() {
+        use crate::store::NodeScrape;
+        let now = 10 * 60_000;
+        let node = |id: &str, at: Option<i64>| NodeScrape {
+            node_id: id.to_owned(),
+            last_scrape: at,
+        };
+        assert_eq!(telemetry(now, &[]).0, GateStatus::Fail);
+        assert_eq!(telemetry(now, &[node("a", Some(now))]).0, GateStatus::Pass);
+        let (status, reason) = telemetry(now, &[node("a", Some(now)), node("b", None)]);
+        assert_eq!(status, GateStatus::Fail);
+        assert!(reason.starts_with("node b: no scrape"), "{reason}");
+        let (status, reason) = telemetry(
+            now,
+            &[
+                node("a", Some(now)),
+                node("b", Some(now - METRICS_SCRAPE_MAX_AGE_MS - 1)),
+            ],
+        );
+        assert_eq!(status, GateStatus::Fail);
+        assert!(reason.starts_with("node b: the last scrape"), "{reason}");
+        let (status, reason) = telemetry(now, &[node("a", Some(now)), node("b", Some(now - 5))]);
+        assert_eq!(status, GateStatus::Pass);
+        assert!(
+            reason.starts_with("every one of 2 nodes scraped"),
+            "{reason}"
+        );
+        assert_eq!(
+            oldest_scrape(&[node("a", Some(now)), node("b", Some(now - 5))]),
+            Some(now - 5)
+        );
+        assert_eq!(
+            oldest_scrape(&[node("a", Some(now)), node("b", None)]),
+            None
+        );
+        assert_eq!(oldest_scrape(&[]), None);
+    }
 
     #[test]
     fn recency_passes_within_the_window_and_fails_outside_or_without() {

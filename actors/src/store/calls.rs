@@ -232,9 +232,14 @@ impl Store {
             };
         }
         let inserted = match self {
-            // One statement: SQLite runs it under its single writer lock.
+            // One statement: SQLite takes its single write lock when the statement starts
+            // (before the counts are read), so every node's admission sees the last one's.
             Store::Sqlite(pool) => insert!(pool),
-            // PostgreSQL: serialise admissions of one tenant with a transaction-scoped lock.
+            // PostgreSQL (READ COMMITTED: two transactions could both count 9 < 10): admissions
+            // of one tenant are serialised, on every node, by a transaction-scoped advisory
+            // lock taken before the statement, whose snapshot then sees the previous holder's
+            // insert. A route belongs to one tenant, so its count is covered by the same lock.
+            // Tested by `tests/api/cluster_limits.rs` (30 attempts over 3 nodes, limit 10).
             Store::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")

@@ -390,6 +390,31 @@ impl Store {
         Ok(())
     }
 
+    /// Where a voice session of `call` is still live on a node other than `me` that is
+    /// still registered (its leg has not recorded its end yet): that node's address, which
+    /// `stream-ended`, asked on this node, checks before waiting for it to record the end.
+    pub async fn leg_live_elsewhere(
+        &self,
+        call: &CallId,
+        me: &NodeInstance,
+    ) -> Result<Option<String>, StoreError> {
+        let holder: Option<String> = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT n.address FROM voice_sessions s \
+                   JOIN calls c ON c.id = s.call_id \
+                   JOIN nodes n ON n.id = c.node_id AND n.started_at = c.node_started_at \
+                 WHERE s.call_id = $1 AND s.status = 'active' \
+                   AND NOT (c.node_id = $2 AND c.node_started_at = $3) LIMIT 1",
+            )
+            .bind(call.as_str())
+            .bind(me.id.as_str())
+            .bind(me.started_at)
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(holder)
+    }
+
     /// `node` lets go of `call`: nothing of it runs on a node any more (it rings, or a
     /// human has it); the carrier's callbacks finish it on whichever node they reach.
     pub async fn let_go_of_call(

@@ -8,7 +8,7 @@ use super::evaluations::enqueue_session_evaluation;
 use super::{
     Page, SessionFilter, Store, StoreError, TranscriptTurn, VoiceSession, as_i64, on_pool,
 };
-use crate::ending::EndReason;
+use crate::ending::{Continuation, EndReason};
 use crate::ids::{CallId, SessionId, TenantId};
 use crate::time::now_ms;
 
@@ -21,6 +21,23 @@ pub enum SessionStatus {
     Completed,
     /// It ended by a failure (the AI leg, the call actor).
     Failed,
+}
+
+/// What the end of a call's leg writes ([`Store::end_leg`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LegEnd<'a> {
+    /// The call.
+    pub call: &'a CallId,
+    /// Its session on this leg.
+    pub session: &'a SessionId,
+    /// How the session ended (`Completed` also records the stream `stopped`).
+    pub status: SessionStatus,
+    /// Why.
+    pub reason: EndReason,
+    /// Free-text detail (an AI error, a panic message).
+    pub detail: Option<&'a str>,
+    /// What the carrier is told when it asks `stream-ended` (`None`: leave it as it is).
+    pub continuation: Option<Continuation>,
 }
 
 impl SessionStatus {
@@ -246,6 +263,64 @@ impl Store {
             .rows_affected()
                 == 1;
             let job = closed && enqueue_session_evaluation!(&mut *tx, id, now);
+            tx.commit().await?;
+            job
+        });
+        Ok(job)
+    }
+
+    /// The end of a call's leg, in one transaction, so that `stream-ended` — on whichever
+    /// node the carrier asks — reads all of it or none of it: the session closed (with its
+    /// evaluation job, as [`Store::finish_session`]), the stream recorded `stopped` when the
+    /// leg ended normally, the [`Continuation`] the leg leaves for the carrier, and the
+    /// `call.completed` timeline entry of a normal end. True when an evaluation job was
+    /// written.
+    pub async fn end_leg(&self, leg: &LegEnd<'_>) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let completed = leg.status == SessionStatus::Completed;
+        let job = on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            let closed = sqlx::query(
+                "UPDATE voice_sessions SET status = $2, end_reason = $3, end_detail = $4, ended_at = $5 \
+                 WHERE id = $1 AND status = 'active'",
+            )
+            .bind(leg.session.as_str())
+            .bind(leg.status.as_str())
+            .bind(leg.reason.as_str())
+            .bind(leg.detail)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            let job = closed && enqueue_session_evaluation!(&mut *tx, leg.session, now);
+            if completed {
+                sqlx::query("UPDATE calls SET stream_status = 'stopped', updated_at = $2 WHERE id = $1")
+                    .bind(leg.call.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(continuation) = leg.continuation {
+                sqlx::query("UPDATE calls SET after_stream = $2, updated_at = $3 WHERE id = $1")
+                    .bind(leg.call.as_str())
+                    .bind(continuation.as_str())
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if completed {
+                let detail = serde_json::json!({
+                    "reason": leg.reason.as_str(),
+                    "session_id": leg.session.as_str(),
+                });
+                sqlx::query("INSERT INTO call_events (call_id, at, kind, detail) VALUES ($1, $2, 'call.completed', $3)")
+                    .bind(leg.call.as_str())
+                    .bind(now)
+                    .bind(detail.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
             job
         });

@@ -110,7 +110,7 @@ pub(super) fn new_call(
 fn diagnose(ctx: &TelephonyCtx, req: &InboundRequest, reason: &'static str) {
     metrics::counter!("inbound_refused_total", "reason" => reason).increment(1);
     tracing::warn!(call_sid = %req.call_sid, to = %req.to, reason, "inbound call not connected to an agent");
-    ctx.diagnostics().record(RoutingDiagnostic {
+    ctx.views().routing(RoutingDiagnostic {
         at: now_ms(),
         account_sid: req.account.auth.account_sid.clone(),
         call_sid: req.call_sid.clone(),

@@ -38,8 +38,13 @@ pub struct StreamStart {
     pub token: String,
 }
 
-/// How long `stream-ended` waits for a leg still live on this node to record its end.
-const LEG_END_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long `stream-ended` waits for a leg still live (on this node or another) to record
+/// its end: its tool tasks are given 2 s to record their cancellation, then its recorder is
+/// flushed and the end written in one transaction. Well inside the carrier's 15 s timeout.
+const LEG_END_PATIENCE: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// How often `stream-ended` reads whether a leg live on another node has ended.
+const LEG_END_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Detail recorded when a stream started after its media handler gave up.
 const ABANDONED_DETAIL: &str = "the media handler gave up before the stream started";
@@ -166,6 +171,45 @@ async fn abandoned(ctx: &TelephonyCtx, call: &CallId) {
     }
 }
 
+/// How long a node that holds a leg gets to accept a connection.
+const HOLDER_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Whether the node at `address` (`host:port`) accepts a connection: a killed process's
+/// port refuses at once.
+async fn node_reachable(address: &str) -> bool {
+    matches!(
+        tokio::time::timeout(
+            HOLDER_PROBE_TIMEOUT,
+            tokio::net::TcpStream::connect(address)
+        )
+        .await,
+        Ok(Ok(_))
+    )
+}
+
+/// Waits, at most [`LEG_END_PATIENCE`], until no session of `call` is live on another
+/// node; true when it ended in time. (Across processes there is no signal to await: the
+/// database is read every [`LEG_END_POLL`].)
+async fn leg_ended_elsewhere(ctx: &TelephonyCtx, call: &CallId) -> Result<bool, TelephonyError> {
+    let deadline = tokio::time::Instant::now() + LEG_END_PATIENCE;
+    let mut ticks = tokio::time::interval(LEG_END_POLL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if ctx
+            .store()
+            .leg_live_elsewhere(call, ctx.node())
+            .await?
+            .is_none()
+        {
+            return Ok(true);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+    }
+}
+
 /// The `<Connect action>`: what the caller hears once the AI leg ended.
 pub async fn stream_ended(
     ctx: &TelephonyCtx,
@@ -181,6 +225,19 @@ pub async fn stream_ended(
             tracing::warn!(call_id = %call.id, "the leg did not end in time: answering without it");
         }
         call = ctx.find_call(&target).await?.unwrap_or(call);
+    } else if let Some(holder) = ctx.store().leg_live_elsewhere(&call.id, ctx.node()).await? {
+        // Behind a load balancer the carrier's request may reach another node than the
+        // leg's: that node records the end in one transaction, read here once it is in —
+        // unless the node is gone (killed: nobody will record it; the reconciler does).
+        if node_reachable(&holder).await {
+            tracing::info!(call_id = %call.id, holder = %holder, "stream-ended: waiting for the leg on another node to record its end");
+            if !leg_ended_elsewhere(ctx, &call.id).await? {
+                tracing::warn!(call_id = %call.id, "the leg on another node did not end in time: answering without it");
+            }
+            call = ctx.find_call(&target).await?.unwrap_or(call);
+        } else {
+            tracing::warn!(call_id = %call.id, holder = %holder, "stream-ended: the node of the leg is unreachable: answering without it");
+        }
     }
     let route = match &call.route_id {
         Some(id) => ctx.store().get_route(id).await?,

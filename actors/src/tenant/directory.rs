@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
-use governor::clock::{Clock, DefaultClock};
 
 use super::{
     AuthContext, AuthError, TenantError, TenantRateLimiter, TwilioAccount, twilio_token_aad,
@@ -183,10 +182,8 @@ impl TenantDirectory {
         if entry.tenant_status == TenantStatus::Suspended {
             return Err(AuthError::Suspended);
         }
-        if let Err(not_until) = self.inner.rate_limiter.check_key(&entry.tenant_id) {
-            return Err(AuthError::RateLimited {
-                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
-            });
+        if let Err(retry_after) = self.inner.rate_limiter.check(&entry.tenant_id) {
+            return Err(AuthError::RateLimited { retry_after });
         }
         self.touch(&hash, &entry.key_id).await;
         Ok(AuthContext {

@@ -185,6 +185,7 @@ pub async fn start_with(
         secret_box: SecretBox::from_master_key(b"actor-test-master-key-0123456789abcdef"),
         tenant_rate_limiter: Arc::new(tenant_rate_limiter(
             std::num::NonZeroU32::new(100_000).expect("non-zero"),
+            actors::ratelimit::ClusterSize::default(),
         )),
         key_cache_ttl: Duration::from_secs(30),
         max_restarts: 5,
@@ -202,6 +203,7 @@ pub async fn start_with(
         live_window: Duration::from_secs(3600),
         actor_timeout: Duration::from_secs(5),
         active: Arc::clone(&active),
+        views: actors::views::ClusterViews::start(store.clone(), "actors-test".into()),
         calls: CallSettings {
             ai: AiConfig {
                 url: "ws://127.0.0.1:9".into(),

@@ -3,7 +3,7 @@
 
 use actors::governance::readiness::GateStatus;
 use actors::ids::{RouteId, TenantId};
-use actors::router::{self, LiveOverride, NewRoute, RoutePatch, RouterMsg};
+use actors::router::{self, LiveOverride, MAX_DIAGNOSTICS, NewRoute, RoutePatch, RouterMsg};
 use actors::store::{OverLimit, PhoneRoute, RouteDirection, RouteStatus};
 use actors::tenant::AuditMeta;
 use actors::time::rfc3339;
@@ -535,9 +535,11 @@ pub struct RoutingDiagnosticView {
     pub to: String,
     /// `unrouted`, `route_staged`, `tenant_suspended`, `tenant_at_limit`, `route_at_limit`, `draining`.
     pub reason: String,
+    /// The node that saw the call.
+    pub node_id: String,
 }
 
-/// Recent inbound calls on this node that did not reach an agent (newest first).
+/// Recent inbound calls on every node that did not reach an agent (newest first).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RoutingDiagnostics {
     /// Entries.
@@ -549,7 +551,11 @@ pub struct RoutingDiagnostics {
     responses((status = 200, body = RoutingDiagnostics)))]
 pub async fn routing_diagnostics(req: Request<AuditMeta>) -> Result<Response, ApiError> {
     let state = req.state;
-    let recent = state.actors.telephony.diagnostics().recent();
+    let recent = state
+        .store
+        .recent_routing_diagnostics(MAX_DIAGNOSTICS as i64)
+        .await
+        .map_err(|e| ApiError::Internal(format!("store: {e:?}")))?;
     Ok(json(
         StatusCode::OK,
         &RoutingDiagnostics {
@@ -559,9 +565,10 @@ pub async fn routing_diagnostics(req: Request<AuditMeta>) -> Result<Response, Ap
                     at: rfc3339(d.at),
                     account_sid: d.account_sid,
                     call_sid: d.call_sid,
-                    from: d.from,
-                    to: d.to,
-                    reason: d.reason.to_owned(),
+                    from: d.from_number,
+                    to: d.to_number,
+                    reason: d.reason,
+                    node_id: d.node_id,
                 })
                 .collect(),
         },
@@ -583,6 +590,8 @@ pub struct AuthTransportAlert {
     pub reason: Option<String>,
     /// Occurrences in the window.
     pub count: usize,
+    /// The nodes that saw these occurrences (none for configuration alerts).
+    pub node_ids: Vec<String>,
     /// What to do.
     pub suggested_action: String,
 }
@@ -598,7 +607,7 @@ pub struct StreamTokenConfigView {
     pub ttl_seconds: u64,
 }
 
-/// Authentication health of the Twilio transport on this node.
+/// Authentication health of the Twilio transport on every node.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AuthTransportReport {
     /// Look-back window.
@@ -614,17 +623,22 @@ pub struct AuthTransportReport {
     responses((status = 200, body = AuthTransportReport)))]
 pub async fn auth_transport(req: Request<AuditMeta>) -> Result<Response, ApiError> {
     let state = req.state;
-    let (sigs, tokens) = state.auth_log.counts();
+    let (sigs, tokens) = state
+        .auth_log
+        .counts(&state.store)
+        .await
+        .map_err(|e| ApiError::Internal(format!("store: {e:?}")))?;
     let mut alerts = Vec::new();
     for s in sigs {
         let severity = if s.count >= 10 { "critical" } else { "warning" };
         alerts.push(AuthTransportAlert {
             severity: severity.into(),
             kind: "signature_failures".into(),
-            route: Some(s.route.to_owned()),
+            route: Some(s.route.clone()),
             account_sid: s.account_sid.clone(),
             reason: None,
             count: s.count,
+            node_ids: s.node_ids,
             suggested_action: match &s.account_sid {
                 Some(_) => "check that PUBLIC_BASE_URL matches the webhook URL configured in Twilio exactly \
                             (scheme, host, port, path) and that the tenant's stored auth token is current; \
@@ -637,7 +651,7 @@ pub async fn auth_transport(req: Request<AuditMeta>) -> Result<Response, ApiErro
         });
     }
     for t in tokens {
-        let (severity, action) = match t.reason {
+        let (severity, action) = match t.reason.as_str() {
             "reused" | "forged" => (
                 "critical",
                 "stream tokens are being replayed or forged: investigate the source; rotate STREAM_TOKEN_SECRET if a secret may have leaked",
@@ -656,8 +670,9 @@ pub async fn auth_transport(req: Request<AuditMeta>) -> Result<Response, ApiErro
             kind: "stream_token_rejections".into(),
             route: Some("/media-stream".into()),
             account_sid: None,
-            reason: Some(t.reason.to_owned()),
+            reason: Some(t.reason.clone()),
             count: t.count,
+            node_ids: t.node_ids,
             suggested_action: action.into(),
         });
     }
@@ -671,6 +686,7 @@ pub async fn auth_transport(req: Request<AuditMeta>) -> Result<Response, ApiErro
             account_sid: None,
             reason: Some("derived_from_master_key".into()),
             count: 0,
+            node_ids: Vec::new(),
             suggested_action: "set STREAM_TOKEN_SECRET explicitly so it can be rotated without touching MASTER_KEY".into(),
         });
     }
@@ -682,6 +698,7 @@ pub async fn auth_transport(req: Request<AuditMeta>) -> Result<Response, ApiErro
             account_sid: None,
             reason: Some("rotation_in_progress".into()),
             count: 0,
+            node_ids: Vec::new(),
             suggested_action: "remove STREAM_TOKEN_SECRET_PREVIOUS once every node runs the new secret and one token lifetime has passed".into(),
         });
     }

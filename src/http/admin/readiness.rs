@@ -89,12 +89,24 @@ pub async fn review(
             other => ApiError::Unavailable(format!("tenant directory: {other}")),
         })?;
     let carrier = &state.actors.telephony.config().carrier;
+    let stale_ms = i64::try_from(state.config.node_stale_after.as_millis()).unwrap_or(i64::MAX);
+    let me = state.nodes.instance().id.as_str();
+    let metrics_scrapes = state
+        .signals
+        .node_scrapes(&state.store, me, actors::time::now_ms() - stale_ms)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("database: {e}")))?;
+    let last_signed_webhook_ms = state
+        .signals
+        .last_signed_webhook(&state.store, tenant)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("database: {e}")))?;
     let inputs = ReviewInputs {
         carrier: carrier.as_ref(),
         carrier_auth: account.as_ref().map(|a| &a.auth),
         ask_carrier,
-        last_signed_webhook_ms: state.signals.last_signed_webhook(tenant),
-        last_metrics_scrape_ms: state.signals.last_scrape(),
+        last_signed_webhook_ms,
+        metrics_scrapes,
         min_evaluated_calls: state.config.readiness_min_evaluated_calls,
         min_pass_rate: f64::from(state.config.readiness_min_pass_percent) / 100.0,
         prospect,

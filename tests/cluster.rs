@@ -1,0 +1,15 @@
+//! Multi-process tests of the reference deployment (issue 14 §5, §6): three
+//! `stateset-voice serve` processes on one fresh PostgreSQL database behind HAProxy
+//! (configured by `scripts/haproxy.sh`), the carrier and realtime simulators in this process.
+//! `scripts/test` provides PostgreSQL and HAProxy; without them every test fails saying so.
+//! Each test prints the figures `docs/cluster.md` quotes (`--nocapture` to see them).
+
+#[path = "cluster/harness.rs"]
+mod harness;
+
+#[path = "cluster/limits.rs"]
+mod limits;
+#[path = "cluster/node_loss.rs"]
+mod node_loss;
+#[path = "cluster/spread.rs"]
+mod spread;
