@@ -9,6 +9,8 @@ mod harness;
 
 #[path = "cluster/limits.rs"]
 mod limits;
+#[path = "cluster/live.rs"]
+mod live;
 #[path = "cluster/node_loss.rs"]
 mod node_loss;
 #[path = "cluster/spread.rs"]

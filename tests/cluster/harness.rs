@@ -381,6 +381,18 @@ impl Cluster {
         }
     }
 
+    /// A tenant API key with the `read` and `operator` scopes (its secret).
+    pub async fn api_key(&self, tenant: &Tenant) -> String {
+        let key = self
+            .admin_json(
+                reqwest::Method::POST,
+                &format!("/api/v1/admin/tenants/{}/api-keys", tenant.id),
+                json!({"name": "cluster operator", "scopes": ["read", "operator"]}),
+            )
+            .await;
+        key["secret"].as_str().expect("secret").to_owned()
+    }
+
     /// POSTs a signed `incoming-call` for a new CallSid to `base` (the balancer or one
     /// node); signed over the public URL, as the carrier signs it. (CallSid, status, body.)
     pub async fn incoming_call(&self, base: &str, t: &Tenant, from: &str) -> (String, u16, String) {
