@@ -229,10 +229,9 @@ impl ActiveRegistry {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn call(tenant: &TenantId) -> ActiveCall {
+impl ActiveCall {
+    /// A live call of `tenant` for tests: inbound, greeting, a stream, nothing said yet.
+    pub(crate) fn sample(tenant: &TenantId) -> Self {
         ActiveCall {
             call_id: CallId::generate(),
             call_sid: "CA1".into(),
@@ -249,6 +248,15 @@ mod tests {
             first_audio_ms: None,
             last_response_ms: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(tenant: &TenantId) -> ActiveCall {
+        ActiveCall::sample(tenant)
     }
 
     #[tokio::test]

@@ -127,20 +127,8 @@ mod tests {
 
     fn call(tenant: &TenantId) -> ActiveCall {
         ActiveCall {
-            call_id: CallId::generate(),
-            call_sid: "CA1".into(),
             stream_sid: None,
-            tenant_id: tenant.clone(),
-            direction: "inbound",
-            from: "+1".into(),
-            to: "+2".into(),
-            agent_key: None,
-            agent_version_id: None,
-            started_at: 1,
-            phase: CallPhase::Greeting,
-            last_line: None,
-            first_audio_ms: None,
-            last_response_ms: None,
+            ..ActiveCall::sample(tenant)
         }
     }
 

@@ -602,19 +602,9 @@ mod tests {
     fn live(id: &CallId, tenant: &TenantId) -> ActiveCall {
         ActiveCall {
             call_id: id.clone(),
-            call_sid: "CA1".into(),
-            stream_sid: Some("MZ1".into()),
-            tenant_id: tenant.clone(),
-            direction: "inbound",
-            from: "+1".into(),
-            to: "+2".into(),
             agent_key: Some("support".into()),
-            agent_version_id: None,
             started_at: 10,
-            phase: CallPhase::Greeting,
-            last_line: None,
-            first_audio_ms: None,
-            last_response_ms: None,
+            ..ActiveCall::sample(tenant)
         }
     }
 
