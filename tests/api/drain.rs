@@ -318,9 +318,23 @@ async fn a_call_live_at_the_end_of_the_grace_period_goes_to_the_fallback_before_
     );
 }
 
-async fn a_draining_node_hands_its_call_to_another_node_that_resumes_the_conversation(
+/// Two nodes on one database behind a [`Balancer`] that sends to the first, and a call live
+/// on the first whose greeting is complete.
+struct TwoNodes {
+    sim: CarrierSimHandle,
+    lb: Balancer,
+    first: TestApp,
+    second: TestApp,
+    t: Tele,
+    on_second: broadcast::Receiver<ActiveEvent>,
+    sid: String,
+    call_id: String,
+}
+
+async fn two_nodes_with_a_live_call(
     backend: Backend,
-) {
+    setting: (&'static str, &'static str),
+) -> TwoNodes {
     let sim = CarrierSim::start(CarrierConfig::default())
         .await
         .expect("carrier sim");
@@ -328,7 +342,7 @@ async fn a_draining_node_hands_its_call_to_another_node_that_resumes_the_convers
     let settings = |raw: &mut stateset_voice::config::RawSettings| {
         raw.set("TWILIO_API_BASE_URL", sim.base_url());
         raw.set("PUBLIC_BASE_URL", lb.url());
-        raw.set("SHUTDOWN_GRACE_SECONDS", "1");
+        raw.set(setting.0, setting.1);
     };
     let first = spawn_app_with(backend, settings).await;
     let second = first.another_node(settings).await;
@@ -336,7 +350,7 @@ async fn a_draining_node_hands_its_call_to_another_node_that_resumes_the_convers
     let t = first.telephony_tenant("Acme", NUMBER, json!({})).await;
     sim.add_account(t.account_sid.clone(), t.auth_token.clone());
     let mut on_first = first.state.actors.active.subscribe();
-    let mut on_second = second.state.actors.active.subscribe();
+    let on_second = second.state.actors.active.subscribe();
     let (sid, call_id) = live_call(&sim, &t, &mut on_first, &lb.url()).await;
     tokio::time::timeout(
         WAIT,
@@ -346,6 +360,31 @@ async fn a_draining_node_hands_its_call_to_another_node_that_resumes_the_convers
     )
     .await
     .expect("the greeting is complete");
+    TwoNodes {
+        sim,
+        lb,
+        first,
+        second,
+        t,
+        on_second,
+        sid,
+        call_id,
+    }
+}
+
+async fn a_draining_node_hands_its_call_to_another_node_that_resumes_the_conversation(
+    backend: Backend,
+) {
+    let TwoNodes {
+        sim,
+        lb,
+        first,
+        second,
+        mut on_second,
+        sid,
+        call_id,
+        ..
+    } = two_nodes_with_a_live_call(backend, ("SHUTDOWN_GRACE_SECONDS", "1")).await;
 
     // The first node shuts down; the balancer sends new connections to the second. At the
     // end of the grace period the call is redirected to a fresh stream, which the second
@@ -497,31 +536,16 @@ async fn a_draining_node_alone_still_answers_new_calls_with_the_fallback(backend
 /// record instead of reading a live session as a dead actor: the caller gets a fresh stream
 /// and the conversation goes on.
 async fn stream_ended_on_another_node_waits_for_the_leg(backend: Backend) {
-    let sim = CarrierSim::start(CarrierConfig::default())
-        .await
-        .expect("carrier sim");
-    let lb = Balancer::start().await;
-    let settings = |raw: &mut stateset_voice::config::RawSettings| {
-        raw.set("TWILIO_API_BASE_URL", sim.base_url());
-        raw.set("PUBLIC_BASE_URL", lb.url());
-        raw.set("TWILIO_LEG_RESUME_SECONDS", "30");
-    };
-    let holder = spawn_app_with(backend, settings).await;
-    let other = holder.another_node(settings).await;
-    lb.send_to(&holder);
-    let t = holder.telephony_tenant("Acme", NUMBER, json!({})).await;
-    sim.add_account(t.account_sid.clone(), t.auth_token.clone());
-    let mut on_holder = holder.state.actors.active.subscribe();
-    let mut on_other = other.state.actors.active.subscribe();
-    let (sid, call_id) = live_call(&sim, &t, &mut on_holder, &lb.url()).await;
-    tokio::time::timeout(
-        WAIT,
-        holder
-            .realtime
-            .wait_for(|s| s.first().is_some_and(|s| s.responses_completed >= 1)),
-    )
-    .await
-    .expect("the greeting is complete");
+    let TwoNodes {
+        sim,
+        lb,
+        first: holder,
+        second: other,
+        t,
+        on_second: mut on_other,
+        sid,
+        call_id,
+    } = two_nodes_with_a_live_call(backend, ("TWILIO_LEG_RESUME_SECONDS", "30")).await;
 
     // The leg's records are held back; the network drops its connections (the media
     // socket among them); the carrier's `stream-ended` reaches the other node.
