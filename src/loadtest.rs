@@ -56,7 +56,7 @@ use tokio::task::JoinSet;
 
 use crate::sim::carrier::{
     CallSnapshot, CallStatus, CarrierConfig, CarrierSim, CarrierSimHandle, InboundCall, SimError,
-    StreamCloser,
+    StreamCloser, WebhookKind,
 };
 use crate::sim::realtime::{
     RealtimeScript, RealtimeSim, RealtimeSimConfig, RealtimeSimError, RealtimeSimHandle,
@@ -289,6 +289,8 @@ struct CallOutcome {
     failure: Option<String>,
     connected_seconds: f64,
     first_audio_ms: Option<u64>,
+    /// The call's first webhook (`incoming-call`) answered with TwiML, as the carrier timed it.
+    setup_ms: Option<u64>,
     response_ms: Vec<u64>,
     clears: u64,
     barge_ins_planned: u32,
@@ -328,6 +330,11 @@ fn outcome_of(call: &CallSnapshot) -> CallOutcome {
         failure: failure_of(call),
         connected_seconds,
         first_audio_ms: call.media.first_audio_ms,
+        setup_ms: call
+            .webhooks_of(WebhookKind::Voice)
+            .first()
+            .filter(|w| w.status == Some(200))
+            .and_then(|w| w.elapsed_ms),
         response_ms: call.media.response_latencies_ms.clone(),
         clears: call.media.clears,
         barge_ins_planned: 0,
@@ -785,6 +792,7 @@ impl LoadTest {
             phase,
         } = measured;
         let first_audio = Histogram::new();
+        let setup = Histogram::new();
         let turn_response = Histogram::new();
         let mut failures: BTreeMap<String, u64> = BTreeMap::new();
         let mut call_seconds = 0.0;
@@ -796,6 +804,9 @@ impl LoadTest {
             clears += o.clears;
             if let Some(ms) = o.first_audio_ms {
                 first_audio.record_ms(ms);
+            }
+            if let Some(ms) = o.setup_ms {
+                setup.record_ms(ms);
             }
             for ms in &o.response_ms {
                 turn_response.record_ms(*ms);
@@ -839,6 +850,7 @@ impl LoadTest {
             caller_to_ai,
             ai_to_caller,
             first_audio: first_audio.summary(),
+            call_setup: setup.summary(),
             model_latency_ms: u64::try_from(options.model_latency.as_millis()).unwrap_or(0),
             turn_response: turn_response.summary(),
             barge_ins: BargeIns {

@@ -400,6 +400,7 @@ mod tests {
             signature: String::new(),
             status,
             error: status.is_none().then(|| String::from("connection refused")),
+            elapsed_ms: status.map(|_| 1),
         })
     }
 

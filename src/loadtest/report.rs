@@ -37,6 +37,10 @@ pub struct Report {
     /// From the start of a call's media stream to the first agent audio the caller
     /// received (one sample per call).
     pub first_audio: LatencySummary,
+    /// Call setup as the carrier sees it: from sending a call's `incoming-call` webhook to
+    /// its TwiML read whole (the runtime's routing, admission and database write, plus the
+    /// loopback round trip and the generator's own scheduling); one sample per call.
+    pub call_setup: LatencySummary,
     /// The simulated model's own latency (response created → first audio), ms: part of
     /// every first-audio and turn-response figure, not added by the runtime.
     pub model_latency_ms: u64,
@@ -201,6 +205,11 @@ pub fn render_text(r: &Report) -> String {
     }
     direction(&mut out, "caller -> AI", &r.caller_to_ai);
     direction(&mut out, "AI -> caller", &r.ai_to_caller);
+    let _ = writeln!(
+        out,
+        "call setup (incoming-call webhook -> TwiML): {}",
+        latency_line(&r.call_setup)
+    );
     let _ = writeln!(
         out,
         "AI first audio: {} (the simulated model adds {} ms)",
@@ -378,6 +387,7 @@ pub(crate) mod tests {
                 max_ms: None,
                 mean_ms: None,
             },
+            call_setup: latency,
             model_latency_ms: 200,
             turn_response: latency,
             barge_ins: BargeIns {

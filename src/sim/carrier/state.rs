@@ -117,6 +117,8 @@ pub struct WebhookRecord {
     pub status: Option<u16>,
     /// Transport error, when the request failed.
     pub error: Option<String>,
+    /// From sending the request to the whole reply read (ms), when the server answered.
+    pub elapsed_ms: Option<u64>,
 }
 
 impl WebhookRecord {

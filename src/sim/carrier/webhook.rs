@@ -80,6 +80,7 @@ pub(crate) async fn send(
         let signature = compute_signature(auth_token, url, &params);
         ("POST", http.post(url).form(&params), signature)
     };
+    let sent = std::time::Instant::now();
     let result = request
         .header("X-Twilio-Signature", &signature)
         .header("User-Agent", "TwilioProxy/1.1")
@@ -93,6 +94,7 @@ pub(crate) async fn send(
         signature,
         status: None,
         error: None,
+        elapsed_ms: None,
     };
     match result {
         Ok(resp) => {
@@ -104,14 +106,18 @@ pub(crate) async fn send(
                 .map(str::to_owned);
             record.status = Some(status);
             match resp.text().await {
-                Ok(body) => (
-                    record,
-                    Some(Reply {
-                        status,
-                        content_type,
-                        body,
-                    }),
-                ),
+                Ok(body) => {
+                    record.elapsed_ms =
+                        Some(u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX));
+                    (
+                        record,
+                        Some(Reply {
+                            status,
+                            content_type,
+                            body,
+                        }),
+                    )
+                }
                 Err(error) => {
                     record.error = Some(format!("reading the reply: {error}"));
                     (record, None)
