@@ -88,7 +88,10 @@ async fn three_calls_relay_every_frame_and_report_every_figure() {
     // Every call's setup was timed by the carrier (webhook sent → TwiML read).
     assert_eq!(report.call_setup.count, 3, "{text}");
     assert!(report.call_setup.max_ms.is_some(), "{text}");
-    assert!(text.contains("call setup (incoming-call webhook -> TwiML): "), "{text}");
+    assert!(
+        text.contains("call setup (incoming-call webhook -> TwiML): "),
+        "{text}"
+    );
     // The greeting reaches every caller.
     assert_eq!(report.first_audio.count, 3, "{text}");
     assert!(
