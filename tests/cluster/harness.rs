@@ -15,7 +15,9 @@ use futures::SinkExt;
 use serde_json::{Value, json};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgPool};
-use stateset_voice::sim::carrier::{CarrierConfig, CarrierSim, CarrierSimHandle};
+use stateset_voice::sim::carrier::{
+    CallerScript, CarrierConfig, CarrierSim, CarrierSimHandle, InboundCall,
+};
 use stateset_voice::sim::realtime::{RealtimeSim, RealtimeSimConfig, RealtimeSimHandle};
 use stateset_voice::twilio::twiml::{self, ConnectNoun, Verb};
 use tokio::process::{Child, Command};
@@ -391,6 +393,42 @@ impl Cluster {
             )
             .await;
         key["secret"].as_str().expect("secret").to_owned()
+    }
+
+    /// Places `n` inbound calls through the balancer (callers `{from_prefix}0000`, `…0001`,
+    /// …, each following `script`) and waits until the agent greets each; their CallSids.
+    pub async fn greeted_calls(
+        &self,
+        t: &Tenant,
+        n: usize,
+        from_prefix: &str,
+        script: impl Fn() -> CallerScript,
+    ) -> Vec<String> {
+        let mut sids = Vec::new();
+        for i in 0..n {
+            let sid = self
+                .carrier
+                .place_inbound_call(InboundCall {
+                    account_sid: t.account_sid.clone(),
+                    from: format!("{from_prefix}{i:04}"),
+                    to: t.number.clone(),
+                    voice_url: format!("{}/api/v1/incoming-call", self.public),
+                    status_callback: Some(format!("{}/api/v1/call-status", self.public)),
+                    status_callback_events: vec![],
+                    script: script(),
+                })
+                .expect("place a call");
+            sids.push(sid);
+        }
+        for sid in &sids {
+            tokio::time::timeout(
+                WAIT,
+                self.carrier.wait_for(sid, |s| s.media.media_received > 0),
+            )
+            .await
+            .expect("the agent greets");
+        }
+        sids
     }
 
     /// POSTs a signed `incoming-call` for a new CallSid to `base` (the balancer or one

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
-use stateset_voice::sim::carrier::{CallerScript, InboundCall};
+use stateset_voice::sim::carrier::CallerScript;
 
 use crate::harness::{Cluster, WAIT, eventually};
 
@@ -66,32 +66,9 @@ async fn every_node_lists_and_streams_the_live_calls_of_every_node() {
         buf: Vec::new(),
     };
 
-    let mut sids = Vec::new();
-    for i in 0..6 {
-        let sid = cluster
-            .carrier
-            .place_inbound_call(InboundCall {
-                account_sid: t.account_sid.clone(),
-                from: format!("+1555001{i:04}"),
-                to: t.number.clone(),
-                voice_url: format!("{}/api/v1/incoming-call", cluster.public),
-                status_callback: Some(format!("{}/api/v1/call-status", cluster.public)),
-                status_callback_events: vec![],
-                script: CallerScript::default(),
-            })
-            .expect("place a call");
-        sids.push(sid);
-    }
-    for sid in &sids {
-        tokio::time::timeout(
-            WAIT,
-            cluster
-                .carrier
-                .wait_for(sid, |s| s.media.media_received > 0),
-        )
-        .await
-        .expect("the agent greets");
-    }
+    let sids = cluster
+        .greeted_calls(&t, 6, "+1555001", CallerScript::default)
+        .await;
     let mut held: BTreeMap<String, String> = BTreeMap::new();
     for sid in &sids {
         held.insert(sid.clone(), cluster.node_of(sid).await.expect("its node"));

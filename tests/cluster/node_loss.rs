@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use stateset_voice::sim::carrier::{CallerScript, InboundCall};
+use stateset_voice::sim::carrier::CallerScript;
 
 use crate::harness::{Cluster, Tenant, WAIT, eventually};
 
@@ -31,32 +31,9 @@ fn talking_caller(length: Duration) -> CallerScript {
 /// Places `n` calls through the balancer and waits until the agent greeted each; the calls
 /// grouped by the node holding them.
 async fn live_calls(cluster: &Cluster, t: &Tenant, n: usize) -> BTreeMap<String, Vec<String>> {
-    let mut sids = Vec::new();
-    for i in 0..n {
-        let sid = cluster
-            .carrier
-            .place_inbound_call(InboundCall {
-                account_sid: t.account_sid.clone(),
-                from: format!("+1555200{i:04}"),
-                to: t.number.clone(),
-                voice_url: format!("{}/api/v1/incoming-call", cluster.public),
-                status_callback: Some(format!("{}/api/v1/call-status", cluster.public)),
-                status_callback_events: vec![],
-                script: talking_caller(Duration::from_secs(90)),
-            })
-            .expect("place a call");
-        sids.push(sid);
-    }
-    for sid in &sids {
-        tokio::time::timeout(
-            WAIT,
-            cluster
-                .carrier
-                .wait_for(sid, |s| s.media.media_received > 0),
-        )
-        .await
-        .expect("the agent greets");
-    }
+    let sids = cluster
+        .greeted_calls(t, n, "+1555200", || talking_caller(Duration::from_secs(90)))
+        .await;
     let mut per_node: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for sid in sids {
         let node = cluster.node_of(&sid).await.expect("the call's node");

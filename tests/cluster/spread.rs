@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use stateset_voice::sim::carrier::{CallerScript, InboundCall};
+use stateset_voice::sim::carrier::CallerScript;
 
 use crate::harness::{Cluster, WAIT, eventually, token_of};
 
@@ -11,32 +11,9 @@ use crate::harness::{Cluster, WAIT, eventually, token_of};
 async fn calls_placed_through_the_balancer_spread_over_the_nodes() {
     let cluster = Cluster::start(3, &[]).await;
     let t = cluster.tenant("+14155550101", 100).await;
-    let mut sids = Vec::new();
-    for i in 0..9 {
-        let sid = cluster
-            .carrier
-            .place_inbound_call(InboundCall {
-                account_sid: t.account_sid.clone(),
-                from: format!("+1555000{i:04}"),
-                to: t.number.clone(),
-                voice_url: format!("{}/api/v1/incoming-call", cluster.public),
-                status_callback: Some(format!("{}/api/v1/call-status", cluster.public)),
-                status_callback_events: vec![],
-                script: CallerScript::default(),
-            })
-            .expect("place a call");
-        sids.push(sid);
-    }
-    for sid in &sids {
-        tokio::time::timeout(
-            WAIT,
-            cluster
-                .carrier
-                .wait_for(sid, |s| s.media.media_received > 0),
-        )
-        .await
-        .expect("the agent greets");
-    }
+    let sids = cluster
+        .greeted_calls(&t, 9, "+1555000", CallerScript::default)
+        .await;
 
     // Each call is held by the node its media stream runs on (`calls.node_id`).
     let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
