@@ -26,6 +26,7 @@ use crate::config::Config;
 pub mod admin;
 pub mod alerts;
 pub mod body;
+pub mod call_stream;
 pub mod callbacks;
 pub mod calls;
 pub mod context;

@@ -16,7 +16,7 @@ use super::admin::{
 use super::guard::{admin, admin_or_approver, approver, ops, public, tenant, twilio};
 use super::mount::Mount;
 use super::{
-    callbacks, calls, dnc, docs, evaluations, live_stream, media, ops as health, queues, runtime,
+    call_stream, callbacks, calls, dnc, docs, evaluations, live_stream, media, ops as health, queues, runtime,
     sessions, webhook_deliveries, webhooks,
 };
 use crate::mount;
@@ -42,6 +42,7 @@ static TABLE: LazyLock<Vec<Mount>> = LazyLock::new(|| {
         mount!(sessions::active_sessions, tenant(&[Read])),
         mount!(sessions::active_session, tenant(&[Read])),
         mount!(live_stream::active_stream, tenant(&[Read])),
+        mount!(call_stream::call_stream, tenant(&[Read])),
         mount!(evaluations::list_evaluations, tenant(&[Read])),
         mount!(evaluations::get_evaluation, tenant(&[Read])),
         mount!(evaluations::review_evaluation, tenant(&[Operator])),
