@@ -87,8 +87,9 @@ pub struct StreamToolCall {
 /// The end of the call (`event: ended`); the stream closes after it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StreamEnded {
-    /// Why: the live view's reason (`ended`, `failed`, `node_lost`, …) when the stream saw
-    /// the call end, else the call's recorded end reason (`completed` when it has none).
+    /// Why: its last voice session's end reason (`caller_hangup`, `agent_hangup`,
+    /// `handoff`, `ai_failed`, …); for a call that never had one, the call's end reason
+    /// (`completed` when it has none) or the live view's (`node_lost`, …).
     pub reason: String,
     /// The call.
     pub call_id: String,
@@ -183,8 +184,9 @@ fn last_event_id(req: &Request<AuthContext, (String,)>) -> Result<Option<Cursor>
     };
     Cursor::parse(&text).map(Some).ok_or(ApiError::BadRequest {
         code: "invalid_header",
-        message: "Last-Event-ID must be the id of an event of this stream (<turn>.<revision>, digits)"
-            .into(),
+        message:
+            "Last-Event-ID must be the id of an event of this stream (<turn>.<revision>, digits)"
+                .into(),
         field: Some("Last-Event-ID".into()),
     })
 }
@@ -272,7 +274,7 @@ impl Follow {
                 self.queue_state(ActiveSessionView::from(live));
                 None
             }
-            Some(LiveChange::Ended { reason }) => Some(reason),
+            Some(LiveChange::Ended { reason }) => Some(self.end_reason(reason).await?),
             None => match self.state.live.call(&self.tenant, &self.call).await? {
                 Some(live) => {
                     self.queue_state(ActiveSessionView::from(live));
@@ -296,10 +298,27 @@ impl Follow {
     /// The end reason of a call that is not live, when it completed.
     async fn completed(&self) -> Result<Option<String>, actors::store::StoreError> {
         let call = self.state.store.get_call(&self.tenant, &self.call).await?;
-        Ok(call.and_then(|c| {
-            c.completed_at?;
-            Some(c.end_reason.unwrap_or_else(|| "completed".to_owned()))
-        }))
+        match call {
+            Some(c) if c.completed_at.is_some() => {
+                let fallback = c.end_reason.unwrap_or_else(|| "completed".to_owned());
+                self.end_reason(fallback).await.map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Why the call ended, the same however the stream learnt it: its last voice session's
+    /// end reason (`caller_hangup`, `agent_hangup`, `handoff`, `ai_failed`, …), else
+    /// `fallback` (the live view's reason, or the call's own for a call that never had a
+    /// session).
+    async fn end_reason(&self, fallback: String) -> Result<String, actors::store::StoreError> {
+        // The call was checked to be the tenant's when the stream opened.
+        let sessions = self.state.store.sessions_of_call(&self.call).await?;
+        Ok(sessions
+            .into_iter()
+            .rev()
+            .find_map(|s| s.end_reason)
+            .unwrap_or(fallback))
     }
 
     fn queue_state(&mut self, view: ActiveSessionView) {
@@ -405,7 +424,17 @@ mod tests {
 
     #[test]
     fn a_malformed_cursor_is_refused() {
-        for bad in ["", "42", "42.", ".7", "a.1", "1.b", "-1.2", "1.2.3", "1234567890123456789.1"] {
+        for bad in [
+            "",
+            "42",
+            "42.",
+            ".7",
+            "a.1",
+            "1.b",
+            "-1.2",
+            "1.2.3",
+            "1234567890123456789.1",
+        ] {
             assert_eq!(Cursor::parse(bad), None, "{bad}");
         }
     }

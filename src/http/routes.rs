@@ -16,8 +16,8 @@ use super::admin::{
 use super::guard::{admin, admin_or_approver, approver, ops, public, tenant, twilio};
 use super::mount::Mount;
 use super::{
-    call_stream, callbacks, calls, dnc, docs, evaluations, live_stream, media, ops as health, queues, runtime,
-    sessions, webhook_deliveries, webhooks,
+    call_stream, callbacks, calls, dnc, docs, evaluations, live_stream, media, ops as health,
+    queues, runtime, sessions, webhook_deliveries, webhooks,
 };
 use crate::mount;
 
