@@ -33,6 +33,7 @@ pub mod context;
 pub mod dnc;
 pub mod docs;
 pub mod error;
+pub mod evaluation_series;
 pub mod evaluations;
 pub mod fields;
 pub mod filters;

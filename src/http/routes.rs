@@ -16,8 +16,8 @@ use super::admin::{
 use super::guard::{admin, admin_or_approver, approver, ops, public, tenant, twilio};
 use super::mount::Mount;
 use super::{
-    call_stream, callbacks, calls, dnc, docs, evaluations, live_stream, media, ops as health,
-    queues, runtime, sessions, webhook_deliveries, webhooks,
+    call_stream, callbacks, calls, dnc, docs, evaluation_series, evaluations, live_stream, media,
+    ops as health, queues, runtime, sessions, webhook_deliveries, webhooks,
 };
 use crate::mount;
 
@@ -122,6 +122,7 @@ static TABLE: LazyLock<Vec<Mount>> = LazyLock::new(|| {
         mount!(agents::approve_version, approver()),
         mount!(agents::retire_version, admin()),
         mount!(evaluations::evaluation_summary, admin()),
+        mount!(evaluation_series::evaluation_series, admin()),
         // governance
         mount!(identities::list_identities, admin()),
         mount!(identities::create_identity, admin()),
