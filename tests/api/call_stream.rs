@@ -80,6 +80,12 @@ fn open(app: &TestApp, key: &str, call_id: &str, last: Option<&str>) -> reqwest:
     }
 }
 
+async fn json_of(req: reqwest::RequestBuilder) -> Value {
+    let resp = req.send().await.expect("request");
+    assert_eq!(resp.status(), 200);
+    resp.json().await.expect("json")
+}
+
 async fn stream(app: &TestApp, key: &str, call_id: &str, last: Option<&str>) -> Sse {
     Sse::new(open(app, key, call_id, last).send().await.expect("stream"))
 }
@@ -242,7 +248,17 @@ async fn a_call_streams_its_turns_and_tool_calls_then_replays_and_resumes_exactl
     assert!(done.data["latency_ms"].as_i64().is_some(), "{done:?}");
     live.until(WAIT, |e| e.name == "turn" && e.data["text"] == ANSWER)
         .await;
-    sim.hangup(&sid).expect("hang up");
+    // The operator hangs up by the id the live view gave.
+    let resp = app
+        .tenant(
+            Method::POST,
+            &format!("/api/v1/calls/{call_id}/hangup"),
+            &t.key,
+        )
+        .send()
+        .await
+        .expect("hang up");
+    assert_eq!(resp.status(), 200);
     let rest = live.to_end(WAIT).await;
     let last = rest.last().expect("events");
     assert_eq!(last.name, "ended", "{rest:?}");
@@ -334,5 +350,41 @@ async fn a_call_streams_its_turns_and_tool_calls_then_replays_and_resumes_exactl
         .await
         .expect("x");
     expect_error(resp, 404, "not_found").await;
+
+    // The call's detail by the same id: its voice sessions (then each one's transcript,
+    // function calls, handoffs and evaluation), and its timeline and status history.
+    let sessions = json_of(app.tenant(
+        Method::GET,
+        &format!("/api/v1/voice-sessions?call_id={call_id}"),
+        &t.key,
+    ))
+    .await;
+    assert_eq!(sessions["total"], 1, "{sessions}");
+    assert_eq!(sessions["data"][0]["call_id"], call_id.as_str());
+    let session = json_of(app.tenant(
+        Method::GET,
+        &format!(
+            "/api/v1/voice-sessions/{}",
+            sessions["data"][0]["id"].as_str().expect("id")
+        ),
+        &t.key,
+    ))
+    .await;
+    assert_eq!(session["function_calls"][0]["id"], done.data["id"]);
+    assert_eq!(session["transcript"].as_array().map(Vec::len), Some(3));
+    let theirs = json_of(app.tenant(
+        Method::GET,
+        &format!("/api/v1/voice-sessions?call_id={call_id}"),
+        &other_key,
+    ))
+    .await;
+    assert_eq!(theirs["total"], 0, "{theirs}");
+    let log =
+        json_of(app.tenant(Method::GET, &format!("/api/v1/call-logs/{call_id}"), &t.key)).await;
+    assert!(
+        !log["events"].as_array().expect("events").is_empty(),
+        "{log}"
+    );
+    assert!(log["status_events"].is_array(), "{log}");
     app.stop().await;
 }
