@@ -547,6 +547,7 @@ pub fn banner(config: &Config, seeded: &Seeded, base: &str) -> String {
          curl -s -X POST {base}/api/v1/make-call \\\n  \
          -H 'authorization: Bearer {key}' -H 'content-type: application/json' \\\n  \
          -d '{{\"to\":\"{CALLEE}\"}}'\n\n\
+         Console: {base}/console  (sign in with the tenant key above; the admin key opens the admin pages)\n\n\
          Then read the transcript:\n\n\
          curl -s {base}/api/v1/voice-sessions -H 'authorization: Bearer {key}'\n\
          curl -s {base}/api/v1/voice-sessions/<id> -H 'authorization: Bearer {key}'\n\n\

@@ -8,7 +8,8 @@
 //! - [`judge`]: the LLM judge over an OpenAI-compatible Chat Completions endpoint (structured
 //!   output; the session's summary and tags come from the same call); [`redact`]: what it
 //!   must never see.
-//! - [`stats`] and [`summary`]: per-version aggregates ([`version_summary`]).
+//! - [`stats`] and [`summary`]: per-version aggregates ([`version_summary`]); [`series`]:
+//!   an agent's pass rate per version over time ([`series::agent_series`]).
 //! - [`worker`]: one job, start to end.
 //!
 //! **The actor.** `EvaluationActor` (a singleton under the root supervisor, restarted from
@@ -56,6 +57,7 @@ pub mod judge;
 pub mod redact;
 pub mod rubric;
 pub mod score;
+pub mod series;
 pub mod stats;
 pub mod summary;
 pub mod worker;

@@ -45,9 +45,9 @@ pub use api_keys::KeyLookup;
 pub use calls::StatusUpdate;
 pub use completion::{CompletedCall, CompletedSession, Completion};
 pub use evaluations::{
-    EnqueuedJob, Evaluation, EvaluationFilter, EvaluationJob, EvaluationJobStatus,
-    EvaluationMaterial, FinishedEvaluation, JudgeUsage, MaterialTurn, NewEvaluationJob, Review,
-    SessionRubric, VersionFigures,
+    EnqueuedJob, Evaluation, EvaluationBucket, EvaluationFilter, EvaluationJob,
+    EvaluationJobStatus, EvaluationMaterial, FinishedEvaluation, JudgeUsage, MaterialTurn,
+    NewEvaluationJob, Review, SessionRubric, VersionFigures,
 };
 pub use function_calls::{
     FunctionCall, FunctionCallStatus, Handoff, NewFunctionCall, PriorInvocation, SettledCall,

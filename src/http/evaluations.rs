@@ -307,7 +307,7 @@ pub struct EvaluationParams {
 }
 
 /// A time window of query parameters `from` and `to` (RFC 3339).
-fn window(
+pub(super) fn window(
     from: Option<String>,
     to: Option<String>,
 ) -> Result<(Option<i64>, Option<i64>), ApiError> {

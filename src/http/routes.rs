@@ -16,8 +16,8 @@ use super::admin::{
 use super::guard::{admin, admin_or_approver, approver, ops, public, tenant, twilio};
 use super::mount::Mount;
 use super::{
-    callbacks, calls, dnc, docs, evaluations, live_stream, media, ops as health, queues, runtime,
-    sessions, webhook_deliveries, webhooks,
+    call_stream, callbacks, calls, dnc, docs, evaluation_series, evaluations, live_stream, media,
+    ops as health, queues, runtime, sessions, webhook_deliveries, webhooks,
 };
 use crate::mount;
 
@@ -42,6 +42,7 @@ static TABLE: LazyLock<Vec<Mount>> = LazyLock::new(|| {
         mount!(sessions::active_sessions, tenant(&[Read])),
         mount!(sessions::active_session, tenant(&[Read])),
         mount!(live_stream::active_stream, tenant(&[Read])),
+        mount!(call_stream::call_stream, tenant(&[Read])),
         mount!(evaluations::list_evaluations, tenant(&[Read])),
         mount!(evaluations::get_evaluation, tenant(&[Read])),
         mount!(evaluations::review_evaluation, tenant(&[Operator])),
@@ -121,6 +122,7 @@ static TABLE: LazyLock<Vec<Mount>> = LazyLock::new(|| {
         mount!(agents::approve_version, approver()),
         mount!(agents::retire_version, admin()),
         mount!(evaluations::evaluation_summary, admin()),
+        mount!(evaluation_series::evaluation_series, admin()),
         // governance
         mount!(identities::list_identities, admin()),
         mount!(identities::create_identity, admin()),

@@ -173,7 +173,8 @@ pub struct FunctionCallView {
     pub finished_at: Option<String>,
 }
 
-fn json_or_text(text: &str) -> serde_json::Value {
+/// A stored text as JSON when it is JSON, else as a JSON string.
+pub(crate) fn json_or_text(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_owned()))
 }
 
@@ -266,6 +267,9 @@ pub struct VoiceSessionParams {
     pub agent_key: Option<String>,
     /// Media stream id (`MZ…`).
     pub stream_id: Option<String>,
+    /// Only the sessions of this call (`call_…`): a call has one per media stream (a
+    /// resumed or returned call has several).
+    pub call_id: Option<String>,
     /// Page size (1–200, default 50).
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
@@ -368,6 +372,7 @@ pub async fn list_sessions(req: Request<AuthContext>) -> Result<Response, ApiErr
         status: p.status,
         agent_key: p.agent_key,
         stream_id: p.stream_id,
+        call_id: p.call_id,
         limit: paging.limit,
         offset: paging.offset,
     };

@@ -598,6 +598,76 @@ async fn calls_are_scored_read_scored_again_reviewed_and_summarised(backend: Bac
         .expect("summary");
     expect_error(resp, 404, "not_found").await;
 
+    // The agent's pass rate per version over time: every version (the fixture's first
+    // one without evaluations), the rubric version's two failures in today's bucket.
+    let agent = agent_id(&app, &t).await;
+    let series: Value = app
+        .admin(
+            Method::GET,
+            &format!("/api/v1/admin/agents/{agent}/evaluation-series?bucket=hour"),
+        )
+        .send()
+        .await
+        .expect("series")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(series["agent_id"], agent.as_str(), "{series}");
+    assert_eq!(series["bucket"], "hour");
+    let versions = series["versions"].as_array().expect("versions");
+    assert_eq!(versions.len(), 2, "{series}");
+    let scored = &versions[0];
+    assert_eq!(scored["agent_version_id"], version.as_str(), "newest first");
+    assert_eq!(
+        (
+            &scored["evaluated"],
+            &scored["passed"],
+            &scored["pass_rate"]
+        ),
+        (&json!(2), &json!(0), &json!(0.0)),
+        "{series}"
+    );
+    assert_eq!(scored["pass_rate_ci95"], summary["pass_rate_ci95"]);
+    let points = scored["points"].as_array().expect("points");
+    let counted: i64 = points
+        .iter()
+        .map(|p| p["evaluated"].as_i64().expect("evaluated"))
+        .sum();
+    assert_eq!(counted, 2, "{series}");
+    assert!(points.iter().all(|p| {
+        p["bucket_start"]
+            .as_str()
+            .is_some_and(|b| b.ends_with(":00:00Z") || b.ends_with(":00:00.000Z"))
+    }));
+    assert_eq!(versions[1]["evaluated"], 0);
+    assert_eq!(versions[1]["points"], json!([]));
+    for (query, field) in [
+        ("bucket=week", "bucket"),
+        ("from=yesterday", "from"),
+        ("from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", "from"),
+        ("bucket=hour&from=2000-01-01T00:00:00Z", "from"),
+    ] {
+        let resp = app
+            .admin(
+                Method::GET,
+                &format!("/api/v1/admin/agents/{agent}/evaluation-series?{query}"),
+            )
+            .send()
+            .await
+            .expect("series");
+        let err = expect_error(resp, 400, "invalid_query").await;
+        assert_eq!(err["field"], field, "{query}: {err}");
+    }
+    let resp = app
+        .admin(
+            Method::GET,
+            "/api/v1/admin/agents/agt_missing/evaluation-series",
+        )
+        .send()
+        .await
+        .expect("series");
+    expect_error(resp, 404, "not_found").await;
+
     // Another tenant sees none of it.
     let (_, other) = app.tenant_with_key("Other").await;
     let id = ea["id"].as_str().expect("id");

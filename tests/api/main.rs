@@ -2,11 +2,13 @@
 //! every test run against SQLite and (with `TEST_POSTGRES_URL`) PostgreSQL.
 
 mod helpers;
+mod sse;
 
 mod admin;
 mod agents;
 mod auth;
 mod builtins;
+mod call_stream;
 mod callbacks;
 mod calls;
 mod canary;

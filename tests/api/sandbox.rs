@@ -36,6 +36,12 @@ async fn sandbox_call_uses_the_tool_escalates_and_falls_back_to_a_callback_task(
             && banner.contains("/api/v1/make-call")
             && banner.contains(crate::helpers::ADMIN_KEY)
     );
+    assert!(
+        banner.contains(&format!(
+            "Console: {base}/console  (sign in with the tenant key above; the admin key opens the admin pages)"
+        )),
+        "{banner}"
+    );
     let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
 
     let client = reqwest::Client::new();

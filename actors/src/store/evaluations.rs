@@ -1148,6 +1148,62 @@ impl Store {
     }
 }
 
+/// One bucket of one version's evaluations ([`Store::agent_evaluation_buckets`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvaluationBucket {
+    /// The version.
+    pub agent_version_id: String,
+    /// The bucket's start (Unix ms, a multiple of the bucket width).
+    pub bucket_start: i64,
+    /// Evaluated sessions started in the bucket (the latest evaluation of each).
+    pub evaluated: i64,
+    /// Of which passed.
+    pub passed: i64,
+}
+
+impl Store {
+    /// The evaluations of every version of `agent`, counted per bucket of `width_ms` of
+    /// session start times (UTC-aligned: a bucket starts at a multiple of the width) over
+    /// sessions started in `[from_ms, to_ms)`, the latest evaluation of each session
+    /// counting; by version, then bucket. Buckets without evaluations are absent.
+    pub async fn agent_evaluation_buckets(
+        &self,
+        agent: &crate::ids::AgentId,
+        width_ms: i64,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<EvaluationBucket>, StoreError> {
+        let rows: Vec<(String, i64, i64, Option<i64>)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT e.agent_version_id, (e.session_started_at / $2) * $2 AS bucket_start, COUNT(*), \
+                 SUM(CASE WHEN e.passed THEN 1 ELSE 0 END) \
+                 FROM evaluations e JOIN agent_versions v ON v.id = e.agent_version_id \
+                 WHERE v.agent_id = $1 AND e.session_started_at >= $3 AND e.session_started_at < $4 \
+                 AND NOT EXISTS (SELECT 1 FROM evaluations n WHERE n.session_id = e.session_id \
+                 AND (n.created_at > e.created_at OR (n.created_at = e.created_at AND n.id > e.id))) \
+                 GROUP BY e.agent_version_id, bucket_start ORDER BY e.agent_version_id, bucket_start",
+            )
+            .bind(agent.as_str())
+            .bind(width_ms)
+            .bind(from_ms)
+            .bind(to_ms)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(
+                |(agent_version_id, bucket_start, evaluated, passed)| EvaluationBucket {
+                    agent_version_id,
+                    bucket_start,
+                    evaluated,
+                    passed: passed.unwrap_or(0),
+                },
+            )
+            .collect())
+    }
+}
+
 #[cfg(test)]
 #[path = "evaluations_tests.rs"]
 mod tests;

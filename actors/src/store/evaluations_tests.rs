@@ -1,7 +1,8 @@
 //! Store tests of evaluations: idempotent jobs (also from a version's stored rubric),
 //! exclusive leased claims (two claimers on one database file), fencing, retries and
 //! releases, the result written with its event, tenant-scoped reads and reviews, and the
-//! per-version aggregates against a hand-computed set.
+//! per-version aggregates against a hand-computed set, and an agent's per-version buckets
+//! over time.
 
 use std::collections::HashSet;
 
@@ -21,6 +22,7 @@ backend_tests!(
     two_claimers_on_one_database_never_share_a_job,
     results_are_tenant_scoped_listed_filtered_and_reviewed,
     version_aggregates_match_a_hand_computed_set,
+    agent_buckets_count_the_latest_evaluation_of_each_version_per_bucket,
 );
 
 fn rubric(pattern: &str) -> Rubric {
@@ -807,4 +809,165 @@ async fn version_aggregates_match_a_hand_computed_set(backend: Backend) {
     assert_eq!(empty.pass_rate_ci95, None);
     assert_eq!(empty.first_audio_p95_ms, None);
     assert!(empty.judge_agreement.is_none());
+}
+
+/// Writes a finished session of `version` started at `started`, evaluated `passed` at `at`
+/// (evaluated again for each later verdict in `again`, with another rubric).
+async fn evaluated(
+    store: &Store,
+    t: &TenantId,
+    version: &str,
+    started: i64,
+    verdicts: &[bool],
+    at: &mut i64,
+) {
+    let mut spec = SessionSpec::new(Some(version.to_owned()), &[]);
+    spec.started_at = started;
+    let (call, session) = finished_session(store, t, &spec).await;
+    for (i, passed) in verdicts.iter().enumerate() {
+        let queued = store
+            .enqueue_evaluation(&job(t, &call, &session, &rubric(&format!("r{i}"))))
+            .await
+            .expect("enqueue");
+        let queued = store
+            .get_evaluation_job(t, &queued.id)
+            .await
+            .expect("get")
+            .expect("job");
+        *at += 1;
+        let verdict = if *passed {
+            Verdict::Passed
+        } else {
+            Verdict::Failed
+        };
+        record(
+            store,
+            &queued,
+            Some(version),
+            started,
+            &Scored {
+                passed: *passed,
+                score: if *passed { 1.0 } else { 0.0 },
+                transferred: false,
+                errored: false,
+                first_audio_ms: None,
+                criteria: &[("greet", verdict)],
+            },
+            *at,
+        )
+        .await;
+    }
+}
+
+async fn agent_buckets_count_the_latest_evaluation_of_each_version_per_bucket(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let store = db.store(4).await;
+    let t = tenant(&store).await;
+    let v1 = version(&store, &t, "support", None).await;
+    let other = version(&store, &t, "sales", None).await;
+    let agent: String = on_pool!(&store, pool => {
+        sqlx::query_scalar("SELECT agent_id FROM agent_versions WHERE id = $1")
+            .bind(&v1)
+            .fetch_one(pool)
+            .await
+            .expect("agent")
+    });
+    // A second version of the same agent.
+    let v2 = crate::ids::AgentVersionId::generate().into_string();
+    on_pool!(&store, pool => {
+        sqlx::query(
+            "INSERT INTO agent_versions (id, agent_id, tenant_id, version, status, model, voice, instructions, \
+             turn_detection, max_call_seconds, idle_timeout_seconds, created_at) \
+             VALUES ($1, $2, $3, 2, 'approved', 'm', 'v', 'i', '{}', 600, 30, 1)",
+        )
+        .bind(&v2)
+        .bind(&agent)
+        .bind(t.as_str())
+        .execute(pool)
+        .await
+        .expect("version 2");
+        // The fixture's versions have no turn detection the version reader accepts.
+        sqlx::query("UPDATE agent_versions SET turn_detection = $1")
+            .bind(serde_json::to_string(&crate::store::TurnDetection::default()).expect("json"))
+            .execute(pool)
+            .await
+            .expect("turn detection");
+    });
+    const H: i64 = 3_600_000;
+    let base = 400_000 * H;
+    let mut at = base * 2;
+    for (version, started, verdicts) in [
+        (&v1, base + 1_000, &[true][..]),
+        (&v1, base + 2_000, &[false][..]),
+        // Passed, then failed when evaluated again: only the latest counts.
+        (&v1, base + 3_000, &[true, false][..]),
+        (&v1, base + H + 5, &[true][..]),
+        (&v2, base + H + 10, &[true][..]),
+        // Outside the window, or another agent's version.
+        (&v1, base - 1, &[true][..]),
+        (&v2, base + 2 * H, &[false][..]),
+        (&other, base + 5, &[false][..]),
+    ] {
+        evaluated(&store, &t, version, started, verdicts, &mut at).await;
+    }
+    let agent = crate::ids::AgentId::from_stored(agent);
+    let buckets = store
+        .agent_evaluation_buckets(&agent, H, base, base + 2 * H)
+        .await
+        .expect("buckets");
+    let mut got: Vec<(String, i64, i64, i64)> = buckets
+        .into_iter()
+        .map(|b| (b.agent_version_id, b.bucket_start, b.evaluated, b.passed))
+        .collect();
+    got.sort();
+    let mut want = vec![
+        (v1.clone(), base, 3, 1),
+        (v1.clone(), base + H, 1, 1),
+        (v2.clone(), base + H, 1, 1),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+
+    // The series: every version, newest first, its totals and its buckets.
+    let series = crate::evaluation::series::agent_series(
+        &store,
+        &agent,
+        crate::evaluation::series::Bucket::Hour,
+        base + 10,
+        base + 2 * H,
+    )
+    .await
+    .expect("series")
+    .expect("the agent");
+    assert_eq!(series.from_ms, base, "aligned down to its bucket");
+    let ids: Vec<&str> = series
+        .versions
+        .iter()
+        .map(|v| v.agent_version_id.as_str())
+        .collect();
+    assert_eq!(ids, [v2.as_str(), v1.as_str()]);
+    let old = &series.versions[1];
+    assert_eq!((old.evaluated, old.passed), (4, 2));
+    assert_eq!(old.pass_rate, Some(0.5));
+    let rates: Vec<(i64, Option<f64>)> = old
+        .points
+        .iter()
+        .map(|p| (p.bucket_start, p.pass_rate))
+        .collect();
+    assert_eq!(rates, [(base, Some(1.0 / 3.0)), (base + H, Some(1.0))]);
+    let missing = crate::ids::AgentId::generate();
+    assert!(
+        crate::evaluation::series::agent_series(
+            &store,
+            &missing,
+            crate::evaluation::series::Bucket::Day,
+            0,
+            1
+        )
+        .await
+        .expect("series")
+        .is_none()
+    );
 }

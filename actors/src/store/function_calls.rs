@@ -88,6 +88,8 @@ pub struct FunctionCall {
     pub started_at: i64,
     /// End (Unix ms).
     pub finished_at: Option<i64>,
+    /// The revision of its call at its last change (its start, or its result).
+    pub rev: i64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -105,6 +107,7 @@ struct FunctionCallRow {
     latency_ms: Option<i64>,
     started_at: i64,
     finished_at: Option<i64>,
+    rev: i64,
 }
 
 impl From<FunctionCallRow> for FunctionCall {
@@ -123,12 +126,28 @@ impl From<FunctionCallRow> for FunctionCall {
             latency_ms: r.latency_ms,
             started_at: r.started_at,
             finished_at: r.finished_at,
+            rev: r.rev,
         }
     }
 }
 
 const FC_COLUMNS: &str = "id, call_id, session_id, model_call_id, name, kind, arguments, status, result, error, \
-     latency_ms, started_at, finished_at";
+     latency_ms, started_at, finished_at, rev";
+
+/// Takes the next function-call revision of call `$call` (a `&str`) on an open transaction
+/// (`$exec` is `&mut *tx`): the call row stays locked until the commit, so revisions of one
+/// call become visible in their order. Database errors return from the enclosing function.
+macro_rules! next_rev {
+    ($exec:expr, $call:expr) => {{
+        let rev: i64 = sqlx::query_scalar(
+            "UPDATE calls SET function_call_rev = function_call_rev + 1 WHERE id = $1 RETURNING function_call_rev",
+        )
+        .bind($call)
+        .fetch_one($exec)
+        .await?;
+        rev
+    }};
+}
 
 /// A function call as it starts.
 #[derive(Debug, Clone)]
@@ -280,10 +299,12 @@ impl Store {
         let status = settled.map_or(FunctionCallStatus::Running, |s| s.status);
         let finished_at = settled.map(|s| new.started_at + s.latency_ms.max(0));
         let r: Result<(), StoreError> = on_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            let rev = next_rev!(&mut *tx, new.call_id.as_str());
             sqlx::query(
                 "INSERT INTO function_calls (id, tenant_id, call_id, session_id, model_call_id, name, kind, arguments, \
-                 status, result, error, latency_ms, started_at, finished_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                 status, result, error, latency_ms, started_at, finished_at, rev) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             )
             .bind(new.id)
             .bind(new.tenant_id.as_str())
@@ -299,8 +320,10 @@ impl Store {
             .bind(settled.map(|s| s.latency_ms))
             .bind(new.started_at)
             .bind(finished_at)
-            .execute(pool)
+            .bind(rev)
+            .execute(&mut *tx)
             .await?;
+            tx.commit().await?;
             Ok(())
         }.await);
         match r {
@@ -310,27 +333,64 @@ impl Store {
         }
     }
 
-    /// Records how a running function call ended (a finished one is never rewritten).
+    /// Records how a running function call ended (a finished one is never rewritten), with
+    /// the next revision of its call.
     pub async fn finish_function_call(
         &self,
         id: &str,
         settled: &SettledCall,
     ) -> Result<(), StoreError> {
         on_pool!(self, pool => {
-            sqlx::query(
-                "UPDATE function_calls SET status = $2, result = $3, error = $4, latency_ms = $5, finished_at = $6 \
-                 WHERE id = $1 AND status = 'running'",
-            )
-            .bind(id)
-            .bind(settled.status.as_str())
-            .bind(settled.result.as_deref())
-            .bind(settled.error.as_deref())
-            .bind(settled.latency_ms)
-            .bind(now_ms())
-            .execute(pool)
-            .await?;
+            let mut tx = pool.begin().await?;
+            let call: Option<String> =
+                sqlx::query_scalar("SELECT call_id FROM function_calls WHERE id = $1 AND status = 'running'")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(call) = call {
+                let rev = next_rev!(&mut *tx, call.as_str());
+                sqlx::query(
+                    "UPDATE function_calls SET status = $2, result = $3, error = $4, latency_ms = $5, finished_at = $6, rev = $7 \
+                     WHERE id = $1 AND status = 'running'",
+                )
+                .bind(id)
+                .bind(settled.status.as_str())
+                .bind(settled.result.as_deref())
+                .bind(settled.error.as_deref())
+                .bind(settled.latency_ms)
+                .bind(now_ms())
+                .bind(rev)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
         });
         Ok(())
+    }
+
+    /// The function calls of `tenant`'s call changed after revision `after` (started,
+    /// or finished since), in the order of their changes, at most `limit`; each with its
+    /// revision ([`FunctionCall::rev`]). With `after = 0`, every function call of the call.
+    pub async fn call_function_calls_after(
+        &self,
+        tenant: &TenantId,
+        call: &CallId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<FunctionCall>, StoreError> {
+        let rows: Vec<FunctionCallRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT {FC_COLUMNS} FROM function_calls WHERE tenant_id = $1 AND call_id = $2 AND rev > $3 \
+                 ORDER BY rev LIMIT $4"
+            )))
+            .bind(tenant.as_str())
+            .bind(call.as_str())
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().map(FunctionCall::from).collect())
     }
 
     /// The invocations earlier streams of `call` recorded, with the output each gave the

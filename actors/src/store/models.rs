@@ -814,6 +814,8 @@ pub struct SessionFilter {
     pub agent_key: Option<String>,
     /// Only this stream.
     pub stream_id: Option<String>,
+    /// Only the sessions of this call.
+    pub call_id: Option<String>,
     /// Page size.
     pub limit: u32,
     /// Rows skipped.

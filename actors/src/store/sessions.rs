@@ -413,18 +413,7 @@ impl Store {
 
     /// A session's transcript, in order.
     pub async fn turns(&self, session: &SessionId) -> Result<Vec<TranscriptTurn>, StoreError> {
-        type Row = (
-            i64,
-            String,
-            Option<String>,
-            String,
-            Option<i64>,
-            Option<i64>,
-            bool,
-            Option<String>,
-            i64,
-        );
-        let rows: Vec<Row> = on_pool!(self, pool => {
+        let rows: Vec<TurnRow> = on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT id, role, item_id, text, start_ms, end_ms, interrupted, heard_text, created_at FROM transcript_turns \
                  WHERE session_id = $1 ORDER BY id",
@@ -433,32 +422,33 @@ impl Store {
             .fetch_all(pool)
             .await?
         });
-        Ok(rows
-            .into_iter()
-            .map(
-                |(
-                    id,
-                    role,
-                    item_id,
-                    text,
-                    start_ms,
-                    end_ms,
-                    interrupted,
-                    heard_text,
-                    created_at,
-                )| TranscriptTurn {
-                    id,
-                    role,
-                    item_id,
-                    text,
-                    start_ms,
-                    end_ms,
-                    interrupted,
-                    heard_text,
-                    created_at,
-                },
+        Ok(rows.into_iter().map(turn_of).collect())
+    }
+
+    /// The transcript turns of `tenant`'s call (every session of it) after turn `after`, in
+    /// order, at most `limit`. Turn ids grow in the order turns are written (one recorder
+    /// writes a session's turns one after another; a call's sessions follow each other).
+    pub async fn call_turns_after(
+        &self,
+        tenant: &TenantId,
+        call: &CallId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<TranscriptTurn>, StoreError> {
+        let rows: Vec<TurnRow> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT t.id, t.role, t.item_id, t.text, t.start_ms, t.end_ms, t.interrupted, t.heard_text, t.created_at \
+                 FROM transcript_turns t JOIN voice_sessions s ON s.id = t.session_id \
+                 WHERE s.tenant_id = $1 AND s.call_id = $2 AND t.id > $3 ORDER BY t.id LIMIT $4",
             )
-            .collect())
+            .bind(tenant.as_str())
+            .bind(call.as_str())
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows.into_iter().map(turn_of).collect())
     }
 
     /// Reads a tenant's session.
@@ -490,15 +480,16 @@ impl Store {
 
     /// Lists a tenant's sessions, newest first.
     pub async fn list_sessions(&self, f: &SessionFilter) -> Result<Page<VoiceSession>, StoreError> {
-        let where_sql = "tenant_id = $1 AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR agent_key = $3) AND ($4 IS NULL OR stream_sid = $4)";
+        let where_sql = "tenant_id = $1 AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR agent_key = $3) AND ($4 IS NULL OR stream_sid = $4) AND ($5 IS NULL OR call_id = $5)";
         let (rows, total): (Vec<SessionRow>, i64) = on_pool!(self, pool => {
             let rows = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {SESSION_COLUMNS} FROM voice_sessions WHERE {where_sql} ORDER BY started_at DESC, id DESC LIMIT $5 OFFSET $6"
+                "SELECT {SESSION_COLUMNS} FROM voice_sessions WHERE {where_sql} ORDER BY started_at DESC, id DESC LIMIT $6 OFFSET $7"
             )))
             .bind(f.tenant_id.as_str())
             .bind(&f.status)
             .bind(&f.agent_key)
             .bind(&f.stream_id)
+            .bind(&f.call_id)
             .bind(as_i64(f.limit))
             .bind(as_i64(f.offset))
             .fetch_all(pool)
@@ -508,6 +499,7 @@ impl Store {
                 .bind(&f.status)
                 .bind(&f.agent_key)
                 .bind(&f.stream_id)
+                .bind(&f.call_id)
                 .fetch_one(pool)
                 .await?;
             (rows, total)
@@ -516,5 +508,34 @@ impl Store {
             items: rows.into_iter().map(VoiceSession::from).collect(),
             total,
         })
+    }
+}
+
+/// A `transcript_turns` row as read.
+type TurnRow = (
+    i64,
+    String,
+    Option<String>,
+    String,
+    Option<i64>,
+    Option<i64>,
+    bool,
+    Option<String>,
+    i64,
+);
+
+fn turn_of(
+    (id, role, item_id, text, start_ms, end_ms, interrupted, heard_text, created_at): TurnRow,
+) -> TranscriptTurn {
+    TranscriptTurn {
+        id,
+        role,
+        item_id,
+        text,
+        start_ms,
+        end_ms,
+        interrupted,
+        heard_text,
+        created_at,
     }
 }
