@@ -177,8 +177,8 @@ export function mountEvaluations(main, signal) {
           points: await seriesOf(v.id, bucket, fromMs, toMs, signal),
         });
       }
-      chartSlot.replaceChildren(passRateChart(series, fromMs, toMs, b.label), legend(series),
-        series.length === 0 ? h("p", { class: "na" }, "No evaluated calls yet.") : null);
+      chartSlot.replaceChildren(passRateChart(series, fromMs, toMs, b.label), legend(series));
+      if (series.length === 0) chartSlot.append(h("p", { class: "na" }, "No evaluated calls yet."));
     };
     choose.addEventListener("change", async () => {
       bucket = choose.value;

@@ -1,5 +1,5 @@
 // The console's client of the JSON API: the signed-in session (kept in sessionStorage
-// only: never in a URL, never in localStorage), authenticated requests, and errors.
+// only: never in a URL, never in storage that outlives the tab), authenticated requests, and errors.
 
 const STORE = "ssv.console";
 

@@ -23,7 +23,7 @@ export function mount(main, signal) {
   const body = h("tbody");
   const tableNode = h("table", { id: "callbacks-table", class: "grid" },
     h("caption", { class: "sr-only" }, "Callback tasks"),
-    h("thead", {}, h("tr", {}, ["Created", "Phone", "Reason", "Queue", "Priority", "Status", "Claimed by", "Actions"]
+    h("thead", {}, h("tr", {}, ["Created", "Phone", "Reason", "Queue", "Priority", "Status", "Claimed by", "Outcome / reason", "Actions"]
       .map((t) => h("th", { scope: "col" }, t)))),
     body);
   main.append(
@@ -52,16 +52,17 @@ export function mount(main, signal) {
       return b;
     });
     const q = task.queue_id ? queues.get(task.queue_id) : null;
-    const extra = task.status === "completed" && task.outcome ? ` · ${task.outcome}`
-      : task.status === "cancelled" && task.cancel_reason ? ` · ${task.cancel_reason}` : "";
+    const result = task.status === "completed" ? task.outcome || "—"
+      : task.status === "cancelled" ? task.cancel_reason || "—" : "";
     return h("tr", { "data-task-id": task.id, "data-status": task.status },
       h("td", { "data-col": "created" }, when(task.created_at)),
       h("td", { "data-col": "phone" }, phone(task.phone, false)),
       h("td", { "data-col": "reason" }, task.reason || "—"),
       h("td", { "data-col": "queue" }, q ? q.name : task.queue_id || "—"),
       h("td", { "data-col": "priority" }, task.priority),
-      h("td", { "data-col": "status" }, task.status + extra),
+      h("td", { "data-col": "status" }, task.status),
       h("td", { "data-col": "claimed-by" }, task.assignee || "—"),
+      h("td", { "data-col": "result" }, result),
       h("td", { class: "actions" }, buttons));
   };
 
@@ -84,7 +85,7 @@ export function mount(main, signal) {
       const page = await api(`/api/v1/callback-tasks${query(params)}`, { signal });
       rows.clear();
       body.replaceChildren();
-      if (page.data.length === 0) body.append(emptyRow(8, "No callback tasks."));
+      if (page.data.length === 0) body.append(emptyRow(9, "No callback tasks."));
       for (const task of page.data) put(task);
       if (page.total > page.data.length) {
         tell(`Showing ${page.data.length} of ${page.total} tasks: narrow the filters to see the others.`);

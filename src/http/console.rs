@@ -185,3 +185,214 @@ fn secured(mut response: Response) -> Response {
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use warp::http::header::HeaderName;
+
+    use super::*;
+
+    fn get(path: &str) -> Response {
+        respond(path, &Method::GET, &HeaderMap::new()).expect("a console path")
+    }
+
+    fn header<'a, B>(r: &'a warp::http::Response<B>, name: &str) -> &'a str {
+        r.headers()
+            .get(HeaderName::from_bytes(name.as_bytes()).expect("a header name"))
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("no {name}"))
+    }
+
+    fn assert_secured<B>(r: &warp::http::Response<B>) {
+        assert_eq!(header(r, "content-security-policy"), CSP);
+        assert!(CSP.contains("script-src 'self';"));
+        assert!(!CSP.contains("unsafe-"));
+        assert_eq!(header(r, "x-content-type-options"), "nosniff");
+        assert_eq!(header(r, "referrer-policy"), "no-referrer");
+        assert_eq!(header(r, "x-frame-options"), "DENY");
+    }
+
+    /// Through the filter, to read the body.
+    async fn fetch(path: &str) -> warp::http::Response<bytes::Bytes> {
+        warp::test::request().path(path).reply(&routes()).await
+    }
+
+    fn text_of(r: &warp::http::Response<bytes::Bytes>) -> &str {
+        std::str::from_utf8(r.body()).expect("UTF-8")
+    }
+
+    #[tokio::test]
+    async fn the_page_is_served_at_console_with_the_security_headers() {
+        for path in ["/console", "/console/"] {
+            let r = fetch(path).await;
+            assert_eq!(r.status(), StatusCode::OK, "{path}");
+            assert_eq!(header(&r, "content-type"), "text/html; charset=utf-8");
+            assert_eq!(header(&r, "cache-control"), "no-cache");
+            assert!(header(&r, "etag").starts_with('"'));
+            assert_secured(&r);
+            let html = text_of(&r);
+            assert!(html.contains(r#"<main id="page""#), "{html}");
+            assert!(html.contains(r#"src="/console/assets/app.js""#));
+        }
+    }
+
+    #[tokio::test]
+    async fn every_asset_is_served_with_its_content_type_and_etag() {
+        for asset in FILES.iter().filter(|a| a.name != INDEX) {
+            let r = fetch(&format!("{ASSETS_PREFIX}{}", asset.name)).await;
+            assert_eq!(r.status(), StatusCode::OK, "{}", asset.name);
+            let expected = if asset.name.ends_with(".js") {
+                "text/javascript; charset=utf-8"
+            } else {
+                "text/css; charset=utf-8"
+            };
+            assert_eq!(header(&r, "content-type"), expected, "{}", asset.name);
+            assert_eq!(header(&r, "cache-control"), "no-cache");
+            assert_eq!(header(&r, "etag"), asset.etag.to_str().expect("ASCII"));
+            assert_secured(&r);
+            assert_eq!(text_of(&r), asset.body);
+        }
+        let etags: std::collections::HashSet<_> = FILES.iter().map(|a| a.etag.clone()).collect();
+        assert_eq!(etags.len(), FILES.len(), "each file has its own ETag");
+    }
+
+    #[test]
+    fn a_matching_etag_is_answered_not_modified() {
+        let etag = get("/console/assets/app.js")
+            .headers()
+            .get(ETAG)
+            .cloned()
+            .expect("an ETag");
+        for sent in [
+            etag.to_str().expect("ASCII").to_owned(),
+            format!("W/{}", etag.to_str().expect("ASCII")),
+            format!("\"other\", {}", etag.to_str().expect("ASCII")),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                IF_NONE_MATCH,
+                HeaderValue::from_str(&sent).expect("a value"),
+            );
+            let r = respond("/console/assets/app.js", &Method::GET, &headers).expect("served");
+            assert_eq!(r.status(), StatusCode::NOT_MODIFIED, "{sent}");
+            assert_eq!(r.headers().get(ETAG), Some(&etag));
+            assert_secured(&r);
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(IF_NONE_MATCH, HeaderValue::from_static("\"stale\""));
+        let r = respond("/console/assets/app.js", &Method::GET, &headers).expect("served");
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn unknown_console_paths_are_404_with_the_security_headers() {
+        for path in [
+            "/console/assets/nope.js",
+            "/console/assets/",
+            "/console/assets/index.html",
+            "/console/assets/../app.js",
+            "/console/assets/sub/app.js",
+            "/console/live",
+        ] {
+            let r = fetch(path).await;
+            assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(header(&r, "content-type"), "text/plain; charset=utf-8");
+            assert_secured(&r);
+        }
+    }
+
+    #[test]
+    fn other_methods_are_405_and_head_is_served() {
+        let r = respond("/console", &Method::POST, &HeaderMap::new()).expect("console");
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(header(&r, "allow"), "GET, HEAD");
+        assert_secured(&r);
+        let r =
+            respond("/console/assets/app.js", &Method::HEAD, &HeaderMap::new()).expect("console");
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn paths_outside_the_console_are_left_to_the_api() {
+        for path in [
+            "/",
+            "/consoles",
+            "/api/v1/me",
+            "/console.css",
+            "/health/live",
+        ] {
+            assert!(
+                respond(path, &Method::GET, &HeaderMap::new()).is_none(),
+                "{path}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_filter_serves_the_console_and_rejects_the_rest() {
+        let filter = routes();
+        let r = warp::test::request()
+            .path("/console/assets/console.css")
+            .reply(&filter)
+            .await;
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(
+            r.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+            Some("text/css; charset=utf-8")
+        );
+        assert!(
+            !warp::test::request()
+                .path("/api/v1/me")
+                .matches(&filter)
+                .await
+        );
+    }
+
+    #[test]
+    fn every_file_the_page_loads_or_imports_is_served() {
+        for asset in FILES.iter() {
+            for (prefix, end) in [("/console/assets/", '"'), ("from \"./", '"')] {
+                for (i, _) in asset.body.match_indices(prefix) {
+                    let rest = &asset.body[i + prefix.len()..];
+                    let name = rest.split(end).next().unwrap_or_default();
+                    assert!(
+                        file(name).is_some_and(|f| f.name != INDEX),
+                        "{} refers to {name}, which is not served",
+                        asset.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn no_inline_script_or_style_and_no_markup_from_strings() {
+        let html = FILES
+            .iter()
+            .find(|a| a.name == INDEX)
+            .expect("the page")
+            .body;
+        for (i, _) in html.match_indices("<script") {
+            let tag = html[i..].split('>').next().unwrap_or_default();
+            assert!(tag.contains(" src="), "inline script: {tag}");
+        }
+        for asset in FILES.iter() {
+            for banned in [
+                "style=",
+                ".innerHTML",
+                ".outerHTML",
+                "insertAdjacentHTML",
+                "document.write",
+                "eval(",
+                "new Function",
+                "localStorage",
+            ] {
+                assert!(
+                    !asset.body.contains(banned),
+                    "{} contains {banned}",
+                    asset.name
+                );
+            }
+        }
+    }
+}
