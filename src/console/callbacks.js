@@ -19,6 +19,7 @@ export function mount(main, signal) {
     STATUSES.map((s) => h("option", { value: s }, s)));
   const queue = h("select", { id: "callbacks-queue" }, h("option", { value: "" }, "All queues"));
   const refresh = h("button", { id: "callbacks-refresh", type: "button" }, "Refresh");
+  const unmask = h("input", { id: "callbacks-unmask", type: "checkbox" });
   const message = h("p", { id: "callbacks-message", role: "status", class: "message" });
   const body = h("tbody");
   const tableNode = h("table", { id: "callbacks-table", class: "grid" },
@@ -31,12 +32,14 @@ export function mount(main, signal) {
     h("div", { class: "filters", role: "group", "aria-label": "Filters" },
       h("label", { for: "callbacks-status" }, "Status"), status,
       h("label", { for: "callbacks-queue" }, "Queue"), queue,
-      refresh),
+      refresh,
+      h("label", { class: "toggle" }, unmask, " Show numbers")),
     message,
     h("div", { class: "table-wrap" }, tableNode));
 
   const queues = new Map();
   const rows = new Map();
+  const tasks = new Map();
   const operator = (session() || {}).operator || "";
   const tell = (text, kind) => say(message, text, kind);
 
@@ -56,7 +59,7 @@ export function mount(main, signal) {
       : task.status === "cancelled" ? task.cancel_reason || "—" : "";
     return h("tr", { "data-task-id": task.id, "data-status": task.status },
       h("td", { "data-col": "created" }, when(task.created_at)),
-      h("td", { "data-col": "phone" }, phone(task.phone, false)),
+      h("td", { "data-col": "phone" }, phone(task.phone, unmask.checked)),
       h("td", { "data-col": "reason" }, task.reason || "—"),
       h("td", { "data-col": "queue" }, q ? q.name : task.queue_id || "—"),
       h("td", { "data-col": "priority" }, task.priority),
@@ -68,6 +71,7 @@ export function mount(main, signal) {
 
   /** Puts the task's current state in its row (or adds the row). */
   const put = (task) => {
+    tasks.set(task.id, task);
     const row = rowOf(task);
     const old = rows.get(task.id);
     if (old) old.replaceWith(row);
@@ -144,6 +148,12 @@ export function mount(main, signal) {
     }
   };
 
+  unmask.addEventListener("change", () => {
+    for (const row of rows.values()) {
+      const cell = row.querySelector('td[data-col="phone"]');
+      cell.textContent = phone(tasks.get(row.dataset.taskId).phone, unmask.checked);
+    }
+  });
   status.addEventListener("change", load);
   queue.addEventListener("change", load);
   refresh.addEventListener("click", load);

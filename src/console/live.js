@@ -21,9 +21,9 @@ const STATE_LABELS = {
   handoff: "handoff",
 };
 
-/** An id shortened for a dense cell (`agv_73c405b5…`); the full id goes in a title. */
+/** An id shortened for a dense cell (`agv_73c4…`); the full id goes in a title. */
 export function shortId(id) {
-  return id && id.length > 14 ? `${id.slice(0, 12)}…` : id || "";
+  return id && id.length > 10 ? `${id.slice(0, 8)}…` : id || "";
 }
 
 /** The label of a live state. */
@@ -85,7 +85,22 @@ class LiveView {
 
     const ticker = setInterval(() => this.tick(), 1000);
     this.signal.addEventListener("abort", () => clearInterval(ticker), { once: true });
-    this.connect();
+    this.load().then(() => {
+      if (!this.signal.aborted) this.connect();
+    });
+  }
+
+  /** The calls live now, drawn before the stream opens (so "ready" means they are shown). */
+  async load() {
+    try {
+      const listed = await api("/api/v1/active-sessions", { signal: this.signal });
+      for (const view of listed.data || []) this.apply("started", view);
+      this.render();
+    } catch (e) {
+      if (aborted(e)) return;
+      say(this.status, `Live calls: ${e.describe ? e.describe() : e.message}`, "error");
+    }
+    ready(this.main);
   }
 
   connect() {
@@ -97,7 +112,6 @@ class LiveView {
         say(this.status, "");
         if (opened > 1) this.reconcile();
         this.schedule();
-        ready(this.main);
       },
       onEvent: (type, data) => this.apply(type, data),
       onError: (error, retrying) => {
@@ -133,10 +147,9 @@ class LiveView {
   async reconcile() {
     const before = this.events;
     try {
-      const listed = await api(`/api/v1/active-sessions${query({})}`, { signal: this.signal });
+      const listed = await api("/api/v1/active-sessions", { signal: this.signal });
       if (this.events !== before) return;
-      const items = Array.isArray(listed) ? listed : listed && listed.data ? listed.data : [];
-      const live = new Set(items.map((c) => c.call_id));
+      const live = new Set((listed.data || []).map((c) => c.call_id));
       for (const id of [...this.calls.keys()]) {
         if (!live.has(id)) {
           this.calls.delete(id);
@@ -302,8 +315,9 @@ function tableOf() {
   const table = h("table", { id: "live-table", class: "grid" },
     h("caption", { class: "sr-only" }, "Live calls, newest first"),
     h("thead", {}, h("tr", {},
-      ["Direction", "From", "To", "Agent · version", "Duration", "State", "Transcript"]
-        .map((t) => h("th", { scope: "col" }, t)))),
+      ["Direction", "From", "To", "Agent · version", "Duration", "State"]
+        .map((t) => h("th", { scope: "col" }, t)),
+      h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Transcript")))),
     body);
   return { table, body };
 }
@@ -396,11 +410,14 @@ class Transcript {
   }
 
   upsert(key, item) {
+    // Follow the newest turn only when the reader is at the bottom of the list already.
+    const list = this.list;
+    const following = list.scrollHeight - list.scrollTop - list.clientHeight < 24;
     const old = this.items.get(key);
     if (old) old.replaceWith(item);
-    else this.list.append(item);
+    else list.append(item);
     this.items.set(key, item);
-    item.scrollIntoView({ block: "nearest" });
+    if (following) list.scrollTop = list.scrollHeight;
   }
 
   showState(view) {
