@@ -90,35 +90,75 @@ export function mountList(main, signal) {
   load();
 }
 
+/** Carrier statuses after which a call changes no more. */
+const FINAL = new Set(["completed", "failed", "busy", "no-answer", "canceled"]);
+/** How long after its end a call's page keeps looking for its evaluation. */
+const EVALUATION_WAIT_MS = 120000;
+const REFRESH_MS = 3000;
+
 export async function mountDetail(main, signal, [rawId]) {
   startPage(main, "call");
   const id = decodeURIComponent(rawId);
   const message = h("p", { id: "detail-message", role: "status", class: "message" });
+  const content = h("div", { id: "detail-content" });
   main.append(
     h("header", { class: "page-head" },
       h("h1", {}, "Call ", h("span", { class: "mono" }, id)),
       h("a", { href: "#/calls", class: "back" }, "All calls")),
-    message);
+    message, content);
+  // While the call runs, and for a while after it ended without its evaluation, the page
+  // reads it again every few seconds and swaps the sections in whole.
+  let unmasked = false;
+  for (;;) {
+    const result = await loadDetail(id, signal);
+    if (signal.aborted) return;
+    if (result.error) {
+      say(message, `Call: ${result.error}`, "error");
+      ready(main);
+      return;
+    }
+    const { call, sessions, sessionError } = result;
+    content.replaceChildren(...detailSections(call, sessions, sessionError, unmasked, (v) => {
+      unmasked = v;
+    }));
+    ready(main);
+    const ended = Date.parse(call.completed_at || call.ended_at || "");
+    const evaluated = sessions.length > 0 && sessions.every((s) => s.evaluation);
+    const waiting = !FINAL.has(call.status)
+      || (!evaluated && !sessionError && !Number.isNaN(ended) && Date.now() - ended < EVALUATION_WAIT_MS);
+    if (!waiting) return;
+    say(message, FINAL.has(call.status) ? "Waiting for the evaluation…" : "The call is in progress: refreshing…");
+    await new Promise((resolve) => {
+      const timer = setTimeout(resolve, REFRESH_MS);
+      signal.addEventListener("abort", () => {
+        clearTimeout(timer);
+        resolve();
+      }, { once: true });
+    });
+    if (signal.aborted) return;
+    say(message, "");
+  }
+}
+
+/** The call and its sessions (`error`: the call itself could not be read). */
+async function loadDetail(id, signal) {
   let call;
   try {
     call = await api(`/api/v1/call-logs/${encodeURIComponent(id)}`, { signal });
   } catch (e) {
-    if (aborted(e)) return;
-    say(message, `Call: ${e.describe ? e.describe() : e.message}`, "error");
-    ready(main);
-    return;
+    if (aborted(e)) return {};
+    return { error: e.describe ? e.describe() : e.message };
   }
-  let sessions = [];
-  let sessionError = null;
   try {
-    sessions = await sessionsOf(call, signal);
+    return { call, sessions: await sessionsOf(call, signal), sessionError: null };
   } catch (e) {
-    if (aborted(e)) return;
-    sessionError = e.describe ? e.describe() : e.message;
+    if (aborted(e)) return {};
+    return { call, sessions: [], sessionError: e.describe ? e.describe() : e.message };
   }
-  if (signal.aborted) return;
+}
 
-  const summary = summaryOf(call, sessions);
+function detailSections(call, sessions, sessionError, unmasked, onUnmask) {
+  const summary = summaryOf(call, sessions, unmasked, onUnmask);
   const transcript = section("detail-transcript", "Transcript");
   const functions = section("detail-function-calls", "Function calls");
   const handoff = section("detail-handoff", "Handoff");
@@ -133,11 +173,10 @@ export async function mountDetail(main, signal, [rawId]) {
     fillHandoff(handoff, sessions);
     fillEvaluation(evaluation, sessions);
   }
-  main.append(summary,
+  return [summary,
     h("div", { class: "columns" },
       h("div", {}, transcript, functions, handoff),
-      h("div", {}, evaluation, eventsOf(call), statusOf(call))));
-  ready(main);
+      h("div", {}, evaluation, eventsOf(call), statusOf(call)))];
 }
 
 /** The voice sessions of a call: one per stream leg, found by the timeline's stream ids. */
@@ -161,10 +200,14 @@ async function sessionsOf(call, signal) {
     .sort((a, b) => (a.started_at < b.started_at ? -1 : 1));
 }
 
-function summaryOf(call, sessions) {
-  const numbers = { from: h("span", {}, phone(call.from, false)), to: h("span", {}, phone(call.to, false)) };
-  const unmask = h("input", { id: "detail-unmask", type: "checkbox" });
+function summaryOf(call, sessions, unmasked, onUnmask) {
+  const numbers = {
+    from: h("span", {}, phone(call.from, unmasked)),
+    to: h("span", {}, phone(call.to, unmasked)),
+  };
+  const unmask = h("input", { id: "detail-unmask", type: "checkbox", checked: unmasked });
   unmask.addEventListener("change", () => {
+    onUnmask(unmask.checked);
     numbers.from.textContent = phone(call.from, unmask.checked);
     numbers.to.textContent = phone(call.to, unmask.checked);
   });

@@ -6,7 +6,7 @@ import { h } from "./dom.js";
 
 const W = 760;
 const H = 320;
-const M = { top: 16, right: 20, bottom: 56, left: 64 };
+const M = { top: 16, right: 40, bottom: 56, left: 64 };
 
 /**
  * Draws `series` ([{ label, points: [{ t: ms, evaluated, passed, rate }] }]) between

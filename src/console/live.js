@@ -299,6 +299,7 @@ class LiveView {
         const placed = await api("/api/v1/make-call", {
           method: "POST", body: { to: number }, signal: this.signal,
         });
+        result.dataset.callId = placed.call_id;
         say(result, `Call placed: ${placed.call_id} (${placed.status}).`);
       } catch (err) {
         if (!aborted(err)) say(result, `Could not place the call: ${err.describe ? err.describe() : err.message}`, "error");
