@@ -38,7 +38,7 @@ export function setText(node, text) {
 }
 
 /** Masks a phone number: `+1•••••0123` (the country's first digit and the last four). */
-export function mask(number) {
+function mask(number) {
   if (!number) return "—";
   const s = String(number);
   if (s.length <= 6) return "•".repeat(s.length);

@@ -22,12 +22,12 @@ const STATE_LABELS = {
 };
 
 /** An id shortened for a dense cell (`agv_73c4…`); the full id goes in a title. */
-export function shortId(id) {
+function shortId(id) {
   return id && id.length > 10 ? `${id.slice(0, 8)}…` : id || "";
 }
 
 /** The label of a live state. */
-export function stateLabel(state) {
+function stateLabel(state) {
   return STATE_LABELS[state] || state || "—";
 }
 
