@@ -29,6 +29,7 @@ pub mod body;
 pub mod call_stream;
 pub mod callbacks;
 pub mod calls;
+pub mod console;
 pub mod context;
 pub mod dnc;
 pub mod docs;
@@ -264,11 +265,14 @@ impl IpGuard {
     }
 }
 
-/// Every route of the service, with the rejection handler on top.
+/// Every route of the service: the operator console's pages (not part of the API
+/// documents), then the route table, with the rejection handler on top.
 pub fn routes(
     state: AppState,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
-    mount::dispatch(state, routes::table())
+    console::routes()
+        .or(mount::dispatch(state, routes::table()))
+        .unify()
         .recover(error::handle_rejection)
         .unify()
         .map(Reply::into_response)

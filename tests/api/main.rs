@@ -18,6 +18,7 @@ mod cli;
 mod cluster;
 mod cluster_limits;
 mod cluster_views;
+mod console;
 mod crash;
 mod diagnostics;
 mod drain;
