@@ -22,7 +22,7 @@ async fn an_operator_watches_the_demo_call_live_then_works_its_callback_task() {
     let (status, placed) = console
         .post("/api/v1/make-call", json!({"to": sandbox::CALLEE}))
         .await;
-    assert_eq!(status, 200, "{placed}");
+    assert_eq!(status, 201, "{placed}");
     let call_id = placed["call_id"].as_str().expect("call id").to_owned();
     let call_sid = placed["call_sid"].as_str().expect("call sid").to_owned();
     let row = format!("#live-table tr[data-call-id=\"{call_id}\"]");
