@@ -126,6 +126,18 @@ async fn an_operator_watches_the_demo_call_live_then_works_its_callback_task() {
     b.click(&format!("{task_row} button[data-action=\"complete\"]"))
         .await;
     b.wait("dialog#complete-dialog[open]").await;
+    // An outcome is required: the dialog says so and stays open.
+    b.click("#complete-submit").await;
+    b.wait_until(
+        "dialog#complete-dialog[open]",
+        "el.textContent.includes('outcome')",
+    )
+    .await;
+    b.fill(
+        "#complete-outcome",
+        "Order status confirmed, customer happy",
+    )
+    .await;
     b.click("#complete-submit").await;
     b.wait_js("!document.querySelector('dialog#complete-dialog[open]')")
         .await;
@@ -133,6 +145,10 @@ async fn an_operator_watches_the_demo_call_live_then_works_its_callback_task() {
         .get(&format!("/api/v1/callback-tasks/{task_id}"))
         .await;
     assert_eq!(stored["status"], "completed", "{stored}");
+    assert_eq!(
+        stored["outcome"], "Order status confirmed, customer happy",
+        "{stored}"
+    );
 
     // The admin pages: readiness gates, rollout governance, the evaluation chart.
     b.click("nav#nav a[href=\"#/admin/readiness\"]").await;
