@@ -8,6 +8,8 @@
 #[path = "console/harness.rs"]
 mod harness;
 
+#[path = "console/actions.rs"]
+mod actions;
 #[path = "console/claims.rs"]
 mod claims;
 #[path = "console/journey.rs"]
