@@ -41,6 +41,7 @@ pub mod control;
 pub mod dial;
 mod error;
 pub mod outbound;
+pub mod queue_transfer;
 pub mod reads;
 pub mod reconcile;
 pub mod status;

@@ -10,12 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::domain::E164;
+use actors::ids::QueueId;
 use actors::ids::TenantId;
 use actors::store::{CallDirection, CallFilter, CallRecord, IdempotencyBegin};
 use actors::telephony::control::{self, ControlAction, Initiator};
 use actors::telephony::outbound::{
     self, IdempotencySlot, OutboundRequest, PlacementResult, StoredReply, Waited,
 };
+use actors::telephony::queue_transfer::{QueueTransfer, transfer_to_queue};
 use actors::telephony::reads::{self, CallDetail};
 use actors::tenant::AuthContext;
 use actors::time::{parse_rfc3339, rfc3339};
@@ -335,16 +337,26 @@ pub struct CallLogParams {
     pub offset: Option<u32>,
 }
 
-/// Body of `POST /api/v1/calls/{call_sid}/transfer`.
+/// Body of `POST /api/v1/calls/{call_sid}/transfer`: exactly one of `to` (a cold transfer
+/// to a number) and `queue_id` (a handoff to one of the tenant's operator queues, as the
+/// agent's escalation makes one).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransferRequest {
     /// Number to transfer to (E.164).
     #[schema(format = "e164")]
-    pub to: String,
-    /// Said to the caller before dialling.
+    pub to: Option<String>,
+    /// Said to the caller before dialling (with `to`; a queue says its own announcement).
     #[schema(min_length = 1, max_length = 500, format = "text")]
     pub announcement: Option<String>,
+    /// An operator queue of the tenant (`oq_…`): its numbers are rung together with its
+    /// caller id and ring timeout, a handoff is recorded with the conversation so far, and
+    /// an unanswered dial follows the queue's `when_unanswered`. The queue must be open.
+    pub queue_id: Option<String>,
+    /// Who asks (1–100 characters, e.g. the operator's name; default the key's id):
+    /// recorded on the handoff (with `queue_id`).
+    #[schema(min_length = 1, max_length = 100, format = "label")]
+    pub requested_by: Option<String>,
 }
 
 // === idempotency ===
@@ -678,7 +690,7 @@ pub async fn hangup(req: Request<AuthContext, (String,)>) -> Result<Response, Ap
 #[utoipa::path(post, path = "/api/v1/calls/{call_sid}/transfer", tag = "runtime", request_body = TransferRequest,
     params(("call_sid" = String, Path, description = "Twilio CallSid (or our call id)")),
     responses((status = 200, body = CallLogView), (status = 404, body = ErrorResponse),
-              (status = 409, body = ErrorResponse, description = "the call has ended"),
+              (status = 409, body = ErrorResponse, description = "the call has ended, or the queue is closed now or has no numbers"),
               (status = 422, body = ErrorResponse), (status = 502, body = ErrorResponse)))]
 pub async fn transfer(req: Request<AuthContext, (String,)>) -> Result<Response, ApiError> {
     let Request {
@@ -690,17 +702,44 @@ pub async fn transfer(req: Request<AuthContext, (String,)>) -> Result<Response, 
     } = req;
     let tenant = auth.tenant_id;
     let req: TransferRequest = parse_json(&body)?;
-    let action = ControlAction::Transfer {
-        numbers: vec![fields::e164("to", &req.to)?.into_string()],
-        announcement: text_field("announcement", req.announcement, 500)?,
+    let call = match (req.to, req.queue_id) {
+        (Some(to), None) => {
+            let action = ControlAction::Transfer {
+                numbers: vec![fields::e164("to", &to)?.into_string()],
+                announcement: text_field("announcement", req.announcement, 500)?,
+            };
+            control::control(
+                &state.actors.telephony,
+                &tenant,
+                &sid,
+                action,
+                Initiator::Api,
+            )
+            .await?
+        }
+        (None, Some(queue)) => {
+            if req.announcement.is_some() {
+                return Err(ApiError::invalid(
+                    "announcement",
+                    "is the queue's own with `queue_id`",
+                ));
+            }
+            let queue_id = QueueId::parse(&queue)
+                .ok_or_else(|| ApiError::invalid("queue_id", "is not a queue id"))?;
+            let requested_by = match req.requested_by {
+                Some(who) => fields::label("requested_by", &who, 100)?.into_string(),
+                None => auth.key_id.as_str().to_owned(),
+            };
+            let transfer = QueueTransfer {
+                queue_id,
+                requested_by,
+            };
+            transfer_to_queue(&state.actors.telephony, &tenant, &sid, transfer).await?
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid("to", "give `to` or `queue_id`, not both"));
+        }
+        (None, None) => return Err(ApiError::invalid("to", "give `to` or `queue_id`")),
     };
-    let call = control::control(
-        &state.actors.telephony,
-        &tenant,
-        &sid,
-        action,
-        Initiator::Api,
-    )
-    .await?;
     Ok(warp::reply::json(&CallLogView::from(call)).into_response())
 }

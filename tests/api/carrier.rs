@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use stateset_voice::sim::carrier::{
     CallEvent, CallStatus, CallerScript, CarrierConfig, CarrierSim, CarrierSimHandle, FaultSpec,
-    InboundCall,
+    InboundCall, OperatorBehaviour,
 };
 
 use crate::helpers::{Backend, Tele, TestApp, backend_tests, expect_error, spawn_app_with};
@@ -20,6 +20,7 @@ backend_tests!(
     concurrent_duplicates_place_exactly_one_call,
     carrier_errors_and_timeouts_are_mapped_and_recorded,
     hangup_and_transfer_reach_the_carrier,
+    an_operator_transfers_a_live_call_to_a_queue,
     answering_machine_detection_is_recorded,
 );
 
@@ -512,6 +513,149 @@ async fn hangup_and_transfer_reach_the_carrier(backend: Backend) {
         .await
         .expect("hangup");
     expect_error(resp, 403, "insufficient_scope").await;
+    app.stop().await;
+}
+
+/// `transfer` with `queue_id`: the queue's numbers rung together through `dial-result`, a
+/// handoff by the operator with the conversation so far, and the queue's `when_unanswered`
+/// (here a callback task) when nobody answers. Another tenant's queue, both targets, or
+/// neither, are refused naming the field.
+async fn an_operator_transfers_a_live_call_to_a_queue(backend: Backend) {
+    let (app, sim, t) = setup(backend, |_| {}).await;
+    sim.set_callee_script(
+        "+15557654321",
+        CallerScript::default().silence(Duration::from_secs(30)),
+    );
+    for op in ["+15550007101", "+15550007102"] {
+        sim.set_operator(op, OperatorBehaviour::Busy);
+    }
+    let queue: Value = app
+        .tenant(Method::POST, "/api/v1/operator-queues", &t.key)
+        .json(
+            &json!({"name": "billing", "numbers": ["+15550007101", "+15550007102"],
+            "ring_timeout_seconds": 10, "announcement": "Connecting you to billing.",
+            "when_closed": "callback_task", "when_unanswered": "callback_task"}),
+        )
+        .send()
+        .await
+        .expect("queue")
+        .json()
+        .await
+        .expect("json");
+    let queue_id = queue["id"].as_str().expect("queue id").to_owned();
+    let other = app
+        .telephony_tenant("Other", "+14155550177", json!({}))
+        .await;
+    let foreign: Value = app
+        .tenant(Method::POST, "/api/v1/operator-queues", &other.key)
+        .json(&json!({"name": "theirs", "numbers": ["+15550007109"]}))
+        .send()
+        .await
+        .expect("queue")
+        .json()
+        .await
+        .expect("json");
+    let body: Value = make_call(&app, &t, None, json!({"to": "+15557654321"}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let sid = body["call_sid"].as_str().expect("sid").to_owned();
+    wait_streaming(&sim, &sid).await;
+
+    let transfer = |body: Value| {
+        app.tenant(
+            Method::POST,
+            &format!("/api/v1/calls/{sid}/transfer"),
+            &t.key,
+        )
+        .json(&body)
+        .send()
+    };
+    for (body, field) in [
+        (json!({"queue_id": foreign["id"]}), "queue_id"),
+        (json!({"queue_id": "oq_nope"}), "queue_id"),
+        (json!({"queue_id": queue_id, "to": "+15550001111"}), "to"),
+        (json!({}), "to"),
+        (
+            json!({"queue_id": queue_id, "announcement": "Hi"}),
+            "announcement",
+        ),
+    ] {
+        let resp = transfer(body.clone()).await.expect("transfer");
+        assert_eq!(
+            expect_error(resp, 422, "validation_failed").await["field"],
+            field,
+            "{body}"
+        );
+    }
+    // Nothing was dialed by the refusals.
+    assert!(
+        !sim.call(&sid)
+            .expect("call")
+            .events
+            .iter()
+            .any(|e| matches!(e, CallEvent::Dialed { .. }))
+    );
+
+    let resp = transfer(json!({"queue_id": queue_id, "requested_by": "Ada"}))
+        .await
+        .expect("transfer");
+    assert_eq!(resp.status(), 200);
+    let call = ended(&sim, &sid).await;
+    let twiml = call
+        .events
+        .iter()
+        .find_map(|e| match e {
+            CallEvent::Updated { twiml: Some(x), .. } => Some(x.clone()),
+            _ => None,
+        })
+        .expect("update carried TwiML");
+    assert!(
+        twiml.contains("<Say>Connecting you to billing.</Say>")
+            && twiml.contains("<Number>+15550007101</Number>")
+            && twiml.contains("<Number>+15550007102</Number>")
+            && twiml.contains("/api/v1/dial-result"),
+        "{twiml}"
+    );
+    let session = app.voice_session_of(&t.key, &sid).await;
+    let handoff = &session["handoffs"][0];
+    assert_eq!(handoff["queue"], "billing", "{session}");
+    assert_eq!(handoff["rule"], "operator");
+    assert_eq!(handoff["context"]["requested_by"], "Ada");
+    assert_eq!(handoff["context"]["caller"], "+15557654321");
+    assert_eq!(handoff["status"], "unanswered", "{handoff}");
+    assert_eq!(handoff["outcome"], "callback_task");
+    let task_id = handoff["callback_task_id"]
+        .as_str()
+        .expect("a callback task");
+    let task: Value = app
+        .tenant(
+            Method::GET,
+            &format!("/api/v1/callback-tasks/{task_id}"),
+            &t.key,
+        )
+        .send()
+        .await
+        .expect("task")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(task["queue_id"], queue_id.as_str(), "{task}");
+    let log = app.call_log(&t.key, &sid).await;
+    assert!(
+        log["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .any(|e| e["kind"] == "handoff" && e["detail"]["requested_by"] == "Ada"),
+        "{log}"
+    );
+    // The call has ended: another transfer is a conflict.
+    let resp = transfer(json!({"queue_id": queue_id}))
+        .await
+        .expect("transfer");
+    expect_error(resp, 409, "conflict").await;
     app.stop().await;
 }
 
