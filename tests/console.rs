@@ -14,5 +14,7 @@ mod actions;
 mod claims;
 #[path = "console/journey.rs"]
 mod journey;
+#[path = "console/many.rs"]
+mod many;
 #[path = "console/signin.rs"]
 mod signin;

@@ -19,6 +19,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 use stateset_voice::config::{Config, RawSettings};
+use stateset_voice::http::AppState;
 use stateset_voice::sandbox::{self, Sandbox};
 use stateset_voice::startup::Application;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -43,6 +44,8 @@ pub struct Console {
     pub sims: Sandbox,
     /// An HTTP client for the API.
     pub http: reqwest::Client,
+    /// The server's state (its store and node, to publish live calls as a peer would).
+    pub state: AppState,
     server: JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
@@ -64,7 +67,8 @@ impl Console {
         let config = Config::parse(&raw).expect("config");
         let app = Application::build(config).await.expect("app");
         let base = format!("http://{}", app.local_addr());
-        let seeded = sandbox::seed(&app.state(), &sims).await.expect("seed");
+        let state = app.state();
+        let seeded = sandbox::seed(&state, &sims).await.expect("seed");
         let server = tokio::spawn(async move {
             app.run_until_stopped(std::future::pending())
                 .await
@@ -76,6 +80,7 @@ impl Console {
             api_key: seeded.api_key,
             sims,
             http: reqwest::Client::new(),
+            state,
             server,
             _dir: dir,
         }
