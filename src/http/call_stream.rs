@@ -209,7 +209,7 @@ struct Follow {
 /// What woke the follower.
 enum Wake {
     /// A live change of this call.
-    Change(LiveChange),
+    Change(Arc<LiveEvent>),
     /// The feed fell behind or the poll interval passed: look again.
     Look,
     /// The client left or the feed stopped.
@@ -240,12 +240,12 @@ impl Follow {
                 _ = tick.tick() => Wake::Look,
                 wake = self.next_change() => wake,
             };
-            let change = match wake {
+            let event = match wake {
                 Wake::Stop => return,
                 Wake::Look => None,
-                Wake::Change(change) => Some(change),
+                Wake::Change(event) => Some(event),
             };
-            if let Err(error) = self.look(change).await {
+            if let Err(error) = self.look(event.as_ref().map(|e| &e.change)).await {
                 tracing::warn!(error = %error, "call stream could not read the call: closed");
                 return;
             }
@@ -257,7 +257,7 @@ impl Follow {
         loop {
             match self.rx.recv().await {
                 Ok(event) if event.call_id == self.call && event.tenant_id == self.tenant => {
-                    return Wake::Change(event.change.clone());
+                    return Wake::Change(event);
                 }
                 Ok(_) => {}
                 Err(RecvError::Lagged(_)) => return Wake::Look,
@@ -268,13 +268,13 @@ impl Follow {
 
     /// Queues what is new: the state (from `change`, else read), the turns and function
     /// calls after the cursor, and `ended` when the call is over.
-    async fn look(&mut self, change: Option<LiveChange>) -> Result<(), actors::store::StoreError> {
+    async fn look(&mut self, change: Option<&LiveChange>) -> Result<(), actors::store::StoreError> {
         let ended = match change {
             Some(LiveChange::Started(live) | LiveChange::Updated(live)) => {
-                self.queue_state(ActiveSessionView::from(live));
+                self.queue_state(ActiveSessionView::from(live.clone()));
                 None
             }
-            Some(LiveChange::Ended { reason }) => Some(self.end_reason(reason).await?),
+            Some(LiveChange::Ended { reason }) => Some(self.end_reason(reason.clone()).await?),
             None => match self.state.live.call(&self.tenant, &self.call).await? {
                 Some(live) => {
                     self.queue_state(ActiveSessionView::from(live));

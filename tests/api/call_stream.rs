@@ -259,7 +259,7 @@ async fn a_call_streams_its_turns_and_tool_calls_then_replays_and_resumes_exactl
         .await
         .expect("hang up");
     assert_eq!(resp.status(), 200);
-    let rest = live.to_end(WAIT).await;
+    let rest = live.read_to_end(WAIT).await;
     let last = rest.last().expect("events");
     assert_eq!(last.name, "ended", "{rest:?}");
     assert_eq!(
@@ -301,7 +301,7 @@ async fn a_call_streams_its_turns_and_tool_calls_then_replays_and_resumes_exactl
 
     // The ended call replays whole: every turn, the tool call as it ended, then `ended`.
     let mut replay = stream(&app, &t.key, &call_id, None).await;
-    let replayed = replay.to_end(WAIT).await;
+    let replayed = replay.read_to_end(WAIT).await;
     let names: Vec<&str> = replayed.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(
         names,
@@ -316,7 +316,7 @@ async fn a_call_streams_its_turns_and_tool_calls_then_replays_and_resumes_exactl
     for (i, event) in replayed.iter().enumerate().take(replayed.len() - 1) {
         let cursor = event.id.as_deref().expect("id");
         let mut resumed = stream(&app, &t.key, &call_id, Some(cursor)).await;
-        let after = resumed.to_end(WAIT).await;
+        let after = resumed.read_to_end(WAIT).await;
         assert_eq!(
             records(&after),
             records(&replayed[i + 1..]),
@@ -327,7 +327,7 @@ async fn a_call_streams_its_turns_and_tool_calls_then_replays_and_resumes_exactl
     // after it (its result, the later turns, the end), nothing it had sent before.
     let cursor = running.id.as_deref().expect("id");
     let mut resumed = stream(&app, &t.key, &call_id, Some(cursor)).await;
-    let after = resumed.to_end(WAIT).await;
+    let after = resumed.read_to_end(WAIT).await;
     let at = seen
         .iter()
         .position(|e| e.id == running.id && e.name == "tool_call")

@@ -106,7 +106,7 @@ impl Sse {
     }
 
     /// Every event until the server closes the stream, within `wait`.
-    pub async fn to_end(&mut self, wait: Duration) -> Vec<Event> {
+    pub async fn read_to_end(&mut self, wait: Duration) -> Vec<Event> {
         tokio::time::timeout(wait, async {
             let mut read = Vec::new();
             while let Some(event) = self.next_or_end().await {
