@@ -6,6 +6,10 @@
 
 #[path = "cluster/harness.rs"]
 mod harness;
+/// The Server-Sent Events reader of the API tests (this binary uses part of it).
+#[allow(dead_code)]
+#[path = "api/sse.rs"]
+mod sse;
 
 #[path = "cluster/limits.rs"]
 mod limits;

@@ -23,7 +23,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actors::active::{LiveChange, LiveEvent};
+use actors::active::{LiveCall, LiveChange, LiveEvent};
 use actors::ids::{CallId, TenantId};
 use actors::store::{FunctionCall, TranscriptTurn};
 use actors::tenant::AuthContext;
@@ -132,6 +132,7 @@ pub async fn call_stream(req: Request<AuthContext, (String,)>) -> Result<Respons
         rx,
         cursor: cursor.unwrap_or_default(),
         last_state: None,
+        last_state_at: i64::MIN,
         out: VecDeque::new(),
         done: false,
     };
@@ -200,6 +201,8 @@ struct Follow {
     cursor: Cursor,
     /// The last `state` data sent (a change is sent once).
     last_state: Option<String>,
+    /// Its `last_activity_at` (Unix ms).
+    last_state_at: i64,
     /// Ready to send.
     out: VecDeque<warp::sse::Event>,
     /// `ended` is queued: close once `out` is sent.
@@ -209,7 +212,7 @@ struct Follow {
 /// What woke the follower.
 enum Wake {
     /// A live change of this call.
-    Change(LiveChange),
+    Change(Arc<LiveEvent>),
     /// The feed fell behind or the poll interval passed: look again.
     Look,
     /// The client left or the feed stopped.
@@ -240,12 +243,12 @@ impl Follow {
                 _ = tick.tick() => Wake::Look,
                 wake = self.next_change() => wake,
             };
-            let change = match wake {
+            let event = match wake {
                 Wake::Stop => return,
                 Wake::Look => None,
-                Wake::Change(change) => Some(change),
+                Wake::Change(event) => Some(event),
             };
-            if let Err(error) = self.look(change).await {
+            if let Err(error) = self.look(event.as_ref().map(|e| &e.change)).await {
                 tracing::warn!(error = %error, "call stream could not read the call: closed");
                 return;
             }
@@ -257,7 +260,7 @@ impl Follow {
         loop {
             match self.rx.recv().await {
                 Ok(event) if event.call_id == self.call && event.tenant_id == self.tenant => {
-                    return Wake::Change(event.change.clone());
+                    return Wake::Change(event);
                 }
                 Ok(_) => {}
                 Err(RecvError::Lagged(_)) => return Wake::Look,
@@ -268,16 +271,16 @@ impl Follow {
 
     /// Queues what is new: the state (from `change`, else read), the turns and function
     /// calls after the cursor, and `ended` when the call is over.
-    async fn look(&mut self, change: Option<LiveChange>) -> Result<(), actors::store::StoreError> {
+    async fn look(&mut self, change: Option<&LiveChange>) -> Result<(), actors::store::StoreError> {
         let ended = match change {
             Some(LiveChange::Started(live) | LiveChange::Updated(live)) => {
-                self.queue_state(ActiveSessionView::from(live));
+                self.queue_state(live);
                 None
             }
-            Some(LiveChange::Ended { reason }) => Some(self.end_reason(reason).await?),
+            Some(LiveChange::Ended { reason }) => Some(self.end_reason(reason.clone()).await?),
             None => match self.state.live.call(&self.tenant, &self.call).await? {
                 Some(live) => {
-                    self.queue_state(ActiveSessionView::from(live));
+                    self.queue_state(&live);
                     None
                 }
                 None => self.completed().await?,
@@ -321,8 +324,15 @@ impl Follow {
             .unwrap_or(fallback))
     }
 
-    fn queue_state(&mut self, view: ActiveSessionView) {
-        let data = serde_json::to_string(&view).unwrap_or_default();
+    /// Queues the call's state unless it is the one sent last or older than it (a poll's
+    /// read may be ahead of feed events still queued).
+    fn queue_state(&mut self, live: &LiveCall) {
+        if live.last_activity_at < self.last_state_at {
+            return;
+        }
+        self.last_state_at = live.last_activity_at;
+        let data =
+            serde_json::to_string(&ActiveSessionView::from(live.clone())).unwrap_or_default();
         if self.last_state.as_deref() != Some(data.as_str()) {
             self.out.push_back(
                 warp::sse::Event::default()

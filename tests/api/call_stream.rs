@@ -3,7 +3,8 @@
 //! order as they are written, the tool call when it starts and again when it completes,
 //! `ended` closing the stream; a stream opened on the ended call replays it whole; resuming
 //! with `Last-Event-ID` sends exactly what followed; another tenant, an unknown call and a
-//! malformed cursor are refused.
+//! malformed cursor are refused; a barge-in arrives as an interrupted assistant turn with
+//! the text the caller heard.
 //!
 //! Nothing sleeps: the tool's webhook holds its answer until the test has seen the tool
 //! call running, and every wait is for an event under a deadline.
@@ -13,24 +14,34 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use stateset_voice::sim::carrier::{CallerScript, CarrierConfig, CarrierSim, InboundCall};
+use stateset_voice::sim::carrier::{
+    CallerScript, CarrierConfig, CarrierSim, CarrierSimHandle, InboundCall,
+};
 use stateset_voice::sim::realtime::{RealtimeScript, RealtimeSimConfig, ScriptTurn};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use warp::Filter;
 
 use crate::helpers::{
-    Backend, REALTIME_KEY, TestApp, backend_tests, expect_error, spawn_app_with_realtime,
+    Backend, REALTIME_KEY, Tele, TestApp, backend_tests, expect_error, spawn_app_with_realtime,
 };
 use crate::sse::{Event, Sse};
 
-backend_tests!(a_call_streams_its_turns_and_tool_calls_then_replays_and_resumes_exactly);
+backend_tests!(
+    a_call_streams_its_turns_and_tool_calls_then_replays_and_resumes_exactly,
+    a_barge_in_streams_as_an_interrupted_turn_with_what_the_caller_heard,
+);
 
 const WAIT: Duration = Duration::from_secs(40);
 const NUMBER: &str = "+14155550100";
 const GREETING: &str = "Hello, thanks for calling.";
 const QUESTION: &str = "Where is my order?";
 const ANSWER: &str = "It ships today.";
+/// A reply long enough to still be playing when the caller talks over it.
+const LONG: &str = "Our return policy is simple: you can send back any item within thirty \
+    days of delivery for a full refund, as long as it is unused and in its original \
+    packaging. Start a return from your account page, print the prepaid label, and drop the \
+    parcel at any carrier location.";
 
 /// A tool endpoint that holds every request until released, then answers `answer`.
 struct HeldTool {
@@ -113,9 +124,9 @@ fn turns(events: &[Event]) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn a_call_streams_its_turns_and_tool_calls_then_replays_and_resumes_exactly(
-    backend: Backend,
-) {
+/// The app against brisk simulated speech, the carrier simulator, and a tenant on
+/// [`NUMBER`].
+async fn setup(backend: Backend) -> (TestApp, CarrierSimHandle, Tele) {
     let sim = CarrierSim::start(CarrierConfig::default())
         .await
         .expect("carrier sim");
@@ -130,6 +141,95 @@ async fn a_call_streams_its_turns_and_tool_calls_then_replays_and_resumes_exactl
     .await;
     let t = app.telephony_tenant("Acme", NUMBER, json!({})).await;
     sim.add_account(t.account_sid.clone(), t.auth_token.clone());
+    (app, sim, t)
+}
+
+/// Places a call from `from` with `script` and returns (its `CallSid`, its call id), the
+/// id as the tenant's live-call stream gives it when the call starts.
+async fn place(
+    app: &TestApp,
+    sim: &CarrierSimHandle,
+    t: &Tele,
+    from: &str,
+    script: CallerScript,
+) -> (String, String) {
+    let mut list = Sse::new(
+        app.tenant(Method::GET, "/api/v1/active-sessions/stream", &t.key)
+            .send()
+            .await
+            .expect("list stream"),
+    );
+    let sid = sim
+        .place_inbound_call(InboundCall {
+            account_sid: t.account_sid.clone(),
+            from: from.into(),
+            to: NUMBER.into(),
+            voice_url: app.url("/api/v1/incoming-call"),
+            status_callback: Some(app.url("/api/v1/call-status")),
+            status_callback_events: vec![],
+            script,
+        })
+        .expect("place call");
+    let started = list
+        .data_of(WAIT, |e| {
+            e.name == "started" && e.data["call_sid"] == sid.as_str()
+        })
+        .await;
+    let call_id = started["call_id"].as_str().expect("call id").to_owned();
+    (sid, call_id)
+}
+
+async fn a_barge_in_streams_as_an_interrupted_turn_with_what_the_caller_heard(backend: Backend) {
+    let (app, sim, t) = setup(backend).await;
+    app.realtime.set_script(RealtimeScript::new(vec![
+        ScriptTurn::say("Tell me about returns", LONG),
+        ScriptTurn::say("Just the deadline, please", "Thirty days."),
+    ]));
+    // The caller cuts in while the long reply plays.
+    let script = CallerScript::default()
+        .silence(Duration::from_millis(1500))
+        .speak(Duration::from_millis(600), "Tell me about returns")
+        .silence(Duration::from_millis(1300))
+        .speak(Duration::from_millis(600), "Just the deadline, please")
+        .silence(Duration::from_millis(1500))
+        .hang_up();
+    let (_, call_id) = place(&app, &sim, &t, "+15551230010", script).await;
+    let mut live = stream(&app, &t.key, &call_id, None).await;
+    let events = live.read_to_end(WAIT).await;
+    assert_eq!(events.last().map(|e| e.name.as_str()), Some("ended"));
+    // The reply as far as the model generated it, and the part the caller heard.
+    let long = events
+        .iter()
+        .find(|e| e.name == "turn" && e.data["interrupted"] == true)
+        .unwrap_or_else(|| panic!("the interrupted reply: {events:?}"));
+    assert_eq!(long.data["role"], "assistant");
+    let text = long.data["text"].as_str().expect("text");
+    let heard = long.data["heard_text"].as_str().expect("heard text");
+    assert!(LONG.starts_with(text) && !text.is_empty(), "{long:?}");
+    assert!(
+        !heard.is_empty() && text.starts_with(heard) && heard.len() < text.len(),
+        "the caller heard part of it: {long:?}"
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.data["interrupted"] == true)
+            .count(),
+        1
+    );
+    let short = events
+        .iter()
+        .find(|e| e.name == "turn" && e.data["text"] == "Thirty days.")
+        .expect("the answer after the barge-in");
+    assert_eq!(short.data["interrupted"], false);
+    assert_eq!(short.data["heard_text"], Value::Null);
+    app.stop().await;
+}
+
+async fn a_call_streams_its_turns_and_tool_calls_then_replays_and_resumes_exactly(
+    backend: Backend,
+) {
+    let (app, sim, t) = setup(backend).await;
     let (_, other_key) = app.tenant_with_key("Other").await;
     let answer = json!({"order_id": "A1", "status": "shipped"});
     let mut tool = HeldTool::start(answer.clone()).await;
@@ -162,36 +262,12 @@ async fn a_call_streams_its_turns_and_tool_calls_then_replays_and_resumes_exactl
         )]));
 
     // The console's view: the tenant's live list gives the call id as the call starts.
-    let mut list = Sse::new(
-        app.tenant(Method::GET, "/api/v1/active-sessions/stream", &t.key)
-            .send()
-            .await
-            .expect("list stream"),
-    );
-    let sid = sim
-        .place_inbound_call(InboundCall {
-            account_sid: t.account_sid.clone(),
-            from: "+15551230001".into(),
-            to: NUMBER.into(),
-            voice_url: app.url("/api/v1/incoming-call"),
-            status_callback: Some(app.url("/api/v1/call-status")),
-            status_callback_events: vec![],
-            script: CallerScript::default()
-                .silence(Duration::from_millis(1500))
-                .speak(Duration::from_millis(700), QUESTION)
-                .silence(Duration::from_secs(60))
-                .hang_up(),
-        })
-        .expect("place call");
-    let started = list
-        .until(WAIT, |e| {
-            e.name == "started" && e.data["call_sid"] == sid.as_str()
-        })
-        .await;
-    let call_id = started[started.len() - 1].data["call_id"]
-        .as_str()
-        .expect("call id")
-        .to_owned();
+    let script = CallerScript::default()
+        .silence(Duration::from_millis(1500))
+        .speak(Duration::from_millis(700), QUESTION)
+        .silence(Duration::from_secs(60))
+        .hang_up();
+    let (sid, call_id) = place(&app, &sim, &t, "+15551230001", script).await;
 
     // Refusals: another tenant, an unknown call, a malformed cursor (naming the header).
     let resp = open(&app, &other_key, &call_id, None)
@@ -259,7 +335,7 @@ async fn a_call_streams_its_turns_and_tool_calls_then_replays_and_resumes_exactl
         .await
         .expect("hang up");
     assert_eq!(resp.status(), 200);
-    let rest = live.to_end(WAIT).await;
+    let rest = live.read_to_end(WAIT).await;
     let last = rest.last().expect("events");
     assert_eq!(last.name, "ended", "{rest:?}");
     assert_eq!(
@@ -301,7 +377,7 @@ async fn a_call_streams_its_turns_and_tool_calls_then_replays_and_resumes_exactl
 
     // The ended call replays whole: every turn, the tool call as it ended, then `ended`.
     let mut replay = stream(&app, &t.key, &call_id, None).await;
-    let replayed = replay.to_end(WAIT).await;
+    let replayed = replay.read_to_end(WAIT).await;
     let names: Vec<&str> = replayed.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(
         names,
@@ -316,7 +392,7 @@ async fn a_call_streams_its_turns_and_tool_calls_then_replays_and_resumes_exactl
     for (i, event) in replayed.iter().enumerate().take(replayed.len() - 1) {
         let cursor = event.id.as_deref().expect("id");
         let mut resumed = stream(&app, &t.key, &call_id, Some(cursor)).await;
-        let after = resumed.to_end(WAIT).await;
+        let after = resumed.read_to_end(WAIT).await;
         assert_eq!(
             records(&after),
             records(&replayed[i + 1..]),
@@ -327,7 +403,7 @@ async fn a_call_streams_its_turns_and_tool_calls_then_replays_and_resumes_exactl
     // after it (its result, the later turns, the end), nothing it had sent before.
     let cursor = running.id.as_deref().expect("id");
     let mut resumed = stream(&app, &t.key, &call_id, Some(cursor)).await;
-    let after = resumed.to_end(WAIT).await;
+    let after = resumed.read_to_end(WAIT).await;
     let at = seen
         .iter()
         .position(|e| e.id == running.id && e.name == "tool_call")

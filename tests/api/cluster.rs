@@ -15,6 +15,7 @@ use stateset_voice::sim::carrier::{
 use stateset_voice::sim::realtime::{RealtimeScript, ScriptTurn};
 
 use crate::helpers::{Backend, Tele, TestApp, backend_tests, spawn_app_with};
+use crate::sse::{Event, Sse};
 
 backend_tests!(
     a_call_on_another_node_is_listed_shown_and_streamed,
@@ -41,81 +42,13 @@ fn call_in(app: &TestApp, sim: &CarrierSimHandle, t: &Tele, from: &str, to: &str
     .expect("place call")
 }
 
-/// One SSE event: its id, name and JSON data.
-#[derive(Debug, Clone, PartialEq)]
-struct Event {
-    id: Option<String>,
-    name: String,
-    data: Value,
-}
-
-/// A Server-Sent Events reader.
-struct Sse {
-    resp: reqwest::Response,
-    buf: Vec<u8>,
-}
-
-impl Sse {
-    async fn open(app: &TestApp, key: &str, last_event_id: Option<&str>) -> Sse {
-        let mut req = app.tenant(Method::GET, "/api/v1/active-sessions/stream", key);
-        if let Some(id) = last_event_id {
-            req = req.header("Last-Event-ID", id);
-        }
-        let resp = req.send().await.expect("sse");
-        assert_eq!(resp.status(), 200);
-        Sse {
-            resp,
-            buf: Vec::new(),
-        }
+/// The tenant's live-call stream, from `last_event_id` if given.
+async fn open(app: &TestApp, key: &str, last_event_id: Option<&str>) -> Sse {
+    let mut req = app.tenant(Method::GET, "/api/v1/active-sessions/stream", key);
+    if let Some(id) = last_event_id {
+        req = req.header("Last-Event-ID", id);
     }
-
-    async fn next(&mut self) -> Event {
-        loop {
-            if let Some(at) = self.buf.windows(2).position(|w| w == b"\n\n") {
-                let block: Vec<u8> = self.buf.drain(..at + 2).collect();
-                let block = String::from_utf8(block).expect("utf-8");
-                let (mut id, mut name, mut data) = (None, None, String::new());
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("id:") {
-                        id = Some(v.trim().to_owned());
-                    } else if let Some(v) = line.strip_prefix("event:") {
-                        name = Some(v.trim().to_owned());
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.strip_prefix(' ').unwrap_or(v));
-                    }
-                }
-                if let Some(name) = name {
-                    let data = serde_json::from_str(&data).expect("event data is JSON");
-                    return Event { id, name, data };
-                }
-                continue;
-            }
-            let chunk = self
-                .resp
-                .chunk()
-                .await
-                .expect("sse read")
-                .expect("the stream stays open");
-            self.buf.extend_from_slice(&chunk);
-        }
-    }
-
-    /// Events until (and with) the first that satisfies `pred`.
-    async fn until(&mut self, mut pred: impl FnMut(&Event) -> bool) -> Vec<Event> {
-        tokio::time::timeout(WAIT, async {
-            let mut seen = Vec::new();
-            loop {
-                let e = self.next().await;
-                let done = pred(&e);
-                seen.push(e);
-                if done {
-                    return seen;
-                }
-            }
-        })
-        .await
-        .expect("sse event")
-    }
+    Sse::new(req.send().await.expect("sse"))
 }
 
 async fn get(req: reqwest::RequestBuilder) -> (u16, Value) {
@@ -171,8 +104,8 @@ async fn a_call_on_another_node_is_listed_shown_and_streamed(backend: Backend) {
             "It ships today.",
         )]));
     // Clients on node A, before the call exists; the call goes to node B.
-    let mut mine = Sse::open(&a, &t.key, None).await;
-    let mut theirs = Sse::open(&a, &other.key, None).await;
+    let mut mine = open(&a, &t.key, None).await;
+    let mut theirs = open(&a, &other.key, None).await;
     let mut on_b = b.state.actors.active.subscribe();
     let sid = call_in(&b, &sim, &t, "+15551230070", NUMBER);
     let went_live = tokio::time::timeout(WAIT, async {
@@ -188,7 +121,9 @@ async fn a_call_on_another_node_is_listed_shown_and_streamed(backend: Backend) {
     .expect("the call goes live on node B");
 
     let first = mine
-        .until(|e| e.name == "started" && e.data["call_sid"] == sid.as_str())
+        .until(WAIT, |e| {
+            e.name == "started" && e.data["call_sid"] == sid.as_str()
+        })
         .await;
     eprintln!(
         "{backend:?}: node B's call start reached node A's stream {} ms after it went live",
@@ -202,7 +137,7 @@ async fn a_call_on_another_node_is_listed_shown_and_streamed(backend: Backend) {
 
     // Mid-call (the caller's question is the last line): node A lists and shows it.
     let updates = mine
-        .until(|e| {
+        .until(WAIT, |e| {
             e.name == "updated"
                 && e.data["last_transcript"]
                     == json!({"role": "user", "text": "Where is my order?"})
@@ -216,7 +151,7 @@ async fn a_call_on_another_node_is_listed_shown_and_streamed(backend: Backend) {
     assert_eq!(listed[0]["node_id"], "node-b");
     // A client connecting now gets the call in its snapshot (the snapshot's last event
     // carries its id), with the changes after it.
-    let mut late = Sse::open(&a, &t.key, None).await;
+    let mut late = open(&a, &t.key, None).await;
     let snapshot = late.next().await;
     assert_eq!(snapshot.name, "started");
     assert_eq!(snapshot.data["call_id"], call_id.as_str());
@@ -290,11 +225,15 @@ async fn a_call_on_another_node_is_listed_shown_and_streamed(backend: Backend) {
     // The caller hangs up on node B: node A's client sees the end.
     sim.hangup(&sid).expect("hang up");
     let rest = mine
-        .until(|e| e.name == "ended" && e.data["call_id"] == call_id.as_str())
+        .until(WAIT, |e| {
+            e.name == "ended" && e.data["call_id"] == call_id.as_str()
+        })
         .await;
     assert_eq!(rest.last().expect("ended").data["reason"], "ended");
     let after_snapshot = late
-        .until(|e| e.name == "ended" && e.data["call_id"] == call_id.as_str())
+        .until(WAIT, |e| {
+            e.name == "ended" && e.data["call_id"] == call_id.as_str()
+        })
         .await;
     assert!(
         after_snapshot
@@ -325,15 +264,17 @@ async fn a_call_on_another_node_is_listed_shown_and_streamed(backend: Backend) {
 
     // A client resuming after `started` (on either node) gets exactly those events.
     for node in [&a, &b] {
-        let mut resumed = Sse::open(node, &t.key, Some(&start_id)).await;
+        let mut resumed = open(node, &t.key, Some(&start_id)).await;
         let got = resumed
-            .until(|e| e.name == "ended" && e.data["call_id"] == call_id.as_str())
+            .until(WAIT, |e| {
+                e.name == "ended" && e.data["call_id"] == call_id.as_str()
+            })
             .await;
         assert_eq!(got, missed);
     }
     // An id that was never given out: a fresh snapshot (nothing live, so the other
     // tenant's next call is the first event); a malformed one: 400 naming the header.
-    let mut fresh = Sse::open(&a, &t.key, Some("999999999")).await;
+    let mut fresh = open(&a, &t.key, Some("999999999")).await;
     let resp = a
         .tenant(Method::GET, "/api/v1/active-sessions/stream", &t.key)
         .header("Last-Event-ID", "abc")
@@ -347,11 +288,13 @@ async fn a_call_on_another_node_is_listed_shown_and_streamed(backend: Backend) {
     // The other tenant's stream: its own call's events are the first it sees.
     let other_sid = call_in(&b, &sim, &other, "+15551230071", OTHER_NUMBER);
     let seen = theirs
-        .until(|e| e.name == "started" && e.data["call_sid"] == other_sid.as_str())
+        .until(WAIT, |e| {
+            e.name == "started" && e.data["call_sid"] == other_sid.as_str()
+        })
         .await;
     assert_eq!(seen.len(), 1, "{seen:?}");
     sim.hangup(&other_sid).expect("hang up");
-    let seen = theirs.until(|e| e.name == "ended").await;
+    let seen = theirs.until(WAIT, |e| e.name == "ended").await;
     assert!(
         seen.iter()
             .all(|e| e.data["call_id"] != call_id.as_str() && e.data["call_sid"] != sid.as_str()),
@@ -359,11 +302,11 @@ async fn a_call_on_another_node_is_listed_shown_and_streamed(backend: Backend) {
     );
     // The first tenant's fresh client saw none of it: its next event is its own.
     let next_sid = call_in(&b, &sim, &t, "+15551230072", NUMBER);
-    let seen = fresh.until(|e| e.name == "started").await;
+    let seen = fresh.until(WAIT, |e| e.name == "started").await;
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].data["call_sid"], next_sid.as_str());
     sim.hangup(&next_sid).expect("hang up");
-    fresh.until(|e| e.name == "ended").await;
+    fresh.until(WAIT, |e| e.name == "ended").await;
     b.stop().await;
     a.stop().await;
 }
@@ -387,10 +330,12 @@ async fn a_lost_nodes_live_calls_end_with_the_reconciler(backend: Backend) {
     .await;
     let t = a.telephony_tenant("Acme", NUMBER, json!({})).await;
     sim.add_account(t.account_sid.clone(), t.auth_token.clone());
-    let mut stream = Sse::open(&a, &t.key, None).await;
+    let mut stream = open(&a, &t.key, None).await;
     let sid = call_in(&a, &sim, &t, "+15550000001", NUMBER);
     let started = stream
-        .until(|e| e.name == "started" && e.data["call_sid"] == sid.as_str())
+        .until(WAIT, |e| {
+            e.name == "started" && e.data["call_sid"] == sid.as_str()
+        })
         .await;
     let call_id = started.last().expect("started").data["call_id"]
         .as_str()
@@ -409,10 +354,12 @@ async fn a_lost_nodes_live_calls_end_with_the_reconciler(backend: Backend) {
         })
         .await;
     let start_id = started.last().and_then(|e| e.id.clone()).expect("id");
-    let mut on_b = Sse::open(&b, &t.key, Some(&start_id)).await;
+    let mut on_b = open(&b, &t.key, Some(&start_id)).await;
     for s in [&mut stream, &mut on_b] {
         let ended = s
-            .until(|e| e.name == "ended" && e.data["call_id"] == call_id.as_str())
+            .until(WAIT, |e| {
+                e.name == "ended" && e.data["call_id"] == call_id.as_str()
+            })
             .await;
         assert_eq!(ended.last().expect("ended").data["reason"], "node_lost");
     }
@@ -446,7 +393,7 @@ async fn a_feed_whose_listener_lost_its_connection_misses_nothing() {
     let (a, b) = two_nodes(backend, &sim).await;
     let (tenant, key) = a.tenant_with_key("Acme").await;
     let tenant = actors::ids::TenantId::parse(&tenant).expect("tenant id");
-    let mut stream = Sse::open(&a, &key, None).await;
+    let mut stream = open(&a, &key, None).await;
     let live = |n: u32| actors::active::ActiveCall {
         call_id: actors::ids::CallId::generate(),
         call_sid: format!("CA{n:032}"),
@@ -480,13 +427,17 @@ async fn a_feed_whose_listener_lost_its_connection_misses_nothing() {
         let call = live(n);
         registry.insert(call.clone());
         let seen = stream
-            .until(|e| e.name == "started" && e.data["call_sid"] == call.call_sid.as_str())
+            .until(WAIT, |e| {
+                e.name == "started" && e.data["call_sid"] == call.call_sid.as_str()
+            })
             .await;
         assert_eq!(seen.len(), 1, "{seen:?}");
         assert_eq!(seen[0].data["node_id"], "node-b");
         registry.remove(&call.call_id, "ended");
         stream
-            .until(|e| e.name == "ended" && e.data["call_id"] == call.call_id.as_str())
+            .until(WAIT, |e| {
+                e.name == "ended" && e.data["call_id"] == call.call_id.as_str()
+            })
             .await;
     }
     b.stop().await;

@@ -31,6 +31,7 @@ use crate::helpers::{
     Backend, REALTIME_KEY, Tele, TestApp, Ws, backend_tests, close_frame, metric, open_media,
     send_start, spawn_app_with, spawn_app_with_realtime, token_of,
 };
+use crate::sse::{Event, Sse};
 
 backend_tests!(
     outbound_call_speaks_the_requested_greeting_then_converses,
@@ -1037,85 +1038,20 @@ async fn fifty_concurrent_calls_keep_their_own_transcripts(backend: Backend) {
 
 // === 7. Active sessions ===
 
-/// A Server-Sent Events reader over a streaming response; remembers every event.
-struct Sse {
-    resp: reqwest::Response,
-    buf: Vec<u8>,
-    seen: Vec<(String, Value)>,
-}
-
-impl Sse {
-    async fn open(app: &TestApp, key: &str) -> Sse {
-        let resp = app
-            .tenant(Method::GET, "/api/v1/active-sessions/stream", key)
+/// The tenant's live-call stream.
+async fn open_stream(app: &TestApp, key: &str) -> Sse {
+    Sse::new(
+        app.tenant(Method::GET, "/api/v1/active-sessions/stream", key)
             .send()
             .await
-            .expect("sse");
-        assert_eq!(resp.status(), 200);
-        assert!(
-            resp.headers()["content-type"]
-                .to_str()
-                .expect("ascii")
-                .starts_with("text/event-stream")
-        );
-        Sse {
-            resp,
-            buf: Vec::new(),
-            seen: Vec::new(),
-        }
-    }
-
-    /// The next event (name, JSON data); comments and keep-alives are skipped.
-    async fn next(&mut self) -> (String, Value) {
-        loop {
-            if let Some(at) = self.buf.windows(2).position(|w| w == b"\n\n") {
-                let block: Vec<u8> = self.buf.drain(..at + 2).collect();
-                let block = String::from_utf8(block).expect("utf-8");
-                let mut name = None;
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        name = Some(v.trim().to_owned());
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.strip_prefix(' ').unwrap_or(v));
-                    }
-                }
-                if let Some(name) = name {
-                    let data: Value = serde_json::from_str(&data).expect("event data is JSON");
-                    self.seen.push((name.clone(), data.clone()));
-                    return (name, data);
-                }
-                continue;
-            }
-            let chunk = self
-                .resp
-                .chunk()
-                .await
-                .expect("sse read")
-                .expect("the stream stays open");
-            self.buf.extend_from_slice(&chunk);
-        }
-    }
-
-    /// Reads until an event satisfies `pred`; returns its data.
-    async fn until(&mut self, mut pred: impl FnMut(&str, &Value) -> bool) -> Value {
-        tokio::time::timeout(WAIT, async {
-            loop {
-                let (name, data) = self.next().await;
-                if pred(&name, &data) {
-                    return data;
-                }
-            }
-        })
-        .await
-        .expect("sse event")
-    }
+            .expect("sse"),
+    )
 }
 
 /// (event, call id) of SSE events, for failure messages.
-fn summary(seen: &[(String, Value)]) -> Vec<(&str, &str)> {
+fn summary(seen: &[Event]) -> Vec<(&str, &str)> {
     seen.iter()
-        .map(|(n, d)| (n.as_str(), d["call_id"].as_str().unwrap_or("?")))
+        .map(|e| (e.name.as_str(), e.data["call_id"].as_str().unwrap_or("?")))
         .collect()
 }
 
@@ -1135,8 +1071,8 @@ async fn active_sessions_are_listed_and_streamed_per_tenant(backend: Backend) {
             "Where is my order?",
             "It ships today.",
         )]));
-    let mut mine = Sse::open(&app, &t.key).await;
-    let mut theirs = Sse::open(&app, &other.key).await;
+    let mut mine = open_stream(&app, &t.key).await;
+    let mut theirs = open_stream(&app, &other.key).await;
     let script = CallerScript::default()
         .silence(ms(1500))
         .speak(ms(600), "Where is my order?")
@@ -1144,7 +1080,9 @@ async fn active_sessions_are_listed_and_streamed_per_tenant(backend: Backend) {
     let sid = call_in(&app, &sim, &t, "+15551230070", NUMBER, script);
 
     let start = mine
-        .until(|name, d| name == "started" && d["call_sid"] == sid.as_str())
+        .data_of(WAIT, |Event { name, data: d, .. }| {
+            name == "started" && d["call_sid"] == sid.as_str()
+        })
         .await;
     let call_id = start["call_id"].as_str().expect("call id").to_owned();
     assert_eq!(start["tenant_id"], t.tenant_id.as_str());
@@ -1152,7 +1090,7 @@ async fn active_sessions_are_listed_and_streamed_per_tenant(backend: Backend) {
     assert_eq!(start["from"], "+15551230070");
     assert_eq!(start["to"], NUMBER);
     // Mid-call: the caller's question is the last line.
-    mine.until(|name, d| {
+    mine.data_of(WAIT, |Event { name, data: d, .. }| {
         name == "updated"
             && d["last_transcript"] == json!({"role": "user", "text": "Where is my order?"})
     })
@@ -1184,14 +1122,16 @@ async fn active_sessions_are_listed_and_streamed_per_tenant(backend: Backend) {
     assert!(all.iter().any(|c| c["call_sid"] == sid.as_str()), "{all:?}");
 
     // Once the agent has answered, the caller hangs up.
-    mine.until(|name, d| {
+    mine.data_of(WAIT, |Event { name, data: d, .. }| {
         name == "updated"
             && d["last_transcript"] == json!({"role": "assistant", "text": "It ships today."})
     })
     .await;
     sim.hangup(&sid).expect("hang up");
     let end = mine
-        .until(|name, d| name == "ended" && d["call_id"] == call_id.as_str())
+        .data_of(WAIT, |Event { name, data: d, .. }| {
+            name == "ended" && d["call_id"] == call_id.as_str()
+        })
         .await;
     assert_eq!(end["reason"], "ended");
     tokio::time::timeout(WAIT, sim.wait_ended(&sid))
@@ -1199,7 +1139,7 @@ async fn active_sessions_are_listed_and_streamed_per_tenant(backend: Backend) {
         .expect("call ends");
     let listed = active_list(app.tenant(Method::GET, "/api/v1/active-sessions", &t.key)).await;
     assert!(listed.is_empty(), "{listed:?}");
-    let names: Vec<&str> = mine.seen.iter().map(|(n, _)| n.as_str()).collect();
+    let names: Vec<&str> = mine.seen.iter().map(|e| e.name.as_str()).collect();
     assert_eq!(names.first(), Some(&"started"));
     assert_eq!(names.last(), Some(&"ended"));
     assert!(
@@ -1209,7 +1149,7 @@ async fn active_sessions_are_listed_and_streamed_per_tenant(backend: Backend) {
     assert!(
         mine.seen
             .iter()
-            .all(|(_, d)| d["call_id"] == call_id.as_str()),
+            .all(|e| e.data["call_id"] == call_id.as_str()),
         "{:?}",
         mine.seen
     );
@@ -1224,22 +1164,26 @@ async fn active_sessions_are_listed_and_streamed_per_tenant(backend: Backend) {
         CallerScript::default().silence(ms(300)).hang_up(),
     );
     let theirs_start = theirs
-        .until(|name, d| name == "started" && d["call_sid"] == other_sid.as_str())
+        .data_of(WAIT, |Event { name, data: d, .. }| {
+            name == "started" && d["call_sid"] == other_sid.as_str()
+        })
         .await;
     let other_id = theirs_start["call_id"].as_str().expect("id").to_owned();
     theirs
-        .until(|name, d| name == "ended" && d["call_id"] == other_id.as_str())
+        .data_of(WAIT, |Event { name, data: d, .. }| {
+            name == "ended" && d["call_id"] == other_id.as_str()
+        })
         .await;
     assert!(
         theirs
             .seen
             .iter()
-            .all(|(_, d)| d["call_id"] == other_id.as_str()),
+            .all(|e| e.data["call_id"] == other_id.as_str()),
         "another tenant's call leaked: {:?}",
         summary(&theirs.seen)
     );
     assert_eq!(
-        theirs.seen.first().map(|(n, _)| n.as_str()),
+        theirs.seen.first().map(|e| e.name.as_str()),
         Some("started")
     );
     // Hang up the event streams, or the shutdown waits its grace period for them.

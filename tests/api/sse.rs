@@ -99,8 +99,14 @@ impl Sse {
         .unwrap_or_else(|_| panic!("no such event within {wait:?}; seen {:?}", self.seen))
     }
 
+    /// The data of the first event (from here) that satisfies `pred`, within `wait`.
+    pub async fn data_of(&mut self, wait: Duration, pred: impl FnMut(&Event) -> bool) -> Value {
+        let read = self.until(wait, pred).await;
+        read.last().map(|e| e.data.clone()).unwrap_or_default()
+    }
+
     /// Every event until the server closes the stream, within `wait`.
-    pub async fn to_end(&mut self, wait: Duration) -> Vec<Event> {
+    pub async fn read_to_end(&mut self, wait: Duration) -> Vec<Event> {
         tokio::time::timeout(wait, async {
             let mut read = Vec::new();
             while let Some(event) = self.next_or_end().await {

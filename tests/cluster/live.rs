@@ -8,43 +8,7 @@ use serde_json::Value;
 use stateset_voice::sim::carrier::CallerScript;
 
 use crate::harness::{Cluster, WAIT, eventually};
-
-/// The events of a Server-Sent Events response: (event name, JSON data).
-struct Sse {
-    resp: reqwest::Response,
-    buf: Vec<u8>,
-}
-
-impl Sse {
-    async fn next(&mut self) -> (String, Value) {
-        loop {
-            if let Some(at) = self.buf.windows(2).position(|w| w == b"\n\n") {
-                let block: Vec<u8> = self.buf.drain(..at + 2).collect();
-                let block = String::from_utf8(block).expect("utf-8");
-                let mut name = None;
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        name = Some(v.trim().to_owned());
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.strip_prefix(' ').unwrap_or(v));
-                    }
-                }
-                if let Some(name) = name {
-                    return (name, serde_json::from_str(&data).expect("JSON data"));
-                }
-                continue;
-            }
-            let chunk = self
-                .resp
-                .chunk()
-                .await
-                .expect("sse read")
-                .expect("the stream stays open");
-            self.buf.extend_from_slice(&chunk);
-        }
-    }
-}
+use crate::sse::{Event, Sse};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_node_lists_and_streams_the_live_calls_of_every_node() {
@@ -61,10 +25,7 @@ async fn every_node_lists_and_streams_the_live_calls_of_every_node() {
         .await
         .expect("sse");
     assert_eq!(resp.status(), 200);
-    let mut sse = Sse {
-        resp,
-        buf: Vec::new(),
-    };
+    let mut sse = Sse::new(resp);
 
     let sids = cluster
         .greeted_calls(&t, 6, "+1555001", CallerScript::default)
@@ -114,7 +75,7 @@ async fn every_node_lists_and_streams_the_live_calls_of_every_node() {
     let mut started = BTreeSet::new();
     tokio::time::timeout(WAIT, async {
         while started != wanted {
-            let (name, data) = sse.next().await;
+            let Event { name, data, .. } = sse.next().await;
             if name == "started" {
                 started.insert(data["call_sid"].as_str().unwrap_or_default().to_owned());
             }
@@ -142,7 +103,7 @@ async fn every_node_lists_and_streams_the_live_calls_of_every_node() {
     let mut ended = BTreeSet::new();
     tokio::time::timeout(WAIT, async {
         while ended != ids {
-            let (name, data) = sse.next().await;
+            let Event { name, data, .. } = sse.next().await;
             if name == "ended" {
                 ended.insert(data["call_id"].as_str().unwrap_or_default().to_owned());
             }

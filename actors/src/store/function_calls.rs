@@ -620,3 +620,107 @@ impl Store {
         Ok(rows)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The per-call stream's reads: turns after an id and function-call changes after a
+    //! revision, in order, of one tenant's call only (both backends).
+
+    use serde_json::json;
+
+    use crate::evaluation::fixtures::{
+        Backend, SessionSpec, TestDb, ToolSpec, backend_tests, finished_session, tenant, version,
+    };
+    use crate::store::FunctionCallStatus;
+
+    backend_tests!(changes_are_read_after_a_cursor_in_order_for_the_tenant_only);
+
+    async fn changes_are_read_after_a_cursor_in_order_for_the_tenant_only(backend: Backend) {
+        let Some(db) = TestDb::new(backend).await else {
+            return;
+        };
+        let store = db.store(4).await;
+        let t = tenant(&store).await;
+        let other = tenant(&store).await;
+        let v = version(&store, &t, "support", None).await;
+        let mut spec = SessionSpec::new(
+            Some(v),
+            &[
+                ("assistant", "Hello."),
+                ("user", "Where is A1?"),
+                ("assistant", "Shipped."),
+            ],
+        );
+        for (name, status) in [
+            ("lookup", FunctionCallStatus::Succeeded),
+            ("notify", FunctionCallStatus::Failed),
+        ] {
+            spec.tools.push(ToolSpec {
+                name,
+                arguments: json!({"order_id": "A1"}),
+                status,
+                result: Some(json!({"ok": true})),
+            });
+        }
+        let (call, _) = finished_session(&store, &t, &spec).await;
+
+        let turns = store
+            .call_turns_after(&t, &call, 0, 10)
+            .await
+            .expect("turns");
+        let texts: Vec<&str> = turns.iter().map(|t| t.text.as_str()).collect();
+        assert_eq!(texts, ["Hello.", "Where is A1?", "Shipped."]);
+        let rest = store
+            .call_turns_after(&t, &call, turns[0].id, 10)
+            .await
+            .expect("turns");
+        assert_eq!(rest.len(), 2);
+        assert_eq!(rest[0].id, turns[1].id);
+        let page = store
+            .call_turns_after(&t, &call, 0, 1)
+            .await
+            .expect("turns");
+        assert_eq!(page.len(), 1);
+
+        // Each function call started (one revision) then finished (the next): read after 0,
+        // each appears once, as it ended, in the order of its last change.
+        let calls = store
+            .call_function_calls_after(&t, &call, 0, 10)
+            .await
+            .expect("calls");
+        let seen: Vec<(&str, &str, i64)> = calls
+            .iter()
+            .map(|c| (c.name.as_str(), c.status.as_str(), c.rev))
+            .collect();
+        assert_eq!(seen, [("lookup", "succeeded", 2), ("notify", "failed", 4)]);
+        let after = store
+            .call_function_calls_after(&t, &call, 2, 10)
+            .await
+            .expect("calls");
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0].name, "notify");
+        assert!(
+            store
+                .call_function_calls_after(&t, &call, 4, 10)
+                .await
+                .expect("calls")
+                .is_empty()
+        );
+
+        // Another tenant reads nothing of it.
+        assert!(
+            store
+                .call_turns_after(&other, &call, 0, 10)
+                .await
+                .expect("turns")
+                .is_empty()
+        );
+        assert!(
+            store
+                .call_function_calls_after(&other, &call, 0, 10)
+                .await
+                .expect("calls")
+                .is_empty()
+        );
+    }
+}
