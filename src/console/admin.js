@@ -168,16 +168,8 @@ export function mountEvaluations(main, signal) {
       const b = BUCKETS[bucket];
       const toMs = Math.ceil(Date.now() / b.ms) * b.ms;
       const fromMs = toMs - b.count * b.ms;
-      const series = [];
-      for (const v of versions) {
-        if (!v.summary || v.summary.evaluated === 0) continue;
-        series.push({
-          key: v.id,
-          label: `${v.agent_key} v${v.version}`,
-          points: await seriesOf(v.id, bucket, fromMs, toMs, signal),
-        });
-      }
-      chartSlot.replaceChildren(passRateChart(series, fromMs, toMs, b.label), legend(series));
+      const series = await chartSeries(versions, bucket, fromMs, toMs, signal);
+      chartSlot.replaceChildren(passRateChart(series, fromMs, toMs, b.ms, b.label), legend(series));
       if (series.length === 0) chartSlot.append(h("p", { class: "na" }, "No evaluated calls yet."));
     };
     choose.addEventListener("change", async () => {
@@ -240,29 +232,44 @@ function versionTable(versions) {
 }
 
 /**
- * The pass rate of one version per bucket between `fromMs` and `toMs`: from the per-bucket
- * series endpoint when the server has it, otherwise from one summary per bucket (the
- * summary's `from`/`to` window).
+ * The chart's lines: per agent, `GET /api/v1/admin/agents/{id}/evaluation-series` (every
+ * version's evaluated / passed per UTC bucket, one request); on a server without it (404
+ * `route_not_found`), one evaluation summary per version and bucket (its `from`/`to`).
  */
-async function seriesOf(versionId, bucket, fromMs, toMs, signal) {
+async function chartSeries(versions, bucket, fromMs, toMs, signal) {
   const b = BUCKETS[bucket];
-  const id = encodeURIComponent(versionId);
-  try {
-    const r = await api(`/api/v1/admin/agent-versions/${id}/evaluation-series${query({
-      bucket, since: new Date(fromMs).toISOString(),
-    })}`, { as: "admin", signal });
-    const buckets = (r && (r.buckets || r.data)) || [];
-    return buckets.map((p) => ({
-      t: Date.parse(p.start || p.bucket_start || p.from || p.at),
-      evaluated: p.evaluated,
-      passed: p.passed,
-      rate: p.pass_rate ?? (p.evaluated ? p.passed / p.evaluated : null),
-    })).filter((p) => !Number.isNaN(p.t));
-  } catch (e) {
-    if (aborted(e) || !(e.status === 404 && e.code === "route_not_found")) throw e;
+  const out = [];
+  for (const agentId of [...new Set(versions.map((v) => v.agent_id))]) {
+    let byVersion = null;
+    try {
+      const r = await api(`/api/v1/admin/agents/${encodeURIComponent(agentId)}/evaluation-series${query({
+        bucket, from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString(),
+      })}`, { as: "admin", signal });
+      byVersion = new Map((r.versions || []).map((v) => [v.agent_version_id, (v.points || []).map((p) => ({
+        t: Date.parse(p.bucket_start) + b.ms / 2,
+        evaluated: p.evaluated,
+        passed: p.passed,
+        rate: p.pass_rate,
+      }))]));
+    } catch (e) {
+      if (aborted(e) || !(e.status === 404 && e.code === "route_not_found")) throw e;
+    }
+    for (const v of versions.filter((x) => x.agent_id === agentId)) {
+      if (!v.summary || v.summary.evaluated === 0) continue;
+      const points = byVersion
+        ? byVersion.get(v.id) || []
+        : await summariesPerBucket(v.id, b, fromMs, toMs, signal);
+      out.push({ key: v.id, label: `${v.agent_key} v${v.version}`, points });
+    }
   }
+  return out;
+}
+
+/** One version's pass rate per bucket from its summary over each bucket's window. */
+async function summariesPerBucket(versionId, b, fromMs, toMs, signal) {
   const starts = [];
   for (let t = fromMs; t < toMs; t += b.ms) starts.push(t);
+  const id = encodeURIComponent(versionId);
   const summaries = await Promise.all(starts.map((t) => api(
     `/api/v1/admin/agent-versions/${id}/evaluation-summary${query({
       from: new Date(t).toISOString(), to: new Date(t + b.ms).toISOString(),
