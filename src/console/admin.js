@@ -89,11 +89,20 @@ export function mountRollouts(main, signal) {
       body.append(h("p", { class: "na" }, "This tenant has no agents."));
       return;
     }
-    for (const a of agents) body.append(rolloutOf(a));
+    // Version numbers for the ids the governance view names (one request per agent).
+    const lists = await Promise.all(agents.map((a) => api(
+      `/api/v1/admin/agents/${encodeURIComponent(a.agent_id)}/versions`, { as: "admin", signal },
+    ).catch((e) => {
+      if (aborted(e)) throw e;
+      return { data: [] };
+    })));
+    const names = new Map(lists.flatMap((l) => (l.data || []).map((v) => [v.id, `v${v.version}`])));
+    const label = (id) => (id ? (names.has(id) ? `${names.get(id)} (${id})` : id) : "—");
+    for (const a of agents) body.append(rolloutOf(a, label));
   });
 }
 
-function rolloutOf(a) {
+function rolloutOf(a, label) {
   const p = a.policy;
   const split = h("div", { class: "split-wrap" },
     splitBar(a.split.stable, a.split.canary),
@@ -103,10 +112,10 @@ function rolloutOf(a) {
     h("h2", {}, a.agent_key, " ", h("span", { class: `badge ${a.state}` }, a.state)),
     facts([
       ["Stage", p ? `${a.stage + 1} of ${(p.stages || []).length || 1}` : "—"],
-      ["Stable version", p ? p.stable_version_id : "newest approved"],
-      ["Canary version", p && p.canary_version_id ? p.canary_version_id : "—"],
+      ["Stable version", p ? label(p.stable_version_id) : "newest approved"],
+      ["Canary version", p && p.canary_version_id ? label(p.canary_version_id) : "—"],
       ["Canary since", p ? when(p.canary_started_at) : "—"],
-      ["Live calls", (a.live_calls || []).map((l) => `${l.agent_version_id}: ${l.calls}`).join(", ") || "none"],
+      ["Live calls", (a.live_calls || []).map((l) => `${label(l.agent_version_id)}: ${l.calls}`).join(", ") || "none"],
       ["Auto-promote", p ? (p.auto_promote ? "yes" : "no") : "—"],
     ]),
     split,
