@@ -481,7 +481,7 @@ class Transcript {
 
   async hangup() {
     if (!(await confirmAction(`Hang up call ${this.callId}? The caller is disconnected.`, "Hang up"))) return;
-    await this.act("Hung up", `/api/v1/calls/${encodeURIComponent(this.callId)}/hangup`, undefined);
+    await this.act("Hang-up sent", `/api/v1/calls/${encodeURIComponent(this.callId)}/hangup`, undefined);
   }
 
   async transfer() {
@@ -493,7 +493,7 @@ class Transcript {
     if (!(await confirmAction(`Transfer call ${this.callId} to the ${queue.name} queue?`, "Transfer"))) return;
     const body = { to: queue.numbers[0] };
     if (queue.announcement) body.announcement = queue.announcement;
-    await this.act(`Transferred to ${queue.name}`,
+    await this.act(`Transfer to ${queue.name} sent`,
       `/api/v1/calls/${encodeURIComponent(this.callId)}/transfer`, body);
   }
 
@@ -501,7 +501,7 @@ class Transcript {
     say(this.result, "Working…");
     try {
       const call = await api(path, { method: "POST", body, signal: this.controller.signal });
-      say(this.result, `${done}: call ${call.id} is ${call.status}.`);
+      say(this.result, `${done}. Call ${call.id}: ${call.status}.`);
     } catch (e) {
       if (!aborted(e)) say(this.result, `Failed: ${e.describe ? e.describe() : e.message}`, "error");
     }
