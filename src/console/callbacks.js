@@ -2,11 +2,14 @@
 // filtered by status and queue), claimed, completed with an outcome or cancelled with a
 // reason (`POST /api/v1/callback-tasks/{id}/claim|complete|cancel`). A claim is exclusive:
 // the loser gets 409 `invalid_transition`, reads the task again and is told who has it.
+// The list is read again every 5 seconds: new tasks appear and changed ones are redrawn.
 
 import { api, aborted, query, session } from "./api.js";
 import { emptyRow, h, phone, ready, say, startPage, when } from "./dom.js";
 
 const STATUSES = ["all", "open", "claimed", "completed", "cancelled"];
+/** How often the list is read again for new and changed tasks. */
+const POLL_MS = 5000;
 const ACTIONS = {
   claim: ["open"],
   complete: ["claimed"],
@@ -57,7 +60,9 @@ export function mount(main, signal) {
     const q = task.queue_id ? queues.get(task.queue_id) : null;
     const result = task.status === "completed" ? task.outcome || "—"
       : task.status === "cancelled" ? task.cancel_reason || "—" : "";
-    return h("tr", { "data-task-id": task.id, "data-status": task.status },
+    return h("tr", {
+      "data-task-id": task.id, "data-status": task.status, "data-source-call-id": task.source_call_id,
+    },
       h("td", { "data-col": "created" }, when(task.created_at)),
       h("td", { "data-col": "phone" }, phone(task.phone, unmask.checked)),
       h("td", { "data-col": "reason" }, task.reason || "—"),
@@ -88,6 +93,7 @@ export function mount(main, signal) {
       if (queue.value) params.queue_id = queue.value;
       const page = await api(`/api/v1/callback-tasks${query(params)}`, { signal });
       rows.clear();
+      tasks.clear();
       body.replaceChildren();
       if (page.data.length === 0) body.append(emptyRow(9, "No callback tasks."));
       for (const task of page.data) put(task);
@@ -100,6 +106,35 @@ export function mount(main, signal) {
     }
     ready(main);
   };
+
+  /** Every few seconds: new tasks added in their place, changed ones redrawn (none removed). */
+  const poll = async () => {
+    if (document.querySelector("dialog[open]") || main.dataset.ready !== "true") return;
+    try {
+      const params = { limit: 100 };
+      if (status.value !== "all") params.status = status.value;
+      if (queue.value) params.queue_id = queue.value;
+      const page = await api(`/api/v1/callback-tasks${query(params)}`, { signal });
+      let next = null;
+      for (const task of [...page.data].reverse()) {
+        const known = rows.has(task.id) ? tasks.get(task.id) : null;
+        if (!known) {
+          tasks.set(task.id, task);
+          const row = rowOf(task);
+          rows.set(task.id, row);
+          body.insertBefore(row, next);
+        } else if (known.updated_at !== task.updated_at) {
+          put(task);
+        }
+        next = rows.get(task.id);
+      }
+      if (rows.size > 0) body.querySelector("tr.empty")?.remove();
+    } catch (e) {
+      if (!aborted(e)) tell(`Callback tasks: ${e.describe ? e.describe() : e.message}`, "error");
+    }
+  };
+  const poller = setInterval(poll, POLL_MS);
+  signal.addEventListener("abort", () => clearInterval(poller), { once: true });
 
   const refreshTask = async (id) => {
     const task = await api(`/api/v1/callback-tasks/${encodeURIComponent(id)}`, { signal });

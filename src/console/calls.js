@@ -42,7 +42,7 @@ export function mountList(main, signal) {
     if (last.data.length === 0) body.append(emptyRow(9, "No calls yet."));
     for (const call of last.data) {
       const href = `#/calls/${encodeURIComponent(call.id)}`;
-      const row = h("tr", { "data-call-id": call.id, class: "link-row" },
+      const row = h("tr", { "data-call-id": call.id, "data-status": call.status, class: "link-row" },
         h("td", { "data-col": "started" }, when(call.started_at || call.created_at)),
         h("td", { "data-col": "direction" }, call.direction),
         h("td", { "data-col": "from" }, phone(call.from, unmasked)),
