@@ -89,11 +89,20 @@ export function mountRollouts(main, signal) {
       body.append(h("p", { class: "na" }, "This tenant has no agents."));
       return;
     }
-    for (const a of agents) body.append(rolloutOf(a));
+    // Version numbers for the ids the governance view names (one request per agent).
+    const lists = await Promise.all(agents.map((a) => api(
+      `/api/v1/admin/agents/${encodeURIComponent(a.agent_id)}/versions`, { as: "admin", signal },
+    ).catch((e) => {
+      if (aborted(e)) throw e;
+      return { data: [] };
+    })));
+    const names = new Map(lists.flatMap((l) => (l.data || []).map((v) => [v.id, `v${v.version}`])));
+    const label = (id) => (id ? (names.has(id) ? `${names.get(id)} (${id})` : id) : "—");
+    for (const a of agents) body.append(rolloutOf(a, label));
   });
 }
 
-function rolloutOf(a) {
+function rolloutOf(a, label) {
   const p = a.policy;
   const split = h("div", { class: "split-wrap" },
     splitBar(a.split.stable, a.split.canary),
@@ -103,10 +112,10 @@ function rolloutOf(a) {
     h("h2", {}, a.agent_key, " ", h("span", { class: `badge ${a.state}` }, a.state)),
     facts([
       ["Stage", p ? `${a.stage + 1} of ${(p.stages || []).length || 1}` : "—"],
-      ["Stable version", p ? p.stable_version_id : "newest approved"],
-      ["Canary version", p && p.canary_version_id ? p.canary_version_id : "—"],
+      ["Stable version", p ? label(p.stable_version_id) : "newest approved"],
+      ["Canary version", p && p.canary_version_id ? label(p.canary_version_id) : "—"],
       ["Canary since", p ? when(p.canary_started_at) : "—"],
-      ["Live calls", (a.live_calls || []).map((l) => `${l.agent_version_id}: ${l.calls}`).join(", ") || "none"],
+      ["Live calls", (a.live_calls || []).map((l) => `${label(l.agent_version_id)}: ${l.calls}`).join(", ") || "none"],
       ["Auto-promote", p ? (p.auto_promote ? "yes" : "no") : "—"],
     ]),
     split,
@@ -168,16 +177,8 @@ export function mountEvaluations(main, signal) {
       const b = BUCKETS[bucket];
       const toMs = Math.ceil(Date.now() / b.ms) * b.ms;
       const fromMs = toMs - b.count * b.ms;
-      const series = [];
-      for (const v of versions) {
-        if (!v.summary || v.summary.evaluated === 0) continue;
-        series.push({
-          key: v.id,
-          label: `${v.agent_key} v${v.version}`,
-          points: await seriesOf(v.id, bucket, fromMs, toMs, signal),
-        });
-      }
-      chartSlot.replaceChildren(passRateChart(series, fromMs, toMs, b.label), legend(series));
+      const series = await chartSeries(versions, bucket, fromMs, toMs, signal);
+      chartSlot.replaceChildren(passRateChart(series, fromMs, toMs, b.ms, b.label), legend(series));
       if (series.length === 0) chartSlot.append(h("p", { class: "na" }, "No evaluated calls yet."));
     };
     choose.addEventListener("change", async () => {
@@ -240,29 +241,44 @@ function versionTable(versions) {
 }
 
 /**
- * The pass rate of one version per bucket between `fromMs` and `toMs`: from the per-bucket
- * series endpoint when the server has it, otherwise from one summary per bucket (the
- * summary's `from`/`to` window).
+ * The chart's lines: per agent, `GET /api/v1/admin/agents/{id}/evaluation-series` (every
+ * version's evaluated / passed per UTC bucket, one request); on a server without it (404
+ * `route_not_found`), one evaluation summary per version and bucket (its `from`/`to`).
  */
-async function seriesOf(versionId, bucket, fromMs, toMs, signal) {
+async function chartSeries(versions, bucket, fromMs, toMs, signal) {
   const b = BUCKETS[bucket];
-  const id = encodeURIComponent(versionId);
-  try {
-    const r = await api(`/api/v1/admin/agent-versions/${id}/evaluation-series${query({
-      bucket, since: new Date(fromMs).toISOString(),
-    })}`, { as: "admin", signal });
-    const buckets = (r && (r.buckets || r.data)) || [];
-    return buckets.map((p) => ({
-      t: Date.parse(p.start || p.bucket_start || p.from || p.at),
-      evaluated: p.evaluated,
-      passed: p.passed,
-      rate: p.pass_rate ?? (p.evaluated ? p.passed / p.evaluated : null),
-    })).filter((p) => !Number.isNaN(p.t));
-  } catch (e) {
-    if (aborted(e) || !(e.status === 404 && e.code === "route_not_found")) throw e;
+  const out = [];
+  for (const agentId of [...new Set(versions.map((v) => v.agent_id))]) {
+    let byVersion = null;
+    try {
+      const r = await api(`/api/v1/admin/agents/${encodeURIComponent(agentId)}/evaluation-series${query({
+        bucket, from: new Date(fromMs).toISOString(), to: new Date(toMs).toISOString(),
+      })}`, { as: "admin", signal });
+      byVersion = new Map((r.versions || []).map((v) => [v.agent_version_id, (v.points || []).map((p) => ({
+        t: Date.parse(p.bucket_start) + b.ms / 2,
+        evaluated: p.evaluated,
+        passed: p.passed,
+        rate: p.pass_rate,
+      }))]));
+    } catch (e) {
+      if (aborted(e) || !(e.status === 404 && e.code === "route_not_found")) throw e;
+    }
+    for (const v of versions.filter((x) => x.agent_id === agentId)) {
+      if (!v.summary || v.summary.evaluated === 0) continue;
+      const points = byVersion
+        ? byVersion.get(v.id) || []
+        : await summariesPerBucket(v.id, b, fromMs, toMs, signal);
+      out.push({ key: v.id, label: `${v.agent_key} v${v.version}`, points });
+    }
   }
+  return out;
+}
+
+/** One version's pass rate per bucket from its summary over each bucket's window. */
+async function summariesPerBucket(versionId, b, fromMs, toMs, signal) {
   const starts = [];
   for (let t = fromMs; t < toMs; t += b.ms) starts.push(t);
+  const id = encodeURIComponent(versionId);
   const summaries = await Promise.all(starts.map((t) => api(
     `/api/v1/admin/agent-versions/${id}/evaluation-summary${query({
       from: new Date(t).toISOString(), to: new Date(t + b.ms).toISOString(),

@@ -14,7 +14,7 @@ const main = document.getElementById("page");
 const nav = document.getElementById("nav");
 let current = null;
 
-/** The routes: hash pattern -> [page name, module mount, who may open it]. */
+/** The routes: [hash pattern, the page's mount, who may open it (the key it needs)]. */
 const ROUTES = [
   [/^#\/live$/, live.mount, "tenant"],
   [/^#\/calls$/, calls.mountList, "tenant"],
@@ -67,24 +67,20 @@ function renderNav(s) {
   document.getElementById("nav-tenant").hidden = !s.tenantKey;
   const adminGroup = document.getElementById("nav-admin");
   adminGroup.hidden = !s.adminKey;
-  // Admin links exist only for an admin session (the tests look for them).
-  for (const a of adminGroup.querySelectorAll("a")) {
-    if (s.adminKey) a.setAttribute("href", a.dataset.href || a.getAttribute("href"));
-    else {
-      a.dataset.href = a.getAttribute("href");
-      a.removeAttribute("href");
-    }
-  }
-  for (const a of document.getElementById("nav-tenant").querySelectorAll("a")) {
-    if (s.tenantKey) a.setAttribute("href", a.dataset.href || a.getAttribute("href"));
-    else {
-      a.dataset.href = a.getAttribute("href");
-      a.removeAttribute("href");
-    }
-  }
+  // A link works only with the key its pages need (without it, it has no href).
+  enableLinks(adminGroup, !!s.adminKey);
+  enableLinks(document.getElementById("nav-tenant"), !!s.tenantKey);
   document.getElementById("who-operator").textContent = `Operator: ${s.operator}`;
   document.getElementById("who-tenant").textContent = s.tenantName
     ? `Tenant: ${s.tenantName}` : "Admin only";
+}
+
+function enableLinks(group, on) {
+  for (const a of group.querySelectorAll("a")) {
+    if (!a.dataset.href) a.dataset.href = a.getAttribute("href");
+    if (on) a.setAttribute("href", a.dataset.href);
+    else a.removeAttribute("href");
+  }
 }
 
 function markCurrent(hash) {

@@ -2,11 +2,15 @@
 // filtered by status and queue), claimed, completed with an outcome or cancelled with a
 // reason (`POST /api/v1/callback-tasks/{id}/claim|complete|cancel`). A claim is exclusive:
 // the loser gets 409 `invalid_transition`, reads the task again and is told who has it.
+// The list is read again every 5 seconds: new tasks appear and changed ones are redrawn.
 
 import { api, aborted, query, session } from "./api.js";
-import { emptyRow, h, phone, ready, say, startPage, when } from "./dom.js";
+import { emptyRow, h, phone, ready, say, setText, startPage, when } from "./dom.js";
 
 const STATUSES = ["all", "open", "claimed", "completed", "cancelled"];
+/** How often the list is read again for new and changed tasks. */
+const POLL_MS = 5000;
+const COLUMNS = ["created", "phone", "reason", "queue", "priority", "status", "claimed-by", "result"];
 const ACTIONS = {
   claim: ["open"],
   complete: ["claimed"],
@@ -43,40 +47,67 @@ export function mount(main, signal) {
   const operator = (session() || {}).operator || "";
   const tell = (text, kind) => say(message, text, kind);
 
+  /** Whether `action` is offered on `task` (the API still decides: a lost race is a 409). */
+  const offered = (action, task) => {
+    if (action === "claim") {
+      // A task someone else claimed keeps its claim button: pressing it says who has it.
+      return task.status === "open" || (task.status === "claimed" && task.assignee !== operator);
+    }
+    return ACTIONS[action].includes(task.status);
+  };
+
+  /** A task's row, built once; `fill` puts a task's state in it in place. */
   const rowOf = (task) => {
-    const buttons = Object.keys(ACTIONS).map((action) => {
-      const b = h("button", {
+    const cells = {};
+    const row = h("tr", { "data-task-id": task.id });
+    for (const col of COLUMNS) {
+      cells[col] = h("td", { "data-col": col });
+      row.append(cells[col]);
+    }
+    const buttons = {};
+    for (const action of Object.keys(ACTIONS)) {
+      buttons[action] = h("button", {
         type: "button", "data-action": action,
         "aria-label": `${action[0].toUpperCase()}${action.slice(1)} task ${task.id}`,
         class: action === "cancel" ? "danger" : null,
       }, action[0].toUpperCase() + action.slice(1));
-      b.disabled = !ACTIONS[action].includes(task.status);
-      b.addEventListener("click", () => act(action, task.id));
-      return b;
-    });
-    const q = task.queue_id ? queues.get(task.queue_id) : null;
-    const result = task.status === "completed" ? task.outcome || "—"
-      : task.status === "cancelled" ? task.cancel_reason || "—" : "";
-    return h("tr", { "data-task-id": task.id, "data-status": task.status },
-      h("td", { "data-col": "created" }, when(task.created_at)),
-      h("td", { "data-col": "phone" }, phone(task.phone, unmask.checked)),
-      h("td", { "data-col": "reason" }, task.reason || "—"),
-      h("td", { "data-col": "queue" }, q ? q.name : task.queue_id || "—"),
-      h("td", { "data-col": "priority" }, task.priority),
-      h("td", { "data-col": "status" }, task.status),
-      h("td", { "data-col": "claimed-by" }, task.assignee || "—"),
-      h("td", { "data-col": "result" }, result),
-      h("td", { class: "actions" }, buttons));
+      buttons[action].addEventListener("click", () => act(action, task.id));
+    }
+    row.append(h("td", { class: "actions" }, Object.values(buttons)));
+    row.cells_ = cells;
+    row.buttons_ = buttons;
+    return row;
   };
 
-  /** Puts the task's current state in its row (or adds the row). */
+  const fill = (row, task) => {
+    const c = row.cells_;
+    const q = task.queue_id ? queues.get(task.queue_id) : null;
+    row.dataset.status = task.status;
+    if (task.source_call_id) row.dataset.sourceCallId = task.source_call_id;
+    setText(c.created, when(task.created_at));
+    setText(c.phone, phone(task.phone, unmask.checked));
+    setText(c.reason, task.reason || "—");
+    setText(c.queue, q ? q.name : task.queue_id || "—");
+    setText(c.priority, task.priority);
+    setText(c.status, task.status);
+    setText(c["claimed-by"], task.assignee || "—");
+    setText(c.result, task.status === "completed" ? task.outcome || "—"
+      : task.status === "cancelled" ? task.cancel_reason || "—" : "");
+    for (const [action, button] of Object.entries(row.buttons_)) {
+      button.disabled = !offered(action, task);
+    }
+  };
+
+  /** Puts the task's current state in its row, in place (or adds the row at the end). */
   const put = (task) => {
     tasks.set(task.id, task);
-    const row = rowOf(task);
-    const old = rows.get(task.id);
-    if (old) old.replaceWith(row);
-    else body.append(row);
-    rows.set(task.id, row);
+    let row = rows.get(task.id);
+    if (!row) {
+      row = rowOf(task);
+      rows.set(task.id, row);
+      body.append(row);
+    }
+    fill(row, task);
     return row;
   };
 
@@ -88,6 +119,7 @@ export function mount(main, signal) {
       if (queue.value) params.queue_id = queue.value;
       const page = await api(`/api/v1/callback-tasks${query(params)}`, { signal });
       rows.clear();
+      tasks.clear();
       body.replaceChildren();
       if (page.data.length === 0) body.append(emptyRow(9, "No callback tasks."));
       for (const task of page.data) put(task);
@@ -100,6 +132,36 @@ export function mount(main, signal) {
     }
     ready(main);
   };
+
+  /** Every few seconds: new tasks added in their place, changed ones redrawn (none removed). */
+  const poll = async () => {
+    if (document.querySelector("dialog[open]") || main.dataset.ready !== "true") return;
+    try {
+      const params = { limit: 100 };
+      if (status.value !== "all") params.status = status.value;
+      if (queue.value) params.queue_id = queue.value;
+      const page = await api(`/api/v1/callback-tasks${query(params)}`, { signal });
+      let next = null;
+      for (const task of [...page.data].reverse()) {
+        const known = rows.has(task.id) ? tasks.get(task.id) : null;
+        if (!known) {
+          tasks.set(task.id, task);
+          const row = rowOf(task);
+          fill(row, task);
+          rows.set(task.id, row);
+          body.insertBefore(row, next);
+        } else if (known.updated_at !== task.updated_at) {
+          put(task);
+        }
+        next = rows.get(task.id);
+      }
+      if (rows.size > 0) body.querySelector("tr.empty")?.remove();
+    } catch (e) {
+      if (!aborted(e)) tell(`Callback tasks: ${e.describe ? e.describe() : e.message}`, "error");
+    }
+  };
+  const poller = setInterval(poll, POLL_MS);
+  signal.addEventListener("abort", () => clearInterval(poller), { once: true });
 
   const refreshTask = async (id) => {
     const task = await api(`/api/v1/callback-tasks/${encodeURIComponent(id)}`, { signal });
@@ -149,10 +211,7 @@ export function mount(main, signal) {
   };
 
   unmask.addEventListener("change", () => {
-    for (const row of rows.values()) {
-      const cell = row.querySelector('td[data-col="phone"]');
-      cell.textContent = phone(tasks.get(row.dataset.taskId).phone, unmask.checked);
-    }
+    for (const [id, row] of rows) fill(row, tasks.get(id));
   });
   status.addEventListener("change", load);
   queue.addEventListener("change", load);

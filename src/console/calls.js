@@ -1,8 +1,8 @@
 // Calls (`#/calls`): recent call logs (`GET /api/v1/call-logs`), each linking to its detail.
 // Call detail (`#/calls/<id>`): `GET /api/v1/call-logs/{id}` (the call, its timeline in
-// `events`, its status history in `status_events`), and the call's voice sessions (found by
-// the stream ids of its timeline: `GET /api/v1/voice-sessions?stream_id=…`, then
-// `GET /api/v1/voice-sessions/{id}`: transcript, function calls, handoffs, evaluation).
+// `events`, its status history in `status_events`), and the call's voice sessions
+// (`GET /api/v1/voice-sessions?call_id=…`, then `GET /api/v1/voice-sessions/{id}`:
+// transcript, function calls, handoffs, evaluation).
 
 import { api, aborted, query } from "./api.js";
 import {
@@ -42,7 +42,7 @@ export function mountList(main, signal) {
     if (last.data.length === 0) body.append(emptyRow(9, "No calls yet."));
     for (const call of last.data) {
       const href = `#/calls/${encodeURIComponent(call.id)}`;
-      const row = h("tr", { "data-call-id": call.id, class: "link-row" },
+      const row = h("tr", { "data-call-id": call.id, "data-status": call.status, class: "link-row" },
         h("td", { "data-col": "started" }, when(call.started_at || call.created_at)),
         h("td", { "data-col": "direction" }, call.direction),
         h("td", { "data-col": "from" }, phone(call.from, unmasked)),
@@ -179,8 +179,27 @@ function detailSections(call, sessions, sessionError, unmasked, onUnmask) {
       h("div", {}, evaluation, eventsOf(call), statusOf(call)))];
 }
 
-/** The voice sessions of a call: one per stream leg, found by the timeline's stream ids. */
+/**
+ * The voice sessions of a call (one per media stream): `GET /api/v1/voice-sessions?call_id=`;
+ * on a server without that filter (400 naming `call_id`), found by the stream ids and
+ * session ids of the call's timeline.
+ */
 async function sessionsOf(call, signal) {
+  let ids = null;
+  try {
+    const page = await api(`/api/v1/voice-sessions${query({ call_id: call.id, limit: 50 })}`, { signal });
+    ids = (page.data || []).map((s) => s.id);
+  } catch (e) {
+    if (aborted(e) || !(e.status === 400 && e.field === "call_id")) throw e;
+  }
+  if (ids === null) ids = await sessionIdsFromTimeline(call, signal);
+  const sessions = await Promise.all(ids.map((sid) => api(`/api/v1/voice-sessions/${encodeURIComponent(sid)}`, { signal })));
+  return sessions
+    .filter((s) => s.call_id === call.id)
+    .sort((a, b) => (a.started_at < b.started_at ? -1 : 1));
+}
+
+async function sessionIdsFromTimeline(call, signal) {
   const streamIds = [];
   const sessionIds = [];
   for (const event of call.events || []) {
@@ -194,10 +213,7 @@ async function sessionsOf(call, signal) {
       if (s.call_id === call.id && !sessionIds.includes(s.id)) sessionIds.push(s.id);
     }
   }
-  const sessions = await Promise.all(sessionIds.map((sid) => api(`/api/v1/voice-sessions/${encodeURIComponent(sid)}`, { signal })));
-  return sessions
-    .filter((s) => s.call_id === call.id)
-    .sort((a, b) => (a.started_at < b.started_at ? -1 : 1));
+  return sessionIds;
 }
 
 function summaryOf(call, sessions, unmasked, onUnmask) {

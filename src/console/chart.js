@@ -10,9 +10,9 @@ const M = { top: 16, right: 40, bottom: 56, left: 64 };
 
 /**
  * Draws `series` ([{ label, points: [{ t: ms, evaluated, passed, rate }] }]) between
- * `fromMs` and `toMs` into a new `svg#pass-rate-chart`.
+ * `fromMs` and `toMs`, buckets `bucketMs` wide, into a new `svg#pass-rate-chart`.
  */
-export function passRateChart(series, fromMs, toMs, bucketLabel) {
+export function passRateChart(series, fromMs, toMs, bucketMs, bucketLabel) {
   const svg = h("svg:svg", {
     id: "pass-rate-chart", viewBox: `0 0 ${W} ${H}`, role: "img",
     "aria-labelledby": "pass-rate-chart-title pass-rate-chart-desc", class: "chart",
@@ -57,7 +57,11 @@ export function passRateChart(series, fromMs, toMs, bucketLabel) {
     const g = h("svg:g", { class: `series series-${i % 8}`, "data-version": s.key || s.label });
     const points = s.points.filter((p) => p.evaluated > 0 && p.rate !== null && p.rate !== undefined);
     if (points.length > 1) {
-      const d = points.map((p, j) => `${j === 0 ? "M" : "L"}${x(p.t).toFixed(1)},${y(p.rate).toFixed(1)}`).join(" ");
+      // A bucket without evaluations breaks the line (no rate to draw through).
+      const d = points.map((p, j) => {
+        const jump = j === 0 || p.t - points[j - 1].t > bucketMs * 1.5;
+        return `${jump ? "M" : "L"}${x(p.t).toFixed(1)},${y(p.rate).toFixed(1)}`;
+      }).join(" ");
       g.append(h("svg:path", { d, class: "line" }));
     }
     for (const p of points) {

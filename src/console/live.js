@@ -41,7 +41,7 @@ class LiveView {
   constructor(main, signal) {
     this.main = main;
     this.signal = signal;
-    this.calls = new Map(); // call_id -> { view, startMs }
+    this.calls = new Map(); // call_id -> { view, startMs, seen: the event count when last changed }
     this.rows = new Map(); // call_id -> <tr> (only rows of the shown page)
     this.dirty = new Set();
     this.page = 0;
@@ -104,13 +104,11 @@ class LiveView {
   }
 
   connect() {
-    let opened = 0;
     readStream("/api/v1/active-sessions/stream", authHeaders("tenant"), {
       signal: this.signal,
       onOpen: () => {
-        opened += 1;
         say(this.status, "");
-        if (opened > 1) this.reconcile();
+        this.reconcile();
         this.schedule();
       },
       onEvent: (type, data) => this.apply(type, data),
@@ -131,7 +129,11 @@ class LiveView {
     const id = data.call_id;
     if (type === "started" || type === "updated") {
       const startMs = Date.parse(data.started_at);
-      this.calls.set(id, { view: data, startMs: Number.isNaN(startMs) ? Date.now() : startMs });
+      this.calls.set(id, {
+        view: data,
+        startMs: Number.isNaN(startMs) ? Date.now() : startMs,
+        seen: this.events,
+      });
       if (this.watcher && this.watcher.callId === id) this.watcher.fromList(data);
     } else if (type === "ended") {
       this.calls.delete(id);
@@ -143,15 +145,18 @@ class LiveView {
     this.schedule();
   }
 
-  /** After a reconnect: drops calls the server no longer lists (their `ended` may be gone). */
+  /**
+   * On each (re)connection: drops the calls the server no longer lists and no event touched
+   * since the list was asked for (their `ended` may have gone by before the stream opened,
+   * or be older than its backlog).
+   */
   async reconcile() {
     const before = this.events;
     try {
       const listed = await api("/api/v1/active-sessions", { signal: this.signal });
-      if (this.events !== before) return;
       const live = new Set((listed.data || []).map((c) => c.call_id));
-      for (const id of [...this.calls.keys()]) {
-        if (!live.has(id)) {
+      for (const [id, call] of [...this.calls]) {
+        if (!live.has(id) && call.seen <= before) {
           this.calls.delete(id);
           this.dirty.add(id);
         }
@@ -476,7 +481,7 @@ class Transcript {
 
   async hangup() {
     if (!(await confirmAction(`Hang up call ${this.callId}? The caller is disconnected.`, "Hang up"))) return;
-    await this.act("Hung up", `/api/v1/calls/${encodeURIComponent(this.callId)}/hangup`, undefined);
+    await this.act("Hang-up sent", `/api/v1/calls/${encodeURIComponent(this.callId)}/hangup`, undefined);
   }
 
   async transfer() {
@@ -488,7 +493,7 @@ class Transcript {
     if (!(await confirmAction(`Transfer call ${this.callId} to the ${queue.name} queue?`, "Transfer"))) return;
     const body = { to: queue.numbers[0] };
     if (queue.announcement) body.announcement = queue.announcement;
-    await this.act(`Transferred to ${queue.name}`,
+    await this.act(`Transfer to ${queue.name} sent`,
       `/api/v1/calls/${encodeURIComponent(this.callId)}/transfer`, body);
   }
 
@@ -496,7 +501,7 @@ class Transcript {
     say(this.result, "Working…");
     try {
       const call = await api(path, { method: "POST", body, signal: this.controller.signal });
-      say(this.result, `${done}: call ${call.id} is ${call.status}.`);
+      say(this.result, `${done}. Call ${call.id}: ${call.status}.`);
     } catch (e) {
       if (!aborted(e)) say(this.result, `Failed: ${e.describe ? e.describe() : e.message}`, "error");
     }

@@ -99,10 +99,23 @@ fn file(name: &str) -> Option<&'static Asset> {
     FILES.iter().find(|a| a.name == name)
 }
 
+/// Whether a path is the console's (`/console` and everything under `/console/`).
+fn is_console(path: &str) -> bool {
+    path == PAGE_PATH || path.starts_with("/console/")
+}
+
 /// The console's filter: answers paths under `/console`, rejects (not found) every other
-/// path so the route table is tried next.
+/// path so the route table is tried next. The path is looked at first, so an API request
+/// costs one comparison here and nothing is cloned for it.
 pub fn routes() -> BoxedFilter<(Response,)> {
     warp::path::full()
+        .and_then(|path: FullPath| async move {
+            if is_console(path.as_str()) {
+                Ok(path)
+            } else {
+                Err(warp::reject::not_found())
+            }
+        })
         .and(warp::method())
         .and(warp::header::headers_cloned())
         .and_then(
@@ -115,6 +128,9 @@ pub fn routes() -> BoxedFilter<(Response,)> {
 
 /// The console's answer to a request, or `None` when the path is not the console's.
 pub fn respond(path: &str, method: &Method, headers: &HeaderMap) -> Option<Response> {
+    if !is_console(path) {
+        return None;
+    }
     let asset = if path == PAGE_PATH || path == "/console/" {
         context::set_route(PAGE_PATH);
         file(INDEX)
@@ -123,11 +139,9 @@ pub fn respond(path: &str, method: &Method, headers: &HeaderMap) -> Option<Respo
         Some(name)
             .filter(|n| *n != INDEX && !n.contains('/'))
             .and_then(file)
-    } else if path.starts_with("/console/") {
+    } else {
         context::set_route("/console/{path}");
         None
-    } else {
-        return None;
     };
     let response = if *method != Method::GET && *method != Method::HEAD {
         let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
