@@ -5,7 +5,7 @@
 // `GET /api/v1/active-sessions/calls/{call_id}/stream` (`state`, `turn`, `tool_call`,
 // `ended`), with hang-up and transfer-to-queue actions and a "place a call" form.
 
-import { api, authHeaders, aborted, hasScope, query } from "./api.js";
+import { api, authHeaders, aborted, hasScope, query, session } from "./api.js";
 import { readStream } from "./sse.js";
 import {
   confirmAction, duration, emptyRow, h, json, phone, ready, say, setText, startPage,
@@ -491,8 +491,12 @@ class Transcript {
       return;
     }
     if (!(await confirmAction(`Transfer call ${this.callId} to the ${queue.name} queue?`, "Transfer"))) return;
-    const body = { to: queue.numbers[0] };
-    if (queue.announcement) body.announcement = queue.announcement;
+    // A handoff to the queue, as the agent's escalation makes one: its numbers, ring
+    // timeout and announcement, the handoff record with who asked, and the queue's
+    // `when_unanswered` when nobody answers.
+    const body = { queue_id: queue.id };
+    const operator = (session() || {}).operator;
+    if (operator) body.requested_by = operator;
     await this.act(`Transfer to ${queue.name} sent`,
       `/api/v1/calls/${encodeURIComponent(this.callId)}/transfer`, body);
   }
