@@ -298,8 +298,6 @@ pub struct CallState {
     ai_generation: u64,
     /// The Twilio reader task (also in the guard).
     twilio_reader: AbortHandle,
-    /// The reader task of the current AI connection (also in the guard).
-    ai_reader: Option<AbortHandle>,
     playback: Arc<Mutex<Playback>>,
     /// Running tool tasks by model call id.
     tools: HashMap<String, tools::RunningTool>,
@@ -523,7 +521,6 @@ impl Actor for CallActor {
             ai_tx,
             ai_generation: 0,
             twilio_reader: reader,
-            ai_reader: None,
             playback,
             tools: HashMap::new(),
             cancelled: Vec::new(),
@@ -611,7 +608,7 @@ impl CallState {
             CallMsg::AiConnected(generation, link) if generation == self.ai_generation => {
                 match link {
                     Ok(link) => {
-                        self.attach_ai(myself, link);
+                        self.attach_ai(link);
                         Input::AiConnected
                     }
                     Err(why) => Input::AiConnectFailed(why),
@@ -663,34 +660,29 @@ impl CallState {
         self.apply(myself, effects).await;
     }
 
-    /// A new AI connection is up: the Twilio reader sends to it, and its reader runs.
-    fn attach_ai(&mut self, myself: &ActorRef<CallMsg>, link: AiLink) {
-        let reader = pumps::spawn_ai_reader(
-            pumps::AiReader {
+    /// A new AI connection is up: the Twilio reader sends to it, and the media writer reads
+    /// its events.
+    fn attach_ai(&mut self, link: AiLink) {
+        let _ = self
+            .twilio
+            .models
+            .send(pumps::ModelCmd::Attach(pumps::AiReader {
                 rx: link.rx,
-                actor: myself.clone(),
                 generation: self.ai_generation,
-                twilio: self.twilio.clone(),
                 stream_sid: Arc::clone(&self.stream_sid),
                 playback: Arc::clone(&self.playback),
-            },
-            self.span.clone(),
-        );
-        self.guard.tasks.push(reader.clone());
-        self.ai_reader = Some(reader);
+            }));
         self.ai_tx.send_replace(Some(link.tx));
     }
 
     /// Drops one of the call's sockets without a close frame, as a network reset would,
     /// and returns the loss the conversation then handles as any other: the model's socket
-    /// (its reader aborted before it could report, its writer aborted), or Twilio's (its
+    /// (no longer read, so never reported, its writer aborted), or Twilio's (its
     /// reader aborted, its writer dropping the write half without `stop` or close frame).
     async fn fault(&mut self, fault: chaos::Fault) -> Input {
         match fault {
             chaos::Fault::AiReset => {
-                if let Some(reader) = self.ai_reader.take() {
-                    reader.abort();
-                }
+                let _ = self.twilio.models.send(pumps::ModelCmd::Detach);
                 if let Some(tx) = self.ai_tx.send_replace(None) {
                     tx.reset();
                 }

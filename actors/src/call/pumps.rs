@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt as _, SinkExt, StreamExt};
 use metrics::{Counter, Histogram, counter, histogram};
 use ractor::ActorRef;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -51,32 +51,9 @@ const MAX_UNFLUSHED: usize = 32;
 /// is; beyond that the oldest is dropped and counted.
 pub(super) const EARLY_AUDIO_FRAMES: usize = 100;
 
-/// A frame queued for the Twilio writer.
+/// A control message for the media writer.
 #[derive(Debug)]
 pub(super) enum Outgoing {
-    /// Model audio of playback `epoch`, and when its delta arrived from the model.
-    Media {
-        /// The `media` message.
-        text: String,
-        /// When the delta arrived.
-        received: Instant,
-        /// Its playback epoch.
-        epoch: u64,
-    },
-    /// The mark after audio of playback `epoch`.
-    Mark {
-        /// The `mark` message.
-        text: String,
-        /// Its playback epoch.
-        epoch: u64,
-    },
-    /// Barge-in: Twilio's `clear`; audio of epochs before `epoch` still queued is discarded.
-    Clear {
-        /// The `clear` message.
-        text: String,
-        /// The epoch that starts with it.
-        epoch: u64,
-    },
     /// Close the socket.
     Close {
         /// Close code.
@@ -89,13 +66,23 @@ pub(super) enum Outgoing {
     Reset,
 }
 
-/// The queues of the Twilio writer.
+/// The queues of the media writer.
 #[derive(Clone)]
 pub(super) struct TwilioQueue {
-    /// Audio, marks and control messages, in order.
+    /// Control messages (the close), in order.
     pub normal: mpsc::Sender<Outgoing>,
-    /// `clear`, ahead of everything queued.
+    /// The reset, ahead of everything queued.
     pub urgent: mpsc::Sender<Outgoing>,
+    /// The model connections whose events the writer reads.
+    pub models: mpsc::UnboundedSender<ModelCmd>,
+}
+
+/// What the actor tells the media writer about the model connection.
+pub(super) enum ModelCmd {
+    /// Read this connection's events from now on (the previous one, if any, is dropped).
+    Attach(AiReader),
+    /// Drop the current connection without reporting it (fault injection: a network reset).
+    Detach,
 }
 
 /// What the writer needs besides its queues.
@@ -107,9 +94,10 @@ pub(super) struct WriterArgs {
     pub release: oneshot::Receiver<()>,
 }
 
-/// Spawns the Twilio writer; returns its queues. It ends on `Close`, on a write failure or
-/// stall (telling the actor, which ends the call), or, when every sender is gone without a
-/// `Close` (the actor died), after the supervisor's release, with a 1011 close.
+/// Spawns the media writer; returns its queues. It reads the model's events itself (one task
+/// from the model socket to Twilio's, no hand-off per delta). It ends on `Close`, on a write
+/// failure or stall (telling the actor, which ends the call), or, when every sender is gone
+/// without a `Close` (the actor died), after the supervisor's release, with a 1011 close.
 pub(super) fn spawn_twilio_writer(
     args: WriterArgs,
     capacity: usize,
@@ -117,8 +105,20 @@ pub(super) fn spawn_twilio_writer(
 ) -> TwilioQueue {
     let (normal, rx) = mpsc::channel(capacity.max(8));
     let (urgent, urgent_rx) = mpsc::channel(URGENT_QUEUE);
-    tokio::spawn(write_loop(args, rx, urgent_rx).instrument(span));
-    TwilioQueue { normal, urgent }
+    let (models, models_rx) = mpsc::unbounded_channel();
+    let queues = Queues {
+        normal: rx,
+        urgent: urgent_rx,
+        urgent_open: true,
+        models: models_rx,
+        models_open: true,
+    };
+    tokio::spawn(write_loop(args, queues).instrument(span));
+    TwilioQueue {
+        normal,
+        urgent,
+        models,
+    }
 }
 
 /// Why the writer stopped writing to a live call's socket.
@@ -132,7 +132,6 @@ enum WriteFailure {
 
 /// The writer's metric handles, registered once per call.
 struct WriterMetrics {
-    interrupted: Counter,
     stalls: Counter,
     latency: Histogram,
 }
@@ -140,93 +139,173 @@ struct WriterMetrics {
 impl WriterMetrics {
     fn new() -> Self {
         Self {
-            interrupted: counter!("media_frames_dropped_total", "leg" => "interrupted"),
             stalls: counter!("media_stalls_total", "leg" => "twilio"),
             latency: histogram!("relay_latency_seconds", "direction" => "ai_to_caller"),
         }
     }
 }
 
-/// Messages are fed to the socket as they come and flushed only when both queues are empty
+/// The writer's inputs besides the model socket.
+struct Queues {
+    normal: mpsc::Receiver<Outgoing>,
+    urgent: mpsc::Receiver<Outgoing>,
+    urgent_open: bool,
+    models: mpsc::UnboundedReceiver<ModelCmd>,
+    models_open: bool,
+}
+
+/// The model connection the writer reads.
+struct Model {
+    reader: AiReader,
+    metrics: AiMetrics,
+}
+
+/// What the writer takes next.
+enum Next {
+    Model(Option<ModelCmd>),
+    Urgent(Option<Outgoing>),
+    Normal(Option<Outgoing>),
+    Ai(Option<Result<tokio_tungstenite::tungstenite::Utf8Bytes, crate::realtime::RealtimeError>>),
+}
+
+/// The next input, by priority: the actor's model commands, the urgent lane, the normal
+/// lane, then the model's events.
+async fn next(queues: &mut Queues, model: &mut Option<Model>) -> Next {
+    tokio::select! {
+        biased;
+        cmd = queues.models.recv(), if queues.models_open => Next::Model(cmd),
+        out = queues.urgent.recv(), if queues.urgent_open => Next::Urgent(out),
+        out = queues.normal.recv() => Next::Normal(out),
+        text = model_event(model) => Next::Ai(text),
+    }
+}
+
+/// The next event of the model connection; pending while there is none.
+async fn model_event(
+    model: &mut Option<Model>,
+) -> Option<Result<tokio_tungstenite::tungstenite::Utf8Bytes, crate::realtime::RealtimeError>> {
+    match model {
+        Some(model) => model.reader.rx.recv_text().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The writer's state while the call is live.
+struct Writer {
+    sink: TwilioOutgoing,
+    write_timeout: Duration,
+    actor: ActorRef<CallMsg>,
+    metrics: WriterMetrics,
+    /// Fed and not yet flushed: whether anything is, and when each media frame's delta came.
+    unflushed: bool,
+    pending_latency: Vec<Instant>,
+}
+
+impl Writer {
+    /// Feeds one message, within the stall deadline.
+    async fn feed(&mut self, out: TwilioOut) -> Result<(), WriteFailure> {
+        let received = match &out {
+            TwilioOut::Media(_, received) => Some(*received),
+            _ => None,
+        };
+        bounded(self.write_timeout, self.sink.feed(out)).await?;
+        self.unflushed = true;
+        self.pending_latency.extend(received);
+        Ok(())
+    }
+
+    /// Flushes what was fed, within the stall deadline; records the relay latency of the
+    /// model audio in it.
+    async fn flush(&mut self) -> Result<(), WriteFailure> {
+        bounded(self.write_timeout, self.sink.flush()).await?;
+        self.unflushed = false;
+        for received in self.pending_latency.drain(..) {
+            self.metrics
+                .latency
+                .record(received.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    /// Tells the actor, which ends the call; the sink is not touched again.
+    fn failed(&self, failure: WriteFailure) {
+        writer_failed(failure, &self.metrics, &self.actor);
+    }
+}
+
+/// Messages are fed to the socket as they come and flushed only when nothing more is ready
 /// (one write for a burst, not one per message), or after [`MAX_UNFLUSHED`] media frames
-/// when they never are; the relay latency of model audio is
-/// recorded once its flush is done. Every feed and flush has the stall deadline.
-async fn write_loop(
-    args: WriterArgs,
-    mut rx: mpsc::Receiver<Outgoing>,
-    mut urgent: mpsc::Receiver<Outgoing>,
-) {
+/// when something always is; the relay latency of model audio is recorded once its flush is
+/// done. Every feed and flush has the stall deadline. The model's events are read here too:
+/// audio is written with its mark as it arrives, and at barge-in the `clear` leaves at once.
+async fn write_loop(args: WriterArgs, mut queues: Queues) {
     let WriterArgs {
-        mut sink,
+        sink,
         write_timeout,
         actor,
         release,
     } = args;
-    let metrics = WriterMetrics::new();
-    let mut floor = 0_u64;
-    let mut urgent_open = true;
-    // Fed and not yet flushed: whether anything is, and when each media frame's delta came.
-    let mut unflushed = false;
-    let mut pending_latency: Vec<Instant> = Vec::new();
-    let closing = loop {
-        let idle = rx.is_empty() && urgent.is_empty();
-        if unflushed && (idle || pending_latency.len() >= MAX_UNFLUSHED) {
-            if let Err(failure) = bounded(write_timeout, sink.flush()).await {
-                return writer_failed(failure, &metrics, &actor);
-            }
-            unflushed = false;
-            for received in pending_latency.drain(..) {
-                metrics.latency.record(received.elapsed().as_secs_f64());
-            }
-        }
-        let next = tokio::select! {
-            biased;
-            out = urgent.recv(), if urgent_open => match out {
-                Some(out) => Some(out),
-                None => {
-                    urgent_open = false;
-                    continue;
-                }
-            },
-            out = rx.recv() => out,
-        };
-        let Some(out) = next else {
-            break None;
-        };
-        let (out, received) = match out {
-            Outgoing::Media {
-                text,
-                received,
-                epoch,
-            } => {
-                if epoch < floor {
-                    metrics.interrupted.increment(1);
-                    continue;
-                }
-                (TwilioOut::Media(text, received), Some(received))
-            }
-            Outgoing::Mark { text, epoch } => {
-                if epoch < floor {
-                    continue;
-                }
-                (TwilioOut::Text(text), None)
-            }
-            Outgoing::Clear { text, epoch } => {
-                floor = floor.max(epoch);
-                (TwilioOut::Text(text), None)
-            }
-            Outgoing::Close { code, reason } => break Some(TwilioOut::Close { code, reason }),
-            // The write half goes without a word; the reader's half is aborted by the actor.
-            Outgoing::Reset => return,
-        };
-        // The socket failed or stalled while the actor is alive: it is told and ends the
-        // call itself.
-        if let Err(failure) = bounded(write_timeout, sink.feed(out)).await {
-            return writer_failed(failure, &metrics, &actor);
-        }
-        unflushed = true;
-        pending_latency.extend(received);
+    let mut w = Writer {
+        sink,
+        write_timeout,
+        actor,
+        metrics: WriterMetrics::new(),
+        unflushed: false,
+        pending_latency: Vec::new(),
     };
+    let mut model: Option<Model> = None;
+    let closing = loop {
+        if w.unflushed && w.pending_latency.len() >= MAX_UNFLUSHED {
+            if let Err(failure) = w.flush().await {
+                return w.failed(failure);
+            }
+        }
+        let input = if w.unflushed {
+            match next(&mut queues, &mut model).now_or_never() {
+                Some(input) => input,
+                None => {
+                    if let Err(failure) = w.flush().await {
+                        return w.failed(failure);
+                    }
+                    continue;
+                }
+            }
+        } else {
+            next(&mut queues, &mut model).await
+        };
+        match input {
+            Next::Model(Some(ModelCmd::Attach(reader))) => {
+                model = Some(Model {
+                    reader,
+                    metrics: AiMetrics::new(),
+                });
+            }
+            Next::Model(Some(ModelCmd::Detach)) => model = None,
+            Next::Model(None) => queues.models_open = false,
+            Next::Urgent(None) => queues.urgent_open = false,
+            Next::Urgent(Some(out)) | Next::Normal(Some(out)) => match out {
+                Outgoing::Close { code, reason } => break Some(TwilioOut::Close { code, reason }),
+                // The write half goes without a word; the reader's half is aborted by the
+                // actor.
+                Outgoing::Reset => return,
+            },
+            Next::Normal(None) => break None,
+            // The socket failed or stalled while the actor is alive: it is told and ends the
+            // call itself.
+            Next::Ai(event) => {
+                if let Err(failure) = on_model_event(&mut w, &mut model, event).await {
+                    return w.failed(failure);
+                }
+            }
+        }
+    };
+    // The model connection is not read any longer (the actor closes its sending side).
+    drop(model);
+    let Writer {
+        mut sink,
+        write_timeout,
+        ..
+    } = w;
     let close = match closing {
         Some(close) => close,
         None => {
@@ -438,25 +517,17 @@ pub(super) fn spawn_twilio_reader(
     tokio::spawn(task.instrument(span)).abort_handle()
 }
 
-/// What the AI reader of one connection needs.
+/// A model connection for the media writer to read.
 pub(super) struct AiReader {
     pub rx: RealtimeReceiver,
-    pub actor: ActorRef<CallMsg>,
     pub generation: u64,
-    pub twilio: TwilioQueue,
     pub stream_sid: Arc<str>,
     pub playback: Arc<Mutex<Playback>>,
 }
 
-/// Spawns the AI reader of connection `generation`.
-pub(super) fn spawn_ai_reader(reader: AiReader, span: tracing::Span) -> AbortHandle {
-    tokio::spawn(ai_loop(reader).instrument(span)).abort_handle()
-}
-
-/// The AI reader's metric handles, registered once per connection.
+/// The model reader's metric handles, registered once per connection.
 struct AiMetrics {
     relayed: Counter,
-    dropped: Counter,
     interrupted: Counter,
     bad: Counter,
     clear: Histogram,
@@ -466,7 +537,6 @@ impl AiMetrics {
     fn new() -> Self {
         Self {
             relayed: counter!("media_frames_total", "leg" => "ai", "direction" => "outbound"),
-            dropped: counter!("media_frames_dropped_total", "leg" => "twilio"),
             interrupted: counter!("media_frames_dropped_total", "leg" => "interrupted"),
             bad: counter!("ai_bad_events_total"),
             clear: histogram!("bargein_clear_seconds"),
@@ -474,141 +544,131 @@ impl AiMetrics {
     }
 }
 
-async fn ai_loop(reader: AiReader) {
-    let AiReader {
-        mut rx,
-        actor,
-        generation,
-        twilio,
-        stream_sid,
-        playback,
-    } = reader;
-    let metrics = AiMetrics::new();
-    while let Some(text) = rx.recv_text().await {
-        let text = match text {
-            Ok(text) => text,
-            Err(error) => {
-                metrics.bad.increment(1);
-                tracing::debug!(error = %error, "unreadable ai event");
-                continue;
+/// One event of the model connection (or its end); an error only when writing to Twilio
+/// failed.
+async fn on_model_event(
+    w: &mut Writer,
+    model: &mut Option<Model>,
+    event: Option<
+        Result<tokio_tungstenite::tungstenite::Utf8Bytes, crate::realtime::RealtimeError>,
+    >,
+) -> Result<(), WriteFailure> {
+    let Some(m) = model.as_mut() else {
+        return Ok(());
+    };
+    let text = match event {
+        Some(Ok(text)) => text,
+        Some(Err(error)) => {
+            m.metrics.bad.increment(1);
+            tracing::debug!(error = %error, "unreadable ai event");
+            return Ok(());
+        }
+        None => {
+            let reason = m
+                .reader
+                .rx
+                .close_info()
+                .map_or_else(|| String::from("closed"), |c| format!("{c:?}"));
+            let _ = w.actor.cast(CallMsg::AiClosed(m.reader.generation, reason));
+            *model = None;
+            return Ok(());
+        }
+    };
+    // Audio deltas (the hot path) are read once, borrowed; other events by their type.
+    let event = match sniff_ai(text.as_str()) {
+        Ok(AiFrame::Audio(delta)) => return forward_audio(w, m, &delta).await,
+        Ok(AiFrame::Other(kind)) => ServerEvent::parse_kind(kind.as_str(), text.as_str()),
+        Err(_) => ServerEvent::parse(text.as_str()),
+    };
+    let event = match event {
+        Ok(event) => event,
+        Err(error) => {
+            m.metrics.bad.increment(1);
+            tracing::debug!(error = %error, "unreadable ai event");
+            return Ok(());
+        }
+    };
+    let generation = m.reader.generation;
+    match event {
+        ServerEvent::SpeechStarted(_) => {
+            let seen = Instant::now();
+            let cut = m
+                .reader
+                .playback
+                .lock()
+                .ok()
+                .and_then(|mut p| p.interrupt(seen));
+            if let Some(cut) = cut {
+                // The clear leaves now: audio of the interrupted response still to come is
+                // discarded by the playback; the actor truncates the item when it hears of it.
+                w.feed(TwilioOut::Text(clear_text(&m.reader.stream_sid)))
+                    .await?;
+                w.flush().await?;
+                m.metrics.clear.record(seen.elapsed().as_secs_f64());
+                let _ = w.actor.cast(CallMsg::BargeIn(Interruption {
+                    item_id: cut.item_id,
+                    heard_ms: cut.audio_end_ms,
+                    sent_ms: cut.sent_ms,
+                }));
             }
-        };
-        // Audio deltas (the hot path) are read once, borrowed; other events by their type.
-        let event = match sniff_ai(text.as_str()) {
-            Ok(AiFrame::Audio(delta)) => {
-                forward_audio(&delta, &twilio, &stream_sid, &playback, &actor, &metrics);
-                continue;
-            }
-            Ok(AiFrame::Other(kind)) => ServerEvent::parse_kind(kind.as_str(), text.as_str()),
-            Err(_) => ServerEvent::parse(text.as_str()),
-        };
-        let event = match event {
-            Ok(event) => event,
-            Err(error) => {
-                metrics.bad.increment(1);
-                tracing::debug!(error = %error, "unreadable ai event");
-                continue;
-            }
-        };
-        match event {
-            ServerEvent::SpeechStarted(_) => {
-                let seen = Instant::now();
-                let cut = playback.lock().ok().and_then(|mut p| {
-                    let cut = p.interrupt(seen)?;
-                    Some((cut, p.epoch()))
-                });
-                if let Some((cut, epoch)) = cut {
-                    // The clear leaves now, ahead of any audio still queued (which the writer
-                    // discards); the actor truncates the item when it hears of it.
-                    let clear = Outgoing::Clear {
-                        text: clear_text(&stream_sid),
-                        epoch,
-                    };
-                    if twilio.urgent.send(clear).await.is_ok() {
-                        metrics.clear.record(seen.elapsed().as_secs_f64());
-                        let _ = actor.cast(CallMsg::BargeIn(Interruption {
-                            item_id: cut.item_id,
-                            heard_ms: cut.audio_end_ms,
-                            sent_ms: cut.sent_ms,
-                        }));
-                    }
-                }
-                let _ = actor.cast(CallMsg::Ai(generation, AiEvent::SpeechStarted));
-            }
-            ServerEvent::Unknown { kind } => {
-                tracing::debug!(kind = %kind, "unknown ai event");
-            }
-            // Deltas of transcripts and text, item and content-part events: nothing the
-            // conversation needs, and never a message per delta.
-            other => {
-                if let Some(event) = AiEvent::from_server(other) {
-                    let _ = actor.cast(CallMsg::Ai(generation, event));
-                }
+            let _ = w
+                .actor
+                .cast(CallMsg::Ai(generation, AiEvent::SpeechStarted));
+        }
+        ServerEvent::Unknown { kind } => {
+            tracing::debug!(kind = %kind, "unknown ai event");
+        }
+        // Deltas of transcripts and text, item and content-part events: nothing the
+        // conversation needs, and never a message per delta.
+        other => {
+            if let Some(event) = AiEvent::from_server(other) {
+                let _ = w.actor.cast(CallMsg::Ai(generation, event));
             }
         }
     }
-    let reason = rx
-        .close_info()
-        .map_or_else(|| String::from("closed"), |c| format!("{c:?}"));
-    let _ = actor.cast(CallMsg::AiClosed(generation, reason));
+    Ok(())
 }
 
-/// Model audio to the Twilio writer, with its mark.
-fn forward_audio(
+/// Model audio to Twilio, with its mark. A delta is counted as sent by the playback only
+/// once it is written, so the barge-in accounting (sent and played milliseconds) stays
+/// exact; a stalled socket ends the call after the deadline.
+async fn forward_audio(
+    w: &mut Writer,
+    m: &mut Model,
     d: &AudioDeltaRef<'_>,
-    twilio: &TwilioQueue,
-    stream_sid: &str,
-    playback: &Mutex<Playback>,
-    actor: &ActorRef<CallMsg>,
-    metrics: &AiMetrics,
-) {
+) -> Result<(), WriteFailure> {
     let received = Instant::now();
     let (response_id, item_id) = (d.response_id.as_str(), d.item_id.as_str());
-    // Room for the frame and its mark first: a frame that cannot be queued is dropped
-    // before playback counts it as sent, so the barge-in accounting (sent and played
-    // milliseconds) stays exact under back-pressure.
-    let Ok(mut permits) = twilio.normal.try_reserve_many(2) else {
-        let interrupted = playback
-            .lock()
-            .map(|p| p.was_dropped(response_id))
-            .unwrap_or(false);
-        if interrupted {
-            metrics.interrupted.increment(1);
-        } else {
-            metrics.dropped.increment(1);
-        }
-        return;
-    };
-    let verdict = match playback.lock() {
+    let verdict = match m.reader.playback.lock() {
         Ok(mut p) => p.on_delta(response_id, item_id, decoded_len(d.delta.as_str())),
         Err(_) => DeltaVerdict::Drop,
     };
     match verdict {
-        DeltaVerdict::Drop => metrics.interrupted.increment(1),
+        DeltaVerdict::Drop => m.metrics.interrupted.increment(1),
         DeltaVerdict::Forward {
             epoch,
             cumulative_ms,
             first_of_item,
         } => {
-            if let Some(permit) = permits.next() {
-                permit.send(Outgoing::Media {
-                    text: media_text(stream_sid, &d.delta),
-                    received,
-                    epoch,
-                });
-                metrics.relayed.increment(1);
-            }
-            if let Some(permit) = permits.next() {
-                permit.send(Outgoing::Mark {
-                    text: mark_text(stream_sid, epoch, cumulative_ms, item_id),
-                    epoch,
-                });
-            }
+            let stream_sid = &m.reader.stream_sid;
+            w.feed(TwilioOut::Media(media_text(stream_sid, &d.delta), received))
+                .await?;
+            m.metrics.relayed.increment(1);
+            w.feed(TwilioOut::Text(mark_text(
+                stream_sid,
+                epoch,
+                cumulative_ms,
+                item_id,
+            )))
+            .await?;
             if first_of_item {
-                let _ = actor.cast(CallMsg::FirstAudio(item_id.to_owned(), Instant::now()));
+                let _ = w
+                    .actor
+                    .cast(CallMsg::FirstAudio(item_id.to_owned(), Instant::now()));
             }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -108,13 +108,20 @@ impl futures::Sink<TwilioOut> for Recorded {
     }
 }
 
-/// Stands in for the call actor: reports what it is told about the Twilio socket.
+/// Stands in for the call actor: reports what it is told about the Twilio socket, and the
+/// items whose first audio was written.
 struct Probe;
+
+/// Where the probe reports.
+struct ProbeTx {
+    gone: UnboundedSender<EndReason>,
+    first_audio: UnboundedSender<String>,
+}
 
 impl ractor::Actor for Probe {
     type Msg = CallMsg;
-    type State = UnboundedSender<EndReason>;
-    type Arguments = UnboundedSender<EndReason>;
+    type State = ProbeTx;
+    type Arguments = ProbeTx;
 
     async fn pre_start(
         &self,
@@ -130,17 +137,35 @@ impl ractor::Actor for Probe {
         msg: CallMsg,
         tx: &mut Self::State,
     ) -> Result<(), ractor::ActorProcessingErr> {
-        if let CallMsg::TwilioGone(reason, _) = msg {
-            let _ = tx.send(reason);
+        match msg {
+            CallMsg::TwilioGone(reason, _) => {
+                let _ = tx.gone.send(reason);
+            }
+            CallMsg::FirstAudio(item, _) => {
+                let _ = tx.first_audio.send(item);
+            }
+            _ => {}
         }
         Ok(())
     }
 }
 
+async fn probe_with_audio() -> (
+    ActorRef<CallMsg>,
+    mpsc::UnboundedReceiver<EndReason>,
+    mpsc::UnboundedReceiver<String>,
+) {
+    let (gone, gone_rx) = mpsc::unbounded_channel();
+    let (first_audio, first_rx) = mpsc::unbounded_channel();
+    let (probe, _) = ractor::Actor::spawn(None, Probe, ProbeTx { gone, first_audio })
+        .await
+        .expect("probe");
+    (probe, gone_rx, first_rx)
+}
+
 async fn probe() -> (ActorRef<CallMsg>, mpsc::UnboundedReceiver<EndReason>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (probe, _) = ractor::Actor::spawn(None, Probe, tx).await.expect("probe");
-    (probe, rx)
+    let (probe, gone, _) = probe_with_audio().await;
+    (probe, gone)
 }
 
 fn writer(sink: TwilioOutgoing, actor: &ActorRef<CallMsg>) -> (TwilioQueue, oneshot::Sender<()>) {
@@ -158,18 +183,67 @@ fn writer(sink: TwilioOutgoing, actor: &ActorRef<CallMsg>) -> (TwilioQueue, ones
     (queue, release)
 }
 
+/// An audio delta of `response`/`item` whose payload is `payload`.
+fn delta(response: &str, item: &str, payload: &str) -> String {
+    format!(
+        r#"{{"type":"response.output_audio.delta","event_id":"e","response_id":"{response}","item_id":"{item}","output_index":0,"content_index":0,"delta":"{payload}"}}"#
+    )
+}
+
+const SPEECH_STARTED: &str = r#"{"type":"input_audio_buffer.speech_started","event_id":"e","audio_start_ms":1000,"item_id":"caller"}"#;
+
+/// A model connection whose server has already written `events` (in one flush) by the time
+/// this returns: on loopback they are in the client's socket buffer, so the writer finds
+/// them all ready. The sending half is returned too: dropping it would close the socket.
+async fn model_with(events: Vec<String>) -> (crate::realtime::RealtimeSender, RealtimeReceiver) {
+    use crate::realtime::{RealtimeClient, RealtimeEndpoint};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("ws://{}/v1/realtime", listener.local_addr().expect("addr"));
+    let (sent, written) = oneshot::channel();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.expect("upgrade");
+        for event in events {
+            ws.feed(Message::text(event)).await.expect("feed");
+        }
+        ws.flush().await.expect("flush");
+        let _ = sent.send(());
+        // Keep the socket open until the client goes.
+        while let Some(Ok(_)) = ws.next().await {}
+    });
+    let endpoint = RealtimeEndpoint {
+        url,
+        api_key: String::from("sk-test"),
+        model: String::from("gpt-realtime"),
+    };
+    let link = RealtimeClient::connect(endpoint).await.expect("connect");
+    written.await.expect("model wrote its events");
+    link
+}
+
+/// Hands the model connection to the writer.
+fn attach(queue: &TwilioQueue, rx: RealtimeReceiver, playback: &Arc<Mutex<Playback>>) {
+    queue
+        .models
+        .send(ModelCmd::Attach(AiReader {
+            rx,
+            generation: 1,
+            stream_sid: Arc::from("MZ1"),
+            playback: Arc::clone(playback),
+        }))
+        .expect("writer running");
+}
+
 #[tokio::test]
 async fn a_failed_twilio_write_tells_the_actor_and_leaves_the_socket_alone() {
     let (probe, mut gone) = probe().await;
     let (queue, _release) = writer(Box::pin(GoneSink { failed: false }), &probe);
-    queue
-        .normal
-        .send(Outgoing::Mark {
-            text: String::from("{}"),
-            epoch: 0,
-        })
-        .await
-        .expect("queue");
+    let (_tx, rx) = model_with(vec![delta("r1", "i1", "AAAA")]).await;
+    attach(&queue, rx, &Arc::new(Mutex::new(Playback::default())));
     assert_eq!(gone.recv().await, Some(EndReason::TwilioWriteFailed));
     // The call finished and closes a socket the peer already closed: one attempt, no panic.
     let (queue, _release) = writer(Box::pin(GoneSink { failed: false }), &probe);
@@ -186,30 +260,23 @@ async fn a_failed_twilio_write_tells_the_actor_and_leaves_the_socket_alone() {
 }
 
 #[tokio::test]
-async fn a_clear_overtakes_queued_audio_which_is_then_discarded() {
-    let (probe, _gone) = probe().await;
+async fn a_clear_goes_first_and_audio_of_the_interrupted_response_is_then_discarded() {
+    let (probe, _gone, mut first_audio) = probe_with_audio().await;
     let sink = Recorded::default();
     let (queue, _release) = writer(Box::pin(sink.clone()), &probe);
-    // Audio of epoch 0 is queued (the writer may already be writing the first of it), the
-    // caller talks: the clear of epoch 1 jumps the queue, the rest of epoch 0 is dropped,
-    // and audio of epoch 1 follows.
-    let media = |n: u32, epoch| Outgoing::Media {
-        text: format!("m{n}"),
-        received: Instant::now(),
-        epoch,
-    };
-    for n in 0..8 {
-        queue.normal.send(media(n, 0)).await.expect("queue");
-    }
-    queue
-        .urgent
-        .send(Outgoing::Clear {
-            text: String::from("clear"),
-            epoch: 1,
-        })
-        .await
-        .expect("urgent");
-    queue.normal.send(media(100, 1)).await.expect("queue");
+    // Audio of response r1 plays, the caller talks, the model still sends some of r1 before
+    // it notices (discarded: the caller must not hear it after the clear), then r2.
+    let mut events: Vec<String> = (0..4)
+        .map(|n| delta("r1", "i1", &format!("AAA{n}")))
+        .collect();
+    events.push(SPEECH_STARTED.to_owned());
+    events.extend((4..8).map(|n| delta("r1", "i1", &format!("AAA{n}"))));
+    events.push(delta("r2", "i2", "BBBB"));
+    let (_tx, rx) = model_with(events).await;
+    attach(&queue, rx, &Arc::new(Mutex::new(Playback::default())));
+    // The last event's audio was written once its item's first audio is reported.
+    assert_eq!(first_audio.recv().await.as_deref(), Some("i1"));
+    assert_eq!(first_audio.recv().await.as_deref(), Some("i2"));
     queue
         .normal
         .send(Outgoing::Close {
@@ -228,25 +295,25 @@ async fn a_clear_overtakes_queued_audio_which_is_then_discarded() {
     let written: Vec<String> = sink
         .written()
         .into_iter()
-        .map(|o| match o {
-            TwilioOut::Text(t) | TwilioOut::Media(t, _) => t,
-            TwilioOut::Close { reason, .. } => format!("close:{reason}"),
+        .filter_map(|o| match o {
+            TwilioOut::Media(t, _) => Some(t),
+            TwilioOut::Text(t) if t.contains(r#""event":"clear""#) => Some(String::from("clear")),
+            TwilioOut::Text(_) => None,
+            TwilioOut::Close { reason, .. } => Some(format!("close:{reason}")),
         })
         .collect();
     let clear_at = written
         .iter()
         .position(|t| t == "clear")
         .expect("clear sent");
-    assert!(
-        written[clear_at + 1..]
-            .iter()
-            .all(|t| !t.starts_with('m') || t == "m100"),
-        "nothing of the interrupted epoch after the clear: {written:?}"
-    );
     assert_eq!(
-        &written[written.len() - 2..],
-        ["m100".to_owned(), "close:done".to_owned()]
+        clear_at, 4,
+        "the audio before the barge-in, then the clear: {written:?}"
     );
+    assert!(written[..clear_at].iter().all(|t| t.contains("AAA")));
+    assert_eq!(written.len(), clear_at + 3, "{written:?}");
+    assert!(written[clear_at + 1].contains("BBBB"), "{written:?}");
+    assert_eq!(written[clear_at + 2], "close:done");
     probe.stop(None);
 }
 
@@ -413,25 +480,13 @@ async fn the_writer_flushes_a_burst_once() {
     let (probe, _gone) = probe().await;
     let sink = Counting::default();
     let (queue, _release) = writer(Box::pin(sink.clone()), &probe);
-    // On this one thread the writer runs only once the test awaits: it finds the whole
-    // burst queued (a frame and its mark, four times), writes it, then flushes once.
-    for n in 0..4 {
-        queue
-            .normal
-            .try_send(Outgoing::Media {
-                text: format!("m{n}"),
-                received: Instant::now(),
-                epoch: 0,
-            })
-            .expect("room");
-        queue
-            .normal
-            .try_send(Outgoing::Mark {
-                text: format!("k{n}"),
-                epoch: 0,
-            })
-            .expect("room");
-    }
+    // The four deltas are all ready when the writer reads the first: it writes each with its
+    // mark, and flushes once nothing more is ready.
+    let events = (0..4)
+        .map(|n| delta("r1", "i1", &format!("AAA{n}")))
+        .collect();
+    let (_tx, rx) = model_with(events).await;
+    attach(&queue, rx, &Arc::new(Mutex::new(Playback::default())));
     tokio::time::timeout(Duration::from_secs(5), async {
         while *sink.flushes.lock().expect("lock") == 0 {
             tokio::task::yield_now().await;
