@@ -267,6 +267,8 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Outbound>,
 ) {
     let mut closed = None;
+    // Registered once per connection, not looked up per frame.
+    let latency = metrics::histogram!("relay_latency_seconds", "direction" => "caller_to_ai");
     while let Some(outbound) = rx.recv().await {
         match outbound {
             Outbound::Text(text) => {
@@ -284,8 +286,7 @@ async fn write_loop(
                 if rx.is_empty() && sink.flush().await.is_err() {
                     return;
                 }
-                metrics::histogram!("relay_latency_seconds", "direction" => "caller_to_ai")
-                    .record(received.elapsed().as_secs_f64());
+                latency.record(received.elapsed().as_secs_f64());
             }
             Outbound::Close(done) => {
                 closed = Some(done);
