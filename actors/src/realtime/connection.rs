@@ -198,34 +198,58 @@ impl RealtimeClient {
         endpoint: RealtimeEndpoint,
         options: RealtimeOptions,
     ) -> Result<(RealtimeSender, RealtimeReceiver), RealtimeError> {
-        let url = endpoint.connect_url();
-        let mut request = url
-            .as_str()
-            .into_client_request()
-            .map_err(RealtimeError::Connect)?;
-        let bearer = HeaderValue::from_str(&format!("Bearer {}", endpoint.api_key))
-            .map_err(|_| RealtimeError::Protocol("API key is not a valid header value".into()))?;
-        request.headers_mut().insert("authorization", bearer);
-        let connector = if url.starts_with("wss://") {
-            Some(Connector::Rustls(tls_config()?))
-        } else {
-            Some(Connector::Plain)
-        };
-        let connecting = tokio_tungstenite::connect_async_tls_with_config(
-            request,
-            Some(options.websocket_config()),
-            true,
-            connector,
-        );
-        let ws = match tokio::time::timeout(options.connect_timeout, connecting).await {
-            Err(_) => return Err(RealtimeError::Timeout),
-            Ok(Err(tungstenite::Error::Http(response))) => {
-                return Err(RealtimeError::Handshake(response.status().as_u16()));
-            }
-            Ok(Err(error)) => return Err(RealtimeError::Connect(error)),
-            Ok(Ok((ws, _response))) => ws,
-        };
+        let ws = open(endpoint, options).await?;
         Ok(split(ws, options.channel_capacity))
+    }
+
+    /// Connects as [`connect_with`](Self::connect_with), for an owner that writes and reads
+    /// on one task: the sending half is a [`RealtimeSink`] it writes itself (no writer task,
+    /// no queue between them).
+    pub async fn connect_owned(
+        endpoint: RealtimeEndpoint,
+        options: RealtimeOptions,
+    ) -> Result<(RealtimeSink, RealtimeReceiver), RealtimeError> {
+        let (sink, stream) = open(endpoint, options).await?.split();
+        Ok((
+            RealtimeSink { sink },
+            RealtimeReceiver {
+                stream,
+                close: None,
+                done: false,
+                _guard: None,
+            },
+        ))
+    }
+}
+
+/// Opens the websocket.
+async fn open(endpoint: RealtimeEndpoint, options: RealtimeOptions) -> Result<Ws, RealtimeError> {
+    let url = endpoint.connect_url();
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(RealtimeError::Connect)?;
+    let bearer = HeaderValue::from_str(&format!("Bearer {}", endpoint.api_key))
+        .map_err(|_| RealtimeError::Protocol("API key is not a valid header value".into()))?;
+    request.headers_mut().insert("authorization", bearer);
+    let connector = if url.starts_with("wss://") {
+        Some(Connector::Rustls(tls_config()?))
+    } else {
+        Some(Connector::Plain)
+    };
+    let connecting = tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(options.websocket_config()),
+        true,
+        connector,
+    );
+    match tokio::time::timeout(options.connect_timeout, connecting).await {
+        Err(_) => Err(RealtimeError::Timeout),
+        Ok(Err(tungstenite::Error::Http(response))) => {
+            Err(RealtimeError::Handshake(response.status().as_u16()))
+        }
+        Ok(Err(error)) => Err(RealtimeError::Connect(error)),
+        Ok(Ok((ws, _response))) => Ok(ws),
     }
 }
 
@@ -257,7 +281,7 @@ fn split(ws: Ws, capacity: usize) -> (RealtimeSender, RealtimeReceiver) {
             stream,
             close: None,
             done: false,
-            _guard: guard,
+            _guard: Some(guard),
         },
     )
 }
@@ -303,6 +327,74 @@ async fn write_loop(
         let _ = done.send(());
     }
     let _ = sink.close().await;
+}
+
+/// The sending half of a connection written by its owner's task
+/// ([`RealtimeClient::connect_owned`]): audio is fed without waiting (a socket that cannot
+/// take it now drops it), and the owner flushes when it has nothing more to write.
+pub struct RealtimeSink {
+    sink: futures::stream::SplitSink<Ws, Message>,
+}
+
+impl std::fmt::Debug for RealtimeSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RealtimeSink").finish_non_exhaustive()
+    }
+}
+
+impl RealtimeSink {
+    /// Feeds `input_audio_buffer.append` of `audio_b64` if the socket can take it now
+    /// (written at the next flush); [`TrySendError::Full`] when it cannot (count it as
+    /// dropped), never a wait.
+    pub fn try_feed_audio(&mut self, audio_b64: &str) -> Result<(), TrySendError> {
+        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        match self.sink.poll_ready_unpin(&mut cx) {
+            std::task::Poll::Ready(Ok(())) => self
+                .sink
+                .start_send_unpin(Message::text(append_json(audio_b64)))
+                .map_err(|_| TrySendError::Closed),
+            std::task::Poll::Ready(Err(_)) => Err(TrySendError::Closed),
+            std::task::Poll::Pending => Err(TrySendError::Full),
+        }
+    }
+
+    /// Writes what was fed to the socket.
+    pub fn poll_flush(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), RealtimeError>> {
+        self.sink
+            .poll_flush_unpin(cx)
+            .map_err(|_| RealtimeError::Closed)
+    }
+
+    /// Sends a client event (fed and flushed).
+    pub async fn send(&mut self, event: &ClientEvent) -> Result<(), RealtimeError> {
+        let text = event
+            .to_json()
+            .map_err(|e| RealtimeError::Protocol(e.to_string()))?;
+        self.send_text(text).await
+    }
+
+    /// Sends a pre-serialised text frame (fed and flushed).
+    pub async fn send_text(&mut self, text: String) -> Result<(), RealtimeError> {
+        self.sink
+            .send(Message::text(text))
+            .await
+            .map_err(|_| RealtimeError::Closed)
+    }
+
+    /// Sends a normal close frame after what was fed (the receiver then sees the server's
+    /// close and ends).
+    pub async fn close(&mut self) {
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        if self.sink.send(Message::Close(Some(frame))).await.is_ok() {
+            let _ = self.sink.close().await;
+        }
+    }
 }
 
 /// Sends client events. Cheap to clone; all clones feed the same writer task.
@@ -399,7 +491,8 @@ pub struct RealtimeReceiver {
     stream: futures::stream::SplitStream<Ws>,
     close: Option<CloseInfo>,
     done: bool,
-    _guard: Arc<WriterGuard>,
+    /// The writer task's guard (none when the sending half is a [`RealtimeSink`]).
+    _guard: Option<Arc<WriterGuard>>,
 }
 
 impl std::fmt::Debug for RealtimeReceiver {

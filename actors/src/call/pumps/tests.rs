@@ -1,11 +1,15 @@
-//! The pumps against in-memory sockets: frame checks, the writer's failure, priority and
-//! release behaviour.
+//! The media task against in-memory Twilio sockets and a local model socket: the failure of
+//! a Twilio write, barge-in, release after the actor's death, early audio, and flushes.
 
 use std::sync::Mutex as StdMutex;
 
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::super::TwilioFrame;
+use super::caller::gone_reason;
 use super::*;
+use crate::realtime::RealtimeReceiver;
+use crate::realtime::RealtimeSink;
 
 // The frame checks and the Twilio messages are tested with them, in `call/frames/tests.rs`.
 
@@ -168,19 +172,34 @@ async fn probe() -> (ActorRef<CallMsg>, mpsc::UnboundedReceiver<EndReason>) {
     (probe, gone)
 }
 
-fn writer(sink: TwilioOutgoing, actor: &ActorRef<CallMsg>) -> (TwilioQueue, oneshot::Sender<()>) {
+/// Spawns a media task on `incoming` and `sink`; returns its commands and its release.
+fn media_with(
+    incoming: TwilioIncoming,
+    sink: TwilioOutgoing,
+    actor: &ActorRef<CallMsg>,
+) -> (mpsc::UnboundedSender<MediaCmd>, oneshot::Sender<()>) {
     let (release, released) = oneshot::channel();
-    let queue = spawn_twilio_writer(
-        WriterArgs {
+    let cmds = spawn(
+        MediaArgs {
+            incoming,
             sink,
             write_timeout: Duration::from_secs(1),
             actor: actor.clone(),
             release: released,
+            stream_sid: Arc::from("MZ1"),
+            playback: Arc::new(Mutex::new(Playback::default())),
         },
-        16,
         tracing::Span::none(),
     );
-    (queue, release)
+    (cmds, release)
+}
+
+/// A media task whose caller sends nothing.
+fn writer(
+    sink: TwilioOutgoing,
+    actor: &ActorRef<CallMsg>,
+) -> (mpsc::UnboundedSender<MediaCmd>, oneshot::Sender<()>) {
+    media_with(futures::stream::pending().boxed(), sink, actor)
 }
 
 /// An audio delta of `response`/`item` whose payload is `payload`.
@@ -193,10 +212,10 @@ fn delta(response: &str, item: &str, payload: &str) -> String {
 const SPEECH_STARTED: &str = r#"{"type":"input_audio_buffer.speech_started","event_id":"e","audio_start_ms":1000,"item_id":"caller"}"#;
 
 /// A model connection whose server has already written `events` (in one flush) by the time
-/// this returns: on loopback they are in the client's socket buffer, so the writer finds
-/// them all ready. The sending half is returned too: dropping it would close the socket.
-async fn model_with(events: Vec<String>) -> (crate::realtime::RealtimeSender, RealtimeReceiver) {
-    use crate::realtime::{RealtimeClient, RealtimeEndpoint};
+/// this returns: on loopback they are in the client's socket buffer, so the media task finds
+/// them all ready.
+async fn model_with(events: Vec<String>) -> AiLink {
+    use crate::realtime::{RealtimeClient, RealtimeEndpoint, RealtimeOptions};
     use tokio_tungstenite::tungstenite::Message;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -220,40 +239,36 @@ async fn model_with(events: Vec<String>) -> (crate::realtime::RealtimeSender, Re
         api_key: String::from("sk-test"),
         model: String::from("gpt-realtime"),
     };
-    let link = RealtimeClient::connect(endpoint).await.expect("connect");
+    let (sink, rx): (RealtimeSink, RealtimeReceiver) =
+        RealtimeClient::connect_owned(endpoint, RealtimeOptions::default())
+            .await
+            .expect("connect");
     written.await.expect("model wrote its events");
-    link
+    AiLink { sink, rx }
 }
 
-/// Hands the model connection to the writer.
-fn attach(queue: &TwilioQueue, rx: RealtimeReceiver, playback: &Arc<Mutex<Playback>>) {
-    queue
-        .models
-        .send(ModelCmd::Attach(AiReader {
-            rx,
-            generation: 1,
-            stream_sid: Arc::from("MZ1"),
-            playback: Arc::clone(playback),
-        }))
-        .expect("writer running");
+/// Hands the model connection to the media task.
+fn attach(cmds: &mpsc::UnboundedSender<MediaCmd>, link: AiLink) {
+    cmds.send(MediaCmd::Attach {
+        link,
+        generation: 1,
+    })
+    .expect("media task running");
 }
 
 #[tokio::test]
 async fn a_failed_twilio_write_tells_the_actor_and_leaves_the_socket_alone() {
     let (probe, mut gone) = probe().await;
     let (queue, _release) = writer(Box::pin(GoneSink { failed: false }), &probe);
-    let (_tx, rx) = model_with(vec![delta("r1", "i1", "AAAA")]).await;
-    attach(&queue, rx, &Arc::new(Mutex::new(Playback::default())));
+    attach(&queue, model_with(vec![delta("r1", "i1", "AAAA")]).await);
     assert_eq!(gone.recv().await, Some(EndReason::TwilioWriteFailed));
     // The call finished and closes a socket the peer already closed: one attempt, no panic.
     let (queue, _release) = writer(Box::pin(GoneSink { failed: false }), &probe);
     queue
-        .normal
-        .send(Outgoing::Close {
+        .send(MediaCmd::Close {
             code: 1000,
             reason: String::from("caller_hangup"),
         })
-        .await
         .expect("queue");
     drop(queue);
     probe.stop(None);
@@ -272,18 +287,15 @@ async fn a_clear_goes_first_and_audio_of_the_interrupted_response_is_then_discar
     events.push(SPEECH_STARTED.to_owned());
     events.extend((4..8).map(|n| delta("r1", "i1", &format!("AAA{n}"))));
     events.push(delta("r2", "i2", "BBBB"));
-    let (_tx, rx) = model_with(events).await;
-    attach(&queue, rx, &Arc::new(Mutex::new(Playback::default())));
+    attach(&queue, model_with(events).await);
     // The last event's audio was written once its item's first audio is reported.
     assert_eq!(first_audio.recv().await.as_deref(), Some("i1"));
     assert_eq!(first_audio.recv().await.as_deref(), Some("i2"));
     queue
-        .normal
-        .send(Outgoing::Close {
+        .send(MediaCmd::Close {
             code: 1000,
             reason: String::from("done"),
         })
-        .await
         .expect("queue");
     tokio::time::timeout(Duration::from_secs(5), async {
         while !*sink.1.lock().expect("lock") {
@@ -356,7 +368,7 @@ fn caller_frame(n: u32) -> (String, String) {
 
 #[tokio::test]
 async fn caller_audio_before_the_model_session_is_ready_is_kept_and_sent_in_order() {
-    use crate::realtime::{RealtimeClient, RealtimeEndpoint, append_json};
+    use crate::realtime::{RealtimeClient, RealtimeEndpoint, RealtimeOptions, append_json};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio_tungstenite::tungstenite::Message;
 
@@ -390,14 +402,7 @@ async fn caller_audio_before_the_model_session_is_ready_is_kept_and_sent_in_orde
             counted.fetch_add(1, Ordering::SeqCst);
         })
         .boxed();
-    let (ai_tx, ai_rx) = watch::channel(None);
-    let _reader = spawn_twilio_reader(
-        incoming,
-        probe.clone(),
-        ai_rx,
-        Arc::new(Mutex::new(Playback::default())),
-        tracing::Span::none(),
-    );
+    let (cmds, _release) = media_with(incoming, Box::pin(Recorded::default()), &probe);
     // The caller speaks right after `start`, before the model session is ready: more than
     // the buffer holds, so the oldest two are dropped.
     for n in 0..early {
@@ -405,7 +410,7 @@ async fn caller_audio_before_the_model_session_is_ready_is_kept_and_sent_in_orde
             .unbounded_send(TwilioFrame::Text(caller_frame(n).0.into()))
             .expect("frame");
     }
-    // This test runs on one thread: once the reader has taken the last frame, it has
+    // This test runs on one thread: once the media task has taken the last frame, it has
     // handled it (nothing awaits in between).
     tokio::time::timeout(Duration::from_secs(5), async {
         while read.load(Ordering::SeqCst) < early as usize {
@@ -419,8 +424,10 @@ async fn caller_audio_before_the_model_session_is_ready_is_kept_and_sent_in_orde
         api_key: String::from("sk-test"),
         model: String::from("gpt-realtime"),
     };
-    let (tx, _rx) = RealtimeClient::connect(endpoint).await.expect("connect");
-    ai_tx.send_replace(Some(tx));
+    let (sink, rx) = RealtimeClient::connect_owned(endpoint, RealtimeOptions::default())
+        .await
+        .expect("connect");
+    attach(&cmds, AiLink { sink, rx });
     for n in early..total {
         frames
             .unbounded_send(TwilioFrame::Text(caller_frame(n).0.into()))
@@ -485,8 +492,7 @@ async fn the_writer_flushes_a_burst_once() {
     let events = (0..4)
         .map(|n| delta("r1", "i1", &format!("AAA{n}")))
         .collect();
-    let (_tx, rx) = model_with(events).await;
-    attach(&queue, rx, &Arc::new(Mutex::new(Playback::default())));
+    attach(&queue, model_with(events).await);
     tokio::time::timeout(Duration::from_secs(5), async {
         while *sink.flushes.lock().expect("lock") == 0 {
             tokio::task::yield_now().await;
