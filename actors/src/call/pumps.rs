@@ -308,14 +308,25 @@ impl Media {
                 }
                 self.model = Some(model);
             }
+            // A model socket that stalls does not hold the call's media: the event is given
+            // up after the deadline and the socket is not written again (its end is read).
             MediaCmd::Send(text) => {
-                if let Some(model) = self.model.as_mut() {
-                    model.send(text).await;
+                if let Some(model) = self.model.as_mut()
+                    && tokio::time::timeout(self.write_timeout, model.send(text))
+                        .await
+                        .is_err()
+                {
+                    tracing::warn!("the ai session did not take an event in time");
+                    model.flushed(false);
                 }
             }
             MediaCmd::CloseModel(done) => {
-                if let Some(model) = self.model.as_mut() {
-                    model.close().await;
+                if let Some(model) = self.model.as_mut()
+                    && tokio::time::timeout(self.write_timeout, model.close())
+                        .await
+                        .is_err()
+                {
+                    model.flushed(false);
                 }
                 if let Some(done) = done {
                     let _ = done.send(());
