@@ -3,16 +3,17 @@
 //!
 //! The decisions of a call live in its [`conversation::Conversation`], a state machine with no
 //! I/O; the actor only feeds it inputs (its messages) and executes the effects it returns
-//! (`call/effects.rs`). The actor owns the resources: the Twilio socket (through the pump
-//! tasks, `call/pumps.rs`), the AI session (`call/ai.rs`), the playback accounting used for
+//! (`call/effects.rs`). The actor owns the resources: the Twilio socket and the model's (through
+//! the call's media task, `call/pumps.rs`), the AI session setup (`call/ai.rs`), the playback accounting used for
 //! barge-in (`call/playback.rs`), tool tasks (`call/tools.rs`), escalation and carrier-change
 //! tasks (`call/handoff.rs`), and the per-call recorder (`call/recorder.rs`) through which
 //! every record of the live call is written, so the actor never awaits the database while
 //! the call is live.
 //!
-//! Audio never passes through the mailbox, and neither do mark echoes: the Twilio reader
-//! forwards caller audio to the AI sender and accounts marks; the AI reader forwards model
-//! audio to the Twilio writer and sends the barge-in `clear` itself. The mailbox carries
+//! Audio never passes through the mailbox, and neither do mark echoes: one media task per
+//! call owns both sockets, writes caller audio to the model socket and model audio (with its
+//! marks) to Twilio's, accounts mark echoes, and sends the barge-in `clear` itself; the actor
+//! tells it what else to write on one command channel. The mailbox carries
 //! control only: the AI session's control events, key presses, `stop`, playback drained,
 //! tool and task results, timers.
 //!
@@ -175,7 +176,7 @@ pub enum CallMsg {
     AiConnected(u64, Result<AiLink, String>),
     /// The AI socket of connection `generation` ended (why).
     AiClosed(u64, String),
-    /// The caller talked over the agent; the AI reader already sent Twilio's `clear`.
+    /// The caller talked over the agent; the media task already sent Twilio's `clear`.
     BargeIn(Interruption),
     /// First audio of an assistant item (its id) forwarded to Twilio.
     FirstAudio(String, Instant),
@@ -240,8 +241,8 @@ pub struct CallArgs {
     /// Set by the actor once its records are final; the supervisor tells a normal end from a
     /// kill by it.
     pub finished: Arc<AtomicBool>,
-    /// Fired by the supervisor once a dead actor's failure is recorded: the Twilio writer
-    /// closes the socket only then.
+    /// Fired by the supervisor once a dead actor's failure is recorded: the media task
+    /// closes Twilio's socket only then.
     pub release: oneshot::Receiver<()>,
 }
 

@@ -9,6 +9,10 @@
 //!
 //! The writer task is aborted when the last handle (sender clones and receiver) is
 //! dropped; [`RealtimeSender::close`] ends it cleanly with a close frame instead.
+//!
+//! [`RealtimeClient::connect_owned`] gives a [`RealtimeSink`] instead of a sender, for an
+//! owner that writes and reads the socket on one task (a call's media task): no writer task
+//! and no queue; audio is fed without waiting and flushed when the owner has nothing more.
 //! TLS (`wss://`) is rustls with the ring provider and the webpki roots, built here so the
 //! client does not depend on a process-wide default provider.
 
@@ -516,7 +520,7 @@ impl RealtimeReceiver {
         }))
     }
 
-    /// The next text frame, unparsed (the call's AI reader reads audio deltas borrowed from
+    /// The next text frame, unparsed (the call's media task reads audio deltas borrowed from
     /// it, `call::frames`); otherwise as [`recv`](Self::recv), a binary frame being
     /// `Some(Err(Protocol))`.
     pub async fn recv_text(&mut self) -> Option<Result<Utf8Bytes, RealtimeError>> {
