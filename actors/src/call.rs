@@ -3,16 +3,17 @@
 //!
 //! The decisions of a call live in its [`conversation::Conversation`], a state machine with no
 //! I/O; the actor only feeds it inputs (its messages) and executes the effects it returns
-//! (`call/effects.rs`). The actor owns the resources: the Twilio socket (through the pump
-//! tasks, `call/pumps.rs`), the AI session (`call/ai.rs`), the playback accounting used for
+//! (`call/effects.rs`). The actor owns the resources: the Twilio socket and the model's (through
+//! the call's media task, `call/pumps.rs`), the AI session setup (`call/ai.rs`), the playback accounting used for
 //! barge-in (`call/playback.rs`), tool tasks (`call/tools.rs`), escalation and carrier-change
 //! tasks (`call/handoff.rs`), and the per-call recorder (`call/recorder.rs`) through which
 //! every record of the live call is written, so the actor never awaits the database while
 //! the call is live.
 //!
-//! Audio never passes through the mailbox, and neither do mark echoes: the Twilio reader
-//! forwards caller audio to the AI sender and accounts marks; the AI reader forwards model
-//! audio to the Twilio writer and sends the barge-in `clear` itself. The mailbox carries
+//! Audio never passes through the mailbox, and neither do mark echoes: one media task per
+//! call owns both sockets, writes caller audio to the model socket and model audio (with its
+//! marks) to Twilio's, accounts mark echoes, and sends the barge-in `clear` itself; the actor
+//! tells it what else to write on one command channel. The mailbox carries
 //! control only: the AI session's control events, key presses, `stop`, playback drained,
 //! tool and task results, timers.
 //!
@@ -32,7 +33,7 @@ use futures::Sink;
 use futures::stream::BoxStream;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use serde_json::json;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tracing::Instrument as _;
@@ -43,7 +44,6 @@ use crate::ids::{AgentVersionId, SessionId};
 use crate::meter::{HandleTimer, kind};
 use crate::notifier::{EventKind, Notifier};
 use crate::outcome::Outcomes;
-use crate::realtime::RealtimeSender;
 use crate::singleton::SingletonRef;
 use crate::store::{AgentVersion, CallRecord, Store, VoiceSession};
 use crate::tenant::TenantMsg;
@@ -176,7 +176,7 @@ pub enum CallMsg {
     AiConnected(u64, Result<AiLink, String>),
     /// The AI socket of connection `generation` ended (why).
     AiClosed(u64, String),
-    /// The caller talked over the agent; the AI reader already sent Twilio's `clear`.
+    /// The caller talked over the agent; the media task already sent Twilio's `clear`.
     BargeIn(Interruption),
     /// First audio of an assistant item (its id) forwarded to Twilio.
     FirstAudio(String, Instant),
@@ -241,8 +241,8 @@ pub struct CallArgs {
     /// Set by the actor once its records are final; the supervisor tells a normal end from a
     /// kill by it.
     pub finished: Arc<AtomicBool>,
-    /// Fired by the supervisor once a dead actor's failure is recorded: the Twilio writer
-    /// closes the socket only then.
+    /// Fired by the supervisor once a dead actor's failure is recorded: the media task
+    /// closes Twilio's socket only then.
     pub release: oneshot::Receiver<()>,
 }
 
@@ -290,16 +290,13 @@ pub struct CallState {
     span: tracing::Span,
     conversation: Conversation,
     recorder: Recorder,
-    twilio: pumps::TwilioQueue,
+    /// The media task's commands.
+    media: mpsc::UnboundedSender<pumps::MediaCmd>,
     stream_sid: Arc<str>,
-    /// Current AI sender, read per frame by the Twilio reader.
-    ai_tx: watch::Sender<Option<RealtimeSender>>,
+    /// Whether the media task has a model connection of the current generation to send to.
+    ai_attached: bool,
     /// Generation of the AI connection (events of an older one are ignored).
     ai_generation: u64,
-    /// The Twilio reader task (also in the guard).
-    twilio_reader: AbortHandle,
-    /// The reader task of the current AI connection (also in the guard).
-    ai_reader: Option<AbortHandle>,
     playback: Arc<Mutex<Playback>>,
     /// Running tool tasks by model call id.
     tools: HashMap<String, tools::RunningTool>,
@@ -325,10 +322,6 @@ impl CallState {
             tenant: self.call.tenant_id.clone(),
             session: self.session_id.clone(),
         }
-    }
-
-    fn ai(&self) -> Option<RealtimeSender> {
-        self.ai_tx.borrow().clone()
     }
 
     fn phase(&self, phase: CallPhase) {
@@ -460,29 +453,24 @@ impl Actor for CallActor {
             call_sid = call.call_sid.as_deref().unwrap_or_default(),
             tenant = %call.tenant_id,
         );
-        // The writer first: whatever fails below, the socket is closed by it (after the
+        // The media task first: whatever fails below, the socket is closed by it (after the
         // supervisor recorded the failure).
-        let twilio = pumps::spawn_twilio_writer(
-            pumps::WriterArgs {
+        let stream_sid: Arc<str> = Arc::from(start.stream_sid.as_str());
+        let playback = Arc::new(Mutex::new(Playback::default()));
+        let media = pumps::spawn(
+            pumps::MediaArgs {
+                incoming: start.incoming,
                 sink: start.outgoing,
                 write_timeout: deps.settings.twilio_write_timeout,
                 actor: myself.clone(),
                 release,
+                stream_sid: Arc::clone(&stream_sid),
+                playback: Arc::clone(&playback),
             },
-            deps.settings.twilio_queue,
-            span.clone(),
-        );
-        let (ai_tx, ai_rx) = watch::channel(None);
-        let playback = Arc::new(Mutex::new(Playback::default()));
-        let reader = pumps::spawn_twilio_reader(
-            start.incoming,
-            myself.clone(),
-            ai_rx,
-            Arc::clone(&playback),
             span.clone(),
         );
         let guard = Guard {
-            tasks: vec![reader.clone()],
+            tasks: Vec::new(),
             active: Arc::clone(&deps.active),
             call_id: call.id.clone(),
             finished: Arc::clone(&finished),
@@ -518,12 +506,10 @@ impl Actor for CallActor {
             started: Instant::now(),
             span,
             recorder,
-            twilio,
-            stream_sid: Arc::from(start.stream_sid.as_str()),
-            ai_tx,
+            media,
+            stream_sid,
+            ai_attached: false,
             ai_generation: 0,
-            twilio_reader: reader,
-            ai_reader: None,
             playback,
             tools: HashMap::new(),
             cancelled: Vec::new(),
@@ -611,7 +597,7 @@ impl CallState {
             CallMsg::AiConnected(generation, link) if generation == self.ai_generation => {
                 match link {
                     Ok(link) => {
-                        self.attach_ai(myself, link);
+                        self.attach_ai(link);
                         Input::AiConnected
                     }
                     Err(why) => Input::AiConnectFailed(why),
@@ -619,7 +605,7 @@ impl CallState {
             }
             CallMsg::AiConnected(..) => return,
             CallMsg::AiClosed(generation, why) if generation == self.ai_generation => {
-                self.ai_tx.send_replace(None);
+                self.ai_attached = false;
                 Input::AiClosed(why)
             }
             CallMsg::AiClosed(..) => return,
@@ -663,42 +649,29 @@ impl CallState {
         self.apply(myself, effects).await;
     }
 
-    /// A new AI connection is up: the Twilio reader sends to it, and its reader runs.
-    fn attach_ai(&mut self, myself: &ActorRef<CallMsg>, link: AiLink) {
-        let reader = pumps::spawn_ai_reader(
-            pumps::AiReader {
-                rx: link.rx,
-                actor: myself.clone(),
-                generation: self.ai_generation,
-                twilio: self.twilio.clone(),
-                stream_sid: Arc::clone(&self.stream_sid),
-                playback: Arc::clone(&self.playback),
-            },
-            self.span.clone(),
-        );
-        self.guard.tasks.push(reader.clone());
-        self.ai_reader = Some(reader);
-        self.ai_tx.send_replace(Some(link.tx));
+    /// A new AI connection is up: the media task sends caller audio to it and reads its
+    /// events.
+    fn attach_ai(&mut self, link: AiLink) {
+        let attached = self.media.send(pumps::MediaCmd::Attach {
+            link,
+            generation: self.ai_generation,
+        });
+        self.ai_attached = attached.is_ok();
     }
 
     /// Drops one of the call's sockets without a close frame, as a network reset would,
     /// and returns the loss the conversation then handles as any other: the model's socket
-    /// (its reader aborted before it could report, its writer aborted), or Twilio's (its
-    /// reader aborted, its writer dropping the write half without `stop` or close frame).
+    /// (dropped by the media task, never reported), or Twilio's (both halves dropped by the
+    /// media task without `stop` or close frame).
     async fn fault(&mut self, fault: chaos::Fault) -> Input {
         match fault {
             chaos::Fault::AiReset => {
-                if let Some(reader) = self.ai_reader.take() {
-                    reader.abort();
-                }
-                if let Some(tx) = self.ai_tx.send_replace(None) {
-                    tx.reset();
-                }
+                self.ai_attached = false;
+                let _ = self.media.send(pumps::MediaCmd::ResetModel);
                 Input::AiClosed(String::from(chaos::RESET_DETAIL))
             }
             chaos::Fault::TwilioReset => {
-                self.twilio_reader.abort();
-                let _ = self.twilio.urgent.send(pumps::Outgoing::Reset).await;
+                let _ = self.media.send(pumps::MediaCmd::ResetTwilio);
                 Input::TwilioGone(EndReason::SocketError, Some(chaos::RESET_DETAIL.into()))
             }
         }
@@ -707,8 +680,15 @@ impl CallState {
     /// Ends the AI session with a close frame (PROTOCOLS §5.1: on `stop` or a closed Twilio
     /// socket, close the model's socket), bounded, since the AI peer may be what stalled.
     async fn close_ai(&mut self) {
-        if let Some(tx) = self.ai_tx.send_replace(None) {
-            let _ = tokio::time::timeout(ai::AI_CLOSE_TIMEOUT, tx.close()).await;
+        if std::mem::take(&mut self.ai_attached) {
+            let (done, written) = oneshot::channel();
+            if self
+                .media
+                .send(pumps::MediaCmd::CloseModel(Some(done)))
+                .is_ok()
+            {
+                let _ = tokio::time::timeout(ai::AI_CLOSE_TIMEOUT, written).await;
+            }
         }
     }
 }

@@ -6,7 +6,9 @@
 //! - [`client_event`]: [`ClientEvent`] (what we send) with builders; [`append_json`] for
 //!   the audio hot path.
 //! - [`server_event`]: [`ServerEvent`] (what we receive), parsed leniently.
-//! - [`connection`]: [`RealtimeClient::connect`] → ([`RealtimeSender`], [`RealtimeReceiver`]).
+//! - [`connection`]: [`RealtimeClient::connect`] → ([`RealtimeSender`], [`RealtimeReceiver`]);
+//!   [`RealtimeClient::connect_owned`] → ([`RealtimeSink`], [`RealtimeReceiver`]) for an owner
+//!   that writes and reads on one task (a call's media task).
 //!
 //! Only the GA interface is implemented: no `OpenAI-Beta` header, `session.type:"realtime"`,
 //! `audio.input`/`audio.output`, `response.output_audio.*` events. A beta-shaped session is
@@ -55,7 +57,7 @@ mod tests;
 pub use client_event::{ClientEvent, ContentPart, ConversationItem, Role, append_json};
 pub use connection::{
     CloseInfo, RealtimeClient, RealtimeEndpoint, RealtimeError, RealtimeOptions, RealtimeReceiver,
-    RealtimeSender, TrySendError,
+    RealtimeSender, RealtimeSink, TrySendError,
 };
 pub use server_event::{
     ApiError, FunctionCallArgumentsDone, Item, Response, ResponseStatus, ServerEvent,

@@ -6,7 +6,8 @@
 use std::time::Duration;
 
 use crate::realtime::{
-    ClientEvent, RealtimeClient, RealtimeEndpoint, RealtimeReceiver, RealtimeSender, SessionConfig,
+    ClientEvent, RealtimeClient, RealtimeEndpoint, RealtimeOptions, RealtimeReceiver, RealtimeSink,
+    SessionConfig,
 };
 use crate::store::{AgentVersion, CallRecord, TurnDetection};
 
@@ -18,11 +19,11 @@ pub(super) const AI_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long the tenant actor may take to give the tenant's model key.
 const KEY_TIMEOUT_MS: u64 = 2_000;
 
-/// An open AI session: the two halves of its socket.
+/// An open AI session: the two halves of its socket, both used by the call's media task.
 pub struct AiLink {
-    /// Client events.
-    pub tx: RealtimeSender,
-    /// Server events (read by the AI reader task).
+    /// Client events and caller audio.
+    pub sink: RealtimeSink,
+    /// Server events.
     pub rx: RealtimeReceiver,
 }
 
@@ -140,14 +141,14 @@ pub(super) async fn connect(
         api_key: api_key(deps, call).await,
         model: model(version).to_owned(),
     };
-    let (tx, rx) = tokio::time::timeout(
+    let (mut sink, rx) = tokio::time::timeout(
         deps.settings.ai.connect_timeout,
-        RealtimeClient::connect(endpoint),
+        RealtimeClient::connect_owned(endpoint, RealtimeOptions::default()),
     )
     .await
     .map_err(|_| String::from("ai connect timed out"))?
     .map_err(|e| format!("ai connect failed: {e}"))?;
-    tx.send(&ClientEvent::session_update(session_config(version, call)))
+    sink.send(&ClientEvent::session_update(session_config(version, call)))
         .await
         .map_err(|e| format!("ai session.update failed: {e}"))?;
     for (speaker, text) in replay {
@@ -155,9 +156,9 @@ pub(super) async fn connect(
             Speaker::Agent => ClientEvent::assistant_text(text.clone()),
             Speaker::Caller => ClientEvent::user_text(text.clone()),
         };
-        tx.send(&event)
+        sink.send(&event)
             .await
             .map_err(|e| format!("ai replay failed: {e}"))?;
     }
-    Ok(AiLink { tx, rx })
+    Ok(AiLink { sink, rx })
 }

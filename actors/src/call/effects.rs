@@ -15,7 +15,7 @@ use ractor::ActorRef;
 use tracing::Instrument as _;
 
 use super::conversation::{Effect, Ending, Input};
-use super::pumps::Outgoing;
+use super::pumps::MediaCmd;
 use super::{CallMsg, CallState, ai, handoff, tools};
 use crate::store::LegEnd;
 
@@ -112,17 +112,24 @@ impl CallState {
     }
 
     async fn send_ai(&self, event: &crate::realtime::ClientEvent) {
-        if let Some(tx) = self.ai()
-            && let Err(error) = tx.send(event).await
-        {
-            tracing::warn!(error = %error, "could not send to the ai session");
+        if !self.ai_attached {
+            return;
+        }
+        match event.to_json() {
+            Ok(text) => {
+                let _ = self.media.send(MediaCmd::Send(text));
+            }
+            Err(error) => tracing::warn!(error = %error, "could not encode an ai event"),
         }
     }
 
     /// Opens a new AI connection in a task; events of the previous one are ignored from now.
     fn connect(&mut self, myself: &ActorRef<CallMsg>, replay: Vec<(super::Speaker, String)>) {
         self.ai_generation += 1;
-        self.ai_tx.send_replace(None);
+        // The previous connection closes (its events are ignored from now).
+        if std::mem::take(&mut self.ai_attached) {
+            let _ = self.media.send(MediaCmd::CloseModel(None));
+        }
         let generation = self.ai_generation;
         let deps = self.deps.clone();
         let call = Arc::clone(&self.call);
@@ -131,11 +138,11 @@ impl CallState {
         let task = tokio::spawn(
             async move {
                 let link = ai::connect(&deps, &call, version.as_deref(), &replay).await;
-                if let Err(ractor::MessagingErr::SendErr(CallMsg::AiConnected(_, Ok(link)))) =
+                if let Err(ractor::MessagingErr::SendErr(CallMsg::AiConnected(_, Ok(mut link)))) =
                     actor.cast(CallMsg::AiConnected(generation, link))
                 {
                     // The actor is gone: close the session properly.
-                    let _ = tokio::time::timeout(ai::AI_CLOSE_TIMEOUT, link.tx.close()).await;
+                    let _ = tokio::time::timeout(ai::AI_CLOSE_TIMEOUT, link.sink.close()).await;
                 }
             }
             .instrument(self.span.clone()),
@@ -205,14 +212,10 @@ impl CallState {
             tracing::warn!(error = %error, "could not complete the call");
         }
         self.finished.store(true, Ordering::SeqCst);
-        let _ = self
-            .twilio
-            .normal
-            .send(Outgoing::Close {
-                code: 1000,
-                reason: reason.as_str().to_owned(),
-            })
-            .await;
+        let _ = self.media.send(MediaCmd::Close {
+            code: 1000,
+            reason: reason.as_str().to_owned(),
+        });
         self.close_ai().await;
         myself.stop(Some(reason.as_str().to_owned()));
     }

@@ -1,127 +1,116 @@
-//! The three media tasks of a call; audio never passes through the actor's mailbox.
+//! The media task of a call: ONE task owns both sockets of the call (Twilio's media socket
+//! and the model's) and relays audio between them in one `select!` loop. Audio never passes
+//! through the actor's mailbox, and no frame is handed from one task to another (no channel
+//! hop, no cross-task wake-up per frame).
 //!
-//! - The **Twilio reader** forwards caller audio straight to the AI sender (bounded; a full
-//!   queue drops and counts; audio that comes before a model session is ready is kept, up to
-//!   [`EARLY_AUDIO_FRAMES`], and sent as soon as one is), accounts mark echoes in the shared
-//!   [`Playback`] (telling the actor only when a drain it waits for happened), and casts the
-//!   few control events (key presses, `stop`, the socket going away).
-//! - The **AI reader** forwards model audio straight to the Twilio writer with a mark after
-//!   each delta, and at barge-in (`speech_started` while audio plays) sends Twilio's `clear`
-//!   itself, on the writer's priority lane, before the actor hears of it; it casts only the
-//!   control events the conversation needs ([`AiEvent`]), never a per-delta message.
-//! - The **Twilio writer** is the only owner of the socket's write half: bounded, with a stall
-//!   deadline, a priority lane for `clear` (audio queued before a barge-in is discarded, not
-//!   played after the clear), a close, and (fault injection) a reset that drops the socket
-//!   without a close frame; it flushes when its queues are empty, not after each message.
-//!   When the actor dies without closing, the writer waits for the call supervisor to
-//!   record the failure (its release) before it closes the socket, so the `stream-ended`
-//!   that follows finds the fallback recorded.
+//! What the loop does, by priority:
 //!
-//! What each does per frame is `call/frames.rs`; their metrics are handles registered once.
+//! - **The actor's commands** ([`MediaCmd`], one channel): a new model connection (audio kept
+//!   while none was ready goes to it first), client events for the model, closing or
+//!   dropping (fault injection) either socket.
+//! - **A Twilio frame** (`call/pumps/caller.rs`): caller audio written to the model socket
+//!   (without waiting: a socket that cannot take it now drops the frame and counts it; audio
+//!   that comes before a model session is ready is kept, up to [`EARLY_AUDIO_FRAMES`]), mark
+//!   echoes accounted in the [`Playback`] (the actor is told only when a drain it waits for
+//!   happened), and the few control events (key presses, `stop`, the socket going away) cast
+//!   to the actor.
+//! - **A model event** (`call/pumps/model.rs`): audio written to Twilio with a mark after each
+//!   delta; at barge-in (`speech_started` while audio plays) Twilio's `clear` is written and
+//!   flushed at once, before the actor hears of it, and audio of the interrupted response
+//!   that still comes is discarded; the control events the conversation needs ([`AiEvent`])
+//!   are cast, never a message per delta.
+//! - **Flushes** when nothing more is ready (one write per burst on each socket, not one per
+//!   message). Every write to Twilio has the stall deadline; a failed or stalled Twilio socket
+//!   is told to the actor (which ends the call) and not touched again.
+//!
+//! When the actor dies without closing (its command channel is gone), the task waits for the
+//! call supervisor to record the failure (its release) before it closes Twilio's socket, so
+//! the `stream-ended` that follows finds the fallback recorded.
+//!
+//! What is done per frame is `call/frames.rs`; the metrics are handles registered once.
+
+mod caller;
+mod model;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt as _, SinkExt, StreamExt};
 use metrics::{Counter, Histogram, counter, histogram};
 use ractor::ActorRef;
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::AbortHandle;
+use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 
-use super::conversation::{AiEvent, Interruption};
-use super::frames::{
-    AiFrame, AudioDeltaRef, CallerFrame, clear_text, decoded_len, mark_text, media_text, sniff_ai,
-    sniff_caller, valid_audio,
-};
-use super::playback::{DeltaVerdict, MarkEcho, Playback};
-use super::{CallMsg, TwilioFrame, TwilioIncoming, TwilioOut, TwilioOutgoing};
+use super::conversation::AiEvent;
+use super::playback::Playback;
+use super::{AiLink, CallMsg, TwilioIncoming, TwilioOut, TwilioOutgoing};
 use crate::ending::EndReason;
-use crate::media::TwilioInbound;
-use crate::realtime::{RealtimeReceiver, RealtimeSender, ServerEvent, TrySendError};
+use caller::CallerMetrics;
+use model::{Model, ModelEvent};
 
-/// How long a dead actor's writer waits for the supervisor before closing anyway.
+/// How long a dead actor's media task waits for the supervisor before closing anyway.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Room of the writer's priority lane.
-const URGENT_QUEUE: usize = 8;
-/// Media frames the Twilio writer feeds before it flushes even though more are queued.
+/// Media frames fed to a socket before it is flushed even though more are ready.
 const MAX_UNFLUSHED: usize = 32;
 /// Caller frames kept while no model session is ready (2 s of 20 ms frames), sent once it
 /// is; beyond that the oldest is dropped and counted.
 pub(super) const EARLY_AUDIO_FRAMES: usize = 100;
 
-/// A frame queued for the Twilio writer.
-#[derive(Debug)]
-pub(super) enum Outgoing {
-    /// Model audio of playback `epoch`, and when its delta arrived from the model.
-    Media {
-        /// The `media` message.
-        text: String,
-        /// When the delta arrived.
-        received: Instant,
-        /// Its playback epoch.
-        epoch: u64,
+/// What the call actor tells its media task (in order, on one channel).
+pub(super) enum MediaCmd {
+    /// Read this model connection (of `generation`) and send caller audio to it from now
+    /// on; a previous connection still open is dropped.
+    Attach {
+        /// The connection, configured.
+        link: AiLink,
+        /// Its generation (events are cast with it).
+        generation: u64,
     },
-    /// The mark after audio of playback `epoch`.
-    Mark {
-        /// The `mark` message.
-        text: String,
-        /// Its playback epoch.
-        epoch: u64,
-    },
-    /// Barge-in: Twilio's `clear`; audio of epochs before `epoch` still queued is discarded.
-    Clear {
-        /// The `clear` message.
-        text: String,
-        /// The epoch that starts with it.
-        epoch: u64,
-    },
-    /// Close the socket.
+    /// A client event (serialised) for the current model connection.
+    Send(String),
+    /// Close the current model connection with a close frame (its events are still read
+    /// until it ends); `done` is told once the frame is written.
+    CloseModel(Option<oneshot::Sender<()>>),
+    /// Drop the current model connection without a close frame and without reporting it
+    /// (fault injection: a network reset).
+    ResetModel,
+    /// Close Twilio's socket.
     Close {
         /// Close code.
         code: u16,
         /// Reason.
         reason: String,
     },
-    /// Drop the socket at once, without a close frame (fault injection: a network reset;
-    /// sent on the priority lane).
-    Reset,
+    /// Drop Twilio's socket at once, without a close frame (fault injection: a network
+    /// reset).
+    ResetTwilio,
 }
 
-/// The queues of the Twilio writer.
-#[derive(Clone)]
-pub(super) struct TwilioQueue {
-    /// Audio, marks and control messages, in order.
-    pub normal: mpsc::Sender<Outgoing>,
-    /// `clear`, ahead of everything queued.
-    pub urgent: mpsc::Sender<Outgoing>,
-}
-
-/// What the writer needs besides its queues.
-pub(super) struct WriterArgs {
+/// What the media task needs.
+pub(super) struct MediaArgs {
+    /// Twilio's frames, past `connected` and `start`.
+    pub incoming: TwilioIncoming,
+    /// Twilio's write half.
     pub sink: TwilioOutgoing,
+    /// The stall deadline of every write to Twilio.
     pub write_timeout: Duration,
     pub actor: ActorRef<CallMsg>,
     /// Fired (or dropped) by the call supervisor once a dead actor's failure is recorded.
     pub release: oneshot::Receiver<()>,
+    pub stream_sid: Arc<str>,
+    pub playback: Arc<Mutex<Playback>>,
 }
 
-/// Spawns the Twilio writer; returns its queues. It ends on `Close`, on a write failure or
-/// stall (telling the actor, which ends the call), or, when every sender is gone without a
-/// `Close` (the actor died), after the supervisor's release, with a 1011 close.
-pub(super) fn spawn_twilio_writer(
-    args: WriterArgs,
-    capacity: usize,
-    span: tracing::Span,
-) -> TwilioQueue {
-    let (normal, rx) = mpsc::channel(capacity.max(8));
-    let (urgent, urgent_rx) = mpsc::channel(URGENT_QUEUE);
-    tokio::spawn(write_loop(args, rx, urgent_rx).instrument(span));
-    TwilioQueue { normal, urgent }
+/// Spawns the media task; returns its command channel. The task ends once the channel is
+/// gone (the actor stopped or died).
+pub(super) fn spawn(args: MediaArgs, span: tracing::Span) -> mpsc::UnboundedSender<MediaCmd> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(run(args, rx).instrument(span));
+    tx
 }
 
-/// Why the writer stopped writing to a live call's socket.
+/// Why writing to Twilio stopped while the call is live.
 enum WriteFailure {
     /// The sink returned an error: it must not be used again (`sink_map_err` panics when
     /// polled after its first error).
@@ -130,124 +119,170 @@ enum WriteFailure {
     Stalled,
 }
 
-/// The writer's metric handles, registered once per call.
-struct WriterMetrics {
-    interrupted: Counter,
-    stalls: Counter,
-    latency: Histogram,
+/// Twilio's write half and what was fed to it.
+struct Twilio {
+    sink: TwilioOutgoing,
+    /// Fed and not yet flushed.
+    unflushed: bool,
+    /// When the model delta of each media frame fed and not yet flushed arrived.
+    pending_latency: Vec<Instant>,
 }
 
-impl WriterMetrics {
+/// The task's metric handles, registered once per call.
+struct MediaMetrics {
+    stalls: Counter,
+    ai_to_caller: Histogram,
+    caller: CallerMetrics,
+}
+
+impl MediaMetrics {
     fn new() -> Self {
         Self {
-            interrupted: counter!("media_frames_dropped_total", "leg" => "interrupted"),
             stalls: counter!("media_stalls_total", "leg" => "twilio"),
-            latency: histogram!("relay_latency_seconds", "direction" => "ai_to_caller"),
+            ai_to_caller: histogram!("relay_latency_seconds", "direction" => "ai_to_caller"),
+            caller: CallerMetrics::new(),
         }
     }
 }
 
-/// Messages are fed to the socket as they come and flushed only when both queues are empty
-/// (one write for a burst, not one per message), or after [`MAX_UNFLUSHED`] media frames
-/// when they never are; the relay latency of model audio is
-/// recorded once its flush is done. Every feed and flush has the stall deadline.
-async fn write_loop(
-    args: WriterArgs,
-    mut rx: mpsc::Receiver<Outgoing>,
-    mut urgent: mpsc::Receiver<Outgoing>,
-) {
-    let WriterArgs {
-        mut sink,
+/// The state of a call's media.
+struct Media {
+    actor: ActorRef<CallMsg>,
+    stream_sid: Arc<str>,
+    playback: Arc<Mutex<Playback>>,
+    write_timeout: Duration,
+    /// Twilio's read half, until `stop`, its end, or a reset.
+    incoming: Option<TwilioIncoming>,
+    /// Twilio's write half, until it is closed, failed, or reset.
+    twilio: Option<Twilio>,
+    /// The current model connection.
+    model: Option<Model>,
+    /// Caller audio waiting for a model session.
+    early: VecDeque<String>,
+    metrics: MediaMetrics,
+}
+
+/// What the loop takes next.
+enum Input {
+    Cmd(Option<MediaCmd>),
+    Caller(Option<super::TwilioFrame>),
+    Model(ModelEvent),
+    ModelFlushed(bool),
+}
+
+/// The next input, by priority: commands, Twilio, the model, then flushing the model
+/// socket (only when nothing else is ready).
+async fn next(
+    cmds: &mut mpsc::UnboundedReceiver<MediaCmd>,
+    incoming: &mut Option<TwilioIncoming>,
+    model: &mut Option<Model>,
+) -> Input {
+    let (events, sink) = match model {
+        Some(m) => {
+            let sink = if m.dirty { m.sink.as_mut() } else { None };
+            (Some(&mut m.rx), sink)
+        }
+        None => (None, None),
+    };
+    tokio::select! {
+        biased;
+        cmd = cmds.recv() => Input::Cmd(cmd),
+        frame = caller_frame(incoming) => Input::Caller(frame),
+        event = model::event(events) => Input::Model(event),
+        flushed = model::flush(sink) => Input::ModelFlushed(flushed),
+    }
+}
+
+/// Twilio's next frame; pending once its read half is gone.
+async fn caller_frame(incoming: &mut Option<TwilioIncoming>) -> Option<super::TwilioFrame> {
+    match incoming {
+        Some(incoming) => incoming.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn run(args: MediaArgs, mut cmds: mpsc::UnboundedReceiver<MediaCmd>) {
+    let MediaArgs {
+        incoming,
+        sink,
         write_timeout,
         actor,
         release,
+        stream_sid,
+        playback,
     } = args;
-    let metrics = WriterMetrics::new();
-    let mut floor = 0_u64;
-    let mut urgent_open = true;
-    // Fed and not yet flushed: whether anything is, and when each media frame's delta came.
-    let mut unflushed = false;
-    let mut pending_latency: Vec<Instant> = Vec::new();
-    let closing = loop {
-        let idle = rx.is_empty() && urgent.is_empty();
-        if unflushed && (idle || pending_latency.len() >= MAX_UNFLUSHED) {
-            if let Err(failure) = bounded(write_timeout, sink.flush()).await {
-                return writer_failed(failure, &metrics, &actor);
-            }
-            unflushed = false;
-            for received in pending_latency.drain(..) {
-                metrics.latency.record(received.elapsed().as_secs_f64());
-            }
-        }
-        let next = tokio::select! {
-            biased;
-            out = urgent.recv(), if urgent_open => match out {
-                Some(out) => Some(out),
-                None => {
-                    urgent_open = false;
-                    continue;
-                }
-            },
-            out = rx.recv() => out,
-        };
-        let Some(out) = next else {
-            break None;
-        };
-        let (out, received) = match out {
-            Outgoing::Media {
-                text,
-                received,
-                epoch,
-            } => {
-                if epoch < floor {
-                    metrics.interrupted.increment(1);
-                    continue;
-                }
-                (TwilioOut::Media(text, received), Some(received))
-            }
-            Outgoing::Mark { text, epoch } => {
-                if epoch < floor {
-                    continue;
-                }
-                (TwilioOut::Text(text), None)
-            }
-            Outgoing::Clear { text, epoch } => {
-                floor = floor.max(epoch);
-                (TwilioOut::Text(text), None)
-            }
-            Outgoing::Close { code, reason } => break Some(TwilioOut::Close { code, reason }),
-            // The write half goes without a word; the reader's half is aborted by the actor.
-            Outgoing::Reset => return,
-        };
-        // The socket failed or stalled while the actor is alive: it is told and ends the
-        // call itself.
-        if let Err(failure) = bounded(write_timeout, sink.feed(out)).await {
-            return writer_failed(failure, &metrics, &actor);
-        }
-        unflushed = true;
-        pending_latency.extend(received);
+    let mut media = Media {
+        actor,
+        stream_sid,
+        playback,
+        write_timeout,
+        incoming: Some(incoming),
+        twilio: Some(Twilio {
+            sink,
+            unflushed: false,
+            pending_latency: Vec::new(),
+        }),
+        model: None,
+        early: VecDeque::new(),
+        metrics: MediaMetrics::new(),
     };
-    let close = match closing {
-        Some(close) => close,
-        None => {
-            // The actor is gone without closing: it died. The supervisor records the failure
-            // (the fallback included) and then releases the socket; Twilio's `stream-ended`
-            // then finds what to do.
-            let _ = tokio::time::timeout(RELEASE_TIMEOUT, release).await;
+    loop {
+        if media
+            .twilio
+            .as_ref()
+            .is_some_and(|t| t.pending_latency.len() >= MAX_UNFLUSHED)
+        {
+            media.flush_twilio().await;
+        }
+        if let Some(model) = media.model.as_mut() {
+            model.flush_if_full();
+        }
+        let unflushed = media.twilio.as_ref().is_some_and(|t| t.unflushed);
+        let input = if unflushed {
+            match next(&mut cmds, &mut media.incoming, &mut media.model).now_or_never() {
+                Some(input) => input,
+                None => {
+                    media.flush_twilio().await;
+                    continue;
+                }
+            }
+        } else {
+            next(&mut cmds, &mut media.incoming, &mut media.model).await
+        };
+        match input {
+            Input::Cmd(Some(cmd)) => media.command(cmd).await,
+            Input::Cmd(None) => break,
+            Input::Caller(frame) => media.on_caller(frame),
+            Input::Model(event) => media.on_model(event).await,
+            Input::ModelFlushed(ok) => media.model_flushed(ok),
+        }
+    }
+    // The actor is gone. After a normal end Twilio's socket is closed already; otherwise the
+    // actor died: the supervisor records the failure (the fallback included) and then
+    // releases the socket; Twilio's `stream-ended` then finds what to do.
+    let Media { twilio, .. } = media;
+    if let Some(twilio) = twilio {
+        let _ = tokio::time::timeout(RELEASE_TIMEOUT, release).await;
+        close_twilio(
+            twilio,
+            write_timeout,
             TwilioOut::Close {
                 code: 1011,
                 reason: String::from("call_actor_failed"),
-            }
-        }
-    };
-    // Typically the peer already went away (a caller who closed the socket without `stop`):
-    // the sink errors, and must not be polled again (see above). `send` flushes what was
-    // fed before the close too.
-    let sent = tokio::time::timeout(write_timeout, sink.send(close)).await;
-    if !matches!(sent, Ok(Ok(()))) {
-        return;
+            },
+        )
+        .await;
     }
-    let _ = tokio::time::timeout(write_timeout, sink.close()).await;
+}
+
+/// Writes the close (after what was fed: `send` flushes) and closes, each within the
+/// deadline. Typically the peer already went away (a caller who closed the socket without
+/// `stop`): the sink errors, and must not be polled again (see [`WriteFailure::Failed`]).
+async fn close_twilio(mut twilio: Twilio, deadline: Duration, close: TwilioOut) {
+    let sent = tokio::time::timeout(deadline, twilio.sink.send(close)).await;
+    if matches!(sent, Ok(Ok(()))) {
+        let _ = tokio::time::timeout(deadline, twilio.sink.close()).await;
+    }
 }
 
 /// `write` within the stall deadline.
@@ -262,352 +297,111 @@ where
     }
 }
 
-/// Tells the actor, which ends the call; the sink is not touched again.
-fn writer_failed(failure: WriteFailure, metrics: &WriterMetrics, actor: &ActorRef<CallMsg>) {
-    let reason = match failure {
-        WriteFailure::Failed => EndReason::TwilioWriteFailed,
-        WriteFailure::Stalled => {
-            metrics.stalls.increment(1);
-            EndReason::TwilioStalled
-        }
-    };
-    let _ = actor.cast(CallMsg::TwilioGone(reason, None));
-}
-
-/// The reason a Twilio socket went away, as the media route reports it.
-fn gone_reason(reason: &str) -> (EndReason, Option<String>) {
-    match reason {
-        "socket_closed" => (EndReason::SocketClosed, None),
-        "socket_error" => (EndReason::SocketError, None),
-        other => (EndReason::SocketError, Some(other.to_owned())),
-    }
-}
-
-/// The Twilio reader's metric handles, registered once per call.
-struct ReaderMetrics {
-    relayed: Counter,
-    dropped: Counter,
-    early: Counter,
-    bad: Counter,
-    unknown: Counter,
-    unexpected: Counter,
-}
-
-impl ReaderMetrics {
-    fn new() -> Self {
-        Self {
-            relayed: counter!("media_frames_total", "leg" => "twilio", "direction" => "inbound"),
-            dropped: counter!("media_frames_dropped_total", "leg" => "ai"),
-            early: counter!("media_frames_early_total", "leg" => "twilio"),
-            bad: counter!("media_bad_frames_total", "leg" => "twilio"),
-            unknown: counter!("media_unknown_events_total", "leg" => "twilio"),
-            unexpected: counter!("media_unexpected_events_total", "leg" => "twilio"),
-        }
-    }
-}
-
-/// Caller audio on its way to the model session: straight to its sender when one is ready,
-/// otherwise kept (bounded, oldest dropped) until one is.
-struct CallerAudio {
-    ai: watch::Receiver<Option<RealtimeSender>>,
-    early: VecDeque<String>,
-    metrics: ReaderMetrics,
-}
-
-impl CallerAudio {
-    /// Relays one validated base64 payload (after any kept before it).
-    fn relay(&mut self, payload: &str) {
-        let ai = self.ai.borrow_and_update();
-        match ai.as_ref() {
-            Some(tx) => {
+impl Media {
+    async fn command(&mut self, cmd: MediaCmd) {
+        match cmd {
+            MediaCmd::Attach { link, generation } => {
+                let mut model = Model::new(link, generation);
+                // Audio kept before the session was ready leaves first, in order.
                 for early in self.early.drain(..) {
-                    send_audio(tx, &early, &self.metrics);
+                    model.feed_audio(&early, &self.metrics.caller);
                 }
-                send_audio(tx, payload, &self.metrics);
+                self.model = Some(model);
             }
-            None => {
-                if self.early.len() == EARLY_AUDIO_FRAMES {
-                    self.early.pop_front();
-                    self.metrics.dropped.increment(1);
+            // A model socket that stalls does not hold the call's media: the event is given
+            // up after the deadline and the socket is not written again (its end is read).
+            MediaCmd::Send(text) => {
+                if let Some(model) = self.model.as_mut()
+                    && tokio::time::timeout(self.write_timeout, model.send(text))
+                        .await
+                        .is_err()
+                {
+                    tracing::warn!("the ai session did not take an event in time");
+                    model.flushed(false);
                 }
-                self.early.push_back(payload.to_owned());
-                self.metrics.early.increment(1);
+            }
+            MediaCmd::CloseModel(done) => {
+                if let Some(model) = self.model.as_mut()
+                    && tokio::time::timeout(self.write_timeout, model.close())
+                        .await
+                        .is_err()
+                {
+                    model.flushed(false);
+                }
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+            }
+            MediaCmd::ResetModel => self.model = None,
+            MediaCmd::Close { code, reason } => {
+                self.incoming = None;
+                if let Some(twilio) = self.twilio.take() {
+                    close_twilio(
+                        twilio,
+                        self.write_timeout,
+                        TwilioOut::Close { code, reason },
+                    )
+                    .await;
+                }
+            }
+            // Both halves go without a word.
+            MediaCmd::ResetTwilio => {
+                self.incoming = None;
+                self.twilio = None;
             }
         }
     }
 
-    /// A model session may be ready: sends what was kept, in order.
-    fn flush(&mut self) {
-        let ai = self.ai.borrow_and_update();
-        if let Some(tx) = ai.as_ref() {
-            for early in self.early.drain(..) {
-                send_audio(tx, &early, &self.metrics);
-            }
-        }
-    }
-}
-
-fn send_audio(tx: &RealtimeSender, payload: &str, metrics: &ReaderMetrics) {
-    match tx.try_send_audio(payload) {
-        Ok(()) => metrics.relayed.increment(1),
-        Err(TrySendError::Full | TrySendError::Closed) => metrics.dropped.increment(1),
-    }
-}
-
-/// Spawns the Twilio reader.
-pub(super) fn spawn_twilio_reader(
-    mut incoming: TwilioIncoming,
-    actor: ActorRef<CallMsg>,
-    ai: watch::Receiver<Option<RealtimeSender>>,
-    playback: Arc<Mutex<Playback>>,
-    span: tracing::Span,
-) -> AbortHandle {
-    let task = async move {
-        let mut audio = CallerAudio {
-            ai,
-            early: VecDeque::new(),
-            metrics: ReaderMetrics::new(),
+    /// Feeds one message to Twilio within the stall deadline; on failure the actor is told
+    /// and the socket is not touched again.
+    async fn feed_twilio(&mut self, out: TwilioOut) {
+        let Some(twilio) = self.twilio.as_mut() else {
+            return;
         };
-        loop {
-            let frame = tokio::select! {
-                biased;
-                // Audio kept before the model session was ready leaves as soon as it is.
-                changed = audio.ai.changed(), if !audio.early.is_empty() => {
-                    if changed.is_ok() {
-                        audio.flush();
-                    } else {
-                        audio.early.clear();
-                    }
-                    continue;
-                }
-                frame = incoming.next() => frame,
-            };
-            let Some(frame) = frame else {
-                break;
-            };
-            let text = match frame {
-                TwilioFrame::Text(text) => text,
-                TwilioFrame::Closed(reason) => {
-                    let (reason, detail) = gone_reason(&reason);
-                    let _ = actor.cast(CallMsg::TwilioGone(reason, detail));
-                    return;
-                }
-            };
-            // Media and mark echoes (the hot path) are read borrowed; the rest in full.
-            match sniff_caller(text.as_str()) {
-                Ok(CallerFrame::Media(payload)) => {
-                    if valid_audio(payload.as_str()) {
-                        audio.relay(payload.as_str());
-                    } else {
-                        audio.metrics.bad.increment(1);
-                    }
-                    continue;
-                }
-                Ok(CallerFrame::Mark(name)) => {
-                    let echo = playback
-                        .lock()
-                        .map(|mut p| p.on_mark(name.as_str(), Instant::now()))
-                        .unwrap_or(MarkEcho::Ignored);
-                    if echo == MarkEcho::Drained {
-                        let _ = actor.cast(CallMsg::PlaybackDrained);
-                    }
-                    continue;
-                }
-                Ok(CallerFrame::Other) | Err(_) => {}
+        let received = match &out {
+            TwilioOut::Media(_, received) => Some(*received),
+            _ => None,
+        };
+        match bounded(self.write_timeout, twilio.sink.feed(out)).await {
+            Ok(()) => {
+                twilio.unflushed = true;
+                twilio.pending_latency.extend(received);
             }
-            match TwilioInbound::parse(text.as_str()) {
-                Ok(TwilioInbound::Dtmf { dtmf, .. }) => {
-                    let _ = actor.cast(CallMsg::Dtmf(dtmf.digit));
-                }
-                Ok(TwilioInbound::Stop { .. }) => {
-                    let _ = actor.cast(CallMsg::Stop);
-                    return;
-                }
-                Ok(TwilioInbound::Unknown) => audio.metrics.unknown.increment(1),
-                Ok(TwilioInbound::Connected { .. } | TwilioInbound::Start { .. }) => {
-                    audio.metrics.unexpected.increment(1);
-                }
-                // A media or mark frame the sniff did not take is malformed.
-                Ok(TwilioInbound::Media { .. } | TwilioInbound::Mark { .. }) | Err(_) => {
-                    audio.metrics.bad.increment(1);
-                }
-            }
-        }
-        let _ = actor.cast(CallMsg::TwilioGone(EndReason::SocketClosed, None));
-    };
-    tokio::spawn(task.instrument(span)).abort_handle()
-}
-
-/// What the AI reader of one connection needs.
-pub(super) struct AiReader {
-    pub rx: RealtimeReceiver,
-    pub actor: ActorRef<CallMsg>,
-    pub generation: u64,
-    pub twilio: TwilioQueue,
-    pub stream_sid: Arc<str>,
-    pub playback: Arc<Mutex<Playback>>,
-}
-
-/// Spawns the AI reader of connection `generation`.
-pub(super) fn spawn_ai_reader(reader: AiReader, span: tracing::Span) -> AbortHandle {
-    tokio::spawn(ai_loop(reader).instrument(span)).abort_handle()
-}
-
-/// The AI reader's metric handles, registered once per connection.
-struct AiMetrics {
-    relayed: Counter,
-    dropped: Counter,
-    interrupted: Counter,
-    bad: Counter,
-    clear: Histogram,
-}
-
-impl AiMetrics {
-    fn new() -> Self {
-        Self {
-            relayed: counter!("media_frames_total", "leg" => "ai", "direction" => "outbound"),
-            dropped: counter!("media_frames_dropped_total", "leg" => "twilio"),
-            interrupted: counter!("media_frames_dropped_total", "leg" => "interrupted"),
-            bad: counter!("ai_bad_events_total"),
-            clear: histogram!("bargein_clear_seconds"),
+            Err(failure) => self.twilio_failed(failure),
         }
     }
-}
 
-async fn ai_loop(reader: AiReader) {
-    let AiReader {
-        mut rx,
-        actor,
-        generation,
-        twilio,
-        stream_sid,
-        playback,
-    } = reader;
-    let metrics = AiMetrics::new();
-    while let Some(text) = rx.recv_text().await {
-        let text = match text {
-            Ok(text) => text,
-            Err(error) => {
-                metrics.bad.increment(1);
-                tracing::debug!(error = %error, "unreadable ai event");
-                continue;
+    /// Flushes what was fed to Twilio within the stall deadline, and records the relay
+    /// latency of the model audio in it.
+    async fn flush_twilio(&mut self) {
+        let Some(twilio) = self.twilio.as_mut() else {
+            return;
+        };
+        match bounded(self.write_timeout, twilio.sink.flush()).await {
+            Ok(()) => {
+                twilio.unflushed = false;
+                for received in twilio.pending_latency.drain(..) {
+                    self.metrics
+                        .ai_to_caller
+                        .record(received.elapsed().as_secs_f64());
+                }
+            }
+            Err(failure) => self.twilio_failed(failure),
+        }
+    }
+
+    /// Twilio's socket failed or stalled while the call is live: the actor is told and ends
+    /// the call; the sink is not touched again.
+    fn twilio_failed(&mut self, failure: WriteFailure) {
+        self.twilio = None;
+        let reason = match failure {
+            WriteFailure::Failed => EndReason::TwilioWriteFailed,
+            WriteFailure::Stalled => {
+                self.metrics.stalls.increment(1);
+                EndReason::TwilioStalled
             }
         };
-        // Audio deltas (the hot path) are read once, borrowed; other events by their type.
-        let event = match sniff_ai(text.as_str()) {
-            Ok(AiFrame::Audio(delta)) => {
-                forward_audio(&delta, &twilio, &stream_sid, &playback, &actor, &metrics);
-                continue;
-            }
-            Ok(AiFrame::Other(kind)) => ServerEvent::parse_kind(kind.as_str(), text.as_str()),
-            Err(_) => ServerEvent::parse(text.as_str()),
-        };
-        let event = match event {
-            Ok(event) => event,
-            Err(error) => {
-                metrics.bad.increment(1);
-                tracing::debug!(error = %error, "unreadable ai event");
-                continue;
-            }
-        };
-        match event {
-            ServerEvent::SpeechStarted(_) => {
-                let seen = Instant::now();
-                let cut = playback.lock().ok().and_then(|mut p| {
-                    let cut = p.interrupt(seen)?;
-                    Some((cut, p.epoch()))
-                });
-                if let Some((cut, epoch)) = cut {
-                    // The clear leaves now, ahead of any audio still queued (which the writer
-                    // discards); the actor truncates the item when it hears of it.
-                    let clear = Outgoing::Clear {
-                        text: clear_text(&stream_sid),
-                        epoch,
-                    };
-                    if twilio.urgent.send(clear).await.is_ok() {
-                        metrics.clear.record(seen.elapsed().as_secs_f64());
-                        let _ = actor.cast(CallMsg::BargeIn(Interruption {
-                            item_id: cut.item_id,
-                            heard_ms: cut.audio_end_ms,
-                            sent_ms: cut.sent_ms,
-                        }));
-                    }
-                }
-                let _ = actor.cast(CallMsg::Ai(generation, AiEvent::SpeechStarted));
-            }
-            ServerEvent::Unknown { kind } => {
-                tracing::debug!(kind = %kind, "unknown ai event");
-            }
-            // Deltas of transcripts and text, item and content-part events: nothing the
-            // conversation needs, and never a message per delta.
-            other => {
-                if let Some(event) = AiEvent::from_server(other) {
-                    let _ = actor.cast(CallMsg::Ai(generation, event));
-                }
-            }
-        }
-    }
-    let reason = rx
-        .close_info()
-        .map_or_else(|| String::from("closed"), |c| format!("{c:?}"));
-    let _ = actor.cast(CallMsg::AiClosed(generation, reason));
-}
-
-/// Model audio to the Twilio writer, with its mark.
-fn forward_audio(
-    d: &AudioDeltaRef<'_>,
-    twilio: &TwilioQueue,
-    stream_sid: &str,
-    playback: &Mutex<Playback>,
-    actor: &ActorRef<CallMsg>,
-    metrics: &AiMetrics,
-) {
-    let received = Instant::now();
-    let (response_id, item_id) = (d.response_id.as_str(), d.item_id.as_str());
-    // Room for the frame and its mark first: a frame that cannot be queued is dropped
-    // before playback counts it as sent, so the barge-in accounting (sent and played
-    // milliseconds) stays exact under back-pressure.
-    let Ok(mut permits) = twilio.normal.try_reserve_many(2) else {
-        let interrupted = playback
-            .lock()
-            .map(|p| p.was_dropped(response_id))
-            .unwrap_or(false);
-        if interrupted {
-            metrics.interrupted.increment(1);
-        } else {
-            metrics.dropped.increment(1);
-        }
-        return;
-    };
-    let verdict = match playback.lock() {
-        Ok(mut p) => p.on_delta(response_id, item_id, decoded_len(d.delta.as_str())),
-        Err(_) => DeltaVerdict::Drop,
-    };
-    match verdict {
-        DeltaVerdict::Drop => metrics.interrupted.increment(1),
-        DeltaVerdict::Forward {
-            epoch,
-            cumulative_ms,
-            first_of_item,
-        } => {
-            if let Some(permit) = permits.next() {
-                permit.send(Outgoing::Media {
-                    text: media_text(stream_sid, &d.delta),
-                    received,
-                    epoch,
-                });
-                metrics.relayed.increment(1);
-            }
-            if let Some(permit) = permits.next() {
-                permit.send(Outgoing::Mark {
-                    text: mark_text(stream_sid, epoch, cumulative_ms, item_id),
-                    epoch,
-                });
-            }
-            if first_of_item {
-                let _ = actor.cast(CallMsg::FirstAudio(item_id.to_owned(), Instant::now()));
-            }
-        }
+        let _ = self.actor.cast(CallMsg::TwilioGone(reason, None));
     }
 }
 

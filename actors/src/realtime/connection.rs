@@ -9,6 +9,10 @@
 //!
 //! The writer task is aborted when the last handle (sender clones and receiver) is
 //! dropped; [`RealtimeSender::close`] ends it cleanly with a close frame instead.
+//!
+//! [`RealtimeClient::connect_owned`] gives a [`RealtimeSink`] instead of a sender, for an
+//! owner that writes and reads the socket on one task (a call's media task): no writer task
+//! and no queue; audio is fed without waiting and flushed when the owner has nothing more.
 //! TLS (`wss://`) is rustls with the ring provider and the webpki roots, built here so the
 //! client does not depend on a process-wide default provider.
 
@@ -198,34 +202,58 @@ impl RealtimeClient {
         endpoint: RealtimeEndpoint,
         options: RealtimeOptions,
     ) -> Result<(RealtimeSender, RealtimeReceiver), RealtimeError> {
-        let url = endpoint.connect_url();
-        let mut request = url
-            .as_str()
-            .into_client_request()
-            .map_err(RealtimeError::Connect)?;
-        let bearer = HeaderValue::from_str(&format!("Bearer {}", endpoint.api_key))
-            .map_err(|_| RealtimeError::Protocol("API key is not a valid header value".into()))?;
-        request.headers_mut().insert("authorization", bearer);
-        let connector = if url.starts_with("wss://") {
-            Some(Connector::Rustls(tls_config()?))
-        } else {
-            Some(Connector::Plain)
-        };
-        let connecting = tokio_tungstenite::connect_async_tls_with_config(
-            request,
-            Some(options.websocket_config()),
-            true,
-            connector,
-        );
-        let ws = match tokio::time::timeout(options.connect_timeout, connecting).await {
-            Err(_) => return Err(RealtimeError::Timeout),
-            Ok(Err(tungstenite::Error::Http(response))) => {
-                return Err(RealtimeError::Handshake(response.status().as_u16()));
-            }
-            Ok(Err(error)) => return Err(RealtimeError::Connect(error)),
-            Ok(Ok((ws, _response))) => ws,
-        };
+        let ws = open(endpoint, options).await?;
         Ok(split(ws, options.channel_capacity))
+    }
+
+    /// Connects as [`connect_with`](Self::connect_with), for an owner that writes and reads
+    /// on one task: the sending half is a [`RealtimeSink`] it writes itself (no writer task,
+    /// no queue between them).
+    pub async fn connect_owned(
+        endpoint: RealtimeEndpoint,
+        options: RealtimeOptions,
+    ) -> Result<(RealtimeSink, RealtimeReceiver), RealtimeError> {
+        let (sink, stream) = open(endpoint, options).await?.split();
+        Ok((
+            RealtimeSink { sink },
+            RealtimeReceiver {
+                stream,
+                close: None,
+                done: false,
+                _guard: None,
+            },
+        ))
+    }
+}
+
+/// Opens the websocket.
+async fn open(endpoint: RealtimeEndpoint, options: RealtimeOptions) -> Result<Ws, RealtimeError> {
+    let url = endpoint.connect_url();
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(RealtimeError::Connect)?;
+    let bearer = HeaderValue::from_str(&format!("Bearer {}", endpoint.api_key))
+        .map_err(|_| RealtimeError::Protocol("API key is not a valid header value".into()))?;
+    request.headers_mut().insert("authorization", bearer);
+    let connector = if url.starts_with("wss://") {
+        Some(Connector::Rustls(tls_config()?))
+    } else {
+        Some(Connector::Plain)
+    };
+    let connecting = tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(options.websocket_config()),
+        true,
+        connector,
+    );
+    match tokio::time::timeout(options.connect_timeout, connecting).await {
+        Err(_) => Err(RealtimeError::Timeout),
+        Ok(Err(tungstenite::Error::Http(response))) => {
+            Err(RealtimeError::Handshake(response.status().as_u16()))
+        }
+        Ok(Err(error)) => Err(RealtimeError::Connect(error)),
+        Ok(Ok((ws, _response))) => Ok(ws),
     }
 }
 
@@ -257,7 +285,7 @@ fn split(ws: Ws, capacity: usize) -> (RealtimeSender, RealtimeReceiver) {
             stream,
             close: None,
             done: false,
-            _guard: guard,
+            _guard: Some(guard),
         },
     )
 }
@@ -267,6 +295,8 @@ async fn write_loop(
     mut rx: mpsc::Receiver<Outbound>,
 ) {
     let mut closed = None;
+    // Registered once per connection, not looked up per frame.
+    let latency = metrics::histogram!("relay_latency_seconds", "direction" => "caller_to_ai");
     while let Some(outbound) = rx.recv().await {
         match outbound {
             Outbound::Text(text) => {
@@ -284,8 +314,7 @@ async fn write_loop(
                 if rx.is_empty() && sink.flush().await.is_err() {
                     return;
                 }
-                metrics::histogram!("relay_latency_seconds", "direction" => "caller_to_ai")
-                    .record(received.elapsed().as_secs_f64());
+                latency.record(received.elapsed().as_secs_f64());
             }
             Outbound::Close(done) => {
                 closed = Some(done);
@@ -302,6 +331,74 @@ async fn write_loop(
         let _ = done.send(());
     }
     let _ = sink.close().await;
+}
+
+/// The sending half of a connection written by its owner's task
+/// ([`RealtimeClient::connect_owned`]): audio is fed without waiting (a socket that cannot
+/// take it now drops it), and the owner flushes when it has nothing more to write.
+pub struct RealtimeSink {
+    sink: futures::stream::SplitSink<Ws, Message>,
+}
+
+impl std::fmt::Debug for RealtimeSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RealtimeSink").finish_non_exhaustive()
+    }
+}
+
+impl RealtimeSink {
+    /// Feeds `input_audio_buffer.append` of `audio_b64` if the socket can take it now
+    /// (written at the next flush); [`TrySendError::Full`] when it cannot (count it as
+    /// dropped), never a wait.
+    pub fn try_feed_audio(&mut self, audio_b64: &str) -> Result<(), TrySendError> {
+        let mut cx = std::task::Context::from_waker(futures::task::noop_waker_ref());
+        match self.sink.poll_ready_unpin(&mut cx) {
+            std::task::Poll::Ready(Ok(())) => self
+                .sink
+                .start_send_unpin(Message::text(append_json(audio_b64)))
+                .map_err(|_| TrySendError::Closed),
+            std::task::Poll::Ready(Err(_)) => Err(TrySendError::Closed),
+            std::task::Poll::Pending => Err(TrySendError::Full),
+        }
+    }
+
+    /// Writes what was fed to the socket.
+    pub fn poll_flush(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), RealtimeError>> {
+        self.sink
+            .poll_flush_unpin(cx)
+            .map_err(|_| RealtimeError::Closed)
+    }
+
+    /// Sends a client event (fed and flushed).
+    pub async fn send(&mut self, event: &ClientEvent) -> Result<(), RealtimeError> {
+        let text = event
+            .to_json()
+            .map_err(|e| RealtimeError::Protocol(e.to_string()))?;
+        self.send_text(text).await
+    }
+
+    /// Sends a pre-serialised text frame (fed and flushed).
+    pub async fn send_text(&mut self, text: String) -> Result<(), RealtimeError> {
+        self.sink
+            .send(Message::text(text))
+            .await
+            .map_err(|_| RealtimeError::Closed)
+    }
+
+    /// Sends a normal close frame after what was fed (the receiver then sees the server's
+    /// close and ends).
+    pub async fn close(&mut self) {
+        let frame = CloseFrame {
+            code: CloseCode::Normal,
+            reason: "".into(),
+        };
+        if self.sink.send(Message::Close(Some(frame))).await.is_ok() {
+            let _ = self.sink.close().await;
+        }
+    }
 }
 
 /// Sends client events. Cheap to clone; all clones feed the same writer task.
@@ -398,7 +495,8 @@ pub struct RealtimeReceiver {
     stream: futures::stream::SplitStream<Ws>,
     close: Option<CloseInfo>,
     done: bool,
-    _guard: Arc<WriterGuard>,
+    /// The writer task's guard (none when the sending half is a [`RealtimeSink`]).
+    _guard: Option<Arc<WriterGuard>>,
 }
 
 impl std::fmt::Debug for RealtimeReceiver {
@@ -422,7 +520,7 @@ impl RealtimeReceiver {
         }))
     }
 
-    /// The next text frame, unparsed (the call's AI reader reads audio deltas borrowed from
+    /// The next text frame, unparsed (the call's media task reads audio deltas borrowed from
     /// it, `call::frames`); otherwise as [`recv`](Self::recv), a binary frame being
     /// `Some(Err(Protocol))`.
     pub async fn recv_text(&mut self) -> Option<Result<Utf8Bytes, RealtimeError>> {

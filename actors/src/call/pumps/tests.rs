@@ -1,11 +1,15 @@
-//! The pumps against in-memory sockets: frame checks, the writer's failure, priority and
-//! release behaviour.
+//! The media task against in-memory Twilio sockets and a local model socket: the failure of
+//! a Twilio write, barge-in, release after the actor's death, early audio, and flushes.
 
 use std::sync::Mutex as StdMutex;
 
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::super::TwilioFrame;
+use super::caller::gone_reason;
 use super::*;
+use crate::realtime::RealtimeReceiver;
+use crate::realtime::RealtimeSink;
 
 // The frame checks and the Twilio messages are tested with them, in `call/frames/tests.rs`.
 
@@ -108,13 +112,20 @@ impl futures::Sink<TwilioOut> for Recorded {
     }
 }
 
-/// Stands in for the call actor: reports what it is told about the Twilio socket.
+/// Stands in for the call actor: reports what it is told about the Twilio socket, and the
+/// items whose first audio was written.
 struct Probe;
+
+/// Where the probe reports.
+struct ProbeTx {
+    gone: UnboundedSender<EndReason>,
+    first_audio: UnboundedSender<String>,
+}
 
 impl ractor::Actor for Probe {
     type Msg = CallMsg;
-    type State = UnboundedSender<EndReason>;
-    type Arguments = UnboundedSender<EndReason>;
+    type State = ProbeTx;
+    type Arguments = ProbeTx;
 
     async fn pre_start(
         &self,
@@ -130,93 +141,161 @@ impl ractor::Actor for Probe {
         msg: CallMsg,
         tx: &mut Self::State,
     ) -> Result<(), ractor::ActorProcessingErr> {
-        if let CallMsg::TwilioGone(reason, _) = msg {
-            let _ = tx.send(reason);
+        match msg {
+            CallMsg::TwilioGone(reason, _) => {
+                let _ = tx.gone.send(reason);
+            }
+            CallMsg::FirstAudio(item, _) => {
+                let _ = tx.first_audio.send(item);
+            }
+            _ => {}
         }
         Ok(())
     }
 }
 
-async fn probe() -> (ActorRef<CallMsg>, mpsc::UnboundedReceiver<EndReason>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (probe, _) = ractor::Actor::spawn(None, Probe, tx).await.expect("probe");
-    (probe, rx)
+async fn probe_with_audio() -> (
+    ActorRef<CallMsg>,
+    mpsc::UnboundedReceiver<EndReason>,
+    mpsc::UnboundedReceiver<String>,
+) {
+    let (gone, gone_rx) = mpsc::unbounded_channel();
+    let (first_audio, first_rx) = mpsc::unbounded_channel();
+    let (probe, _) = ractor::Actor::spawn(None, Probe, ProbeTx { gone, first_audio })
+        .await
+        .expect("probe");
+    (probe, gone_rx, first_rx)
 }
 
-fn writer(sink: TwilioOutgoing, actor: &ActorRef<CallMsg>) -> (TwilioQueue, oneshot::Sender<()>) {
+async fn probe() -> (ActorRef<CallMsg>, mpsc::UnboundedReceiver<EndReason>) {
+    let (probe, gone, _) = probe_with_audio().await;
+    (probe, gone)
+}
+
+/// Spawns a media task on `incoming` and `sink`; returns its commands and its release.
+fn media_with(
+    incoming: TwilioIncoming,
+    sink: TwilioOutgoing,
+    actor: &ActorRef<CallMsg>,
+) -> (mpsc::UnboundedSender<MediaCmd>, oneshot::Sender<()>) {
     let (release, released) = oneshot::channel();
-    let queue = spawn_twilio_writer(
-        WriterArgs {
+    let cmds = spawn(
+        MediaArgs {
+            incoming,
             sink,
             write_timeout: Duration::from_secs(1),
             actor: actor.clone(),
             release: released,
+            stream_sid: Arc::from("MZ1"),
+            playback: Arc::new(Mutex::new(Playback::default())),
         },
-        16,
         tracing::Span::none(),
     );
-    (queue, release)
+    (cmds, release)
+}
+
+/// A media task whose caller sends nothing.
+fn writer(
+    sink: TwilioOutgoing,
+    actor: &ActorRef<CallMsg>,
+) -> (mpsc::UnboundedSender<MediaCmd>, oneshot::Sender<()>) {
+    media_with(futures::stream::pending().boxed(), sink, actor)
+}
+
+/// An audio delta of `response`/`item` whose payload is `payload`.
+fn delta(response: &str, item: &str, payload: &str) -> String {
+    format!(
+        r#"{{"type":"response.output_audio.delta","event_id":"e","response_id":"{response}","item_id":"{item}","output_index":0,"content_index":0,"delta":"{payload}"}}"#
+    )
+}
+
+const SPEECH_STARTED: &str = r#"{"type":"input_audio_buffer.speech_started","event_id":"e","audio_start_ms":1000,"item_id":"caller"}"#;
+
+/// A model connection whose server has already written `events` (in one flush) by the time
+/// this returns: on loopback they are in the client's socket buffer, so the media task finds
+/// them all ready.
+async fn model_with(events: Vec<String>) -> AiLink {
+    use crate::realtime::{RealtimeClient, RealtimeEndpoint, RealtimeOptions};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("ws://{}/v1/realtime", listener.local_addr().expect("addr"));
+    let (sent, written) = oneshot::channel();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.expect("upgrade");
+        for event in events {
+            ws.feed(Message::text(event)).await.expect("feed");
+        }
+        ws.flush().await.expect("flush");
+        let _ = sent.send(());
+        // Keep the socket open until the client goes.
+        while let Some(Ok(_)) = ws.next().await {}
+    });
+    let endpoint = RealtimeEndpoint {
+        url,
+        api_key: String::from("sk-test"),
+        model: String::from("gpt-realtime"),
+    };
+    let (sink, rx): (RealtimeSink, RealtimeReceiver) =
+        RealtimeClient::connect_owned(endpoint, RealtimeOptions::default())
+            .await
+            .expect("connect");
+    written.await.expect("model wrote its events");
+    AiLink { sink, rx }
+}
+
+/// Hands the model connection to the media task.
+fn attach(cmds: &mpsc::UnboundedSender<MediaCmd>, link: AiLink) {
+    cmds.send(MediaCmd::Attach {
+        link,
+        generation: 1,
+    })
+    .expect("media task running");
 }
 
 #[tokio::test]
 async fn a_failed_twilio_write_tells_the_actor_and_leaves_the_socket_alone() {
     let (probe, mut gone) = probe().await;
     let (queue, _release) = writer(Box::pin(GoneSink { failed: false }), &probe);
-    queue
-        .normal
-        .send(Outgoing::Mark {
-            text: String::from("{}"),
-            epoch: 0,
-        })
-        .await
-        .expect("queue");
+    attach(&queue, model_with(vec![delta("r1", "i1", "AAAA")]).await);
     assert_eq!(gone.recv().await, Some(EndReason::TwilioWriteFailed));
     // The call finished and closes a socket the peer already closed: one attempt, no panic.
     let (queue, _release) = writer(Box::pin(GoneSink { failed: false }), &probe);
     queue
-        .normal
-        .send(Outgoing::Close {
+        .send(MediaCmd::Close {
             code: 1000,
             reason: String::from("caller_hangup"),
         })
-        .await
         .expect("queue");
     drop(queue);
     probe.stop(None);
 }
 
 #[tokio::test]
-async fn a_clear_overtakes_queued_audio_which_is_then_discarded() {
-    let (probe, _gone) = probe().await;
+async fn a_clear_goes_first_and_audio_of_the_interrupted_response_is_then_discarded() {
+    let (probe, _gone, mut first_audio) = probe_with_audio().await;
     let sink = Recorded::default();
     let (queue, _release) = writer(Box::pin(sink.clone()), &probe);
-    // Audio of epoch 0 is queued (the writer may already be writing the first of it), the
-    // caller talks: the clear of epoch 1 jumps the queue, the rest of epoch 0 is dropped,
-    // and audio of epoch 1 follows.
-    let media = |n: u32, epoch| Outgoing::Media {
-        text: format!("m{n}"),
-        received: Instant::now(),
-        epoch,
-    };
-    for n in 0..8 {
-        queue.normal.send(media(n, 0)).await.expect("queue");
-    }
+    // Audio of response r1 plays, the caller talks, the model still sends some of r1 before
+    // it notices (discarded: the caller must not hear it after the clear), then r2.
+    let mut events: Vec<String> = (0..4)
+        .map(|n| delta("r1", "i1", &format!("AAA{n}")))
+        .collect();
+    events.push(SPEECH_STARTED.to_owned());
+    events.extend((4..8).map(|n| delta("r1", "i1", &format!("AAA{n}"))));
+    events.push(delta("r2", "i2", "BBBB"));
+    attach(&queue, model_with(events).await);
+    // The last event's audio was written once its item's first audio is reported.
+    assert_eq!(first_audio.recv().await.as_deref(), Some("i1"));
+    assert_eq!(first_audio.recv().await.as_deref(), Some("i2"));
     queue
-        .urgent
-        .send(Outgoing::Clear {
-            text: String::from("clear"),
-            epoch: 1,
-        })
-        .await
-        .expect("urgent");
-    queue.normal.send(media(100, 1)).await.expect("queue");
-    queue
-        .normal
-        .send(Outgoing::Close {
+        .send(MediaCmd::Close {
             code: 1000,
             reason: String::from("done"),
         })
-        .await
         .expect("queue");
     tokio::time::timeout(Duration::from_secs(5), async {
         while !*sink.1.lock().expect("lock") {
@@ -228,25 +307,25 @@ async fn a_clear_overtakes_queued_audio_which_is_then_discarded() {
     let written: Vec<String> = sink
         .written()
         .into_iter()
-        .map(|o| match o {
-            TwilioOut::Text(t) | TwilioOut::Media(t, _) => t,
-            TwilioOut::Close { reason, .. } => format!("close:{reason}"),
+        .filter_map(|o| match o {
+            TwilioOut::Media(t, _) => Some(t),
+            TwilioOut::Text(t) if t.contains(r#""event":"clear""#) => Some(String::from("clear")),
+            TwilioOut::Text(_) => None,
+            TwilioOut::Close { reason, .. } => Some(format!("close:{reason}")),
         })
         .collect();
     let clear_at = written
         .iter()
         .position(|t| t == "clear")
         .expect("clear sent");
-    assert!(
-        written[clear_at + 1..]
-            .iter()
-            .all(|t| !t.starts_with('m') || t == "m100"),
-        "nothing of the interrupted epoch after the clear: {written:?}"
-    );
     assert_eq!(
-        &written[written.len() - 2..],
-        ["m100".to_owned(), "close:done".to_owned()]
+        clear_at, 4,
+        "the audio before the barge-in, then the clear: {written:?}"
     );
+    assert!(written[..clear_at].iter().all(|t| t.contains("AAA")));
+    assert_eq!(written.len(), clear_at + 3, "{written:?}");
+    assert!(written[clear_at + 1].contains("BBBB"), "{written:?}");
+    assert_eq!(written[clear_at + 2], "close:done");
     probe.stop(None);
 }
 
@@ -289,7 +368,7 @@ fn caller_frame(n: u32) -> (String, String) {
 
 #[tokio::test]
 async fn caller_audio_before_the_model_session_is_ready_is_kept_and_sent_in_order() {
-    use crate::realtime::{RealtimeClient, RealtimeEndpoint, append_json};
+    use crate::realtime::{RealtimeClient, RealtimeEndpoint, RealtimeOptions, append_json};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio_tungstenite::tungstenite::Message;
 
@@ -323,14 +402,7 @@ async fn caller_audio_before_the_model_session_is_ready_is_kept_and_sent_in_orde
             counted.fetch_add(1, Ordering::SeqCst);
         })
         .boxed();
-    let (ai_tx, ai_rx) = watch::channel(None);
-    let _reader = spawn_twilio_reader(
-        incoming,
-        probe.clone(),
-        ai_rx,
-        Arc::new(Mutex::new(Playback::default())),
-        tracing::Span::none(),
-    );
+    let (cmds, _release) = media_with(incoming, Box::pin(Recorded::default()), &probe);
     // The caller speaks right after `start`, before the model session is ready: more than
     // the buffer holds, so the oldest two are dropped.
     for n in 0..early {
@@ -338,7 +410,7 @@ async fn caller_audio_before_the_model_session_is_ready_is_kept_and_sent_in_orde
             .unbounded_send(TwilioFrame::Text(caller_frame(n).0.into()))
             .expect("frame");
     }
-    // This test runs on one thread: once the reader has taken the last frame, it has
+    // This test runs on one thread: once the media task has taken the last frame, it has
     // handled it (nothing awaits in between).
     tokio::time::timeout(Duration::from_secs(5), async {
         while read.load(Ordering::SeqCst) < early as usize {
@@ -352,8 +424,10 @@ async fn caller_audio_before_the_model_session_is_ready_is_kept_and_sent_in_orde
         api_key: String::from("sk-test"),
         model: String::from("gpt-realtime"),
     };
-    let (tx, _rx) = RealtimeClient::connect(endpoint).await.expect("connect");
-    ai_tx.send_replace(Some(tx));
+    let (sink, rx) = RealtimeClient::connect_owned(endpoint, RealtimeOptions::default())
+        .await
+        .expect("connect");
+    attach(&cmds, AiLink { sink, rx });
     for n in early..total {
         frames
             .unbounded_send(TwilioFrame::Text(caller_frame(n).0.into()))
@@ -413,25 +487,12 @@ async fn the_writer_flushes_a_burst_once() {
     let (probe, _gone) = probe().await;
     let sink = Counting::default();
     let (queue, _release) = writer(Box::pin(sink.clone()), &probe);
-    // On this one thread the writer runs only once the test awaits: it finds the whole
-    // burst queued (a frame and its mark, four times), writes it, then flushes once.
-    for n in 0..4 {
-        queue
-            .normal
-            .try_send(Outgoing::Media {
-                text: format!("m{n}"),
-                received: Instant::now(),
-                epoch: 0,
-            })
-            .expect("room");
-        queue
-            .normal
-            .try_send(Outgoing::Mark {
-                text: format!("k{n}"),
-                epoch: 0,
-            })
-            .expect("room");
-    }
+    // The four deltas are all ready when the writer reads the first: it writes each with its
+    // mark, and flushes once nothing more is ready.
+    let events = (0..4)
+        .map(|n| delta("r1", "i1", &format!("AAA{n}")))
+        .collect();
+    attach(&queue, model_with(events).await);
     tokio::time::timeout(Duration::from_secs(5), async {
         while *sink.flushes.lock().expect("lock") == 0 {
             tokio::task::yield_now().await;
