@@ -342,13 +342,19 @@ impl Store {
     ) -> Result<(), StoreError> {
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let call: Option<String> =
-                sqlx::query_scalar("SELECT call_id FROM function_calls WHERE id = $1 AND status = 'running'")
-                    .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if let Some(call) = call {
-                let rev = next_rev!(&mut *tx, call.as_str());
+            // The transaction's first statement writes (the next revision of the running
+            // call's call), so SQLite takes its write lock here, waiting its busy timeout,
+            // rather than upgrading a read snapshot another writer may have made stale
+            // (which fails at once and would leave the call `running`).
+            let rev: Option<i64> = sqlx::query_scalar(
+                "UPDATE calls SET function_call_rev = function_call_rev + 1 \
+                 WHERE id = (SELECT call_id FROM function_calls WHERE id = $1 AND status = 'running') \
+                 RETURNING function_call_rev",
+            )
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(rev) = rev {
                 sqlx::query(
                     "UPDATE function_calls SET status = $2, result = $3, error = $4, latency_ms = $5, finished_at = $6, rev = $7 \
                      WHERE id = $1 AND status = 'running'",
