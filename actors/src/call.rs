@@ -55,7 +55,7 @@ pub mod control;
 pub mod conversation;
 mod effects;
 pub mod frames;
-mod handoff;
+pub(crate) mod handoff;
 pub mod playback;
 mod pumps;
 pub mod recorder;

@@ -156,11 +156,29 @@ pub(super) async fn resolve(
     if let Err(error) = store.insert_handoff(&record).await {
         tracing::warn!(error = %error, "could not record the handoff");
     }
-    let detail = json!({"handoff_id": record.id, "rule": record.rule, "queue": record.queue_name, "status": record.status, "outcome": record.outcome});
+    tracing::info!(rule = %record.rule, queue = ?record.queue_name, status = %record.status, "escalation");
+    announce(store, &deps.notifier, call, &record, json!({})).await;
+    resolution
+}
+
+/// Records a handoff's `handoff` event on the call's timeline (with `extra` fields) and emits
+/// `voice.call.escalated`; a failure is logged (the handoff itself is recorded and under
+/// way). Shared by the agent's escalations and an operator's transfer to a queue.
+pub(crate) async fn announce(
+    store: &crate::store::Store,
+    notifier: &crate::notifier::Notifier,
+    call: &CallRecord,
+    record: &Handoff,
+    extra: serde_json::Value,
+) {
+    let mut detail = json!({"handoff_id": record.id, "rule": record.rule, "queue": record.queue_name,
+        "status": record.status, "outcome": record.outcome});
+    if let (Some(detail), Some(extra)) = (detail.as_object_mut(), extra.as_object()) {
+        detail.extend(extra.clone());
+    }
     if let Err(error) = store.add_call_event(&call.id, "handoff", &detail).await {
         tracing::warn!(error = %error, "could not record the handoff event");
     }
-    tracing::info!(rule = %record.rule, queue = ?record.queue_name, status = %record.status, "escalation");
     let event = json!({
         "call_id": call.id.as_str(),
         "call_sid": call.call_sid,
@@ -171,14 +189,12 @@ pub(super) async fn resolve(
         "callback_task_id": record.callback_task_id,
         "context": record.context,
     });
-    if let Err(error) = deps
-        .notifier
+    if let Err(error) = notifier
         .emit(&call.tenant_id, EventKind::CallEscalated, event)
         .await
     {
         tracing::warn!(error = %error, "could not record voice.call.escalated");
     }
-    resolution
 }
 
 /// Changes `call` through the carrier, recording first what must precede the change.

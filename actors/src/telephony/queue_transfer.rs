@@ -16,7 +16,6 @@ use super::control::{ControlAction, Initiator, control};
 use super::{TelephonyCtx, TelephonyError};
 use crate::ending::{Continuation, EndReason};
 use crate::ids::{HandoffId, QueueId, TenantId};
-use crate::notifier::EventKind;
 use crate::store::{CallRecord, Handoff, is_terminal_status};
 use crate::time::now_ms;
 
@@ -140,27 +139,14 @@ pub async fn transfer_to_queue(
             return Err(error);
         }
     };
-    let detail = json!({"handoff_id": record.id, "rule": record.rule, "queue": record.queue_name,
-        "status": record.status, "outcome": null, "requested_by": req.requested_by});
-    store.add_call_event(&call.id, "handoff", &detail).await?;
-    let event = json!({
-        "call_id": call.id.as_str(),
-        "call_sid": call.call_sid,
-        "handoff_id": record.id,
-        "queue": record.queue_name,
-        "status": record.status,
-        "outcome": null,
-        "callback_task_id": null,
-        "context": record.context,
-    });
-    if let Err(error) = ctx
-        .config()
-        .notifier
-        .emit(tenant, EventKind::CallEscalated, event)
-        .await
-    {
-        tracing::warn!(error = %error, "could not record voice.call.escalated");
-    }
+    crate::call::handoff::announce(
+        store,
+        &ctx.config().notifier,
+        &call,
+        &record,
+        json!({"requested_by": req.requested_by}),
+    )
+    .await;
     Ok(changed)
 }
 
