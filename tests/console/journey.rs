@@ -166,7 +166,28 @@ async fn an_operator_watches_the_demo_call_live_then_works_its_callback_task() {
     // Webhook deliveries, one redelivered.
     b.click("nav#nav a[href=\"#/webhooks\"]").await;
     b.wait_page("webhooks").await;
-    b.wait("#deliveries-table tr[data-delivery-id]").await;
+    let delivery = b.wait("#deliveries-table tr[data-delivery-id]").await;
+    let delivery_id = delivery
+        .attr("data-delivery-id")
+        .await
+        .expect("attr")
+        .expect("delivery id");
     b.screenshot("webhooks").await;
+    let (_, before) = console
+        .get(&format!("/api/v1/webhook-deliveries/{delivery_id}"))
+        .await;
+    b.click(&format!(
+        "#deliveries-table tr[data-delivery-id=\"{delivery_id}\"] button[data-action=\"redeliver\"]"
+    ))
+    .await;
+    b.wait_text("#deliveries-message", "queued again").await;
+    // The redelivery is a new attempt of the same delivery, which the receiver gets.
+    let (_, after) = console
+        .get(&format!("/api/v1/webhook-deliveries/{delivery_id}"))
+        .await;
+    assert_ne!(
+        before, after,
+        "the redelivery changed the delivery: {after}"
+    );
     b.close().await;
 }
