@@ -598,6 +598,30 @@ async fn an_operator_transfers_a_live_call_to_a_queue(backend: Backend) {
             .any(|e| matches!(e, CallEvent::Dialed { .. }))
     );
 
+    // The carrier refuses the dial: the caller stays with the agent, the handoff is failed,
+    // and nothing says the call is ending.
+    sim.fail_next_request(FaultSpec {
+        status: 500,
+        code: 20500,
+        message: "Internal Server Error".into(),
+    });
+    let resp = transfer(json!({"queue_id": queue_id, "requested_by": "Ada"}))
+        .await
+        .expect("transfer");
+    let refused: Value = resp.json().await.expect("json");
+    assert_eq!(refused["error"]["code"], "carrier_error", "{refused}");
+    let log = app.call_log(&t.key, &sid).await;
+    assert!(
+        log["end_reason"].is_null() && log["escalated_to"].is_null(),
+        "{log}"
+    );
+    assert!(
+        sim.call(&sid).expect("call").ended_at.is_none(),
+        "still live"
+    );
+    let session = app.voice_session_of(&t.key, &sid).await;
+    assert_eq!(session["handoffs"][0]["status"], "failed", "{session}");
+
     let resp = transfer(json!({"queue_id": queue_id, "requested_by": "Ada"}))
         .await
         .expect("transfer");
@@ -619,7 +643,12 @@ async fn an_operator_transfers_a_live_call_to_a_queue(backend: Backend) {
         "{twiml}"
     );
     let session = app.voice_session_of(&t.key, &sid).await;
-    let handoff = &session["handoffs"][0];
+    let handoffs = session["handoffs"].as_array().expect("handoffs");
+    assert_eq!(handoffs.len(), 2, "{session}");
+    let handoff = handoffs
+        .iter()
+        .find(|h| h["status"] != "failed")
+        .expect("the handoff that dialed");
     assert_eq!(handoff["queue"], "billing", "{session}");
     assert_eq!(handoff["rule"], "operator");
     assert_eq!(handoff["context"]["requested_by"], "Ada");

@@ -110,7 +110,46 @@ pub async fn transfer_to_queue(
         updated_at: now,
     };
     store.insert_handoff(&record).await?;
-    // What follows the stream, why the call ends and where it went: before the carrier acts.
+    match dial(ctx, tenant, id, &call, &queue, &handoff_id).await {
+        Ok(changed) => {
+            crate::call::handoff::announce(
+                store,
+                &ctx.config().notifier,
+                &call,
+                &record,
+                json!({"requested_by": req.requested_by}),
+            )
+            .await;
+            Ok(changed)
+        }
+        Err(error) => {
+            // The caller stays with the agent: nothing planned after the stream, no end
+            // reason, no escalation; the handoff failed. Nothing is left half-written.
+            if let Err(e) = store.resume_after_handoff(&call.id).await {
+                tracing::warn!(error = %e, "could not undo the refused transfer's records");
+            }
+            if let Err(e) = store
+                .finish_handoff(&handoff_id, "failed", "carrier_error", None, "agent", None)
+                .await
+            {
+                tracing::warn!(error = %e, "could not record the failed handoff");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Records what the transfer's end follows (before the carrier can act), then asks the
+/// carrier to dial the queue with `dial-result` as the `<Dial action>`.
+async fn dial(
+    ctx: &TelephonyCtx,
+    tenant: &TenantId,
+    id: &str,
+    call: &CallRecord,
+    queue: &crate::operator::OperatorQueue,
+    handoff_id: &HandoffId,
+) -> Result<CallRecord, TelephonyError> {
+    let store = ctx.store();
     store
         .set_continuation(&call.id, Some(Continuation::Handoff))
         .await?;
@@ -127,27 +166,7 @@ pub async fn transfer_to_queue(
         timeout_secs: u32::try_from(queue.ring_timeout_seconds).unwrap_or(25),
         handoff: handoff_id.clone(),
     };
-    let changed = match control(ctx, tenant, id, action, Initiator::Api).await {
-        Ok(call) => call,
-        Err(error) => {
-            // The caller stays with the agent: nothing planned after the stream, no end
-            // reason, no escalation; the handoff failed.
-            store.resume_after_handoff(&call.id).await?;
-            store
-                .finish_handoff(&handoff_id, "failed", "carrier_error", None, "agent", None)
-                .await?;
-            return Err(error);
-        }
-    };
-    crate::call::handoff::announce(
-        store,
-        &ctx.config().notifier,
-        &call,
-        &record,
-        json!({"requested_by": req.requested_by}),
-    )
-    .await;
-    Ok(changed)
+    control(ctx, tenant, id, action, Initiator::Api).await
 }
 
 /// The caller's number: the remote party of the call.
