@@ -46,6 +46,7 @@ pub mod mount;
 pub mod ops;
 pub mod page;
 pub mod queues;
+pub mod recordings;
 pub mod routes;
 pub mod runtime;
 pub mod server;

@@ -392,6 +392,8 @@ pub async fn seed(state: &AppState, sandbox: &Sandbox) -> anyhow::Result<Seeded>
                 idle_timeout_seconds: 30,
                 contract,
                 rubric: Some(rubric),
+                recording_policy: None,
+                recording_disclosure: None,
             };
             let id = match draft {
                 Some(id) => id,
@@ -454,6 +456,7 @@ pub async fn seed(state: &AppState, sandbox: &Sandbox) -> anyhow::Result<Seeded>
                 over_limit: OverLimit::Fallback,
                 max_concurrent_calls: 20,
                 test_callers: Vec::new(),
+                recording_policy: None,
                 live_override,
             },
             meta()

@@ -4,6 +4,7 @@
 //! [`Carrier`] over the Twilio REST API (and the carrier simulator speaks the same API).
 
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 
 /// Credentials of one Twilio account.
 #[derive(Clone)]
@@ -190,6 +191,88 @@ pub trait Carrier: Send + Sync + 'static {
         &'a self,
         auth: &'a CarrierAuth,
     ) -> BoxFuture<'a, Result<CarrierAccount, CarrierError>>;
+
+    // --- recording (issue 16, part 1) ---
+
+    /// Starts recording a live call (dual-channel, with a signed status callback).
+    fn start_recording<'a>(
+        &'a self,
+        auth: &'a CarrierAuth,
+        call_sid: &'a str,
+        request: &'a StartRecording,
+    ) -> BoxFuture<'a, Result<CarrierRecording, CarrierError>>;
+
+    /// Deletes a recording; `Ok(false)` when the carrier has no such recording (already gone).
+    fn delete_recording<'a>(
+        &'a self,
+        auth: &'a CarrierAuth,
+        recording_sid: &'a str,
+    ) -> BoxFuture<'a, Result<bool, CarrierError>>;
+
+    /// Streams a recording's WAV, forwarding `range` (a `Range` header value) as is;
+    /// `Ok(None)` when the carrier has no such recording.
+    fn fetch_recording_media<'a>(
+        &'a self,
+        auth: &'a CarrierAuth,
+        recording_sid: &'a str,
+        range: Option<String>,
+    ) -> BoxFuture<'a, Result<Option<RecordingMedia>, CarrierError>>;
+}
+
+// --- recording (issue 16, part 1): types of the recording methods of [`Carrier`] ---
+
+/// A recording to start on a live call (`POST Calls/{CallSid}/Recordings.json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartRecording {
+    /// `RecordingChannels`: `dual` (caller and agent on separate channels) or `mono`.
+    pub channels: String,
+    /// `RecordingStatusCallback`.
+    pub status_callback_url: String,
+    /// `RecordingStatusCallbackEvent`s (`in-progress`, `completed`, `absent`).
+    pub status_callback_events: Vec<String>,
+}
+
+/// A recording as the carrier reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarrierRecording {
+    /// `RE…`.
+    pub sid: String,
+    /// `CA…`.
+    pub call_sid: String,
+    /// `in-progress`, `paused`, `stopped`, `processing`, `completed`, `absent`, `failed`.
+    pub status: String,
+    /// Channels (2 for `dual`).
+    pub channels: i64,
+    /// When recording started (Unix ms), when reported.
+    pub started_at: Option<i64>,
+}
+
+/// The recording's audio as the carrier answers it (a range request honoured): the status
+/// (200, 206 or 416), the headers worth passing on, and the body as a stream of chunks.
+pub struct RecordingMedia {
+    /// HTTP status of the carrier's answer (200, 206, 416).
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: Option<String>,
+    /// `Content-Length`.
+    pub content_length: Option<u64>,
+    /// `Content-Range`.
+    pub content_range: Option<String>,
+    /// `Accept-Ranges`.
+    pub accept_ranges: Option<String>,
+    /// The body, chunk by chunk (a transport error ends it with an error).
+    pub body: BoxStream<'static, Result<bytes::Bytes, CarrierError>>,
+}
+
+impl std::fmt::Debug for RecordingMedia {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordingMedia")
+            .field("status", &self.status)
+            .field("content_type", &self.content_type)
+            .field("content_length", &self.content_length)
+            .field("content_range", &self.content_range)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The account a carrier credential belongs to.

@@ -140,6 +140,13 @@ id_type!(
     "rod_"
 );
 
+// --- recording (issue 16, part 1) ---
+id_type!(
+    /// A call recording made at the carrier (its metadata; the audio stays at the carrier).
+    RecordingId,
+    "rec_"
+);
+
 id_type!(
     /// A named admin identity (an admin key with roles; the key itself is never stored).
     AdminIdentityId,

@@ -40,6 +40,7 @@ pub mod outcome;
 pub mod providers;
 pub mod ratelimit;
 pub mod realtime;
+pub mod recording;
 pub mod rollout;
 pub mod router;
 pub mod singleton;

@@ -112,6 +112,10 @@ pub struct VersionSpec {
     pub contract: crate::contract::Contract,
     /// What its calls are scored against (validated, its tools in the contract).
     pub rubric: Option<crate::evaluation::Rubric>,
+    /// Whether its calls are recorded (`None`: the route's policy applies).
+    pub recording_policy: Option<crate::recording::RecordingPolicy>,
+    /// The disclosure line under `on_with_disclosure` (`None`: the default line).
+    pub recording_disclosure: Option<String>,
 }
 
 type Reply<T> = RpcReplyPort<Result<T, RolloutError>>;
@@ -255,6 +259,8 @@ pub fn version_audit_json(v: &AgentVersion) -> serde_json::Value {
         "max_call_seconds": v.max_call_seconds,
         "idle_timeout_seconds": v.idle_timeout_seconds,
         "rubric_hash": v.rubric.as_ref().map(crate::evaluation::Rubric::hash),
+        "recording_policy": v.recording_policy.map(crate::recording::RecordingPolicy::as_str),
+        "recording_disclosure": v.recording_disclosure,
     })
 }
 
@@ -352,6 +358,8 @@ impl RolloutState {
             idle_timeout_seconds: spec.idle_timeout_seconds,
             contract: spec.contract,
             rubric: spec.rubric,
+            recording_policy: spec.recording_policy,
+            recording_disclosure: spec.recording_disclosure,
             created_at: now_ms(),
             approved_at: None,
             retired_at: None,
@@ -395,6 +403,8 @@ impl RolloutState {
             idle_timeout_seconds: spec.idle_timeout_seconds,
             contract: spec.contract,
             rubric: spec.rubric,
+            recording_policy: spec.recording_policy,
+            recording_disclosure: spec.recording_disclosure,
             ..before.clone()
         };
         let a = audit(

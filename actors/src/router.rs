@@ -55,6 +55,8 @@ pub struct NewRoute {
     pub max_concurrent_calls: i64,
     /// Staged-route test callers.
     pub test_callers: Vec<String>,
+    /// Recording policy (`None`: not set).
+    pub recording_policy: Option<crate::recording::RecordingPolicy>,
     /// Why an admin made it live although the readiness review failed (recorded on the
     /// audit row with the gates that failed).
     pub live_override: Option<LiveOverride>,
@@ -100,6 +102,8 @@ pub struct RoutePatch {
     pub max_concurrent_calls: Option<i64>,
     /// New test callers.
     pub test_callers: Option<Vec<String>>,
+    /// New recording policy (`Some(None)`: unset).
+    pub recording_policy: Option<Option<crate::recording::RecordingPolicy>>,
     /// An admin's override of the readiness gate (when this change makes it live).
     pub live_override: Option<LiveOverride>,
 }
@@ -164,6 +168,7 @@ fn route_audit_json(r: &PhoneRoute) -> serde_json::Value {
         "over_limit": r.over_limit.as_str(),
         "max_concurrent_calls": r.max_concurrent_calls,
         "test_callers": r.test_callers,
+        "recording_policy": r.recording_policy.map(crate::recording::RecordingPolicy::as_str),
     })
 }
 
@@ -214,6 +219,7 @@ impl RouterState {
             over_limit: new.over_limit,
             max_concurrent_calls: new.max_concurrent_calls,
             test_callers: new.test_callers,
+            recording_policy: new.recording_policy,
             created_at: now,
             updated_at: now,
         };
@@ -272,6 +278,9 @@ impl RouterState {
         }
         if let Some(v) = p.test_callers {
             after.test_callers = v;
+        }
+        if let Some(v) = p.recording_policy {
+            after.recording_policy = v;
         }
         after.updated_at = now_ms().max(before.updated_at);
         let audit = NewAudit {

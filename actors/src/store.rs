@@ -34,6 +34,7 @@ mod models;
 mod nodes;
 mod phone_routes;
 mod queues;
+mod recordings;
 mod rollouts;
 mod sessions;
 mod signals;
@@ -55,6 +56,9 @@ pub use function_calls::{
 pub use governance::LaunchRoute;
 pub use models::*;
 pub use nodes::{NodeRecord, OrphanCall, StaleNode};
+pub use recordings::{
+    NewRecording, RecordingCallback, RecordingRecord, RecordingUpsert, SweepCandidate,
+};
 pub use rollouts::{RolloutDecision, RolloutPolicy, RolloutStatus, Stage};
 pub use sessions::{EndedSessions, LegEnd, SessionStatus, Usage};
 pub use signals::{EdgeSignal, NodeScrape, SignalKind};

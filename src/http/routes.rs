@@ -17,7 +17,7 @@ use super::guard::{admin, admin_or_approver, approver, ops, public, tenant, twil
 use super::mount::Mount;
 use super::{
     call_stream, callbacks, calls, dnc, docs, evaluation_series, evaluations, live_stream, media,
-    ops as health, queues, runtime, sessions, webhook_deliveries, webhooks,
+    ops as health, queues, recordings, runtime, sessions, webhook_deliveries, webhooks,
 };
 use crate::mount;
 
@@ -53,6 +53,11 @@ static TABLE: LazyLock<Vec<Mount>> = LazyLock::new(|| {
         ),
         mount!(webhook_deliveries::get_delivery, tenant(&[Read, Operator])),
         mount!(webhook_deliveries::redeliver, tenant(&[Runtime, Operator])),
+        // call recordings (issue 16, part 1)
+        mount!(recordings::list_recordings, tenant(&[Read])),
+        mount!(recordings::get_recording, tenant(&[Read])),
+        mount!(recordings::recording_media, tenant(&[Read])),
+        mount!(recordings::delete_recording, tenant(&[Operator, Runtime])),
         // operator (tenant key)
         mount!(queues::list_queues, tenant(&[Operator])),
         mount!(queues::create_queue, tenant(&[Operator])),
@@ -77,6 +82,7 @@ static TABLE: LazyLock<Vec<Mount>> = LazyLock::new(|| {
         mount!(webhooks::stream_status, twilio()),
         mount!(webhooks::amd_status, twilio()),
         mount!(webhooks::dial_result, twilio()),
+        mount!(recordings::recording_status, twilio()),
         mount!(websocket media::media_stream),
         // admin
         mount!(tenants::list_tenants, admin()),

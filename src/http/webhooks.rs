@@ -75,7 +75,7 @@ impl TwilioRequest {
         serde_json::to_value(map).unwrap_or_default()
     }
 
-    fn target(&self, tenant: TenantId) -> Result<CallbackTarget, ApiError> {
+    pub(crate) fn target(&self, tenant: TenantId) -> Result<CallbackTarget, ApiError> {
         Ok(CallbackTarget {
             tenant_id: tenant,
             call_id: self.call_id(),

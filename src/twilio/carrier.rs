@@ -3,7 +3,7 @@
 
 use actors::carrier::{
     CallChange, CallQuery, Carrier, CarrierAccount, CarrierAuth, CarrierCall, CarrierError,
-    PlaceCall, PlacedCall,
+    CarrierRecording, PlaceCall, PlacedCall, RecordingMedia, StartRecording,
 };
 use futures::future::BoxFuture;
 
@@ -186,6 +186,105 @@ impl Carrier for TwilioCarrier {
                 friendly_name: account.friendly_name,
                 status: account.status,
             })
+        })
+    }
+
+    // --- recording (issue 16, part 1) ---
+
+    fn start_recording<'a>(
+        &'a self,
+        a: &'a CarrierAuth,
+        call_sid: &'a str,
+        request: &'a StartRecording,
+    ) -> BoxFuture<'a, Result<CarrierRecording, CarrierError>> {
+        Box::pin(async move {
+            let req = rest::CreateRecording {
+                channels: request.channels.clone(),
+                status_callback: request.status_callback_url.clone(),
+                status_callback_events: request.status_callback_events.clone(),
+            };
+            let r = self
+                .client
+                .create_recording(&auth(a), call_sid, &req)
+                .await
+                .map_err(carrier_error)?;
+            Ok(CarrierRecording {
+                started_at: r
+                    .start_time
+                    .as_deref()
+                    .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok())
+                    .map(|d| d.timestamp_millis()),
+                channels: r.channels.unwrap_or(2),
+                sid: r.sid,
+                call_sid: r.call_sid,
+                status: r.status,
+            })
+        })
+    }
+
+    fn delete_recording<'a>(
+        &'a self,
+        a: &'a CarrierAuth,
+        recording_sid: &'a str,
+    ) -> BoxFuture<'a, Result<bool, CarrierError>> {
+        Box::pin(async move {
+            match self.client.delete_recording(&auth(a), recording_sid).await {
+                Ok(()) => Ok(true),
+                Err(e) if e.code() == Some(rest::CODE_NOT_FOUND) => Ok(false),
+                Err(e) => Err(carrier_error(e)),
+            }
+        })
+    }
+
+    fn fetch_recording_media<'a>(
+        &'a self,
+        a: &'a CarrierAuth,
+        recording_sid: &'a str,
+        range: Option<String>,
+    ) -> BoxFuture<'a, Result<Option<RecordingMedia>, CarrierError>> {
+        Box::pin(async move {
+            let answer = match self
+                .client
+                .fetch_recording_media(&auth(a), recording_sid, range.as_deref())
+                .await
+            {
+                Ok(answer) => answer,
+                Err(e) if e.code() == Some(rest::CODE_NOT_FOUND) => return Ok(None),
+                Err(e) => return Err(carrier_error(e)),
+            };
+            let header = |name: reqwest::header::HeaderName| {
+                answer
+                    .headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned)
+            };
+            let content_type = header(reqwest::header::CONTENT_TYPE);
+            let content_length =
+                header(reqwest::header::CONTENT_LENGTH).and_then(|v| v.parse().ok());
+            let content_range = header(reqwest::header::CONTENT_RANGE);
+            let accept_ranges = header(reqwest::header::ACCEPT_RANGES);
+            let body = futures::stream::unfold(Some(answer.response), |response| async move {
+                let mut response = response?;
+                match response.chunk().await {
+                    Ok(Some(chunk)) => Some((Ok(chunk), Some(response))),
+                    Ok(None) => None,
+                    Err(e) => Some((
+                        Err(carrier_error(TwilioError::Network(
+                            e.without_url().to_string(),
+                        ))),
+                        None,
+                    )),
+                }
+            });
+            Ok(Some(RecordingMedia {
+                status: answer.status,
+                content_type,
+                content_length,
+                content_range,
+                accept_ranges,
+                body: Box::pin(body),
+            }))
         })
     }
 }

@@ -437,6 +437,61 @@ pub struct AccountResource {
     pub status: String,
 }
 
+// --- recording (issue 16, part 1) ---
+
+/// The fields of Twilio's Recording resource this project uses; others are ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RecordingResource {
+    /// `RE…`.
+    pub sid: String,
+    /// `CA…`.
+    pub call_sid: String,
+    /// `in-progress`, `paused`, `stopped`, `processing`, `completed`, `absent`.
+    pub status: String,
+    /// 1 or 2.
+    #[serde(default)]
+    pub channels: Option<i64>,
+    /// When recording started (RFC 2822).
+    #[serde(default)]
+    pub start_time: Option<String>,
+}
+
+/// Parameters of `POST Calls/{CallSid}/Recordings.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateRecording {
+    /// `RecordingChannels`: `mono` or `dual`.
+    pub channels: String,
+    /// `RecordingStatusCallback` (requested with `POST`).
+    pub status_callback: String,
+    /// `RecordingStatusCallbackEvent`, space-separated on the wire.
+    pub status_callback_events: Vec<String>,
+}
+
+impl CreateRecording {
+    fn form(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("RecordingChannels", self.channels.clone()),
+            ("RecordingStatusCallback", self.status_callback.clone()),
+            ("RecordingStatusCallbackMethod", "POST".to_owned()),
+            (
+                "RecordingStatusCallbackEvent",
+                self.status_callback_events.join(" "),
+            ),
+        ]
+    }
+}
+
+/// A recording's media as answered: status, the headers passed on, the open response.
+#[derive(Debug)]
+pub struct MediaResponse {
+    /// 200, 206 or 416.
+    pub status: u16,
+    /// `Content-Type`, `Content-Length`, `Content-Range`, `Accept-Ranges` as received.
+    pub headers: reqwest::header::HeaderMap,
+    /// The response, its body not yet read.
+    pub response: reqwest::Response,
+}
+
 /// Client of the Twilio REST API. Cheap to clone (the connection pool is shared).
 #[derive(Debug, Clone)]
 pub struct TwilioClient {
@@ -573,6 +628,81 @@ impl TwilioClient {
             .get(url.clone())
             .basic_auth(&auth.account_sid, Some(&auth.auth_token));
         self.send("GET", url.path().to_owned(), request).await
+    }
+
+    // --- recording (issue 16, part 1) ---
+
+    /// Starts recording a live call: `POST Calls/{CallSid}/Recordings.json`.
+    pub async fn create_recording(
+        &self,
+        auth: &TwilioAuth,
+        call_sid: &str,
+        req: &CreateRecording,
+    ) -> Result<RecordingResource, TwilioError> {
+        self.post_form(auth, &["Calls", call_sid, "Recordings.json"], &req.form())
+            .await
+    }
+
+    /// Deletes a recording: `DELETE Recordings/{RecordingSid}.json` (204). An unknown SID is
+    /// [`TwilioError::Api`] with code 20404.
+    pub async fn delete_recording(
+        &self,
+        auth: &TwilioAuth,
+        recording_sid: &str,
+    ) -> Result<(), TwilioError> {
+        let resource = format!("{recording_sid}.json");
+        let url = self.account_url(&auth.account_sid, &["Recordings", &resource])?;
+        let path = url.path().to_owned();
+        let started = Instant::now();
+        let response = self
+            .http
+            .delete(url)
+            .basic_auth(&auth.account_sid, Some(&auth.auth_token))
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status();
+        let body = read_body(response).await?;
+        let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::debug!(method = "DELETE", %path, status = status.as_u16(), elapsed_ms, "twilio request");
+        if status.is_success() {
+            return Ok(());
+        }
+        Err(api_error(status, &body))
+    }
+
+    /// Opens a recording's WAV: `GET Recordings/{RecordingSid}.wav`, forwarding `range` as
+    /// the `Range` header. 200, 206 and 416 are answers (the body is left to the caller,
+    /// unread and unbounded: it is streamed on); anything else is an error. The request has
+    /// no overall timeout beyond the client's (a long download is bounded by it).
+    pub async fn fetch_recording_media(
+        &self,
+        auth: &TwilioAuth,
+        recording_sid: &str,
+        range: Option<&str>,
+    ) -> Result<MediaResponse, TwilioError> {
+        let resource = format!("{recording_sid}.wav");
+        let url = self.account_url(&auth.account_sid, &["Recordings", &resource])?;
+        let path = url.path().to_owned();
+        let mut request = self
+            .http
+            .get(url)
+            .basic_auth(&auth.account_sid, Some(&auth.auth_token));
+        if let Some(range) = range {
+            request = request.header(reqwest::header::RANGE, range);
+        }
+        let response = request.send().await.map_err(transport_error)?;
+        let status = response.status();
+        tracing::debug!(method = "GET", %path, status = status.as_u16(), "twilio media request");
+        if status.is_success() || status.as_u16() == 416 {
+            return Ok(MediaResponse {
+                status: status.as_u16(),
+                headers: response.headers().clone(),
+                response,
+            });
+        }
+        let body = read_body(response).await?;
+        Err(api_error(status, &body))
     }
 
     /// `{base}/2010-04-01/Accounts/{AccountSid}/{resource…}`, every segment percent-encoded.

@@ -43,11 +43,18 @@ pub(super) fn voice(version: Option<&AgentVersion>) -> &str {
     version.map_or("marin", |v| v.voice.as_str())
 }
 
-/// The greeting: the call's own, else the version's.
+/// The opening line: the call's greeting, else the version's, preceded by the recording
+/// disclosure when the call is recorded with disclosure (said before anything else).
 pub(super) fn greeting(call: &CallRecord, version: Option<&AgentVersion>) -> Option<String> {
-    call.greeting
+    let greeting = call
+        .greeting
         .clone()
-        .or_else(|| version.and_then(|v| v.greeting.clone()))
+        .or_else(|| version.and_then(|v| v.greeting.clone()));
+    crate::recording::opening(
+        call.recording_policy,
+        version.and_then(|v| v.recording_disclosure.as_deref()),
+        greeting,
+    )
 }
 
 /// The realtime session a call runs: the version's model, voice, instructions (with the

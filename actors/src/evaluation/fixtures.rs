@@ -222,6 +222,7 @@ pub async fn finished_session(
         error_code: None,
         error_message: None,
         identity_state: None,
+        recording_policy: crate::recording::RecordingPolicy::Off,
         escalated_to: None,
         end_detail: None,
         outcome: None,

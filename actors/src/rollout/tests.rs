@@ -92,6 +92,8 @@ async fn approved_version(actor: &ActorRef<RolloutMsg>, agent: &AgentId) -> Agen
         idle_timeout_seconds: 30,
         contract: crate::contract::Contract::default(),
         rubric: Some(rubric()),
+        recording_policy: None,
+        recording_disclosure: None,
     };
     let v = call_t!(
         actor,

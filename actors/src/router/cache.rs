@@ -146,6 +146,7 @@ mod tests {
             over_limit: OverLimit::Fallback,
             max_concurrent_calls: 1,
             test_callers: Vec::new(),
+            recording_policy: None,
             created_at: 0,
             updated_at: 0,
         }

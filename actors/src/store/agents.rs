@@ -72,6 +72,8 @@ struct VersionRow {
     escalation: String,
     identity: Option<String>,
     rubric: Option<String>,
+    recording_policy: Option<String>,
+    recording_disclosure: Option<String>,
     created_at: i64,
     approved_at: Option<i64>,
     retired_at: Option<i64>,
@@ -79,7 +81,7 @@ struct VersionRow {
 
 const VERSION_SELECT: &str = "SELECT v.id, v.agent_id, a.key AS agent_key, v.tenant_id, v.version, v.status, v.model, v.voice, \
      v.instructions, v.greeting, v.transcription_model, v.transcription_language, v.turn_detection, v.max_call_seconds, \
-     v.idle_timeout_seconds, v.tools, v.escalation, v.identity, v.rubric, v.created_at, v.approved_at, v.retired_at FROM agent_versions v JOIN agents a ON a.id = v.agent_id";
+     v.idle_timeout_seconds, v.tools, v.escalation, v.identity, v.rubric, v.recording_policy, v.recording_disclosure, v.created_at, v.approved_at, v.retired_at FROM agent_versions v JOIN agents a ON a.id = v.agent_id";
 
 impl TryFrom<VersionRow> for AgentVersion {
     type Error = StoreError;
@@ -122,6 +124,14 @@ impl TryFrom<VersionRow> for AgentVersion {
                 .map(serde_json::from_str)
                 .transpose()
                 .map_err(|_| StoreError::Corrupt("agent_versions.rubric"))?,
+            recording_policy: match r.recording_policy.as_deref() {
+                Some(p) => Some(
+                    crate::recording::RecordingPolicy::parse(p)
+                        .ok_or(StoreError::Corrupt("agent_versions.recording_policy"))?,
+                ),
+                None => None,
+            },
+            recording_disclosure: r.recording_disclosure,
             created_at: r.created_at,
             approved_at: r.approved_at,
             retired_at: r.retired_at,
@@ -216,8 +226,9 @@ impl Store {
             sqlx::query(
                 "INSERT INTO agent_versions (id, agent_id, tenant_id, version, status, model, voice, instructions, greeting, \
                  transcription_model, transcription_language, turn_detection, max_call_seconds, idle_timeout_seconds, \
-                 tools, escalation, identity, created_at, approved_at, retired_at, rubric, rubric_hash) \
-                 VALUES ($1, $2, $3, $4, 'draft', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, NULL, NULL, $18, $19)",
+                 tools, escalation, identity, created_at, approved_at, retired_at, rubric, rubric_hash, \
+                 recording_policy, recording_disclosure) \
+                 VALUES ($1, $2, $3, $4, 'draft', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, NULL, NULL, $18, $19, $20, $21)",
             )
             .bind(v.id.as_str())
             .bind(v.agent_id.as_str())
@@ -238,6 +249,8 @@ impl Store {
             .bind(v.created_at)
             .bind(&rubric)
             .bind(&rubric_hash)
+            .bind(v.recording_policy.map(crate::recording::RecordingPolicy::as_str))
+            .bind(&v.recording_disclosure)
             .execute(&mut *tx)
             .await?;
             insert_audit!(&mut *tx, audit)?;
@@ -261,8 +274,8 @@ impl Store {
             let n = sqlx::query(
                 "UPDATE agent_versions SET model = $2, voice = $3, instructions = $4, greeting = $5, transcription_model = $6, \
                  transcription_language = $7, turn_detection = $8, max_call_seconds = $9, idle_timeout_seconds = $10, \
-                 tools = $11, escalation = $12, identity = $13, rubric = $14, rubric_hash = $15 \
-                 WHERE id = $1 AND status = 'draft'",
+                 tools = $11, escalation = $12, identity = $13, rubric = $14, rubric_hash = $15, \
+                 recording_policy = $16, recording_disclosure = $17 WHERE id = $1 AND status = 'draft'",
             )
             .bind(v.id.as_str())
             .bind(&v.model)
@@ -279,6 +292,8 @@ impl Store {
             .bind(&identity)
             .bind(&rubric)
             .bind(&rubric_hash)
+            .bind(v.recording_policy.map(crate::recording::RecordingPolicy::as_str))
+            .bind(&v.recording_disclosure)
             .execute(&mut *tx)
             .await?
             .rows_affected();

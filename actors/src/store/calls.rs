@@ -38,6 +38,7 @@ pub(super) struct CallRow {
     error_code: Option<String>,
     error_message: Option<String>,
     identity_state: Option<String>,
+    recording_policy: String,
     escalated_to: Option<String>,
     end_detail: Option<String>,
     outcome: Option<String>,
@@ -54,7 +55,7 @@ pub(super) struct CallRow {
 pub(super) const CALL_COLUMNS: &str = "id, tenant_id, call_sid, account_sid, route_id, direction, from_number, to_number, \
      status, status_sequence, agent_key, agent_version_id, end_reason, answered_by, duration_seconds, metadata, \
      stream_sid, stream_status, after_stream, greeting, org_id, machine_detection, error_code, error_message, \
-     identity_state, escalated_to, end_detail, outcome, completed_at, placement, node_id, node_started_at, created_at, updated_at, started_at, ended_at";
+     identity_state, recording_policy, escalated_to, end_detail, outcome, completed_at, placement, node_id, node_started_at, created_at, updated_at, started_at, ended_at";
 
 /// SQL list of live statuses, for `IN (…)`.
 const LIVE_SQL: &str = "('queued', 'initiated', 'ringing', 'in-progress')";
@@ -95,6 +96,8 @@ impl TryFrom<CallRow> for CallRecord {
             error_code: r.error_code,
             error_message: r.error_message,
             identity_state: r.identity_state,
+            recording_policy: crate::recording::RecordingPolicy::parse(&r.recording_policy)
+                .ok_or(StoreError::Corrupt("calls.recording_policy"))?,
             escalated_to: r.escalated_to,
             end_detail: r.end_detail,
             outcome: match r.outcome {
@@ -195,8 +198,8 @@ impl Store {
         let sql = format!(
             "INSERT INTO calls (id, tenant_id, call_sid, account_sid, route_id, direction, from_number, to_number, \
              status, agent_key, agent_version_id, metadata, greeting, org_id, machine_detection, created_at, updated_at, placement, \
-             node_id, node_started_at) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $21, $22, $23 WHERE \
+             node_id, node_started_at, recording_policy) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $21, $22, $23, $24 WHERE \
              (SELECT COUNT(*) FROM calls WHERE tenant_id = $2 AND status IN {LIVE_SQL} AND ended_at IS NULL AND created_at >= $18) < $19 \
              AND ($5 IS NULL OR (SELECT COUNT(*) FROM calls WHERE route_id = $5 AND status IN {LIVE_SQL} AND ended_at IS NULL AND created_at >= $18) < $20)"
         );
@@ -226,6 +229,7 @@ impl Store {
                     .bind(call.placement.map(Placement::as_str))
                     .bind(&call.node_id)
                     .bind(call.node_started_at)
+                    .bind(call.recording_policy.as_str())
                     .execute($exec)
                     .await?
                     .rows_affected()

@@ -76,6 +76,7 @@ pub(crate) fn call(tenant: &TenantId) -> CallRecord {
         error_code: None,
         error_message: None,
         identity_state: None,
+        recording_policy: crate::recording::RecordingPolicy::Off,
         escalated_to: None,
         end_detail: None,
         outcome: None,

@@ -362,6 +362,8 @@ pub struct PhoneRoute {
     pub max_concurrent_calls: i64,
     /// Callers connected to the agent while the route is staged.
     pub test_callers: Vec<String>,
+    /// Whether calls on this route are recorded (`None`: not set; the version's wins).
+    pub recording_policy: Option<crate::recording::RecordingPolicy>,
     /// Creation (Unix ms).
     pub created_at: i64,
     /// Last change (Unix ms).
@@ -461,6 +463,8 @@ pub struct CallRecord {
     pub error_message: Option<String>,
     /// The caller's identity in this call: `verified` or `failed` (`verify_identity`).
     pub identity_state: Option<String>,
+    /// The call's effective recording policy (the version's, else the route's, else off).
+    pub recording_policy: crate::recording::RecordingPolicy,
     /// Where the call was escalated: `queue:{name}` while dialing, `queue:{name}/{DialCallSid}`
     /// once a human answered.
     pub escalated_to: Option<String>,
@@ -727,6 +731,10 @@ pub struct AgentVersion {
     pub contract: crate::contract::Contract,
     /// The evaluation rubric (stored with its hash, immutable with the version).
     pub rubric: Option<crate::evaluation::Rubric>,
+    /// Whether its calls are recorded (`None`: not set; the route's applies).
+    pub recording_policy: Option<crate::recording::RecordingPolicy>,
+    /// The disclosure line said first under `on_with_disclosure` (`None`: the default).
+    pub recording_disclosure: Option<String>,
     /// Creation (Unix ms).
     pub created_at: i64,
     /// Approval (Unix ms).

@@ -20,12 +20,13 @@ struct RouteRow {
     over_limit: String,
     max_concurrent_calls: i64,
     test_callers: String,
+    recording_policy: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
 
 const ROUTE_COLUMNS: &str = "id, tenant_id, number, agent_key, direction, status, fallback_number, \
-     fallback_message, over_limit, max_concurrent_calls, test_callers, created_at, updated_at";
+     fallback_message, over_limit, max_concurrent_calls, test_callers, recording_policy, created_at, updated_at";
 
 impl TryFrom<RouteRow> for PhoneRoute {
     type Error = StoreError;
@@ -47,6 +48,13 @@ impl TryFrom<RouteRow> for PhoneRoute {
             max_concurrent_calls: r.max_concurrent_calls,
             test_callers: serde_json::from_str(&r.test_callers)
                 .map_err(|_| StoreError::Corrupt("phone_routes.test_callers"))?,
+            recording_policy: match r.recording_policy.as_deref() {
+                Some(p) => Some(
+                    crate::recording::RecordingPolicy::parse(p)
+                        .ok_or(StoreError::Corrupt("phone_routes.recording_policy"))?,
+                ),
+                None => None,
+            },
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
@@ -71,7 +79,7 @@ impl Store {
         let result: Result<(), StoreError> = on_pool!(self, pool => async {
             let mut tx = pool.begin().await?;
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO phone_routes ({ROUTE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+                "INSERT INTO phone_routes ({ROUTE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
             )))
             .bind(route.id.as_str())
             .bind(route.tenant_id.as_str())
@@ -84,8 +92,10 @@ impl Store {
             .bind(route.over_limit.as_str())
             .bind(route.max_concurrent_calls)
             .bind(serde_json::to_string(&route.test_callers).unwrap_or_else(|_| "[]".into()))
+            .bind(route.recording_policy.map(crate::recording::RecordingPolicy::as_str))
             .bind(route.created_at)
             .bind(route.updated_at)
+            .bind(route.recording_policy.map(crate::recording::RecordingPolicy::as_str))
             .execute(&mut *tx)
             .await?;
             insert_audit!(&mut *tx, audit)?;
@@ -106,7 +116,7 @@ impl Store {
             sqlx::query(
                 "UPDATE phone_routes SET number = $2, agent_key = $3, direction = $4, status = $5, \
                  fallback_number = $6, fallback_message = $7, over_limit = $8, max_concurrent_calls = $9, \
-                 test_callers = $10, updated_at = $11 WHERE id = $1",
+                 test_callers = $10, updated_at = $11, recording_policy = $12 WHERE id = $1",
             )
             .bind(route.id.as_str())
             .bind(&route.number)

@@ -93,6 +93,7 @@ pub(super) fn new_call(
         error_code: None,
         error_message: None,
         identity_state: None,
+        recording_policy: crate::recording::RecordingPolicy::Off,
         escalated_to: None,
         end_detail: None,
         outcome: None,
@@ -165,6 +166,13 @@ pub async fn inbound(
     if let Ok(v) = &version {
         call.agent_version_id = Some(v.version.id.to_string());
     }
+    call.recording_policy = crate::recording::RecordingPolicy::effective(
+        version
+            .as_ref()
+            .ok()
+            .and_then(|v| v.version.recording_policy),
+        route.recording_policy,
+    );
     let refusal = if req.draining {
         Some(EndReason::Draining)
     } else if req.account.tenant_status != TenantStatus::Active {

@@ -308,6 +308,9 @@ async fn prepare(
     call.route_id = Some(route.id.clone());
     call.agent_key = Some(agent_key);
     call.agent_version_id = Some(version.id.to_string());
+    // Outbound calls are recorded as their version says (the route's policy is for inbound).
+    call.recording_policy =
+        crate::recording::RecordingPolicy::effective(version.recording_policy, None);
     call.greeting = req.greeting.clone();
     call.org_id = req.org_id.clone();
     call.metadata = req.metadata.clone();

@@ -145,9 +145,10 @@ async fn start_once(
         json!({"event": "websocket-started", "stream_sid": s.stream_sid}),
     )
     .await;
-    Ok(Some(
-        ctx.store().get_call_by_id(&call.id).await?.unwrap_or(call),
-    ))
+    let call = ctx.store().get_call_by_id(&call.id).await?.unwrap_or(call);
+    // The call is in progress: its recording starts off this path, in a task of its own.
+    crate::recording::spawn_start(ctx, &call);
+    Ok(Some(call))
 }
 
 /// A stream started for a socket already refused: the caller never reached the agent, so

@@ -148,6 +148,34 @@ impl Carrier for ScriptedCarrier {
         };
         Box::pin(async move { Ok(account) })
     }
+
+    // --- recording (issue 16, part 1): not scripted; these tests record nothing ---
+
+    fn start_recording<'a>(
+        &'a self,
+        _auth: &'a CarrierAuth,
+        _call_sid: &'a str,
+        _request: &'a actors::carrier::StartRecording,
+    ) -> BoxFuture<'a, Result<actors::carrier::CarrierRecording, CarrierError>> {
+        Box::pin(async { Err(timeout()) })
+    }
+
+    fn delete_recording<'a>(
+        &'a self,
+        _auth: &'a CarrierAuth,
+        _recording_sid: &'a str,
+    ) -> BoxFuture<'a, Result<bool, CarrierError>> {
+        Box::pin(async { Ok(false) })
+    }
+
+    fn fetch_recording_media<'a>(
+        &'a self,
+        _auth: &'a CarrierAuth,
+        _recording_sid: &'a str,
+        _range: Option<String>,
+    ) -> BoxFuture<'a, Result<Option<actors::carrier::RecordingMedia>, CarrierError>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// A running tree and what it runs on.
@@ -321,6 +349,8 @@ pub async fn telephony_tenant(tree: &Tree) -> (TenantId, String) {
             idle_timeout_seconds: 30,
             contract: Default::default(),
             rubric: None,
+            recording_policy: None,
+            recording_disclosure: None,
         },
         meta()
     )
@@ -345,6 +375,7 @@ pub async fn telephony_tenant(tree: &Tree) -> (TenantId, String) {
             over_limit: OverLimit::Fallback,
             max_concurrent_calls: 10,
             test_callers: Vec::new(),
+            recording_policy: None,
             live_override: None,
         },
         meta()

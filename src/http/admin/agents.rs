@@ -236,6 +236,13 @@ pub struct VersionRequest {
     pub identity: Option<IdentityDto>,
     /// What the version's calls are scored against (every finished call is evaluated).
     pub rubric: Option<RubricDto>,
+    /// Whether the version's calls are recorded (omit: the phone route's policy applies,
+    /// else `off`; outbound calls follow the version only).
+    pub recording_policy: Option<crate::http::recordings::RecordingPolicyDto>,
+    /// Under `on_with_disclosure`, the line the agent says before anything else (default:
+    /// "This call is recorded for quality and training.").
+    #[schema(min_length = 1, max_length = 500, format = "label")]
+    pub recording_disclosure: Option<String>,
 }
 
 /// An agent version.
@@ -280,6 +287,10 @@ pub struct VersionView {
     pub rubric: Option<RubricDto>,
     /// Hex SHA-256 of the rubric's canonical JSON (what evaluations name).
     pub rubric_hash: Option<String>,
+    /// Whether the version's calls are recorded (`null`: the route's policy applies).
+    pub recording_policy: Option<crate::http::recordings::RecordingPolicyDto>,
+    /// The disclosure line (`null`: the default, under `on_with_disclosure`).
+    pub recording_disclosure: Option<String>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -313,6 +324,8 @@ impl From<AgentVersion> for VersionView {
             identity: identity_view(&v.contract),
             rubric: v.rubric.as_ref().and_then(rubric_view),
             rubric_hash: v.rubric.as_ref().map(actors::evaluation::Rubric::hash),
+            recording_policy: v.recording_policy.map(Into::into),
+            recording_disclosure: v.recording_disclosure,
             created_at: rfc3339(v.created_at),
             approved_at: v.approved_at.map(rfc3339),
             retired_at: v.retired_at.map(rfc3339),
@@ -463,6 +476,12 @@ fn spec(
         idle_timeout_seconds,
         contract,
         rubric,
+        recording_policy: r.recording_policy.map(Into::into),
+        recording_disclosure: r
+            .recording_disclosure
+            .as_deref()
+            .map(|d| check_name("recording_disclosure", d, 500))
+            .transpose()?,
     })
 }
 

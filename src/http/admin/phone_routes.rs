@@ -97,6 +97,9 @@ pub struct PhoneRouteView {
     pub max_concurrent_calls: i64,
     /// Callers connected while staged.
     pub test_callers: Vec<String>,
+    /// Whether calls on this route are recorded (`null`: not set; an agent version's policy
+    /// wins, else `off`).
+    pub recording_policy: Option<crate::http::recordings::RecordingPolicyDto>,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -117,6 +120,7 @@ impl From<PhoneRoute> for PhoneRouteView {
             over_limit: r.over_limit.into(),
             max_concurrent_calls: r.max_concurrent_calls,
             test_callers: r.test_callers,
+            recording_policy: r.recording_policy.map(Into::into),
             created_at: rfc3339(r.created_at),
             updated_at: rfc3339(r.updated_at),
         }
@@ -154,6 +158,9 @@ pub struct CreatePhoneRouteRequest {
     /// Callers (E.164) connected to the agent while staged.
     #[schema(value_type = Option<Vec<crate::http::fields::PhoneNumber>>, max_items = 100)]
     pub test_callers: Option<Vec<String>>,
+    /// Whether calls on this route are recorded (omit: not set; an agent version's policy
+    /// wins, else `off`).
+    pub recording_policy: Option<crate::http::recordings::RecordingPolicyDto>,
     /// With `status: live`: an `admin`'s reason to make the route live although the
     /// readiness review fails (1–2000 characters; audited with the failing gates).
     #[schema(min_length = 1, max_length = 2000, format = "label")]
@@ -192,6 +199,10 @@ pub struct PatchPhoneRouteRequest {
     /// New test callers.
     #[schema(value_type = Option<Vec<crate::http::fields::PhoneNumber>>, max_items = 100)]
     pub test_callers: Option<Vec<String>>,
+    /// New recording policy; `null` unsets it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<crate::http::recordings::RecordingPolicyDto>)]
+    pub recording_policy: Option<Option<crate::http::recordings::RecordingPolicyDto>>,
     /// With `status: live` on a staged route: an `admin`'s reason to make it live although
     /// the readiness review fails (1–2000 characters; audited with the failing gates).
     #[schema(min_length = 1, max_length = 2000, format = "label")]
@@ -378,6 +389,7 @@ pub async fn create_route(req: Request<AuditMeta>) -> Result<Response, ApiError>
         over_limit: r.over_limit.unwrap_or(OverLimitDto::Fallback).into(),
         max_concurrent_calls: check_limit(r.max_concurrent_calls.unwrap_or(10))?,
         test_callers: check_callers(r.test_callers.unwrap_or_default())?,
+        recording_policy: r.recording_policy.map(Into::into),
         live_override: None,
     };
     let mut new = new;
@@ -394,6 +406,7 @@ pub async fn create_route(req: Request<AuditMeta>) -> Result<Response, ApiError>
             over_limit: new.over_limit,
             max_concurrent_calls: new.max_concurrent_calls,
             test_callers: new.test_callers.clone(),
+            recording_policy: new.recording_policy,
             created_at: 0,
             updated_at: 0,
         };
@@ -466,6 +479,7 @@ pub async fn patch_route(req: Request<AuditMeta, (String,)>) -> Result<Response,
         over_limit: r.over_limit.map(Into::into),
         max_concurrent_calls: r.max_concurrent_calls.map(check_limit).transpose()?,
         test_callers: r.test_callers.map(check_callers).transpose()?,
+        recording_policy: r.recording_policy.map(|p| p.map(Into::into)),
         live_override: None,
     };
     let mut patch = patch;
