@@ -37,7 +37,12 @@ pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
     state: AppState,
+    /// The recording retention sweeper (one per node; its claims keep nodes apart).
+    recording_sweeper: tokio::task::JoinHandle<()>,
 }
+
+/// How often this node sweeps recordings past their tenant's retention.
+const RECORDING_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Connects to the database and applies migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
@@ -380,11 +385,14 @@ impl Application {
             public_base_url = %config.public_base_url,
             "stateset-voice ready"
         );
+        let recording_sweeper =
+            actors::recording::spawn_sweeper(actors.telephony.clone(), RECORDING_SWEEP_INTERVAL);
         let state = AppState::new(config, store, actors, metrics, nodes, live);
         Ok(Self {
             listener,
             local_addr,
             state,
+            recording_sweeper,
         })
     }
 
@@ -427,6 +435,8 @@ impl Application {
             .as_deref()
             .and_then(|h| h.parse::<http::HeaderName>().ok());
         let graceful = server::serve(self.listener, svc, header, shutdown, grace).await;
+        // A sweep in flight loses nothing: its claims expire and the next sweep retakes them.
+        self.recording_sweeper.abort();
         state
             .actors
             .root

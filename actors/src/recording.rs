@@ -377,6 +377,45 @@ pub async fn delete(
     }
 }
 
+/// A tenant's recording retention in days (`None`: kept until deleted); `Ok(None)` outer
+/// when the tenant does not exist.
+pub async fn retention(
+    store: &crate::store::Store,
+    tenant: &TenantId,
+) -> Result<Option<Option<i64>>, StoreError> {
+    if store.get_tenant(tenant).await?.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(store.recording_retention(tenant).await?))
+}
+
+/// Sets a tenant's recording retention, audited in the same transaction; `Ok(false)` when
+/// the tenant does not exist (nothing written).
+pub async fn set_retention(
+    store: &crate::store::Store,
+    tenant: &TenantId,
+    days: Option<i64>,
+    meta: &crate::tenant::AuditMeta,
+) -> Result<bool, StoreError> {
+    let Some(before) = retention(store, tenant).await? else {
+        return Ok(false);
+    };
+    let audit = crate::store::NewAudit {
+        actor: meta.actor.clone(),
+        action: "tenant_recording_settings.update",
+        tenant_id: Some(tenant.clone()),
+        target_type: "tenant",
+        target_id: tenant.to_string(),
+        before: Some(json!({"recording_retention_days": before})),
+        after: Some(json!({"recording_retention_days": days})),
+        request_id: meta.request_id.clone(),
+    };
+    store
+        .put_recording_retention(tenant, days, now_ms(), &audit)
+        .await?;
+    Ok(true)
+}
+
 /// How long a sweeper holds its claim on a recording.
 const SWEEP_LEASE: Duration = Duration::from_secs(120);
 /// Recordings claimed per sweep.

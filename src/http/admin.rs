@@ -31,6 +31,7 @@ pub mod nodes;
 pub mod phone_routes;
 pub mod queues;
 pub mod readiness;
+pub mod recording_settings;
 pub mod rollouts;
 pub mod rubric;
 pub mod runtime_config;

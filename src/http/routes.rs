@@ -11,7 +11,7 @@ use actors::store::Scope::{Operator, Read, Runtime};
 use super::admin::{
     agents, api_keys, audit, chaos, credentials, diagnostics, event_webhooks, governance,
     identities, launch, nodes as admin_nodes, phone_routes, queues as admin_queues, readiness,
-    rollouts, runtime_config, tenants,
+    recording_settings, rollouts, runtime_config, tenants,
 };
 use super::guard::{admin, admin_or_approver, approver, ops, public, tenant, twilio};
 use super::mount::Mount;
@@ -135,6 +135,8 @@ static TABLE: LazyLock<Vec<Mount>> = LazyLock::new(|| {
         mount!(identities::revoke_identity, admin()),
         mount!(governance::get_governance, admin()),
         mount!(governance::put_governance, admin()),
+        mount!(recording_settings::get_recording_settings, admin()),
+        mount!(recording_settings::put_recording_settings, admin()),
         mount!(governance::get_tenant_dial_policy, admin()),
         mount!(governance::put_tenant_dial_policy, admin()),
         mount!(governance::get_route_dial_policy, admin()),

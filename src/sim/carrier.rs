@@ -37,6 +37,7 @@ mod caller;
 mod config;
 mod dial;
 mod media;
+mod recording;
 mod resource;
 mod rest;
 mod shared;
@@ -405,6 +406,31 @@ impl CarrierSimHandle {
     /// REST requests received, in order.
     pub fn requests(&self) -> Vec<RequestRecord> {
         lock(&self.shared.requests).clone()
+    }
+
+    /// SIDs (`RE…`) of the recordings of a call, in creation order (deleted ones included).
+    pub fn recordings_of(&self, call_sid: &str) -> Vec<String> {
+        lock(&self.shared.recordings)
+            .iter()
+            .filter(|r| r.call_sid == call_sid)
+            .map(|r| r.sid.clone())
+            .collect()
+    }
+
+    /// The WAV the simulator holds for a recording (`None` when unknown or deleted).
+    pub fn recording_wav(&self, recording_sid: &str) -> Option<Vec<u8>> {
+        self.shared
+            .recording(recording_sid)
+            .filter(|r| !r.deleted)
+            .map(|r| r.wav())
+    }
+
+    /// A recording's status (`in-progress`, `completed`, `stopped`) and whether it was
+    /// deleted.
+    pub fn recording_status(&self, recording_sid: &str) -> Option<(String, bool)> {
+        self.shared
+            .recording(recording_sid)
+            .map(|r| (r.status, r.deleted))
     }
 
     /// Stops the server and every call task (also done on drop).

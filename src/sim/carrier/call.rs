@@ -658,6 +658,7 @@ impl CallRunner {
                 let _ = tokio::time::timeout(limit, task).await;
             }
         }
+        self.complete_recordings().await;
         self.progress(ProgressEvent::Completed).await;
         tracing::info!(call = %self.id.sid, status = %status, duration = ?duration, "call ended");
         self.update(|s| s.finished = true);

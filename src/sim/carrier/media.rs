@@ -201,6 +201,13 @@ impl Session {
                     runner.update(|s| s.media.bad_payloads += 1);
                     return Vec::new();
                 };
+                // Played once what is queued before it has played.
+                runner.shared.record_audio(
+                    &self.call_sid,
+                    super::recording::Track::Played,
+                    self.play_until.max(now),
+                    &bytes,
+                );
                 self.play_until =
                     self.play_until.max(now) + Duration::from_micros(bytes.len() as u64 * 125);
                 let first_audio =
@@ -259,6 +266,7 @@ impl Session {
                 if let Some(observer) = &self.observer {
                     observer.clear_received(&self.call_sid, now.into_std());
                 }
+                runner.shared.record_clear(&self.call_sid, now);
                 let cleared = self.play_until.saturating_duration_since(now);
                 self.play_until = now;
                 let pending: Vec<String> = self.marks.drain(..).map(|(name, _)| name).collect();
@@ -502,6 +510,12 @@ impl CallRunner {
                                 observer.caller_frame_sent(&session.call_sid, tag, now.into_std());
                             }
                         }
+                        self.shared.record_audio(
+                            &session.call_sid,
+                            super::recording::Track::Caller,
+                            now,
+                            &frame,
+                        );
                         out.push(session.media(&frame));
                         self.update(|s| s.media.frames_sent += 1);
                     }

@@ -4,7 +4,9 @@
 //!
 //! Routes, under `/2010-04-01/Accounts/{AccountSid}/`:
 //! `POST Calls.json` (create), `GET Calls.json` (list), `POST Calls/{Sid}.json` (update),
-//! `GET Calls/{Sid}.json` (fetch), `POST Messages.json` (send an SMS); and `GET
+//! `GET Calls/{Sid}.json` (fetch), `POST Messages.json` (send an SMS), the recordings
+//! (`POST Calls/{Sid}/Recordings.json`, `GET|DELETE Recordings/{Sid}.json`, `GET
+//! Recordings/{Sid}.wav` with `Range`: see `recording.rs`); and `GET
 //! /2010-04-01/Accounts/{AccountSid}.json` (the account: a credential check; a wrong token
 //! gets Twilio's 401, code 20003).
 
@@ -96,7 +98,14 @@ fn routes(
                         .get(warp::http::header::AUTHORIZATION)
                         .and_then(|v| v.to_str().ok())
                         .and_then(basic_auth);
-                    handle(shared, method, path.as_str().to_owned(), &query, auth, body).await
+                    let path = path.as_str().to_owned();
+                    if method == Method::GET && path.ends_with(".wav") {
+                        let range = headers
+                            .get(warp::http::header::RANGE)
+                            .and_then(|v| v.to_str().ok());
+                        return recording_media(&shared, &path, auth.as_ref(), range);
+                    }
+                    handle(shared, method, path, &query, auth, body).await
                 }
             },
         )
@@ -121,7 +130,55 @@ fn basic_auth(header: &str) -> Option<(String, String)> {
 
 fn json_reply(status: u16, body: &Value) -> warp::reply::Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if code == StatusCode::NO_CONTENT {
+        return warp::reply::with_status(warp::reply(), code).into_response();
+    }
     warp::reply::with_status(warp::reply::json(body), code).into_response()
+}
+
+/// `GET …/Recordings/{Sid}.wav`: binary, with `Range`.
+fn recording_media(
+    shared: &Shared,
+    path: &str,
+    auth: Option<&(String, String)>,
+    range: Option<&str>,
+) -> warp::reply::Response {
+    let answer = (|| {
+        let rest = path
+            .strip_prefix("/2010-04-01/Accounts/")
+            .ok_or_else(|| not_found(path))?;
+        let (account, rest) = rest.split_once('/').ok_or_else(|| not_found(path))?;
+        authenticate(shared, account, auth)?;
+        let sid = rest
+            .strip_prefix("Recordings/")
+            .and_then(|f| f.strip_suffix(".wav"))
+            .filter(|s| !s.contains('/'))
+            .ok_or_else(|| not_found(path))?;
+        super::recording::media(shared, account, sid, path, range)
+    })();
+    let (status, reply) = match answer {
+        Ok((status, headers, body)) => {
+            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let mut reply = warp::reply::with_status(body, code).into_response();
+            for (name, value) in headers {
+                if let Ok(v) = warp::http::HeaderValue::from_str(&value) {
+                    reply.headers_mut().insert(name, v);
+                }
+            }
+            (status, reply)
+        }
+        Err(error) => (error.status, error_reply(&error)),
+    };
+    lock(&shared.requests).push(RequestRecord {
+        method: String::from("GET"),
+        path: path.to_owned(),
+        params: range
+            .map(|r| vec![(String::from("Range"), r.to_owned())])
+            .unwrap_or_default(),
+        auth_user: auth.map(|(user, _)| user.clone()),
+        status,
+    });
+    reply
 }
 
 fn error_reply(error: &ApiError) -> warp::reply::Response {
@@ -275,6 +332,18 @@ fn route(
                     let body = call_json(&entry.state.borrow());
                     Ok((200, body))
                 }
+                _ => Err(method_not_allowed()),
+            }
+        }
+        ["Calls", sid, "Recordings.json"] => match *method {
+            Method::POST => super::recording::create(shared, account, sid, path, params),
+            _ => Err(method_not_allowed()),
+        },
+        ["Recordings", file] => {
+            let sid = file.strip_suffix(".json").ok_or_else(|| not_found(path))?;
+            match *method {
+                Method::GET => super::recording::resource(shared, account, sid, path, false),
+                Method::DELETE => super::recording::resource(shared, account, sid, path, true),
                 _ => Err(method_not_allowed()),
             }
         }

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::{broadcast, mpsc, watch};
@@ -48,6 +48,10 @@ pub(crate) struct Shared {
     pub faults: Mutex<VecDeque<Fault>>,
     /// Webhook client.
     pub http: reqwest::Client,
+    /// Call recordings (`Calls/{Sid}/Recordings.json`), deleted ones kept as tombstones.
+    pub recordings: Mutex<Vec<super::recording::SimRecording>>,
+    /// Recordings in progress (the media path skips the lock when none).
+    pub recordings_live: AtomicUsize,
     calls: Mutex<Registry>,
     calls_version: watch::Sender<u64>,
     new_calls: broadcast::Sender<String>,
@@ -74,6 +78,8 @@ impl Shared {
             requests: Mutex::new(Vec::new()),
             faults: Mutex::new(VecDeque::new()),
             http,
+            recordings: Mutex::new(Vec::new()),
+            recordings_live: AtomicUsize::new(0),
             calls: Mutex::new(Registry::default()),
             calls_version: watch::Sender::new(0),
             new_calls: broadcast::Sender::new(256),

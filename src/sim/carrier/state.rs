@@ -98,6 +98,8 @@ pub enum WebhookKind {
     StreamStatus,
     /// `AsyncAmdStatusCallback`.
     Amd,
+    /// `RecordingStatusCallback`.
+    RecordingStatus,
 }
 
 /// One webhook request the simulator made.
