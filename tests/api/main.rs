@@ -39,6 +39,7 @@ mod placement;
 mod predial;
 mod queues;
 mod readiness;
+mod recordings;
 mod rollouts;
 mod sandbox;
 mod telephony;

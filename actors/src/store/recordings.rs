@@ -194,8 +194,11 @@ impl Store {
     ) -> Result<RecordingUpsert, StoreError> {
         let outcome = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            // A write first (a no-op touch returning the row as it was): SQLite takes its
+            // write lock at the transaction's first statement, never upgrades a read lock
+            // (which fails at once under a concurrent writer).
             let before: Option<RecordingRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {COLUMNS} FROM recordings WHERE recording_sid = $1"
+                "UPDATE recordings SET updated_at = updated_at WHERE recording_sid = $1 RETURNING {COLUMNS}"
             )))
             .bind(&cb.recording_sid)
             .fetch_optional(&mut *tx)
