@@ -73,6 +73,8 @@ pub const QUEUE: &str = "support";
 pub const REALTIME_KEY: &str = "sk-sandbox";
 const TENANT_NAME: &str = "Sandbox Demo";
 const AGENT_KEY: &str = "demo";
+/// What the demo version leaves on an answering machine (`machine_detection.action` `voicemail`).
+const DEMO_VOICEMAIL: &str = "Hi, this is Acme Dental calling about your appointment. Please call us back at your convenience. Thank you!";
 
 /// The simulators of a sandbox (dropping it stops them).
 pub struct Sandbox {
@@ -364,7 +366,11 @@ pub async fn seed(state: &AppState, sandbox: &Sandbox) -> anyhow::Result<Seeded>
         .iter()
         .filter(|v| v.status == VersionStatus::Approved)
         .max_by_key(|v| v.version);
-    let is_demo = |v: &&AgentVersion| v.contract == contract && v.rubric.as_ref() == Some(&rubric);
+    let is_demo = |v: &&AgentVersion| {
+        v.contract == contract
+            && v.rubric.as_ref() == Some(&rubric)
+            && v.voicemail_message.as_deref() == Some(DEMO_VOICEMAIL)
+    };
     // A demo version written at an earlier start and left awaiting approval is reused.
     let draft = versions
         .iter()
@@ -385,6 +391,7 @@ pub async fn seed(state: &AppState, sandbox: &Sandbox) -> anyhow::Result<Seeded>
                 greeting: Some(String::from(
                     "Hi! This is the StateSet Voice sandbox agent. How can I help?",
                 )),
+                voicemail_message: Some(String::from(DEMO_VOICEMAIL)),
                 transcription_model: Some(String::from("gpt-4o-mini-transcribe")),
                 transcription_language: Some(String::from("en")),
                 turn_detection: TurnDetection::default(),

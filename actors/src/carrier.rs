@@ -44,6 +44,8 @@ pub struct MachineDetection {
     pub mode: String,
     /// Where the asynchronous result is posted.
     pub callback_url: String,
+    /// `MachineDetectionTimeout` (seconds), when asked.
+    pub timeout_secs: Option<u32>,
 }
 
 /// An outbound call to place.

@@ -79,11 +79,14 @@ pub enum EndReason {
     NodeLost,
     /// The node drained: the call was handed to the fallback or another node.
     Drained,
+    /// Outbound: an answering machine answered and its AMD action ended the call (a hang-up,
+    /// or the voicemail message then a hang-up; `machine_outcome` says which).
+    AnsweringMachine,
 }
 
 impl EndReason {
     /// Every reason.
-    pub const ALL: [EndReason; 33] = [
+    pub const ALL: [EndReason; 34] = [
         EndReason::CallerHangup,
         EndReason::SocketClosed,
         EndReason::SocketError,
@@ -117,6 +120,7 @@ impl EndReason {
         EndReason::Completed,
         EndReason::NodeLost,
         EndReason::Drained,
+        EndReason::AnsweringMachine,
     ];
 
     /// Stored and wire form.
@@ -155,6 +159,7 @@ impl EndReason {
             EndReason::Completed => "completed",
             EndReason::NodeLost => "node_lost",
             EndReason::Drained => "drained",
+            EndReason::AnsweringMachine => "answering_machine",
         }
     }
 
@@ -175,6 +180,7 @@ impl EndReason {
             | EndReason::IdleTimeout
             | EndReason::AgentEndedCall
             | EndReason::HangupRequested
+            | EndReason::AnsweringMachine
             | EndReason::Completed => Outcome::Completed,
             EndReason::Escalated
             | EndReason::QueueVoicemail

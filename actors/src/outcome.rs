@@ -116,6 +116,8 @@ pub fn completed_event(c: &CompletedCall) -> Value {
         "end_detail": call.end_detail,
         "status": call.status,
         "answered_by": call.answered_by,
+        "amd_action": call.amd_action,
+        "machine_outcome": crate::telephony::amd::machine_outcome(call).map(|o| o.as_str()),
         "escalated_to": call.escalated_to,
         "session_ids": c.sessions.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
         "transcript_turns": c.transcript_turns,

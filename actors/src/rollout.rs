@@ -98,6 +98,8 @@ pub struct VersionSpec {
     pub instructions: String,
     /// Greeting.
     pub greeting: Option<String>,
+    /// Left on an answering machine (the `voicemail` AMD action of outbound calls).
+    pub voicemail_message: Option<String>,
     /// Transcription model.
     pub transcription_model: Option<String>,
     /// Transcription language.
@@ -253,6 +255,7 @@ pub fn version_audit_json(v: &AgentVersion) -> serde_json::Value {
         "voice": v.voice,
         "instructions": v.instructions,
         "greeting": v.greeting,
+        "voicemail_message": v.voicemail_message,
         "transcription_model": v.transcription_model,
         "transcription_language": v.transcription_language,
         "turn_detection": serde_json::to_value(&v.turn_detection).unwrap_or_default(),
@@ -351,6 +354,7 @@ impl RolloutState {
             voice: spec.voice,
             instructions: spec.instructions,
             greeting: spec.greeting,
+            voicemail_message: spec.voicemail_message,
             transcription_model: spec.transcription_model,
             transcription_language: spec.transcription_language,
             turn_detection: spec.turn_detection,
@@ -396,6 +400,7 @@ impl RolloutState {
             voice: spec.voice,
             instructions: spec.instructions,
             greeting: spec.greeting,
+            voicemail_message: spec.voicemail_message,
             transcription_model: spec.transcription_model,
             transcription_language: spec.transcription_language,
             turn_detection: spec.turn_detection,

@@ -36,6 +36,7 @@ use crate::time::now_ms;
 use crate::views::ClusterViews;
 
 pub mod admission;
+pub mod amd;
 pub mod call_control;
 pub mod control;
 pub mod dial;

@@ -13,6 +13,7 @@ use actors::domain::E164;
 use actors::ids::QueueId;
 use actors::ids::TenantId;
 use actors::store::{CallDirection, CallFilter, CallRecord, IdempotencyBegin};
+use actors::telephony::amd::{AmdAction, AmdMode, AmdRequest};
 use actors::telephony::control::{self, ControlAction, Initiator};
 use actors::telephony::outbound::{
     self, IdempotencySlot, OutboundRequest, PlacementResult, StoredReply, Waited,
@@ -39,14 +40,114 @@ const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 
 // === DTOs ===
 
-/// Answering-machine detection mode.
+/// Answering-machine detection of `make-call`: an object with the action to take when a
+/// machine answers, or (legacy) a bare mode string, which records the result and lets the
+/// conversation go on (`continue`).
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum MachineDetectionDto {
+    /// What to do on a machine.
+    Action(MachineDetectionAction),
+    /// Legacy: the carrier's mode only (`continue`).
+    Mode(MachineDetectionMode),
+}
+
+/// The legacy mode string.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum MachineDetectionDto {
+pub enum MachineDetectionMode {
     /// Result as soon as the callee type is known.
     Enable,
     /// Wait for the end of a voicemail greeting.
     DetectMessageEnd,
+}
+
+/// What to do when a machine answers.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MachineDetectionAction {
+    /// `voicemail`: wait for the beep (`DetectMessageEnd`), leave the agent version's
+    /// `voicemail_message`, hang up (the version must have one); `hangup`: hang up as soon as
+    /// a machine is detected; `continue`: record the result, the conversation goes on. A
+    /// human (or `unknown`) always gets the conversation.
+    pub action: AmdActionDto,
+    /// Seconds the carrier may take to decide (3–60, default 30; then `unknown`).
+    #[schema(minimum = 3, maximum = 60)]
+    pub timeout_seconds: Option<u32>,
+}
+
+/// An answering-machine action.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AmdActionDto {
+    /// Leave the voicemail message after the beep, hang up.
+    Voicemail,
+    /// Hang up at once.
+    Hangup,
+    /// Let the conversation go on.
+    Continue,
+}
+
+/// Parses `machine_detection` (kept as raw JSON so an error names the nested field).
+fn machine_detection(v: Option<serde_json::Value>) -> Result<Option<AmdRequest>, ApiError> {
+    const FIELD: &str = "machine_detection";
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    if v.is_string() {
+        let mode: MachineDetectionMode = serde_json::from_value(v).map_err(|_| {
+            ApiError::invalid(
+                FIELD,
+                "must be an object {\"action\": \"voicemail\" | \"hangup\" | \"continue\"} (or the legacy enable / detect_message_end)",
+            )
+        })?;
+        return Ok(Some(AmdRequest {
+            action: AmdAction::Continue,
+            mode: match mode {
+                MachineDetectionMode::Enable => AmdMode::Enable,
+                MachineDetectionMode::DetectMessageEnd => AmdMode::DetectMessageEnd,
+            },
+            timeout_secs: None,
+        }));
+    }
+    let Some(object) = v.as_object() else {
+        return Err(ApiError::invalid(FIELD, "must be an object"));
+    };
+    if let Some(unknown) = object
+        .keys()
+        .find(|k| !["action", "timeout_seconds"].contains(&k.as_str()))
+    {
+        return Err(ApiError::invalid(
+            format!("{FIELD}.{unknown}"),
+            "is not a known field",
+        ));
+    }
+    let action = match object.get("action").and_then(serde_json::Value::as_str) {
+        Some("voicemail") => AmdAction::Voicemail,
+        Some("hangup") => AmdAction::Hangup,
+        Some("continue") => AmdAction::Continue,
+        _ => {
+            return Err(ApiError::invalid(
+                format!("{FIELD}.action"),
+                "must be voicemail, hangup or continue",
+            ));
+        }
+    };
+    let timeout_secs = match object.get("timeout_seconds") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(t) => Some(
+            t.as_u64()
+                .and_then(|t| u32::try_from(t).ok())
+                .filter(|t| AmdRequest::TIMEOUT_RANGE.contains(t))
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        format!("{FIELD}.timeout_seconds"),
+                        "must be a whole number of seconds between 3 and 60",
+                    )
+                })?,
+        ),
+    };
+    Ok(Some(AmdRequest::new(action, timeout_secs)))
 }
 
 /// Body of `POST /api/v1/make-call`.
@@ -74,8 +175,9 @@ pub struct MakeCallRequest {
     /// Free-form metadata (a JSON object, at most 8 KiB).
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<serde_json::Value>,
-    /// Answering-machine detection.
-    pub machine_detection: Option<MachineDetectionDto>,
+    /// Answering-machine detection and what to do when a machine answers.
+    #[schema(value_type = Option<MachineDetectionDto>)]
+    pub machine_detection: Option<serde_json::Value>,
     /// The callee's IANA time zone (e.g. `America/New_York`) for the calling window and
     /// the daily attempt count; default: the zone of the dial policy's calling hours.
     #[schema(format = "time-zone")]
@@ -136,8 +238,15 @@ pub struct CallLogView {
     /// Outbound: where asking the carrier stands (`pending`, `placed`, `refused`, `unknown`
     /// while a timed-out request is reconciled, `not_found`).
     pub placement: Option<String>,
-    /// AMD result.
+    /// AMD result (`human`, `machine_start`, `machine_end_beep`, `machine_end_silence`,
+    /// `machine_end_other`, `fax`, `unknown`).
     pub answered_by: Option<String>,
+    /// The answering-machine action asked (`voicemail`, `hangup`, `continue`).
+    pub amd_action: Option<String>,
+    /// What the AMD result made of the call: `conversation`, `voicemail_left`,
+    /// `hung_up_on_machine`, or `no_result` (completed without a result); null without an
+    /// action.
+    pub machine_outcome: Option<String>,
     /// Duration in seconds (final status callback).
     pub duration_seconds: Option<i64>,
     /// Media stream state.
@@ -168,6 +277,8 @@ pub struct CallLogView {
 
 impl From<CallRecord> for CallLogView {
     fn from(c: CallRecord) -> Self {
+        let machine_outcome =
+            actors::telephony::amd::machine_outcome(&c).map(|o| o.as_str().to_owned());
         CallLogView {
             id: c.id.into_string(),
             call_sid: c.call_sid,
@@ -183,6 +294,8 @@ impl From<CallRecord> for CallLogView {
             outcome: c.outcome.map(|o| o.as_str().to_owned()),
             completed_at: c.completed_at.map(rfc3339),
             placement: c.placement.map(|p| p.as_str().to_owned()),
+            machine_outcome,
+            amd_action: c.amd_action,
             answered_by: c.answered_by,
             duration_seconds: c.duration_seconds,
             stream_status: c.stream_status,
@@ -562,10 +675,7 @@ pub async fn make_call(req: Request<AuthContext>) -> Result<Response, ApiError> 
         greeting: text_field("greeting", req.greeting, 1000)?,
         org_id: text_field("org_id", req.org_id, 200)?,
         metadata: req.metadata,
-        machine_detection: req.machine_detection.map(|m| match m {
-            MachineDetectionDto::Enable => String::from("Enable"),
-            MachineDetectionDto::DetectMessageEnd => String::from("DetectMessageEnd"),
-        }),
+        machine_detection: machine_detection(req.machine_detection)?,
         time_zone: text_field("time_zone", req.time_zone, 64)?,
         draining: state.is_draining(),
     };

@@ -57,8 +57,9 @@ use tokio::task::AbortHandle;
 pub use caller::{CallerScript, CallerStep};
 pub use config::{CalleeBehaviour, CarrierConfig, FaultSpec, MediaObserver, OperatorBehaviour};
 pub use state::{
-    CallDirection, CallEvent, CallSnapshot, CallStatus, DialOutcome, MediaStats, MessageRecord,
-    RequestRecord, StatusCallbackRecord, StreamCloser, WebhookKind, WebhookRecord, param,
+    CallDirection, CallEvent, CallSnapshot, CallStatus, DialOutcome, MachineRecording, MediaStats,
+    MessageRecord, RequestRecord, StatusCallbackRecord, StreamCloser, WebhookKind, WebhookRecord,
+    param,
 };
 
 use call::{CallRunner, Control, StatusCallbackSpec};
@@ -217,7 +218,11 @@ impl CarrierSimHandle {
             .insert(number.into(), behaviour);
     }
 
-    /// Sets the AMD result (`AnsweredBy`) for calls to `number` (default `human`).
+    /// Sets who answers calls to `number`, as AMD reports it (`AnsweredBy`, default `human`).
+    /// A machine (`machine_start`, `machine_end_*`) plays a greeting of
+    /// [`CarrierConfig::machine_greeting`] ending with a beep and records what follows
+    /// ([`CallSnapshot::machine`]); detection reports it as `machine_start` with `Enable` and
+    /// at the beep (`machine_end_beep`, or the `machine_end_*` set) with `DetectMessageEnd`.
     pub fn set_answered_by(&self, number: impl Into<String>, answered_by: &str) {
         lock(&self.shared.settings)
             .answered_by

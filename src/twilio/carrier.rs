@@ -87,6 +87,7 @@ impl Carrier for TwilioCarrier {
                             AmdMode::Enable
                         },
                         async_callback: Some(m.callback_url.clone()),
+                        timeout_secs: m.timeout_secs,
                     });
             let created = self
                 .client

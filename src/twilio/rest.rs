@@ -207,6 +207,8 @@ pub struct MachineDetection {
     /// When set, asynchronous AMD: `AsyncAmd=true`, the result POSTed to this URL
     /// (`AsyncAmdStatusCallback`). When `None`, synchronous AMD.
     pub async_callback: Option<String>,
+    /// `MachineDetectionTimeout`: seconds to decide (default 30; on timeout `unknown`).
+    pub timeout_secs: Option<u32>,
 }
 
 /// Parameters of an outbound call with inline TwiML (§3.5).
@@ -266,6 +268,9 @@ impl CreateCall {
                 form.push(("AsyncAmd", "true".to_owned()));
                 form.push(("AsyncAmdStatusCallback", callback.clone()));
                 form.push(("AsyncAmdStatusCallbackMethod", "POST".to_owned()));
+            }
+            if let Some(secs) = amd.timeout_secs {
+                form.push(("MachineDetectionTimeout", secs.to_string()));
             }
         }
         if let Some(secs) = self.timeout_secs {

@@ -258,7 +258,7 @@ async fn make_call_places_one_carrier_call_and_logs_its_history(backend: Backend
     )
     .await;
     assert_eq!(
-        expect_error(resp, 400, "invalid_body").await["field"],
+        expect_error(resp, 422, "validation_failed").await["field"],
         "machine_detection"
     );
     assert_eq!(creates(&sim), before);

@@ -6,6 +6,7 @@ mod sse;
 
 mod admin;
 mod agents;
+mod amd;
 mod auth;
 mod builtins;
 mod call_stream;

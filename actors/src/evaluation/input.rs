@@ -152,6 +152,9 @@ pub struct EvaluationInput {
     pub outcome: Option<String>,
     /// The session failed (AI or actor failure).
     pub errored: bool,
+    /// The carrier's AMD result when a machine (or a fax) answered the call: every
+    /// criterion is then `not_applicable`.
+    pub answered_by_machine: Option<String>,
 }
 
 impl EvaluationInput {
@@ -256,6 +259,11 @@ impl EvaluationInput {
                 .and_then(|c| c.outcome)
                 .map(|o| o.as_str().to_owned()),
             errored,
+            answered_by_machine: m
+                .call
+                .as_ref()
+                .and_then(|c| c.answered_by.clone())
+                .filter(|a| crate::telephony::amd::AnsweredBy::parse(a).is_machine()),
         }
     }
 

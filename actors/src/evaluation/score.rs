@@ -287,6 +287,12 @@ fn json_equal(a: &Value, b: &Value) -> bool {
 }
 
 fn check(c: &CompiledCriterion, input: &EvaluationInput, judge: &JudgeAnswer) -> Checked {
+    if let Some(answered_by) = &input.answered_by_machine {
+        // Nobody to talk to: every criterion needs a conversation with a person.
+        return not_applicable(format!(
+            "answered by an answering machine ({answered_by}): no conversation to score"
+        ));
+    }
     let turns = &input.turns;
     match &c.check {
         Check::RequiredPhrase { pattern, within_ms } => {

@@ -96,6 +96,7 @@ fn conversation() -> EvaluationInput {
         end_reason: Some("escalated".into()),
         outcome: None,
         errored: false,
+        answered_by_machine: None,
     }
 }
 
@@ -460,4 +461,30 @@ fn the_judge_decides_its_criteria_and_its_failure_keeps_the_rest() {
         "a critical criterion that could not be decided is not a pass"
     );
     assert!(failed.failed_criteria.is_empty());
+}
+
+#[test]
+fn a_call_answered_by_a_machine_has_nothing_to_score() {
+    let mut input = conversation();
+    input.answered_by_machine = Some("machine_end_beep".into());
+    let rubric = compiled(json!([
+        {"key": "greeting", "kind": "required_phrase", "pattern": "thanks for calling", "critical": true},
+        {"key": "no_promises", "kind": "forbidden_phrase", "pattern": "colleague"}
+    ]));
+    let card = score(&rubric, &input, &JudgeAnswer::Answered(Vec::new()));
+    assert!(
+        card.criteria
+            .iter()
+            .all(|c| c.verdict == Verdict::NotApplicable),
+        "{:?}",
+        card.criteria
+    );
+    assert!(card.passed);
+    assert!(
+        card.criteria[0]
+            .evidence
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("answering machine"))
+    );
 }

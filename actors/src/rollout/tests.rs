@@ -85,6 +85,7 @@ async fn approved_version(actor: &ActorRef<RolloutMsg>, agent: &AgentId) -> Agen
         voice: "marin".into(),
         instructions: "Help.".into(),
         greeting: None,
+        voicemail_message: None,
         transcription_model: None,
         transcription_language: None,
         turn_detection: TurnDetection::default(),

@@ -63,6 +63,7 @@ struct VersionRow {
     voice: String,
     instructions: String,
     greeting: Option<String>,
+    voicemail_message: Option<String>,
     transcription_model: Option<String>,
     transcription_language: Option<String>,
     turn_detection: String,
@@ -81,7 +82,7 @@ struct VersionRow {
 
 const VERSION_SELECT: &str = "SELECT v.id, v.agent_id, a.key AS agent_key, v.tenant_id, v.version, v.status, v.model, v.voice, \
      v.instructions, v.greeting, v.transcription_model, v.transcription_language, v.turn_detection, v.max_call_seconds, \
-     v.idle_timeout_seconds, v.tools, v.escalation, v.identity, v.rubric, v.recording_policy, v.recording_disclosure, v.created_at, v.approved_at, v.retired_at FROM agent_versions v JOIN agents a ON a.id = v.agent_id";
+     v.idle_timeout_seconds, v.tools, v.escalation, v.identity, v.rubric, v.recording_policy, v.recording_disclosure, v.created_at, v.approved_at, v.retired_at, v.voicemail_message FROM agent_versions v JOIN agents a ON a.id = v.agent_id";
 
 impl TryFrom<VersionRow> for AgentVersion {
     type Error = StoreError;
@@ -99,6 +100,7 @@ impl TryFrom<VersionRow> for AgentVersion {
             voice: r.voice,
             instructions: r.instructions,
             greeting: r.greeting,
+            voicemail_message: r.voicemail_message,
             transcription_model: r.transcription_model,
             transcription_language: r.transcription_language,
             turn_detection: serde_json::from_str::<TurnDetection>(&r.turn_detection)
@@ -227,8 +229,8 @@ impl Store {
                 "INSERT INTO agent_versions (id, agent_id, tenant_id, version, status, model, voice, instructions, greeting, \
                  transcription_model, transcription_language, turn_detection, max_call_seconds, idle_timeout_seconds, \
                  tools, escalation, identity, created_at, approved_at, retired_at, rubric, rubric_hash, \
-                 recording_policy, recording_disclosure) \
-                 VALUES ($1, $2, $3, $4, 'draft', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, NULL, NULL, $18, $19, $20, $21)",
+                 recording_policy, recording_disclosure, voicemail_message) \
+                 VALUES ($1, $2, $3, $4, 'draft', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, NULL, NULL, $18, $19, $20, $21, $22)",
             )
             .bind(v.id.as_str())
             .bind(v.agent_id.as_str())
@@ -251,6 +253,7 @@ impl Store {
             .bind(&rubric_hash)
             .bind(v.recording_policy.map(crate::recording::RecordingPolicy::as_str))
             .bind(&v.recording_disclosure)
+            .bind(&v.voicemail_message)
             .execute(&mut *tx)
             .await?;
             insert_audit!(&mut *tx, audit)?;
@@ -275,7 +278,7 @@ impl Store {
                 "UPDATE agent_versions SET model = $2, voice = $3, instructions = $4, greeting = $5, transcription_model = $6, \
                  transcription_language = $7, turn_detection = $8, max_call_seconds = $9, idle_timeout_seconds = $10, \
                  tools = $11, escalation = $12, identity = $13, rubric = $14, rubric_hash = $15, \
-                 recording_policy = $16, recording_disclosure = $17 WHERE id = $1 AND status = 'draft'",
+                 recording_policy = $16, recording_disclosure = $17, voicemail_message = $18 WHERE id = $1 AND status = 'draft'",
             )
             .bind(v.id.as_str())
             .bind(&v.model)
@@ -294,6 +297,7 @@ impl Store {
             .bind(&rubric_hash)
             .bind(v.recording_policy.map(crate::recording::RecordingPolicy::as_str))
             .bind(&v.recording_disclosure)
+            .bind(&v.voicemail_message)
             .execute(&mut *tx)
             .await?
             .rows_affected();

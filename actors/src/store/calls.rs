@@ -35,6 +35,9 @@ pub(super) struct CallRow {
     greeting: Option<String>,
     org_id: Option<String>,
     machine_detection: Option<String>,
+    amd_action: Option<String>,
+    amd_timeout_seconds: Option<i64>,
+    machine_outcome: Option<String>,
     error_code: Option<String>,
     error_message: Option<String>,
     identity_state: Option<String>,
@@ -54,8 +57,8 @@ pub(super) struct CallRow {
 
 pub(super) const CALL_COLUMNS: &str = "id, tenant_id, call_sid, account_sid, route_id, direction, from_number, to_number, \
      status, status_sequence, agent_key, agent_version_id, end_reason, answered_by, duration_seconds, metadata, \
-     stream_sid, stream_status, after_stream, greeting, org_id, machine_detection, error_code, error_message, \
-     identity_state, recording_policy, escalated_to, end_detail, outcome, completed_at, placement, node_id, node_started_at, created_at, updated_at, started_at, ended_at";
+     stream_sid, stream_status, after_stream, greeting, org_id, machine_detection, amd_action, amd_timeout_seconds, machine_outcome, \
+     error_code, error_message, identity_state, recording_policy, escalated_to, end_detail, outcome, completed_at, placement, node_id, node_started_at, created_at, updated_at, started_at, ended_at";
 
 /// SQL list of live statuses, for `IN (…)`.
 const LIVE_SQL: &str = "('queued', 'initiated', 'ringing', 'in-progress')";
@@ -93,6 +96,9 @@ impl TryFrom<CallRow> for CallRecord {
             greeting: r.greeting,
             org_id: r.org_id,
             machine_detection: r.machine_detection,
+            amd_action: r.amd_action,
+            amd_timeout_seconds: r.amd_timeout_seconds,
+            machine_outcome: r.machine_outcome,
             error_code: r.error_code,
             error_message: r.error_message,
             identity_state: r.identity_state,
@@ -198,8 +204,8 @@ impl Store {
         let sql = format!(
             "INSERT INTO calls (id, tenant_id, call_sid, account_sid, route_id, direction, from_number, to_number, \
              status, agent_key, agent_version_id, metadata, greeting, org_id, machine_detection, created_at, updated_at, placement, \
-             node_id, node_started_at, recording_policy) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $21, $22, $23, $24 WHERE \
+             node_id, node_started_at, recording_policy, amd_action, amd_timeout_seconds) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $21, $22, $23, $24, $25, $26 WHERE \
              (SELECT COUNT(*) FROM calls WHERE tenant_id = $2 AND status IN {LIVE_SQL} AND ended_at IS NULL AND created_at >= $18) < $19 \
              AND ($5 IS NULL OR (SELECT COUNT(*) FROM calls WHERE route_id = $5 AND status IN {LIVE_SQL} AND ended_at IS NULL AND created_at >= $18) < $20)"
         );
@@ -230,6 +236,8 @@ impl Store {
                     .bind(&call.node_id)
                     .bind(call.node_started_at)
                     .bind(call.recording_policy.as_str())
+                    .bind(&call.amd_action)
+                    .bind(call.amd_timeout_seconds)
                     .execute($exec)
                     .await?
                     .rows_affected()
@@ -635,6 +643,46 @@ impl Store {
                 .bind(now_ms())
                 .execute(pool)
                 .await?;
+        });
+        Ok(())
+    }
+
+    /// Claims the call's machine outcome: true when none was recorded yet (the caller acts
+    /// on the AMD result; a repeated or concurrent callback finds it taken and does nothing).
+    pub async fn claim_machine_outcome(
+        &self,
+        id: &CallId,
+        outcome: &str,
+    ) -> Result<bool, StoreError> {
+        let n = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE calls SET machine_outcome = $2, updated_at = $3 WHERE id = $1 AND machine_outcome IS NULL",
+            )
+            .bind(id.as_str())
+            .bind(outcome)
+            .bind(now_ms())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Gives a claimed machine outcome back (its action failed at the carrier).
+    pub async fn release_machine_outcome(
+        &self,
+        id: &CallId,
+        outcome: &str,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE calls SET machine_outcome = NULL, updated_at = $3 WHERE id = $1 AND machine_outcome = $2",
+            )
+            .bind(id.as_str())
+            .bind(outcome)
+            .bind(now_ms())
+            .execute(pool)
+            .await?;
         });
         Ok(())
     }

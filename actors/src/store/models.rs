@@ -455,8 +455,16 @@ pub struct CallRecord {
     pub greeting: Option<String>,
     /// Tenant's organisation reference.
     pub org_id: Option<String>,
-    /// AMD mode requested.
+    /// AMD mode requested (`Enable`, `DetectMessageEnd`).
     pub machine_detection: Option<String>,
+    /// What to do when a machine answers (`voicemail`, `hangup`, `continue`;
+    /// [`crate::telephony::amd::AmdAction`]).
+    pub amd_action: Option<String>,
+    /// The detection timeout asked of the carrier (seconds).
+    pub amd_timeout_seconds: Option<i64>,
+    /// What the AMD result made of the call (`conversation`, `voicemail_left`,
+    /// `hung_up_on_machine`; [`crate::telephony::amd::MachineOutcome`]).
+    pub machine_outcome: Option<String>,
     /// Carrier error code, when the carrier refused or failed.
     pub error_code: Option<String>,
     /// Carrier error message.
@@ -717,6 +725,8 @@ pub struct AgentVersion {
     pub instructions: String,
     /// First sentence the agent says (a call may override it).
     pub greeting: Option<String>,
+    /// What an outbound call with the `voicemail` AMD action leaves on a machine.
+    pub voicemail_message: Option<String>,
     /// Input transcription model.
     pub transcription_model: Option<String>,
     /// Input language (ISO-639-1).

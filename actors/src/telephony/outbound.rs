@@ -25,6 +25,7 @@ use tokio::sync::{oneshot, watch};
 use tracing::Instrument as _;
 
 use super::admission::new_call;
+use super::amd::{AmdAction, AmdRequest};
 use super::{TelephonyCtx, TelephonyError};
 use crate::carrier::{CallQuery, CarrierError, MachineDetection, PlaceCall};
 use crate::ending::{EndReason, Outcome};
@@ -59,8 +60,10 @@ pub struct OutboundRequest {
     pub org_id: Option<String>,
     /// Caller metadata.
     pub metadata: Option<serde_json::Value>,
-    /// `Enable` or `DetectMessageEnd`.
-    pub machine_detection: Option<String>,
+    /// Answering-machine detection and what to do on a machine (`None`: no detection).
+    /// The action decides the carrier's mode (`voicemail` waits for the beep); see
+    /// [`super::amd`].
+    pub machine_detection: Option<AmdRequest>,
     /// The callee's IANA time zone for the calling window (default: the policy's).
     pub time_zone: Option<String>,
     /// The node is shutting down: refuse.
@@ -314,7 +317,17 @@ async fn prepare(
     call.greeting = req.greeting.clone();
     call.org_id = req.org_id.clone();
     call.metadata = req.metadata.clone();
-    call.machine_detection = req.machine_detection.clone();
+    if let Some(amd) = &req.machine_detection {
+        if amd.action == AmdAction::Voicemail && version.voicemail_message.is_none() {
+            return Err(TelephonyError::InvalidField(
+                "machine_detection.action".into(),
+                "voicemail needs the agent version's voicemail_message".into(),
+            ));
+        }
+        call.machine_detection = Some(amd.mode.as_str().to_owned());
+        call.amd_action = Some(amd.action.as_str().to_owned());
+        call.amd_timeout_seconds = amd.timeout_secs.map(i64::from);
+    }
     // The pre-dial policy, before anything is dialed.
     let decision = predial::decide(
         store,
@@ -435,6 +448,7 @@ async fn place(
             .map(|mode| MachineDetection {
                 mode: mode.clone(),
                 callback_url: urls.amd_status(&call.id),
+                timeout_secs: call.amd_timeout_seconds.and_then(|s| u32::try_from(s).ok()),
             }),
     };
     let sent_at = now_ms();

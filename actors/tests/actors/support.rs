@@ -342,6 +342,7 @@ pub async fn telephony_tenant(tree: &Tree) -> (TenantId, String) {
             voice: "marin".into(),
             instructions: "You are a helpful phone agent.".into(),
             greeting: None,
+            voicemail_message: None,
             transcription_model: None,
             transcription_language: None,
             turn_detection: TurnDetection::default(),

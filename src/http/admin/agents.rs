@@ -217,6 +217,10 @@ pub struct VersionRequest {
     pub instructions: String,
     /// First sentence the agent says.
     pub greeting: Option<String>,
+    /// What an outbound call with `machine_detection.action` `voicemail` leaves on an
+    /// answering machine after the beep (1–1000 characters); such a call needs it.
+    #[schema(min_length = 1, max_length = 1000, format = "text")]
+    pub voicemail_message: Option<String>,
     /// Input transcription (default `gpt-4o-mini-transcribe`).
     pub transcription: Option<TranscriptionDto>,
     /// Turn detection (default server VAD).
@@ -268,6 +272,8 @@ pub struct VersionView {
     pub instructions: String,
     /// Greeting.
     pub greeting: Option<String>,
+    /// Left on an answering machine (`machine_detection.action` `voicemail`).
+    pub voicemail_message: Option<String>,
     /// Transcription.
     pub transcription: Option<TranscriptionDto>,
     /// Turn detection.
@@ -312,6 +318,7 @@ impl From<AgentVersion> for VersionView {
             voice: v.voice,
             instructions: v.instructions,
             greeting: v.greeting,
+            voicemail_message: v.voicemail_message,
             transcription: v.transcription_model.map(|model| TranscriptionDto {
                 model,
                 language: v.transcription_language,
@@ -464,6 +471,11 @@ fn spec(
             .greeting
             .as_deref()
             .map(|g| check_name("greeting", g, 1000))
+            .transpose()?,
+        voicemail_message: r
+            .voicemail_message
+            .as_deref()
+            .map(|m| check_name("voicemail_message", m, 1000))
             .transpose()?,
         transcription_model: Some(token("transcription.model", &transcription.model)?),
         transcription_language: transcription

@@ -21,9 +21,11 @@ use super::dial;
 use super::media::StreamEnd;
 use super::shared::{Shared, lock};
 use super::state::{
-    CallEvent, CallSnapshot, CallStatus, StatusCallbackRecord, WebhookKind, WebhookRecord,
+    CallEvent, CallSnapshot, CallStatus, MachineRecording, StatusCallbackRecord, WebhookKind,
+    WebhookRecord,
 };
 use super::webhook::{self, CallIdentity, resolve, rfc2822_now, round_secs};
+use actors::telephony::amd::AnsweredBy;
 
 /// Where replacement TwiML comes from.
 #[derive(Debug, Clone)]
@@ -99,6 +101,10 @@ impl StatusCallbackSpec {
 /// Answering-machine detection requested on an outbound call.
 #[derive(Debug, Clone)]
 pub(crate) struct AmdSpec {
+    /// `MachineDetection=DetectMessageEnd` (else `Enable`).
+    pub detect_message_end: bool,
+    /// `MachineDetectionTimeout`.
+    pub timeout: Option<Duration>,
     /// `AsyncAmd=true`.
     pub is_async: bool,
     /// `AsyncAmdStatusCallback` and its method.
@@ -147,6 +153,8 @@ pub(crate) struct CallRunner {
     pub(super) answered: Option<Instant>,
     pub(super) amd_on: bool,
     pub(super) amd_task: Option<JoinHandle<()>>,
+    /// When an answering machine's greeting ends (a machine answered).
+    pub(super) machine_beep: Option<Instant>,
     pub(super) script: CallerScript,
     pub(super) cursor: CallerCursor,
 }
@@ -174,6 +182,7 @@ impl CallRunner {
             answered: None,
             amd_on: false,
             amd_task: None,
+            machine_beep: None,
             script,
             cursor,
         }
@@ -370,18 +379,36 @@ impl CallRunner {
             B::Answer | B::Failed => {}
         }
         self.answer().await;
+        let greeting = self.shared.config.machine_greeting;
+        if AnsweredBy::parse(&answered_by).is_machine() && answered_by != "fax" {
+            self.machine_beep = Some(Instant::now() + greeting);
+            let beep_at = chrono::Utc::now()
+                + chrono::Duration::from_std(greeting).unwrap_or_else(|_| chrono::Duration::zero());
+            self.update(|s| {
+                s.machine = Some(MachineRecording {
+                    beep_at,
+                    recorded: Vec::new(),
+                    before_beep: Vec::new(),
+                    audio_ms_after_beep: 0,
+                    audio_ms_before_beep: 0,
+                });
+            });
+        }
         let mut extra = Vec::new();
         if let Some(amd) = spec.amd {
             self.amd_on = true;
-            let amd_ms = self.shared.config.amd_duration.as_millis().to_string();
+            let (answered_by, delay) = amd_result(
+                &answered_by,
+                &amd,
+                self.shared.config.amd_duration,
+                greeting,
+            );
+            let amd_ms = delay.as_millis().to_string();
             if amd.is_async {
-                self.spawn_async_amd(amd.callback, answered_by, amd_ms);
+                self.spawn_async_amd(amd.callback, answered_by, amd_ms, delay);
             } else {
                 // Synchronous AMD holds the TwiML request until detection finishes.
-                if let Err(control) = self
-                    .guard(tokio::time::sleep(self.shared.config.amd_duration))
-                    .await
-                {
+                if let Err(control) = self.guard(tokio::time::sleep(delay)).await {
                     return self.drive(Flow::Interrupted(control)).await;
                 }
                 self.update(|s| s.answered_by = Some(answered_by.clone()));
@@ -407,12 +434,12 @@ impl CallRunner {
         callback: Option<(String, String)>,
         answered_by: String,
         amd_ms: String,
+        delay: Duration,
     ) {
         let shared = self.shared.clone();
         let state = self.state.clone();
         let token = self.token.clone();
         let id = self.id.clone();
-        let delay = self.shared.config.amd_duration;
         self.amd_task = self.shared.spawn(async move {
             tokio::time::sleep(delay).await;
             state.send_modify(|s| s.answered_by = Some(answered_by.clone()));
@@ -525,9 +552,19 @@ impl CallRunner {
             match verb {
                 Verb::Say(say) => {
                     let chars = say.text.chars().count() as u64;
+                    let after_beep = self
+                        .machine_beep
+                        .and_then(|beep| Instant::now().checked_duration_since(beep))
+                        .map(|d| d.as_millis() as u64);
                     self.update(|s| {
                         s.said.push(say.text.clone());
                         s.events.push(CallEvent::Said(say.text.clone()));
+                        if let Some(m) = &mut s.machine {
+                            match after_beep {
+                                Some(ms) => m.recorded.push((say.text.clone(), ms)),
+                                None => m.before_beep.push(say.text.clone()),
+                            }
+                        }
                     });
                     let speak = Duration::from_millis(chars.saturating_mul(ms_per_char));
                     if let Err(c) = self.guard(tokio::time::sleep(speak)).await {
@@ -662,6 +699,31 @@ impl CallRunner {
         self.progress(ProgressEvent::Completed).await;
         tracing::info!(call = %self.id.sid, status = %status, duration = ?duration, "call ended");
         self.update(|s| s.finished = true);
+    }
+}
+
+/// What detection reports for a callee whose `answered_by` setting is `setting`, and when:
+/// a person, a fax or an unknown callee after the detection time; a machine at once
+/// (`machine_start`) with `Enable`, and at the end of its greeting (the beep:
+/// `machine_end_beep`, or the `machine_end_*` set) with `DetectMessageEnd`. A result later
+/// than `MachineDetectionTimeout` is `unknown`, at the timeout.
+fn amd_result(
+    setting: &str,
+    amd: &AmdSpec,
+    detection: Duration,
+    greeting: Duration,
+) -> (String, Duration) {
+    let (result, at) = match AnsweredBy::parse(setting) {
+        AnsweredBy::MachineStart | AnsweredBy::MachineEnd if !amd.detect_message_end => {
+            ("machine_start".to_owned(), detection)
+        }
+        AnsweredBy::MachineEnd => (setting.to_owned(), greeting.max(detection)),
+        AnsweredBy::MachineStart => ("machine_end_beep".to_owned(), greeting.max(detection)),
+        _ => (setting.to_owned(), detection),
+    };
+    match amd.timeout {
+        Some(limit) if at > limit => ("unknown".to_owned(), limit),
+        _ => (result, at),
     }
 }
 

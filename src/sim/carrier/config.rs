@@ -21,6 +21,10 @@ pub struct CarrierConfig {
     pub ring_time: Duration,
     /// How long answering-machine detection takes (`MachineDetectionDuration`, default 250 ms).
     pub amd_duration: Duration,
+    /// How long an answering machine's greeting plays before its beep (default 1.5 s): with
+    /// `DetectMessageEnd` its result (`machine_end_beep`) comes at the beep, and the machine
+    /// records only what is played after it.
+    pub machine_greeting: Duration,
     /// Timeout of every webhook request (default 15 s, as Twilio).
     pub webhook_timeout: Duration,
     /// Timeout of the media websocket handshake (default 10 s).
@@ -66,6 +70,7 @@ impl Default for CarrierConfig {
             speech_ms_per_char: 10,
             ring_time: Duration::from_millis(100),
             amd_duration: Duration::from_millis(250),
+            machine_greeting: Duration::from_millis(1500),
             webhook_timeout: Duration::from_secs(15),
             ws_connect_timeout: Duration::from_secs(10),
             default_callee: CalleeBehaviour::Answer,

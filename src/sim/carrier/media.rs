@@ -231,7 +231,17 @@ impl Session {
                         observer.server_audio_received(&self.call_sid, &tags, now.into_std());
                     }
                 }
+                let after_beep = runner.machine_beep.map(|beep| now >= beep);
                 runner.update(|s| {
+                    if let (Some(machine), Some(after)) = (&mut s.machine, after_beep) {
+                        // μ-law: 8 bytes a millisecond.
+                        let ms = bytes.len() as u64 / 8;
+                        if after {
+                            machine.audio_ms_after_beep += ms;
+                        } else {
+                            machine.audio_ms_before_beep += ms;
+                        }
+                    }
                     let m = &mut s.media;
                     m.media_received += 1;
                     m.bytes_received += bytes.len() as u64;

@@ -507,6 +507,11 @@ fn create_call(
     });
     // `SendDigits` disables AMD (§6).
     let amd = (amd_requested && non_empty(params, "SendDigits").is_none()).then(|| AmdSpec {
+        detect_message_end: param(params, "MachineDetection")
+            .is_some_and(|m| m.eq_ignore_ascii_case("DetectMessageEnd")),
+        timeout: param(params, "MachineDetectionTimeout")
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .map(|t| Duration::from_secs(t.clamp(3, 60))),
         is_async: param(params, "AsyncAmd").is_some_and(|v| v.eq_ignore_ascii_case("true")),
         callback: non_empty(params, "AsyncAmdStatusCallback")
             .filter(|u| is_http_url(u))

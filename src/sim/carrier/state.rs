@@ -315,6 +315,9 @@ pub struct CallSnapshot {
     pub status: CallStatus,
     /// AMD result, when detection ran.
     pub answered_by: Option<String>,
+    /// The answering machine's side of the call, when a machine answered (its `answered_by`
+    /// setting is a machine): the beep and what it recorded.
+    pub machine: Option<MachineRecording>,
     /// Seconds from answer to end (set when the call ends).
     pub duration_secs: Option<u64>,
     /// Created.
@@ -354,6 +357,7 @@ impl CallSnapshot {
             direction,
             status,
             answered_by: None,
+            machine: None,
             duration_secs: None,
             created_at: Utc::now(),
             answered_at: None,
@@ -392,6 +396,23 @@ impl CallSnapshot {
             _ => None,
         })
     }
+}
+
+/// What an answering machine heard: its greeting ends with a beep, and only what is played
+/// after the beep is recorded (a message spoken over the greeting is lost).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineRecording {
+    /// When the greeting ended with the beep.
+    pub beep_at: DateTime<Utc>,
+    /// `<Say>` texts played after the beep (recorded), in order, with the milliseconds
+    /// from the beep to the start of each.
+    pub recorded: Vec<(String, u64)>,
+    /// `<Say>` texts played before the beep (talked over the greeting, lost).
+    pub before_beep: Vec<String>,
+    /// Milliseconds of media-stream audio received after the beep (recorded).
+    pub audio_ms_after_beep: u64,
+    /// Milliseconds of media-stream audio received before the beep (lost).
+    pub audio_ms_before_beep: u64,
 }
 
 /// A REST request the simulator received.

@@ -186,6 +186,7 @@ async fn create_call_sends_form_and_basic_auth_and_parses_201() {
     req.machine_detection = Some(MachineDetection {
         mode: AmdMode::DetectMessageEnd,
         async_callback: Some("https://hooks.example.com/amd".to_owned()),
+        timeout_secs: Some(20),
     });
     req.timeout_secs = Some(30);
     req.time_limit_secs = Some(600);
@@ -252,6 +253,7 @@ async fn create_call_sends_form_and_basic_auth_and_parses_201() {
             ("AsyncAmd", "true"),
             ("AsyncAmdStatusCallback", "https://hooks.example.com/amd"),
             ("AsyncAmdStatusCallbackMethod", "POST"),
+            ("MachineDetectionTimeout", "20"),
             ("Timeout", "30"),
             ("TimeLimit", "600"),
         ])
@@ -267,6 +269,7 @@ async fn minimal_create_call_and_sync_amd_send_only_what_is_set() {
     req.machine_detection = Some(MachineDetection {
         mode: AmdMode::Enable,
         async_callback: None,
+        timeout_secs: None,
     });
     server
         .client()
