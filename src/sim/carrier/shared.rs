@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     pub faults: Mutex<VecDeque<Fault>>,
     /// Webhook client.
     pub http: reqwest::Client,
+    /// Conferences.
+    pub rooms: super::conference::Rooms,
     calls: Mutex<Registry>,
     calls_version: watch::Sender<u64>,
     new_calls: broadcast::Sender<String>,
@@ -74,6 +76,7 @@ impl Shared {
             requests: Mutex::new(Vec::new()),
             faults: Mutex::new(VecDeque::new()),
             http,
+            rooms: super::conference::Rooms::default(),
             calls: Mutex::new(Registry::default()),
             calls_version: watch::Sender::new(0),
             new_calls: broadcast::Sender::new(256),
