@@ -43,3 +43,4 @@ mod rollouts;
 mod sandbox;
 mod telephony;
 mod tools;
+mod warm_transfer;
