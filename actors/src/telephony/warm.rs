@@ -27,6 +27,7 @@ use super::{AfterStream, TelephonyCtx, TelephonyError};
 use crate::carrier::{CallChange, ConferenceJoin, PlaceLeg};
 use crate::ending::EndReason;
 use crate::ids::{CallId, HandoffId, QueueId, TenantId};
+use crate::notifier::EventKind;
 use crate::operator::{OperatorQueue, TransferMode};
 use crate::store::{CallRecord, Handoff, is_terminal_status};
 
@@ -384,6 +385,16 @@ pub async fn decision(
                "operator": operator}),
     )
     .await;
+    let event = json!({"call_id": call.id.as_str(), "call_sid": call.call_sid, "handoff_id": handoff.id,
+        "queue": handoff.queue_name, "operator_number": operator, "conference": join.name});
+    if let Err(error) = ctx
+        .config()
+        .notifier
+        .emit(&call.tenant_id, EventKind::HandoffAccepted, event)
+        .await
+    {
+        tracing::warn!(error = %error, "could not record voice.handoff.accepted");
+    }
     Ok(Decision::Join(join))
 }
 
