@@ -19,6 +19,7 @@ use crate::helpers::{Backend, Tele, TestApp, backend_tests, expect_error, spawn_
 backend_tests!(
     a_warm_transfer_accepted_bridges_the_caller_after_the_whisper,
     a_warm_transfer_declined_or_unanswered_applies_when_unanswered,
+    no_key_leaves_the_transfer_unanswered_and_a_caller_who_hangs_up_abandons_it,
     transfer_mode_is_validated_and_read_back,
 );
 
@@ -368,6 +369,87 @@ async fn a_warm_transfer_declined_or_unanswered_applies_when_unanswered(backend:
     assert_eq!(handoff["warm"]["state"], "unanswered", "{handoff}");
     assert_eq!(handoff["dial_status"], "busy", "{handoff}");
     assert_eq!(handoff["outcome"], "callback_task");
+    app.stop().await;
+}
+
+async fn no_key_leaves_the_transfer_unanswered_and_a_caller_who_hangs_up_abandons_it(
+    backend: Backend,
+) {
+    let (app, sim, t) = setup(backend).await;
+    sim.set_warm_operator(OPERATOR, WarmOperator::NoKey);
+    let queue_id = warm_queue(&app, &t, "billing").await;
+    let sid = live_call(&app, &sim, &t, CALLEE).await;
+    assert_eq!(transfer(&app, &t, &sid, &queue_id).await.status(), 200);
+    // The operator heard the whisper, pressed nothing, and the leg hung up.
+    let caller = ended(&sim, &sid).await;
+    let operator = operator_leg(&sim).await;
+    assert!(operator.has_event(|e| matches!(e, CallEvent::Gathered { digits: None })));
+    assert!(
+        caller
+            .said
+            .iter()
+            .any(|s| s.contains("A colleague will call you back")),
+        "{:?}",
+        caller.said
+    );
+    let handoff = settled_handoff(&app, &t, &sid).await;
+    assert_eq!(handoff["warm"]["state"], "unanswered", "{handoff}");
+    assert_eq!(handoff["dial_status"], "no-key", "{handoff}");
+    assert_eq!(handoff["outcome"], "callback_task");
+
+    // The caller hangs up while the operator's phone still rings: the transfer is
+    // abandoned and the operator leg is hung up.
+    let second_operator = "+15550007202";
+    sim.set_warm_operator(second_operator, WarmOperator::NoAnswer);
+    let resp = app
+        .tenant(Method::POST, "/api/v1/operator-queues", &t.key)
+        .json(
+            &json!({"name": "sales", "numbers": [second_operator], "ring_timeout_seconds": 30,
+            "transfer_mode": "warm"}),
+        )
+        .send()
+        .await
+        .expect("queue");
+    assert_eq!(resp.status(), 201);
+    let sales: Value = resp.json().await.expect("json");
+    let second = live_call(&app, &sim, &t, "+15557654322").await;
+    let sales_id = sales["id"].as_str().expect("id");
+    assert_eq!(transfer(&app, &t, &second, sales_id).await.status(), 200);
+    tokio::time::timeout(
+        WAIT,
+        sim.wait_for(&second, |c| {
+            c.events
+                .iter()
+                .any(|e| matches!(e, CallEvent::ConferenceJoined { .. }))
+        }),
+    )
+    .await
+    .expect("the caller waits in the conference");
+    // Default hold music: no `waitUrl`.
+    assert_eq!(
+        joined(&sim.call(&second).expect("call")).2.as_deref(),
+        Some("default")
+    );
+    sim.hangup(&second).expect("hang up");
+    ended(&sim, &second).await;
+    let leg = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some(leg) = sim.calls().into_iter().find(|c| c.to == second_operator) {
+                return leg.sid;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the operator leg");
+    let leg = ended(&sim, &leg).await;
+    assert_eq!(
+        leg.status,
+        stateset_voice::sim::carrier::CallStatus::Canceled
+    );
+    let handoff = settled_handoff(&app, &t, &second).await;
+    assert_eq!(handoff["warm"]["state"], "abandoned", "{handoff}");
+    assert_eq!(handoff["outcome"], "abandoned");
     app.stop().await;
 }
 
