@@ -54,6 +54,7 @@ pub mod sessions;
 pub mod signals;
 pub mod template;
 pub mod upgrade;
+pub mod warm_transfer;
 pub mod webhook_deliveries;
 pub mod webhooks;
 

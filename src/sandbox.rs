@@ -485,6 +485,8 @@ pub async fn seed(state: &AppState, sandbox: &Sandbox) -> anyhow::Result<Seeded>
             when_unanswered: QueueFallback::CallbackTask,
             voicemail_message: None,
             announcement: Some(String::from("Connecting you to the support team.")),
+            transfer_mode: actors::operator::TransferMode::Cold,
+            hold_music_url: None,
         };
         actors::operator::queues::create(&state.store, &tenant.id, spec, meta()).await?;
     }

@@ -101,6 +101,40 @@ pub struct CallQuery {
     pub since: i64,
 }
 
+/// A participant joining a conference (`<Dial><Conference>`), named for a warm transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConferenceJoin {
+    /// The conference's `FriendlyName` (unique per account while it runs).
+    pub name: String,
+    /// Said to the participant before joining.
+    pub announcement: Option<String>,
+    /// `waitUrl`: what a participant hears until the conference starts (the carrier's
+    /// default hold music when absent).
+    pub wait_url: Option<String>,
+    /// `startConferenceOnEnter`: whether this participant's arrival starts (bridges) it.
+    pub start_on_enter: bool,
+    /// `endConferenceOnExit`: whether this participant's departure ends it for everyone.
+    pub end_on_exit: bool,
+    /// Conference `statusCallback` (events `start end join leave`).
+    pub status_callback_url: String,
+}
+
+/// An outbound leg whose TwiML the carrier fetches when it is answered (`Url=`), e.g. the
+/// operator leg of a warm transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaceLeg {
+    /// Callee (E.164).
+    pub to: String,
+    /// Caller id.
+    pub from: String,
+    /// Where the TwiML is fetched (`POST`, signed).
+    pub twiml_url: String,
+    /// Status callbacks (all four events).
+    pub status_callback_url: String,
+    /// How long it rings (`Timeout`).
+    pub timeout_secs: u32,
+}
+
 /// A change to a live call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallChange {
@@ -128,6 +162,8 @@ pub enum CallChange {
     },
     /// Open a fresh media stream (resume with the AI).
     Stream(StreamInstructions),
+    /// Join a conference (a warm transfer's caller waiting on hold).
+    Conference(ConferenceJoin),
 }
 
 /// A carrier failure.
@@ -154,6 +190,13 @@ pub trait Carrier: Send + Sync + 'static {
         &'a self,
         auth: &'a CarrierAuth,
         call: &'a PlaceCall,
+    ) -> BoxFuture<'a, Result<PlacedCall, CarrierError>>;
+
+    /// Places an outbound leg whose TwiML is fetched from a URL when it is answered.
+    fn place_leg<'a>(
+        &'a self,
+        auth: &'a CarrierAuth,
+        leg: &'a PlaceLeg,
     ) -> BoxFuture<'a, Result<PlacedCall, CarrierError>>;
 
     /// Changes a live call.

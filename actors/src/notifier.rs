@@ -73,6 +73,8 @@ pub enum EventKind {
     RolloutPromoted,
     /// `voice.recording.completed`: a call's recording is complete at the carrier.
     RecordingCompleted,
+    /// `voice.handoff.accepted`: an operator accepted a warm transfer after its whisper.
+    HandoffAccepted,
 }
 
 impl EventKind {
@@ -87,6 +89,7 @@ impl EventKind {
         EventKind::RolloutRolledBack,
         EventKind::RolloutPromoted,
         EventKind::RecordingCompleted,
+        EventKind::HandoffAccepted,
     ];
 
     /// The wire name.
@@ -101,6 +104,7 @@ impl EventKind {
             EventKind::RolloutRolledBack => "voice.rollout.rolled_back",
             EventKind::RolloutPromoted => "voice.rollout.promoted",
             EventKind::RecordingCompleted => "voice.recording.completed",
+            EventKind::HandoffAccepted => "voice.handoff.accepted",
         }
     }
 

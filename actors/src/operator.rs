@@ -60,6 +60,17 @@ pub fn is_e164(s: &str) -> bool {
     crate::domain::E164::is_valid(s)
 }
 
+/// Whether `s` can be a conference's hold audio: an absolute `http(s)` URL with a host, no
+/// whitespace or control characters, at most 2048 characters.
+pub fn is_hold_music_url(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
+    s.len() <= 2048
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+        && rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
+}
+
 /// Whether `s` is a valid queue name: 1–64 of `a-z`, `0-9`, `_` and `-`.
 pub fn is_queue_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
@@ -94,6 +105,37 @@ impl QueueFallback {
             QueueFallback::CallbackTask => "callback_task",
             QueueFallback::Voicemail => "voicemail",
             QueueFallback::Agent => "agent",
+        }
+    }
+
+    /// Parses the stored and wire form.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+// === TransferMode ===
+
+/// How a queue takes a handed-over caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TransferMode {
+    /// `<Dial>` the queue's numbers: whoever answers is bridged at once.
+    #[default]
+    Cold,
+    /// The caller waits in a conference with hold audio while the queue's first number is
+    /// called, hears a whispered summary and accepts (1) or declines (2).
+    Warm,
+}
+
+impl TransferMode {
+    /// Every value.
+    pub const ALL: [TransferMode; 2] = [TransferMode::Cold, TransferMode::Warm];
+
+    /// The stored and wire form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransferMode::Cold => "cold",
+            TransferMode::Warm => "warm",
         }
     }
 
@@ -336,6 +378,11 @@ pub struct OperatorQueue {
     pub voicemail_message: Option<String>,
     /// Said to the caller before dialing.
     pub announcement: Option<String>,
+    /// Cold (`<Dial>`) or warm (conference, whisper, accept or decline).
+    pub transfer_mode: TransferMode,
+    /// What a warm transfer's caller hears while waiting (an audio file or TwiML URL, the
+    /// conference's `waitUrl`); the carrier's default hold music when absent.
+    pub hold_music_url: Option<String>,
     /// Creation (Unix ms).
     pub created_at: i64,
     /// Last change (Unix ms).
@@ -373,6 +420,10 @@ pub struct QueueSpec {
     pub voicemail_message: Option<String>,
     /// Announcement.
     pub announcement: Option<String>,
+    /// Cold or warm.
+    pub transfer_mode: TransferMode,
+    /// Hold audio of a warm transfer (`http(s)` URL).
+    pub hold_music_url: Option<String>,
 }
 
 fn check_text(field: &str, v: &str, max: usize) -> Result<(), FieldError> {
@@ -449,6 +500,14 @@ impl QueueSpec {
         }
         if let Some(a) = &self.announcement {
             check_text("announcement", a, 500)?;
+        }
+        if let Some(u) = &self.hold_music_url
+            && !is_hold_music_url(u)
+        {
+            return Err(FieldError::new(
+                "hold_music_url",
+                "must be an http or https URL of at most 2048 characters",
+            ));
         }
         Ok(())
     }

@@ -52,6 +52,7 @@ pub use evaluations::{
 };
 pub use function_calls::{
     FunctionCall, FunctionCallStatus, Handoff, NewFunctionCall, PriorInvocation, SettledCall,
+    WarmTransfer,
 };
 pub use governance::LaunchRoute;
 pub use models::*;

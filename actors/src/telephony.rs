@@ -48,6 +48,7 @@ pub mod reconcile;
 pub mod status;
 pub mod stream;
 mod urls;
+pub mod warm;
 
 pub use error::TelephonyError;
 pub use urls::{

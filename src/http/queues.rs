@@ -7,7 +7,7 @@ use actors::ids::{QueueId, TenantId};
 use actors::operator::queues;
 use actors::operator::{
     BusinessHours, BusinessHoursSpec, DEFAULT_RING_TIMEOUT_SECONDS, HoursWindowSpec, OperatorQueue,
-    QueueFallback, QueueSpec,
+    QueueFallback, QueueSpec, TransferMode,
 };
 use actors::tenant::{AuditMeta, AuthContext};
 use actors::time::{now_ms, rfc3339};
@@ -55,6 +55,35 @@ impl From<QueueFallback> for QueueFallbackDto {
             QueueFallback::CallbackTask => QueueFallbackDto::CallbackTask,
             QueueFallback::Voicemail => QueueFallbackDto::Voicemail,
             QueueFallback::Agent => QueueFallbackDto::Agent,
+        }
+    }
+}
+
+/// How a queue takes a handed-over caller.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum TransferModeDto {
+    /// `<Dial>` the queue's numbers; whoever answers is bridged at once.
+    Cold,
+    /// The caller waits in a conference with hold audio; the queue's first number is called,
+    /// hears a whispered summary of the handoff and presses 1 to accept or 2 to decline.
+    Warm,
+}
+
+impl From<TransferModeDto> for TransferMode {
+    fn from(v: TransferModeDto) -> Self {
+        match v {
+            TransferModeDto::Cold => TransferMode::Cold,
+            TransferModeDto::Warm => TransferMode::Warm,
+        }
+    }
+}
+
+impl From<TransferMode> for TransferModeDto {
+    fn from(v: TransferMode) -> Self {
+        match v {
+            TransferMode::Cold => TransferModeDto::Cold,
+            TransferMode::Warm => TransferModeDto::Warm,
         }
     }
 }
@@ -171,6 +200,11 @@ pub struct OperatorQueueView {
     pub voicemail_message: Option<String>,
     /// Said to the caller before dialing.
     pub announcement: Option<String>,
+    /// `cold` or `warm`.
+    pub transfer_mode: TransferModeDto,
+    /// What a warm transfer's caller hears while waiting (the conference's `waitUrl`);
+    /// `null`: the carrier's default hold music.
+    pub hold_music_url: Option<String>,
     /// Whether the queue is open at the time of this response.
     pub open_now: bool,
     /// RFC 3339.
@@ -195,6 +229,8 @@ impl OperatorQueueView {
             when_unanswered: q.when_unanswered.into(),
             voicemail_message: q.voicemail_message,
             announcement: q.announcement,
+            transfer_mode: q.transfer_mode.into(),
+            hold_music_url: q.hold_music_url,
             created_at: rfc3339(q.created_at),
             updated_at: rfc3339(q.updated_at),
         }
@@ -230,6 +266,14 @@ pub struct OperatorQueueRequest {
     /// 1–500 characters said before dialing.
     #[schema(min_length = 1, max_length = 500, format = "text")]
     pub announcement: Option<String>,
+    /// Default `cold`. `warm`: the caller waits in a conference while the first number hears
+    /// a whispered summary and accepts (1) or declines (2); a decline or no answer applies
+    /// `when_unanswered`.
+    pub transfer_mode: Option<TransferModeDto>,
+    /// Hold audio of a warm transfer (an MP3/WAV or TwiML URL, the conference's `waitUrl`);
+    /// default: the carrier's hold music.
+    #[schema(max_length = 2048, format = "http-url")]
+    pub hold_music_url: Option<String>,
 }
 
 /// Paging of the queue listing.
@@ -275,7 +319,17 @@ pub(crate) fn queue_spec(body: &Bytes) -> Result<QueueSpec, ApiError> {
             .into(),
         voicemail_message: r.voicemail_message,
         announcement: r.announcement,
+        transfer_mode: r.transfer_mode.unwrap_or(TransferModeDto::Cold).into(),
+        hold_music_url: r.hold_music_url,
     };
+    if let Some(u) = &spec.hold_music_url
+        && (u.len() > 2048 || !super::fields::is_web_url(u))
+    {
+        return Err(ApiError::invalid(
+            "hold_music_url",
+            "must be an http or https URL of at most 2048 characters",
+        ));
+    }
     spec.validate()
         .map_err(|e| ApiError::invalid(e.field, e.message))?;
     Ok(spec)

@@ -17,7 +17,8 @@ use super::guard::{admin, admin_or_approver, approver, ops, public, tenant, twil
 use super::mount::Mount;
 use super::{
     call_stream, callbacks, calls, dnc, docs, evaluation_series, evaluations, live_stream, media,
-    ops as health, queues, recordings, runtime, sessions, webhook_deliveries, webhooks,
+    ops as health, queues, recordings, runtime, sessions, warm_transfer, webhook_deliveries,
+    webhooks,
 };
 use crate::mount;
 
@@ -83,6 +84,10 @@ static TABLE: LazyLock<Vec<Mount>> = LazyLock::new(|| {
         mount!(webhooks::amd_status, twilio()),
         mount!(webhooks::dial_result, twilio()),
         mount!(recordings::recording_status, twilio()),
+        mount!(warm_transfer::whisper, twilio()),
+        mount!(warm_transfer::decision, twilio()),
+        mount!(warm_transfer::operator_status, twilio()),
+        mount!(warm_transfer::conference_status, twilio()),
         mount!(websocket media::media_stream),
         // admin
         mount!(tenants::list_tenants, admin()),

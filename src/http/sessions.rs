@@ -221,6 +221,47 @@ pub struct HandoffView {
     pub context: serde_json::Value,
     /// RFC 3339.
     pub created_at: String,
+    /// `cold` (a `<Dial>` of the queue) or `warm` (conference, whisper, accept or decline).
+    pub transfer_mode: String,
+    /// The warm transfer's state; `null` for a cold one.
+    pub warm: Option<WarmTransferView>,
+}
+
+/// A warm transfer: the caller waited in `conference_name` while the operator heard the
+/// whisper and decided.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WarmTransferView {
+    /// `ringing`, then `accepted`, `declined`, `unanswered`, `abandoned` or `failed`.
+    pub state: String,
+    /// The conference's friendly name.
+    pub conference_name: Option<String>,
+    /// `CF…`, once the carrier reported it.
+    pub conference_sid: Option<String>,
+    /// The operator leg's `CallSid`.
+    pub operator_call_sid: Option<String>,
+    /// The number called.
+    pub operator_number: Option<String>,
+    /// When the operator heard the whisper (RFC 3339).
+    pub whispered_at: Option<String>,
+    /// When the operator (or the carrier) decided (RFC 3339).
+    pub decided_at: Option<String>,
+    /// The key the operator pressed.
+    pub digits: Option<String>,
+}
+
+impl From<actors::store::WarmTransfer> for WarmTransferView {
+    fn from(w: actors::store::WarmTransfer) -> Self {
+        WarmTransferView {
+            state: w.state,
+            conference_name: w.conference_name,
+            conference_sid: w.conference_sid,
+            operator_call_sid: w.operator_call_sid,
+            operator_number: w.operator_number,
+            whispered_at: w.whispered_at.map(rfc3339),
+            decided_at: w.decided_at.map(rfc3339),
+            digits: w.digits,
+        }
+    }
 }
 
 impl From<actors::store::Handoff> for HandoffView {
@@ -236,6 +277,8 @@ impl From<actors::store::Handoff> for HandoffView {
             callback_task_id: h.callback_task_id,
             context: h.context,
             created_at: rfc3339(h.created_at),
+            transfer_mode: String::from(if h.warm.is_some() { "warm" } else { "cold" }),
+            warm: h.warm.map(WarmTransferView::from),
         }
     }
 }

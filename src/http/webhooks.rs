@@ -163,12 +163,12 @@ impl AppState {
     }
 }
 
-fn xml(doc: &twiml::Response) -> Response {
+pub(crate) fn xml(doc: &twiml::Response) -> Response {
     warp::reply::with_header(doc.render(), "content-type", "text/xml; charset=utf-8")
         .into_response()
 }
 
-fn no_content() -> Response {
+pub(crate) fn no_content() -> Response {
     warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response()
 }
 

@@ -34,6 +34,7 @@
 
 mod call;
 mod caller;
+mod conference;
 mod config;
 mod dial;
 mod media;
@@ -55,9 +56,12 @@ use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 
 pub use caller::{CallerScript, CallerStep};
-pub use config::{CalleeBehaviour, CarrierConfig, FaultSpec, MediaObserver, OperatorBehaviour};
+pub use config::{
+    CalleeBehaviour, CarrierConfig, FaultSpec, MediaObserver, OperatorBehaviour, WarmOperator,
+};
 pub use state::{
-    CallDirection, CallEvent, CallSnapshot, CallStatus, DialOutcome, MachineRecording, MediaStats,
+    CallDirection, CallEvent, CallSnapshot, CallStatus, ConferenceRecord, DialOutcome,
+    MachineRecording, MediaStats,
     MessageRecord, RequestRecord, StatusCallbackRecord, StreamCloser, WebhookKind, WebhookRecord,
     param,
 };
@@ -216,6 +220,33 @@ impl CarrierSimHandle {
         lock(&self.shared.settings)
             .operators
             .insert(number.into(), behaviour);
+    }
+
+    /// Sets what the operator at `number` does when a warm transfer calls it (an outbound
+    /// leg whose TwiML whispers inside a `<Gather>`): answer and press 1 (then talk in the
+    /// conference), press 2, press nothing, or never answer.
+    pub fn set_warm_operator(&self, number: impl Into<String>, behaviour: WarmOperator) {
+        let number = number.into();
+        let mut settings = lock(&self.shared.settings);
+        let (callee, key) = match behaviour {
+            WarmOperator::Accept { talk } => {
+                settings.talk.insert(number.clone(), talk);
+                (CalleeBehaviour::Answer, Some("1"))
+            }
+            WarmOperator::Decline => (CalleeBehaviour::Answer, Some("2")),
+            WarmOperator::NoKey => (CalleeBehaviour::Answer, None),
+            WarmOperator::NoAnswer => (CalleeBehaviour::NoAnswer, None),
+        };
+        settings.callees.insert(number.clone(), callee);
+        match key {
+            Some(key) => settings.keypresses.insert(number, key.to_owned()),
+            None => settings.keypresses.remove(&number),
+        };
+    }
+
+    /// Every conference so far, in creation order.
+    pub fn conferences(&self) -> Vec<ConferenceRecord> {
+        self.shared.rooms.records()
     }
 
     /// Sets who answers calls to `number`, as AMD reports it (`AnsweredBy`, default `human`).

@@ -213,6 +213,27 @@ pub fn summary(call: &CallSnapshot) -> String {
             CallEvent::Updated { .. } => "  updated through the REST API".to_owned(),
             CallEvent::AmdSent { answered_by } => format!("  AMD result: {answered_by}"),
             CallEvent::HungUp => "  hung up by TwiML".to_owned(),
+            CallEvent::ConferenceJoined {
+                name,
+                conference_sid,
+                hold_audio,
+                ..
+            } => match hold_audio {
+                Some(audio) => {
+                    format!("  joined conference {name} ({conference_sid}), on hold with {audio}")
+                }
+                None => format!("  joined conference {name} ({conference_sid})"),
+            },
+            CallEvent::ConferenceBridged { conference_sid } => {
+                format!("  bridged in conference {conference_sid}")
+            }
+            CallEvent::ConferenceLeft { conference_sid } => {
+                format!("  left conference {conference_sid}")
+            }
+            CallEvent::Gathered { digits } => match digits {
+                Some(d) => format!("  pressed {d}"),
+                None => "  pressed nothing".to_owned(),
+            },
             CallEvent::TwimlRun { .. } | CallEvent::Paused(_) | CallEvent::DtmfSent(_) => continue,
         };
         out.push_str(&line);

@@ -3,7 +3,7 @@
 
 use actors::carrier::{
     CallChange, CallQuery, Carrier, CarrierAccount, CarrierAuth, CarrierCall, CarrierError,
-    CarrierRecording, PlaceCall, PlacedCall, RecordingMedia, StartRecording,
+    CarrierRecording, PlaceCall, PlaceLeg, PlacedCall, RecordingMedia, StartRecording,
 };
 use futures::future::BoxFuture;
 
@@ -89,6 +89,34 @@ impl Carrier for TwilioCarrier {
                         async_callback: Some(m.callback_url.clone()),
                         timeout_secs: m.timeout_secs,
                     });
+            let created = self
+                .client
+                .create_call(&auth(a), &req)
+                .await
+                .map_err(carrier_error)?;
+            Ok(PlacedCall {
+                call_sid: created.sid,
+                status: created.status,
+            })
+        })
+    }
+
+    fn place_leg<'a>(
+        &'a self,
+        a: &'a CarrierAuth,
+        leg: &'a PlaceLeg,
+    ) -> BoxFuture<'a, Result<PlacedCall, CarrierError>> {
+        Box::pin(async move {
+            let mut req = CreateCall::new(leg.to.clone(), leg.from.clone(), String::new());
+            req.url = Some(leg.twiml_url.clone());
+            req.status_callback = Some(leg.status_callback_url.clone());
+            req.status_callback_events = vec![
+                CallEvent::Initiated,
+                CallEvent::Ringing,
+                CallEvent::Answered,
+                CallEvent::Completed,
+            ];
+            req.timeout_secs = Some(leg.timeout_secs);
             let created = self
                 .client
                 .create_call(&auth(a), &req)

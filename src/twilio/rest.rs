@@ -219,7 +219,10 @@ pub struct CreateCall {
     /// Caller ID: a Twilio number or verified caller ID.
     pub from: String,
     /// Inline TwiML run when the call connects; at most [`MAX_TWIML_CHARS`] characters.
+    /// Not sent when [`CreateCall::url`] is set.
     pub twiml: String,
+    /// `Url`: where Twilio fetches the call's TwiML when it connects (instead of `twiml`).
+    pub url: Option<String>,
     /// `StatusCallback` URL, requested with `POST`.
     pub status_callback: Option<String>,
     /// `StatusCallbackEvent`s, sent as repeated keys. Only sent with a `status_callback`
@@ -240,6 +243,7 @@ impl CreateCall {
             to: to.into(),
             from: from.into(),
             twiml: twiml.into(),
+            url: None,
             status_callback: None,
             status_callback_events: Vec::new(),
             machine_detection: None,
@@ -250,11 +254,14 @@ impl CreateCall {
 
     /// The form body, in order; `StatusCallbackEvent` repeated once per event.
     fn form(&self) -> Vec<(&'static str, String)> {
-        let mut form = vec![
-            ("To", self.to.clone()),
-            ("From", self.from.clone()),
-            ("Twiml", self.twiml.clone()),
-        ];
+        let mut form = vec![("To", self.to.clone()), ("From", self.from.clone())];
+        match &self.url {
+            Some(url) => {
+                form.push(("Url", url.clone()));
+                form.push(("Method", "POST".to_owned()));
+            }
+            None => form.push(("Twiml", self.twiml.clone())),
+        }
         if let Some(callback) = &self.status_callback {
             form.push(("StatusCallback", callback.clone()));
             form.push(("StatusCallbackMethod", "POST".to_owned()));
@@ -290,6 +297,7 @@ impl fmt::Debug for CreateCall {
             .field("to", &self.to)
             .field("from", &self.from)
             .field("twiml", &TwimlLen(&self.twiml))
+            .field("url", &self.url)
             .field("status_callback", &self.status_callback)
             .field("status_callback_events", &self.status_callback_events)
             .field("machine_detection", &self.machine_detection)

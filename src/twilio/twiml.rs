@@ -3,7 +3,8 @@
 //! and quick-xml, so escaping and parsing are the library's, not ours.
 //!
 //! Verbs: `<Say>`, `<Pause>`, `<Hangup>`, `<Reject>`, `<Redirect>`, `<Dial>` (with
-//! `<Number>`s), `<Connect>` with one `<Stream>` and its `<Parameter>`s (PROTOCOLS §1.3, §1.9).
+//! `<Number>`s or one `<Conference>`), `<Gather>` (digits, with nested `<Say>`/`<Pause>`),
+//! `<Connect>` with one `<Stream>` and its `<Parameter>`s (PROTOCOLS §1.3, §1.9).
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +34,94 @@ pub enum Verb {
     Dial(Dial),
     /// Bidirectional media stream.
     Connect(Connect),
+    /// Collect key presses while saying the nested verbs.
+    Gather(Gather),
+}
+
+/// `<Gather input="dtmf" numDigits timeout action>`: the nested verbs play while the caller
+/// may press keys; the digits go to `action` (`Digits`). Without input the next verb runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gather {
+    /// Requested with `Digits` once the caller pressed keys.
+    #[serde(rename = "@action", default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// Method for `action`.
+    #[serde(rename = "@method", default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// `dtmf`.
+    #[serde(rename = "@input", default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<String>,
+    /// Digits to collect before `action` is requested.
+    #[serde(
+        rename = "@numDigits",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub num_digits: Option<u32>,
+    /// Seconds of silence after the nested verbs before giving up.
+    #[serde(rename = "@timeout", default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u32>,
+    /// Nested `<Say>`/`<Pause>`.
+    #[serde(rename = "$value", default)]
+    pub children: Vec<GatherChild>,
+}
+
+/// What `<Gather>` plays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GatherChild {
+    /// Text-to-speech.
+    Say(Say),
+    /// Silence.
+    Pause(Pause),
+}
+
+/// `<Conference>` inside `<Dial>` (PROTOCOLS: conference attributes and status callback).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conference {
+    /// Whether this participant's arrival starts the conference.
+    #[serde(
+        rename = "@startConferenceOnEnter",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub start_conference_on_enter: Option<bool>,
+    /// Whether this participant's departure ends it.
+    #[serde(
+        rename = "@endConferenceOnExit",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub end_conference_on_exit: Option<bool>,
+    /// Hold audio (TwiML or MP3/WAV) until the conference starts.
+    #[serde(rename = "@waitUrl", default, skip_serializing_if = "Option::is_none")]
+    pub wait_url: Option<String>,
+    /// `false`: no beep on joins and leaves.
+    #[serde(rename = "@beep", default, skip_serializing_if = "Option::is_none")]
+    pub beep: Option<String>,
+    /// Conference events are posted here.
+    #[serde(
+        rename = "@statusCallback",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub status_callback: Option<String>,
+    /// Space-separated: `start end join leave mute hold speaker`.
+    #[serde(
+        rename = "@statusCallbackEvent",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub status_callback_event: Option<String>,
+    /// Method of the status callback.
+    #[serde(
+        rename = "@statusCallbackMethod",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub status_callback_method: Option<String>,
+    /// The conference's friendly name.
+    #[serde(rename = "$text", default)]
+    pub name: String,
 }
 
 /// An element with no content.
@@ -112,6 +201,8 @@ pub struct Dial {
 pub enum DialTarget {
     /// `<Number>+1…</Number>`.
     Number(Number),
+    /// `<Conference>name</Conference>`.
+    Conference(Conference),
     /// A bare number as the element's text.
     #[serde(rename = "$text")]
     Text(String),
@@ -249,10 +340,37 @@ impl Dial {
             .map(|t| match t {
                 DialTarget::Number(n) => n.number.trim().to_owned(),
                 DialTarget::Text(s) => s.trim().to_owned(),
+                DialTarget::Conference(_) => String::new(),
             })
             .filter(|n| !n.is_empty())
             .collect()
     }
+
+    /// The conference this dial joins, if any.
+    pub fn conference(&self) -> Option<&Conference> {
+        self.targets.iter().find_map(|t| match t {
+            DialTarget::Conference(c) => Some(c),
+            _ => None,
+        })
+    }
+}
+
+/// `<Dial><Conference …>name</Conference></Dial>` for `join`: events `start end join leave`
+/// posted to its status callback, no beep.
+pub fn conference(join: &actors::carrier::ConferenceJoin) -> Verb {
+    Verb::Dial(Dial {
+        targets: vec![DialTarget::Conference(Conference {
+            start_conference_on_enter: Some(join.start_on_enter),
+            end_conference_on_exit: Some(join.end_on_exit),
+            wait_url: join.wait_url.clone(),
+            beep: Some(String::from("false")),
+            status_callback: Some(join.status_callback_url.clone()),
+            status_callback_event: Some(String::from("start end join leave")),
+            status_callback_method: Some(String::from("POST")),
+            name: join.name.clone(),
+        })],
+        ..Dial::default()
+    })
 }
 
 /// `<Connect action><Stream url statusCallback><Parameter…/></Stream></Connect>` for `s`.
@@ -345,6 +463,14 @@ pub fn for_change(change: &actors::carrier::CallChange) -> Response {
             }))
         }
         CallChange::Stream(s) => Response::new(vec![connect(s)]),
+        CallChange::Conference(join) => {
+            let mut verbs = Vec::new();
+            if let Some(a) = &join.announcement {
+                verbs.push(Say::text(a.clone()));
+            }
+            verbs.push(conference(join));
+            Response::new(verbs)
+        }
     }
 }
 
@@ -391,8 +517,38 @@ mod tests {
                 method: Some("POST".into()),
                 url: "https://x.example/next".into(),
             }),
+            Verb::Gather(Gather {
+                action: Some("https://voice.example/api/v1/warm-transfer/decision".into()),
+                method: Some("POST".into()),
+                input: Some("dtmf".into()),
+                num_digits: Some(1),
+                timeout: Some(8),
+                children: vec![
+                    GatherChild::Say(Say {
+                        text: "Press 1".into(),
+                        ..Say::default()
+                    }),
+                    GatherChild::Pause(Pause { length: Some(1) }),
+                ],
+            }),
+            conference(&actors::carrier::ConferenceJoin {
+                name: "handoff-ho_1".into(),
+                announcement: None,
+                wait_url: Some("https://music.example/hold.mp3".into()),
+                start_on_enter: false,
+                end_on_exit: true,
+                status_callback_url: "https://voice.example/api/v1/warm-transfer/conference-status"
+                    .into(),
+            }),
             Verb::Hangup(Empty {}),
         ])
+    }
+
+    #[test]
+    fn renders_conference_and_gather() {
+        let xml = connect_doc().render();
+        assert!(xml.contains("<Gather action=\"https://voice.example/api/v1/warm-transfer/decision\" method=\"POST\" input=\"dtmf\" numDigits=\"1\" timeout=\"8\"><Say>Press 1</Say><Pause length=\"1\"/></Gather>"), "{xml}");
+        assert!(xml.contains("<Dial><Conference startConferenceOnEnter=\"false\" endConferenceOnExit=\"true\" waitUrl=\"https://music.example/hold.mp3\" beep=\"false\" statusCallback=\"https://voice.example/api/v1/warm-transfer/conference-status\" statusCallbackEvent=\"start end join leave\" statusCallbackMethod=\"POST\">handoff-ho_1</Conference></Dial>"), "{xml}");
     }
 
     #[test]

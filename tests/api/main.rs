@@ -45,3 +45,4 @@ mod rollouts;
 mod sandbox;
 mod telephony;
 mod tools;
+mod warm_transfer;

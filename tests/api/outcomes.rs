@@ -232,6 +232,7 @@ async fn dialing(app: &TestApp, t: &Tele, from: &str, queue: &Value) -> (String,
             callback_task_id: None,
             created_at: now,
             updated_at: now,
+            warm: None,
         })
         .await
         .expect("handoff");

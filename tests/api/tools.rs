@@ -23,7 +23,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use stateset_voice::sim::carrier::{
     CallEvent, CallSnapshot, CallStatus, CallerScript, CarrierConfig, CarrierSim, CarrierSimHandle,
-    InboundCall, OperatorBehaviour, StreamCloser, WebhookKind,
+    InboundCall, OperatorBehaviour, StreamCloser, WarmOperator, WebhookKind,
 };
 use stateset_voice::sim::realtime::{
     RealtimeScript, RealtimeSimConfig, ScriptTurn, SessionSnapshot,
@@ -46,6 +46,7 @@ backend_tests!(
     an_identity_gated_tool_is_refused_until_verify_identity_succeeds,
     an_escalation_phrase_transfers_the_caller_to_the_queue,
     an_unanswered_queue_creates_a_callback_task,
+    an_escalation_to_a_warm_queue_whispers_the_summary_then_bridges,
     end_call_hangs_up_only_after_the_goodbye_played,
     tool_and_identity_urls_are_checked_against_ssrf,
     agent_version_contract_errors_name_the_field,
@@ -1373,6 +1374,79 @@ async fn an_unanswered_queue_creates_a_callback_task(backend: Backend) {
     assert!(resp.text().await.expect("twiml").contains("<Hangup"));
     let again = get_json(&app, &t.key, "/api/v1/callback-tasks").await;
     assert_eq!(again["total"], 1, "{again}");
+    app.stop().await;
+}
+
+/// The agent's escalation to a `warm` queue: the line plays out, the caller waits in the
+/// handoff's conference, the operator hears the reason and the conversation, presses 1 and
+/// is bridged; the handoff is `accepted`.
+async fn an_escalation_to_a_warm_queue_whispers_the_summary_then_bridges(backend: Backend) {
+    let (app, sim, t) = setup(
+        backend,
+        json!({
+            "tools": [{"name": "transfer_to_human", "type": "builtin"}],
+            "escalation": {"default_queue": "support"},
+        }),
+    )
+    .await;
+    let operator = "+15550002077";
+    sim.set_warm_operator(operator, WarmOperator::Accept { talk: ms(300) });
+    support_queue(&app, &t, &[operator], json!({"transfer_mode": "warm"})).await;
+    let then = "I'm transferring you to a colleague now.";
+    app.realtime
+        .set_script(RealtimeScript::new(vec![ScriptTurn::call_tool(
+            "I need a person about my bill",
+            "transfer_to_human",
+            json!({"reason": "billing dispute"}),
+            then,
+        )]));
+    let sid = call_in(
+        &app,
+        &sim,
+        &t,
+        "+15551230077",
+        caller_then_silent("I need a person about my bill"),
+    );
+    let call = ended(&sim, &sid).await;
+    assert_line_played_before(&call, StreamCloser::Redirect);
+    assert!(
+        call.has_event(|e| matches!(e, CallEvent::ConferenceJoined { waiting: true, .. }))
+            && call.has_event(|e| matches!(e, CallEvent::ConferenceBridged { .. })),
+        "{:#?}",
+        call.events
+    );
+    let leg = sim
+        .calls()
+        .into_iter()
+        .find(|c| c.to == operator)
+        .expect("the operator leg");
+    let leg = ended(&sim, &leg.sid).await;
+    let whisper = leg
+        .said
+        .iter()
+        .find(|s| s.contains("Press 1 to accept"))
+        .unwrap_or_else(|| panic!("no whisper: {:?}", leg.said));
+    assert!(
+        whisper.contains("billing dispute") && whisper.contains("I need a person about my bill"),
+        "{whisper}"
+    );
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let handoff = loop {
+        let session = app.voice_session_of(&t.key, &sid).await;
+        let h = session["handoffs"][0].clone();
+        if h["warm"]["state"] == "accepted" {
+            break h;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never accepted: {session}"
+        );
+        tokio::time::sleep(ms(25)).await;
+    };
+    assert_eq!(handoff["rule"], "tool:transfer_to_human", "{handoff}");
+    assert_eq!(handoff["status"], "answered");
+    assert_eq!(handoff["outcome"], "bridged");
+    assert_eq!(handoff["warm"]["operator_number"], operator);
     app.stop().await;
 }
 

@@ -95,6 +95,7 @@ pub(super) async fn resolve(
         callback_task_id: None,
         created_at: now,
         updated_at: now,
+        warm: None,
     };
     let resolution = match target {
         Target::Dial(q) => {

@@ -29,6 +29,8 @@ fn audit_json(q: &OperatorQueue) -> serde_json::Value {
         "when_unanswered": q.when_unanswered.as_str(),
         "voicemail_message": q.voicemail_message,
         "announcement": q.announcement,
+        "transfer_mode": q.transfer_mode.as_str(),
+        "hold_music_url": q.hold_music_url,
     })
 }
 
@@ -51,6 +53,8 @@ fn apply(queue: &mut OperatorQueue, spec: QueueSpec) {
     queue.when_unanswered = spec.when_unanswered;
     queue.voicemail_message = spec.voicemail_message;
     queue.announcement = spec.announcement;
+    queue.transfer_mode = spec.transfer_mode;
+    queue.hold_music_url = spec.hold_music_url;
 }
 
 fn checked(spec: &QueueSpec) -> Result<(), OperatorError> {
@@ -104,6 +108,8 @@ pub async fn create(
         when_unanswered: spec.when_unanswered,
         voicemail_message: None,
         announcement: None,
+        transfer_mode: spec.transfer_mode,
+        hold_music_url: None,
         created_at: now,
         updated_at: now,
     };

@@ -38,6 +38,8 @@ fn queue(business_hours: Option<BusinessHours>) -> OperatorQueue {
         when_unanswered: QueueFallback::CallbackTask,
         voicemail_message: None,
         announcement: None,
+        transfer_mode: TransferMode::Cold,
+        hold_music_url: None,
         created_at: 0,
         updated_at: 0,
     }
@@ -255,6 +257,8 @@ fn queue_spec_rules() {
         when_unanswered: QueueFallback::Agent,
         voicemail_message: Some("Leave a message.".into()),
         announcement: Some("Connecting you.".into()),
+        transfer_mode: TransferMode::Warm,
+        hold_music_url: Some("https://music.example/hold.mp3".into()),
     };
     assert_eq!(ok.validate(), Ok(()));
     let field = |change: &dyn Fn(&mut QueueSpec)| {
@@ -266,6 +270,10 @@ fn queue_spec_rules() {
     assert_eq!(field(&|s| s.name = "a".repeat(65)), "name");
     assert_eq!(field(&|s| s.name = String::new()), "name");
     assert_eq!(field(&|s| s.numbers.clear()), "numbers");
+    assert_eq!(
+        field(&|s| s.hold_music_url = Some("ftp://x.example/a".into())),
+        "hold_music_url"
+    );
     assert_eq!(
         field(&|s| s.numbers = vec!["+14155550100".into(); 11]),
         "numbers"

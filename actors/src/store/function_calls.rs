@@ -228,6 +228,32 @@ pub struct Handoff {
     pub created_at: i64,
     /// Updated (Unix ms).
     pub updated_at: i64,
+    /// The warm transfer, when the queue took the caller warm (`None`: a cold `<Dial>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warm: Option<WarmTransfer>,
+}
+
+/// A warm transfer's state on its handoff: the caller waits in `conference_name` while the
+/// operator leg hears the whisper and decides.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WarmTransfer {
+    /// `ringing` (the operator leg is being called or hears the whisper), then once:
+    /// `accepted`, `declined`, `unanswered`, `abandoned` (the caller left) or `failed`.
+    pub state: String,
+    /// The conference's friendly name (`handoff-<id>`).
+    pub conference_name: Option<String>,
+    /// `CF…`, once the carrier reported it.
+    pub conference_sid: Option<String>,
+    /// The operator leg's `CallSid`.
+    pub operator_call_sid: Option<String>,
+    /// The number called.
+    pub operator_number: Option<String>,
+    /// When the operator leg fetched the whisper (Unix ms).
+    pub whispered_at: Option<i64>,
+    /// When the state left `ringing` (Unix ms).
+    pub decided_at: Option<i64>,
+    /// The key the operator pressed.
+    pub digits: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -247,6 +273,15 @@ struct HandoffRow {
     callback_task_id: Option<String>,
     created_at: i64,
     updated_at: i64,
+    transfer_mode: String,
+    warm_state: Option<String>,
+    conference_name: Option<String>,
+    conference_sid: Option<String>,
+    operator_call_sid: Option<String>,
+    operator_number: Option<String>,
+    whispered_at: Option<i64>,
+    decided_at: Option<i64>,
+    operator_digits: Option<String>,
 }
 
 impl From<HandoffRow> for Handoff {
@@ -267,9 +302,24 @@ impl From<HandoffRow> for Handoff {
             callback_task_id: r.callback_task_id,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            warm: (r.transfer_mode == "warm").then(|| WarmTransfer {
+                state: r.warm_state.unwrap_or_else(|| String::from("ringing")),
+                conference_name: r.conference_name,
+                conference_sid: r.conference_sid,
+                operator_call_sid: r.operator_call_sid,
+                operator_number: r.operator_number,
+                whispered_at: r.whispered_at,
+                decided_at: r.decided_at,
+                digits: r.operator_digits,
+            }),
         }
     }
 }
+
+/// What a read of a handoff selects: its columns and the warm transfer's.
+const HANDOFF_READ_COLUMNS: &str = "id, tenant_id, call_id, queue_id, queue_name, reason, rule, context, status, \
+     dial_status, target, outcome, callback_task_id, created_at, updated_at, transfer_mode, warm_state, \
+     conference_name, conference_sid, operator_call_sid, operator_number, whispered_at, decided_at, operator_digits";
 
 const HANDOFF_COLUMNS: &str = "id, tenant_id, call_id, queue_id, queue_name, reason, rule, context, status, \
      dial_status, target, outcome, callback_task_id, created_at, updated_at";
@@ -495,7 +545,7 @@ impl Store {
     ) -> Result<Option<Handoff>, StoreError> {
         let row: Option<HandoffRow> = on_pool!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE id = $1 AND tenant_id = $2"
+                "SELECT {HANDOFF_READ_COLUMNS} FROM handoffs WHERE id = $1 AND tenant_id = $2"
             )))
             .bind(id.as_str())
             .bind(tenant.as_str())
@@ -509,7 +559,7 @@ impl Store {
     pub async fn call_handoffs(&self, call: &CallId) -> Result<Vec<Handoff>, StoreError> {
         let rows: Vec<HandoffRow> = on_pool!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT {HANDOFF_COLUMNS} FROM handoffs WHERE call_id = $1 ORDER BY created_at, id"
+                "SELECT {HANDOFF_READ_COLUMNS} FROM handoffs WHERE call_id = $1 ORDER BY created_at, id"
             )))
             .bind(call.as_str())
             .fetch_all(pool)
@@ -540,6 +590,119 @@ impl Store {
             .bind(target)
             .bind(outcome)
             .bind(callback_task_id)
+            .bind(now_ms())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// A handoff still `dialing` becomes a warm transfer waiting in `conference`
+    /// (`warm_state = ringing`); false when it was settled already.
+    pub async fn warm_begin(&self, id: &HandoffId, conference: &str) -> Result<bool, StoreError> {
+        let n = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE handoffs SET transfer_mode = 'warm', warm_state = 'ringing', conference_name = $2, \
+                 updated_at = $3 WHERE id = $1 AND status = 'dialing' AND warm_state IS NULL",
+            )
+            .bind(id.as_str())
+            .bind(conference)
+            .bind(now_ms())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// Records the operator leg of a warm transfer (its `CallSid` and number).
+    pub async fn warm_operator_leg(
+        &self,
+        id: &HandoffId,
+        call_sid: &str,
+        number: &str,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE handoffs SET operator_call_sid = $2, operator_number = $3, updated_at = $4 WHERE id = $1",
+            )
+            .bind(id.as_str())
+            .bind(call_sid)
+            .bind(number)
+            .bind(now_ms())
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Records when the operator first heard the whisper, and the conference's SID once
+    /// known (first value kept).
+    pub async fn warm_progress(
+        &self,
+        id: &HandoffId,
+        whispered: bool,
+        conference_sid: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE handoffs SET whispered_at = CASE WHEN $2 THEN COALESCE(whispered_at, $4) ELSE whispered_at END, \
+                 conference_sid = COALESCE(conference_sid, $3), updated_at = $4 WHERE id = $1",
+            )
+            .bind(id.as_str())
+            .bind(whispered)
+            .bind(conference_sid)
+            .bind(now)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// The operator accepted: the warm transfer `accepted` and the handoff `answered`
+    /// (`bridged`, the operator's number as target) in one conditional update; false when
+    /// the transfer was already decided (a repeated or late callback changes nothing).
+    pub async fn warm_accept(
+        &self,
+        id: &HandoffId,
+        digits: &str,
+        operator: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let n = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE handoffs SET warm_state = 'accepted', operator_digits = $2, decided_at = $4, \
+                 status = 'answered', dial_status = 'answered', target = $3, outcome = 'bridged', updated_at = $4 \
+                 WHERE id = $1 AND status = 'dialing' AND warm_state = 'ringing'",
+            )
+            .bind(id.as_str())
+            .bind(digits)
+            .bind(operator)
+            .bind(now_ms())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
+    /// A warm transfer not taken (`declined`, `unanswered`, `abandoned`, `failed`): claimed
+    /// once, from `ringing`; the handoff itself is then settled like an unanswered dial.
+    pub async fn warm_decline(
+        &self,
+        id: &HandoffId,
+        state: &str,
+        digits: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let n = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE handoffs SET warm_state = $2, operator_digits = COALESCE($3, operator_digits), \
+                 decided_at = $4, updated_at = $4 WHERE id = $1 AND status = 'dialing' AND warm_state = 'ringing'",
+            )
+            .bind(id.as_str())
+            .bind(state)
+            .bind(digits)
             .bind(now_ms())
             .execute(pool)
             .await?

@@ -4,7 +4,9 @@
 use super::audit::insert_audit;
 use super::{NewAudit, Page, Store, StoreError, as_i64, on_pool};
 use crate::ids::{QueueId, TenantId};
-use crate::operator::{BusinessHours, BusinessHoursSpec, OperatorQueue, QueueFallback};
+use crate::operator::{
+    BusinessHours, BusinessHoursSpec, OperatorQueue, QueueFallback, TransferMode,
+};
 
 #[derive(sqlx::FromRow)]
 struct QueueRow {
@@ -19,12 +21,15 @@ struct QueueRow {
     when_unanswered: String,
     voicemail_message: Option<String>,
     announcement: Option<String>,
+    transfer_mode: String,
+    hold_music_url: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
 
 const QUEUE_COLUMNS: &str = "id, tenant_id, name, numbers, caller_id, ring_timeout_seconds, business_hours, \
-     when_closed, when_unanswered, voicemail_message, announcement, created_at, updated_at";
+     when_closed, when_unanswered, voicemail_message, announcement, created_at, updated_at, \
+     transfer_mode, hold_music_url";
 
 impl TryFrom<QueueRow> for OperatorQueue {
     type Error = StoreError;
@@ -56,6 +61,9 @@ impl TryFrom<QueueRow> for OperatorQueue {
                 .ok_or(StoreError::Corrupt("operator_queues.when_unanswered"))?,
             voicemail_message: r.voicemail_message,
             announcement: r.announcement,
+            transfer_mode: TransferMode::parse(&r.transfer_mode)
+                .ok_or(StoreError::Corrupt("operator_queues.transfer_mode"))?,
+            hold_music_url: r.hold_music_url,
             created_at: r.created_at,
             updated_at: r.updated_at,
         })
@@ -95,7 +103,7 @@ impl Store {
         let result: Result<(), StoreError> = on_pool!(self, pool => async {
             let mut tx = pool.begin().await?;
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO operator_queues ({QUEUE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+                "INSERT INTO operator_queues ({QUEUE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
             )))
             .bind(queue.id.as_str())
             .bind(queue.tenant_id.as_str())
@@ -110,6 +118,8 @@ impl Store {
             .bind(&queue.announcement)
             .bind(queue.created_at)
             .bind(queue.updated_at)
+            .bind(queue.transfer_mode.as_str())
+            .bind(&queue.hold_music_url)
             .execute(&mut *tx)
             .await?;
             insert_audit!(&mut *tx, audit)?;
@@ -136,7 +146,8 @@ impl Store {
             let res = sqlx::query(
                 "UPDATE operator_queues SET name = $3, numbers = $4, caller_id = $5, ring_timeout_seconds = $6, \
                  business_hours = $7, when_closed = $8, when_unanswered = $9, voicemail_message = $10, \
-                 announcement = $11, updated_at = $12 WHERE id = $1 AND tenant_id = $2 AND updated_at = $13",
+                 announcement = $11, updated_at = $12, transfer_mode = $14, hold_music_url = $15 \
+                 WHERE id = $1 AND tenant_id = $2 AND updated_at = $13",
             )
             .bind(queue.id.as_str())
             .bind(queue.tenant_id.as_str())
@@ -151,6 +162,8 @@ impl Store {
             .bind(&queue.announcement)
             .bind(queue.updated_at)
             .bind(expected_updated_at)
+            .bind(queue.transfer_mode.as_str())
+            .bind(&queue.hold_music_url)
             .execute(&mut *tx)
             .await?;
             if res.rows_affected() != 1 {

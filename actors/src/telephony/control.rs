@@ -88,6 +88,31 @@ pub async fn control(
 ) -> Result<CallRecord, TelephonyError> {
     let call = ctx.lookup(tenant, id).await?;
     let ended = is_terminal_status(&call.status) || call.ended_at.is_some();
+    if let ControlAction::Handoff {
+        handoff,
+        announcement,
+        caller_id,
+        timeout_secs,
+        ..
+    } = &action
+        && !ended
+        && let Some(queue) = super::warm::warm_queue(ctx, tenant, handoff).await?
+    {
+        let Some(call_sid) = call.call_sid.clone() else {
+            return Err(TelephonyError::Conflict(
+                "the carrier has not accepted this call yet".into(),
+            ));
+        };
+        let start = super::warm::WarmStart {
+            handoff: handoff.clone(),
+            queue,
+            announcement: announcement.clone(),
+            caller_id: caller_id.clone().unwrap_or_else(|| our_number(&call)),
+            timeout_secs: *timeout_secs,
+        };
+        super::warm::start(ctx, &call, &call_sid, start).await?;
+        return Ok(ctx.store().get_call_by_id(&call.id).await?.unwrap_or(call));
+    }
     let change = match &action {
         ControlAction::Hangup if ended => return Ok(call),
         _ if ended => return Err(TelephonyError::Conflict("the call has ended".into())),

@@ -16,8 +16,10 @@ use serde_json::json;
 use super::{AfterStream, CallbackTarget, Fallback, TelephonyCtx, TelephonyError};
 use crate::ending::EndReason;
 use crate::ids::{HandoffId, QueueId};
-use crate::operator::{CallbackPriority, CallbackSource, NewCallbackTask, QueueFallback};
-use crate::store::CallDirection;
+use crate::operator::{
+    CallbackPriority, CallbackSource, NewCallbackTask, OperatorQueue, QueueFallback,
+};
+use crate::store::{CallDirection, CallRecord, Handoff};
 
 /// Said when nobody in the queue answered and a callback task was created.
 pub const CALLBACK_MESSAGE: &str = "Sorry, nobody is available right now. A colleague will call you back as soon as possible. Goodbye.";
@@ -96,38 +98,49 @@ pub async fn dial_result(
             .await;
         return Ok(AfterStream::Hangup);
     }
-    metrics::counter!("handoffs_total", "outcome" => "unanswered").increment(1);
-    let fallback = queue
-        .as_ref()
-        .map_or(QueueFallback::CallbackTask, |q| q.when_unanswered);
+    Ok(
+        unanswered(ctx, &call, &handoff, queue.as_ref(), &report.status)
+            .await?
+            .unwrap_or(AfterStream::Hangup),
+    )
+}
+
+/// Settles a handoff nobody took (`dial_status`: the dial's status, or how a warm transfer
+/// ended): claims it from `dialing` (a settled one changes nothing: `None`), applies the
+/// queue's `when_unanswered` — a callback task, its voicemail message, or back to the agent
+/// — records the timeline entry and the end reason, and says what the caller hears next.
+/// Shared by the cold dial's result and a warm transfer that was declined or not answered.
+pub(crate) async fn unanswered(
+    ctx: &TelephonyCtx,
+    call: &CallRecord,
+    handoff: &Handoff,
+    queue: Option<&OperatorQueue>,
+    dial_status: &str,
+) -> Result<Option<AfterStream>, TelephonyError> {
+    let store = ctx.store();
+    let handoff_id = HandoffId::from_stored(handoff.id.clone());
+    let fallback = queue.map_or(QueueFallback::CallbackTask, |q| q.when_unanswered);
     let outcome = match fallback {
         QueueFallback::Agent => "agent",
         QueueFallback::Voicemail => "voicemail",
         QueueFallback::CallbackTask => "callback_task",
     };
     if !store
-        .finish_handoff(
-            &handoff_id,
-            "unanswered",
-            &report.status,
-            None,
-            outcome,
-            None,
-        )
+        .finish_handoff(&handoff_id, "unanswered", dial_status, None, outcome, None)
         .await?
     {
-        return Ok(AfterStream::Hangup);
+        return Ok(None);
     }
+    metrics::counter!("handoffs_total", "outcome" => "unanswered").increment(1);
     // Not escalated after all: the leg's provisional reason gives way to what follows.
     store.clear_escalation(&call.id).await?;
     ctx.outcomes()
         .withdraw_reason(&call.id, EndReason::Escalated)
         .await?;
     let (task, decision, reason) = match fallback {
-        QueueFallback::Agent => (None, AfterStream::Resume(ctx.stream_for(&call)), None),
+        QueueFallback::Agent => (None, AfterStream::Resume(ctx.stream_for(call)), None),
         QueueFallback::Voicemail => {
             let message = queue
-                .as_ref()
                 .and_then(|q| q.voicemail_message.clone())
                 .unwrap_or_else(|| CALLBACK_MESSAGE.to_owned());
             (
@@ -145,7 +158,7 @@ pub async fn dial_result(
                 "{} (nobody answered in queue {}: {})",
                 handoff.reason,
                 handoff.queue_name.clone().unwrap_or_default(),
-                report.status
+                dial_status
             );
             let task = crate::callbacks::create(
                 store,
@@ -155,7 +168,7 @@ pub async fn dial_result(
                     phone: caller,
                     reason,
                     source_call_id: Some(call.id.clone()),
-                    queue_id: queue.as_ref().map(|q| q.id.clone()),
+                    queue_id: queue.map(|q| q.id.clone()),
                     priority: CallbackPriority::High,
                     due_at: None,
                     created_by: CallbackSource::Handoff,
@@ -174,12 +187,12 @@ pub async fn dial_result(
     ctx.event(
         &call.id,
         "handoff",
-        json!({"handoff_id": handoff.id, "dial_status": report.status, "outcome": outcome, "callback_task_id": task}),
+        json!({"handoff_id": handoff.id, "dial_status": dial_status, "outcome": outcome, "callback_task_id": task}),
     )
     .await;
     if let Some(reason) = reason {
         ctx.outcomes().record_reason(&call.id, reason, None).await?;
         ctx.complete_or_log(&call.id, reason, None).await;
     }
-    Ok(decision)
+    Ok(Some(decision))
 }

@@ -108,6 +108,7 @@ pub async fn transfer_to_queue(
         callback_task_id: None,
         created_at: now,
         updated_at: now,
+        warm: None,
     };
     store.insert_handoff(&record).await?;
     match dial(ctx, tenant, id, &call, &queue, &handoff_id).await {

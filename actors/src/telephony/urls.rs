@@ -51,6 +51,15 @@ impl PublicUrls {
         )
     }
 
+    /// A warm transfer's webhook `step` (`whisper`, `decision`, `operator-status`,
+    /// `conference-status`), naming the call and the handoff.
+    pub fn warm_transfer(&self, step: &str, call: &CallId, handoff: &HandoffId) -> String {
+        format!(
+            "{}&handoff_id={handoff}",
+            self.with_call(&format!("/api/v1/warm-transfer/{step}"), call)
+        )
+    }
+
     /// Async AMD callback URL of a call.
     pub fn amd_status(&self, call: &CallId) -> String {
         self.with_call("/api/v1/amd-status", call)

@@ -9,7 +9,8 @@ use std::time::Duration;
 use actors::Actors;
 use actors::call::{AiConfig, CallSettings};
 use actors::carrier::{
-    CallChange, CallQuery, Carrier, CarrierAuth, CarrierCall, CarrierError, PlaceCall, PlacedCall,
+    CallChange, CallQuery, Carrier, CarrierAuth, CarrierCall, CarrierError, PlaceCall, PlaceLeg,
+    PlacedCall,
 };
 use actors::crypto::SecretBox;
 use actors::egress::{Egress, EgressPolicy};
@@ -93,6 +94,14 @@ impl Carrier for ScriptedCarrier {
         s.placed += 1;
         let answer = s.places.pop_front().unwrap_or_else(|| Err(timeout()));
         Box::pin(async move { answer })
+    }
+
+    fn place_leg<'a>(
+        &'a self,
+        _auth: &'a CarrierAuth,
+        _leg: &'a PlaceLeg,
+    ) -> BoxFuture<'a, Result<PlacedCall, CarrierError>> {
+        Box::pin(async { Err(timeout()) })
     }
 
     fn update_call<'a>(

@@ -14,9 +14,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::twilio::twiml::{Dial, Response, Verb};
+use crate::twilio::twiml::{Conference, Dial, Gather, GatherChild, Response, Verb};
 
 use super::caller::{CallerCursor, CallerScript};
+use super::conference::{self, ENDED, STARTED};
 use super::dial;
 use super::media::StreamEnd;
 use super::shared::{Shared, lock};
@@ -551,26 +552,32 @@ impl CallRunner {
             }
             match verb {
                 Verb::Say(say) => {
-                    let chars = say.text.chars().count() as u64;
-                    let after_beep = self
-                        .machine_beep
-                        .and_then(|beep| Instant::now().checked_duration_since(beep))
-                        .map(|d| d.as_millis() as u64);
-                    self.update(|s| {
-                        s.said.push(say.text.clone());
-                        s.events.push(CallEvent::Said(say.text.clone()));
-                        if let Some(m) = &mut s.machine {
-                            match after_beep {
-                                Some(ms) => m.recorded.push((say.text.clone(), ms)),
-                                None => m.before_beep.push(say.text.clone()),
-                            }
-                        }
-                    });
-                    let speak = Duration::from_millis(chars.saturating_mul(ms_per_char));
-                    if let Err(c) = self.guard(tokio::time::sleep(speak)).await {
+                    if let Err(c) = self.say(&say.text, ms_per_char).await {
                         return Flow::Interrupted(c);
                     }
                 }
+                Verb::Gather(gather) => match self.gather(&gather, ms_per_char).await {
+                    Err(c) => return Flow::Interrupted(c),
+                    Ok(None) => {}
+                    Ok(Some(digits)) => {
+                        // Without `action`, Twilio posts the digits to the document's URL.
+                        let action = gather.action.clone().or_else(|| base.clone());
+                        if let Some(action) = action {
+                            return match resolve(base.as_deref(), &action) {
+                                Ok(url) => Flow::Fetch {
+                                    kind: WebhookKind::GatherAction,
+                                    url,
+                                    method: gather.method.unwrap_or_else(|| "POST".into()),
+                                    extra: vec![
+                                        ("Digits".into(), digits),
+                                        ("FinishedOnKey".into(), String::new()),
+                                    ],
+                                },
+                                Err(detail) => self.application_error(detail),
+                            };
+                        }
+                    }
+                },
                 Verb::Pause(pause) => {
                     let length = Duration::from_secs(u64::from(pause.length.unwrap_or(1)));
                     self.event(CallEvent::Paused(length));
@@ -647,8 +654,128 @@ impl CallRunner {
         Flow::End(CallStatus::Completed)
     }
 
-    /// Rings the `<Dial>` numbers; returns the `action` parameters.
+    /// Speaks `text` (recorded in `said`).
+    async fn say(&mut self, text: &str, ms_per_char: u64) -> Result<(), Control> {
+        let chars = text.chars().count() as u64;
+        let after_beep = self
+            .machine_beep
+            .and_then(|beep| Instant::now().checked_duration_since(beep))
+            .map(|d| d.as_millis() as u64);
+        self.update(|s| {
+            s.said.push(text.to_owned());
+            s.events.push(CallEvent::Said(text.to_owned()));
+            if let Some(m) = &mut s.machine {
+                match after_beep {
+                    Some(ms) => m.recorded.push((text.to_owned(), ms)),
+                    None => m.before_beep.push(text.to_owned()),
+                }
+            }
+        });
+        let speak = Duration::from_millis(chars.saturating_mul(ms_per_char));
+        self.guard(tokio::time::sleep(speak)).await
+    }
+
+    /// Plays the `<Gather>`'s nested verbs, then collects the keys the party at an outbound
+    /// call's number presses (set with `set_warm_operator`); `None` after `timeout` without
+    /// a key (the next verb runs).
+    async fn gather(&mut self, g: &Gather, ms_per_char: u64) -> Result<Option<String>, Control> {
+        for child in &g.children {
+            match child {
+                GatherChild::Say(say) => self.say(&say.text, ms_per_char).await?,
+                GatherChild::Pause(pause) => {
+                    let length = Duration::from_secs(u64::from(pause.length.unwrap_or(1)));
+                    self.event(CallEvent::Paused(length));
+                    self.guard(tokio::time::sleep(length)).await?;
+                }
+            }
+        }
+        let key = (self.id.direction == super::state::CallDirection::OutboundApi)
+            .then(|| {
+                lock(&self.shared.settings)
+                    .keypresses
+                    .get(&self.id.to)
+                    .cloned()
+            })
+            .flatten();
+        if key.is_none() {
+            let timeout = Duration::from_secs(u64::from(g.timeout.unwrap_or(5)));
+            self.guard(tokio::time::sleep(timeout)).await?;
+        }
+        self.event(CallEvent::Gathered {
+            digits: key.clone(),
+        });
+        Ok(key)
+    }
+
+    /// Sends a conference's status callbacks from this participant's task, in order.
+    async fn conference_notices(&mut self, notices: Vec<conference::Notice>) {
+        for (url, method, params) in notices {
+            let _ = self
+                .webhook(WebhookKind::ConferenceStatus, &method, &url, params)
+                .await;
+        }
+    }
+
+    /// Takes part in a conference until it ends, a REST update takes the call out, or (a
+    /// simulated operator who started it) their talk time is over.
+    async fn conference(&mut self, c: &Conference) -> Result<(), Control> {
+        let account = self.id.account_sid.clone();
+        let sid = self.id.sid.clone();
+        let room = self.shared.rooms.room(&account, c.name.trim());
+        let joined = room.join(&account, &sid, c);
+        self.event(conference::joined_event(&room, c, joined.waiting));
+        self.conference_notices(joined.notices).await;
+        let mut result = Ok(());
+        if joined.waiting {
+            let waiting = room.clone();
+            result = self
+                .guard(async move { waiting.wait_phase(STARTED).await })
+                .await;
+            if result.is_ok() && room.phase() == STARTED {
+                self.event(CallEvent::ConferenceBridged {
+                    conference_sid: room.sid.clone(),
+                });
+            }
+        }
+        if result.is_ok() && room.phase() < ENDED {
+            let talk = (c.start_conference_on_enter == Some(true)
+                && self.id.direction == super::state::CallDirection::OutboundApi)
+                .then(|| {
+                    conference::talk_time(
+                        lock(&self.shared.settings).talk.get(&self.id.to).copied(),
+                    )
+                });
+            let staying = room.clone();
+            result = self
+                .guard(async move {
+                    match talk {
+                        Some(talk) => {
+                            tokio::select! {
+                                () = staying.wait_phase(ENDED) => {}
+                                () = tokio::time::sleep(talk) => {}
+                            }
+                        }
+                        None => staying.wait_phase(ENDED).await,
+                    }
+                })
+                .await;
+        }
+        let notices = room.leave(&account, &sid);
+        self.event(CallEvent::ConferenceLeft {
+            conference_sid: room.sid.clone(),
+        });
+        self.conference_notices(notices).await;
+        result
+    }
+
+    /// Rings the `<Dial>` numbers (or joins its conference); returns the `action`
+    /// parameters.
     async fn dial(&mut self, dial: &Dial) -> Result<Vec<(String, String)>, Control> {
+        if let Some(c) = dial.conference() {
+            let c = c.clone();
+            self.conference(&c).await?;
+            return Ok(Vec::new());
+        }
         let numbers = dial.numbers();
         let legs: Vec<_> = {
             let settings = lock(&self.shared.settings);
@@ -749,6 +876,7 @@ pub(crate) fn verb_name(verb: &Verb) -> &'static str {
         Verb::Redirect(_) => "Redirect",
         Verb::Dial(_) => "Dial",
         Verb::Connect(_) => "Connect",
+        Verb::Gather(_) => "Gather",
     }
 }
 

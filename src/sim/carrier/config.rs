@@ -137,6 +137,24 @@ impl Default for OperatorBehaviour {
     }
 }
 
+/// What an operator called by a warm transfer (an outbound leg whose TwiML whispers the
+/// handoff inside a `<Gather>`) does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarmOperator {
+    /// Answers, hears the whisper, presses 1, and talks this long in the conference before
+    /// hanging up.
+    Accept {
+        /// Time in the conference.
+        talk: Duration,
+    },
+    /// Answers, hears the whisper, presses 2.
+    Decline,
+    /// Answers, hears the whisper, presses nothing.
+    NoKey,
+    /// Never answers (`no-answer` at the leg's `Timeout`).
+    NoAnswer,
+}
+
 /// The error a faulty REST request answers with (Twilio error JSON, PROTOCOLS §3.7).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FaultSpec {
@@ -167,4 +185,8 @@ pub(crate) struct Settings {
     pub operators: HashMap<String, OperatorBehaviour>,
     pub answered_by: HashMap<String, String>,
     pub callee_scripts: HashMap<String, CallerScript>,
+    /// Keys pressed at a `<Gather>` by the party at a number (outbound calls).
+    pub keypresses: HashMap<String, String>,
+    /// How long the party at a number stays in a conference it started.
+    pub talk: HashMap<String, Duration>,
 }

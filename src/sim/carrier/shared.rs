@@ -52,6 +52,8 @@ pub(crate) struct Shared {
     pub recordings: Mutex<Vec<super::recording::SimRecording>>,
     /// Recordings in progress (the media path skips the lock when none).
     pub recordings_live: AtomicUsize,
+    /// Conferences.
+    pub rooms: super::conference::Rooms,
     calls: Mutex<Registry>,
     calls_version: watch::Sender<u64>,
     new_calls: broadcast::Sender<String>,
@@ -80,6 +82,7 @@ impl Shared {
             http,
             recordings: Mutex::new(Vec::new()),
             recordings_live: AtomicUsize::new(0),
+            rooms: super::conference::Rooms::default(),
             calls: Mutex::new(Registry::default()),
             calls_version: watch::Sender::new(0),
             new_calls: broadcast::Sender::new(256),

@@ -100,6 +100,10 @@ pub enum WebhookKind {
     Amd,
     /// `RecordingStatusCallback`.
     RecordingStatus,
+    /// `<Gather action>` with `Digits`.
+    GatherAction,
+    /// A conference's `statusCallback`.
+    ConferenceStatus,
 }
 
 /// One webhook request the simulator made.
@@ -240,6 +244,32 @@ pub enum CallEvent {
     AmdSent {
         /// `AnsweredBy`.
         answered_by: String,
+    },
+    /// The call joined a conference (`<Dial><Conference>`).
+    ConferenceJoined {
+        /// Its friendly name.
+        name: String,
+        /// `CF…`.
+        conference_sid: String,
+        /// Not started yet: the participant hears hold audio.
+        waiting: bool,
+        /// What it hears while waiting: the `waitUrl`, or `default` (the carrier's music).
+        hold_audio: Option<String>,
+    },
+    /// The conference this call waited in started: the participant is bridged.
+    ConferenceBridged {
+        /// `CF…`.
+        conference_sid: String,
+    },
+    /// The call left a conference.
+    ConferenceLeft {
+        /// `CF…`.
+        conference_sid: String,
+    },
+    /// A `<Gather>` ended: the keys the party pressed (`None`: it timed out).
+    Gathered {
+        /// `Digits`.
+        digits: Option<String>,
     },
     /// TwiML could not be fetched or parsed (Twilio would play "an application error").
     ApplicationError {
@@ -413,6 +443,27 @@ pub struct MachineRecording {
     pub audio_ms_after_beep: u64,
     /// Milliseconds of media-stream audio received before the beep (lost).
     pub audio_ms_before_beep: u64,
+}
+
+/// A conference as it went.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConferenceRecord {
+    /// `CF…`.
+    pub sid: String,
+    /// Friendly name.
+    pub name: String,
+    /// `AC…`.
+    pub account_sid: String,
+    /// `CallSid`s of everyone who joined, in order.
+    pub participants: Vec<String>,
+    /// A participant with `startConferenceOnEnter` joined.
+    pub started: bool,
+    /// It ended.
+    pub ended: bool,
+    /// `ReasonConferenceEnded`.
+    pub end_reason: Option<String>,
+    /// Events in order (`participant-join:CA…`, `conference-start`, …).
+    pub events: Vec<String>,
 }
 
 /// A REST request the simulator received.
