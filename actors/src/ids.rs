@@ -1,5 +1,5 @@
 //! Typed identifiers. Every id is a prefixed random string (`ten_…`, `key_…`, `call_…`,
-//! `oq_…`, `cbt_…`, `evl_…`) so that a value in a log line or a URL says what it names, and so that
+//! `oq_…`, `cbt_…`, `evl_…`, `cmp_…`) so that a value in a log line or a URL says what it names, and so that
 //! one kind of id can never be passed where another is expected.
 
 use std::fmt;
@@ -138,6 +138,24 @@ id_type!(
     /// A decision taken on a rollout (start, advance, pause, rollback, promote, automatic).
     RolloutDecisionId,
     "rod_"
+);
+
+id_type!(
+    /// An outbound campaign.
+    CampaignId,
+    "cmp_"
+);
+
+id_type!(
+    /// A contact of an outbound campaign.
+    CampaignContactId,
+    "cct_"
+);
+
+id_type!(
+    /// One attempt to call a campaign's contact.
+    CampaignAttemptId,
+    "cat_"
 );
 
 id_type!(

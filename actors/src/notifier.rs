@@ -71,11 +71,13 @@ pub enum EventKind {
     RolloutRolledBack,
     /// `voice.rollout.promoted`: a canary advanced a stage or became the stable version.
     RolloutPromoted,
+    /// `voice.campaign.completed`: every contact of an outbound campaign is finished.
+    CampaignCompleted,
 }
 
 impl EventKind {
     /// Every event.
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::CallStarted,
         EventKind::CallCompleted,
         EventKind::CallEscalated,
@@ -84,6 +86,7 @@ impl EventKind {
         EventKind::DeliveryFailed,
         EventKind::RolloutRolledBack,
         EventKind::RolloutPromoted,
+        EventKind::CampaignCompleted,
     ];
 
     /// The wire name.
@@ -97,6 +100,7 @@ impl EventKind {
             EventKind::DeliveryFailed => "voice.webhook.delivery_failed",
             EventKind::RolloutRolledBack => "voice.rollout.rolled_back",
             EventKind::RolloutPromoted => "voice.rollout.promoted",
+            EventKind::CampaignCompleted => "voice.campaign.completed",
         }
     }
 
