@@ -11,6 +11,7 @@ mod builtins;
 mod call_stream;
 mod callbacks;
 mod calls;
+mod campaigns;
 mod canary;
 mod carrier;
 mod chaos;
