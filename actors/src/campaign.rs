@@ -732,10 +732,12 @@ mod tests {
 
     #[test]
     fn retries_follow_the_policy() {
-        let mut p = RetryPolicy::default();
-        p.no_answer = RetryRule {
-            max_attempts: 3,
-            spacing_seconds: 60,
+        let p = RetryPolicy {
+            no_answer: RetryRule {
+                max_attempts: 3,
+                spacing_seconds: 60,
+            },
+            ..RetryPolicy::default()
         };
         assert_eq!(
             next_step(&p, AttemptOutcome::NoAnswer, None, 1, 1_000),

@@ -17,6 +17,9 @@ use crate::campaign::{
 use crate::ids::{CallId, CampaignAttemptId, CampaignContactId, CampaignId, TenantId};
 use crate::operator::BusinessHours;
 
+/// Rows of `(value, count)`.
+type Counts = Vec<(String, i64)>;
+
 #[derive(sqlx::FromRow)]
 struct CampaignRow {
     id: String,
@@ -336,7 +339,7 @@ impl Store {
 
     /// The contact and attempt counts of a campaign.
     pub async fn campaign_progress(&self, id: &CampaignId) -> Result<Progress, StoreError> {
-        let (states, outcomes, attempts): (Vec<(String, i64)>, Vec<(String, i64)>, i64) = on_pool!(self, pool => {
+        let (states, outcomes, attempts): (Counts, Counts, i64) = on_pool!(self, pool => {
             let states = sqlx::query_as(
                 "SELECT state, COUNT(*) FROM campaign_contacts WHERE campaign_id = $1 GROUP BY state",
             )
