@@ -29,6 +29,7 @@ pub mod body;
 pub mod call_stream;
 pub mod callbacks;
 pub mod calls;
+pub mod campaigns;
 pub mod console;
 pub mod context;
 pub mod dnc;
@@ -91,6 +92,8 @@ pub struct AppInner {
     pub metrics: PrometheusHandle,
     /// Signature failures and stream-token rejections, recorded into the cluster views.
     pub auth_log: alerts::AuthTransportLog,
+    /// The node's campaign dialer (started with the state, stopped when shutdown starts).
+    pub campaigns: actors::campaign::Dialer,
     /// Verified Twilio webhooks per tenant: a cluster-wide budget, this node's share.
     pub webhook_limiter: actors::ratelimit::ClusterRateLimiter,
     /// Process start, for uptime.
@@ -140,7 +143,12 @@ impl AppState {
                 let _ = drained.wait_for(|draining| *draining).await;
             },
         );
+        let campaigns = actors::campaign::Dialer::start(
+            actors.telephony.clone(),
+            actors::campaign::DialerSettings::default(),
+        );
         Self(Arc::new(AppInner {
+            campaigns,
             auth_log: alerts::AuthTransportLog::new(actors.telephony.views().clone()),
             webhook_limiter,
             config,

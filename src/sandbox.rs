@@ -51,7 +51,7 @@ use ractor::call_t;
 use crate::config::{Config, RawSettings};
 use crate::http::AppState;
 use crate::sim::carrier::{
-    CallerScript, CarrierConfig, CarrierSim, CarrierSimHandle, OperatorBehaviour,
+    CalleeBehaviour, CallerScript, CarrierConfig, CarrierSim, CarrierSimHandle, OperatorBehaviour,
 };
 use crate::sim::realtime::{
     RealtimeScript, RealtimeSim, RealtimeSimConfig, RealtimeSimHandle, ScriptTurn,
@@ -65,6 +65,14 @@ pub const AUTH_TOKEN: &str = "sandbox-auth-token-0123456789abcdef";
 pub const NUMBER: &str = "+15005550006";
 /// The number `make-call` reaches: a simulated person who talks with the agent.
 pub const CALLEE: &str = "+15005550010";
+/// The demo campaign's person: answers and talks with the agent.
+pub const CAMPAIGN_HUMAN: &str = "+15005550011";
+/// The demo campaign's answering machine (AMD answers `machine_end_beep`).
+pub const CAMPAIGN_MACHINE: &str = "+15005550012";
+/// The demo campaign's number nobody answers (retried once).
+pub const CAMPAIGN_NO_ANSWER: &str = "+15005550013";
+/// The demo campaign's name (found again at a restart while it has not started).
+pub const CAMPAIGN_NAME: &str = "Sandbox demo campaign";
 /// The demo operator queue's number (its simulated operator is busy).
 pub const OPERATOR: &str = "+15005550020";
 /// The demo operator queue.
@@ -97,6 +105,8 @@ pub struct Seeded {
     /// A demo version written at this start that the sandbox may not approve itself (the
     /// tenant requires two-person approval): it waits, as a draft, for another approver.
     pub awaiting_approval: Option<String>,
+    /// The demo campaign (draft until resumed): a person, a machine, a no-answer.
+    pub campaign_id: String,
 }
 
 fn demo_caller() -> CallerScript {
@@ -255,6 +265,12 @@ pub async fn start(raw: &mut RawSettings) -> anyhow::Result<Sandbox> {
         .context("cannot start the carrier simulator")?;
     carrier.set_callee_script(CALLEE, demo_caller());
     carrier.set_operator(OPERATOR, OperatorBehaviour::Busy);
+    carrier.set_callee_script(CAMPAIGN_HUMAN, demo_caller());
+    carrier.set_answered_by(CAMPAIGN_MACHINE, "machine_end_beep");
+    carrier.set_callee(
+        CAMPAIGN_NO_ANSWER,
+        CalleeBehaviour::NoAnswerAfter(Duration::from_secs(3)),
+    );
     let receivers = receivers::start()
         .await
         .context("cannot start the demo tool and event receivers")?;
@@ -501,12 +517,63 @@ pub async fn seed(state: &AppState, sandbox: &Sandbox) -> anyhow::Result<Seeded>
         },
         meta()
     )??;
+    let campaign_id = seed_campaign(state, &tenant.id).await?;
     Ok(Seeded {
         tenant_id: tenant.id.to_string(),
         api_key: key.secret,
         version_id: version_id.to_string(),
         awaiting_approval,
+        campaign_id,
     })
+}
+
+/// The demo campaign: reused while it waits as a draft, else created again (a draft of three
+/// contacts: a person who talks with the agent, an answering machine, and a number nobody
+/// answers, retried once after 10 s).
+async fn seed_campaign(state: &AppState, tenant: &TenantId) -> anyhow::Result<String> {
+    use actors::campaign::{
+        self, CampaignSpec, CampaignStatus, ContactSpec, MachineAction, RetryPolicy, RetryRule,
+    };
+    let existing = campaign::ops::list(&state.store, tenant, 200, 0).await?;
+    if let Some((c, _)) = existing
+        .items
+        .into_iter()
+        .find(|(c, _)| c.name == CAMPAIGN_NAME && c.status == CampaignStatus::Draft)
+    {
+        return Ok(c.id.into_string());
+    }
+    let contact = |phone: &str, who: &str| ContactSpec {
+        phone: phone.to_owned(),
+        variables: Some(serde_json::json!({"who": who})),
+        external_id: Some(format!("demo-{who}")),
+    };
+    let spec = CampaignSpec {
+        name: CAMPAIGN_NAME.to_owned(),
+        agent_key: Some(AGENT_KEY.to_owned()),
+        agent_version_id: None,
+        from: Some(NUMBER.to_owned()),
+        contacts: vec![
+            contact(CAMPAIGN_HUMAN, "person"),
+            contact(CAMPAIGN_MACHINE, "machine"),
+            contact(CAMPAIGN_NO_ANSWER, "no_answer"),
+        ],
+        calling_windows: None,
+        calls_per_minute: 30,
+        max_concurrent: 3,
+        retry: RetryPolicy {
+            no_answer: RetryRule {
+                max_attempts: 2,
+                spacing_seconds: 10,
+            },
+            ..RetryPolicy::default()
+        },
+        machine_detection: Some(MachineAction::Voicemail),
+        start: false,
+    };
+    let (c, _) = campaign::ops::create(&state.store, &state.campaigns, tenant, spec)
+        .await
+        .map_err(|e| anyhow::anyhow!("demo campaign: {e}"))?;
+    Ok(c.id.into_string())
 }
 
 /// Points the demo tenant's event webhook at the sandbox receiver and gives the receiver the
@@ -573,10 +640,17 @@ pub fn banner(config: &Config, seeded: &Seeded, base: &str) -> String {
          aggregates (pass rate, Wilson interval, first audio) in the admin summary:\n\n\
          curl -s {base}/api/v1/evaluations -H 'authorization: Bearer {key}'\n\
          curl -s {base}/api/v1/admin/agent-versions/{version}/evaluation-summary -H 'x-admin-key: {admin}'\n\n\
-         Watch live calls: curl -N {base}/api/v1/active-sessions/stream -H 'authorization: Bearer {key}'\n",
+         Watch live calls: curl -N {base}/api/v1/active-sessions/stream -H 'authorization: Bearer {key}'\n\n\
+         A demo campaign waits as a draft ({campaign}: a person who talks with the agent, an\n\
+         answering machine, a number nobody answers, retried once after 10 s). Start it, then\n\
+         follow its progress and every contact's attempts (call ids, outcomes):\n\n\
+         curl -s -X POST {base}/api/v1/campaigns/{campaign}/resume -H 'authorization: Bearer {key}'\n\
+         curl -s {base}/api/v1/campaigns/{campaign} -H 'authorization: Bearer {key}'\n\
+         curl -s {base}/api/v1/campaigns/{campaign}/contacts -H 'authorization: Bearer {key}'\n",
         key = seeded.api_key,
         tenant = seeded.tenant_id,
         version = seeded.version_id,
+        campaign = seeded.campaign_id,
     );
     text + &awaiting
 }

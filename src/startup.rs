@@ -418,6 +418,8 @@ impl Application {
         let shutdown = async move {
             shutdown.await;
             drain_state.begin_drain().await;
+            // No new campaign attempts on a node that is stopping.
+            drain_state.campaigns.stop().await;
             tracing::info!(
                 grace_seconds = grace.as_secs(),
                 live_calls = drain_state.actors.active.len(),

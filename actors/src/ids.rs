@@ -1,5 +1,5 @@
 //! Typed identifiers. Every id is a prefixed random string (`ten_…`, `key_…`, `call_…`,
-//! `oq_…`, `cbt_…`, `evl_…`) so that a value in a log line or a URL says what it names, and so that
+//! `oq_…`, `cbt_…`, `evl_…`, `cmp_…`) so that a value in a log line or a URL says what it names, and so that
 //! one kind of id can never be passed where another is expected.
 
 use std::fmt;
@@ -145,6 +145,24 @@ id_type!(
     /// A call recording made at the carrier (its metadata; the audio stays at the carrier).
     RecordingId,
     "rec_"
+);
+
+id_type!(
+    /// An outbound campaign.
+    CampaignId,
+    "cmp_"
+);
+
+id_type!(
+    /// A contact of an outbound campaign.
+    CampaignContactId,
+    "cct_"
+);
+
+id_type!(
+    /// One attempt to call a campaign's contact.
+    CampaignAttemptId,
+    "cat_"
 );
 
 id_type!(

@@ -22,6 +22,7 @@
 pub mod active;
 pub mod call;
 pub mod callbacks;
+pub mod campaign;
 pub mod carrier;
 pub mod contract;
 pub mod crypto;

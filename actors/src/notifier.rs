@@ -75,6 +75,8 @@ pub enum EventKind {
     RecordingCompleted,
     /// `voice.handoff.accepted`: an operator accepted a warm transfer after its whisper.
     HandoffAccepted,
+    /// `voice.campaign.completed`: every contact of an outbound campaign is finished.
+    CampaignCompleted,
 }
 
 impl EventKind {
@@ -90,6 +92,7 @@ impl EventKind {
         EventKind::RolloutPromoted,
         EventKind::RecordingCompleted,
         EventKind::HandoffAccepted,
+        EventKind::CampaignCompleted,
     ];
 
     /// The wire name.
@@ -105,6 +108,7 @@ impl EventKind {
             EventKind::RolloutPromoted => "voice.rollout.promoted",
             EventKind::RecordingCompleted => "voice.recording.completed",
             EventKind::HandoffAccepted => "voice.handoff.accepted",
+            EventKind::CampaignCompleted => "voice.campaign.completed",
         }
     }
 

@@ -22,6 +22,7 @@ mod api_keys;
 mod audit;
 mod callbacks;
 mod calls;
+mod campaigns;
 mod completion;
 mod evaluations;
 #[cfg(test)]
@@ -44,6 +45,7 @@ mod webhooks;
 
 pub use api_keys::KeyLookup;
 pub use calls::StatusUpdate;
+pub use campaigns::{ClaimedAttempt, CompletedAttempt, Settlement};
 pub use completion::{CompletedCall, CompletedSession, Completion};
 pub use evaluations::{
     EnqueuedJob, Evaluation, EvaluationBucket, EvaluationFilter, EvaluationJob,

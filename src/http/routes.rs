@@ -16,9 +16,9 @@ use super::admin::{
 use super::guard::{admin, admin_or_approver, approver, ops, public, tenant, twilio};
 use super::mount::Mount;
 use super::{
-    call_stream, callbacks, calls, dnc, docs, evaluation_series, evaluations, live_stream, media,
-    ops as health, queues, recordings, runtime, sessions, warm_transfer, webhook_deliveries,
-    webhooks,
+    call_stream, callbacks, calls, campaigns, dnc, docs, evaluation_series, evaluations,
+    live_stream, media, ops as health, queues, recordings, runtime, sessions, warm_transfer,
+    webhook_deliveries, webhooks,
 };
 use crate::mount;
 
@@ -38,6 +38,13 @@ static TABLE: LazyLock<Vec<Mount>> = LazyLock::new(|| {
         mount!(calls::get_call_log, tenant(&[Read])),
         mount!(calls::hangup, tenant(&[Operator, Runtime])),
         mount!(calls::transfer, tenant(&[Operator, Runtime])),
+        mount!(campaigns::create_campaign, tenant(&[Runtime])),
+        mount!(campaigns::list_campaigns, tenant(&[Read])),
+        mount!(campaigns::get_campaign, tenant(&[Read])),
+        mount!(campaigns::pause_campaign, tenant(&[Runtime])),
+        mount!(campaigns::resume_campaign, tenant(&[Runtime])),
+        mount!(campaigns::cancel_campaign, tenant(&[Runtime])),
+        mount!(campaigns::campaign_contacts, tenant(&[Read])),
         mount!(sessions::list_sessions, tenant(&[Read])),
         mount!(sessions::get_session, tenant(&[Read])),
         mount!(sessions::active_sessions, tenant(&[Read])),

@@ -12,6 +12,7 @@ mod builtins;
 mod call_stream;
 mod callbacks;
 mod calls;
+mod campaigns;
 mod canary;
 mod carrier;
 mod chaos;
