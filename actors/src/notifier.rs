@@ -81,7 +81,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every event.
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 11] = [
         EventKind::CallStarted,
         EventKind::CallCompleted,
         EventKind::CallEscalated,

@@ -390,9 +390,16 @@ async fn attempt(
                 "external_id": contact.external_id,
                 "variables": contact.variables,
             })),
-            machine_detection: campaign
-                .machine_detection
-                .map(|m| m.carrier_mode().to_owned()),
+            machine_detection: campaign.machine_detection.map(|m| {
+                crate::telephony::amd::AmdRequest::new(
+                    match m {
+                        crate::campaign::MachineAction::Voicemail => crate::telephony::amd::AmdAction::Voicemail,
+                        crate::campaign::MachineAction::Hangup => crate::telephony::amd::AmdAction::Hangup,
+                        crate::campaign::MachineAction::Continue => crate::telephony::amd::AmdAction::Continue,
+                    },
+                    None,
+                )
+            }),
             time_zone: campaign
                 .calling_windows
                 .as_ref()
