@@ -203,6 +203,19 @@ async fn a_machine_gets_the_voicemail_after_the_beep(backend: Backend) {
     assert_eq!(done["answered_by"], "machine_end_beep");
     assert_eq!(done["end_reason"], "answering_machine");
 
+    // The agent's greeting waited for the AMD result and was never said to the machine.
+    let session = app.voice_session_of(&t.key, &sid).await;
+    assert!(
+        !session["transcript"]
+            .as_array()
+            .expect("transcript")
+            .iter()
+            .any(|turn| turn["text"]
+                .as_str()
+                .is_some_and(|s| s.contains("thanks for calling"))),
+        "{session}"
+    );
+
     // Nobody to talk to: nothing of the rubric applies.
     let evaluation = evaluation_of(&app, &t, &sid).await;
     let criteria = evaluation["criteria"].as_array().expect("criteria");
@@ -273,12 +286,17 @@ async fn a_human_gets_the_conversation(backend: Backend) {
     assert_eq!(log["answered_by"], "human");
     assert_ne!(log["end_reason"], "answering_machine");
     assert_eq!(amd_event(&log)["detail"]["decision"], "converse");
+    // The greeting, released by the AMD result, then the conversation.
     let session = app.voice_session_of(&t.key, &sid).await;
     let transcript = session["transcript"].as_array().expect("transcript");
+    let says = |text: &str| {
+        transcript
+            .iter()
+            .any(|turn| turn["text"].as_str().is_some_and(|s| s.contains(text)))
+    };
+    assert!(says("thanks for calling"), "greeted: {session}");
     assert!(
-        transcript.iter().any(|turn| turn["text"]
-            .as_str()
-            .is_some_and(|s| s.contains("open until five"))),
+        says("open until five"),
         "the conversation went on: {session}"
     );
     let done = completed_event(&app, log["id"].as_str().expect("id")).await;
