@@ -21,6 +21,7 @@ backend_tests!(
     hangup_ends_a_machine_call_at_once,
     a_human_gets_the_conversation,
     machine_detection_is_validated,
+    an_amd_result_signed_by_another_account_changes_nothing,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -383,5 +384,57 @@ async fn machine_detection_is_validated(backend: Backend) {
     assert!(resp.status().is_success());
     let log = completed_log(&app, &t, &sid).await;
     assert_eq!(log["amd_action"], "continue");
+    app.stop().await;
+}
+
+async fn an_amd_result_signed_by_another_account_changes_nothing(backend: Backend) {
+    let (app, sim, t) = setup(backend).await;
+    let other = app
+        .telephony_tenant("Other", "+14155550181", json!({}))
+        .await;
+    sim.set_callee_script(
+        HUMAN,
+        CallerScript::default()
+            .silence(Duration::from_secs(3))
+            .hang_up(),
+    );
+    let sid = placed(
+        &app,
+        &t,
+        json!({"to": HUMAN, "machine_detection": {"action": "hangup"}}),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let log = loop {
+        let log = app.call_log(&t.key, &sid).await;
+        if log["machine_outcome"] == "conversation" {
+            break log;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no AMD result: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let call_id = log["id"].as_str().expect("id").to_owned();
+    // Another tenant's account signs a machine result about this call: nothing changes.
+    let resp = app
+        .twilio_post(
+            &format!("/api/v1/amd-status?call_id={call_id}"),
+            &[
+                ("AccountSid", other.account_sid.as_str()),
+                ("CallSid", sid.as_str()),
+                ("AnsweredBy", "machine_start"),
+            ],
+            &other.auth_token,
+        )
+        .await;
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let call = ended(&sim, &sid).await;
+    assert_eq!(call.answered_by.as_deref(), Some("human"));
+    let log = completed_log(&app, &t, &sid).await;
+    assert_eq!(log["answered_by"], "human");
+    assert_eq!(log["machine_outcome"], "conversation");
+    assert_ne!(log["end_reason"], "answering_machine");
     app.stop().await;
 }
