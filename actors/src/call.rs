@@ -202,6 +202,8 @@ pub enum CallMsg {
         /// Whether another node can take the call.
         resume: bool,
     },
+    /// The call's AMD result was read: a machine or not (`None`: none in time).
+    AnsweredBy(Option<bool>),
     /// Test-only: panic (when chaos hooks are enabled).
     Crash,
     /// Fault injection (when chaos hooks are enabled): drop one of the call's sockets.
@@ -226,6 +228,7 @@ impl CallMsg {
             CallMsg::Escalated(..) => "escalated",
             CallMsg::ControlDone(..) => "control_done",
             CallMsg::Drain { .. } => "drain",
+            CallMsg::AnsweredBy(..) => "answered_by",
             CallMsg::Crash => "crash",
             CallMsg::Fault(..) => "fault",
         }
@@ -404,8 +407,28 @@ async fn load(
         cut_off,
         resume_lost_leg: None,
         ai_reconnect: None,
+        hold_greeting: hold_greeting(call),
     };
     Ok((version, setup))
+}
+
+/// The longest the greeting of an outbound call with an answering-machine action waits for
+/// the AMD result (a person hears the agent at most this late).
+pub const GREETING_HOLD: Duration = Duration::from_secs(4);
+
+/// How long the greeting of `call` waits for its AMD result: only with an action that ends
+/// machine calls and no result yet (bounded by the detection timeout).
+fn hold_greeting(call: &CallRecord) -> Option<Duration> {
+    use crate::telephony::amd::AmdAction;
+    let action = call.amd_action.as_deref().and_then(AmdAction::parse)?;
+    if action == AmdAction::Continue || call.answered_by.is_some() {
+        return None;
+    }
+    let timeout = call
+        .amd_timeout_seconds
+        .and_then(|s| u64::try_from(s).ok())
+        .map_or(GREETING_HOLD, Duration::from_secs);
+    Some(GREETING_HOLD.min(timeout))
 }
 
 /// Whether the latest earlier stream of `call` was cut off (its socket lost, or its node
@@ -627,6 +650,8 @@ impl CallState {
             CallMsg::Escalated(resolution) => Input::Escalated(*resolution),
             CallMsg::ControlDone(report) => Input::ControlDone(report),
             CallMsg::Drain { resume } => Input::Drain { resume },
+            CallMsg::AnsweredBy(None) => return,
+            CallMsg::AnsweredBy(Some(machine)) => Input::AnsweredBy { machine },
             CallMsg::Crash => {
                 if self.deps.settings.chaos {
                     panic!("chaos hook: call actor crash requested");

@@ -21,6 +21,7 @@ backend_tests!(
     hangup_ends_a_machine_call_at_once,
     a_human_gets_the_conversation,
     machine_detection_is_validated,
+    an_amd_result_signed_by_another_account_changes_nothing,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -203,6 +204,19 @@ async fn a_machine_gets_the_voicemail_after_the_beep(backend: Backend) {
     assert_eq!(done["answered_by"], "machine_end_beep");
     assert_eq!(done["end_reason"], "answering_machine");
 
+    // The agent's greeting waited for the AMD result and was never said to the machine.
+    let session = app.voice_session_of(&t.key, &sid).await;
+    assert!(
+        !session["transcript"]
+            .as_array()
+            .expect("transcript")
+            .iter()
+            .any(|turn| turn["text"]
+                .as_str()
+                .is_some_and(|s| s.contains("thanks for calling"))),
+        "{session}"
+    );
+
     // Nobody to talk to: nothing of the rubric applies.
     let evaluation = evaluation_of(&app, &t, &sid).await;
     let criteria = evaluation["criteria"].as_array().expect("criteria");
@@ -273,12 +287,17 @@ async fn a_human_gets_the_conversation(backend: Backend) {
     assert_eq!(log["answered_by"], "human");
     assert_ne!(log["end_reason"], "answering_machine");
     assert_eq!(amd_event(&log)["detail"]["decision"], "converse");
+    // The greeting, released by the AMD result, then the conversation.
     let session = app.voice_session_of(&t.key, &sid).await;
     let transcript = session["transcript"].as_array().expect("transcript");
+    let says = |text: &str| {
+        transcript
+            .iter()
+            .any(|turn| turn["text"].as_str().is_some_and(|s| s.contains(text)))
+    };
+    assert!(says("thanks for calling"), "greeted: {session}");
     assert!(
-        transcript.iter().any(|turn| turn["text"]
-            .as_str()
-            .is_some_and(|s| s.contains("open until five"))),
+        says("open until five"),
         "the conversation went on: {session}"
     );
     let done = completed_event(&app, log["id"].as_str().expect("id")).await;
@@ -365,5 +384,57 @@ async fn machine_detection_is_validated(backend: Backend) {
     assert!(resp.status().is_success());
     let log = completed_log(&app, &t, &sid).await;
     assert_eq!(log["amd_action"], "continue");
+    app.stop().await;
+}
+
+async fn an_amd_result_signed_by_another_account_changes_nothing(backend: Backend) {
+    let (app, sim, t) = setup(backend).await;
+    let other = app
+        .telephony_tenant("Other", "+14155550181", json!({}))
+        .await;
+    sim.set_callee_script(
+        HUMAN,
+        CallerScript::default()
+            .silence(Duration::from_secs(3))
+            .hang_up(),
+    );
+    let sid = placed(
+        &app,
+        &t,
+        json!({"to": HUMAN, "machine_detection": {"action": "hangup"}}),
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let log = loop {
+        let log = app.call_log(&t.key, &sid).await;
+        if log["machine_outcome"] == "conversation" {
+            break log;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no AMD result: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    let call_id = log["id"].as_str().expect("id").to_owned();
+    // Another tenant's account signs a machine result about this call: nothing changes.
+    let resp = app
+        .twilio_post(
+            &format!("/api/v1/amd-status?call_id={call_id}"),
+            &[
+                ("AccountSid", other.account_sid.as_str()),
+                ("CallSid", sid.as_str()),
+                ("AnsweredBy", "machine_start"),
+            ],
+            &other.auth_token,
+        )
+        .await;
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let call = ended(&sim, &sid).await;
+    assert_eq!(call.answered_by.as_deref(), Some("human"));
+    let log = completed_log(&app, &t, &sid).await;
+    assert_eq!(log["answered_by"], "human");
+    assert_eq!(log["machine_outcome"], "conversation");
+    assert_ne!(log["end_reason"], "answering_machine");
     app.stop().await;
 }

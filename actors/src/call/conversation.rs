@@ -91,6 +91,18 @@ pub const RESUME_AFTER_HANDOFF: &str =
 /// The line of a stream resumed after the previous one was cut off (a lost socket, a drain).
 pub const RESUME_AFTER_CUT: &str = "Sorry, we were cut off for a moment. I'm back with you.";
 
+/// The greeting of an outbound call with an answering-machine action, while the AMD result
+/// is awaited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GreetingHold {
+    /// Not held (no action, a person answered, or the hold ran out).
+    Off,
+    /// Held until the AMD result or [`Timer::GreetingHold`].
+    Waiting,
+    /// A machine answered: never said.
+    Machine,
+}
+
 /// The conversation of one media stream.
 #[derive(Debug)]
 pub struct Conversation {
@@ -127,6 +139,8 @@ pub struct Conversation {
     interrupted: HashMap<String, (u64, u64)>,
     /// The conversation so far (replayed after a reconnect, summarised for a human).
     history: Vec<(Speaker, String)>,
+    /// The greeting waits for the AMD result ([`Setup::hold_greeting`]).
+    hold: GreetingHold,
     /// The time of the input being handled.
     now: Millis,
     /// Effects of the input being handled.
@@ -198,6 +212,7 @@ impl Conversation {
             keys_waiting: Vec::new(),
             interrupted: HashMap::new(),
             history,
+            hold: GreetingHold::Off,
             now: 0,
             out: Vec::new(),
         }
@@ -218,6 +233,13 @@ impl Conversation {
                 Timer::DurationRule,
                 Duration::from_secs(seconds),
             ));
+        }
+        if let Some(hold) = self.setup.hold_greeting
+            && !self.resumed()
+        {
+            self.hold = GreetingHold::Waiting;
+            self.emit(Effect::Timer(Timer::GreetingHold, hold));
+            self.emit(Effect::WatchAnsweredBy(hold));
         }
         self.touch();
         let replay = if self.resumed() {
@@ -250,6 +272,7 @@ impl Conversation {
             Input::Escalated(resolution) => self.on_escalated(resolution),
             Input::ControlDone(report) => self.on_control_done(report),
             Input::Drain { resume } => self.drain(resume),
+            Input::AnsweredBy { machine } => self.on_answered_by(machine),
         }
         std::mem::take(&mut self.out)
     }
@@ -428,6 +451,22 @@ impl Conversation {
         self.pump();
     }
 
+    /// The AMD result: a person releases a held greeting; a machine keeps it held for good
+    /// (the answering-machine action ends the call through the carrier).
+    fn on_answered_by(&mut self, machine: bool) {
+        self.hold = match (self.hold, machine) {
+            (GreetingHold::Off, _) => GreetingHold::Off,
+            (_, true) => GreetingHold::Machine,
+            (_, false) => GreetingHold::Off,
+        };
+        self.pump();
+    }
+
+    /// Whether the greeting is held for the AMD result.
+    fn greeting_held(&self) -> bool {
+        self.hold != GreetingHold::Off
+    }
+
     fn on_caller_turn(&mut self, item_id: String, text: String) {
         let rule = self
             .setup
@@ -531,6 +570,13 @@ impl Conversation {
         match timer {
             Timer::Idle(epoch) => self.idle_check(epoch),
             Timer::Line(epoch) => self.line_deadline(epoch),
+            Timer::GreetingHold => {
+                // No result in time: a person is not kept waiting (a machine stays held).
+                if self.hold == GreetingHold::Waiting {
+                    self.hold = GreetingHold::Off;
+                    self.pump();
+                }
+            }
             Timer::Filler(id) => self.tool_slow(&id),
             Timer::MaxDuration => self.finish(Ending {
                 reason: EndReason::MaxDuration,

@@ -45,6 +45,12 @@ impl CallState {
                     myself.send_after(after, move || CallMsg::Timer(timer));
                 }
                 Effect::Connect { replay } => self.connect(myself, replay),
+                Effect::WatchAnsweredBy(limit) => {
+                    self.task(myself, move |deps, call| async move {
+                        let machine = watch_answered_by(&deps.store, &call.id, limit).await;
+                        CallMsg::AnsweredBy(machine)
+                    });
+                }
                 Effect::RunTool(job) => {
                     let id = job.invocation.model_call_id.clone();
                     let ctx = tools::ToolContext {
@@ -218,5 +224,34 @@ impl CallState {
         });
         self.close_ai().await;
         myself.stop(Some(reason.as_str().to_owned()));
+    }
+}
+
+/// Reads the call's AMD result (recorded by `amd-status` on any node) until it is there or
+/// `limit` has passed: `Some(true)` for a machine (or a fax), `Some(false)` for anyone else,
+/// `None` when nothing came in time (the conversation's own timer releases the greeting).
+async fn watch_answered_by(
+    store: &crate::store::Store,
+    call: &crate::ids::CallId,
+    limit: std::time::Duration,
+) -> Option<bool> {
+    const EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match store.get_call_by_id(call).await {
+            Ok(Some(c)) => {
+                if let Some(answered_by) = c.answered_by {
+                    return Some(
+                        crate::telephony::amd::AnsweredBy::parse(&answered_by).is_machine(),
+                    );
+                }
+            }
+            Ok(None) => return None,
+            Err(error) => tracing::warn!(error = %error, "could not read the call's AMD result"),
+        }
+        if tokio::time::Instant::now() + EVERY > deadline {
+            return None;
+        }
+        tokio::time::sleep(EVERY).await;
     }
 }

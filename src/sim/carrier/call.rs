@@ -834,7 +834,7 @@ impl CallRunner {
 /// (`machine_start`) with `Enable`, and at the end of its greeting (the beep:
 /// `machine_end_beep`, or the `machine_end_*` set) with `DetectMessageEnd`. A result later
 /// than `MachineDetectionTimeout` is `unknown`, at the timeout.
-fn amd_result(
+pub(super) fn amd_result(
     setting: &str,
     amd: &AmdSpec,
     detection: Duration,

@@ -1067,3 +1067,99 @@ async fn dropping_the_handle_stops_the_server() {
         .await;
     assert!(result.is_err());
 }
+
+#[tokio::test]
+async fn a_machine_reports_its_beep_and_records_only_what_follows() {
+    let sim = CarrierSim::start(CarrierConfig {
+        speech_ms_per_char: 1,
+        ring_time: Duration::from_millis(20),
+        amd_duration: Duration::from_millis(50),
+        machine_greeting: Duration::from_millis(400),
+        ..CarrierConfig::with_account(ACCOUNT, TOKEN)
+    })
+    .await
+    .expect("start the carrier simulator");
+    let server = TestServer::start().await;
+    sim.set_answered_by("+15550003333", "machine_start");
+    // Said at once (over the greeting), then a long pause the app interrupts after the beep.
+    let params = form(&[
+        ("To", "+15550003333"),
+        ("From", "+15550004444"),
+        (
+            "Twiml",
+            "<Response><Say>Hello?</Say><Pause length=\"30\"/></Response>",
+        ),
+        ("MachineDetection", "DetectMessageEnd"),
+        ("AsyncAmd", "true"),
+        ("AsyncAmdStatusCallback", &server.url("/amd")),
+    ]);
+    let (status, body) = post(&sim.calls_url(ACCOUNT), Some((ACCOUNT, TOKEN)), &params).await;
+    assert_eq!(status, 201, "{body}");
+    let sid = body["sid"].as_str().expect("sid").to_owned();
+    let call = tokio::time::timeout(
+        WAIT,
+        sim.wait_for(&sid, |s| {
+            s.has_event(|e| matches!(e, CallEvent::AmdSent { .. }))
+        }),
+    )
+    .await
+    .expect("amd");
+    // With DetectMessageEnd the result comes at the end of the greeting.
+    assert_eq!(call.answered_by.as_deref(), Some("machine_end_beep"));
+    let hit = &server.hits_to("/amd")[0];
+    assert!(hit.signature_ok);
+    assert_eq!(hit.param("MachineDetectionDuration"), Some("400"));
+    let (status, _) = post(
+        &sim.call_url(ACCOUNT, &sid),
+        Some((ACCOUNT, TOKEN)),
+        &form(&[(
+            "Twiml",
+            "<Response><Say>Please call back.</Say><Hangup/></Response>",
+        )]),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let call = ended(&sim, &sid).await;
+    let machine = call.machine.expect("a machine answered");
+    assert_eq!(machine.before_beep, vec!["Hello?".to_owned()]);
+    assert_eq!(machine.recorded.len(), 1, "{:?}", machine.recorded);
+    assert_eq!(machine.recorded[0].0, "Please call back.");
+    assert_eq!(
+        call.said,
+        vec!["Hello?".to_owned(), "Please call back.".to_owned()]
+    );
+}
+
+#[test]
+fn detection_results_by_mode_and_timeout() {
+    use super::call::{AmdSpec, amd_result};
+    let spec = |detect_message_end: bool, timeout: Option<u64>| AmdSpec {
+        detect_message_end,
+        timeout: timeout.map(Duration::from_secs),
+        is_async: true,
+        callback: None,
+    };
+    let detection = Duration::from_millis(50);
+    let greeting = Duration::from_secs(5);
+    let at = |setting: &str, amd: &AmdSpec| amd_result(setting, amd, detection, greeting);
+    let ms = Duration::from_millis;
+    assert_eq!(at("human", &spec(true, None)), ("human".into(), ms(50)));
+    assert_eq!(at("fax", &spec(true, None)), ("fax".into(), ms(50)));
+    assert_eq!(
+        at("machine_end_beep", &spec(false, None)),
+        ("machine_start".into(), ms(50))
+    );
+    assert_eq!(
+        at("machine_start", &spec(true, None)),
+        ("machine_end_beep".into(), ms(5000))
+    );
+    assert_eq!(
+        at("machine_end_silence", &spec(true, None)),
+        ("machine_end_silence".into(), ms(5000))
+    );
+    // The greeting outlasts the detection timeout: `unknown`, at the timeout.
+    assert_eq!(
+        at("machine_end_beep", &spec(true, Some(3))),
+        ("unknown".into(), ms(3000))
+    );
+}

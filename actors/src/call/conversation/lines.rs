@@ -142,6 +142,10 @@ impl Conversation {
             return;
         }
         if let Opening::Waiting(purpose, text) = self.opening.clone() {
+            if purpose == Purpose::Greeting && self.greeting_held() {
+                // The AMD result comes first; nothing else is asked before the greeting.
+                return;
+            }
             let instructions = match purpose {
                 Purpose::Greeting => format!("Greet the caller. Say exactly: {text}"),
                 _ => format!("Say exactly: {text}"),

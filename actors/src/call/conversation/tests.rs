@@ -104,6 +104,7 @@ fn render(effect: &Effect) -> Option<String> {
             r.continuation.as_str()
         ),
         Effect::WatchDrain => String::from("watch drain"),
+        Effect::WatchAnsweredBy(after) => format!("watch answered_by {}ms", after.as_millis()),
         Effect::End(e) => format!(
             "end {} {} {}",
             e.reason,
@@ -176,6 +177,7 @@ fn setup() -> Setup {
         cut_off: false,
         resume_lost_leg: None,
         ai_reconnect: Some(Duration::from_secs(30)),
+        hold_greeting: None,
     }
 }
 
@@ -301,6 +303,55 @@ fn a_stream_sets_its_timers_connects_and_greets_once_configured() {
         // A second `session.updated` (a later update) greets nobody again.
         (12, ai(AiEvent::SessionUpdated), &[]),
     ]);
+}
+
+#[test]
+fn an_outbound_greeting_waits_for_the_amd_result_of_a_person() {
+    let hold = Setup {
+        hold_greeting: Some(Duration::from_secs(4)),
+        ..setup()
+    };
+    let (mut call, start) = Call::new(hold.clone());
+    assert_eq!(
+        start,
+        [
+            "timer GreetingHold 4000ms",
+            "watch answered_by 4000ms",
+            "connect replaying 0"
+        ]
+    );
+    call.play(vec![
+        (0, Input::AiConnected, &[]),
+        // Configured, but the greeting waits for the AMD result.
+        (10, ai(AiEvent::SessionUpdated), &[]),
+        (600, Input::AnsweredBy { machine: false }, &[GREET]),
+        // The hold's timer, later, asks nothing again.
+        (4_000, Input::Timer(Timer::GreetingHold), &[]),
+    ]);
+
+    // No result in time: a person is not kept waiting.
+    let (mut call, _) = Call::new(hold.clone());
+    call.play(vec![
+        (0, Input::AiConnected, &[]),
+        (10, ai(AiEvent::SessionUpdated), &[]),
+        (4_000, Input::Timer(Timer::GreetingHold), &[GREET]),
+    ]);
+
+    // A machine never hears the greeting (its action ends the call through the carrier).
+    let (mut call, _) = Call::new(hold.clone());
+    call.play(vec![
+        (0, Input::AiConnected, &[]),
+        (300, Input::AnsweredBy { machine: true }, &[]),
+        (310, ai(AiEvent::SessionUpdated), &[]),
+        (4_000, Input::Timer(Timer::GreetingHold), &[]),
+    ]);
+
+    // A resumed stream has greeted already: nothing is held.
+    let (_, start) = Call::new(Setup {
+        prior: vec![(Speaker::Agent, GREETING.to_owned())],
+        ..hold
+    });
+    assert_eq!(start, ["connect replaying 1"]);
 }
 
 // === the response arbiter (issue 9, bug 2) ===

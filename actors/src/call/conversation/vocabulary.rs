@@ -189,6 +189,8 @@ pub enum Timer {
     DurationRule,
     /// A request got no answer (its sequence number).
     Request(u64),
+    /// The greeting held for the AMD result waited long enough.
+    GreetingHold,
 }
 
 /// A planned transfer to an operator queue.
@@ -278,6 +280,11 @@ pub enum Input {
         /// Whether another node can take the call.
         resume: bool,
     },
+    /// The carrier's AMD result arrived: a machine (or a fax), or not.
+    AnsweredBy {
+        /// A machine answered.
+        machine: bool,
+    },
 }
 
 /// How the leg ends.
@@ -357,6 +364,9 @@ pub enum Effect {
     Control(Box<ControlRequest>),
     /// Tell the conversation when the audio sent so far has played.
     WatchDrain,
+    /// Tell the conversation the call's AMD result ([`Input::AnsweredBy`]) once it is
+    /// recorded (on whichever node the carrier posted it), looking for this long at most.
+    WatchAnsweredBy(Duration),
     /// The leg is over.
     End(Ending),
 }
@@ -390,4 +400,8 @@ pub struct Setup {
     /// A model socket lost is reconnected (the conversation replayed) at most once per this
     /// long; lost again sooner, or `None`, the caller gets the fallback.
     pub ai_reconnect: Option<Duration>,
+    /// An outbound call whose answering-machine action ends machine calls (`voicemail`,
+    /// `hangup`), with no AMD result yet: the greeting waits for [`Input::AnsweredBy`] a
+    /// person, at most this long (a machine's greeting is not talked over).
+    pub hold_greeting: Option<Duration>,
 }
