@@ -325,6 +325,11 @@ pub async fn decision(
 ) -> Result<Decision, TelephonyError> {
     let (handoff, call) = load(ctx, &target).await?;
     let store = ctx.store();
+    if is_terminal_status(&call.status) || call.ended_at.is_some() {
+        // The caller hung up before the operator decided: nobody to bridge.
+        abandon(ctx, &call, &handoff).await?;
+        return Ok(Decision::Hangup(GONE_MESSAGE.into()));
+    }
     let digits = digits.unwrap_or_default();
     if digits != "1" {
         let declined = settle(
@@ -462,25 +467,34 @@ pub async fn conference_status(
     let caller_left =
         event == "participant-leave" && call_sid.is_some() && call_sid == call.call_sid.as_deref();
     if caller_left && state(&handoff) == "ringing" {
-        let store = ctx.store();
-        if store
-            .warm_decline(&target.handoff_id, "abandoned", None)
-            .await?
-        {
-            store
-                .finish_handoff(
-                    &target.handoff_id,
-                    "unanswered",
-                    "caller_left",
-                    None,
-                    "abandoned",
-                    None,
-                )
-                .await?;
-            hang_up_operator(ctx, &call.tenant_id, &handoff).await;
-        }
+        abandon(ctx, &call, &handoff).await?;
     }
     Ok(())
+}
+
+/// The caller is gone while the operator is still being asked: the transfer is
+/// `abandoned` (once) and the operator leg hung up. Returns whether this call settled it.
+async fn abandon(
+    ctx: &TelephonyCtx,
+    call: &CallRecord,
+    handoff: &Handoff,
+) -> Result<bool, TelephonyError> {
+    let store = ctx.store();
+    let id = HandoffId::from_stored(handoff.id.clone());
+    if !store.warm_decline(&id, "abandoned", None).await? {
+        return Ok(false);
+    }
+    store
+        .finish_handoff(&id, "unanswered", "caller_left", None, "abandoned", None)
+        .await?;
+    ctx.event(
+        &call.id,
+        "warm_transfer",
+        json!({"handoff_id": handoff.id, "step": "abandoned"}),
+    )
+    .await;
+    hang_up_operator(ctx, &call.tenant_id, handoff).await;
+    Ok(true)
 }
 
 async fn hang_up_operator(ctx: &TelephonyCtx, tenant: &TenantId, handoff: &Handoff) {

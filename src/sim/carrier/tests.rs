@@ -1162,4 +1162,128 @@ fn detection_results_by_mode_and_timeout() {
         at("machine_end_beep", &spec(true, Some(3))),
         ("unknown".into(), ms(3000))
     );
+/// A conference as a warm transfer uses it: the caller waits on hold audio until an
+/// operator called through `Calls.json` with `Url=` hears the `<Gather>`'s `<Say>`, presses
+/// 1 and joins with `startConferenceOnEnter`; the operator's exit ends it for both. Every
+/// conference event reaches the status callback signed, in sequence.
+#[tokio::test]
+async fn a_conference_holds_the_caller_until_the_operator_presses_1_and_joins() {
+    let sim = start_sim().await;
+    let server = TestServer::start().await;
+    let operator = "+15550007777";
+    sim.set_warm_operator(
+        operator,
+        WarmOperator::Accept {
+            talk: Duration::from_millis(50),
+        },
+    );
+    let status = server.url("/conference");
+    server.twiml(
+        "/incoming-call",
+        &format!(
+            "<Response><Dial><Conference startConferenceOnEnter=\"false\" endConferenceOnExit=\"true\" \
+             waitUrl=\"https://music.example/hold.mp3\" statusCallback=\"{status}\" \
+             statusCallbackEvent=\"start end join leave\">room-1</Conference></Dial></Response>"
+        ),
+    );
+    server.twiml(
+        "/whisper",
+        &format!(
+            "<Response><Gather numDigits=\"1\" timeout=\"2\" action=\"{}\"><Say>A caller about a bill. Press 1</Say></Gather><Hangup/></Response>",
+            server.url("/decision")
+        ),
+    );
+    server.twiml(
+        "/decision",
+        "<Response><Dial><Conference startConferenceOnEnter=\"true\" endConferenceOnExit=\"true\">room-1</Conference></Dial></Response>",
+    );
+    let caller = sim
+        .place_inbound_call(inbound(&server, CallerScript::default()))
+        .expect("place");
+    tokio::time::timeout(
+        WAIT,
+        sim.wait_for(&caller, |c| {
+            c.has_event(|e| matches!(e, CallEvent::ConferenceJoined { .. }))
+        }),
+    )
+    .await
+    .expect("the caller waits");
+    let (code, body) = post(
+        &sim.calls_url(ACCOUNT),
+        Some((ACCOUNT, TOKEN)),
+        &form(&[
+            ("To", operator),
+            ("From", "+15550002222"),
+            ("Url", &server.url("/whisper")),
+        ]),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let leg = body["sid"].as_str().expect("sid").to_owned();
+    let caller = ended(&sim, &caller).await;
+    let leg = ended(&sim, &leg).await;
+    assert!(caller.has_event(|e| matches!(
+        e,
+        CallEvent::ConferenceJoined { waiting: true, hold_audio: Some(a), .. } if a == "https://music.example/hold.mp3"
+    )));
+    assert!(caller.has_event(|e| matches!(e, CallEvent::ConferenceBridged { .. })));
+    assert_eq!(leg.said, vec!["A caller about a bill. Press 1"]);
+    assert!(leg.has_event(|e| matches!(e, CallEvent::Gathered { digits: Some(d) } if d == "1")));
+    let decision = server.hits_to("/decision");
+    assert_eq!(decision.len(), 1);
+    assert_eq!(decision[0].param("Digits"), Some("1"));
+    assert_eq!(decision[0].param("CallSid"), Some(leg.sid.as_str()));
+    let rooms = sim.conferences();
+    assert_eq!(rooms.len(), 1, "{rooms:?}");
+    let room = &rooms[0];
+    assert_eq!(room.participants, vec![caller.sid.clone(), leg.sid.clone()]);
+    assert_eq!(
+        room.end_reason.as_deref(),
+        Some("participant-with-end-conference-on-exit-left")
+    );
+    let hits = server
+        .wait_hits(|h| {
+            h.iter().any(|h| {
+                h.path == "/conference" && h.param("StatusCallbackEvent") == Some("conference-end")
+            })
+        })
+        .await;
+    let events: Vec<(String, Option<String>, u32)> = hits
+        .iter()
+        .filter(|h| h.path == "/conference")
+        .map(|h| {
+            assert_eq!(h.param("ConferenceSid"), Some(room.sid.as_str()));
+            assert_eq!(h.param("FriendlyName"), Some("room-1"));
+            assert_eq!(h.param("AccountSid"), Some(ACCOUNT));
+            (
+                h.param("StatusCallbackEvent")
+                    .unwrap_or_default()
+                    .to_owned(),
+                h.param("CallSid").map(str::to_owned),
+                h.param("SequenceNumber")
+                    .and_then(|n| n.parse().ok())
+                    .expect("SequenceNumber"),
+            )
+        })
+        .collect();
+    let mut sequence: Vec<u32> = events.iter().map(|e| e.2).collect();
+    sequence.sort_unstable();
+    assert_eq!(
+        sequence,
+        (0..u32::try_from(events.len()).expect("few")).collect::<Vec<_>>()
+    );
+    for (event, call) in [
+        ("participant-join", Some(caller.sid.clone())),
+        ("participant-join", Some(leg.sid.clone())),
+        ("conference-start", None),
+        ("participant-leave", Some(leg.sid.clone())),
+        ("participant-leave", Some(caller.sid.clone())),
+        ("conference-end", None),
+    ] {
+        assert!(
+            events.iter().any(|e| e.0 == event && e.1 == call),
+            "{event} {call:?} missing: {events:?}"
+        );
+    }
+    server.assert_all_signed();
 }
