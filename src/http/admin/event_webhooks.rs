@@ -47,7 +47,7 @@ pub struct EventWebhookRequest {
     /// Event names delivered (omit for every event): `voice.call.started`,
     /// `voice.call.completed`, `voice.call.escalated`, `voice.callback.created`,
     /// `voice.session.evaluated`, `voice.webhook.delivery_failed`, `voice.rollout.rolled_back`,
-    /// `voice.rollout.promoted`.
+    /// `voice.rollout.promoted`, `voice.recording.completed`.
     #[schema(schema_with = event_names)]
     pub events: Option<Vec<String>>,
 }
