@@ -132,6 +132,20 @@ async fn a_recorded_call_is_stored_listed_downloaded_and_deleted(backend: Backen
         .await
         .expect("json");
     assert_eq!(route["recording_policy"], "on");
+    for (policy, shown) in [(json!(null), json!(null)), (json!("on"), json!("on"))] {
+        let resp = app
+            .admin(
+                Method::PATCH,
+                &format!("/api/v1/admin/phone-routes/{}", t.route_id),
+            )
+            .json(&json!({ "recording_policy": policy }))
+            .send()
+            .await
+            .expect("patch");
+        assert_eq!(resp.status(), 200);
+        let route: Value = resp.json().await.expect("json");
+        assert_eq!(route["recording_policy"], shown);
+    }
 
     let sid = recorded_call(&app, &sim, &t).await;
     let log = app.call_log(&t.key, &sid).await;

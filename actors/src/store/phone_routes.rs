@@ -95,7 +95,6 @@ impl Store {
             .bind(route.recording_policy.map(crate::recording::RecordingPolicy::as_str))
             .bind(route.created_at)
             .bind(route.updated_at)
-            .bind(route.recording_policy.map(crate::recording::RecordingPolicy::as_str))
             .execute(&mut *tx)
             .await?;
             insert_audit!(&mut *tx, audit)?;
@@ -129,6 +128,7 @@ impl Store {
             .bind(route.max_concurrent_calls)
             .bind(serde_json::to_string(&route.test_callers).unwrap_or_else(|_| "[]".into()))
             .bind(route.updated_at)
+            .bind(route.recording_policy.map(crate::recording::RecordingPolicy::as_str))
             .execute(&mut *tx)
             .await?;
             insert_audit!(&mut *tx, audit)?;

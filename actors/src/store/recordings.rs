@@ -139,7 +139,7 @@ pub enum RecordingUpsert {
     /// written with it).
     Applied {
         /// The row.
-        recording: RecordingRecord,
+        recording: Box<RecordingRecord>,
         /// This callback completed it.
         completed_now: bool,
     },
@@ -248,7 +248,7 @@ impl Store {
                         let _queued = insert_event!(&mut *tx, &new_event);
                     }
                     tx.commit().await?;
-                    RecordingUpsert::Applied { recording, completed_now }
+                    RecordingUpsert::Applied { recording: Box::new(recording), completed_now }
                 }
             }
         });

@@ -271,6 +271,9 @@ pub(crate) fn resource(
     Ok((204, Value::Null))
 }
 
+/// A media answer: status, headers, body.
+pub(crate) type MediaAnswer = (u16, Vec<(&'static str, String)>, Vec<u8>);
+
 /// `GET Recordings/{Sid}.wav`: the WAV, or the `Range` asked for. `Err` for a JSON error.
 pub(crate) fn media(
     shared: &Shared,
@@ -278,7 +281,7 @@ pub(crate) fn media(
     sid: &str,
     path: &str,
     range: Option<&str>,
-) -> Result<(u16, Vec<(&'static str, String)>, Vec<u8>), ApiError> {
+) -> Result<MediaAnswer, ApiError> {
     let wav = {
         let recordings = lock(&shared.recordings);
         let r = recordings
