@@ -450,8 +450,8 @@ impl Store {
                 });
             }
         };
-        let attempts: Vec<(i64, AttemptRow)> = on_pool!(self, pool => {
-            let rows: Vec<AttemptRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let attempt_rows: Vec<AttemptRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {} FROM campaign_attempts a JOIN campaign_contacts c ON c.id = a.contact_id \
                  WHERE a.campaign_id = $1 AND a.tenant_id = $2 AND c.position BETWEEN $3 AND $4 \
                  ORDER BY a.attempt",
@@ -466,11 +466,10 @@ impl Store {
             .bind(first)
             .bind(last)
             .fetch_all(pool)
-            .await?;
-            rows.into_iter().map(|r| (0, r)).collect()
+            .await?
         });
         let mut items = Vec::with_capacity(rows.len());
-        let mut attempts: Vec<Attempt> = attempts.into_iter().map(|(_, r)| r.into()).collect();
+        let mut attempts: Vec<Attempt> = attempt_rows.into_iter().map(Attempt::from).collect();
         for row in rows {
             let contact = Contact::try_from(row)?;
             let (mine, rest): (Vec<Attempt>, Vec<Attempt>) = attempts
