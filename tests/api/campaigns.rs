@@ -22,6 +22,7 @@ backend_tests!(
     the_tenant_limit_holds_and_its_refusals_are_tried_again,
     no_answers_are_retried_with_the_spacing_and_dnc_contacts_skipped,
     a_restarted_node_resumes_the_campaign_without_dialing_twice,
+    two_nodes_share_a_campaign_and_each_attempt_is_claimed_once,
 );
 
 const NUMBER: &str = "+14155550100";
@@ -586,5 +587,34 @@ async fn the_tenant_limit_holds_and_its_refusals_are_tried_again(backend: Backen
     assert_eq!(done["progress"]["attempts"], n, "{done}");
     assert_eq!(done["progress"]["outcomes"]["busy"], n, "{done}");
     assert!(dialed(&sim).values().all(|&k| k == 1));
+    app.stop().await;
+}
+
+async fn two_nodes_share_a_campaign_and_each_attempt_is_claimed_once(backend: Backend) {
+    let (app, sim, t) = setup(backend, busy_carrier(Duration::from_millis(50)), |_| {}).await;
+    let carrier = sim.base_url();
+    let second = app
+        .another_node(move |raw| raw.set("TWILIO_API_BASE_URL", carrier))
+        .await;
+    let n = 40;
+    let list: Vec<Value> = (0..n).map(|i| json!({"phone": phone(i)})).collect();
+    let mut body = base_campaign(list, 600, 20);
+    body["start"] = json!(true);
+    // Created on one node, dialed by both.
+    let c = created(&second, &t.key, body).await;
+    let id = c["id"].as_str().expect("id");
+    let done = await_status(&app, &t.key, id, "completed", Duration::from_secs(60)).await;
+    assert_eq!(done["progress"]["attempts"], n, "{done}");
+    let seen = dialed(&sim);
+    assert_eq!(seen.len(), n);
+    assert!(seen.values().all(|&k| k == 1), "{seen:?}");
+    // The pacing is the campaign's, not each node's.
+    let mut calls = sim.calls();
+    calls.sort_by_key(|c| c.created_at);
+    let span = calls[n - 1].created_at - calls[0].created_at;
+    let per_minute = (n - 1) as f64 * 60_000.0 / span.num_milliseconds() as f64;
+    assert!(per_minute <= 660.0, "{per_minute:.1} calls per minute");
+    assert_eq!(campaign_events(&app).await.len(), 1);
+    second.stop().await;
     app.stop().await;
 }
