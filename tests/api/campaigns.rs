@@ -19,8 +19,10 @@ backend_tests!(
     campaigns_are_validated_and_tenant_scoped,
     a_campaign_paces_its_calls_over_the_minute,
     a_campaign_never_exceeds_max_concurrent,
+    the_tenant_limit_holds_and_its_refusals_are_tried_again,
     no_answers_are_retried_with_the_spacing_and_dnc_contacts_skipped,
     a_restarted_node_resumes_the_campaign_without_dialing_twice,
+    two_nodes_share_a_campaign_and_each_attempt_is_claimed_once,
 );
 
 const NUMBER: &str = "+14155550100";
@@ -543,5 +545,76 @@ async fn a_restarted_node_resumes_the_campaign_without_dialing_twice(backend: Ba
         "{cs:?}"
     );
     assert_eq!(campaign_events(&app).await.len(), 1);
+    app.stop().await;
+}
+
+async fn the_tenant_limit_holds_and_its_refusals_are_tried_again(backend: Backend) {
+    let (app, sim, t) = setup(backend, busy_carrier(Duration::from_millis(300)), |_| {}).await;
+    app.admin(
+        Method::PATCH,
+        &format!("/api/v1/admin/tenants/{}", t.tenant_id),
+    )
+    .json(&json!({"max_concurrent_calls": 1}))
+    .send()
+    .await
+    .expect("patch tenant")
+    .error_for_status()
+    .expect("tenant limit set");
+    let n = 5;
+    let list: Vec<Value> = (0..n).map(|i| json!({"phone": phone(i)})).collect();
+    // The campaign would allow 5 at once; the tenant allows 1.
+    let mut body = base_campaign(list, 600, 5);
+    body["start"] = json!(true);
+    let c = created(&app, &t.key, body).await;
+    let id = c["id"].as_str().expect("id").to_owned();
+    let mut most = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        most = most.max(sim.calls().iter().filter(|c| !c.finished).count());
+        let status: Value = get(&app, &t.key, &format!("/api/v1/campaigns/{id}"))
+            .await
+            .json()
+            .await
+            .expect("json");
+        if status["status"] == "completed" {
+            break status;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{status}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(most, 1, "the tenant's limit held");
+    // Every contact was dialed once; a refusal for the limit was not an attempt.
+    assert_eq!(done["progress"]["attempts"], n, "{done}");
+    assert_eq!(done["progress"]["outcomes"]["busy"], n, "{done}");
+    assert!(dialed(&sim).values().all(|&k| k == 1));
+    app.stop().await;
+}
+
+async fn two_nodes_share_a_campaign_and_each_attempt_is_claimed_once(backend: Backend) {
+    let (app, sim, t) = setup(backend, busy_carrier(Duration::from_millis(50)), |_| {}).await;
+    let carrier = sim.base_url();
+    let second = app
+        .another_node(move |raw| raw.set("TWILIO_API_BASE_URL", carrier))
+        .await;
+    let n = 40;
+    let list: Vec<Value> = (0..n).map(|i| json!({"phone": phone(i)})).collect();
+    let mut body = base_campaign(list, 600, 20);
+    body["start"] = json!(true);
+    // Created on one node, dialed by both.
+    let c = created(&second, &t.key, body).await;
+    let id = c["id"].as_str().expect("id");
+    let done = await_status(&app, &t.key, id, "completed", Duration::from_secs(60)).await;
+    assert_eq!(done["progress"]["attempts"], n, "{done}");
+    let seen = dialed(&sim);
+    assert_eq!(seen.len(), n);
+    assert!(seen.values().all(|&k| k == 1), "{seen:?}");
+    // The pacing is the campaign's, not each node's.
+    let mut calls = sim.calls();
+    calls.sort_by_key(|c| c.created_at);
+    let span = calls[n - 1].created_at - calls[0].created_at;
+    let per_minute = (n - 1) as f64 * 60_000.0 / span.num_milliseconds() as f64;
+    assert!(per_minute <= 660.0, "{per_minute:.1} calls per minute");
+    assert_eq!(campaign_events(&app).await.len(), 1);
+    second.stop().await;
     app.stop().await;
 }

@@ -268,3 +268,88 @@ async fn sandbox_call_uses_the_tool_escalates_and_falls_back_to_a_callback_task(
     }
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_demo_campaign_starts_from_the_banner_and_reaches_all_three_contacts() {
+    crate::helpers::logs();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut raw = RawSettings::default();
+    raw.set("BIND_ADDR", "127.0.0.1:0");
+    raw.set(
+        "DATABASE_URL",
+        format!("sqlite://{}", dir.path().join("sandbox.db").display()),
+    );
+    raw.set("ADMIN_API_KEY", crate::helpers::ADMIN_KEY);
+    raw.set("MASTER_KEY", crate::helpers::MASTER_KEY);
+    let sims = sandbox::start(&mut raw).await.expect("simulators");
+    let config = Config::parse(&raw).expect("config");
+    let app = Application::build(config.clone()).await.expect("app");
+    let base = format!("http://{}", app.local_addr());
+    let state = app.state();
+    let first = sandbox::seed(&state, &sims).await.expect("seed");
+    // Seeding again reuses the draft campaign.
+    let seeded = sandbox::seed(&state, &sims).await.expect("seed again");
+    assert_eq!(first.campaign_id, seeded.campaign_id);
+    let id = seeded.campaign_id.clone();
+    let banner = sandbox::banner(&config, &seeded, &base);
+    let resume = format!("{base}/api/v1/campaigns/{id}/resume");
+    assert!(banner.contains(&resume), "{banner}");
+    let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
+
+    let client = reqwest::Client::new();
+    let started: Value = client
+        .post(&resume)
+        .bearer_auth(&seeded.api_key)
+        .send()
+        .await
+        .expect("resume")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(started["status"], "running", "{started}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let done = loop {
+        let c: Value = client
+            .get(format!("{base}/api/v1/campaigns/{id}"))
+            .bearer_auth(&seeded.api_key)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        if c["status"] == "completed" {
+            break c;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{c}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(done["progress"]["completed"], 1, "{done}");
+    assert_eq!(done["progress"]["exhausted"], 2, "{done}");
+    let contacts: Value = client
+        .get(format!("{base}/api/v1/campaigns/{id}/contacts"))
+        .bearer_auth(&seeded.api_key)
+        .send()
+        .await
+        .expect("contacts")
+        .json()
+        .await
+        .expect("json");
+    let of = |phone: &str| {
+        contacts["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .find(|c| c["phone"] == phone)
+            .expect("contact")
+            .clone()
+    };
+    let person = of(sandbox::CAMPAIGN_HUMAN);
+    assert_eq!(person["last_outcome"], "answered", "{person}");
+    let machine = of(sandbox::CAMPAIGN_MACHINE);
+    assert_eq!(machine["last_outcome"], "machine", "{machine}");
+    let nobody = of(sandbox::CAMPAIGN_NO_ANSWER);
+    assert_eq!(nobody["last_outcome"], "no_answer", "{nobody}");
+    assert_eq!(nobody["attempts"].as_array().expect("attempts").len(), 2);
+    server.abort();
+}

@@ -205,6 +205,7 @@ impl Run {
                 continue;
             }
             // At most a second's worth of slots per round and campaign.
+            let mut claimed_any = false;
             for _ in 0..(campaign.calls_per_minute / 60 + 2) {
                 let now = now_ms();
                 match store
@@ -216,13 +217,20 @@ impl Run {
                     )
                     .await?
                 {
-                    Some(claimed) => self.spawn(attempts, claimed),
+                    Some(claimed) => {
+                        claimed_any = true;
+                        self.spawn(attempts, claimed);
+                    }
                     None => break,
                 }
             }
-            let interval = 60_000 / campaign.calls_per_minute.max(1);
-            let soon = now_ms() + interval / 2;
-            next = Some(next.map_or(soon, |n| n.min(soon)));
+            // Its next slot is at least half an interval away; a campaign held back by its
+            // concurrency or with nothing due is looked at again on the tick.
+            if claimed_any {
+                let interval = 60_000 / campaign.calls_per_minute.max(1);
+                let soon = now_ms() + interval / 2;
+                next = Some(next.map_or(soon, |n| n.min(soon)));
+            }
         }
         Ok(next)
     }
@@ -456,9 +464,17 @@ async fn attempt(
                 )
                 .await?;
         }
-        // Another placement of this key is still preparing (or died preparing): the lease
-        // expires and the attempt is claimed again.
-        None => {}
+        // Another placement of this key is still preparing (or died preparing, and its key
+        // is abandoned within a minute): held for another lease, then looked at again.
+        None => {
+            store
+                .campaign_attempt_extend(
+                    &claimed.id,
+                    &claimed.lease_token,
+                    now_ms() + ms(settings.lease),
+                )
+                .await?;
+        }
     }
     Ok(())
 }

@@ -450,8 +450,8 @@ impl Store {
                 });
             }
         };
-        let attempts: Vec<(i64, AttemptRow)> = on_pool!(self, pool => {
-            let rows: Vec<AttemptRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        let attempt_rows: Vec<AttemptRow> = on_pool!(self, pool => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "SELECT {} FROM campaign_attempts a JOIN campaign_contacts c ON c.id = a.contact_id \
                  WHERE a.campaign_id = $1 AND a.tenant_id = $2 AND c.position BETWEEN $3 AND $4 \
                  ORDER BY a.attempt",
@@ -466,11 +466,10 @@ impl Store {
             .bind(first)
             .bind(last)
             .fetch_all(pool)
-            .await?;
-            rows.into_iter().map(|r| (0, r)).collect()
+            .await?
         });
         let mut items = Vec::with_capacity(rows.len());
-        let mut attempts: Vec<Attempt> = attempts.into_iter().map(|(_, r)| r.into()).collect();
+        let mut attempts: Vec<Attempt> = attempt_rows.into_iter().map(Attempt::from).collect();
         for row in rows {
             let contact = Contact::try_from(row)?;
             let (mine, rest): (Vec<Attempt>, Vec<Attempt>) = attempts
@@ -941,5 +940,216 @@ impl Store {
             }
         }
         Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::campaign::{CampaignSpec, ContactSpec, validate};
+    use crate::store::IdempotencyBegin;
+
+    async fn running(
+        store: &Store,
+        tenant: &TenantId,
+        contacts: usize,
+        cpm: i64,
+        max: i64,
+    ) -> Campaign {
+        let spec = CampaignSpec {
+            name: "c".into(),
+            agent_key: None,
+            agent_version_id: None,
+            from: None,
+            contacts: (0..contacts)
+                .map(|i| ContactSpec {
+                    phone: format!("+1555400{i:04}"),
+                    variables: None,
+                    external_id: None,
+                })
+                .collect(),
+            calling_windows: None,
+            calls_per_minute: cpm,
+            max_concurrent: max,
+            retry: RetryPolicy::default(),
+            machine_detection: None,
+            start: true,
+        };
+        let new = validate(tenant, spec).expect("valid");
+        store.create_campaign(&new, 1_000).await.expect("create");
+        store
+            .get_campaign(tenant, &new.id)
+            .await
+            .expect("get")
+            .expect("campaign")
+    }
+
+    #[tokio::test]
+    async fn a_slot_goes_to_one_claim_and_pacing_and_concurrency_hold() {
+        let store = crate::store::fixtures::store().await;
+        let tenant = crate::store::fixtures::tenant(&store).await;
+        let other = crate::store::fixtures::tenant(&store).await;
+        let c = running(&store, &tenant, 5, 60, 2).await;
+        // Another tenant does not see it.
+        assert!(
+            store
+                .get_campaign(&other, &c.id)
+                .await
+                .expect("get")
+                .is_none()
+        );
+        let now = 10_000;
+        let first = store
+            .claim_campaign_attempt(&c, now, now + 30_000, "a")
+            .await
+            .expect("claim")
+            .expect("a slot is due");
+        assert_eq!(first.attempt, 1);
+        assert_eq!(
+            first.key,
+            crate::campaign::attempt_key(&c.id, &first.contact.id, 1)
+        );
+        // The same moment again (another node): the slot is taken.
+        assert!(
+            store
+                .claim_campaign_attempt(&c, now, now + 30_000, "b")
+                .await
+                .expect("claim")
+                .is_none()
+        );
+        // After an idle spell the next slot is half an interval (1 s at 60 a minute) later,
+        // then one interval after each.
+        assert!(
+            store
+                .claim_campaign_attempt(&c, now + 499, now + 30_000, "b")
+                .await
+                .expect("claim")
+                .is_none()
+        );
+        let second = store
+            .claim_campaign_attempt(&c, now + 500, now + 30_000, "b")
+            .await
+            .expect("claim")
+            .expect("next slot");
+        assert_ne!(first.contact.id, second.contact.id);
+        // Two attempts live: max_concurrent holds, whenever the slot is due.
+        assert!(
+            store
+                .claim_campaign_attempt(&c, now + 5_000, now + 30_000, "c")
+                .await
+                .expect("claim")
+                .is_none()
+        );
+        let p = store.campaign_progress(&c.id).await.expect("progress");
+        assert_eq!((p.pending, p.in_progress, p.attempts), (3, 2, 2));
+    }
+
+    #[tokio::test]
+    async fn an_attempt_claimed_again_finds_the_call_placed_under_its_key() {
+        let store = crate::store::fixtures::store().await;
+        let tenant = crate::store::fixtures::tenant(&store).await;
+        let c = running(&store, &tenant, 2, 600, 5).await;
+        let now = crate::time::now_ms();
+        // Claimed by a node that then died: its lease is already over.
+        let placed = store
+            .claim_campaign_attempt(&c, now, now - 1, "dead")
+            .await
+            .expect("claim")
+            .expect("claimed");
+        let unplaced = store
+            .claim_campaign_attempt(&c, now + 100, now - 1, "dead")
+            .await
+            .expect("claim")
+            .expect("claimed");
+        // The first got as far as recording its call under its key; the second never
+        // reached the outbound module.
+        assert_eq!(
+            store
+                .idempotency_begin(&tenant, &placed.key, "h", 60_000)
+                .await
+                .expect("begin"),
+            IdempotencyBegin::Started
+        );
+        let mut call = crate::store::fixtures::call(&tenant);
+        call.call_sid = None;
+        store
+            .idempotency_attach(&tenant, &placed.key, &call.id)
+            .await
+            .expect("attach");
+        store
+            .admit_call(&call, i64::MAX, None, 0)
+            .await
+            .expect("admit");
+
+        let again = store
+            .reclaim_campaign_attempts(now + 200, now + 30_000, "alive", 10)
+            .await
+            .expect("reclaim");
+        assert_eq!(again.len(), 2);
+        let first = again
+            .iter()
+            .find(|a| a.id == placed.id)
+            .expect("placed one");
+        assert_eq!(first.key, placed.key, "the same key: the same placement");
+        // Its key is still in progress and names the recorded call: the attempt is that call.
+        assert_eq!(
+            store
+                .idempotency_begin(&tenant, &first.key, "h", 60_000)
+                .await
+                .expect("begin"),
+            IdempotencyBegin::InProgress
+        );
+        assert_eq!(
+            store
+                .idempotency_recorded_call(&tenant, &first.key)
+                .await
+                .expect("lookup"),
+            Some(call.id.clone())
+        );
+        assert!(
+            store
+                .campaign_attempt_placed(&first.id, "alive", &call.id)
+                .await
+                .expect("placed")
+        );
+        // The dead node's lease is gone: its late write changes nothing.
+        assert!(
+            !store
+                .campaign_attempt_placed(&first.id, "dead", &call.id)
+                .await
+                .expect("placed")
+        );
+        // The other has no call under its key: it is placed from scratch.
+        let second = again
+            .iter()
+            .find(|a| a.id == unplaced.id)
+            .expect("unplaced one");
+        assert_eq!(
+            store
+                .idempotency_begin(&tenant, &second.key, "h", 60_000)
+                .await
+                .expect("begin"),
+            IdempotencyBegin::Started
+        );
+        assert!(
+            store
+                .idempotency_recorded_call(&tenant, &second.key)
+                .await
+                .expect("lookup")
+                .is_none()
+        );
+        // A placement refused for a limit gives the attempt back, uncounted.
+        store
+            .idempotency_forget_unplaced(&tenant, &second.key)
+            .await
+            .expect("forget");
+        assert!(
+            store
+                .campaign_attempt_not_placed(&second.id, &second.contact.id, "alive", now + 2_000)
+                .await
+                .expect("given back")
+        );
+        let p = store.campaign_progress(&c.id).await.expect("progress");
+        assert_eq!((p.pending, p.in_progress, p.attempts), (1, 1, 1));
     }
 }
