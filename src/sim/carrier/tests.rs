@@ -1162,6 +1162,8 @@ fn detection_results_by_mode_and_timeout() {
         at("machine_end_beep", &spec(true, Some(3))),
         ("unknown".into(), ms(3000))
     );
+}
+
 /// A conference as a warm transfer uses it: the caller waits on hold audio until an
 /// operator called through `Calls.json` with `Url=` hears the `<Gather>`'s `<Say>`, presses
 /// 1 and joins with `startConferenceOnEnter`; the operator's exit ends it for both. Every
