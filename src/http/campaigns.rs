@@ -28,7 +28,7 @@ use super::{ApiError, ErrorResponse};
 /// One contact of a new campaign.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ContactRequest {
+pub struct CampaignContactRequest {
     /// Callee, E.164.
     #[schema(format = "e164")]
     pub phone: String,
@@ -44,7 +44,7 @@ pub struct ContactRequest {
 /// Pacing of a campaign.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PacingDto {
+pub struct CampaignPacingDto {
     /// Calls started per minute, spread evenly over the minute (1–600).
     #[schema(minimum = 1, maximum = 600)]
     pub calls_per_minute: i64,
@@ -56,7 +56,7 @@ pub struct PacingDto {
 /// How one outcome is retried.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RetryRuleDto {
+pub struct CampaignRetryRuleDto {
     /// Dialed attempts a contact may have in all when its last attempt ended this way
     /// (1–10; 1: no retry).
     #[schema(minimum = 1, maximum = 10)]
@@ -69,26 +69,26 @@ pub struct RetryRuleDto {
 /// The retry policy per outcome (an outcome left out is not retried).
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RetryDto {
+pub struct CampaignRetryDto {
     /// Nobody answered.
-    pub no_answer: Option<RetryRuleDto>,
+    pub no_answer: Option<CampaignRetryRuleDto>,
     /// The line was busy.
-    pub busy: Option<RetryRuleDto>,
+    pub busy: Option<CampaignRetryRuleDto>,
     /// An answering machine answered.
-    pub machine: Option<RetryRuleDto>,
+    pub machine: Option<CampaignRetryRuleDto>,
     /// The call failed.
-    pub failed: Option<RetryRuleDto>,
+    pub failed: Option<CampaignRetryRuleDto>,
 }
 
-fn rule(r: Option<RetryRuleDto>) -> RetryRule {
+fn rule(r: Option<CampaignRetryRuleDto>) -> RetryRule {
     r.map_or_else(RetryRule::default, |r| RetryRule {
         max_attempts: r.max_attempts,
         spacing_seconds: r.spacing_seconds,
     })
 }
 
-fn rule_dto(r: RetryRule) -> Option<RetryRuleDto> {
-    Some(RetryRuleDto {
+fn rule_dto(r: RetryRule) -> Option<CampaignRetryRuleDto> {
+    Some(CampaignRetryRuleDto {
         max_attempts: r.max_attempts,
         spacing_seconds: r.spacing_seconds,
     })
@@ -97,7 +97,7 @@ fn rule_dto(r: RetryRule) -> Option<RetryRuleDto> {
 /// What a call does when an answering machine answers.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum MachineActionDto {
+pub enum CampaignMachineActionDto {
     /// Wait for the beep and leave the version's voicemail message.
     Voicemail,
     /// Hang up at once.
@@ -109,9 +109,9 @@ pub enum MachineActionDto {
 /// Answering-machine detection of every call of the campaign.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct MachineDetectionDto {
+pub struct CampaignMachineDetectionDto {
     /// The action on a machine.
-    pub action: MachineActionDto,
+    pub action: CampaignMachineActionDto,
 }
 
 /// Body of `POST /api/v1/campaigns`.
@@ -132,23 +132,23 @@ pub struct CreateCampaignRequest {
     pub from: Option<String>,
     /// The contacts (1–10,000, each number once).
     #[schema(min_items = 1, max_items = 10000)]
-    pub contacts: Vec<ContactRequest>,
+    pub contacts: Vec<CampaignContactRequest>,
     /// Weekly windows in a time zone when contacts are dialed (the pre-dial policy's
     /// calling hours apply as well); omit to dial whenever the policy allows.
     pub calling_windows: Option<BusinessHoursDto>,
     /// Pacing.
-    pub pacing: PacingDto,
+    pub pacing: CampaignPacingDto,
     /// Retries per outcome (default: none).
-    pub retry: Option<RetryDto>,
+    pub retry: Option<CampaignRetryDto>,
     /// Answering-machine detection.
-    pub machine_detection: Option<MachineDetectionDto>,
+    pub machine_detection: Option<CampaignMachineDetectionDto>,
     /// Start dialing now (`running`); default false (`draft`, started by `resume`).
     pub start: Option<bool>,
 }
 
 /// Counts of a campaign's contacts and attempts.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ProgressView {
+pub struct CampaignProgressView {
     /// Contacts waiting for an attempt.
     pub pending: i64,
     /// Contacts with an attempt claimed or live.
@@ -167,9 +167,9 @@ pub struct ProgressView {
     pub outcomes: std::collections::BTreeMap<String, i64>,
 }
 
-impl From<Progress> for ProgressView {
+impl From<Progress> for CampaignProgressView {
     fn from(p: Progress) -> Self {
-        ProgressView {
+        CampaignProgressView {
             pending: p.pending,
             in_progress: p.in_progress,
             completed: p.completed,
@@ -197,17 +197,17 @@ pub struct CampaignView {
     /// Caller id.
     pub from: Option<String>,
     /// Answering-machine detection.
-    pub machine_detection: Option<MachineDetectionDto>,
+    pub machine_detection: Option<CampaignMachineDetectionDto>,
     /// Calling windows.
     pub calling_windows: Option<BusinessHoursDto>,
     /// Pacing.
-    pub pacing: PacingDto,
+    pub pacing: CampaignPacingDto,
     /// Retries.
-    pub retry: RetryDto,
+    pub retry: CampaignRetryDto,
     /// Contacts.
     pub contacts_total: i64,
     /// Progress.
-    pub progress: ProgressView,
+    pub progress: CampaignProgressView,
     /// RFC 3339.
     pub created_at: String,
     /// RFC 3339.
@@ -224,19 +224,19 @@ fn campaign_view(c: Campaign, p: Progress) -> CampaignView {
         agent_key: c.agent_key,
         agent_version_id: c.agent_version_id,
         from: c.from,
-        machine_detection: c.machine_detection.map(|m| MachineDetectionDto {
+        machine_detection: c.machine_detection.map(|m| CampaignMachineDetectionDto {
             action: match m {
-                MachineAction::Voicemail => MachineActionDto::Voicemail,
-                MachineAction::Hangup => MachineActionDto::Hangup,
-                MachineAction::Continue => MachineActionDto::Continue,
+                MachineAction::Voicemail => CampaignMachineActionDto::Voicemail,
+                MachineAction::Hangup => CampaignMachineActionDto::Hangup,
+                MachineAction::Continue => CampaignMachineActionDto::Continue,
             },
         }),
         calling_windows: c.calling_windows.map(|w| w.to_spec().into()),
-        pacing: PacingDto {
+        pacing: CampaignPacingDto {
             calls_per_minute: c.calls_per_minute,
             max_concurrent: c.max_concurrent,
         },
-        retry: RetryDto {
+        retry: CampaignRetryDto {
             no_answer: rule_dto(c.retry.no_answer),
             busy: rule_dto(c.retry.busy),
             machine: rule_dto(c.retry.machine),
@@ -252,7 +252,7 @@ fn campaign_view(c: Campaign, p: Progress) -> CampaignView {
 
 /// One attempt of a contact.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct AttemptView {
+pub struct CampaignAttemptView {
     /// 1-based.
     pub attempt: i64,
     /// `claimed` (being placed), `placed` (its call is live) or `settled`.
@@ -272,9 +272,9 @@ pub struct AttemptView {
     pub next_attempt_at: Option<String>,
 }
 
-impl From<Attempt> for AttemptView {
+impl From<Attempt> for CampaignAttemptView {
     fn from(a: Attempt) -> Self {
-        AttemptView {
+        CampaignAttemptView {
             attempt: a.attempt,
             state: a.state,
             call_id: a.call_id.map(|c| c.into_string()),
@@ -289,7 +289,7 @@ impl From<Attempt> for AttemptView {
 
 /// A contact with its attempts.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ContactView {
+pub struct CampaignContactView {
     /// Id (`cct_…`).
     pub id: String,
     /// Order in the campaign (0-based).
@@ -310,11 +310,11 @@ pub struct ContactView {
     /// RFC 3339, when the next attempt is due (pending contacts).
     pub next_attempt_at: Option<String>,
     /// Every attempt, in order.
-    pub attempts: Vec<AttemptView>,
+    pub attempts: Vec<CampaignAttemptView>,
 }
 
-fn contact_view(c: Contact, attempts: Vec<Attempt>) -> ContactView {
-    ContactView {
+fn contact_view(c: Contact, attempts: Vec<Attempt>) -> CampaignContactView {
+    CampaignContactView {
         id: c.id.into_string(),
         position: c.position,
         phone: c.phone,
@@ -325,7 +325,10 @@ fn contact_view(c: Contact, attempts: Vec<Attempt>) -> ContactView {
         skip_rule: c.skip_rule,
         next_attempt_at: (c.state == campaign::ContactState::Pending)
             .then(|| rfc3339(c.next_attempt_at)),
-        attempts: attempts.into_iter().map(AttemptView::from).collect(),
+        attempts: attempts
+            .into_iter()
+            .map(CampaignAttemptView::from)
+            .collect(),
     }
 }
 
@@ -397,9 +400,9 @@ pub async fn create_campaign(req: Request<AuthContext>) -> Result<Response, ApiE
             failed: rule(retry.failed),
         },
         machine_detection: r.machine_detection.map(|m| match m.action {
-            MachineActionDto::Voicemail => MachineAction::Voicemail,
-            MachineActionDto::Hangup => MachineAction::Hangup,
-            MachineActionDto::Continue => MachineAction::Continue,
+            CampaignMachineActionDto::Voicemail => MachineAction::Voicemail,
+            CampaignMachineActionDto::Hangup => MachineAction::Hangup,
+            CampaignMachineActionDto::Continue => MachineAction::Continue,
         }),
         start: r.start.unwrap_or(false),
     };
@@ -501,7 +504,7 @@ pub async fn cancel_campaign(req: Request<AuthContext, (String,)>) -> Result<Res
 /// A page of a campaign's contacts, in order, each with every attempt.
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}/contacts", tag = "runtime",
     params(("id" = String, Path, description = "Campaign id (`cmp_…`)"), CampaignPageParams),
-    responses((status = 200, body = Page<ContactView>), (status = 400, body = ErrorResponse),
+    responses((status = 200, body = Page<CampaignContactView>), (status = 400, body = ErrorResponse),
               (status = 401, body = ErrorResponse), (status = 403, body = ErrorResponse),
               (status = 404, body = ErrorResponse)))]
 pub async fn campaign_contacts(req: Request<AuthContext, (String,)>) -> Result<Response, ApiError> {

@@ -23,6 +23,8 @@ backend_tests!(
     no_answers_are_retried_with_the_spacing_and_dnc_contacts_skipped,
     a_restarted_node_resumes_the_campaign_without_dialing_twice,
     two_nodes_share_a_campaign_and_each_attempt_is_claimed_once,
+    pause_holds_new_attempts_until_resume_and_cancel_stops_them,
+    nobody_is_dialed_outside_the_calling_windows,
 );
 
 const NUMBER: &str = "+14155550100";
@@ -616,5 +618,116 @@ async fn two_nodes_share_a_campaign_and_each_attempt_is_claimed_once(backend: Ba
     assert!(per_minute <= 660.0, "{per_minute:.1} calls per minute");
     assert_eq!(campaign_events(&app).await.len(), 1);
     second.stop().await;
+    app.stop().await;
+}
+
+/// Waits for the next call the carrier creates, up to `within`.
+async fn next_call(
+    calls: &mut tokio::sync::broadcast::Receiver<String>,
+    within: Duration,
+) -> Option<String> {
+    tokio::time::timeout(within, calls.recv())
+        .await
+        .ok()
+        .and_then(Result::ok)
+}
+
+async fn pause_holds_new_attempts_until_resume_and_cancel_stops_them(backend: Backend) {
+    let (app, sim, t) = setup(backend, busy_carrier(Duration::from_millis(50)), |_| {}).await;
+    let mut calls = sim.subscribe_new_calls();
+    let n = 8;
+    let list: Vec<Value> = (0..n).map(|i| json!({"phone": phone(i)})).collect();
+    let mut body = base_campaign(list, 300, 1);
+    body["start"] = json!(true);
+    let c = created(&app, &t.key, body).await;
+    let id = c["id"].as_str().expect("id").to_owned();
+    let path = |a: &str| format!("/api/v1/campaigns/{id}/{a}");
+    assert!(
+        next_call(&mut calls, Duration::from_secs(10))
+            .await
+            .is_some()
+    );
+    let paused: Value = post(&app, &t.key, &path("pause"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(paused["status"], "paused");
+    // An attempt claimed just before the pause may still be placed; then nothing.
+    let _ = next_call(&mut calls, Duration::from_millis(300)).await;
+    let before = sim.calls().len();
+    assert!(
+        next_call(&mut calls, Duration::from_secs(1))
+            .await
+            .is_none(),
+        "a paused campaign dialed"
+    );
+    assert!(before < n);
+    let resumed: Value = post(&app, &t.key, &path("resume"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(resumed["status"], "running");
+    assert!(
+        next_call(&mut calls, Duration::from_secs(10))
+            .await
+            .is_some()
+    );
+    let cancelled: Value = post(&app, &t.key, &path("cancel"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(cancelled["status"], "cancelled");
+    let _ = next_call(&mut calls, Duration::from_millis(300)).await;
+    assert!(
+        next_call(&mut calls, Duration::from_secs(1))
+            .await
+            .is_none(),
+        "a cancelled campaign dialed"
+    );
+    let after: Value = get(&app, &t.key, &format!("/api/v1/campaigns/{id}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(after["status"], "cancelled", "it never completes");
+    assert!(
+        after["progress"]["pending"].as_i64().expect("pending") > 0,
+        "{after}"
+    );
+    assert!(sim.calls().len() < n);
+    assert!(dialed(&sim).values().all(|&k| k == 1));
+    app.stop().await;
+}
+
+async fn nobody_is_dialed_outside_the_calling_windows(backend: Backend) {
+    use chrono::Datelike;
+    let (app, sim, t) = setup(backend, busy_carrier(Duration::from_millis(50)), |_| {}).await;
+    let mut calls = sim.subscribe_new_calls();
+    // Open only on a day that is neither today nor tomorrow in UTC.
+    let day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        [(chrono::Utc::now().weekday().num_days_from_monday() as usize + 3) % 7];
+    let mut body = base_campaign(vec![json!({"phone": phone(1)})], 600, 1);
+    body["start"] = json!(true);
+    body["calling_windows"] =
+        json!({"timezone": "UTC", "windows": [{"days": [day], "open": "00:00", "close": "24:00"}]});
+    let c = created(&app, &t.key, body).await;
+    let id = c["id"].as_str().expect("id").to_owned();
+    assert!(
+        next_call(&mut calls, Duration::from_secs(1))
+            .await
+            .is_none(),
+        "dialed outside the window"
+    );
+    let now: Value = get(&app, &t.key, &format!("/api/v1/campaigns/{id}"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(now["status"], "running");
+    assert_eq!(now["progress"]["pending"], 1, "{now}");
+    assert_eq!(now["progress"]["attempts"], 0, "{now}");
     app.stop().await;
 }

@@ -28,7 +28,9 @@ use serde_json::json;
 use tokio::sync::{Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::{AttemptOutcome, Campaign, ContactState, NextStep, Progress, next_step};
+use super::{
+    AttemptOutcome, Campaign, CampaignStatus, ContactState, NextStep, Progress, next_step,
+};
 use crate::ids::CampaignId;
 use crate::notifier::{EventKind, envelope};
 use crate::store::{
@@ -381,7 +383,10 @@ async fn attempt(
         .idempotency_begin(tenant, &claimed.key, &hash, KEY_TTL_MS)
         .await?;
     let mut retry_after = settings.error_retry;
-    if begin == IdempotencyBegin::Started {
+    // An attempt claimed again after its campaign was paused or cancelled is not placed now
+    // (unless an earlier placement under its key was recorded: then it is that call).
+    let running = campaign.status == CampaignStatus::Running;
+    if begin == IdempotencyBegin::Started && running {
         let contact = &claimed.contact;
         let request = OutboundRequest {
             tenant_id: tenant.clone(),
