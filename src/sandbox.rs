@@ -52,6 +52,7 @@ use crate::config::{Config, RawSettings};
 use crate::http::AppState;
 use crate::sim::carrier::{
     CalleeBehaviour, CallerScript, CarrierConfig, CarrierSim, CarrierSimHandle, OperatorBehaviour,
+    WarmOperator,
 };
 use crate::sim::realtime::{
     RealtimeScript, RealtimeSim, RealtimeSimConfig, RealtimeSimHandle, ScriptTurn,
@@ -77,6 +78,10 @@ pub const CAMPAIGN_NAME: &str = "Sandbox demo campaign";
 pub const OPERATOR: &str = "+15005550020";
 /// The demo operator queue.
 pub const QUEUE: &str = "support";
+/// The demo warm-transfer queue: its operator hears a whispered summary and presses 1.
+pub const WARM_QUEUE: &str = "sales";
+/// The warm queue's number (its simulated operator accepts and talks for 2 s).
+pub const WARM_OPERATOR: &str = "+15005550021";
 /// The realtime simulator's API key.
 pub const REALTIME_KEY: &str = "sk-sandbox";
 const TENANT_NAME: &str = "Sandbox Demo";
@@ -122,15 +127,35 @@ fn demo_caller() -> CallerScript {
         .hang_up()
 }
 
+/// The demo campaign's person: asks about an order, then for someone in sales (a warm
+/// transfer), and waits on the line.
+fn campaign_caller() -> CallerScript {
+    CallerScript::default()
+        .silence(Duration::from_millis(3500))
+        .speak(Duration::from_millis(1200), "Where is my order A1234?")
+        .silence(Duration::from_millis(7000))
+        .speak(
+            Duration::from_millis(1000),
+            "Can I talk to someone in sales, please?",
+        )
+        .silence(Duration::from_millis(30_000))
+        .hang_up()
+}
+
+/// The demo caller's first question: the `order_status` tool, then the answer.
+fn order_turn() -> ScriptTurn {
+    ScriptTurn::call_tool(
+        "Where is my order A1234?",
+        "order_status",
+        serde_json::json!({"order_id": "A1234"}),
+        "Your order A1234 has shipped with UPS and should arrive on Tuesday. Anything else?",
+    )
+}
+
 /// What the simulated model does with the demo caller's turns.
 fn demo_model() -> RealtimeScript {
     RealtimeScript::new(vec![
-        ScriptTurn::call_tool(
-            "Where is my order A1234?",
-            "order_status",
-            serde_json::json!({"order_id": "A1234"}),
-            "Your order A1234 has shipped with UPS and should arrive on Tuesday. Anything else?",
-        ),
+        order_turn(),
         ScriptTurn::call_tool(
             "Can I talk to a person, please?",
             "transfer_to_human",
@@ -138,6 +163,20 @@ fn demo_model() -> RealtimeScript {
             "Of course. I'm transferring you to a colleague now, please stay on the line.",
         ),
     ])
+    // The demo campaign's person (their contact's variables are in the session's
+    // instructions) asks for sales: a warm transfer.
+    .with_variant(
+        r#""who":"person""#,
+        vec![
+            order_turn(),
+            ScriptTurn::call_tool(
+                "Can I talk to someone in sales, please?",
+                "transfer_to_human",
+                serde_json::json!({"reason": "The caller asked for sales.", "queue": WARM_QUEUE}),
+                "Sure, I'll introduce you to a colleague in sales. Please hold.",
+            ),
+        ],
+    )
 }
 
 /// The demo agent's contract: one webhook tool, the built-ins, escalation rules.
@@ -265,7 +304,13 @@ pub async fn start(raw: &mut RawSettings) -> anyhow::Result<Sandbox> {
         .context("cannot start the carrier simulator")?;
     carrier.set_callee_script(CALLEE, demo_caller());
     carrier.set_operator(OPERATOR, OperatorBehaviour::Busy);
-    carrier.set_callee_script(CAMPAIGN_HUMAN, demo_caller());
+    carrier.set_callee_script(CAMPAIGN_HUMAN, campaign_caller());
+    carrier.set_warm_operator(
+        WARM_OPERATOR,
+        WarmOperator::Accept {
+            talk: Duration::from_secs(2),
+        },
+    );
     carrier.set_answered_by(CAMPAIGN_MACHINE, "machine_end_beep");
     carrier.set_callee(
         CAMPAIGN_NO_ANSWER,
@@ -502,6 +547,27 @@ pub async fn seed(state: &AppState, sandbox: &Sandbox) -> anyhow::Result<Seeded>
             voicemail_message: None,
             announcement: Some(String::from("Connecting you to the support team.")),
             transfer_mode: actors::operator::TransferMode::Cold,
+            hold_music_url: None,
+        };
+        actors::operator::queues::create(&state.store, &tenant.id, spec, meta()).await?;
+    }
+    if state
+        .store
+        .get_queue_by_name(&tenant.id, WARM_QUEUE)
+        .await?
+        .is_none()
+    {
+        let spec = QueueSpec {
+            name: WARM_QUEUE.to_owned(),
+            numbers: vec![WARM_OPERATOR.to_owned()],
+            caller_id: None,
+            ring_timeout_seconds: 15,
+            business_hours: None,
+            when_closed: QueueFallback::CallbackTask,
+            when_unanswered: QueueFallback::CallbackTask,
+            voicemail_message: None,
+            announcement: Some(String::from("Please hold while I connect you to sales.")),
+            transfer_mode: actors::operator::TransferMode::Warm,
             hold_music_url: None,
         };
         actors::operator::queues::create(&state.store, &tenant.id, spec, meta()).await?;

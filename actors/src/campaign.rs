@@ -342,28 +342,9 @@ pub fn next_step(
     }
 }
 
-/// How calls detect answering machines (the object form of make-call's field, stored as
-/// given; the carrier's mode derived from it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MachineAction {
-    /// Wait for the beep and leave the version's voicemail message.
-    Voicemail,
-    /// Hang up at once on a machine.
-    Hangup,
-    /// Go on with the conversation.
-    Continue,
-}
-
-impl MachineAction {
-    /// The carrier's detection mode for this action.
-    pub fn carrier_mode(self) -> &'static str {
-        match self {
-            MachineAction::Voicemail => "DetectMessageEnd",
-            MachineAction::Hangup | MachineAction::Continue => "Enable",
-        }
-    }
-}
+/// What a campaign's calls do when a machine answers: make-call's answering-machine action
+/// (`machine_detection.action`), stored as its API form.
+pub use crate::telephony::amd::AmdAction as MachineAction;
 
 /// One contact to call.
 #[derive(Debug, Clone, PartialEq)]

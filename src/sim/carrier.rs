@@ -61,9 +61,8 @@ pub use config::{
 };
 pub use state::{
     CallDirection, CallEvent, CallSnapshot, CallStatus, ConferenceRecord, DialOutcome,
-    MachineRecording, MediaStats,
-    MessageRecord, RequestRecord, StatusCallbackRecord, StreamCloser, WebhookKind, WebhookRecord,
-    param,
+    MachineRecording, MediaStats, MessageRecord, RequestRecord, StatusCallbackRecord, StreamCloser,
+    WebhookKind, WebhookRecord, param,
 };
 
 use call::{CallRunner, Control, StatusCallbackSpec};

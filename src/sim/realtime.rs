@@ -55,7 +55,8 @@ use std::time::{Duration, Instant};
 use tokio::task::AbortHandle;
 
 pub use config::{
-    DropAfter, RealtimeScript, RealtimeSimConfig, ScriptReply, ScriptTurn, TagObserver,
+    DropAfter, RealtimeScript, RealtimeSimConfig, ScriptReply, ScriptTurn, ScriptVariant,
+    TagObserver,
 };
 pub use judge::SimVerdict;
 pub use standalone::{run_standalone, summary};

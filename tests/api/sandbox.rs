@@ -351,5 +351,87 @@ async fn sandbox_demo_campaign_starts_from_the_banner_and_reaches_all_three_cont
     let nobody = of(sandbox::CAMPAIGN_NO_ANSWER);
     assert_eq!(nobody["last_outcome"], "no_answer", "{nobody}");
     assert_eq!(nobody["attempts"].as_array().expect("attempts").len(), 2);
+
+    // Everything the demo left is readable through the API with the printed key.
+    let read = |path: String| {
+        let (client, key) = (client.clone(), seeded.api_key.clone());
+        let url = format!("{base}{path}");
+        async move {
+            let resp = client
+                .get(&url)
+                .bearer_auth(&key)
+                .send()
+                .await
+                .expect("get");
+            assert_eq!(resp.status(), 200, "{url}");
+            resp.json::<Value>().await.expect("json")
+        }
+    };
+    let person_call = person["attempts"][0]["call_id"]
+        .as_str()
+        .expect("the person's call")
+        .to_owned();
+    // The person asked for sales: a warm transfer, whispered and accepted by the operator.
+    let sessions = read(format!("/api/v1/voice-sessions?call_id={person_call}")).await;
+    let session_id = sessions["data"][0]["id"].as_str().expect("a session");
+    let session = read(format!("/api/v1/voice-sessions/{session_id}")).await;
+    let handoff = &session["handoffs"][0];
+    assert_eq!(handoff["warm"]["state"], "accepted", "{session}");
+    assert_eq!(handoff["warm"]["operator_number"], sandbox::WARM_OPERATOR);
+    assert_eq!(handoff["outcome"], "bridged", "{handoff}");
+    let operator_leg = sims
+        .carrier
+        .calls()
+        .into_iter()
+        .find(|c| c.to == sandbox::WARM_OPERATOR)
+        .expect("the operator was called");
+    assert!(
+        operator_leg
+            .said
+            .iter()
+            .any(|s| s.contains("Press 1 to accept")),
+        "{:?}",
+        operator_leg.said
+    );
+    // Its recording, complete, with the simulator's WAV behind the proxied download.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let recording = loop {
+        let list = read(format!("/api/v1/call-logs/{person_call}/recordings")).await;
+        if list["data"][0]["status"] == "completed" {
+            break list["data"][0].clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{list}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let rec = recording["id"].as_str().expect("recording id");
+    let wav = client
+        .get(format!(
+            "{base}/api/v1/call-logs/{person_call}/recordings/{rec}/media"
+        ))
+        .bearer_auth(&seeded.api_key)
+        .send()
+        .await
+        .expect("media");
+    assert_eq!(wav.status(), 200);
+    assert!(wav.bytes().await.expect("bytes").starts_with(b"RIFF"));
+    // The contact's variables reached the agent's session.
+    let variables_seen = sims.realtime.sessions().iter().any(|s| {
+        s.client_events_raw.iter().any(|e| {
+            e["type"] == "session.update"
+                && e["session"]["instructions"]
+                    .as_str()
+                    .is_some_and(|i| i.contains(r#""who":"person""#))
+        })
+    });
+    assert!(
+        variables_seen,
+        "the contact's variables are in the instructions"
+    );
+    // The machine got the voicemail after its beep, recorded on the call log.
+    let machine_call = machine["attempts"][0]["call_id"]
+        .as_str()
+        .expect("the machine's call");
+    let log = read(format!("/api/v1/call-logs/{machine_call}")).await;
+    assert_eq!(log["machine_outcome"], "voicemail_left", "{log}");
     server.abort();
 }

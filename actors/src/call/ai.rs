@@ -65,10 +65,14 @@ pub(super) fn session_config(version: Option<&AgentVersion>, call: &CallRecord) 
         |v| v.instructions.clone(),
     );
     let caller = super::tools::caller(call);
-    let instructions = format!(
+    let mut instructions = format!(
         "{base}\n\nCall context: this is a phone call ({dir}). The caller's number is {caller}.",
         dir = call.direction.as_str()
     );
+    if let Some(variables) = call_variables(call) {
+        instructions.push_str("\nCall variables (JSON): ");
+        instructions.push_str(&variables);
+    }
     let mut config = SessionConfig::telephony(
         model(version).to_owned(),
         instructions,
@@ -111,6 +115,21 @@ pub(super) fn session_config(version: Option<&AgentVersion>, call: &CallRecord) 
         config = config.with_tools(v.contract.session_tools());
     }
     config
+}
+
+/// The longest call-variables JSON put into the session's instructions (bytes).
+const MAX_VARIABLES_BYTES: usize = 4096;
+
+/// The call's variables (`metadata.variables`: a campaign contact's, or make-call's own), as
+/// compact JSON for the model, when they are a non-empty object no longer than
+/// [`MAX_VARIABLES_BYTES`].
+fn call_variables(call: &CallRecord) -> Option<String> {
+    let variables = call.metadata.as_ref()?.get("variables")?.as_object()?;
+    if variables.is_empty() {
+        return None;
+    }
+    let json = serde_json::to_string(variables).ok()?;
+    (json.len() <= MAX_VARIABLES_BYTES).then_some(json)
 }
 
 /// The tenant's own realtime-model key when it has one, else the global key.

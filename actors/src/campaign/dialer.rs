@@ -403,16 +403,9 @@ async fn attempt(
                 "external_id": contact.external_id,
                 "variables": contact.variables,
             })),
-            machine_detection: campaign.machine_detection.map(|m| {
-                crate::telephony::amd::AmdRequest::new(
-                    match m {
-                        crate::campaign::MachineAction::Voicemail => crate::telephony::amd::AmdAction::Voicemail,
-                        crate::campaign::MachineAction::Hangup => crate::telephony::amd::AmdAction::Hangup,
-                        crate::campaign::MachineAction::Continue => crate::telephony::amd::AmdAction::Continue,
-                    },
-                    None,
-                )
-            }),
+            machine_detection: campaign
+                .machine_detection
+                .map(|action| crate::telephony::amd::AmdRequest::new(action, None)),
             time_zone: campaign
                 .calling_windows
                 .as_ref()

@@ -61,8 +61,8 @@ impl TryFrom<CampaignRow> for Campaign {
         };
         let machine_detection = match r.machine_detection {
             Some(text) => Some(
-                serde_json::from_str::<MachineAction>(&text)
-                    .map_err(|_| StoreError::Corrupt("campaigns.machine_detection"))?,
+                MachineAction::parse(&text)
+                    .ok_or(StoreError::Corrupt("campaigns.machine_detection"))?,
             ),
             None => None,
         };
@@ -233,11 +233,7 @@ impl Store {
             .map(|w| serde_json::to_string(&w.to_spec()))
             .transpose()
             .map_err(|_| StoreError::Corrupt("campaigns.calling_windows"))?;
-        let machine = c
-            .machine_detection
-            .map(|m| serde_json::to_string(&m))
-            .transpose()
-            .map_err(|_| StoreError::Corrupt("campaigns.machine_detection"))?;
+        let machine = c.machine_detection.map(MachineAction::as_str);
         let retry =
             serde_json::to_string(&c.retry).map_err(|_| StoreError::Corrupt("campaigns.retry"))?;
         let total = i64::try_from(c.contacts.len()).unwrap_or(i64::MAX);

@@ -616,6 +616,28 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Claims the operator call of a warm transfer still `ringing` and not yet called (its
+    /// number recorded); false when another request claimed it or the transfer is decided.
+    pub async fn warm_claim_operator(
+        &self,
+        id: &HandoffId,
+        number: &str,
+    ) -> Result<bool, StoreError> {
+        let n = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE handoffs SET operator_number = $2, updated_at = $3 \
+                 WHERE id = $1 AND warm_state = 'ringing' AND operator_number IS NULL",
+            )
+            .bind(id.as_str())
+            .bind(number)
+            .bind(now_ms())
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
+    }
+
     /// Records the operator leg of a warm transfer (its `CallSid` and number).
     pub async fn warm_operator_leg(
         &self,

@@ -69,7 +69,7 @@ impl ControlAction {
 pub use crate::call::control::Initiator;
 
 /// Our number of `call` (the caller id of a dialed leg).
-fn our_number(call: &CallRecord) -> String {
+pub(super) fn our_number(call: &CallRecord) -> String {
     match call.direction {
         CallDirection::Inbound => call.to_number.clone(),
         CallDirection::Outbound => call.from_number.clone(),

@@ -171,16 +171,62 @@ pub(super) async fn start(
                "conference": name}),
     )
     .await;
-    let leg = PlaceLeg {
-        to: number.clone(),
-        from: w.caller_id.clone(),
-        twiml_url: ctx.urls().warm_transfer("whisper", &call.id, &w.handoff),
+    let leg = operator_leg(ctx, call, &w.handoff, number, w.caller_id, w.timeout_secs);
+    // The operator is called once the caller is in the conference (their `participant-join`,
+    // [`conference_status`]), so an operator never joins before the caller and leaves them
+    // waiting in a conference of their own; should that event be lost, after `JOIN_WAIT`.
+    let (task_ctx, task_call, handoff) = (ctx.clone(), call.clone(), w.handoff.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(JOIN_WAIT).await;
+        call_operator(&task_ctx, &task_call, &handoff, leg).await;
+    });
+    Ok(())
+}
+
+/// How long the operator's call waits for the caller's `participant-join` before it is
+/// placed anyway.
+const JOIN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The operator leg of a warm transfer: the number called, its whisper and status URLs.
+fn operator_leg(
+    ctx: &TelephonyCtx,
+    call: &CallRecord,
+    handoff: &HandoffId,
+    to: String,
+    from: String,
+    timeout_secs: u32,
+) -> PlaceLeg {
+    PlaceLeg {
+        to,
+        from,
+        twiml_url: ctx.urls().warm_transfer("whisper", &call.id, handoff),
         status_callback_url: ctx
             .urls()
-            .warm_transfer("operator-status", &call.id, &w.handoff),
-        timeout_secs: w.timeout_secs,
+            .warm_transfer("operator-status", &call.id, handoff),
+        timeout_secs,
+    }
+}
+
+/// Calls the operator, once per transfer (a conditional claim while it is `ringing`), in a
+/// task that records its own result even if the requester stops waiting.
+async fn call_operator(ctx: &TelephonyCtx, call: &CallRecord, handoff: &HandoffId, leg: PlaceLeg) {
+    match ctx.store().warm_claim_operator(handoff, &leg.to).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not claim the operator call of a warm transfer");
+            return;
+        }
+    }
+    let account = match ctx.account(&call.tenant_id).await {
+        Ok(account) => account,
+        Err(e) => {
+            tracing::warn!(error = %e, "no carrier account for the operator call");
+            return;
+        }
     };
-    let (task_ctx, task_call, handoff) = (ctx.clone(), call.clone(), w.handoff.clone());
+    let carrier = ctx.config().carrier.clone();
+    let (task_ctx, task_call, handoff) = (ctx.clone(), call.clone(), handoff.clone());
     let placed = tokio::spawn(async move {
         let ctx = task_ctx;
         match carrier.place_leg(&account.auth, &leg).await {
@@ -218,7 +264,6 @@ pub(super) async fn start(
     if let Err(e) = placed.await {
         tracing::warn!(error = %e, "the operator leg task failed");
     }
-    Ok(())
 }
 
 /// The handoff and call a webhook is about, scoped to the signing tenant (another tenant's
@@ -468,6 +513,25 @@ pub async fn conference_status(
         event == "participant-leave" && call_sid.is_some() && call_sid == call.call_sid.as_deref();
     if caller_left && state(&handoff) == "ringing" {
         abandon(ctx, &call, &handoff).await?;
+    }
+    let caller_joined =
+        event == "participant-join" && call_sid.is_some() && call_sid == call.call_sid.as_deref();
+    let not_called = handoff
+        .warm
+        .as_ref()
+        .is_some_and(|w| w.operator_number.is_none());
+    if caller_joined && state(&handoff) == "ringing" && not_called {
+        let id = HandoffId::from_stored(handoff.id.clone());
+        if let Some(queue) = warm_queue(ctx, &target.tenant_id, &id).await? {
+            let to = queue.numbers.first().cloned().unwrap_or_default();
+            let from = queue
+                .caller_id
+                .clone()
+                .unwrap_or_else(|| super::control::our_number(&call));
+            let timeout = u32::try_from(queue.ring_timeout_seconds).unwrap_or(30);
+            let leg = operator_leg(ctx, &call, &id, to, from, timeout);
+            call_operator(ctx, &call, &id, leg).await;
+        }
     }
     Ok(())
 }

@@ -201,6 +201,19 @@ pub struct RealtimeScript {
     pub default_reply: String,
     /// Transcript of user turns beyond the script.
     pub default_user: String,
+    /// Other turns for sessions whose instructions contain a marker (for example a call's
+    /// variables): the first variant whose marker the session's instructions contain, when
+    /// they are set, replaces [`RealtimeScript::turns`] for that session.
+    pub variants: Vec<ScriptVariant>,
+}
+
+/// Turns for the sessions whose instructions contain `marker`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ScriptVariant {
+    /// Looked for in the session's `instructions`.
+    pub marker: String,
+    /// The turns those sessions use.
+    pub turns: Vec<ScriptTurn>,
 }
 
 impl Default for RealtimeScript {
@@ -209,6 +222,7 @@ impl Default for RealtimeScript {
             turns: Vec::new(),
             default_reply: String::from("How can I help you?"),
             default_user: String::from("(caller speech)"),
+            variants: Vec::new(),
         }
     }
 }
@@ -220,6 +234,15 @@ impl RealtimeScript {
             turns,
             ..Self::default()
         }
+    }
+
+    /// The same script, with `turns` for sessions whose instructions contain `marker`.
+    pub fn with_variant(mut self, marker: impl Into<String>, turns: Vec<ScriptTurn>) -> Self {
+        self.variants.push(ScriptVariant {
+            marker: marker.into(),
+            turns,
+        });
+        self
     }
 
     /// Parses the JSON form (an object, or an array of turns).

@@ -311,6 +311,15 @@ impl Session {
             Ok(()) => {
                 effective::merge(&mut self.config, &session);
                 self.eff = effective::effective(&self.config);
+                if let Some(instructions) = session.get("instructions").and_then(Value::as_str)
+                    && let Some(variant) = self
+                        .script
+                        .variants
+                        .iter()
+                        .find(|v| instructions.contains(&v.marker))
+                {
+                    self.script.turns = variant.turns.clone();
+                }
                 if self.eff.vad.is_none() && self.vad.speaking() {
                     self.vad.reset();
                     self.user_item = None;
