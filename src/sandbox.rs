@@ -460,7 +460,8 @@ pub async fn seed(state: &AppState, sandbox: &Sandbox) -> anyhow::Result<Seeded>
                 idle_timeout_seconds: 30,
                 contract,
                 rubric: Some(rubric),
-                recording_policy: None,
+                // Recorded (outbound calls follow the version's policy).
+                recording_policy: Some(actors::recording::RecordingPolicy::On),
                 recording_disclosure: None,
             };
             let id = match draft {
@@ -524,7 +525,8 @@ pub async fn seed(state: &AppState, sandbox: &Sandbox) -> anyhow::Result<Seeded>
                 over_limit: OverLimit::Fallback,
                 max_concurrent_calls: 20,
                 test_callers: Vec::new(),
-                recording_policy: None,
+                // The demo's calls are recorded (dual-channel, by the carrier simulator).
+                recording_policy: Some(actors::recording::RecordingPolicy::On),
                 live_override,
             },
             meta()

@@ -266,6 +266,39 @@ async fn sandbox_call_uses_the_tool_escalates_and_falls_back_to_a_callback_task(
         assert!(tokio::time::Instant::now() < deadline, "{deliveries}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The demo route records its calls: the call's recording is readable, its WAV proxied.
+    let recordings = format!(
+        "{base}/api/v1/call-logs/{}/recordings",
+        placed["call_id"].as_str().expect("call id")
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let recording = loop {
+        let list: Value = client
+            .get(&recordings)
+            .bearer_auth(&second.api_key)
+            .send()
+            .await
+            .expect("recordings")
+            .json()
+            .await
+            .expect("json");
+        if list["data"][0]["status"] == "completed" {
+            break list["data"][0].clone();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let media = client
+        .get(format!(
+            "{recordings}/{}/media",
+            recording["id"].as_str().expect("id")
+        ))
+        .bearer_auth(&second.api_key)
+        .send()
+        .await
+        .expect("media");
+    assert_eq!(media.status(), 200);
+    assert_eq!(&media.bytes().await.expect("wav")[..4], b"RIFF");
     server.abort();
 }
 

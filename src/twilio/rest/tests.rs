@@ -823,3 +823,29 @@ fn error_messages_are_short_and_lowercase() {
     );
     assert_eq!(api(500, None).to_string(), "twilio api error 500: m");
 }
+
+// --- recording (issue 16, part 1) ---
+
+#[test]
+fn a_recording_asks_for_dual_channels_a_post_callback_and_three_events() {
+    let req = CreateRecording {
+        channels: "dual".into(),
+        status_callback: "https://voice.example.com/api/v1/recording-status?call_id=call_1".into(),
+        status_callback_events: vec!["in-progress".into(), "completed".into(), "absent".into()],
+    };
+    assert_eq!(
+        req.form(),
+        vec![
+            ("RecordingChannels", "dual".to_owned()),
+            (
+                "RecordingStatusCallback",
+                "https://voice.example.com/api/v1/recording-status?call_id=call_1".to_owned()
+            ),
+            ("RecordingStatusCallbackMethod", "POST".to_owned()),
+            (
+                "RecordingStatusCallbackEvent",
+                "in-progress completed absent".to_owned()
+            ),
+        ]
+    );
+}
