@@ -251,7 +251,7 @@ impl Store {
             .bind(&c.agent_key)
             .bind(&c.agent_version_id)
             .bind(&c.from)
-            .bind(&machine)
+            .bind(machine)
             .bind(&windows)
             .bind(c.calls_per_minute)
             .bind(c.max_concurrent)
