@@ -20,6 +20,8 @@ CREATE TABLE recordings (
     duration_seconds BIGINT,
     started_at       BIGINT,
     completed_at     BIGINT,
+    -- When `voice.recording.completed` was written (claimed once, by a conditional update).
+    completed_event_at BIGINT,
     created_at       BIGINT NOT NULL,
     updated_at       BIGINT NOT NULL,
     deleted_at       BIGINT,

@@ -44,6 +44,11 @@ use crate::time::{now_ms, rfc3339};
 
 /// How long an attempt's idempotency key is kept.
 const KEY_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
+/// A placement still without a recorded call this long after its key was created died
+/// preparing (preparing takes a few database round trips): it never reached the carrier.
+const STALE_PREPARE: Duration = Duration::from_secs(120);
+/// How soon a campaign outside its calling window is looked at again.
+const WINDOW_RECHECK: Duration = Duration::from_secs(30);
 
 /// Settings of the dialer.
 #[derive(Debug, Clone, Copy)]
@@ -204,6 +209,10 @@ impl Run {
                 .as_ref()
                 .is_some_and(|w| !w.is_open(self.ctx.config().clock.now_ms()))
             {
+                let now = now_ms();
+                store
+                    .defer_campaign(&campaign.id, now, now + ms(WINDOW_RECHECK))
+                    .await?;
                 continue;
             }
             // At most a second's worth of slots per round and campaign.
@@ -228,10 +237,16 @@ impl Run {
             }
             // Its next slot is at least half an interval away; a campaign held back by its
             // concurrency or with nothing due is looked at again on the tick.
+            let interval = 60_000 / campaign.calls_per_minute.max(1);
             if claimed_any {
-                let interval = 60_000 / campaign.calls_per_minute.max(1);
                 let soon = now_ms() + interval / 2;
                 next = Some(next.map_or(soon, |n| n.min(soon)));
+            } else {
+                // Held back: its slot goes behind the others' (at most a second away).
+                let now = now_ms();
+                store
+                    .defer_campaign(&campaign.id, now, now + interval.clamp(250, 1000))
+                    .await?;
             }
         }
         Ok(next)
@@ -449,29 +464,50 @@ async fn attempt(
             IdempotencyBegin::Started | IdempotencyBegin::Replay { .. }
         ) =>
         {
-            // Nothing was dialed: the key goes and the attempt is tried later.
-            store
-                .idempotency_forget_unplaced(tenant, &claimed.key)
-                .await?;
-            store
+            // Nothing was dialed: the attempt is given back, to be tried later, and then —
+            // only while this dialer still holds its lease, so a dialer that lost it never
+            // forgets the key of another's placement — its key goes.
+            if store
                 .campaign_attempt_not_placed(
                     &claimed.id,
                     &claimed.contact.id,
                     &claimed.lease_token,
                     now_ms() + ms(retry_after),
                 )
-                .await?;
+                .await?
+            {
+                store
+                    .idempotency_forget_unplaced(tenant, &claimed.key, i64::MAX)
+                    .await?;
+            }
         }
-        // Another placement of this key is still preparing (or died preparing, and its key
-        // is abandoned within a minute): held for another lease, then looked at again.
+        // Another placement of this key is still preparing: held for another lease, then
+        // looked at again. One that died preparing (its key older than `STALE_PREPARE`,
+        // still without a recorded call) never reached the carrier: its key goes and the
+        // attempt is given back.
         None => {
-            store
-                .campaign_attempt_extend(
-                    &claimed.id,
-                    &claimed.lease_token,
-                    now_ms() + ms(settings.lease),
-                )
-                .await?;
+            let stale = now_ms() - ms(STALE_PREPARE);
+            if store
+                .idempotency_forget_unplaced(tenant, &claimed.key, stale)
+                .await?
+            {
+                store
+                    .campaign_attempt_not_placed(
+                        &claimed.id,
+                        &claimed.contact.id,
+                        &claimed.lease_token,
+                        now_ms() + ms(retry_after),
+                    )
+                    .await?;
+            } else {
+                store
+                    .campaign_attempt_extend(
+                        &claimed.id,
+                        &claimed.lease_token,
+                        now_ms() + ms(settings.lease),
+                    )
+                    .await?;
+            }
         }
     }
     Ok(())

@@ -56,7 +56,7 @@ pub async fn get(
         .get_campaign(tenant, id)
         .await?
         .ok_or(CampaignError::NotFound)?;
-    let progress = store.campaign_progress(id).await?;
+    let progress = store.campaign_progress(tenant, id).await?;
     Ok((campaign, progress))
 }
 
@@ -70,7 +70,7 @@ pub async fn list(
     let page = store.list_campaigns(tenant, limit, offset).await?;
     let mut items = Vec::with_capacity(page.items.len());
     for c in page.items {
-        let p = store.campaign_progress(&c.id).await?;
+        let p = store.campaign_progress(tenant, &c.id).await?;
         items.push((c, p));
     }
     Ok(Page {
@@ -94,7 +94,7 @@ pub async fn act(
     {
         Some(c) => {
             dialer.wake();
-            let p = store.campaign_progress(&c.id).await?;
+            let p = store.campaign_progress(tenant, &c.id).await?;
             Ok((c, p))
         }
         None => {

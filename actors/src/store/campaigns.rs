@@ -333,27 +333,35 @@ impl Store {
         })
     }
 
-    /// The contact and attempt counts of a campaign.
-    pub async fn campaign_progress(&self, id: &CampaignId) -> Result<Progress, StoreError> {
+    /// The contact and attempt counts of the tenant's campaign.
+    pub async fn campaign_progress(
+        &self,
+        tenant: &TenantId,
+        id: &CampaignId,
+    ) -> Result<Progress, StoreError> {
         let (states, outcomes, attempts): (Counts, Counts, i64) = on_pool!(self, pool => {
             let states = sqlx::query_as(
-                "SELECT state, COUNT(*) FROM campaign_contacts WHERE campaign_id = $1 GROUP BY state",
+                "SELECT state, COUNT(*) FROM campaign_contacts WHERE campaign_id = $1 AND tenant_id = $2 \
+                 GROUP BY state",
             )
             .bind(id.as_str())
+            .bind(tenant.as_str())
             .fetch_all(pool)
             .await?;
             let outcomes = sqlx::query_as(
-                "SELECT last_outcome, COUNT(*) FROM campaign_contacts WHERE campaign_id = $1 \
+                "SELECT last_outcome, COUNT(*) FROM campaign_contacts WHERE campaign_id = $1 AND tenant_id = $2 \
                  AND state IN ('completed', 'skipped', 'exhausted') AND last_outcome IS NOT NULL \
                  GROUP BY last_outcome",
             )
             .bind(id.as_str())
+            .bind(tenant.as_str())
             .fetch_all(pool)
             .await?;
             let attempts = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM campaign_attempts WHERE campaign_id = $1",
+                "SELECT COUNT(*) FROM campaign_attempts WHERE campaign_id = $1 AND tenant_id = $2",
             )
             .bind(id.as_str())
+            .bind(tenant.as_str())
             .fetch_one(pool)
             .await?;
             (states, outcomes, attempts)
@@ -507,6 +515,29 @@ impl Store {
                 .collect::<Result<_, _>>()?,
             next,
         ))
+    }
+
+    /// Moves a running campaign's due slot (at or before `now`) to `to`: a campaign that
+    /// could not use it (its window closed, at a limit, nothing due) goes behind the others,
+    /// so campaigns held back never keep the rest from being looked at. A slot another node
+    /// has just taken (moved past `now`) is left alone.
+    pub async fn defer_campaign(
+        &self,
+        id: &CampaignId,
+        now: i64,
+        to: i64,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE campaigns SET next_dial_at = $3 WHERE id = $1 AND status = 'running' AND next_dial_at <= $2",
+            )
+            .bind(id.as_str())
+            .bind(now)
+            .bind(to)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
     }
 
     /// Claims the next pacing slot of `campaign` and, with it, its most due pending contact
@@ -770,24 +801,29 @@ impl Store {
         Ok(found.map(CallId::from_stored))
     }
 
-    /// Forgets a key whose request created no call (a refused admission): a retry of the
-    /// same attempt runs again.
+    /// Forgets a key created before `created_before` whose request created no call (a
+    /// refused admission, or a placement that died before recording its call — a call is
+    /// recorded before the carrier is asked, so it was never dialed): a retry of the same
+    /// attempt runs again. True when it was forgotten.
     pub async fn idempotency_forget_unplaced(
         &self,
         tenant: &TenantId,
         key: &str,
-    ) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
+        created_before: i64,
+    ) -> Result<bool, StoreError> {
+        let n = on_pool!(self, pool => {
             sqlx::query(
-                "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 \
+                "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND created_at < $3 \
                  AND (call_id IS NULL OR NOT EXISTS (SELECT 1 FROM calls c WHERE c.id = idempotency_keys.call_id))",
             )
             .bind(tenant.as_str())
             .bind(key)
+            .bind(created_before)
             .execute(pool)
-            .await?;
+            .await?
+            .rows_affected()
         });
-        Ok(())
+        Ok(n == 1)
     }
 
     /// Placed attempts whose call has completed (to settle), up to `limit`.
@@ -895,9 +931,9 @@ impl Store {
         now: i64,
         event: impl Fn(&Campaign, &Progress) -> super::NewEvent,
     ) -> Result<Vec<Campaign>, StoreError> {
-        let ids: Vec<String> = on_pool!(self, pool => {
-            sqlx::query_scalar(
-                "SELECT id FROM campaigns c WHERE status = 'running' AND NOT EXISTS \
+        let ids: Vec<(String, String)> = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT id, tenant_id FROM campaigns c WHERE status = 'running' AND NOT EXISTS \
                  (SELECT 1 FROM campaign_contacts k WHERE k.campaign_id = c.id AND k.state IN ('pending', 'in_progress')) \
                  LIMIT 50",
             )
@@ -905,9 +941,11 @@ impl Store {
             .await?
         });
         let mut done = Vec::new();
-        for id in ids {
+        for (id, tenant) in ids {
             let id = CampaignId::from_stored(id);
-            let progress = self.campaign_progress(&id).await?;
+            let progress = self
+                .campaign_progress(&TenantId::from_stored(tenant), &id)
+                .await?;
             let completed: Option<Campaign> = on_pool!(self, pool => {
                 let mut tx = pool.begin().await?;
                 let row: Option<CampaignRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -1036,7 +1074,10 @@ mod tests {
                 .expect("claim")
                 .is_none()
         );
-        let p = store.campaign_progress(&c.id).await.expect("progress");
+        let p = store
+            .campaign_progress(&c.tenant_id, &c.id)
+            .await
+            .expect("progress");
         assert_eq!((p.pending, p.in_progress, p.attempts), (3, 2, 2));
     }
 
@@ -1136,7 +1177,7 @@ mod tests {
         );
         // A placement refused for a limit gives the attempt back, uncounted.
         store
-            .idempotency_forget_unplaced(&tenant, &second.key)
+            .idempotency_forget_unplaced(&tenant, &second.key, i64::MAX)
             .await
             .expect("forget");
         assert!(
@@ -1145,7 +1186,10 @@ mod tests {
                 .await
                 .expect("given back")
         );
-        let p = store.campaign_progress(&c.id).await.expect("progress");
+        let p = store
+            .campaign_progress(&c.tenant_id, &c.id)
+            .await
+            .expect("progress");
         assert_eq!((p.pending, p.in_progress, p.attempts), (1, 1, 1));
     }
 }

@@ -208,7 +208,6 @@ impl Store {
                     RecordingUpsert::Foreign
                 }
                 before => {
-                    let was_completed = before.as_ref().is_some_and(|r| r.status == "completed");
                     let completed_at = (cb.status == "completed").then_some(cb.now);
                     sqlx::query(sqlx::AssertSqlSafe(format!(
                         "INSERT INTO recordings (id, tenant_id, call_id, recording_sid, account_sid, channels, status, \
@@ -242,13 +241,31 @@ impl Store {
                     .fetch_one(&mut *tx)
                     .await?;
                     let recording = RecordingRecord::from(row);
-                    let completed_now = !was_completed && recording.status == "completed";
-                    if completed_now {
-                        let new_event = event(&recording);
-                        let _queued = insert_event!(&mut *tx, &new_event);
+                    if recording.tenant_id != cb.tenant_id || recording.call_id != cb.call_id {
+                        // Another tenant's (or call's) row, inserted concurrently: untouched.
+                        tx.rollback().await?;
+                        RecordingUpsert::Foreign
+                    } else {
+                        // The event is written once: by the one transaction whose conditional
+                        // update marks it (a concurrent duplicate callback waits for the row,
+                        // then finds it marked).
+                        let completed_now = sqlx::query(
+                            "UPDATE recordings SET completed_event_at = $2 WHERE recording_sid = $1 \
+                             AND status = 'completed' AND completed_event_at IS NULL",
+                        )
+                        .bind(&cb.recording_sid)
+                        .bind(cb.now)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected()
+                            == 1;
+                        if completed_now {
+                            let new_event = event(&recording);
+                            let _queued = insert_event!(&mut *tx, &new_event);
+                        }
+                        tx.commit().await?;
+                        RecordingUpsert::Applied { recording: Box::new(recording), completed_now }
                     }
-                    tx.commit().await?;
-                    RecordingUpsert::Applied { recording: Box::new(recording), completed_now }
                 }
             }
         });

@@ -222,13 +222,16 @@ async fn call_operator(ctx: &TelephonyCtx, call: &CallRecord, handoff: &HandoffI
         Ok(account) => account,
         Err(e) => {
             tracing::warn!(error = %e, "no carrier account for the operator call");
+            if let Err(e) = settle(ctx, call, handoff, "failed", "failed", None).await {
+                tracing::warn!(error = %e, "could not settle the failed warm transfer");
+            }
             return;
         }
     };
     let carrier = ctx.config().carrier.clone();
-    let (task_ctx, task_call, handoff) = (ctx.clone(), call.clone(), handoff.clone());
+    let (task_ctx, task_call, task_handoff) = (ctx.clone(), call.clone(), handoff.clone());
     let placed = tokio::spawn(async move {
-        let ctx = task_ctx;
+        let (ctx, handoff) = (task_ctx, task_handoff);
         match carrier.place_leg(&account.auth, &leg).await {
             Ok(placed) => {
                 if let Err(e) = ctx
@@ -262,7 +265,12 @@ async fn call_operator(ctx: &TelephonyCtx, call: &CallRecord, handoff: &HandoffI
         }
     });
     if let Err(e) = placed.await {
+        // The task died before it recorded anything: the transfer is settled as failed, so
+        // the caller does not wait on hold for an operator who is never called.
         tracing::warn!(error = %e, "the operator leg task failed");
+        if let Err(e) = settle(ctx, call, handoff, "failed", "failed", None).await {
+            tracing::warn!(error = %e, "could not settle the failed warm transfer");
+        }
     }
 }
 
