@@ -1191,5 +1191,37 @@ mod tests {
             .await
             .expect("progress");
         assert_eq!((p.pending, p.in_progress, p.attempts), (1, 1, 1));
+        // A key whose call was recorded is never forgotten, however old.
+        assert!(
+            !store
+                .idempotency_forget_unplaced(&tenant, &placed.key, i64::MAX)
+                .await
+                .expect("forget")
+        );
+        // A placement that died after tying its key to a call it never recorded: young, it
+        // may still be preparing and is kept; stale, it never reached the carrier and goes.
+        let dead = "campaign:dead-placement";
+        store
+            .idempotency_begin(&tenant, dead, "h", 60_000)
+            .await
+            .expect("begin");
+        let never = crate::store::fixtures::call(&tenant);
+        store
+            .idempotency_attach(&tenant, dead, &never.id)
+            .await
+            .expect("attach");
+        let created = crate::time::now_ms();
+        assert!(
+            !store
+                .idempotency_forget_unplaced(&tenant, dead, created - 120_000)
+                .await
+                .expect("young")
+        );
+        assert!(
+            store
+                .idempotency_forget_unplaced(&tenant, dead, created + 120_000)
+                .await
+                .expect("stale")
+        );
     }
 }
