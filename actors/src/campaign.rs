@@ -19,7 +19,7 @@ pub use dialer::{Dialer, DialerSettings};
 pub use ops::CampaignError;
 
 /// Most contacts in one campaign.
-pub const MAX_CONTACTS: usize = 10_000;
+pub const MAX_CONTACTS: usize = 1_000;
 /// Highest pacing.
 pub const MAX_CALLS_PER_MINUTE: i64 = 600;
 /// Most attempts per contact a retry rule allows.

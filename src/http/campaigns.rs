@@ -130,8 +130,8 @@ pub struct CreateCampaignRequest {
     /// Caller id, E.164: one of the tenant's outbound numbers (default: its outbound route).
     #[schema(format = "e164")]
     pub from: Option<String>,
-    /// The contacts (1–10,000, each number once).
-    #[schema(min_items = 1, max_items = 10000)]
+    /// The contacts (1–1,000, each number once).
+    #[schema(min_items = 1, max_items = 1000)]
     pub contacts: Vec<CampaignContactRequest>,
     /// Weekly windows in a time zone when contacts are dialed (the pre-dial policy's
     /// calling hours apply as well); omit to dial whenever the policy allows.

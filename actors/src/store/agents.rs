@@ -221,21 +221,22 @@ impl Store {
         let (rubric, rubric_hash) = rubric_columns(v);
         let number = on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM agent_versions WHERE agent_id = $1")
-                .bind(v.agent_id.as_str())
-                .fetch_one(&mut *tx)
-                .await?;
-            sqlx::query(
+            // The number is computed by the insert itself: the transaction's first statement
+            // writes, so SQLite takes its write lock and waits for a concurrent writer (a read
+            // first could not be upgraded and would fail at once).
+            let next: i64 = sqlx::query_scalar(
                 "INSERT INTO agent_versions (id, agent_id, tenant_id, version, status, model, voice, instructions, greeting, \
                  transcription_model, transcription_language, turn_detection, max_call_seconds, idle_timeout_seconds, \
                  tools, escalation, identity, created_at, approved_at, retired_at, rubric, rubric_hash, \
                  recording_policy, recording_disclosure, voicemail_message) \
-                 VALUES ($1, $2, $3, $4, 'draft', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, NULL, NULL, $18, $19, $20, $21, $22)",
+                 SELECT $1, $2, $3, (SELECT COALESCE(MAX(version), $4) + 1 FROM agent_versions WHERE agent_id = $2), 'draft', \
+                 $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, NULL, NULL, $18, $19, $20, $21, $22 \
+                 RETURNING version",
             )
             .bind(v.id.as_str())
             .bind(v.agent_id.as_str())
             .bind(v.tenant_id.as_str())
-            .bind(next)
+            .bind(0_i64)
             .bind(&v.model)
             .bind(&v.voice)
             .bind(&v.instructions)
@@ -254,7 +255,7 @@ impl Store {
             .bind(v.recording_policy.map(crate::recording::RecordingPolicy::as_str))
             .bind(&v.recording_disclosure)
             .bind(&v.voicemail_message)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
             insert_audit!(&mut *tx, audit)?;
             tx.commit().await?;
