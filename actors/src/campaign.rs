@@ -571,6 +571,9 @@ pub struct Campaign {
     pub updated_at: i64,
     /// Unix ms, when every contact was finished.
     pub completed_at: Option<i64>,
+    /// Why the dialer paused it: its calls cannot be placed as it is configured (fix, then
+    /// resume).
+    pub paused_reason: Option<String>,
 }
 
 /// Counts of a campaign's contacts and attempts.

@@ -21,7 +21,9 @@ CREATE TABLE campaigns (
     contacts_total     BIGINT NOT NULL,
     created_at         BIGINT NOT NULL,
     updated_at         BIGINT NOT NULL,
-    completed_at       BIGINT
+    completed_at       BIGINT,
+    -- Why the dialer paused it (a placement that cannot succeed as configured); cleared on resume.
+    paused_reason      TEXT
 );
 CREATE INDEX campaigns_tenant ON campaigns (tenant_id, created_at);
 CREATE INDEX campaigns_status ON campaigns (status);

@@ -214,6 +214,10 @@ pub struct CampaignView {
     pub updated_at: String,
     /// RFC 3339, when every contact was finished.
     pub completed_at: Option<String>,
+    /// Why the dialer paused the campaign: its calls cannot be placed as it is configured
+    /// (the field and what is wrong, e.g. `from: is not one of this tenant's outbound
+    /// numbers`); fix it, then resume. Cleared on resume.
+    pub paused_reason: Option<String>,
 }
 
 fn campaign_view(c: Campaign, p: Progress) -> CampaignView {
@@ -247,6 +251,7 @@ fn campaign_view(c: Campaign, p: Progress) -> CampaignView {
         created_at: rfc3339(c.created_at),
         updated_at: rfc3339(c.updated_at),
         completed_at: c.completed_at.map(rfc3339),
+        paused_reason: c.paused_reason,
     }
 }
 

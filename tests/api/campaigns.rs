@@ -25,6 +25,7 @@ backend_tests!(
     two_nodes_share_a_campaign_and_each_attempt_is_claimed_once,
     pause_holds_new_attempts_until_resume_and_cancel_stops_them,
     nobody_is_dialed_outside_the_calling_windows,
+    a_campaign_its_calls_cannot_be_placed_for_is_paused_with_the_reason,
 );
 
 const NUMBER: &str = "+14155550100";
@@ -729,5 +730,40 @@ async fn nobody_is_dialed_outside_the_calling_windows(backend: Backend) {
     assert_eq!(now["status"], "running");
     assert_eq!(now["progress"]["pending"], 1, "{now}");
     assert_eq!(now["progress"]["attempts"], 0, "{now}");
+    app.stop().await;
+}
+
+/// A campaign whose calls its own configuration refuses (here `voicemail` on a version
+/// without a voicemail message) is paused with the reason, dials nobody and counts no
+/// attempt; resuming clears the reason (and pauses it again while nothing is fixed).
+async fn a_campaign_its_calls_cannot_be_placed_for_is_paused_with_the_reason(backend: Backend) {
+    let (app, sim, t) = setup(backend, busy_carrier(Duration::from_millis(50)), |_| {}).await;
+    let mut body = base_campaign(
+        vec![json!({"phone": phone(1)}), json!({"phone": phone(2)})],
+        120,
+        2,
+    );
+    body["machine_detection"] = json!({"action": "voicemail"});
+    body["start"] = json!(true);
+    let c = created(&app, &t.key, body).await;
+    let id = c["id"].as_str().expect("id").to_owned();
+    let paused = await_status(&app, &t.key, &id, "paused", Duration::from_secs(20)).await;
+    let reason = paused["paused_reason"].as_str().expect("a reason");
+    assert!(reason.starts_with("machine_detection.action:"), "{reason}");
+    assert!(sim.calls().is_empty(), "nobody is dialed");
+    assert_eq!(paused["progress"]["pending"], 2, "{paused}");
+    for contact in contacts(&app, &t.key, &id).await {
+        assert_eq!(contact["state"], "pending", "{contact}");
+    }
+    let resumed: Value = post(&app, &t.key, &format!("/api/v1/campaigns/{id}/resume"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(resumed["status"], "running", "{resumed}");
+    assert!(resumed["paused_reason"].is_null(), "{resumed}");
+    let again = await_status(&app, &t.key, &id, "paused", Duration::from_secs(20)).await;
+    assert!(again["paused_reason"].is_string(), "{again}");
+    assert!(sim.calls().is_empty());
     app.stop().await;
 }

@@ -438,7 +438,20 @@ async fn attempt(
         if let Waited::Done(result) = handle.wait(Duration::ZERO).await
             && let Err(e) = *result
         {
-            if matches!(e, TelephonyError::AtLimit(_)) {
+            // The campaign's own configuration refused (its `from`, agent, version, or a
+            // voicemail action without the version's message): every attempt would be, so
+            // the campaign is paused with the reason instead of retrying for ever.
+            let misconfigured = match &e {
+                TelephonyError::Invalid(field, message) => Some(format!("{field}: {message}")),
+                TelephonyError::InvalidField(field, message) => Some(format!("{field}: {message}")),
+                _ => None,
+            };
+            if let Some(reason) = misconfigured {
+                tracing::warn!(campaign = %campaign.id, reason = %reason, "campaign paused: its calls cannot be placed");
+                store
+                    .pause_campaign_for(&campaign.id, &reason, now_ms())
+                    .await?;
+            } else if matches!(e, TelephonyError::AtLimit(_)) {
                 retry_after = settings.limit_retry;
             } else if !matches!(
                 e,

@@ -38,11 +38,12 @@ struct CampaignRow {
     created_at: i64,
     updated_at: i64,
     completed_at: Option<i64>,
+    paused_reason: Option<String>,
 }
 
 const CAMPAIGN_COLUMNS: &str = "id, tenant_id, name, agent_key, agent_version_id, from_number, \
      machine_detection, calling_windows, calls_per_minute, max_concurrent, retry, status, \
-     contacts_total, created_at, updated_at, completed_at";
+     contacts_total, created_at, updated_at, completed_at, paused_reason";
 
 impl TryFrom<CampaignRow> for Campaign {
     type Error = StoreError;
@@ -85,6 +86,7 @@ impl TryFrom<CampaignRow> for Campaign {
             created_at: r.created_at,
             updated_at: r.updated_at,
             completed_at: r.completed_at,
+            paused_reason: r.paused_reason,
         })
     }
 }
@@ -403,7 +405,8 @@ impl Store {
         let row: Option<CampaignRow> = on_pool!(self, pool => {
             sqlx::query_as(sqlx::AssertSqlSafe(format!(
                 "UPDATE campaigns SET status = $3, updated_at = $4, \
-                 next_dial_at = CASE WHEN $3 = 'running' THEN $4 ELSE next_dial_at END \
+                 next_dial_at = CASE WHEN $3 = 'running' THEN $4 ELSE next_dial_at END, \
+                 paused_reason = CASE WHEN $3 = 'paused' THEN paused_reason ELSE NULL END \
                  WHERE id = $1 AND tenant_id = $2 AND status IN ({allowed}) \
                  RETURNING {CAMPAIGN_COLUMNS}"
             )))
@@ -515,6 +518,29 @@ impl Store {
                 .collect::<Result<_, _>>()?,
             next,
         ))
+    }
+
+    /// Pauses a running campaign whose calls cannot be placed as it is configured (its
+    /// `from`, agent or version refused), with the reason; resuming clears it.
+    pub async fn pause_campaign_for(
+        &self,
+        id: &CampaignId,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let n = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE campaigns SET status = 'paused', paused_reason = $2, updated_at = $3 \
+                 WHERE id = $1 AND status = 'running'",
+            )
+            .bind(id.as_str())
+            .bind(reason)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        Ok(n == 1)
     }
 
     /// Moves a running campaign's due slot (at or before `now`) to `to`: a campaign that
