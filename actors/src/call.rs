@@ -678,7 +678,7 @@ impl CallState {
     /// events.
     fn attach_ai(&mut self, link: AiLink) {
         let attached = self.media.send(pumps::MediaCmd::Attach {
-            link,
+            link: Box::new(link),
             generation: self.ai_generation,
         });
         self.ai_attached = attached.is_ok();

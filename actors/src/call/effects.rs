@@ -108,12 +108,14 @@ impl CallState {
     {
         let actor = myself.clone();
         let work = work(self.deps.clone(), Arc::clone(&self.call));
-        let task = tokio::spawn(
+        // Boxed: the task's slot, kept by its abort handle until the call ends, then holds a
+        // pointer instead of the whole finished future (see `docs/performance.md`, memory).
+        let task = tokio::spawn(Box::pin(
             async move {
                 let _ = actor.cast(work.await);
             }
             .instrument(self.span.clone()),
-        );
+        ));
         self.guard.tasks.push(task.abort_handle());
     }
 
@@ -141,7 +143,8 @@ impl CallState {
         let call = Arc::clone(&self.call);
         let version = self.version.clone();
         let actor = myself.clone();
-        let task = tokio::spawn(
+        // Boxed, as in `task`: the connection future is freed once it is done.
+        let task = tokio::spawn(Box::pin(
             async move {
                 let link = ai::connect(&deps, &call, version.as_deref(), &replay).await;
                 if let Err(ractor::MessagingErr::SendErr(CallMsg::AiConnected(_, Ok(mut link)))) =
@@ -152,7 +155,7 @@ impl CallState {
                 }
             }
             .instrument(self.span.clone()),
-        );
+        ));
         self.guard.tasks.push(task.abort_handle());
     }
 

@@ -62,8 +62,8 @@ pub(super) enum MediaCmd {
     /// Read this model connection (of `generation`) and send caller audio to it from now
     /// on; a previous connection still open is dropped.
     Attach {
-        /// The connection, configured.
-        link: AiLink,
+        /// The connection, configured (boxed: every message of the channel is this size).
+        link: Box<AiLink>,
         /// Its generation (events are cast with it).
         generation: u64,
     },
@@ -250,7 +250,8 @@ async fn run(args: MediaArgs, mut cmds: mpsc::UnboundedReceiver<MediaCmd>) {
             next(&mut cmds, &mut media.incoming, &mut media.model).await
         };
         match input {
-            Input::Cmd(Some(cmd)) => media.command(cmd).await,
+            // Rare, and boxed: the task's state is the size of the hot path's, not this one's.
+            Input::Cmd(Some(cmd)) => Box::pin(media.command(cmd)).await,
             Input::Cmd(None) => break,
             Input::Caller(frame) => media.on_caller(frame),
             Input::Model(event) => media.on_model(event).await,
@@ -301,7 +302,7 @@ impl Media {
     async fn command(&mut self, cmd: MediaCmd) {
         match cmd {
             MediaCmd::Attach { link, generation } => {
-                let mut model = Model::new(link, generation);
+                let mut model = Model::new(*link, generation);
                 // Audio kept before the session was ready leaves first, in order.
                 for early in self.early.drain(..) {
                     model.feed_audio(&early, &self.metrics.caller);

@@ -243,7 +243,10 @@ async fn run(store: Store, notifier: Notifier, owner: Owner, mut rx: mpsc::Recei
             }
             Op::Write(record) => {
                 let name = record.name();
-                if let Err(error) = write(&store, &notifier, &owner, &mut gaps, *record).await {
+                // Boxed: the task lives as long as the call; its state holds a pointer to the
+                // write in progress instead of room for the largest write.
+                let written = Box::pin(write(&store, &notifier, &owner, &mut gaps, *record));
+                if let Err(error) = written.await {
                     metrics::counter!("call_record_errors_total").increment(1);
                     tracing::warn!(record = name, error = %error, "could not write a call record");
                 }

@@ -59,7 +59,8 @@ impl RunningTool {
 /// Spawns the task of `job`.
 pub(super) fn spawn(ctx: ToolContext, job: ToolJob, span: tracing::Span) -> RunningTool {
     let (cancel, cancelled) = oneshot::channel();
-    let join = tokio::spawn(run(ctx, job, cancelled).instrument(span));
+    // Boxed: the finished future is freed while its join handle waits to be read.
+    let join = tokio::spawn(Box::pin(run(ctx, job, cancelled).instrument(span)));
     RunningTool { cancel, join }
 }
 

@@ -202,7 +202,8 @@ impl Media {
             }
         };
         match event {
-            ServerEvent::SpeechStarted(_) => self.barge_in(generation).await,
+            // Boxed, as rare: the task's state stays the size of the audio path's.
+            ServerEvent::SpeechStarted(_) => Box::pin(self.barge_in(generation)).await,
             ServerEvent::Unknown { kind } => {
                 tracing::debug!(kind = %kind, "unknown ai event");
             }

@@ -250,7 +250,7 @@ async fn model_with(events: Vec<String>) -> AiLink {
 /// Hands the model connection to the media task.
 fn attach(cmds: &mpsc::UnboundedSender<MediaCmd>, link: AiLink) {
     cmds.send(MediaCmd::Attach {
-        link,
+        link: Box::new(link),
         generation: 1,
     })
     .expect("media task running");
