@@ -184,6 +184,12 @@ impl Run {
     /// One round; returns when the next pacing slot is due, if any.
     async fn round(&self, attempts: &mut JoinSet<()>) -> Result<Option<i64>, StoreError> {
         let store = self.ctx.store();
+        // No campaign running and no attempt in flight on any node: nothing to claim, settle
+        // or complete (a campaign started here wakes the dialer; one started on another
+        // node is seen at the next round).
+        if !store.campaign_work_pending().await? {
+            return Ok(None);
+        }
         self.settle(store).await?;
         let completed = store
             .complete_finished_campaigns(now_ms(), completed_event)

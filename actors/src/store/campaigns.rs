@@ -949,6 +949,23 @@ impl Store {
         Ok(done)
     }
 
+    /// Whether a dialer round has anything to act on anywhere in the cluster: a running
+    /// campaign (slots to claim, completion), or an attempt claimed or placed (a lease to
+    /// reclaim, a call to settle). Two index probes: an idle node's round is this one read
+    /// instead of five.
+    pub async fn campaign_work_pending(&self) -> Result<bool, StoreError> {
+        let found: Option<String> = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT id FROM campaigns WHERE status = 'running' \
+                 UNION ALL SELECT id FROM campaign_attempts WHERE state IN ('claimed', 'placed') \
+                 LIMIT 1",
+            )
+            .fetch_optional(pool)
+            .await?
+        });
+        Ok(found.is_some())
+    }
+
     /// Completes every running campaign whose contacts are all finished, each with its
     /// `voice.campaign.completed` event (built by `event` from the campaign and its counts)
     /// in the same transaction, once: the conditional `UPDATE` lets one node do it.
@@ -1105,6 +1122,51 @@ mod tests {
             .await
             .expect("progress");
         assert_eq!((p.pending, p.in_progress, p.attempts), (3, 2, 2));
+    }
+
+    #[tokio::test]
+    async fn dialer_work_is_pending_while_a_campaign_runs_or_an_attempt_is_in_flight() {
+        let store = crate::store::fixtures::store().await;
+        let tenant = crate::store::fixtures::tenant(&store).await;
+        assert!(
+            !store.campaign_work_pending().await.expect("read"),
+            "no campaign"
+        );
+        let c = running(&store, &tenant, 2, 600, 5).await;
+        assert!(
+            store.campaign_work_pending().await.expect("read"),
+            "running"
+        );
+        let now = crate::time::now_ms();
+        let claimed = store
+            .claim_campaign_attempt(&c, now, now + 30_000, "a")
+            .await
+            .expect("claim")
+            .expect("a slot is due");
+        // Paused with an attempt in flight: its call is still to settle.
+        let paused = store
+            .transition_campaign(
+                &tenant,
+                &c.id,
+                &[CampaignStatus::Running],
+                CampaignStatus::Paused,
+                now,
+            )
+            .await
+            .expect("pause");
+        assert!(paused.is_some());
+        assert!(
+            store.campaign_work_pending().await.expect("read"),
+            "in flight"
+        );
+        // Nothing running and the attempt given back: idle.
+        assert!(
+            store
+                .campaign_attempt_not_placed(&claimed.id, &claimed.contact.id, "a", now)
+                .await
+                .expect("give back")
+        );
+        assert!(!store.campaign_work_pending().await.expect("read"), "idle");
     }
 
     #[tokio::test]
